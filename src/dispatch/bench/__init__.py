@@ -1,0 +1,1 @@
+"""Benchmarks, one module per area; each exposes a click `command`."""

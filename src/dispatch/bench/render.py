@@ -1,0 +1,1 @@
+"""Benchmark of this area (placeholder until its issue lands)."""

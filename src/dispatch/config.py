@@ -1,0 +1,177 @@
+"""Typed settings: defaults for the embedded setup, overridden by a TOML file, then by DISPATCH_* env.
+
+Why this order: the defaults make `dispatch demo` run on a bare machine; a config file outside
+git holds a deployment's settings; the environment wins so containers and CI can override
+anything (secrets included) without writing files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dispatch.paths import PROJECT_ROOT, TEMPLATES_DIR
+
+ENV_PREFIX = "DISPATCH_"
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "dispatch.toml"
+SECRET_FIELDS = frozenset({"secret_key", "smtp_password", "wechat_app_secret", "wechat_aes_key", "wechat_token"})
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting and its source."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # storage and queue
+    data_dir: Path = Path("var")
+    database_url: str = ""  # empty: SQLite file in data_dir
+    broker_url: str = ""  # empty: embedded broker (see delivery docs)
+    redis_url: str = ""  # empty: in-process rate limiter and token cache
+    # public web side
+    public_base_url: str = "http://127.0.0.1:8000"
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    secret_key: str = ""  # empty: generated once into data_dir/secret_key (never in git)
+    templates_dir: Path = TEMPLATES_DIR
+    # email
+    smtp_url: str = ""  # empty: local outbox sink writing .eml files under data_dir/outbox
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout: float = 30.0
+    from_address: str = "bulletin@example.org"
+    from_name: str = "中国质量发展研究院 工作简报"
+    reply_to: str = ""
+    list_id: str = "bulletin.example.org"
+    unsubscribe_mailto: str = ""  # e.g. unsubscribe@example.org; empty: https only
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: str = ""
+    # delivery policy
+    batch_size: int = 200
+    max_attempts: int = 5
+    retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 6 * 3600.0
+    lease_seconds: float = 600.0
+    rate_per_second: float = 0.0  # 0: unlimited
+    rate_per_hour: float = 0.0
+    # WeChat Official Account
+    wechat_app_id: str = ""
+    wechat_app_secret: str = ""
+    wechat_api_base_url: str = ""  # empty: the real API; set to a fake's URL in tests/demo
+    wechat_token: str = ""  # callback signature token
+    wechat_aes_key: str = ""  # callback EncodingAESKey
+    # rendering
+    email_size_budget: int = 95_000  # bytes; Gmail clips at 102,400
+    locale: str = "zh-CN"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'dispatch.db').resolve()}"
+
+    @property
+    def is_embedded_db(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def signing_key(self) -> str:
+        """The secret for signed tokens: configured, or generated once into data_dir."""
+        if self.secret_key:
+            return self.secret_key
+        key_file = self.data_dir / "secret_key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(32))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a dict safe to print or log: secrets masked."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind_name in ("Path",):
+            return Path(raw)
+        if kind_name == "int":
+            return int(raw)
+        if kind_name == "float":
+            return float(raw)
+        if kind_name == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind_name == "str":
+            return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: setting {name!r} must be {kind_name}, got {raw!r}") from None
+    return raw
+
+
+def load_settings(config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Build settings from defaults < TOML file < DISPATCH_* environment variables."""
+    env = dict(os.environ if env is None else env)
+    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    values: dict[str, Any] = {}
+    path = Path(config_file or env.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_FILE)
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):  # [section] tables flatten to section_key
+                for sub, sub_value in value.items():
+                    flat[f"{key}_{sub}"] = sub_value
+            else:
+                flat[key] = value
+        for key, value in flat.items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(key, known[key].type, value, str(path))
+    elif config_file is not None:
+        raise ConfigError(f"{path}: config file not found")
+    for name, f in known.items():
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in env:
+            values[name] = _coerce(name, f.type, env[env_name], f"environment {env_name}")
+    return Settings(**values)
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """Process-wide settings, loaded once (tests build their own with load_settings)."""
+    global _cached
+    if _cached is None:
+        _cached = load_settings()
+    return _cached
+
+
+def set_settings(settings: Settings | None) -> None:
+    global _cached
+    _cached = settings
