@@ -1,0 +1,69 @@
+"""The one small interface every delivery channel implements (SMTP, WeChat, a future SMS).
+
+The delivery engine (dispatch.delivery) hands a channel a batch of recipients of one campaign
+and gets back one SendResult per recipient; it never knows how the channel talks to the world.
+A channel classifies its own errors into the outcomes below; the engine owns what follows
+(retry timing, suppression, pausing the campaign).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Outcome = Literal["sent", "deferred", "bounced", "failed", "paused"]
+# sent      accepted by the next hop (SMTP 250 / WeChat msg_id)
+# deferred  transient: retry later with backoff (4xx, timeout, dropped connection, -1 busy)
+# bounced   permanent for this recipient: suppress the address (5xx on RCPT / DATA)
+# failed    permanent for this message but not the address's fault (bad content, 40007)
+# paused    the sender side is refused (5.7.x policy, rate-limit reply, quota exhausted):
+#           stop the whole campaign with the reason instead of blaming recipients
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What a channel needs to reach one person for one delivery (ids only otherwise)."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str | None
+    name: str
+    locale: str
+    openid: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    delivery_id: int
+    outcome: Outcome
+    code: int | None = None  # SMTP reply code or WeChat errcode
+    text: str = ""  # server's reply text, kept for the admin
+    message_id: str | None = None  # RFC 5322 Message-ID (email)
+    external_id: str | None = None  # e.g. WeChat msg_id of the chunk
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CampaignContext:
+    """Per-campaign facts a channel builds its messages from (computed once per batch)."""
+
+    campaign_id: int
+    issue_id: int
+    batch_no: int
+    list_ids: tuple[int, ...]
+    tracking: bool
+    is_test: bool = False
+
+
+class Channel(Protocol):
+    name: str
+
+    def open(self) -> None:
+        """Connect (one SMTP connection / one API client) for a whole batch."""
+
+    def send(self, batch: Sequence[Recipient]) -> list[SendResult]:
+        """Send to every recipient; never raise for a per-recipient problem."""
+
+    def close(self) -> None:
+        """Release the connection; safe to call twice."""
