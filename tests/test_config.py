@@ -38,3 +38,11 @@ def test_generated_signing_key_is_stable_and_private(tmp_path: Path):
     k1, k2 = s.signing_key(), s.signing_key()
     assert k1 == k2 and len(k1) >= 32
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_example_config_loads():
+    from dispatch.paths import PROJECT_ROOT
+
+    s = load_settings(PROJECT_ROOT / "config" / "dispatch.example.toml", env={})
+    assert s.public_base_url.startswith("https://")
+    assert s.smtp_timeout == 30.0 and s.retry_base_seconds == 60.0
