@@ -1,0 +1,477 @@
+"""Render an issue into an email once; fill each recipient's values in microseconds.
+
+Why two steps: premailer (CSS inlining) costs hundreds of milliseconds, so it runs once per
+issue (cached by content hash, tracking mode and base URL). Its output keeps unique markers
+where per-recipient values go; the markers are cut out once into static segments, and
+`RenderedEmail.personalize` only joins those segments with the recipient's escaped values.
+
+Gmail clips HTML over 102,400 bytes, so articles whose text exceeds a length budget show a
+lead and a "阅读全文 / Read more" link into the web archive; the budget shrinks if the result
+(measured with worst-case tracking URLs) would still exceed `settings.email_size_budget`.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import operator
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import jinja2
+import premailer
+from markupsafe import Markup
+
+from dispatch.config import Settings
+from dispatch.content.model import (
+    Article,
+    Block,
+    Heading,
+    Image,
+    Inline,
+    IssueDoc,
+    Link,
+    ListBlock,
+    Paragraph,
+    Sidebar,
+    Strong,
+    Video,
+)
+from dispatch.i18n import Catalog
+from dispatch.render.slots import RecipientSlots
+
+log = logging.getLogger(__name__)
+
+GMAIL_CLIP_BYTES = 102_400  # Gmail hides everything past this many bytes of HTML ("[Message clipped]")
+# Articles longer than this (characters of body text) are shown as a lead + "Read more".
+ARTICLE_CHAR_BUDGETS = (3_000, 1_500, 600, 0)
+LEAD_MIN_CHARS = 180  # a lead holds whole paragraphs until it has at least this much text
+LEAD_MAX_BLOCKS = 4
+# Size reserved per link occurrence and for the open pixel when checking the size budget:
+# a signed click URL is ~100 characters; 200 leaves room for long base URLs.
+TRACKED_URL_ALLOWANCE = 200
+NAME_ALLOWANCE = 200  # bytes kept free for the greeting name (escaped, UTF-8)
+
+SLOT_RE = re.compile(r"__DSLOT_(GREETING|UNSUB|PIXEL)__|__DLINK_(\d+)__")
+SLOT_GREETING, SLOT_UNSUB, SLOT_PIXEL = 0, 1, 2
+LINK_SLOT_BASE = 3  # slot id of link i is LINK_SLOT_BASE + i
+BLANK_RUNS_RE = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+
+TEXT = Catalog(
+    {
+        "greeting": ("{name}，您好！", "Hello {name},"),
+        "greeting_anon": ("您好！", "Hello,"),
+        "intro": (
+            "以下是本期《{title}》的主要内容。",
+            "Here is what this issue of {title} covers.",
+        ),
+        "contents": ("本期目录", "Contents"),
+        "read_more": ("阅读全文", "Read more"),
+        "view_online": ("在浏览器中查看", "View in browser"),
+        "source": ("来源", "Source"),
+        "author": ("作者", "Author"),
+        "original": ("原文链接", "Original"),
+        "unsubscribe": ("退订", "Unsubscribe"),
+        "why": (
+            "您收到这封邮件，是因为您订阅了{publisher}的《{title}》。",
+            "You receive this email because you subscribed to {title} from {publisher}.",
+        ),
+        "issue_no": ("{year}年第{number}期", "No. {number}, {year}"),
+        "video": ("观看视频", "Watch the video"),
+        "image": ("图片", "Image"),
+        "lead_note": ("（以上为节选）", "(excerpt)"),
+    }
+)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A rendered body cut at its slots: statics[0] slot statics[1] slot … statics[-1]."""
+
+    statics: tuple[str, ...]
+    slot_ids: tuple[int, ...]
+
+    @classmethod
+    def cut(cls, rendered: str, baked: dict[int, str]) -> _Layout:
+        """Split at markers; slots found in `baked` become static text right away."""
+        statics: list[str] = []
+        slot_ids: list[int] = []
+        current: list[str] = []
+        pos = 0
+        for m in SLOT_RE.finditer(rendered):
+            current.append(rendered[pos : m.start()])
+            pos = m.end()
+            kind, link = m.group(1), m.group(2)
+            slot = (
+                LINK_SLOT_BASE + int(link)
+                if link is not None
+                else {"GREETING": SLOT_GREETING, "UNSUB": SLOT_UNSUB, "PIXEL": SLOT_PIXEL}[kind]
+            )
+            if slot in baked:
+                current.append(baked[slot])
+                continue
+            statics.append("".join(current))
+            current = []
+            slot_ids.append(slot)
+        current.append(rendered[pos:])
+        statics.append("".join(current))
+        return cls(tuple(statics), tuple(slot_ids))
+
+    def fill(self, values: Sequence[str]) -> str:
+        parts: list[str] = [""] * (2 * len(self.statics) - 1)
+        parts[0::2] = self.statics
+        if self.slot_ids:
+            picked = operator.itemgetter(*self.slot_ids)(values)
+            parts[1::2] = picked if len(self.slot_ids) > 1 else (picked,)
+        return "".join(parts)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """One issue rendered for email; `personalize` is the cheap per-recipient step."""
+
+    subject: str
+    preheader: str
+    content_hash: str
+    tracking: bool
+    links: tuple[str, ...]
+    html_layout: _Layout = field(repr=False)
+    text_layout: _Layout = field(repr=False)
+    greeting_html: str = field(repr=False)
+    greeting_text: str = field(repr=False)
+    greeting_anon_html: str = field(repr=False)
+    greeting_anon_text: str = field(repr=False)
+    shortened: tuple[str, ...] = ()  # anchors of articles shown as a lead + "Read more"
+    article_char_budget: int | None = None
+
+    @property
+    def link_count(self) -> int:
+        return len(self.links)
+
+    @property
+    def html_template(self) -> str:
+        """The inlined HTML with its slot markers (for inspection and size checks)."""
+        names = ["__DSLOT_GREETING__", "__DSLOT_UNSUB__", "__DSLOT_PIXEL__"]
+        names += [f"__DLINK_{i}__" for i in range(len(self.links))]
+        return self.html_layout.fill(names)
+
+    def personalize(self, slots: RecipientSlots) -> tuple[str, str]:
+        """(html, text) for one recipient: escape their values and join prepared segments."""
+        name = slots.name
+        unsubscribe = slots.unsubscribe_url
+        esc = html.escape
+        if name:
+            greet_html = self.greeting_html.replace("\x00", esc(name))
+            greet_text = self.greeting_text.replace("\x00", name)
+        else:
+            greet_html, greet_text = self.greeting_anon_html, self.greeting_anon_text
+        pixel = ""
+        if self.tracking and slots.open_url:
+            pixel = (
+                f'<img src="{esc(slots.open_url)}" width="1" height="1" alt="" '
+                'style="display:block;width:1px;height:1px;border:0;">'
+            )
+        html_values = [greet_html, esc(unsubscribe), pixel]
+        text_values = [greet_text, unsubscribe, ""]
+        if self.tracking:
+            clicks = slots.click_urls if slots.click_urls is not None else self.links
+            if len(clicks) != len(self.links):
+                raise ValueError(
+                    f"click_urls has {len(clicks)} entries, the issue has {len(self.links)} links"
+                )
+            html_values.extend(map(esc, clicks))
+            text_values.extend(clicks)
+        return self.html_layout.fill(html_values), self.text_layout.fill(text_values)
+
+
+# --- building the render context ----------------------------------------------------------
+
+
+def _label(key: str, locale: str, **kwargs: object) -> str:
+    """A short label in the issue's language, with English alongside for zh-CN issues."""
+    if locale == "en":
+        return TEXT.get(key, "en", **kwargs)
+    return f"{TEXT.get(key, 'zh-CN', **kwargs)} / {TEXT.get(key, 'en', **kwargs)}"
+
+
+def _zh_date(d: date) -> str:
+    return f"{d.year}年{d.month}月{d.day}日"
+
+
+def period_text(doc: IssueDoc, locale: str | None = None) -> str:
+    """e.g. 2023年2月1日-2023年2月28日 / 1 Feb – 28 Feb 2023."""
+    a, b = doc.meta.period_from, doc.meta.period_to
+    if (locale or doc.meta.locale) == "en":
+        left = f"{a.day} {a:%b}" + ("" if a.year == b.year else f" {a.year}")
+        return f"{left} – {b.day} {b:%b} {b.year}"
+    return f"{_zh_date(a)}-{_zh_date(b)}"
+
+
+def email_subject(doc: IssueDoc) -> str:
+    """e.g. 工作简报 2023年第2期（2023年2月1日-2月28日）."""
+    m = doc.meta
+    a, b = m.period_from, m.period_to
+    if m.locale == "en":
+        return f"{m.title} No. {m.number}, {a.year} ({period_text(doc, 'en')})"
+    right = f"{b.month}月{b.day}日" if a.year == b.year else _zh_date(b)
+    return f"{m.title} {a.year}年第{m.number}期（{_zh_date(a)}-{right}）"
+
+
+def block_text_length(blocks: Sequence[Block]) -> int:
+    total = 0
+    for b in blocks:
+        if isinstance(b, Paragraph):
+            total += sum(len(i.text) for i in b.inlines)
+        elif isinstance(b, ListBlock):
+            total += sum(len(i.text) for item in b.items for i in item)
+        elif isinstance(b, Heading):
+            total += len(b.text)
+        elif isinstance(b, Sidebar):
+            total += len(b.title) + block_text_length(b.blocks)
+        elif isinstance(b, Image):
+            total += len(b.caption)
+    return total
+
+
+def lead_blocks(article: Article) -> tuple[Block, ...]:
+    """The opening paragraphs of an article: enough to know what it is about."""
+    out: list[Block] = []
+    chars = 0
+    for b in article.blocks:
+        if isinstance(b, Paragraph):
+            out.append(b)
+            chars += sum(len(i.text) for i in b.inlines)
+        elif isinstance(b, Image) and not out:
+            out.append(b)
+        elif isinstance(b, Heading | Sidebar) and chars:
+            break
+        if chars >= LEAD_MIN_CHARS or len(out) >= LEAD_MAX_BLOCKS:
+            break
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    article: Article
+    blocks: tuple[Block, ...]
+    shortened: bool
+    archive_url: str
+
+
+class _Urls:
+    def __init__(self, doc: IssueDoc, settings: Settings):
+        base = settings.public_base_url.rstrip("/")
+        self.archive = f"{base}/issues/{doc.meta.slug}"
+        self.link_index = {url: i for i, url in enumerate(doc.links)}
+
+    def image(self, img: Image) -> str:
+        return f"{self.archive}/{img.src}"
+
+    def anchor(self, article: Article) -> str:
+        return f"{self.archive}#{article.anchor}"
+
+    def link(self, url: str) -> str:
+        """The marker standing for link `url` until a recipient's (tracked) URL fills it."""
+        return f"__DLINK_{self.link_index[url]}__"
+
+
+def _inline_html(inlines: Sequence[Inline], urls: _Urls) -> Markup:
+    out: list[str] = []
+    for i in inlines:
+        if isinstance(i, Strong):
+            out.append(f'<strong class="strong">{html.escape(i.text)}</strong>')
+        elif isinstance(i, Link):
+            out.append(f'<a class="link" href="{urls.link(i.url)}">{html.escape(i.text)}</a>')
+        else:
+            out.append(html.escape(i.text))
+    return Markup("".join(out))
+
+
+def _inline_text(inlines: Sequence[Inline], urls: _Urls) -> str:
+    out: list[str] = []
+    for i in inlines:
+        if isinstance(i, Link):
+            out.append(f"{i.text} ({urls.link(i.url)})")
+        else:
+            out.append(i.text)
+    return "".join(out)
+
+
+def _environment(templates_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.tests["paragraph"] = lambda b: isinstance(b, Paragraph)
+    env.tests["heading"] = lambda b: isinstance(b, Heading)
+    env.tests["image"] = lambda b: isinstance(b, Image)
+    env.tests["listblock"] = lambda b: isinstance(b, ListBlock)
+    env.tests["video"] = lambda b: isinstance(b, Video)
+    env.tests["sidebar"] = lambda b: isinstance(b, Sidebar)
+    return env
+
+
+_env_cache: dict[Path, jinja2.Environment] = {}
+
+
+def _env_for(templates_dir: Path) -> jinja2.Environment:
+    env = _env_cache.get(templates_dir)
+    if env is None:
+        env = _env_cache[templates_dir] = _environment(templates_dir)
+    return env
+
+
+def _render_sources(
+    doc: IssueDoc, settings: Settings, budget: int | None
+) -> tuple[str, str, str, tuple[str, ...]]:
+    """Jinja output before inlining: (html, text, css, shortened anchors)."""
+    locale = doc.meta.locale
+    urls = _Urls(doc, settings)
+    views: list[list[ArticleView]] = []
+    shortened: list[str] = []
+    for section in doc.sections:
+        row = []
+        for a in section.articles:
+            short = budget is not None and block_text_length(a.blocks) > budget
+            if short:
+                shortened.append(a.anchor)
+            row.append(
+                ArticleView(a, lead_blocks(a) if short else a.blocks, short, urls.anchor(a))
+            )
+        views.append(row)
+    env = _env_for(Path(settings.templates_dir))
+    ctx = {
+        "doc": doc,
+        "meta": doc.meta,
+        "locale": locale,
+        "lang": "en" if locale == "en" else "zh-CN",
+        "sections": list(zip(doc.sections, views, strict=True)),
+        "subject": email_subject(doc),
+        "period": period_text(doc),
+        "issue_no": TEXT.get("issue_no", locale, year=doc.meta.period_from.year, number=doc.meta.number),
+        "archive_url": urls.archive,
+        "urls": urls,
+        "L": lambda key, **kw: _label(key, locale, **kw),
+        "T": lambda key, **kw: TEXT.get(key, locale, **kw),
+        "inline_html": lambda inl: _inline_html(inl, urls),
+        "inline_text": lambda inl: _inline_text(inl, urls),
+        "TEXT_EN_WHY": TEXT.get("why", "en", title=doc.meta.title, publisher=doc.meta.publisher),
+        "GREETING": Markup("__DSLOT_GREETING__"),
+        "UNSUB": Markup("__DSLOT_UNSUB__"),
+        "PIXEL": Markup("__DSLOT_PIXEL__"),
+    }
+    html_src = env.get_template("email/issue.html").render(ctx)
+    text_src = BLANK_RUNS_RE.sub("\n\n", env.get_template("email/issue.txt").render(ctx))
+    css = (Path(settings.templates_dir) / "email" / "styles.css").read_text(encoding="utf-8")
+    return html_src, text_src, css, tuple(shortened)
+
+
+def inline_css(html_src: str, css: str) -> str:
+    """The one premailer call per rendering: styles.css into style attributes.
+
+    The <style data-premailer="ignore"> block of base.html (client resets, media queries,
+    dark mode) stays as it is; everything in styles.css must be inlinable.
+    """
+    inliner = premailer.Premailer(
+        html_src,
+        css_text=[css],
+        keep_style_tags=False,
+        strip_important=False,
+        disable_validation=True,
+        disable_link_rewrites=True,
+        allow_network=False,
+        remove_classes=False,
+        cssutils_logging_level=logging.CRITICAL,
+    )
+    return inliner.transform(pretty_print=False)
+
+
+def _worst_case_size(layout: _Layout) -> int:
+    """Bytes of the HTML once filled with long tracking URLs and a long name."""
+    static = sum(len(s.encode("utf-8")) for s in layout.statics)
+    return static + len(layout.slot_ids) * TRACKED_URL_ALLOWANCE + NAME_ALLOWANCE
+
+
+_cache: dict[tuple[str, bool, str, str, int], RenderedEmail] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+    _env_cache.clear()
+
+
+def render_email(doc: IssueDoc, settings: Settings, *, tracking: bool) -> RenderedEmail:
+    """Render (or fetch from the cache) the email of an issue; slow, once per issue."""
+    key = (
+        doc.content_hash,
+        tracking,
+        settings.public_base_url,
+        str(settings.templates_dir),
+        settings.email_size_budget,
+    )
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    rendered = _render_uncached(doc, settings, tracking=tracking)
+    with _cache_lock:
+        _cache[key] = rendered
+    return rendered
+
+
+def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> RenderedEmail:
+    locale = doc.meta.locale
+    limit = min(settings.email_size_budget, GMAIL_CLIP_BYTES)
+    baked: dict[int, str] = {}
+    baked_text: dict[int, str] = {}
+    if not tracking:
+        for i, url in enumerate(doc.links):
+            baked[LINK_SLOT_BASE + i] = html.escape(url)
+            baked_text[LINK_SLOT_BASE + i] = url
+        baked[SLOT_PIXEL] = baked_text[SLOT_PIXEL] = ""
+    budgets: tuple[int | None, ...] = (None, *ARTICLE_CHAR_BUDGETS)
+    # Start with the first budget that fits the uninlined HTML; inlining only adds bytes.
+    for budget in budgets:
+        html_src, text_src, css, shortened = _render_sources(doc, settings, budget)
+        if len(html_src.encode("utf-8")) < limit or budget == ARTICLE_CHAR_BUDGETS[-1]:
+            break
+    start = budgets.index(budget)
+    for budget in budgets[start:]:
+        if budget != budgets[start]:
+            html_src, text_src, css, shortened = _render_sources(doc, settings, budget)
+        html_layout = _Layout.cut(inline_css(html_src, css), baked)
+        size = _worst_case_size(html_layout)
+        if size <= limit:
+            break
+        log.warning(
+            "event=email_over_budget slug=%s budget=%s bytes=%d limit=%d",
+            doc.meta.slug, budget, size, limit,
+        )
+    text_layout = _Layout.cut(text_src, baked_text)
+    name_marker = "\x00"
+    greet = TEXT.get("greeting", locale, name=name_marker)
+    greet_anon = TEXT.get("greeting_anon", locale)
+    return RenderedEmail(
+        subject=email_subject(doc),
+        preheader=doc.meta.preheader,
+        content_hash=doc.content_hash,
+        tracking=tracking,
+        links=doc.links,
+        html_layout=html_layout,
+        text_layout=text_layout,
+        greeting_html=html.escape(greet).replace(html.escape(name_marker), name_marker),
+        greeting_text=greet,
+        greeting_anon_html=html.escape(greet_anon),
+        greeting_anon_text=greet_anon,
+        shortened=shortened,
+        article_char_budget=budget,
+    )
