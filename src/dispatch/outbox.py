@@ -1,0 +1,138 @@
+"""The local outbox: an SMTP sink on loopback that writes each received message as an .eml file.
+
+Why a real SMTP server rather than a "file channel": the embedded default (`dispatch demo`, a
+machine with no relay) exercises exactly the code that talks to a real relay, and a person can
+open the .eml files in a mail client to see what subscribers would get.
+
+Files are named `<n>-<recipient>.eml` (one per recipient of a transaction); `n` is taken with
+O_EXCL so several sinks or processes sharing one folder never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import socket
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from dispatch.config import Settings
+
+logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the sink binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def safe_file_part(address: str) -> str:
+    """An address as a harmless file-name fragment (no path separators, bounded length)."""
+    return _UNSAFE.sub("_", address)[:100] or "unknown"
+
+
+class _OutboxHandler:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.count = 0
+        self._lock = threading.Lock()
+        self._next = len(list(folder.glob("*.eml"))) + 1
+
+    def _write(self, rcpt: str, data: bytes) -> Path:
+        with self._lock:
+            while True:
+                path = self.folder / f"{self._next:06d}-{safe_file_part(rcpt)}.eml"
+                self._next += 1
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    continue
+                break
+            self.count += 1
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return path
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data = envelope.original_content or b""
+        for rcpt in envelope.rcpt_tos:
+            self._write(rcpt, data)
+        return "250 2.0.0 OK: written to the outbox"
+
+
+class LocalOutbox:
+    """`with LocalOutbox(folder) as sink: sink.url` → smtp://127.0.0.1:PORT writing .eml files."""
+
+    def __init__(self, folder: str | Path, host: str = "127.0.0.1", port: int | None = None):
+        self.folder = Path(folder)
+        self.host = host
+        self.port = port
+        self._controller: Controller | None = None
+        self._handler: _OutboxHandler | None = None
+
+    @property
+    def url(self) -> str:
+        if self._controller is None:
+            raise RuntimeError("the outbox is not running")
+        return f"smtp://{self.host}:{self.port}"
+
+    @property
+    def count(self) -> int:
+        """Messages written since this sink started (one per recipient)."""
+        return self._handler.count if self._handler else 0
+
+    def files(self) -> list[Path]:
+        return sorted(self.folder.glob("*.eml"))
+
+    def start(self) -> LocalOutbox:
+        if self._controller is not None:
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._handler = _OutboxHandler(self.folder)
+        self.port = self.port or free_port(self.host)
+        controller = Controller(self._handler, hostname=self.host, port=self.port, ready_timeout=10)
+        controller.start()
+        self._controller = controller
+        return self
+
+    def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def __enter__(self) -> LocalOutbox:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+_shared: dict[Path, LocalOutbox] = {}
+_shared_lock = threading.Lock()
+
+
+def outbox_dir(settings: Settings) -> Path:
+    return (settings.data_dir / "outbox").resolve()
+
+
+def shared_outbox(settings: Settings) -> LocalOutbox:
+    """The process's outbox for settings.data_dir/outbox, started on first use (embedded default)."""
+    folder = outbox_dir(settings)
+    with _shared_lock:
+        sink = _shared.get(folder)
+        if sink is None:
+            sink = _shared[folder] = LocalOutbox(folder).start()
+            atexit.register(sink.stop)
+        return sink
