@@ -1,0 +1,140 @@
+"""The one place that talks HTTP to the WeChat API: a wechatpy 1.8.18 client, configured.
+
+Why a subclass: 1.8.18 hard-codes the token URL (so a fake server could not issue tokens),
+keeps the token's expiry in process memory, and its auto_retry recurses without a cap. Here the
+base URL comes from settings.wechat_api_base_url, the token lives in a shared TokenStore, and a
+token error refreshes once and repeats the call once. The draft and freepublish endpoints,
+missing from 1.8.18, are called through the client's generic `post` in this module only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+
+from dispatch.config import Settings
+from dispatch.wechat.errors import TOKEN_CODES
+from dispatch.wechat.token import FetchedToken, TokenStore, token_store_for
+
+log = logging.getLogger("dispatch.wechat.client")
+
+REAL_API_BASE_URL = "https://api.weixin.qq.com/cgi-bin/"
+DEFAULT_TIMEOUT = 30.0
+
+
+def api_base_url(settings: Settings) -> str:
+    base = settings.wechat_api_base_url or REAL_API_BASE_URL
+    return base if base.endswith("/") else base + "/"
+
+
+def account_key(settings: Settings) -> str:
+    """Which account + API the cached ids belong to (a fake's ids never reach the real API)."""
+    base = api_base_url(settings)
+    host = "api.weixin.qq.com" if base == REAL_API_BASE_URL else base.split("//", 1)[-1].rstrip("/")
+    return f"{settings.wechat_app_id}@{host}"[:200]
+
+
+def upload_file(path: Path) -> tuple[str, bytes, str]:
+    """A re-sendable multipart part (bytes, not an open file, so a retry can post it again)."""
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return (path.name, path.read_bytes(), mime)
+
+
+class WechatClient(WeChatClient):
+    """wechatpy's client with a configurable base URL, a shared token and one token retry."""
+
+    def __init__(self, settings: Settings, *, token_store: TokenStore | None = None,
+                 token_key: str | None = None, timeout: float = DEFAULT_TIMEOUT):
+        if not settings.wechat_app_id or not settings.wechat_app_secret:
+            raise ValueError("settings wechat_app_id and wechat_app_secret are required "
+                             "(DISPATCH_WECHAT_APP_ID / DISPATCH_WECHAT_APP_SECRET)")
+        super().__init__(settings.wechat_app_id, settings.wechat_app_secret, timeout=timeout,
+                         auto_retry=False)
+        self.API_BASE_URL = api_base_url(settings)
+        base_tag = hashlib.sha256(self.API_BASE_URL.encode()).hexdigest()[:8]
+        key = token_key or f"dispatch:wechat:token:{settings.wechat_app_id}:{base_tag}"
+        self.token_store = token_store or token_store_for(settings.redis_url, key)
+        self.account = account_key(settings)
+
+    # -- token ---------------------------------------------------------------------------------
+    def fetch_access_token(self) -> dict[str, Any]:
+        """GET {base}token, the library's token call pointed at our base URL."""
+        return self._fetch_access_token(
+            url=self.API_BASE_URL + "token",
+            params={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
+        )
+
+    def _fetch_shared(self) -> FetchedToken:
+        result = self.fetch_access_token()
+        return FetchedToken(result["access_token"], float(result.get("expires_in", 7200)))
+
+    @property
+    def access_token(self) -> str:
+        return self.token_store.get(self._fetch_shared)
+
+    def _request(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
+        params = dict(kwargs.pop("params", None) or {})
+        token = self.access_token
+        params["access_token"] = token
+        try:
+            return super()._request(method, url_or_endpoint, params=params, **kwargs)
+        except WeChatClientException as exc:
+            if exc.errcode not in TOKEN_CODES:
+                raise
+            log.info("wechat.token.rejected code=%s endpoint=%s", exc.errcode, url_or_endpoint)
+            params["access_token"] = self.token_store.replace(token, self._fetch_shared)
+            return super()._request(method, url_or_endpoint, params=params, **kwargs)
+
+    # -- uploads -------------------------------------------------------------------------------
+    def upload_content_image(self, path: Path) -> str:
+        """media/uploadimg: an image for article content; returns its mmbiz URL."""
+        return self.media.upload_image(upload_file(path))
+
+    def add_thumb(self, path: Path) -> str:
+        """material/add_material type=thumb: permanent cover material; returns media_id."""
+        return self.material.add("thumb", upload_file(path))["media_id"]
+
+    # -- drafts and free publishing (absent from wechatpy 1.8.18) -------------------------------
+    def draft_add(self, articles: list[dict[str, Any]]) -> str:
+        return self.post("draft/add", data={"articles": articles})["media_id"]
+
+    def freepublish_submit(self, media_id: str) -> str:
+        return str(self.post("freepublish/submit", data={"media_id": media_id})["publish_id"])
+
+    def freepublish_get(self, publish_id: str) -> dict[str, Any]:
+        return self.post("freepublish/get", data={"publish_id": publish_id})
+
+    # -- mass send -----------------------------------------------------------------------------
+    def mass_send_openids(self, openids: list[str], media_id: str, clientmsgid: str) -> dict[str, Any]:
+        return self.message.send_mass_article(list(openids), media_id, client_msg_id=clientmsgid)
+
+    def mass_send_tag(self, tag_id: int | None, media_id: str, clientmsgid: str) -> dict[str, Any]:
+        """mass/sendall with WeChat's `tag_id` filter (wechatpy 1.8.18 still sends group_id)."""
+        filt: dict[str, Any] = {"is_to_all": tag_id is None}
+        if tag_id is not None:
+            filt["tag_id"] = tag_id
+        return self.post("message/mass/sendall", data={
+            "filter": filt, "mpnews": {"media_id": media_id}, "msgtype": "mpnews",
+            "send_ignore_reprint": 0, "clientmsgid": clientmsgid,
+        })
+
+    def mass_preview(self, openid: str, media_id: str) -> dict[str, Any]:
+        return self.post("message/mass/preview", data={
+            "touser": openid, "mpnews": {"media_id": media_id}, "msgtype": "mpnews",
+        })
+
+    def mass_get(self, msg_id: str) -> dict[str, Any]:
+        return self.message.get_mass(int(msg_id))
+
+    def template_send(self, openid: str, template_id: str, data: dict[str, Any], url: str | None) -> str:
+        return str(self.message.send_template(openid, template_id, data, url=url)["msgid"])
+
+
+def make_client(settings: Settings, **kwargs: Any) -> WechatClient:
+    return WechatClient(settings, **kwargs)
