@@ -1,3 +1,98 @@
-"""Models for the delivery area (filled in by the issue that owns it)."""
+"""Campaigns (one send of an issue over one channel to a set of lists) and their deliveries.
+
+A Delivery is one recipient of one campaign; its row is the single source of truth for
+whether that person got the issue, so every state change happens on it in the database
+(claiming, leases, retries) and nothing about progress lives in the queue.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.models.base import Base, utcnow
+
+__all__ = [
+    "CAMPAIGN_STATUSES",
+    "CHANNEL_KINDS",
+    "DELIVERY_STATUSES",
+    "OPEN_DELIVERY_STATUSES",
+    "Campaign",
+    "Delivery",
+]
+
+CHANNEL_KINDS = ("email", "wechat")
+CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "finished", "cancelled", "failed")
+DELIVERY_STATUSES = ("pending", "sending", "sent", "deferred", "failed", "bounced", "skipped")
+# rows that still need work: the campaign is finished when none is left
+OPEN_DELIVERY_STATUSES = ("pending", "sending", "deferred")
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (Index("ix_campaigns_status_scheduled", "status", "scheduled_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    list_ids: Mapped[list] = mapped_column(JSON, default=list)  # sorted list ids
+    # f"{issue_id}:{channel}:{sorted list ids}" makes triggering the same send twice a no-op
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    scheduled_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    paused_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    total: Mapped[int] = mapped_column(Integer, default=0)  # deliveries created at fan-out
+    batch_count: Mapped[int] = mapped_column(Integer, default=0)
+    options: Mapped[dict] = mapped_column(JSON, default=dict)  # rate limits, test addresses
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"),
+        Index("ix_deliveries_batch", "campaign_id", "batch_no", "status"),
+        Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+        Index("ix_deliveries_status_lease", "status", "lease_until"),
+        Index("ix_deliveries_status_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    # plain integer like events: a delivery's history outlives the subscriber row
+    subscriber_id: Mapped[int] = mapped_column(Integer)
+    # snapshot at fan-out, so a batch reads one table and a retry reaches the same address
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    openid: Mapped[str | None] = mapped_column(String(64), default=None)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    batch_no: Mapped[int] = mapped_column(Integer)  # fixed at fan-out, stable across retries
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+    # sending: the claim expires then; pending/deferred: the sweep may re-enqueue after it
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(80), default=None)
+    last_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_text: Mapped[str | None] = mapped_column(Text, default=None)
+    message_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    external_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,342 @@
+"""Campaign lifecycle: the one place that knows which state may follow which.
+
+draft → scheduled → running ⇄ paused → finished, or cancelled, or failed. Every change goes
+through `transition`, a conditional UPDATE (… WHERE status = <the state we saw>), so two
+processes racing on one campaign (a worker pausing it on a policy refusal while the editor
+cancels it) never both win. Used by the CLI and the web API alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from dispatch.config import Settings
+from dispatch.log import get_logger
+from dispatch.models import Campaign, Delivery, Issue, utcnow
+from dispatch.models.delivery import CHANNEL_KINDS, DELIVERY_STATUSES, OPEN_DELIVERY_STATUSES
+
+log = get_logger(__name__)
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "draft": frozenset({"scheduled", "running", "cancelled"}),
+    "scheduled": frozenset({"running", "cancelled", "draft"}),
+    "running": frozenset({"paused", "finished", "cancelled", "failed"}),
+    "paused": frozenset({"running", "cancelled", "failed"}),
+    "finished": frozenset(),
+    "cancelled": frozenset(),
+    "failed": frozenset(),
+}
+
+
+class CampaignError(ValueError):
+    """A campaign request that cannot be done; the message says which campaign and why."""
+
+
+class InvalidTransition(CampaignError):
+    def __init__(self, campaign_id: int, current: str, wanted: str):
+        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "none"
+        super().__init__(
+            f"campaign {campaign_id}: cannot go from {current!r} to {wanted!r} (allowed from {current!r}: {allowed})"
+        )
+        self.campaign_id, self.current, self.wanted = campaign_id, current, wanted
+
+
+def check_transition(campaign_id: int, current: str, wanted: str) -> None:
+    if wanted not in TRANSITIONS.get(current, frozenset()):
+        raise InvalidTransition(campaign_id, current, wanted)
+
+
+def transition(
+    session: Session, campaign: Campaign, wanted: str, *, reason: str | None = None, now: datetime | None = None
+) -> Campaign:
+    """Move `campaign` to `wanted` if allowed and nobody changed it meanwhile; else raise."""
+    now = now or utcnow()
+    current = campaign.status
+    check_transition(campaign.id, current, wanted)
+    values: dict[str, Any] = {"status": wanted, "updated_at": now}
+    if wanted == "running" and campaign.started_at is None:
+        values["started_at"] = now
+    if wanted == "running":
+        values["paused_reason"] = None
+    if wanted in ("paused", "failed", "cancelled") and reason:
+        values["paused_reason"] = reason[:2000]
+    if wanted in ("finished", "cancelled", "failed"):
+        values["finished_at"] = now
+    result = session.execute(
+        update(Campaign.__table__)
+        .where(Campaign.__table__.c.id == campaign.id, Campaign.__table__.c.status == current)
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        session.refresh(campaign)
+        raise InvalidTransition(campaign.id, campaign.status, wanted)
+    for key, value in values.items():  # mirror the UPDATE without marking the object dirty
+        set_committed_value(campaign, key, value)
+    log.info("campaign.transition", campaign_id=campaign.id, from_status=current, to_status=wanted, reason=reason)
+    return campaign
+
+
+def dedupe_key(issue_id: int, channel: str, list_ids: Iterable[int]) -> str:
+    return f"{issue_id}:{channel}:{','.join(str(i) for i in sorted(set(list_ids)))}"
+
+
+def get(session: Session, campaign_id: int, *, for_update: bool = False) -> Campaign:
+    stmt = select(Campaign).where(Campaign.id == campaign_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    campaign = session.scalars(stmt).one_or_none()
+    if campaign is None:
+        raise CampaignError(f"campaign {campaign_id} not found")
+    return campaign
+
+
+def _check_issue(session: Session, issue_id: int) -> Issue:
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise CampaignError(f"issue {issue_id} not found")
+    if issue.status != "published":
+        raise CampaignError(f"issue {issue.slug!r} is not published (status {issue.status!r})")
+    return issue
+
+
+def create_or_get(
+    session: Session,
+    *,
+    issue_id: int,
+    channel: str,
+    list_ids: Iterable[int],
+    tracking: bool = True,
+    options: dict[str, Any] | None = None,
+) -> tuple[Campaign, bool]:
+    """The campaign for issue × channel × lists: created as a draft, or the existing one.
+
+    Returns (campaign, created). Triggering the same send twice therefore finds the first
+    campaign and, since it is no longer a draft, sends nothing more.
+    """
+    if channel not in CHANNEL_KINDS:
+        raise CampaignError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNEL_KINDS)})")
+    ids = sorted(set(int(i) for i in list_ids))
+    if not ids:
+        raise CampaignError("a campaign needs at least one list")
+    _check_issue(session, issue_id)
+    key = dedupe_key(issue_id, channel, ids)
+    existing = session.scalars(select(Campaign).where(Campaign.dedupe_key == key)).one_or_none()
+    if existing is not None:
+        return existing, False
+    campaign = Campaign(
+        issue_id=issue_id,
+        channel=channel,
+        list_ids=ids,
+        dedupe_key=key,
+        status="draft",
+        is_test=False,
+        tracking=tracking,
+        options=dict(options or {}),
+    )
+    try:
+        with session.begin_nested():
+            session.add(campaign)
+    except IntegrityError:  # another process created it between our look and our insert
+        existing = session.scalars(select(Campaign).where(Campaign.dedupe_key == key)).one()
+        return existing, False
+    log.info("campaign.created", campaign_id=campaign.id, issue_id=issue_id, channel=channel, list_ids=ids)
+    return campaign, True
+
+
+def create_test(
+    session: Session,
+    *,
+    issue_id: int,
+    channel: str,
+    subscriber_ids: Iterable[int],
+    tracking: bool = True,
+    options: dict[str, Any] | None = None,
+) -> Campaign:
+    """A test send: its own campaign (never deduplicated) to the given subscribers only."""
+    import uuid
+
+    if channel not in CHANNEL_KINDS:
+        raise CampaignError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNEL_KINDS)})")
+    ids = sorted(set(int(i) for i in subscriber_ids))
+    if not ids:
+        raise CampaignError("a test send needs at least one address")
+    _check_issue(session, issue_id)
+    campaign = Campaign(
+        issue_id=issue_id,
+        channel=channel,
+        list_ids=[],
+        dedupe_key=f"test:{issue_id}:{channel}:{uuid.uuid4().hex}",
+        status="draft",
+        is_test=True,
+        tracking=tracking,
+        options={**(options or {}), "test_subscriber_ids": ids},
+    )
+    session.add(campaign)
+    session.flush()
+    log.info("campaign.created", campaign_id=campaign.id, issue_id=issue_id, channel=channel, is_test=True)
+    return campaign
+
+
+def schedule(session: Session, campaign_id: int, at: datetime) -> Campaign:
+    """Start at `at` (the beat sweep starts due campaigns, so this survives worker restarts)."""
+    if at.tzinfo is None:
+        raise CampaignError("the scheduled time needs a timezone (e.g. 2026-03-01T09:00+08:00)")
+    campaign = get(session, campaign_id)
+    if campaign.status != "scheduled":
+        transition(session, campaign, "scheduled")
+    campaign.scheduled_at = at
+    session.flush()
+    log.info("campaign.scheduled", campaign_id=campaign_id, at=at.isoformat())
+    return campaign
+
+
+def begin_running(session: Session, settings: Settings, campaign_id: int, now: datetime | None = None) -> list[int]:
+    """draft|scheduled → running and fan out, in the caller's transaction. Returns the batch
+    numbers to enqueue once that transaction commits."""
+    from dispatch.delivery.fanout import fan_out
+
+    now = now or utcnow()
+    campaign = get(session, campaign_id, for_update=True)
+    transition(session, campaign, "running", now=now)
+    total, batches = fan_out(session, settings, campaign, now=now)
+    session.execute(
+        update(Campaign.__table__)
+        .where(Campaign.__table__.c.id == campaign_id)
+        .values(total=total, batch_count=len(batches))
+    )
+    campaign.total, campaign.batch_count = total, len(batches)
+    log.info("campaign.started", campaign_id=campaign_id, deliveries=total, batches=len(batches))
+    return batches
+
+
+def start(engine: Engine, settings: Settings, campaign_id: int, queue, now: datetime | None = None) -> list[int]:
+    """Start now: fan out in one transaction, then enqueue every batch."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        batches = begin_running(session, settings, campaign_id, now=now)
+    for batch_no in batches:
+        queue.enqueue(campaign_id, batch_no)
+    if not batches:  # nobody to send to: finished at once
+        with Session(engine) as session, session.begin():
+            finish_if_done(session, campaign_id)
+    return batches
+
+
+def pause(session: Session, campaign_id: int, reason: str = "paused by operator") -> Campaign:
+    """Stop claiming; batches in flight stop at their next chunk and give rows back."""
+    campaign = get(session, campaign_id)
+    return transition(session, campaign, "paused", reason=reason)
+
+
+def open_batches(session: Session, campaign_id: int) -> list[int]:
+    rows = session.execute(
+        select(Delivery.batch_no)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status.in_(("pending", "deferred")))
+        .distinct()
+        .order_by(Delivery.batch_no)
+    )
+    return [r[0] for r in rows]
+
+
+def resume(engine: Engine, settings: Settings, campaign_id: int, queue) -> list[int]:
+    """paused → running and enqueue every batch that still has work."""
+    now = utcnow()
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        campaign = get(session, campaign_id, for_update=True)
+        transition(session, campaign, "running", now=now)
+        batches = open_batches(session, campaign_id)
+        session.execute(
+            update(Delivery.__table__)
+            .where(
+                Delivery.__table__.c.campaign_id == campaign_id,
+                Delivery.__table__.c.status.in_(("pending", "deferred")),
+            )
+            .values(lease_until=now + timedelta(seconds=settings.lease_seconds))
+        )
+    for batch_no in batches:
+        queue.enqueue(campaign_id, batch_no)
+    with Session(engine) as session, session.begin():
+        finish_if_done(session, campaign_id)
+    return batches
+
+
+def cancel(session: Session, campaign_id: int, reason: str = "cancelled by operator") -> Campaign:
+    """Stop for good: rows not yet sent stay pending (never sent); in-flight chunks finish."""
+    campaign = get(session, campaign_id)
+    return transition(session, campaign, "cancelled", reason=reason)
+
+
+def fail(session: Session, campaign_id: int, reason: str) -> Campaign:
+    campaign = get(session, campaign_id)
+    return transition(session, campaign, "failed", reason=reason)
+
+
+def finish_if_done(session: Session, campaign_id: int, now: datetime | None = None) -> bool:
+    """running → finished when no delivery is left to send (atomic: one conditional UPDATE)."""
+    now = now or utcnow()
+    c, d = Campaign.__table__.c, Delivery.__table__
+    still_open = (
+        select(d.c.id)
+        .where(d.c.campaign_id == campaign_id, d.c.status.in_(OPEN_DELIVERY_STATUSES))
+        .limit(1)
+        .exists()
+    )
+    result = session.execute(
+        update(Campaign.__table__)
+        .where(c.id == campaign_id, c.status == "running", ~still_open)
+        .values(status="finished", finished_at=now, updated_at=now)
+    )
+    if result.rowcount:
+        log.info("campaign.finished", campaign_id=campaign_id)
+    return bool(result.rowcount)
+
+
+def counts(session: Session, campaign_id: int) -> dict[str, int]:
+    out = dict.fromkeys(DELIVERY_STATUSES, 0)
+    rows = session.execute(
+        select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id).group_by(Delivery.status)
+    )
+    for status, n in rows:
+        out[status] = int(n)
+    return out
+
+
+def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0) -> dict[str, Any]:
+    """Counts by status, done fraction and the recent send rate (messages per second)."""
+    campaign = get(session, campaign_id)
+    by_status = counts(session, campaign_id)
+    total = sum(by_status.values())
+    since = utcnow() - timedelta(seconds=window_seconds)
+    recent = session.scalar(
+        select(func.count()).where(
+            Delivery.campaign_id == campaign_id, Delivery.status == "sent", Delivery.sent_at >= since
+        )
+    )
+    done = sum(by_status[s] for s in ("sent", "failed", "bounced", "skipped"))
+    return {
+        "id": campaign.id,
+        "issue_id": campaign.issue_id,
+        "channel": campaign.channel,
+        "list_ids": list(campaign.list_ids),
+        "status": campaign.status,
+        "is_test": campaign.is_test,
+        "tracking": campaign.tracking,
+        "paused_reason": campaign.paused_reason,
+        "scheduled_at": campaign.scheduled_at,
+        "started_at": campaign.started_at,
+        "finished_at": campaign.finished_at,
+        "total": total,
+        "done": done,
+        "counts": by_status,
+        "rate_per_second": round((recent or 0) / window_seconds, 2),
+    }
+
+
+def list_campaigns(session: Session, limit: int = 50) -> list[Campaign]:
+    return list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(limit)))

@@ -1,0 +1,164 @@
+"""Atomic claiming and leases: how two workers never send one row.
+
+A claim is one UPDATE … SET status='sending', lease_until, claimed_by … RETURNING over the
+batch's due rows. On PostgreSQL the rows are picked with FOR UPDATE SKIP LOCKED, so a second
+worker on the same batch skips them instead of waiting; SQLite runs the single UPDATE under
+its write lock, which is atomic too. Every claim carries a fresh token in claimed_by, and
+results are written only WHERE claimed_by = that token AND status = 'sending', so a worker
+whose lease expired cannot overwrite what the next claimant did.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from dispatch.models import Campaign, Delivery, utcnow
+
+D = Delivery.__table__
+C = Campaign.__table__
+CLAIMABLE = ("pending", "deferred")
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    id: int
+    subscriber_id: int
+    email: str | None
+    openid: str | None
+    name: str
+    locale: str
+    attempts: int
+
+
+def new_claim_token(worker: str | None = None) -> str:
+    """Who claimed, unique per claim: host:pid:random (kept on the row for the admin)."""
+    who = worker or f"{socket.gethostname()}:{os.getpid()}"
+    return f"{who[:60]}:{uuid.uuid4().hex[:12]}"
+
+
+def _due(now: datetime):
+    return and_(D.c.status.in_(CLAIMABLE), or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now))
+
+
+def claim_batch(
+    session: Session,
+    campaign_id: int,
+    batch_no: int,
+    token: str,
+    lease_seconds: float,
+    now: datetime | None = None,
+    limit: int | None = None,
+) -> list[ClaimedRow]:
+    """Claim the batch's due rows for this token, only while the campaign is running."""
+    now = now or utcnow()
+    running = exists().where(C.c.id == campaign_id, C.c.status == "running")
+    pick = (
+        select(D.c.id)
+        .where(D.c.campaign_id == campaign_id, D.c.batch_no == batch_no, _due(now), running)
+        .order_by(D.c.id)
+        .with_for_update(skip_locked=True)
+    )
+    if limit:
+        pick = pick.limit(limit)
+    stmt = (
+        update(D)
+        .where(D.c.id.in_(pick.scalar_subquery()), _due(now))
+        .values(
+            status="sending",
+            lease_until=now + timedelta(seconds=lease_seconds),
+            claimed_by=token,
+            updated_at=now,
+        )
+        .returning(D.c.id, D.c.subscriber_id, D.c.email, D.c.openid, D.c.name, D.c.locale, D.c.attempts)
+    )
+    rows = [ClaimedRow(*r) for r in session.execute(stmt)]
+    rows.sort(key=lambda r: r.id)
+    return rows
+
+
+def release(
+    session: Session,
+    ids: list[int],
+    token: str,
+    *,
+    next_attempt_at: datetime | None = None,
+    queued_until: datetime | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Give claimed rows back (pending, no attempt counted): pause, cancel, rate window full."""
+    if not ids:
+        return 0
+    now = now or utcnow()
+    result = session.execute(
+        update(D)
+        .where(D.c.id.in_(ids), D.c.status == "sending", D.c.claimed_by == token)
+        .values(status="pending", lease_until=queued_until, next_attempt_at=next_attempt_at, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+def expire_leases(session: Session, max_attempts: int, now: datetime | None = None) -> list[tuple[int, int]]:
+    """Rows whose claim expired (their worker died or hung) go back to pending.
+
+    The lost attempt counts, so a message that kills every worker that touches it ends up
+    failed instead of looping; returns the (campaign, batch) pairs affected.
+    """
+    now = now or utcnow()
+    expired = (D.c.status == "sending") & (D.c.lease_until < now)
+    pairs = {
+        (int(c), int(b))
+        for c, b in session.execute(select(D.c.campaign_id, D.c.batch_no).where(expired).distinct())
+    }
+    if not pairs:
+        return []
+    session.execute(
+        update(D)
+        .where(expired, D.c.attempts + 1 >= max_attempts)
+        .values(
+            status="failed",
+            attempts=D.c.attempts + 1,
+            lease_until=None,
+            last_text="lease expired: the worker was lost on every attempt",
+            updated_at=now,
+        )
+    )
+    session.execute(
+        update(D)
+        .where(expired)
+        .values(
+            status="pending",
+            attempts=D.c.attempts + 1,
+            lease_until=None,
+            last_text="lease expired: the worker was lost",
+            updated_at=now,
+        )
+    )
+    return sorted(pairs)
+
+
+def due_batches(session: Session, requeue_seconds: float, now: datetime | None = None) -> list[tuple[int, int]]:
+    """Batches of running campaigns with due rows that no queued task is known to cover.
+
+    A pending/deferred row's lease_until means "a task for it was queued until then"; past it
+    (the broker lost the message, a long retry delay came due) the sweep enqueues the batch
+    again and pushes the mark forward, so each due batch is re-enqueued once per period.
+    """
+    now = now or utcnow()
+    unqueued = or_(D.c.lease_until.is_(None), D.c.lease_until < now)
+    running = select(C.c.id).where(C.c.status == "running").scalar_subquery()
+    cond = and_(_due(now), unqueued, D.c.campaign_id.in_(running))
+    pairs = sorted(
+        (int(c), int(b)) for c, b in session.execute(select(D.c.campaign_id, D.c.batch_no).where(cond).distinct())
+    )
+    if pairs:
+        session.execute(
+            update(D).where(cond).values(lease_until=now + timedelta(seconds=requeue_seconds))
+        )
+    return pairs

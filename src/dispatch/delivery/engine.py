@@ -1,0 +1,439 @@
+"""deliver_batch and the sweep: claim → check → rate-limit → send → record, crash-safe.
+
+Why this shape:
+- The claim, the skip of people who left meanwhile, and the recording of results are each
+  one short transaction; nothing is held open while the channel talks to the network.
+- A batch is sent in chunks over one channel connection. Between chunks the engine re-checks
+  that the campaign is still running (pause/cancel take effect within a chunk) and takes
+  sends from the rate limiter; rows it does not get to go back to pending.
+- A result is written only if this claim still owns the row (status 'sending' and our claim
+  token), and its event goes in the same transaction, so states and events always agree and a
+  row already sent is never sent again by this engine.
+- Long waits (retry backoff, a full hourly window) live in the database (next_attempt_at);
+  the periodic sweep turns due rows back into queued batches, so no Celery ETA is needed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.orm import Session
+
+from dispatch import events
+from dispatch.channels.base import CampaignContext, Channel, Recipient, SendResult
+from dispatch.config import Settings
+from dispatch.delivery import campaigns as campaign_service
+from dispatch.delivery.claiming import (
+    ClaimedRow,
+    claim_batch,
+    due_batches,
+    expire_leases,
+    new_claim_token,
+    release,
+)
+from dispatch.delivery.queue import BatchQueue
+from dispatch.delivery.ratelimit import Limit, RateLimiter, make_rate_limiter
+from dispatch.delivery.retry import next_attempt
+from dispatch.log import get_logger
+from dispatch.models import Campaign, Delivery, utcnow
+
+log = get_logger(__name__)
+
+D = Delivery.__table__
+CHUNK_SIZE = 50  # messages between two checks of the campaign status and the rate limiter
+MAX_RATE_SLEEP = 5.0  # longer waits for the limiter give the rows back with a due time
+
+ChannelFactory = Callable[[str, Settings, CampaignContext], Channel]
+
+
+@dataclass
+class BatchReport:
+    campaign_id: int
+    batch_no: int
+    claimed: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    released: int = 0
+    stopped: str = ""  # why the batch stopped early (campaign not running, paused, rate)
+
+    def add(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+def _default_channel_factory(kind: str, settings: Settings, context: CampaignContext) -> Channel:
+    from dispatch.channels import make_channel
+
+    return make_channel(kind, settings, context)
+
+
+def campaign_limits(settings: Settings, campaign: Campaign) -> list[Limit]:
+    """The global limit from settings, the campaign's own from its options."""
+    options = campaign.options or {}
+    limits = [
+        Limit("global", settings.rate_per_second, settings.rate_per_hour),
+        Limit(
+            f"campaign:{campaign.id}",
+            float(options.get("rate_per_second") or 0),
+            float(options.get("rate_per_hour") or 0),
+        ),
+    ]
+    return [lim for lim in limits if lim.per_second > 0 or lim.per_hour > 0]
+
+
+def _eligible(session: Session, campaign: Campaign, rows: Sequence[ClaimedRow]) -> set[int]:
+    """Subscriber ids among `rows` that may still receive this campaign (not suppressed or
+    unsubscribed since fan-out), by the subscribers area's own definition of eligible."""
+    from dispatch.subscribers import service as subscribers
+
+    ids = [r.subscriber_id for r in rows]
+    if campaign.is_test:
+        return {
+            r.subscriber_id
+            for r in rows
+            if not subscribers.is_suppressed(
+                session, email=r.email if campaign.channel == "email" else None,
+                openid=r.openid if campaign.channel == "wechat" else None,
+            )
+        }
+    eligible = subscribers.recipients_select(list(campaign.list_ids), campaign.channel).order_by(None).subquery()
+    return set(session.scalars(select(eligible.c.id).where(eligible.c.id.in_(ids))))
+
+
+def _skip(session: Session, campaign: Campaign, rows: Sequence[ClaimedRow], token: str, now: datetime) -> None:
+    ids = [r.id for r in rows]
+    session.execute(
+        update(D)
+        .where(D.c.id.in_(ids), D.c.status == "sending", D.c.claimed_by == token)
+        .values(status="skipped", lease_until=None, last_text="suppressed or unsubscribed after fan-out", updated_at=now)
+    )
+    for r in rows:
+        events.record(
+            session, "skipped", channel=campaign.channel, campaign_id=campaign.id, delivery_id=r.id,
+            subscriber_id=r.subscriber_id, data={"reason": "not eligible any more"}, at=now,
+        )
+
+
+@dataclass
+class _Outcome:
+    status: str
+    attempts_inc: int
+    next_attempt_at: datetime | None
+    event: str | None
+
+
+def _decide(settings: Settings, row: ClaimedRow, result: SendResult, now: datetime) -> _Outcome:
+    if result.outcome == "sent":
+        return _Outcome("sent", 1, None, "sent")
+    if result.outcome == "deferred":
+        due = next_attempt(settings, row.attempts + 1, now)
+        if due is None:
+            return _Outcome("failed", 1, None, "failed")
+        return _Outcome("deferred", 1, due, "deferred")
+    if result.outcome == "bounced":
+        return _Outcome("bounced", 1, None, "bounced")
+    if result.outcome == "paused":
+        return _Outcome("pending", 0, None, None)
+    return _Outcome("failed", 1, None, "failed")
+
+
+def record_results(
+    engine: Engine,
+    settings: Settings,
+    campaign: Campaign,
+    rows: Sequence[ClaimedRow],
+    results: Sequence[SendResult],
+    token: str,
+    report: BatchReport,
+) -> str | None:
+    """Apply the channel's results in one transaction; returns a pause reason if one came back."""
+    now = utcnow()
+    by_id = {r.delivery_id: r for r in results}
+    params, decided = [], []
+    pause_reason: str | None = None
+    for row in rows:
+        result = by_id.get(row.id) or SendResult(row.id, "deferred", text="no result from the channel")
+        outcome = _decide(settings, row, result, now)
+        if result.outcome == "paused" and pause_reason is None:
+            pause_reason = (f"{result.code} " if result.code else "") + (result.text or "refused by the server")
+        text = result.text
+        if result.outcome == "deferred" and outcome.status == "failed":
+            text = f"gave up after {row.attempts + 1} attempts: {result.text}"
+        params.append(
+            {
+                "b_id": row.id,
+                "b_token": token,
+                "b_status": outcome.status,
+                "b_inc": outcome.attempts_inc,
+                "b_next": outcome.next_attempt_at,
+                "b_code": result.code,
+                "b_text": (text or "")[:2000] or None,
+                "b_message_id": result.message_id,
+                "b_external_id": result.external_id,
+                "b_sent_at": now if outcome.status == "sent" else None,
+                "b_now": now,
+            }
+        )
+        decided.append((row, result, outcome))
+    stmt = (
+        update(D)
+        .where(D.c.id == bindparam("b_id"), D.c.status == "sending", D.c.claimed_by == bindparam("b_token"))
+        .values(
+            status=bindparam("b_status"),
+            attempts=D.c.attempts + bindparam("b_inc"),
+            next_attempt_at=bindparam("b_next"),
+            lease_until=None,
+            last_code=bindparam("b_code"),
+            last_text=bindparam("b_text"),
+            message_id=bindparam("b_message_id"),
+            external_id=bindparam("b_external_id"),
+            sent_at=bindparam("b_sent_at"),
+            updated_at=bindparam("b_now"),
+        )
+    )
+    from dispatch.subscribers import service as subscribers
+
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        if params:
+            session.connection().execute(stmt, params)
+        ids = [row.id for row in rows]
+        owned = set(
+            session.scalars(select(D.c.id).where(D.c.id.in_(ids), D.c.claimed_by == token, D.c.status != "sending"))
+        )
+        for row, result, outcome in decided:
+            if row.id not in owned:  # our lease expired and someone else owns the row now
+                log.warning("delivery.lost_claim", campaign_id=campaign.id, delivery_id=row.id)
+                continue
+            report.add(outcome.status if outcome.status != "pending" else "paused")
+            if outcome.event is None:
+                continue
+            data: dict = {"code": result.code, "attempt": row.attempts + 1}
+            if result.text:
+                data["text"] = result.text[:500]
+            if result.message_id:
+                data["message_id"] = result.message_id
+            if result.external_id:
+                data["external_id"] = result.external_id
+            if outcome.next_attempt_at:
+                data["retry_at"] = outcome.next_attempt_at.isoformat()
+            events.record(
+                session, outcome.event, channel=campaign.channel, campaign_id=campaign.id,
+                delivery_id=row.id, subscriber_id=row.subscriber_id, data=data, at=now,
+            )
+            if outcome.status == "bounced":
+                address = {"openid": row.openid} if campaign.channel == "wechat" else {"email": row.email}
+                if address.get("openid") or address.get("email"):
+                    subscribers.suppress(
+                        session, **address, reason="bounced", source=f"campaign:{campaign.id}",
+                        campaign_id=campaign.id, delivery_id=row.id,
+                    )
+        if pause_reason:
+            current = campaign_service.get(session, campaign.id)
+            if current.status == "running":
+                campaign_service.transition(session, current, "paused", reason=pause_reason, now=now)
+                log.warning("campaign.paused_by_server", campaign_id=campaign.id, reason=pause_reason)
+    return pause_reason
+
+
+def _is_running(engine: Engine, campaign_id: int) -> bool:
+    with engine.connect() as conn:
+        status = conn.execute(select(Campaign.status).where(Campaign.id == campaign_id)).scalar()
+    return status == "running"
+
+
+def _release(engine: Engine, ids: list[int], token: str, report: BatchReport, **kwargs) -> None:
+    if not ids:
+        return
+    with Session(engine) as session, session.begin():
+        report.released += release(session, ids, token, **kwargs)
+
+
+def deliver_batch(
+    engine: Engine,
+    settings: Settings,
+    campaign_id: int,
+    batch_no: int,
+    *,
+    worker: str | None = None,
+    channel_factory: ChannelFactory | None = None,
+    limiter: RateLimiter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BatchReport:
+    """Send the due rows of one batch. Idempotent: rows already done are never claimed."""
+    report = BatchReport(campaign_id, batch_no)
+    token = new_claim_token(worker)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None or campaign.status != "running":
+            report.stopped = f"campaign {campaign.status if campaign else 'missing'}"
+            return report
+        rows = claim_batch(session, campaign_id, batch_no, token, settings.lease_seconds)
+    report.claimed = len(rows)
+    if not rows:
+        with Session(engine) as session, session.begin():
+            campaign_service.finish_if_done(session, campaign_id)
+        return report
+    log.info("batch.claimed", campaign_id=campaign_id, batch_no=batch_no, rows=len(rows), claim=token)
+
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        eligible = _eligible(session, campaign, rows)
+        gone = [r for r in rows if r.subscriber_id not in eligible]
+        if gone:
+            _skip(session, campaign, gone, token, utcnow())
+            report.skipped = len(gone)
+    rows = [r for r in rows if r.subscriber_id in eligible]
+
+    context = CampaignContext(
+        campaign_id=campaign.id,
+        issue_id=campaign.issue_id,
+        batch_no=batch_no,
+        list_ids=tuple(campaign.list_ids),
+        tracking=campaign.tracking,
+        is_test=campaign.is_test,
+    )
+    factory = channel_factory or _default_channel_factory
+    limits = campaign_limits(settings, campaign)
+    limiter = limiter if limiter is not None else (make_rate_limiter(settings) if limits else None)
+    channel: Channel | None = None
+    opened = False
+    remaining = list(rows)
+    try:
+        try:
+            channel = factory(campaign.channel, settings, context) if remaining else None
+        except Exception as exc:  # noqa: BLE001 - a channel that cannot even be built fails the campaign
+            reason = f"cannot build the {campaign.channel} channel: {type(exc).__name__}: {exc}"
+            _release(engine, [r.id for r in remaining], token, report)
+            remaining = []
+            with Session(engine) as session, session.begin():
+                current = campaign_service.get(session, campaign_id)
+                if current.status == "running":
+                    campaign_service.transition(session, current, "failed", reason=reason)
+            log.error("campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason)
+            report.stopped = "channel failed"
+        while remaining:
+            if not _is_running(engine, campaign_id):
+                report.stopped = "campaign not running"
+                break
+            wanted = min(len(remaining), CHUNK_SIZE)
+            if limits and limiter is not None:
+                try:
+                    grant = limiter.acquire(limits, wanted)
+                except Exception as exc:  # noqa: BLE001 - limiter store down: give the rows back
+                    log.warning("batch.rate_limiter_unavailable", campaign_id=campaign_id, error=str(exc))
+                    report.stopped = "rate limiter unavailable"
+                    break
+                if grant.granted == 0:
+                    if grant.wait_seconds > MAX_RATE_SLEEP:
+                        due = utcnow() + timedelta(seconds=grant.wait_seconds)
+                        _release(engine, [r.id for r in remaining], token, report, next_attempt_at=due)
+                        remaining = []
+                        report.stopped = "rate limit window full"
+                        break
+                    sleep(grant.wait_seconds)
+                    continue
+                wanted = grant.granted
+            chunk, remaining = remaining[:wanted], remaining[wanted:]
+            recipients = [
+                Recipient(r.id, r.subscriber_id, r.email, r.name, r.locale, r.openid) for r in chunk
+            ]
+            try:
+                if not opened:
+                    channel.open()
+                    opened = True
+                results = channel.send(recipients)
+            except Exception as exc:  # noqa: BLE001 - a channel bug must not lose the rows
+                log.error("batch.channel_error", campaign_id=campaign_id, batch_no=batch_no, error=f"{type(exc).__name__}: {exc}")
+                results = [SendResult(r.id, "deferred", text=f"{type(exc).__name__}: {exc}") for r in chunk]
+                if opened:
+                    try:
+                        channel.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    opened = False
+            if record_results(engine, settings, campaign, chunk, results, token, report):
+                report.stopped = "paused by the server"
+                break
+    finally:
+        if opened and channel is not None:
+            try:
+                channel.close()
+            except Exception:  # noqa: BLE001
+                pass
+        # whatever we claimed but did not get to goes straight back to pending
+        _release(engine, [r.id for r in remaining], token, report)
+    with Session(engine) as session, session.begin():
+        campaign_service.finish_if_done(session, campaign_id)
+    log.info(
+        "batch.done", campaign_id=campaign_id, batch_no=batch_no, claimed=report.claimed,
+        skipped=report.skipped, released=report.released, stopped=report.stopped, **report.outcomes,
+    )
+    return report
+
+
+@dataclass
+class SweepReport:
+    started: list[int] = field(default_factory=list)
+    expired: list[tuple[int, int]] = field(default_factory=list)
+    enqueued: list[tuple[int, int]] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)
+
+
+def sweep(engine: Engine, settings: Settings, queue: BatchQueue, now: datetime | None = None) -> SweepReport:
+    """The periodic housekeeping (Celery beat): start due scheduled campaigns, return expired
+    claims to pending, enqueue batches with due rows, and finish campaigns with nothing left."""
+    now = now or utcnow()
+    report = SweepReport()
+    with Session(engine) as session:
+        due_ids = list(
+            session.scalars(
+                select(Campaign.id).where(Campaign.status == "scheduled", Campaign.scheduled_at <= now)
+            )
+        )
+    for campaign_id in due_ids:
+        try:
+            campaign_service.start(engine, settings, campaign_id, queue, now=now)
+            report.started.append(campaign_id)
+        except campaign_service.CampaignError as exc:  # another sweep started it first
+            log.info("sweep.start_skipped", campaign_id=campaign_id, reason=str(exc))
+    with Session(engine) as session, session.begin():
+        report.expired = expire_leases(session, settings.max_attempts, now)
+    with Session(engine) as session, session.begin():
+        report.enqueued = due_batches(session, settings.lease_seconds, now)
+    for campaign_id, batch_no in report.enqueued:
+        queue.enqueue(campaign_id, batch_no)
+    with Session(engine) as session:
+        running = list(session.scalars(select(Campaign.id).where(Campaign.status == "running")))
+    for campaign_id in running:
+        with Session(engine) as session, session.begin():
+            if campaign_service.finish_if_done(session, campaign_id):
+                report.finished.append(campaign_id)
+    if report.started or report.expired or report.enqueued or report.finished:
+        log.info(
+            "sweep.done", started=report.started, expired=len(report.expired),
+            enqueued=len(report.enqueued), finished=report.finished,
+        )
+    return report
+
+
+def drain(
+    engine: Engine,
+    settings: Settings,
+    queue,
+    *,
+    channel_factory: ChannelFactory | None = None,
+    limiter: RateLimiter | None = None,
+    max_rounds: int = 10_000,
+) -> int:
+    """Run queued batches in this process until the queue is empty (tests, tiny setups).
+
+    `queue` is a ListQueue; returns how many batch runs were made.
+    """
+    runs = 0
+    while queue.items and runs < max_rounds:
+        campaign_id, batch_no = queue.items.pop(0)
+        deliver_batch(engine, settings, campaign_id, batch_no, channel_factory=channel_factory, limiter=limiter)
+        runs += 1
+    return runs
