@@ -45,7 +45,9 @@ META_LINE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:\s?(.*)$")
 IMAGE_RE = re.compile(r'^!\[(?P<alt>[^\]]*)\]\((?P<src>[^\s)"]*)(?:\s+"(?P<caption>[^"]*)")?\)$')
 UNORDERED_RE = re.compile(r"^[-*]\s+(.*)$")
 ORDERED_RE = re.compile(r"^\d{1,3}[.)]\s+(.*)$")
-INLINE_RE = re.compile(r"\*\*(?P<strong>.+?)\*\*|\[(?P<text>[^\]]+)\]\((?P<url>[^)\s]+)\)")
+INLINE_RE = re.compile(
+    r"\*\*(?P<strong>.+?)\*\*|\[(?P<text>[^\]]+)\]\((?P<url>(?:[^()\s]|\([^()\s]*\))+)\)"
+)
 HTTP_URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 
 MESSAGES = Catalog(
@@ -61,13 +63,13 @@ MESSAGES = Catalog(
             "头部信息每行须为 key: value",
             "front matter lines must be 'key: value'",
         ),
-        "unknown_key": ("未知的头部字段 {key!r}", "unknown front-matter key {key!r}"),
-        "duplicate_key": ("重复的字段 {key!r}", "duplicate key {key!r}"),
-        "missing_key": ("缺少必填的头部字段 {key!r}", "missing front-matter key {key!r}"),
-        "empty_value": ("字段 {key!r} 的值为空", "front-matter key {key!r} has an empty value"),
+        "unknown_key": ("未知的头部字段 {name!r}", "unknown front-matter key {name!r}"),
+        "duplicate_key": ("重复的字段 {name!r}", "duplicate key {name!r}"),
+        "missing_key": ("缺少必填的头部字段 {name!r}", "missing front-matter key {name!r}"),
+        "empty_value": ("字段 {name!r} 的值为空", "front-matter key {name!r} has an empty value"),
         "bad_date": (
-            "{key!r} 不是有效日期 YYYY-MM-DD：{value!r}",
-            "{key!r} is not a valid date YYYY-MM-DD: {value!r}",
+            "{name!r} 不是有效日期 YYYY-MM-DD：{value!r}",
+            "{name!r} is not a valid date YYYY-MM-DD: {value!r}",
         ),
         "bad_number": ("number 须为正整数：{value!r}", "number must be a positive integer: {value!r}"),
         "period_order": (
@@ -95,12 +97,12 @@ MESSAGES = Catalog(
         "empty_article_title": ("文章标题为空", "article heading has no title"),
         "empty_article": ("文章 {title!r} 没有正文", "article {title!r} has no body"),
         "missing_article_key": (
-            "文章 {title!r} 缺少 {key}",
-            "article {title!r} has no {key}",
+            "文章 {title!r} 缺少 {name}",
+            "article {title!r} has no {name}",
         ),
         "unknown_article_key": (
-            "未知的文章字段 {key!r}（可用：source, source_url, date, author）",
-            "unknown article metadata key {key!r} (known: source, source_url, date, author)",
+            "未知的文章字段 {name!r}（可用：source, source_url, date, author）",
+            "unknown article metadata key {name!r} (known: source, source_url, date, author)",
         ),
         "bad_meta_line": (
             "标题后到空行前须为 key: value 元数据行",
@@ -139,10 +141,6 @@ MESSAGES = Catalog(
             "video must be written '::: video label | https://…'",
         ),
         "empty_sidebar": ("专栏 {title!r} 没有内容", "sidebar {title!r} is empty"),
-        "block_in_sidebar": (
-            "专栏内不能出现栏目或文章标题",
-            "section or article heading inside a sidebar",
-        ),
         "no_sections": ("简报没有任何栏目", "the issue has no section"),
     }
 )
@@ -168,9 +166,10 @@ class IssueSourceError(ValueError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-def _msg(key: str, **kwargs: object) -> str:
+def _msg(message_key: str, **kwargs: object) -> str:
     """English first (greppable, stable for tests), then zh-CN."""
-    return MESSAGES.get(key, "en", **kwargs) + " / " + MESSAGES.get(key, "zh-CN", **kwargs)
+    en = MESSAGES.get(message_key, "en", **kwargs)
+    return en + " / " + MESSAGES.get(message_key, "zh-CN", **kwargs)
 
 
 def resolve_source(path: str | Path) -> Path:
@@ -250,8 +249,8 @@ class _Parser:
         self.problems: list[Problem] = []
         self.image_bytes: list[bytes] = []
 
-    def problem(self, line: int, key: str, **kwargs: object) -> None:
-        self.problems.append(Problem(self.label, line, _msg(key, **kwargs)))
+    def problem(self, line: int, message_key: str, **kwargs: object) -> None:
+        self.problems.append(Problem(self.label, line, _msg(message_key, **kwargs)))
 
     # --- front matter -------------------------------------------------------------------
 
@@ -279,9 +278,9 @@ class _Parser:
                 continue
             key, value = m.group(1), m.group(2).strip()
             if key not in REQUIRED_KEYS and key not in OPTIONAL_KEYS:
-                self.problem(lineno, "unknown_key", key=key)
+                self.problem(lineno, "unknown_key", name=key)
             elif key in values:
-                self.problem(lineno, "duplicate_key", key=key)
+                self.problem(lineno, "duplicate_key", name=key)
             else:
                 values[key] = (value, lineno)
         self.problem(first + 1, "unclosed_front_matter")
@@ -293,15 +292,15 @@ class _Parser:
                 return date.fromisoformat(value)
             except ValueError:
                 pass
-        self.problem(line, "bad_date", key=key, value=value)
+        self.problem(line, "bad_date", name=key, value=value)
         return None
 
     def meta(self, values: dict[str, tuple[str, int]], header_line: int) -> IssueMeta | None:
         for key in REQUIRED_KEYS:
             if key not in values:
-                self.problem(header_line, "missing_key", key=key)
+                self.problem(header_line, "missing_key", name=key)
             elif not values[key][0]:
-                self.problem(values[key][1], "empty_value", key=key)
+                self.problem(values[key][1], "empty_value", name=key)
         number = period_from = period_to = None
         if "number" in values and values["number"][0]:
             raw, line = values["number"]
@@ -527,9 +526,9 @@ class _Parser:
                 if m and not stripped.startswith(("#", ":::", "![", "- ", "* ")):
                     key, value = m.group(1), m.group(2).strip()
                     if key not in ARTICLE_META_KEYS:
-                        self.problem(lineno, "unknown_article_key", key=key)
+                        self.problem(lineno, "unknown_article_key", name=key)
                     elif key in article.meta:
-                        self.problem(lineno, "duplicate_key", key=key)
+                        self.problem(lineno, "duplicate_key", name=key)
                     else:
                         article.meta[key] = (value, lineno)
                     continue
@@ -579,9 +578,10 @@ class _Parser:
                 flush_chunk()
                 level = 1 if not stripped.startswith("##") else 2
                 title = stripped[level:].strip()
-                if sidebar is not None:
-                    self.problem(lineno, "block_in_sidebar")
-                    continue
+                if sidebar is not None:  # a heading ends the unclosed sidebar; say so once
+                    self.problem(sidebar.line, "unclosed_block", kind="sidebar")
+                    self.close_sidebar(sidebar, article)
+                    sidebar = None
                 if level == 1:
                     if not title:
                         self.problem(lineno, "empty_section_title")
@@ -639,7 +639,7 @@ class _Parser:
                 anchor += 1
                 for key in ("source_url", "date"):
                     if key not in d.meta or not d.meta[key][0]:
-                        self.problem(d.line, "missing_article_key", title=d.title, key=key)
+                        self.problem(d.line, "missing_article_key", title=d.title, name=key)
                 if not d.blocks:
                     self.problem(d.line, "empty_article", title=d.title)
                 source_url, url_line = d.meta.get("source_url", ("", d.line))
