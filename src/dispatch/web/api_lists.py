@@ -1,0 +1,71 @@
+"""Admin API: mailing lists with their member counts (admin only)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from dispatch.models.subscriber import MailingList
+from dispatch.subscribers import service
+from dispatch.web.auth import require_admin
+from dispatch.web.deps import DbSession, RowId
+
+router = APIRouter(prefix="/api/lists", tags=["lists"], dependencies=[Depends(require_admin)])
+
+
+class ListIn(BaseModel):
+    slug: str = Field(min_length=1, max_length=64)
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=2000)
+    optin: Literal["single", "double"] = "single"
+
+
+class ListPatch(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    optin: Literal["single", "double"] | None = None
+
+
+def list_out(session: Session, mailing_list: MailingList) -> dict:
+    return {
+        "id": mailing_list.id,
+        "slug": mailing_list.slug,
+        "name": mailing_list.name,
+        "description": mailing_list.description,
+        "optin": mailing_list.optin,
+        "counts": service.list_member_counts(session, mailing_list.id),
+        "created_at": mailing_list.created_at,
+    }
+
+
+def get_list_or_404(session: Session, list_id: RowId) -> MailingList:
+    found = session.get(MailingList, list_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"list {list_id} not found")
+    return found
+
+
+@router.get("", summary="All lists with member counts")
+def lists_index(session: DbSession) -> list[dict]:
+    return [list_out(session, m) for m in service.all_lists(session)]
+
+
+@router.post("", status_code=201, summary="Create a list")
+def lists_create(body: ListIn, session: DbSession) -> dict:
+    created = service.create_list(session, body.slug, body.name, description=body.description, optin=body.optin)
+    return list_out(session, created)
+
+
+@router.get("/{list_id}", summary="One list")
+def lists_show(list_id: RowId, session: DbSession) -> dict:
+    return list_out(session, get_list_or_404(session, list_id))
+
+
+@router.patch("/{list_id}", summary="Change a list's name, description or opt-in mode")
+def lists_update(list_id: RowId, body: ListPatch, session: DbSession) -> dict:
+    found = get_list_or_404(session, list_id)
+    updated = service.update_list(session, found.slug, name=body.name, description=body.description, optin=body.optin)
+    return list_out(session, updated)

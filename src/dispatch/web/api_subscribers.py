@@ -1,0 +1,180 @@
+"""Admin API: subscribers (search, paginate, add, edit), CSV import with the per-line report,
+and CSV export (admin only). The rules live in dispatch.subscribers; this maps HTTP to them."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from dispatch.models.subscriber import (
+    SUBSCRIBER_STATUSES,
+    SUBSCRIPTION_STATUSES,
+    MailingList,
+    Subscriber,
+    Subscription,
+)
+from dispatch.subscribers import service
+from dispatch.web.auth import require_admin
+from dispatch.web.deps import DbSession, RowId
+
+router = APIRouter(prefix="/api/subscribers", tags=["subscribers"], dependencies=[Depends(require_admin)])
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+
+
+class SubscriberIn(BaseModel):
+    email: str | None = Field(default=None, max_length=320)
+    openid: str | None = Field(default=None, max_length=128)
+    name: str = Field(default="", max_length=200)
+    locale: Literal["zh-CN", "en"] | None = None
+    list_ids: list[int] = Field(default_factory=list, max_length=100)
+
+
+class SubscriberPatch(BaseModel):
+    email: str | None = Field(default=None, max_length=320)
+    openid: str | None = Field(default=None, max_length=128)
+    name: str | None = Field(default=None, max_length=200)
+    locale: Literal["zh-CN", "en"] | None = None
+    status: Literal[SUBSCRIBER_STATUSES] | None = None  # type: ignore[valid-type]
+
+
+def subscriber_out(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "id": subscriber.id,
+        "email": subscriber.email,
+        "openid": subscriber.openid,
+        "name": subscriber.name,
+        "locale": subscriber.locale,
+        "status": subscriber.status,
+        "attributes": subscriber.attributes or {},
+        "created_at": subscriber.created_at,
+        "subscriptions": [
+            {"list_id": m.id, "list": m.slug, "status": s.status}
+            for m, s in service.subscriptions_of(session, subscriber.id)
+        ],
+    }
+
+
+def search_subscribers(session: Session, *, q: str | None, list_id: int | None, status: str | None,
+                       page: int, per_page: int) -> dict[str, Any]:
+    """One page of subscribers matching a free-text query, with the total count."""
+    query = select(Subscriber)
+    if list_id is not None:
+        query = query.join(Subscription, Subscription.subscriber_id == Subscriber.id).where(Subscription.list_id == list_id)
+    if status:
+        query = query.where(Subscriber.status == status)
+    if q:
+        pattern = f"%{q.strip().lower()}%"
+        query = query.where(or_(func.lower(Subscriber.email).like(pattern), func.lower(Subscriber.name).like(pattern),
+                                Subscriber.openid == q.strip()))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Subscriber.id).offset((page - 1) * per_page).limit(per_page))
+    return {"total": total, "page": page, "per_page": per_page,
+            "items": [subscriber_out(session, s) for s in rows]}
+
+
+def _get_or_404(session: Session, subscriber_id: RowId) -> Subscriber:
+    found = session.get(Subscriber, subscriber_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"subscriber {subscriber_id} not found")
+    return found
+
+
+def _list_or_404(session: Session, list_id: RowId) -> MailingList:
+    found = session.get(MailingList, list_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"list {list_id} not found")
+    return found
+
+
+def import_upload(request: Request, data: bytes, filename: str, list_id: RowId, resubscribe: bool = False) -> dict[str, Any]:
+    """Run the subscriber area's CSV import on an uploaded file; the report names each line."""
+    from dispatch.subscribers.csv_import import import_csv
+
+    settings = request.app.state.settings
+    with request.app.state.session_factory() as session:
+        mailing_list = _list_or_404(session, list_id)
+        slug = mailing_list.slug
+    tmp_dir = settings.data_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=tmp_dir, suffix=".csv", delete=False) as handle:
+        handle.write(data)
+        path = Path(handle.name)
+    try:
+        result = import_csv(request.app.state.engine, path, slug, resubscribe=resubscribe)
+    finally:
+        path.unlink(missing_ok=True)
+    report = result.as_dict()
+    report["file"] = Path(filename).name or "upload.csv"
+    report["summary"] = result.summary()
+    return report
+
+
+@router.get("", summary="Search and paginate subscribers")
+def subscribers_index(
+    session: DbSession,
+    q: Annotated[str | None, Query(max_length=200, description="part of the email or name, or an openid")] = None,
+    list_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    status: Literal[SUBSCRIBER_STATUSES] | None = None,  # type: ignore[valid-type]
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict:
+    return search_subscribers(session, q=q, list_id=list_id, status=status, page=page, per_page=per_page)
+
+
+@router.post("", status_code=201, summary="Add a subscriber (and subscribe to lists)")
+def subscribers_create(body: SubscriberIn, request: Request, session: DbSession) -> dict:
+    lists = [_list_or_404(session, i) for i in body.list_ids]
+    subscriber = service.add_subscriber(session, email=body.email, openid=body.openid, name=body.name, locale=body.locale)
+    for mailing_list in lists:
+        service.subscribe(session, subscriber, mailing_list, settings=request.app.state.settings)
+    return subscriber_out(session, subscriber)
+
+
+@router.post("/import", summary="Import a CSV upload into a list; returns the per-line report")
+async def subscribers_import(
+    request: Request,
+    file: Annotated[UploadFile, File()],
+    list_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
+    resubscribe: Annotated[bool, Form()] = False,
+) -> dict:
+    data = await file.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        raise HTTPException(status_code=413, detail=f"CSV larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB")
+    return await run_in_threadpool(import_upload, request, data, file.filename or "upload.csv", list_id, resubscribe)
+
+
+@router.get("/export", summary="Export a list's members as CSV")
+def subscribers_export(
+    session: DbSession,
+    list_id: Annotated[int, Query(ge=1, le=2**31 - 1)],
+    status: Literal[SUBSCRIPTION_STATUSES] | None = None,  # type: ignore[valid-type]
+) -> Response:
+    from dispatch.subscribers.csv_export import export_csv
+
+    mailing_list = _list_or_404(session, list_id)
+    out = io.StringIO()
+    export_csv(session, mailing_list.slug, out, statuses=(status,) if status else ())
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{mailing_list.slug}.csv"'})
+
+
+@router.get("/{subscriber_id}", summary="One subscriber with their subscriptions")
+def subscribers_show(subscriber_id: RowId, session: DbSession) -> dict:
+    return subscriber_out(session, _get_or_404(session, subscriber_id))
+
+
+@router.patch("/{subscriber_id}", summary="Edit a subscriber")
+def subscribers_update(subscriber_id: RowId, body: SubscriberPatch, session: DbSession) -> dict:
+    subscriber = _get_or_404(session, subscriber_id)
+    service.update_subscriber(session, subscriber, email=body.email, openid=body.openid, name=body.name,
+                              locale=body.locale, status=body.status)
+    return subscriber_out(session, subscriber)

@@ -1,0 +1,108 @@
+"""The HTTP application (FastAPI on uvicorn): public tracking, unsubscribe and archive pages,
+the admin REST API under /api/ (OpenAPI at /openapi.json), the admin pages under /admin/ and
+the WeChat callback. `create_app(settings)` builds one; `dispatch web` serves it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dispatch import __version__
+from dispatch.config import Settings, get_settings
+from dispatch.db import get_engine, session_factory
+from dispatch.web import (
+    api_campaigns,
+    api_issues,
+    api_lists,
+    api_subscribers,
+    pages,
+    pages_auth,
+    routes_archive,
+    routes_tracking,
+    routes_unsubscribe,
+    routes_wechat,
+)
+from dispatch.web.errors import install_error_handlers
+from dispatch.web.linktable import LinkTableCache
+from dispatch.web.templating import make_environment, render_page
+
+log = logging.getLogger("dispatch.web")
+
+PUBLIC_PATH_PREFIXES = ("/t/", "/u/", "/confirm/", "/issues", "/wechat/", "/admin/login", "/healthz",
+                        "/openapi.json", "/api/docs", "/lang/")
+
+
+def _wants_html(request: Request) -> bool:
+    return request.url.path.startswith("/admin") or (
+        not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application for these settings (the engine is shared per database URL)."""
+    settings = settings or get_settings()
+    engine = get_engine(settings)
+    app = FastAPI(
+        title="dispatch",
+        version=__version__,
+        description="Admin API of the dispatch newsletter service / 简报投递管理接口",
+        openapi_url="/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory(engine)
+    app.state.jinja = make_environment(settings)
+    app.state.link_tables = LinkTableCache()
+
+    for module in (routes_tracking, routes_unsubscribe, routes_archive, routes_wechat,
+                   api_lists, api_subscribers, api_issues, api_campaigns, pages_auth, pages):
+        app.include_router(module.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def root() -> Response:
+        return RedirectResponse("/issues/", status_code=302)
+
+    install_error_handlers(app)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_html(request):
+            if exc.status_code == 401 and request.url.path.startswith("/admin"):
+                return pages_auth.login_page(request, status_code=401, message_key="login_required")
+            key = {403: "forbidden", 404: "not_found"}.get(exc.status_code, "error_title")
+            if exc.status_code == 403 and "CSRF" in str(exc.detail):
+                key = "csrf_failed"
+            return render_page(request, "error.html", {"message_key": key, "status": exc.status_code},
+                               status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return JSONResponse({"detail": _jsonable_errors(exc.errors())}, status_code=422)
+
+    return app
+
+
+def _jsonable_errors(errors: object) -> object:
+    """Validation errors without the raw input objects (which may be bytes or files)."""
+    out = []
+    for err in errors if isinstance(errors, list | tuple) else []:
+        item = {k: v for k, v in dict(err).items() if k in ("loc", "msg", "type")}
+        item["loc"] = [str(part) for part in item.get("loc", ())]
+        out.append(item)
+    return out
+
+
+__all__ = ["create_app", "HTTPException", "PUBLIC_PATH_PREFIXES"]

@@ -1,0 +1,33 @@
+"""Request-scoped dependencies: settings and a database session that commits or rolls back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.orm import Session
+
+from dispatch.config import Settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One session per request: committed when the route returns, rolled back on any error."""
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+DbSession = Annotated[Session, Depends(get_db)]
+# database ids in paths: bounded so a huge number is a 422, never an integer overflow in SQL
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]

@@ -1,0 +1,4 @@
+"""Admin pages (placeholder; filled below)."""
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)

@@ -1,0 +1,94 @@
+"""Log in, log out and the language switch of the admin pages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from dispatch.config import Settings
+from dispatch.i18n import normalise_locale
+from dispatch.web.auth import EditorUser, cookie_secure, end_session, start_session
+from dispatch.web.csrf import (
+    LOGIN_CSRF_COOKIE,
+    new_csrf_token,
+    read_login_token,
+    sign_login_token,
+    tokens_match,
+)
+from dispatch.web.templating import LANG_COOKIE, render_page
+from dispatch.web.users import authenticate
+
+router = APIRouter(include_in_schema=False)
+
+
+def safe_next(value: str | None, default: str = "/admin/") -> str:
+    """Only a local path may be a redirect target (never //host or a scheme)."""
+    if value and value.startswith("/") and not value.startswith(("//", "/\\")) and "\n" not in value and "\r" not in value:
+        return value
+    return default
+
+
+def login_page(request: Request, *, status_code: int = 200, message_key: str | None = None,
+               email: str = "") -> Response:
+    """The login form with a fresh double-submit CSRF token (also the body of every 401 page)."""
+    settings: Settings = request.app.state.settings
+    token = new_csrf_token()
+    next_path = request.query_params.get("next") or (request.url.path if request.method == "GET" and request.url.path != "/admin/login" else "/admin/")
+    response = render_page(request, "admin/login.html",
+                           {"login_csrf": token, "message_key": message_key, "email": email,
+                            "next": safe_next(next_path)},
+                           status_code=status_code)
+    response.set_cookie(LOGIN_CSRF_COOKIE, sign_login_token(settings.signing_key(), token), httponly=True,
+                        secure=cookie_secure(settings), samesite="lax", path="/admin/login", max_age=3600)
+    return response
+
+
+@router.get("/admin/login")
+def login_form(request: Request) -> Response:
+    return login_page(request)
+
+
+@router.post("/admin/login")
+async def login_submit(
+    request: Request,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/admin/",
+) -> Response:
+    settings: Settings = request.app.state.settings
+    expected = read_login_token(settings.signing_key(), request.cookies.get(LOGIN_CSRF_COOKIE))
+    if not tokens_match(expected, csrf_token):
+        return login_page(request, status_code=403, message_key="csrf_failed", email=email)
+
+    def check() -> object:
+        with request.app.state.session_factory() as session, session.begin():
+            return authenticate(session, email, password)
+
+    user = await run_in_threadpool(check)
+    if user is None:
+        return login_page(request, status_code=401, message_key="login_failed", email=email)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    start_session(response, settings, user)  # type: ignore[arg-type]
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin/login")
+    return response
+
+
+@router.post("/admin/logout")
+def logout(request: Request, principal: EditorUser) -> Response:
+    response = RedirectResponse("/admin/login", status_code=303)
+    end_session(response, request.app.state.settings)
+    return response
+
+
+@router.get("/lang/{code}")
+def switch_language(code: str, request: Request, next: str = "/admin/") -> Response:
+    locale = normalise_locale(code)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    if locale:
+        response.set_cookie(LANG_COOKIE, locale, max_age=365 * 24 * 3600, samesite="lax", path="/",
+                            secure=cookie_secure(request.app.state.settings))
+    return response

@@ -1,0 +1,24 @@
+"""Which batch queue the web app hands to the delivery engine when it starts a campaign.
+
+The Celery queue of dispatch.tasks in a deployment; tests put their own (e.g. ListQueue) on
+`app.state.batch_queue`.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+
+def batch_queue(request: Request):
+    queue = getattr(request.app.state, "batch_queue", None)
+    if queue is not None:
+        return queue
+    from dispatch import tasks
+
+    for name in ("celery_queue", "CeleryQueue", "CeleryBatchQueue"):
+        factory = getattr(tasks, name, None)
+        if factory is not None:
+            queue = factory() if callable(factory) else factory
+            request.app.state.batch_queue = queue
+            return queue
+    raise RuntimeError("no batch queue: dispatch.tasks offers none")

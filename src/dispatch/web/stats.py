@@ -1,0 +1,106 @@
+"""Campaign statistics for the admin: counts, rates and opens/clicks over time.
+
+Definitions (also in docs/web.md): `sent` = deliveries accepted by the next hop at least once
+(status sent, or bounced after having been sent); `delivered` = sent and not bounced;
+`opened`/`clicked` = deliveries with at least one open / click (the first is the event);
+`unsubscribed` = recipients of the campaign who unsubscribed after it started. Rates are over
+`sent` (delivered, bounced) or `delivered` (opened, clicked, unsubscribed).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from dispatch.models import Event
+from dispatch.models.delivery import Campaign, Delivery
+
+BUCKET_CHOICES = (300, 900, 3600, 6 * 3600, 86400)  # seconds; the smallest giving ≤ 48 buckets
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
+    by_status = dict(session.execute(
+        select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign.id).group_by(Delivery.status)
+    ).all())
+    total = int(sum(by_status.values()))
+    bounced_after_send = session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign.id, Delivery.status == "bounced",
+                                   Delivery.sent_at.is_not(None))
+    ) or 0
+    delivered = int(by_status.get("sent", 0))
+    sent = delivered + int(bounced_after_send)
+    bounced = int(by_status.get("bounced", 0))
+    kinds = dict(session.execute(
+        select(Event.kind, func.count(func.distinct(Event.delivery_id)))
+        .where(Event.campaign_id == campaign.id, Event.kind.in_(("opened", "clicked")))
+        .group_by(Event.kind)
+    ).all())
+    recipients = select(Delivery.subscriber_id).where(Delivery.campaign_id == campaign.id)
+    unsub_query = select(func.count(func.distinct(Event.subscriber_id))).where(
+        Event.kind == "unsubscribed",
+        Event.subscriber_id.in_(recipients),
+        or_(Event.campaign_id.is_(None), Event.campaign_id == campaign.id),
+    )
+    if campaign.started_at is not None:
+        unsub_query = unsub_query.where(Event.occurred_at >= campaign.started_at)
+    unsubscribed = int(session.scalar(unsub_query) or 0) if total else 0
+    opened, clicked = int(kinds.get("opened", 0)), int(kinds.get("clicked", 0))
+    return {
+        "campaign_id": campaign.id,
+        "status": campaign.status,
+        "tracking": campaign.tracking,
+        "total": total,
+        "counts": {
+            "sent": sent,
+            "delivered": delivered,
+            "bounced": bounced,
+            "failed": int(by_status.get("failed", 0)),
+            "opened": opened,
+            "clicked": clicked,
+            "unsubscribed": unsubscribed,
+        },
+        "rates": {
+            "delivered": _rate(delivered, sent),
+            "bounced": _rate(bounced, sent + bounced - int(bounced_after_send)),
+            "opened": _rate(opened, delivered),
+            "clicked": _rate(clicked, delivered),
+            "unsubscribed": _rate(unsubscribed, delivered),
+        },
+        "timeline": timeline(session, campaign),
+    }
+
+
+def timeline(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """First opens and clicks per time bucket since the campaign started."""
+    rows = session.execute(
+        select(Event.kind, Event.occurred_at)
+        .where(Event.campaign_id == campaign.id, Event.kind.in_(("opened", "clicked")))
+        .order_by(Event.occurred_at)
+    ).all()
+    if not rows:
+        return {"bucket_seconds": 3600, "buckets": []}
+    start: datetime = campaign.started_at or rows[0][1]
+    start = min(start, rows[0][1])
+    span = (rows[-1][1] - start).total_seconds()
+    size = next((b for b in BUCKET_CHOICES if span / b <= 48), BUCKET_CHOICES[-1])
+    origin = datetime.fromtimestamp(int(start.timestamp()) // size * size, tz=start.tzinfo)
+    buckets: dict[int, dict[str, int]] = {}
+    for kind, at in rows:
+        index = int((at - origin).total_seconds() // size)
+        bucket = buckets.setdefault(index, {"opened": 0, "clicked": 0})
+        bucket[kind] += 1
+    last = max(buckets)
+    return {
+        "bucket_seconds": size,
+        "buckets": [
+            {"start": origin + timedelta(seconds=i * size), **buckets.get(i, {"opened": 0, "clicked": 0})}
+            for i in range(last + 1)
+        ],
+    }

@@ -1,0 +1,109 @@
+"""Admin users and API tokens: the service the CLI and the web app share.
+
+Passwords are hashed with argon2id (argon2-cffi); API tokens are random strings shown once
+and stored only as a SHA-256 hash, so a database leak never yields a usable credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dispatch.i18n import normalise_locale
+from dispatch.models.base import utcnow
+from dispatch.models.web import USER_ROLES, ApiToken, User
+
+_hasher = PasswordHasher()
+MIN_PASSWORD_LENGTH = 8
+TOKEN_PREFIX = "dsp_"
+
+
+class UserError(ValueError):
+    """Bad input for a user or token; the message names the field."""
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def normalise_email(email: str) -> str:
+    try:
+        return validate_email(email.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise UserError(f"email: {exc}") from None
+
+
+def create_user(session: Session, email: str, password: str, role: str, locale: str = "zh-CN") -> User:
+    """Add a user; refuses a duplicate email, an unknown role or a short password."""
+    address = normalise_email(email)
+    if role not in USER_ROLES:
+        raise UserError(f"role: must be one of {', '.join(USER_ROLES)}, got {role!r}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+    if session.scalar(select(User.id).where(User.email == address)) is not None:
+        raise UserError(f"email: a user {address} already exists")
+    user = User(email=address, password_hash=hash_password(password), role=role,
+                locale=normalise_locale(locale) or "zh-CN")
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    """The user with this email and password, or None (same cost whether the email exists)."""
+    try:
+        address = normalise_email(email)
+    except UserError:
+        address = email.strip().lower()
+    user = session.scalar(select(User).where(User.email == address))
+    if user is None:
+        verify_password(_DUMMY_HASH, password)  # keep timing flat for unknown emails
+        return None
+    if not verify_password(user.password_hash, password):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def count_users(session: Session) -> int:
+    return session.scalar(select(func.count(User.id))) or 0
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_api_token(session: Session, user: User, name: str = "") -> str:
+    """A new API token for `user`; the plain token is returned once and never stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(token_hash=_token_digest(token), user_id=user.id, name=name[:100]))
+    session.flush()
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The user an API token belongs to (and note its use), or None."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token)))
+    if row is None:
+        return None
+    row.last_used_at = utcnow()
+    return session.get(User, row.user_id)
+
+
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
