@@ -252,7 +252,8 @@ class ScriptedSmtpServer:
         if self.credentials is not None:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_required"] = True
-            kwargs["auth_require_tls"] = bool(self.starttls_cert)
+            # aiosmtpd only counts STARTTLS as TLS; with implicit TLS the socket is already encrypted
+            kwargs["auth_require_tls"] = bool(self.starttls_cert) and not self.implicit_tls
         self.port = free_port(self.host)
         self._controller = Controller(
             _ScriptedHandler(self), hostname=self.host, port=self.port, ready_timeout=10, **kwargs

@@ -29,7 +29,11 @@ from email.utils import formatdate
 CRLF = b"\r\n"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _ADDRESS = re.compile(r"^[^\s<>()\[\],;:\"\\@\x00-\x1f\x7f]+@[A-Za-z0-9.\-\[\]:]+$")
-_WORD_RAW_BYTES = 45  # 45 bytes -> 60 base64 chars; "=?utf-8?b?" + 60 + "?=" = 72 <= 75
+# Raw bytes per encoded-word: 45 -> "=?utf-8?b?" + 60 + "?=" = 72 characters, so "From: " + one
+# word stays within 78 and a name of up to 15 CJK characters stays one word (Python's address
+# parser puts a space between adjacent words); 42 keeps "Subject: " + word within 78.
+_NAME_WORD_BYTES = 45
+_SUBJECT_WORD_BYTES = 42
 
 
 class MessageBuildError(ValueError):
@@ -48,13 +52,13 @@ def check_address(address: str, what: str = "address") -> str:
     return address
 
 
-def encode_words(text: str) -> list[str]:
+def encode_words(text: str, max_bytes: int = _NAME_WORD_BYTES) -> list[str]:
     """RFC 2047 'B' encoded-words for non-ASCII text, split on character boundaries."""
     words: list[str] = []
     chunk = bytearray()
     for ch in text:
         raw = ch.encode("utf-8")
-        if len(chunk) + len(raw) > _WORD_RAW_BYTES:
+        if len(chunk) + len(raw) > max_bytes:
             words.append(_b_word(bytes(chunk)))
             chunk.clear()
         chunk += raw
@@ -108,7 +112,7 @@ def text_header(name: str, value: str) -> bytes:
     value = clean_header_text(value)
     if value.isascii():
         return fold_header(name, value.split(" ") if value else [""])
-    return fold_header(name, encode_words(value))
+    return fold_header(name, encode_words(value, _SUBJECT_WORD_BYTES))
 
 
 def base64_body(text: str) -> bytes:
@@ -210,7 +214,7 @@ def build_template(
     for key, value in (extra_static_headers or {}).items():
         headers.append(text_header(clean_header_text(key).replace(" ", "-"), value))
     headers.append(b"MIME-Version: 1.0" + CRLF)
-    headers.append(b'Content-Type: multipart/alternative; boundary="' + boundary.encode() + b'"' + CRLF)
+    headers.append(b'Content-Type: multipart/alternative;' + CRLF + b' boundary="' + boundary.encode() + b'"' + CRLF)
     headers.append(CRLF)  # end of the header block
     b = boundary.encode("ascii")
     part_head = (

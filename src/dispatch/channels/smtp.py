@@ -141,7 +141,9 @@ def classify_smtp_error(exc: BaseException, stage: Stage) -> tuple[Outcome, int 
         return "paused", None, f"server does not support a configured feature: {exc}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return "paused", None, f"TLS certificate rejected: {exc.verify_message}"
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
+    if isinstance(exc, smtplib.SMTPServerDisconnected):  # smtplib wraps read timeouts in it
+        if "timed out" in str(exc):
+            return "deferred", None, f"timeout ({stage})"
         return "deferred", None, f"connection lost ({stage}): {exc}"
     if isinstance(exc, TimeoutError | socket.timeout):
         return "deferred", None, f"timeout ({stage})"

@@ -1,0 +1,42 @@
+"""The channel's data path from the database: issue row → IssueDoc → rendered email → template."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+from dispatch.channels.base import CampaignContext, Recipient
+from dispatch.channels.smtp import SmtpChannel, load_campaign_source
+from dispatch.content.store import publish_source
+from dispatch.paths import PROJECT_ROOT
+from smtp_server import smtp_server  # noqa: F401
+
+SAMPLE_ISSUE = PROJECT_ROOT / "examples" / "2023-02"
+
+
+def test_the_sample_issue_goes_out_personalised_and_tracked(session, settings, smtp_server):  # noqa: F811
+    issue = publish_source(session, SAMPLE_ISSUE)
+    session.commit()
+    settings = settings.replace(smtp_url=smtp_server.url)
+    context = CampaignContext(campaign_id=21, issue_id=issue.id, batch_no=0, list_ids=(4,), tracking=True)
+    source = load_campaign_source(session, context, settings)
+    assert load_campaign_source(session, context, settings).template is source.template  # cached
+    channel = SmtpChannel(settings, context, source=source)
+    channel.open()
+    try:
+        results = channel.send(
+            [Recipient(1, 31, "li.si@example.net", "李四", "zh-CN"), Recipient(2, 32, "w@example.net", "", "en")]
+        )
+    finally:
+        channel.close()
+    assert [r.outcome for r in results] == ["sent", "sent"]
+    msg = email.message_from_bytes(smtp_server.received_by("li.si@example.net")[0].data, policy=email.policy.default)
+    assert msg["Subject"] == source.rendered.subject
+    plain, html = list(msg.iter_parts())
+    body = html.get_content()
+    assert "李四" in body
+    assert "https://bulletin.example.org/t/o/" in body  # open pixel of this delivery
+    assert "https://bulletin.example.org/t/c/1." in body  # click links of delivery 1
+    unsubscribe = msg["List-Unsubscribe"].split(",")[0].strip("<> ")
+    assert unsubscribe in body or unsubscribe in plain.get_content()
+    assert len(smtp_server.messages[0].data) < 140_000
