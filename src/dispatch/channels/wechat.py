@@ -58,6 +58,9 @@ def outcome_text(err: WechatError) -> str:
 
 class WechatChannel:
     name = "wechat"
+    # one send() per batch: a batch is one mass-send chunk (≤ 10,000 openids), so the engine
+    # must hand over the whole batch at once rather than in small rate-limit chunks
+    chunk_size = MAX_OPENIDS
 
     def __init__(self, settings: Settings, context: CampaignContext, *, client: WechatClient | None = None,
                  engine: Engine | None = None, policy: RetryPolicy | None = None,
@@ -93,8 +96,8 @@ class WechatChannel:
             options = self._options(session)
             try:
                 draft = ensure_draft(session, self.client, self.settings, issue)
-            except PublishError as exc:
-                return self._all(batch, "failed", text=str(exc))
+            except (PublishError, ValueError) as exc:  # bad content: renderer or publisher refused it
+                return self._all(batch, "failed", text=str(exc)[:2000])
             except Exception as exc:  # noqa: BLE001 - classified by the table
                 err = error_from(exc)
                 return self._all(batch, ACTION_OUTCOME[err.action], code=err.errcode, text=outcome_text(err))
@@ -127,14 +130,12 @@ class WechatChannel:
               tag_id: int | None = None) -> list[SendResult]:
         ctx = self.context
         if mode == "tag":  # one sendall per campaign; every batch shares its msg_id
-            parts = [(f"dispatch-{ctx.campaign_id}-tag", list(recipients))]
+            pieces = [list(recipients)]
         else:
             ordered = sorted(recipients, key=lambda r: r.delivery_id)
-            pieces = [ordered[i:i + MAX_OPENIDS] for i in range(0, len(ordered), MAX_OPENIDS)] or [[]]
-            parts = [(clientmsgid_for(ctx.campaign_id, ctx.batch_no, k if len(pieces) > 1 else None), piece)
-                     for k, piece in enumerate(pieces)]
+            pieces = [ordered[i:i + MAX_OPENIDS] for i in range(0, len(ordered), MAX_OPENIDS)]
         results: list[SendResult] = []
-        for clientmsgid, piece in parts:
+        for piece in pieces:
             if not piece:
                 continue
             openids = list(dict.fromkeys(r.openid for r in piece if r.openid))
@@ -142,9 +143,14 @@ class WechatChannel:
                 text = MASS_MESSAGES.get("too_few", "en", count=len(openids))
                 results += [SendResult(r.delivery_id, "failed", code=40130, text=text) for r in piece]
                 continue
+            if mode == "tag":
+                clientmsgid, digest = f"dispatch-{ctx.campaign_id}-tag", None
+            else:  # after the previous piece's row exists, so each piece gets its own id
+                clientmsgid, digest = clientmsgid_for(session, ctx.campaign_id, ctx.batch_no, openids)
             outcome = send_chunk(session, self.client, campaign_id=ctx.campaign_id, batch_no=ctx.batch_no,
                                  clientmsgid=clientmsgid, draft_media_id=media_id, mode=mode,
-                                 openids=openids, tag_id=tag_id, policy=self.policy, sleep=self.sleep)
+                                 openids=openids, tag_id=tag_id, digest=digest, policy=self.policy,
+                                 sleep=self.sleep)
             if outcome.sent:
                 data = {"clientmsgid": clientmsgid, "msg_id": outcome.msg_id, "already_sent": outcome.already_sent}
                 results += [SendResult(r.delivery_id, "sent", external_id=outcome.msg_id, data=data) for r in piece]

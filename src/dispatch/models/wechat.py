@@ -72,6 +72,7 @@ class WechatMassChunk(Base):
     account: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(String(16))  # openids | tag | preview
     draft_media_id: Mapped[str] = mapped_column(String(128))
+    openids_hash: Mapped[str | None] = mapped_column(String(64), default=None)  # sha256 of sorted openids
     msg_id: Mapped[str | None] = mapped_column(String(32), default=None)
     msg_data_id: Mapped[str | None] = mapped_column(String(32), default=None)
     # sending -> sent -> finished (event/poll) | failed | paused | deferred

@@ -58,7 +58,8 @@ class WechatClient(WeChatClient):
                          auto_retry=False)
         self.API_BASE_URL = api_base_url(settings)
         base_tag = hashlib.sha256(self.API_BASE_URL.encode()).hexdigest()[:8]
-        key = token_key or f"dispatch:wechat:token:{settings.wechat_app_id}:{base_tag}"
+        prefix = getattr(settings, "redis_key_prefix", "") or ""
+        key = token_key or f"{prefix}dispatch:wechat:token:{settings.wechat_app_id}:{base_tag}"
         self.token_store = token_store or token_store_for(settings.redis_url, key)
         self.account = account_key(settings)
 

@@ -9,6 +9,7 @@ wechat_mass_chunks row records the msg_id as soon as WeChat gives it, so even a 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -37,9 +38,28 @@ MESSAGES = Catalog({
 })
 
 
-def clientmsgid_for(campaign_id: int, batch_no: int, part: int | None = None) -> str:
+def openids_hash(openids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(openids)).encode()).hexdigest()
+
+
+def clientmsgid_for(session: Session, campaign_id: int, batch_no: int, openids: Sequence[str]) -> tuple[str, str]:
+    """(clientmsgid, openids hash) for this set of openids of a batch.
+
+    The batch's first set gets dispatch-{campaign}-{batch}; the same set asked again (a retry)
+    gets the same id, so WeChat de-duplicates it. Should the engine ever hand the channel a
+    batch in several parts, each other part gets its own id (suffix: its hash) instead of
+    being mistaken for the first part and silently dropped as "already sent".
+    """
+    digest = openids_hash(openids)
+    rows = session.execute(select(WechatMassChunk.clientmsgid, WechatMassChunk.openids_hash).where(
+        WechatMassChunk.campaign_id == campaign_id, WechatMassChunk.batch_no == batch_no)).all()
+    for clientmsgid, known in rows:
+        if known == digest:
+            return clientmsgid, digest
     base = f"dispatch-{campaign_id}-{batch_no}"
-    return base if part is None else f"{base}-{part}"
+    if not any(clientmsgid == base for clientmsgid, _ in rows):
+        return base, digest
+    return f"{base}-{digest[:12]}", digest
 
 
 @dataclass(frozen=True)
@@ -72,12 +92,12 @@ def _chunk(session: Session, clientmsgid: str, **fields: Any) -> WechatMassChunk
 
 def send_chunk(session: Session, client: WechatClient, *, campaign_id: int, batch_no: int,
                clientmsgid: str, draft_media_id: str, mode: str, openids: Sequence[str] = (),
-               tag_id: int | None = None, policy: RetryPolicy = DEFAULT_POLICY,
+               tag_id: int | None = None, digest: str | None = None, policy: RetryPolicy = DEFAULT_POLICY,
                sleep: Callable[[float], None] = time.sleep) -> ChunkOutcome:
     """Send one chunk once: a chunk already marked sent is not asked for again."""
     row = _chunk(session, clientmsgid, campaign_id=campaign_id, batch_no=batch_no,
                  account=client.account, mode=mode, draft_media_id=draft_media_id,
-                 recipient_count=len(openids))
+                 recipient_count=len(openids), openids_hash=digest)
     if row.status in ("sent", "finished") and row.msg_id:
         return ChunkOutcome(clientmsgid, row.msg_id, already_sent=True)
     row.attempts += 1

@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("account", sa.String(200), nullable=False),
         sa.Column("mode", sa.String(16), nullable=False),
         sa.Column("draft_media_id", sa.String(128), nullable=False),
+        sa.Column("openids_hash", sa.String(64), nullable=True),
         sa.Column("msg_id", sa.String(32), nullable=True),
         sa.Column("msg_data_id", sa.String(32), nullable=True),
         sa.Column("status", sa.String(16), nullable=False),

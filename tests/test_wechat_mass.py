@@ -1,0 +1,198 @@
+"""Mass sending through the campaign machinery against the fake WeChat API over real HTTP."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from sqlalchemy import select, update
+
+from dispatch.channels.base import CampaignContext, Recipient
+from dispatch.channels.wechat import WechatChannel
+from dispatch.delivery import campaigns as campaign_service
+from dispatch.delivery.engine import deliver_batch, drain
+from dispatch.delivery.queue import ListQueue
+from dispatch.models import Campaign, Delivery, Event, utcnow
+from dispatch.models.wechat import WechatMassChunk
+from dispatch.wechat.client import WechatClient
+from dispatch.wechat.errors import RetryPolicy
+from dispatch.wechat.fake_server import FakeWechatServer
+from dispatch.wechat.publish import ensure_draft
+from dispatch.wechat.testing import make_issue, seed_followers, stub_articles
+
+FAST = RetryPolicy(attempts=3, scale=0.0)
+
+
+@pytest.fixture
+def fake():
+    with FakeWechatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def wechat_settings(settings, fake, redis_url, redis_prefix):
+    return fake.settings_for(settings).replace(redis_url=redis_url, redis_key_prefix=redis_prefix,
+                                               batch_size=10_000, retry_base_seconds=60.0)
+
+
+@pytest.fixture
+def issue(session, wechat_settings, tmp_path):
+    issue = make_issue(session, folder=tmp_path)
+    ensure_draft(session, WechatClient(wechat_settings), wechat_settings, issue,
+                 articles=stub_articles(tmp_path, 2, 1), base_dir=tmp_path)
+    return issue
+
+
+def factory_with(sleeps: list[float] | None = None, policy: RetryPolicy = FAST):
+    def factory(kind, settings, context):
+        assert kind == "wechat"
+        return WechatChannel(settings, context, policy=policy,
+                             sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    return factory
+
+
+def start_campaign(session, engine, settings, issue, list_id, **options):
+    campaign, _ = campaign_service.create_or_get(session, issue_id=issue.id, channel="wechat",
+                                                 list_ids=[list_id], options=options)
+    session.commit()
+    queue = ListQueue()
+    campaign_service.start(engine, settings, campaign.id, queue)
+    return campaign, queue
+
+
+def test_25000_openids_go_out_in_three_chunks_each_once(session, engine, wechat_settings, fake, issue):
+    list_id = seed_followers(session, 25_000)
+    campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
+    assert len(queue.items) == 3
+
+    drain(engine, wechat_settings, queue, channel_factory=factory_with())
+
+    sends = fake.state.mass_sends("openids")
+    assert sorted(len(m.openids) for m in sends) == [5_000, 10_000, 10_000]
+    assert sorted(m.clientmsgid for m in sends) == sorted(f"dispatch-{campaign.id}-{b}" for b in range(3))
+    everyone = [o for m in sends for o in m.openids]
+    assert len(everyone) == len(set(everyone)) == 25_000
+    msg_by_openid = {o: str(m.msg_id) for m in sends for o in m.openids}
+    rows = session.execute(select(Delivery.openid, Delivery.batch_no, Delivery.external_id, Delivery.status)
+                           .where(Delivery.campaign_id == campaign.id)).all()
+    assert len(rows) == 25_000 and {r.status for r in rows} == {"sent"}
+    per_batch = defaultdict(set)
+    for r in rows:
+        assert r.external_id == msg_by_openid[r.openid]  # each recipient tied to its chunk's msg_id
+        per_batch[r.batch_no].add(r.external_id)
+    assert all(len(ids) == 1 for ids in per_batch.values()) and len(per_batch) == 3
+    chunks = session.scalars(select(WechatMassChunk).where(WechatMassChunk.campaign_id == campaign.id)).all()
+    assert sorted(c.status for c in chunks) == ["sent"] * 3 and all(c.attempts == 1 for c in chunks)
+    session.expire_all()
+    assert session.get(Campaign, campaign.id).status == "finished"
+
+    # triggering the batches again sends nothing more
+    for b in range(3):
+        deliver_batch(engine, wechat_settings, campaign.id, b, channel_factory=factory_with())
+    assert len(fake.state.mass_sends("openids")) == 3
+
+
+def test_chunk_retried_after_dropped_connection_is_not_sent_twice(session, engine, wechat_settings, fake, issue):
+    list_id = seed_followers(session, 30)
+    campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
+    # WeChat takes the send, then the connection drops before the answer; no in-process retry
+    fake.state.add_fault("message/mass/send", drop=True, after_processing=True)
+    drain(engine, wechat_settings, queue, channel_factory=factory_with(policy=RetryPolicy(attempts=1)))
+
+    statuses = set(session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id)))
+    assert statuses == {"deferred"}
+    assert len(fake.state.mass_sends()) == 1  # it did go out once
+
+    # the engine's retry comes due: same batch, same clientmsgid → 45065 → the earlier msg_id
+    session.execute(update(Delivery).where(Delivery.campaign_id == campaign.id).values(next_attempt_at=utcnow()))
+    session.commit()
+    deliver_batch(engine, wechat_settings, campaign.id, 0, channel_factory=factory_with())
+
+    sends = fake.state.mass_sends()
+    assert len(sends) == 1 and fake.state.calls["message/mass/send"] == 2
+    session.expire_all()
+    rows = session.execute(select(Delivery.status, Delivery.external_id).where(Delivery.campaign_id == campaign.id)).all()
+    assert {r.status for r in rows} == {"sent"} and {r.external_id for r in rows} == {str(sends[0].msg_id)}
+
+
+def test_dropped_connection_retried_in_process_still_sends_once(session, wechat_settings, fake, issue):
+    fake.state.add_fault("message/mass/send", drop=True, after_processing=True)
+    channel = WechatChannel(wechat_settings, CampaignContext(77, issue.id, 0, (1,), False), policy=FAST,
+                            sleep=lambda s: None)
+    results = channel.send([Recipient(i, i, None, "", "zh-CN", f"o{i}") for i in range(1, 6)])
+    assert {r.outcome for r in results} == {"sent"}
+    assert len(fake.state.mass_sends()) == 1
+    assert {r.external_id for r in results} == {str(fake.state.mass_sends()[0].msg_id)}
+
+
+def test_45009_backs_off_with_jitter_then_succeeds(session, wechat_settings, fake, issue):
+    fake.state.add_fault("message/mass/send", errcode=45009, times=2, errmsg="reach max api daily quota limit")
+    sleeps: list[float] = []
+    channel = WechatChannel(wechat_settings, CampaignContext(78, issue.id, 0, (1,), False),
+                            policy=RetryPolicy(attempts=4, scale=0.001), sleep=sleeps.append)
+    results = channel.send([Recipient(i, i, None, "", "zh-CN", f"o{i}") for i in range(1, 4)])
+    assert {r.outcome for r in results} == {"sent"}
+    assert len(sleeps) == 2 and 0 < sleeps[0] < sleeps[1]  # exponential backoff, waited twice
+    assert fake.state.calls["message/mass/send"] == 3 and len(fake.state.mass_sends()) == 1
+
+
+def test_45009_that_does_not_clear_is_deferred_not_retried_forever(session, engine, wechat_settings, fake, issue):
+    list_id = seed_followers(session, 4)
+    campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
+    fake.state.add_fault("message/mass/send", errcode=45009, times=100)
+    drain(engine, wechat_settings, queue, channel_factory=factory_with())
+    assert fake.state.calls["message/mass/send"] == FAST.attempts
+    rows = session.execute(select(Delivery.status, Delivery.last_code, Delivery.next_attempt_at)
+                           .where(Delivery.campaign_id == campaign.id)).all()
+    assert {r.status for r in rows} == {"deferred"} and {r.last_code for r in rows} == {45009}
+    assert all(r.next_attempt_at is not None for r in rows)
+
+
+def test_45028_pauses_the_campaign_with_a_clear_reason(session, engine, wechat_settings, fake, issue):
+    list_id = seed_followers(session, 10)
+    campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
+    fake.state.mass_quota = 0
+    drain(engine, wechat_settings, queue, channel_factory=factory_with())
+    session.expire_all()
+    paused = session.get(Campaign, campaign.id)
+    assert paused.status == "paused"
+    assert "45028" in paused.paused_reason and "quota" in paused.paused_reason
+    assert set(session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))) == {"pending"}
+    assert not fake.state.mass_sends()
+
+
+def test_invalid_media_fails_with_code_and_message_kept(session, engine, wechat_settings, fake, issue):
+    list_id = seed_followers(session, 3)
+    campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
+    fake.state.drafts.clear()  # the draft is gone on WeChat's side → 40007
+    drain(engine, wechat_settings, queue, channel_factory=factory_with())
+    rows = session.execute(select(Delivery.status, Delivery.last_code, Delivery.last_text)
+                           .where(Delivery.campaign_id == campaign.id)).all()
+    assert {r.status for r in rows} == {"failed"} and {r.last_code for r in rows} == {40007}
+    assert all("invalid media_id" in r.last_text for r in rows)
+    assert session.scalar(select(Event.id).where(Event.campaign_id == campaign.id, Event.kind == "failed"))
+
+
+def test_tag_mode_sends_one_sendall_with_tag_id(session, engine, wechat_settings, fake, issue):
+    list_id = seed_followers(session, 5)
+    campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id,
+                                     wechat_mode="tag", wechat_tag_id=7)
+    drain(engine, wechat_settings, queue, channel_factory=factory_with())
+    sends = fake.state.mass_sends("tag")
+    assert len(sends) == 1 and sends[0].tag_id == 7 and sends[0].clientmsgid == f"dispatch-{campaign.id}-tag"
+    assert set(session.scalars(select(Delivery.external_id).where(Delivery.campaign_id == campaign.id))) == {
+        str(sends[0].msg_id)}
+
+
+def test_test_campaign_sends_previews(session, engine, wechat_settings, fake, issue):
+    list_id = seed_followers(session, 2)
+    from dispatch.models.subscriber import Subscription
+
+    ids = list(session.scalars(select(Subscription.subscriber_id).where(Subscription.list_id == list_id)))
+    campaign = campaign_service.create_test(session, issue_id=issue.id, channel="wechat", subscriber_ids=ids)
+    session.commit()
+    queue = ListQueue()
+    campaign_service.start(engine, wechat_settings, campaign.id, queue)
+    drain(engine, wechat_settings, queue, channel_factory=factory_with())
+    previews = fake.state.mass_sends("preview")
+    assert len(previews) == 2 and not fake.state.mass_sends("openids")
