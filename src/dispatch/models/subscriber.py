@@ -1,3 +1,86 @@
-"""Models for the subscriber area (filled in by the issue that owns it)."""
+"""Subscribers, mailing lists, subscriptions and the suppression list.
+
+Why subscriptions carry their own status: a person can leave one list and stay on another;
+the subscriber's own status (bounced, blocklisted, unsubscribed from everything) overrides
+all of their subscriptions. Suppressions are keyed by address, not by subscriber row, so a
+bounced address stays blocked even after its subscriber row is deleted and re-imported.
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.models.base import Base, utcnow
+
+__all__ = [
+    "Subscriber",
+    "MailingList",
+    "Subscription",
+    "Suppression",
+    "SUBSCRIBER_STATUSES",
+    "SUBSCRIPTION_STATUSES",
+    "OPTIN_MODES",
+    "SUPPRESSION_REASONS",
+]
+
+SUBSCRIBER_STATUSES = ("active", "unsubscribed", "bounced", "complained", "blocklisted")
+SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
+OPTIN_MODES = ("single", "double")
+SUPPRESSION_REASONS = ("bounced", "complained", "blocklisted", "manual")
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # normalised (trimmed, domain lower-cased); NULL for WeChat-only followers
+    email: Mapped[str | None] = mapped_column(String(320), unique=True, default=None)
+    openid: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
+    attributes: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MailingList(Base):
+    __tablename__ = "lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    optin: Mapped[str] = mapped_column(String(8), default="single")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (Index("ix_subscriptions_list_status", "list_id", "status"),)
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="unconfirmed")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Suppression(Base):
+    __tablename__ = "suppressions"
+    __table_args__ = (
+        CheckConstraint("email IS NOT NULL OR openid IS NOT NULL", name="address"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True, default=None)
+    openid: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
+    reason: Mapped[str] = mapped_column(String(32), default="manual")
+    source: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,506 @@
+"""CSV import of subscribers into one list: validated, chunked, bulk upserted, resumable.
+
+Why it looks like this: files have tens of thousands of rows, so rows never become ORM
+objects. Each chunk (2,000 rows) is one transaction: the chunk's existing subscribers,
+suppressions and subscriptions are loaded in three queries, rows are classified in Python,
+then written with a few bulk INSERT … ON CONFLICT DO NOTHING / executemany UPDATE
+statements. A failure rolls back only its own chunk and names the line to resume from.
+
+Rules: a header row is required (email and/or openid column); other columns become string
+attributes. Empty cells mean "not given" and never erase stored values. An address that
+unsubscribed or is suppressed is not brought back unless `resubscribe`. Imported
+subscriptions are confirmed, also on double opt-in lists (the administrator vouches for them;
+nobody gets 20,000 confirmation emails).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from dispatch.i18n import Catalog, normalise_locale
+from dispatch.models import Event, utcnow
+from dispatch.models.subscriber import MailingList, Subscriber, Subscription, Suppression
+from dispatch.subscribers import bulk
+from dispatch.subscribers.addresses import InvalidEmail, check_email
+
+CHUNK_ROWS = 2000
+KNOWN_COLUMNS = ("email", "name", "locale", "openid")
+HEADER_ALIASES = {
+    "email": "email", "e-mail": "email", "mail": "email", "email address": "email",
+    "邮箱": "email", "电子邮件": "email", "电子邮箱": "email", "邮件地址": "email",
+    "name": "name", "姓名": "name", "名字": "name", "称呼": "name",
+    "locale": "locale", "language": "locale", "lang": "locale", "语言": "locale",
+    "openid": "openid", "wechat openid": "openid", "微信openid": "openid",
+}
+MAX_LEN = {"email": 320, "name": 200, "openid": 128}
+SUPPRESSED_STATUSES = ("bounced", "complained", "blocklisted")
+
+# reason key -> (zh-CN, en); the order is the order of the checks and of the summary
+REASONS = Catalog(
+    {
+        "too_many_fields": ("字段多于表头", "more fields than the header"),
+        "missing_address": ("既无邮箱也无 openid", "neither email nor openid"),
+        "invalid_email": ("邮箱无效", "invalid email"),
+        "unknown_locale": ("未知语言", "unknown locale"),
+        "field_too_long": ("字段过长", "field too long"),
+        "duplicate_in_file": ("文件内重复", "duplicate in file"),
+        "openid_conflict": ("openid 属于另一位订阅者", "openid belongs to another subscriber"),
+        "unsubscribed": ("已退订", "unsubscribed"),
+        "suppressed": ("已屏蔽", "suppressed"),
+    }
+)
+MESSAGES = Catalog(
+    {
+        "empty": ("{file}: 文件为空，需要表头行（email, name, locale, openid）",
+                  "{file}: empty file; a header row is required (email, name, locale, openid)"),
+        "no_header": ("{file}:1: 缺少表头行：第一行需含 email 或 openid 列，当前为 {first!r}",
+                      "{file}:1: header row missing: the first line must name an email or openid column, got {first!r}"),
+        "dup_header": ("{file}:1: 表头列 {name!r} 重复", "{file}:1: column {name!r} appears twice in the header"),
+        "encoding": ("{file}:{line}: 既不是 UTF-8 也不是 GB18030 文本", "{file}:{line}: neither UTF-8 nor GB18030 text"),
+        "no_list": ("列表 {slug!r} 不存在", "no list {slug!r}"),
+        "aborted": (
+            "{file}:{line}: 导入在此中止（{cause}）；之前的行已保存，请用 --start-line {line} 继续",
+            "{file}:{line}: import stopped here ({cause}); rows before it are stored, resume with --start-line {line}",
+        ),
+        "summary": ("导入 {imported}，更新 {updated}，未变 {unchanged}，跳过 {skipped}",
+                    "imported {imported}, updated {updated}, unchanged {unchanged}, skipped {skipped}"),
+        "resubscribed": ("按 --resubscribe 重新订阅 {n}", "re-subscribed {n} because of --resubscribe"),
+        "dry_run": ("试运行，未写入任何数据", "dry run, nothing written"),
+    }
+)
+
+
+class CsvImportError(ValueError):
+    """The file as a whole cannot be imported (no header, unreadable encoding, no list)."""
+
+
+class ImportAborted(RuntimeError):
+    """A chunk failed: earlier chunks are stored; `resume_line` is where to start again."""
+
+    def __init__(self, file: str, resume_line: int, cause: str, result: ImportResult):
+        self.resume_line = resume_line
+        self.result = result
+        super().__init__(MESSAGES.both("aborted", file=file, line=resume_line, cause=cause))
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class ImportResult:
+    file: str
+    list_slug: str
+    encoding: str = ""
+    dry_run: bool = False
+    resubscribe: bool = False
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    resubscribed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    problems: list[RowProblem] = field(default_factory=list)
+    rows: int = 0
+    last_line: int = 0
+
+    def skip(self, line: int, reason: str, detail: str = "") -> None:
+        self.skipped[reason] += 1
+        self.problems.append(RowProblem(line, reason, detail))
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def summary(self) -> str:
+        """One line, both languages: the counts and skipped rows by reason."""
+        counts = {"imported": self.imported, "updated": self.updated, "unchanged": self.unchanged,
+                  "skipped": self.skipped_total}
+        zh = MESSAGES.get("summary", "zh-CN", **counts)
+        en = MESSAGES.get("summary", "en", **counts)
+        if self.skipped:
+            ordered = [r for r in REASONS.messages if self.skipped.get(r)]
+            zh += "（" + "，".join(f"{REASONS.get(r, 'zh-CN')} {self.skipped[r]}" for r in ordered) + "）"
+            en += " (" + ", ".join(f"{r} {self.skipped[r]}" for r in ordered) + ")"
+        if self.resubscribed:
+            zh += "；" + MESSAGES.get("resubscribed", "zh-CN", n=self.resubscribed)
+            en += "; " + MESSAGES.get("resubscribed", "en", n=self.resubscribed)
+        if self.dry_run:
+            zh += "；" + MESSAGES.get("dry_run", "zh-CN")
+            en += "; " + MESSAGES.get("dry_run", "en")
+        return f"{zh} / {en}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "list": self.list_slug,
+            "encoding": self.encoding,
+            "dry_run": self.dry_run,
+            "resubscribe": self.resubscribe,
+            "rows": self.rows,
+            "imported": self.imported,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "resubscribed": self.resubscribed,
+            "skipped": self.skipped_total,
+            "skipped_by_reason": dict(self.skipped),
+            "problems": [{"line": p.line, "reason": p.reason, "detail": p.detail} for p in self.problems],
+            "last_line": self.last_line,
+        }
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The counts as of the last committed chunk, restored when a later chunk fails."""
+
+    counts: tuple[int, ...]
+    skipped: Counter[str]
+    n_problems: int
+
+    @classmethod
+    def of(cls, r: ImportResult) -> _Snapshot:
+        return cls((r.imported, r.updated, r.unchanged, r.resubscribed, r.rows), Counter(r.skipped), len(r.problems))
+
+    def restore(self, r: ImportResult) -> None:
+        r.imported, r.updated, r.unchanged, r.resubscribed, r.rows = self.counts
+        r.skipped = Counter(self.skipped)
+        del r.problems[self.n_problems:]
+
+
+@dataclass(slots=True)
+class _Row:
+    line: int
+    email: str | None
+    openid: str | None
+    name: str | None
+    locale: str | None
+    attributes: dict[str, str]
+
+
+# -- reading -------------------------------------------------------------------------------
+
+def detect_encoding(path: Path) -> str:
+    """utf-8-sig (UTF-8 with or without BOM) if the whole file decodes, else gb18030."""
+    for encoding in ("utf-8-sig", "gb18030"):
+        decoder = codecs.getincrementaldecoder(encoding)()
+        offset = 0
+        try:
+            with path.open("rb") as f:
+                while block := f.read(1 << 20):
+                    decoder.decode(block)
+                    offset += len(block)
+                decoder.decode(b"", final=True)
+            return encoding
+        except UnicodeDecodeError as exc:
+            bad_at = offset + exc.start
+    with path.open("rb") as f:
+        line = f.read(bad_at).count(b"\n") + 1
+    raise CsvImportError(MESSAGES.both("encoding", file=path, line=line))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the known columns sit in a record, and which other columns are attributes."""
+
+    width: int
+    email: int | None
+    name: int | None
+    locale: int | None
+    openid: int | None
+    attributes: tuple[tuple[int, str], ...]
+
+
+def _header(path: Path, cells: list[str]) -> _Layout:
+    """Read the header: known columns by name or alias (any case), others become attributes."""
+    positions: dict[str, int] = {}
+    for index, cell in enumerate(cells):
+        raw = cell.strip()
+        if not raw:
+            continue
+        key = HEADER_ALIASES.get(raw.lower(), raw)
+        if key in positions:
+            raise CsvImportError(MESSAGES.both("dup_header", file=path, name=raw))
+        positions[key] = index
+    if "email" not in positions and "openid" not in positions:
+        raise CsvImportError(MESSAGES.both("no_header", file=path, first=",".join(cells)[:80]))
+    return _Layout(
+        width=len(cells),
+        email=positions.get("email"),
+        name=positions.get("name"),
+        locale=positions.get("locale"),
+        openid=positions.get("openid"),
+        attributes=tuple((i, key) for key, i in positions.items() if key not in KNOWN_COLUMNS),
+    )
+
+
+def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line of the record, cells), blank lines (also ",,,") left out."""
+    with path.open(encoding=encoding, newline="") as f:
+        reader = csv.reader(f)
+        previous_end = 0
+        for cells in reader:
+            start = previous_end + 1
+            previous_end = reader.line_num
+            if not cells or (not cells[0].strip() and not any(c.strip() for c in cells)):
+                continue
+            yield start, cells
+
+
+def _cell(cells: list[str], index: int | None) -> str:
+    if index is None or index >= len(cells):
+        return ""
+    return cells[index].strip()
+
+
+def _parse(row_line: int, layout: _Layout, cells: list[str], result: ImportResult,
+           seen_emails: set[str], seen_openids: set[str]) -> _Row | None:
+    """Validate one record; report it and return None when it cannot be imported."""
+    if len(cells) > layout.width and any(c.strip() for c in cells[layout.width:]):
+        result.skip(row_line, "too_many_fields", f"{len(cells)} > {layout.width}")
+        return None
+    raw_email = _cell(cells, layout.email)
+    openid = _cell(cells, layout.openid) or None
+    if not raw_email and openid is None:
+        result.skip(row_line, "missing_address")
+        return None
+    email = None
+    if raw_email:
+        try:
+            email = check_email(raw_email)
+        except InvalidEmail as exc:
+            result.skip(row_line, "invalid_email", f"{raw_email}: {exc}")
+            return None
+    locale = None
+    raw_locale = _cell(cells, layout.locale)
+    if raw_locale:
+        locale = normalise_locale(raw_locale)
+        if locale is None:
+            result.skip(row_line, "unknown_locale", raw_locale)
+            return None
+    name = _cell(cells, layout.name) or None
+    for key, value in (("email", email), ("name", name), ("openid", openid)):
+        if value is not None and len(value) > MAX_LEN[key]:
+            result.skip(row_line, "field_too_long", f"{key} > {MAX_LEN[key]}")
+            return None
+    if (email is not None and email in seen_emails) or (openid is not None and openid in seen_openids):
+        result.skip(row_line, "duplicate_in_file", email or openid or "")
+        return None
+    if email is not None:
+        seen_emails.add(email)
+    if openid is not None:
+        seen_openids.add(openid)
+    attributes = {}
+    for index, key in layout.attributes:
+        value = _cell(cells, index)
+        if value:
+            attributes[key] = value
+    return _Row(row_line, email, openid, name, locale, attributes)
+
+
+# -- writing -------------------------------------------------------------------------------
+
+def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: ImportResult, *,
+                 dry_run: bool, resubscribe: bool) -> None:
+    s, sub, sup = Subscriber.__table__, Subscription.__table__, Suppression.__table__
+    emails = [r.email for r in rows if r.email]
+    openids = [r.openid for r in rows if r.openid]
+    by_email: dict[str, Any] = {}
+    by_openid: dict[str, Any] = {}
+    cols = select(s.c.id, s.c.email, s.c.openid, s.c.name, s.c.locale, s.c.attributes, s.c.status)
+    for rec in bulk.select_in(conn, cols, s.c.email, emails):
+        by_email[rec.email] = rec
+        if rec.openid:
+            by_openid[rec.openid] = rec
+    for rec in bulk.select_in(conn, cols, s.c.openid, openids):
+        by_openid[rec.openid] = rec
+        if rec.email:
+            by_email.setdefault(rec.email, rec)
+    suppressed_emails: set[str] = set()
+    suppressed_openids: set[str] = set()
+    for column, values in ((sup.c.email, emails), (sup.c.openid, openids)):
+        for rec in bulk.select_in(conn, select(sup.c.email, sup.c.openid), column, values):
+            if rec.email:
+                suppressed_emails.add(rec.email)
+            if rec.openid:
+                suppressed_openids.add(rec.openid)
+    existing_ids = list({rec.id for rec in by_email.values()} | {rec.id for rec in by_openid.values()})
+    subscription_status: dict[int, str] = {}
+    query = select(sub.c.subscriber_id, sub.c.status).where(sub.c.list_id == list_id)
+    for rec in bulk.select_in(conn, query, sub.c.subscriber_id, existing_ids):
+        subscription_status[rec.subscriber_id] = rec.status
+
+    now = utcnow()
+    new_subscribers: list[dict[str, Any]] = []
+    subscriber_updates: list[dict[str, Any]] = []
+    subscriptions_to_add: list[int] = []
+    subscriptions_to_confirm: list[int] = []
+    unsuppress_emails: list[str] = []
+    unsuppress_openids: list[str] = []
+    resubscribed_ids: list[int] = []
+    for row in rows:
+        match_email = by_email.get(row.email) if row.email else None
+        match_openid = by_openid.get(row.openid) if row.openid else None
+        if match_email is not None and match_openid is not None and match_email.id != match_openid.id:
+            result.skip(row.line, "openid_conflict", f"{row.openid} → #{match_openid.id}")
+            continue
+        if match_email is None and match_openid is not None and row.email and match_openid.email:
+            result.skip(row.line, "openid_conflict", f"{row.openid} → {match_openid.email}")
+            continue
+        existing = match_email or match_openid
+        is_suppressed = (
+            (row.email is not None and row.email in suppressed_emails)
+            or (row.openid is not None and row.openid in suppressed_openids)
+            or (existing is not None and existing.status in SUPPRESSED_STATUSES)
+        )
+        was_unsubscribed = existing is not None and (
+            existing.status == "unsubscribed" or subscription_status.get(existing.id) == "unsubscribed"
+        )
+        if is_suppressed and not resubscribe:
+            result.skip(row.line, "suppressed", row.email or row.openid or "")
+            continue
+        if was_unsubscribed and not resubscribe:
+            result.skip(row.line, "unsubscribed", row.email or row.openid or "")
+            continue
+        comes_back = is_suppressed or was_unsubscribed
+        if is_suppressed:
+            if row.email:
+                unsuppress_emails.append(row.email)
+            if row.openid:
+                unsuppress_openids.append(row.openid)
+            if existing is not None:
+                if existing.email and existing.email != row.email:
+                    unsuppress_emails.append(existing.email)
+                if existing.openid and existing.openid != row.openid:
+                    unsuppress_openids.append(existing.openid)
+
+        if existing is None:
+            new_subscribers.append({
+                "email": row.email, "openid": row.openid, "name": row.name or "",
+                "locale": row.locale or "zh-CN", "attributes": row.attributes,
+            })
+            if comes_back:  # suppressed address without a subscriber row
+                result.resubscribed += 1
+            else:
+                result.imported += 1
+            continue
+
+        old_attributes = existing.attributes or {}
+        email = existing.email or row.email
+        openid = row.openid or existing.openid
+        name = row.name if row.name is not None else existing.name
+        locale = row.locale or existing.locale
+        status = "active" if comes_back else existing.status
+        new_attributes = any(old_attributes.get(k) != v for k, v in row.attributes.items())
+        changed = new_attributes or (
+            email != existing.email or openid != existing.openid or name != existing.name
+            or locale != existing.locale or status != existing.status
+        )
+        if changed:
+            subscriber_updates.append({
+                "id": existing.id, "email": email, "openid": openid, "name": name, "locale": locale,
+                "attributes": {**old_attributes, **row.attributes}, "status": status,
+            })
+        subscribed = subscription_status.get(existing.id)
+        if subscribed is None:
+            subscriptions_to_add.append(existing.id)
+        elif subscribed != "confirmed":
+            subscriptions_to_confirm.append(existing.id)
+        if comes_back:
+            result.resubscribed += 1
+            resubscribed_ids.append(existing.id)
+        elif changed or subscribed != "confirmed":
+            result.updated += 1
+        else:
+            result.unchanged += 1
+        # later rows of this chunk cannot match the same subscriber (duplicates were removed)
+
+    if dry_run:
+        return
+    bulk.delete_where_in(conn, sup, sup.c.email, unsuppress_emails)
+    bulk.delete_where_in(conn, sup, sup.c.openid, unsuppress_openids)
+    bulk.update_subscribers(conn, subscriber_updates)
+    bulk.insert_subscribers(conn, new_subscribers, list_id, now)
+    bulk.add_confirmed_subscriptions(conn, list_id, now, ids=subscriptions_to_add)
+    bulk.confirm_subscriptions(conn, list_id, subscriptions_to_confirm, now)
+    if resubscribed_ids:
+        bulk.insert_rows(conn, Event.__table__, [
+            {"kind": "subscribed", "channel": "email", "occurred_at": now, "subscriber_id": i,
+             "list_id": list_id, "data": {"source": "import", "resubscribe": True}}
+            for i in resubscribed_ids
+        ])
+
+
+def import_csv(
+    engine: Engine,
+    path: str | Path,
+    list_slug: str,
+    *,
+    dry_run: bool = False,
+    resubscribe: bool = False,
+    start_line: int = 1,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Import `path` into list `list_slug`; returns the counts. Raises CsvImportError for a file
+    that cannot be read at all and ImportAborted (with the resume line) if a chunk fails."""
+    path = Path(path)
+    result = ImportResult(file=str(path), list_slug=list_slug, dry_run=dry_run, resubscribe=resubscribe)
+    with engine.connect() as conn:
+        list_id = conn.scalar(select(MailingList.id).where(MailingList.slug == list_slug))
+    if list_id is None:
+        raise CsvImportError(MESSAGES.both("no_list", slug=list_slug))
+    result.encoding = detect_encoding(path)
+    records = _records(path, result.encoding)
+    first = next(records, None)
+    if first is None:
+        raise CsvImportError(MESSAGES.both("empty", file=path))
+    layout = _header(path, first[1])
+    seen_emails: set[str] = set()
+    seen_openids: set[str] = set()
+    chunk: list[_Row] = []
+    resume_line = 0  # first record not yet committed
+    committed = _Snapshot.of(result)
+
+    def flush(next_line: int) -> None:
+        nonlocal resume_line, committed
+        if chunk:
+            try:
+                with engine.begin() as conn:
+                    _apply_chunk(conn, list_id, chunk, result, dry_run=dry_run, resubscribe=resubscribe)
+            except Exception as exc:  # this chunk is rolled back, earlier ones stay
+                committed.restore(result)
+                text = str(exc).strip()
+                cause = text.splitlines()[0][:300] if text else type(exc).__name__
+                raise ImportAborted(str(path), resume_line, cause, result) from exc
+            chunk.clear()
+        committed = _Snapshot.of(result)
+        resume_line = next_line
+        if progress is not None:
+            progress(result.last_line)
+
+    for line, cells in records:
+        if line < start_line:
+            continue
+        if not resume_line:
+            resume_line = line
+        result.last_line = line
+        result.rows += 1
+        row = _parse(line, layout, cells, result, seen_emails, seen_openids)
+        if row is None:
+            continue
+        chunk.append(row)
+        if len(chunk) >= chunk_rows:
+            flush(line + 1)
+    flush(result.last_line + 1)
+    result.problems.sort(key=lambda p: p.line)
+    return result
