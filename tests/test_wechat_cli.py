@@ -1,0 +1,85 @@
+"""The `dispatch wechat` commands and the demo's WeChat part, against the fake API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from dispatch.cli import main
+from dispatch.config import set_settings
+from dispatch.models.wechat import WechatMassChunk
+from dispatch.paths import SAMPLE_ISSUE_DIR
+from dispatch.wechat.client import WechatClient
+from dispatch.wechat.fake_server import FakeWechatServer
+from dispatch.wechat.mass import poll_mass_status
+from dispatch.wechat.testing import seed_followers
+
+
+@pytest.fixture
+def fake():
+    with FakeWechatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def wechat_settings(settings, fake, redis_url, redis_prefix):
+    s = fake.settings_for(settings).replace(redis_url=redis_url, redis_key_prefix=redis_prefix)
+    set_settings(s)
+    return s
+
+
+@pytest.fixture
+def sample_issue(session):
+    from dispatch.content.store import publish_source
+
+    issue = publish_source(session, SAMPLE_ISSUE_DIR)
+    session.commit()
+    return issue
+
+
+def test_publish_preview_and_status_commands(session, wechat_settings, fake, sample_issue):
+    runner = CliRunner()
+    out = runner.invoke(main, ["wechat", "publish", sample_issue.slug, "--free-publish", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["draft_media_id"] in fake.state.drafts and data["article_url"]
+
+    again = runner.invoke(main, ["wechat", "publish", sample_issue.slug, "--json"])
+    assert json.loads(again.output)["reused"] is True
+
+    out = runner.invoke(main, ["wechat", "preview", sample_issue.slug, "--openid", "oEditor"])
+    assert out.exit_code == 0, out.output
+    assert "oEditor" in out.output and len(fake.state.mass_sends("preview")) == 1
+
+    out = runner.invoke(main, ["wechat", "status", "424242"])
+    assert out.exit_code == 0 and "424242" in out.output
+
+
+def test_unknown_issue_is_one_clear_error(wechat_settings, fake):
+    out = CliRunner().invoke(main, ["wechat", "publish", "no-such-issue"])
+    assert out.exit_code == 1 and "no-such-issue" in out.output
+
+
+def test_demo_publishes_and_mass_sends_to_followers_with_openids(session, settings, sample_issue):
+    from dispatch.wechat.demo import run_wechat_demo
+
+    list_id = seed_followers(session, 12)
+    result = run_wechat_demo(settings, session, sample_issue, [list_id])
+    assert result["draft_media_id"] and result["msg_ids"]
+    assert result["deliveries"]["sent"] == 12
+    assert all(c["status"] == "finished" and c["sent"] for c in result["chunks"])
+
+
+def test_poll_mass_status_marks_finished_chunks(session, wechat_settings, fake):
+    fake.state.drafts["D"] = [{}]
+    client = WechatClient(wechat_settings)
+    msg_id = client.mass_send_openids(["a", "b"], "D", "poll-1")["msg_id"]
+    session.add(WechatMassChunk(campaign_id=9, batch_no=0, clientmsgid="poll-1", account=client.account,
+                                mode="openids", draft_media_id="D", msg_id=str(msg_id), status="sent", event={}))
+    session.commit()
+    report = poll_mass_status(session, client, 9)
+    assert report == [{"clientmsgid": "poll-1", "msg_id": str(msg_id), "msg_status": "SEND_SUCCESS"}]
+    assert session.scalars(select(WechatMassChunk)).one().status == "finished"
