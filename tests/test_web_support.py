@@ -37,6 +37,19 @@ class Seed:
     n_links: int
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """argon2 with its default cost takes ~1 s here; the tests need the scheme, not the cost."""
+    from argon2 import PasswordHasher
+
+    from dispatch.web import users
+
+    original = users._hasher
+    users.use_hasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    yield
+    users.use_hasher(original)
+
+
 @pytest.fixture
 def web_app(settings: Settings, engine):
     app = create_app(settings)

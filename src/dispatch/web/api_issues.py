@@ -77,18 +77,7 @@ def preview_wechat(request: Request, issue: Issue) -> list[dict[str, Any]]:
     except ImportError:
         raise HTTPException(status_code=503, detail="the WeChat renderer is not available") from None
     articles = render_wechat(issue_doc(issue), request.app.state.settings)
-    out = []
-    for article in articles:
-        if hasattr(article, "to_dict"):
-            out.append(article.to_dict())
-        elif hasattr(article, "__dataclass_fields__"):
-            from dataclasses import asdict
-
-            out.append({k: (str(v) if not isinstance(v, str | int | float | bool | type(None) | list | dict) else v)
-                        for k, v in asdict(article).items()})
-        else:
-            out.append(dict(article))
-    return out
+    return [article.to_json() for article in articles]
 
 
 @router.get("", summary="Every stored issue, newest first")

@@ -16,7 +16,7 @@ router = APIRouter(include_in_schema=False)
 @router.api_route("/wechat/callback", methods=["GET", "POST"])
 async def wechat_callback(request: Request) -> Response:
     try:
-        from dispatch.wechat.callbacks import handle_callback
+        from dispatch.wechat.callbacks import CallbackConfigError, handle_callback
     except ImportError:
         raise HTTPException(status_code=503, detail="WeChat callbacks are not available") from None
     body = await request.body()
@@ -28,6 +28,8 @@ async def wechat_callback(request: Request) -> Response:
 
     try:
         reply = await run_in_threadpool(work)
+    except CallbackConfigError:
+        raise HTTPException(status_code=503, detail="WeChat callbacks are not configured") from None
     except PermissionError:
         raise HTTPException(status_code=403, detail="bad signature") from None
     except ValueError:

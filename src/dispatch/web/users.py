@@ -28,6 +28,13 @@ class UserError(ValueError):
     """Bad input for a user or token; the message names the field."""
 
 
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Swap the argon2 parameters (tests use cheap ones; production keeps the defaults)."""
+    global _hasher
+    _hasher = hasher
+    _dummy.clear()
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -70,7 +77,7 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
         address = email.strip().lower()
     user = session.scalar(select(User).where(User.email == address))
     if user is None:
-        verify_password(_DUMMY_HASH, password)  # keep timing flat for unknown emails
+        verify_password(_dummy_hash(), password)  # keep timing flat for unknown emails
         return None
     if not verify_password(user.password_hash, password):
         return None
@@ -106,4 +113,10 @@ def user_for_token(session: Session, token: str) -> User | None:
     return session.get(User, row.user_id)
 
 
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+_dummy: dict[str, str] = {}
+
+
+def _dummy_hash() -> str:
+    if "hash" not in _dummy:
+        _dummy["hash"] = _hasher.hash("not-a-real-password")
+    return _dummy["hash"]
