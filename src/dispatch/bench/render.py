@@ -92,6 +92,10 @@ def command(as_json: bool, rounds: int) -> None:
     settings = load_settings().replace(public_base_url="https://bulletin.example.org")
     doc = parse_issue(SAMPLE_ISSUE_DIR)
 
+    email_render.clear_cache(templates=True)
+    t0 = time.perf_counter()
+    email_render.render_email(doc, settings, tracking=True)
+    first_in_process_s = time.perf_counter() - t0  # + template compile, CSS parse, imports
     email_render.clear_cache()
     t0 = time.perf_counter()
     rendered = email_render.render_email(doc, settings, tracking=True)
@@ -111,6 +115,7 @@ def command(as_json: bool, rounds: int) -> None:
 
     figures = {
         "render_email_cold_s": round(render_email_s, 4),
+        "render_email_first_in_process_s": round(first_in_process_s, 4),
         "render_wechat_s": round(render_wechat_s, 4),
         "fill_median_us": round(fill_sample_us, 2),
         "sample_links": len(doc.links),
@@ -124,7 +129,11 @@ def command(as_json: bool, rounds: int) -> None:
     }
 
     def human(f: dict) -> None:
-        click.echo(f"render email (cold, premailer once) / 邮件渲染: {f['render_email_cold_s'] * 1000:.1f} ms (target < 1000 ms)")
+        click.echo(
+            f"render email, issue not cached / 邮件渲染: {f['render_email_cold_s'] * 1000:.1f} ms "
+            f"(target < 1000 ms; first in a fresh process, with template compile: "
+            f"{f['render_email_first_in_process_s'] * 1000:.1f} ms)"
+        )
         click.echo(f"render wechat / 微信渲染: {f['render_wechat_s'] * 1000:.1f} ms")
         click.echo(
             f"fill one recipient / 逐人填充 (median of {f['rounds']}): {f['fill_median_us']:.1f} µs "
