@@ -1,7 +1,131 @@
-"""Thin Celery tasks over dispatch.delivery (filled in by the delivery issue)."""
+"""Thin Celery tasks over dispatch.delivery: ids in, state in the database, nothing else.
+
+Broker: settings.broker_url (redis://… in production). Empty means the embedded broker, a
+SQLite file under data_dir through kombu's SQLAlchemy transport, so `dispatch demo` and a
+single-machine setup need no server. Reliability settings: acks_late with
+reject_on_worker_lost (a task whose worker dies goes back to the queue), prefetch 1 (a worker
+holds at most one unstarted batch), and a Redis visibility timeout far longer than any batch.
+Tasks are idempotent: a redelivered deliver_batch claims only rows still due.
+"""
 
 from __future__ import annotations
 
-from celery import Celery
+import os
+import socket
+from datetime import timedelta
 
-app = Celery("dispatch")
+from celery import Celery
+from celery.signals import worker_process_init
+
+from dispatch.config import Settings, get_settings
+from dispatch.log import get_logger
+
+log = get_logger(__name__)
+
+DELIVER_BATCH = "dispatch.deliver_batch"
+START_CAMPAIGN = "dispatch.start_campaign"
+SWEEP = "dispatch.sweep"
+
+
+def broker_url_for(settings: Settings) -> str:
+    if settings.broker_url:
+        return settings.broker_url
+    path = (settings.data_dir / "broker.db").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqla+sqlite:///{path}"
+
+
+def celery_config(settings: Settings) -> dict:
+    """Everything the app needs from settings (also applied again by `configure`)."""
+    broker = broker_url_for(settings)
+    transport_options: dict = {
+        # longer than the longest batch: lease plus slack, at least an hour
+        "visibility_timeout": max(3600, int(settings.lease_seconds * 3)),
+    }
+    if settings.redis_key_prefix and broker.startswith(("redis://", "rediss://")):
+        transport_options["global_keyprefix"] = settings.redis_key_prefix
+    return {
+        "broker_url": broker,
+        "task_default_queue": settings.celery_queue,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "task_ignore_result": True,
+        "result_backend": None,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "beat_schedule": {
+            "dispatch-sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)},
+        },
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def configure(app: Celery, settings: Settings) -> Celery:
+    app.conf.update(celery_config(settings))
+    return app
+
+
+app = configure(Celery("dispatch"), get_settings())
+
+
+@worker_process_init.connect
+def _fresh_engines_after_fork(**_kwargs) -> None:
+    """A forked pool child must not reuse the parent's database connections."""
+    from dispatch import db
+
+    db._engine_for.cache_clear()  # each child builds its own engine and pool on first use
+
+
+class CeleryQueue:
+    """BatchQueue over Celery: deliver_batch(campaign_id, batch_no), ids only."""
+
+    def __init__(self, celery_app: Celery | None = None, queue: str | None = None):
+        self.app = celery_app or app
+        self.queue = queue or self.app.conf.task_default_queue
+
+    def enqueue(self, campaign_id: int, batch_no: int) -> None:
+        self.app.send_task(DELIVER_BATCH, args=(campaign_id, batch_no), queue=self.queue)
+
+
+def _deps():
+    from dispatch.db import get_engine
+
+    settings = get_settings()
+    return get_engine(settings), settings
+
+
+@app.task(name=DELIVER_BATCH, bind=True, acks_late=True, ignore_result=True)
+def deliver_batch(self, campaign_id: int, batch_no: int) -> dict:
+    from dispatch.delivery.engine import deliver_batch as run
+
+    engine, settings = _deps()
+    worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
+    report = run(engine, settings, int(campaign_id), int(batch_no), worker=worker)
+    return {"claimed": report.claimed, **report.outcomes}
+
+
+@app.task(name=START_CAMPAIGN, acks_late=True, ignore_result=True)
+def start_campaign(campaign_id: int) -> None:
+    from dispatch.delivery import campaigns
+
+    engine, settings = _deps()
+    try:
+        campaigns.start(engine, settings, int(campaign_id), CeleryQueue())
+    except campaigns.InvalidTransition as exc:  # already started: a redelivered task
+        log.info("task.start_skipped", campaign_id=campaign_id, reason=str(exc))
+
+
+@app.task(name=SWEEP, ignore_result=True)
+def sweep() -> dict:
+    from dispatch.delivery.engine import sweep as run
+
+    engine, settings = _deps()
+    report = run(engine, settings, CeleryQueue())
+    return {"started": report.started, "expired": len(report.expired), "enqueued": len(report.enqueued)}

@@ -83,6 +83,21 @@ def claim_batch(
     return rows
 
 
+def renew(session: Session, ids: list[int], token: str, lease_seconds: float, now: datetime | None = None) -> set[int]:
+    """Extend this claim's lease on `ids`; returns the ids still ours (a row whose lease ran
+    out and was re-claimed by another worker is dropped, so we never send it too)."""
+    if not ids:
+        return set()
+    now = now or utcnow()
+    stmt = (
+        update(D)
+        .where(D.c.id.in_(ids), D.c.status == "sending", D.c.claimed_by == token)
+        .values(lease_until=now + timedelta(seconds=lease_seconds))
+        .returning(D.c.id)
+    )
+    return {int(i) for i in session.scalars(stmt)}
+
+
 def release(
     session: Session,
     ids: list[int],

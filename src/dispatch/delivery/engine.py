@@ -34,6 +34,7 @@ from dispatch.delivery.claiming import (
     expire_leases,
     new_claim_token,
     release,
+    renew,
 )
 from dispatch.delivery.queue import BatchQueue
 from dispatch.delivery.ratelimit import Limit, RateLimiter, make_rate_limiter
@@ -335,6 +336,15 @@ def deliver_batch(
                     sleep(grant.wait_seconds)
                     continue
                 wanted = grant.granted
+            # heartbeat: the lease only has to outlast one chunk, and rows we lost are dropped
+            with Session(engine) as session, session.begin():
+                ours = renew(session, [r.id for r in remaining], token, settings.lease_seconds)
+            if len(ours) < len(remaining):
+                log.warning("batch.lease_lost", campaign_id=campaign_id, batch_no=batch_no, rows=len(remaining) - len(ours))
+                remaining = [r for r in remaining if r.id in ours]
+                wanted = min(wanted, len(remaining))
+                if not remaining:
+                    break
             chunk, remaining = remaining[:wanted], remaining[wanted:]
             recipients = [
                 Recipient(r.id, r.subscriber_id, r.email, r.name, r.locale, r.openid) for r in chunk

@@ -1,0 +1,373 @@
+"""End to end through real `celery worker` processes, the real Redis broker, PostgreSQL and a
+real SMTP server on loopback: every recipient exactly once, through faults.
+
+One module-scoped "cluster" (a fresh PostgreSQL database, a unique Celery queue and Redis key
+prefix, the scripted SMTP server, two solo-pool workers, and a sweeper thread standing in for
+beat) serves the tests; each test uses its own addresses and campaign.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+from celery import Celery
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from dispatch.config import Settings, load_settings
+from dispatch.content.store import publish_source
+from dispatch.db import make_engine, upgrade
+from dispatch.delivery import campaigns
+from dispatch.delivery.engine import sweep
+from dispatch.models import Campaign, Delivery, Event, MailingList, Subscriber, Subscription, utcnow
+from dispatch.tasks import CeleryQueue, configure
+from smtp_server import ScriptedSmtpServer
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_URL = os.environ.get("DISPATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_ADMIN_URL = os.environ.get("DISPATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_START = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
+    "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+]
+CELERY = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool=solo", "--without-gossip",
+          "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Cluster:
+    settings: Settings
+    env: dict[str, str]
+    engine: object
+    smtp: ScriptedSmtpServer
+    app: Celery
+    issue_id: int
+    tmp: Path
+    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+    sweeps: int = 0
+    sweep_errors: int = 0
+
+    def start_worker(self, name: str) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            [*CELERY, "-Q", self.settings.celery_queue, "-n", f"{name}@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.workers[name] = proc
+        return proc
+
+    def queue(self) -> CeleryQueue:
+        return CeleryQueue(self.app, self.settings.celery_queue)
+
+    def received(self, addresses: set[str]) -> Counter:
+        with self.smtp.lock:
+            return Counter(r for m in self.smtp.messages for r in m.rcpt_tos if r in addresses)
+
+
+SMALL_ISSUE = """---
+title: 工作简报
+number: 7
+period_from: 2023-07-01
+period_to: 2023-07-31
+publisher: 测试出版方
+---
+
+# 质量要闻
+
+## 一篇短文
+source: 测试
+source_url: https://example.org/a
+date: 2023-07-03
+
+短短一段正文，另有[一个链接](https://example.org/b)。
+"""
+
+
+def _small_issue(folder: Path) -> Path:
+    """A one-article issue: the aiosmtpd test server then takes messages fast (the sample
+    issue's ~100 KB messages make the server, not the engine, the bottleneck)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "issue.md").write_text(SMALL_ISSUE, encoding="utf-8")
+    return folder
+
+
+def _pg_database() -> tuple[str, object]:
+    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"dispatch_workers_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{name}", admin
+
+
+def _redis_up() -> bool:
+    try:
+        return bool(redis_lib.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
+    except redis_lib.RedisError:
+        return False
+
+
+def _ensure_redis() -> None:
+    """Always leave the shared Redis running (other tests use it too)."""
+    for _ in range(50):
+        if _redis_up():
+            return
+        subprocess.run(REDIS_START, check=False, capture_output=True)
+        time.sleep(0.2)
+    raise RuntimeError("could not restart redis-server")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    _ensure_redis()
+    tmp = tmp_path_factory.mktemp("workers")
+    url, admin = _pg_database()
+    engine = make_engine(url)
+    upgrade(engine)
+    smtp = ScriptedSmtpServer().start()
+    run = uuid.uuid4().hex[:8]
+    values = {
+        "data_dir": str(tmp / "var"),
+        "database_url": url,
+        "broker_url": REDIS_URL,
+        "redis_key_prefix": f"dispatch-test:{run}:",
+        "celery_queue": f"dispatch-test-{run}",
+        "smtp_url": smtp.url,
+        "smtp_timeout": "10",
+        "secret_key": "test-secret-key-not-for-production",
+        "public_base_url": "https://bulletin.example.org",
+        "batch_size": "50",
+        "lease_seconds": "10",
+        "retry_base_seconds": "0.5",
+        "retry_max_seconds": "1.5",
+        "max_attempts": "6",
+    }
+    env = {**os.environ, **{f"DISPATCH_{k.upper()}": v for k, v in values.items()}}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    settings = load_settings(env={k: v for k, v in env.items() if k.startswith("DISPATCH_")})
+    app = configure(Celery(f"dispatch-test-{run}"), settings)
+    with Session(engine) as session, session.begin():
+        issue_id = publish_source(session, _small_issue(tmp / "issue")).id
+    c = Cluster(settings, env, engine, smtp, app, issue_id, tmp)
+    stop = threading.Event()
+
+    def beat() -> None:  # stands in for `celery beat` running dispatch.sweep
+        while not stop.wait(0.5):
+            try:
+                sweep(engine, settings, c.queue())
+                c.sweeps += 1
+            except Exception:  # noqa: BLE001 - Redis is restarted on purpose in one test
+                c.sweep_errors += 1
+
+    sweeper = threading.Thread(target=beat, daemon=True)
+    try:
+        c.start_worker("w1")
+        c.start_worker("w2")
+        sweeper.start()
+        yield c
+    finally:
+        stop.set()
+        sweeper.join(timeout=10)
+        for proc in c.workers.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in c.workers.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        smtp.stop()
+        _ensure_redis()
+        client = redis_lib.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{settings.redis_key_prefix}*", count=1000):
+            client.delete(key)
+        client.close()
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _people(c: Cluster, tag: str, n: int) -> tuple[int, set[str]]:
+    """A confirmed list of n fresh subscribers (bulk inserts: fast and independent of the API)."""
+    addresses = [f"{tag}-{i:05d}@example.net" for i in range(n)]
+    with Session(c.engine) as session, session.begin():
+        mailing_list = MailingList(slug=tag, name=tag, optin="single")
+        session.add(mailing_list)
+        session.flush()
+        session.execute(insert(Subscriber), [{"email": a, "name": f"读者{i}", "status": "active"} for i, a in enumerate(addresses)])
+        ids = session.scalars(select(Subscriber.id).where(Subscriber.email.like(f"{tag}-%"))).all()
+        session.execute(insert(Subscription), [{"subscriber_id": i, "list_id": mailing_list.id, "status": "confirmed"} for i in ids])
+        list_id = mailing_list.id
+    return list_id, set(addresses)
+
+
+def _campaign(c: Cluster, list_id: int) -> int:
+    with Session(c.engine) as session, session.begin():
+        campaign, created = campaigns.create_or_get(session, issue_id=c.issue_id, channel="email", list_ids=[list_id])
+        assert created
+        return campaign.id
+
+
+def _wait(c: Cluster, campaign_id: int, until, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Session(c.engine) as session:
+            if until(session.get(Campaign, campaign_id)):
+                return
+        time.sleep(0.2)
+    logs = "\n".join((c.tmp / f"{n}.log").read_text(errors="replace")[-3000:] for n in c.workers)
+    with Session(c.engine) as session:
+        counts = campaigns.counts(session, campaign_id)
+    raise AssertionError(f"campaign {campaign_id} not done in {timeout}s: {counts}\n{logs}")
+
+
+def _finished(campaign: Campaign) -> bool:
+    return campaign.status == "finished"
+
+
+def _check_events_match_states(c: Cluster, campaign_id: int) -> dict[str, int]:
+    with Session(c.engine) as session:
+        counts = campaigns.counts(session, campaign_id)
+        events = dict(
+            session.execute(
+                select(Event.kind, func.count()).where(Event.campaign_id == campaign_id).group_by(Event.kind)
+            ).all()
+        )
+        # one terminal event per delivery, matching its final state
+        for kind in ("sent", "bounced", "failed"):
+            assert events.get(kind, 0) == counts[kind], (kind, events, counts)
+        per_delivery = session.execute(
+            select(Event.delivery_id, func.count())
+            .where(Event.campaign_id == campaign_id, Event.kind == "sent")
+            .group_by(Event.delivery_id)
+            .having(func.count() > 1)
+        ).all()
+        assert per_delivery == []
+    return counts
+
+
+def test_thousand_recipients_two_workers_each_exactly_once_and_double_trigger(cluster: Cluster):
+    list_id, addresses = _people(cluster, "big", 1000)
+    campaign_id = _campaign(cluster, list_id)
+    batches = campaigns.start(cluster.engine, cluster.settings, campaign_id, cluster.queue())
+    assert len(batches) == 20
+    # the editor triggers the same send again: same campaign, nothing more is sent; even
+    # duplicate deliver_batch messages for every batch (a redelivering broker) change nothing
+    with Session(cluster.engine, expire_on_commit=False) as session, session.begin():
+        again, created = campaigns.create_or_get(session, issue_id=cluster.issue_id, channel="email", list_ids=[list_id])
+    assert (again.id, created) == (campaign_id, False)
+    with pytest.raises(campaigns.InvalidTransition):
+        campaigns.start(cluster.engine, cluster.settings, campaign_id, cluster.queue())
+    for b in batches:
+        cluster.queue().enqueue(campaign_id, b)
+    _wait(cluster, campaign_id, _finished)
+    received = cluster.received(addresses)
+    assert set(received) == addresses
+    assert max(received.values()) == 1, [a for a, n in received.items() if n > 1][:5]
+    counts = _check_events_match_states(cluster, campaign_id)
+    assert counts["sent"] == 1000 and sum(counts.values()) == 1000
+    with Session(cluster.engine) as session:
+        workers = {w.rsplit(":", 2)[0] for w in session.scalars(select(Delivery.claimed_by).where(Delivery.campaign_id == campaign_id))}
+    assert len(workers) == 2, workers  # both worker processes took part
+
+
+def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
+    list_id, addresses = _people(cluster, "faults", 800)
+    ordered = sorted(addresses)
+    cluster.smtp.script.rcpt[ordered[3]] = "550 5.1.1 no such user"  # bounce, never retried
+    for a in ordered[10:20]:
+        cluster.smtp.script.rcpt[a] = ["451 4.3.0 try again later"]  # transient once
+    cluster.smtp.script.data_delay = 0.004  # ~0.2 s per chunk: a kill lands mid-batch
+    campaign_id = _campaign(cluster, list_id)
+    try:
+        campaigns.start(cluster.engine, cluster.settings, campaign_id, cluster.queue())
+        deadline = time.monotonic() + 60
+        while sum(cluster.received(addresses).values()) < 150 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victim = cluster.workers["w1"]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+        with Session(cluster.engine) as session:
+            in_flight = session.scalar(
+                select(func.count()).where(
+                    Delivery.campaign_id == campaign_id, Delivery.status == "sending",
+                    Delivery.claimed_by.like("w1@%"),
+                )
+            )
+        cluster.start_worker("w3")
+        while sum(cluster.received(addresses).values()) < 400 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Redis goes away with every queued task (it keeps nothing on disk) and comes back
+        subprocess.run(["redis-cli", "-u", REDIS_URL, "shutdown", "nosave"], check=False, capture_output=True)
+        time.sleep(1.0)
+    finally:
+        _ensure_redis()
+    # pause and resume while it recovers
+    with Session(cluster.engine) as session, session.begin():
+        campaigns.pause(session, campaign_id)
+    time.sleep(0.5)
+    campaigns.resume(cluster.engine, cluster.settings, campaign_id, cluster.queue())
+    _wait(cluster, campaign_id, _finished, timeout=120)
+    cluster.smtp.script.data_delay = 0.0
+
+    received = cluster.received(addresses)
+    duplicates = sum(n - 1 for n in received.values() if n > 1)
+    print(f"\nSIGKILL: {in_flight} deliveries were claimed by the killed worker; duplicates after recovery: {duplicates}")
+    assert set(received) == addresses - {ordered[3]}  # no recipient lost
+    assert duplicates <= in_flight
+    counts = _check_events_match_states(cluster, campaign_id)
+    assert counts["sent"] == 799 and counts["bounced"] == 1
+    with Session(cluster.engine) as session:
+        bounced = session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status == "bounced")).one()
+        assert bounced.email == ordered[3] and bounced.attempts == 1 and bounced.last_code == 550
+        retried = session.scalars(select(Delivery.attempts).where(Delivery.email.in_(ordered[10:20]))).all()
+        assert all(a >= 2 for a in retried)
+        deferred_events = session.scalar(select(func.count()).where(Event.campaign_id == campaign_id, Event.kind == "deferred"))
+        assert deferred_events >= 10
+    from dispatch.subscribers.service import is_suppressed
+
+    with Session(cluster.engine) as session:
+        assert is_suppressed(session, email=ordered[3])
+
+
+def test_cancel_mid_campaign_stops_sending(cluster: Cluster):
+    list_id, addresses = _people(cluster, "cancel", 600)
+    cluster.smtp.script.data_delay = 0.004
+    campaign_id = _campaign(cluster, list_id)
+    try:
+        campaigns.start(cluster.engine, cluster.settings, campaign_id, cluster.queue())
+        deadline = time.monotonic() + 60
+        while sum(cluster.received(addresses).values()) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with Session(cluster.engine) as session, session.begin():
+            campaigns.cancel(session, campaign_id)
+        time.sleep(2.0)  # in-flight chunks finish, nothing new starts
+        at_cancel_plus = sum(cluster.received(addresses).values())
+        time.sleep(2.0)
+    finally:
+        cluster.smtp.script.data_delay = 0.0
+    received = cluster.received(addresses)
+    assert sum(received.values()) == at_cancel_plus < 600
+    assert max(received.values()) == 1
+    with Session(cluster.engine) as session:
+        counts = campaigns.counts(session, campaign_id)
+        assert session.get(Campaign, campaign_id).status == "cancelled"
+    assert counts["sent"] == at_cancel_plus and counts["sending"] == 0
+    assert counts["pending"] == 600 - at_cancel_plus
+    _check_events_match_states(cluster, campaign_id)
+    _ = utcnow
