@@ -60,6 +60,9 @@ class Settings:
     lease_seconds: float = 600.0
     rate_per_second: float = 0.0  # 0: unlimited
     rate_per_hour: float = 0.0
+    sweep_seconds: float = 15.0  # beat: lease expiry, due retries, due schedules
+    celery_queue: str = "dispatch"
+    redis_key_prefix: str = ""  # Celery global_keyprefix and rate-limit keys (tests isolate by it)
     # WeChat Official Account
     wechat_app_id: str = ""
     wechat_app_secret: str = ""
