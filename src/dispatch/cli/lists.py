@@ -1,9 +1,128 @@
-"""CLI commands of this area (placeholder until its issue lands)."""
+"""`dispatch lists create|show|list|delete`: mailing lists from the command line."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import click
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from dispatch.cli.common import emit, fail, json_option, settings_or_exit
+from dispatch.db import get_engine, session_scope
+from dispatch.i18n import Catalog
+from dispatch.models.subscriber import MailingList
+from dispatch.subscribers import service
+
+MESSAGES = Catalog(
+    {
+        "created": ("已创建列表 {slug}（{optin} opt-in）", "created list {slug} ({optin} opt-in)"),
+        "deleted": ("已删除列表 {slug}", "deleted list {slug}"),
+        "none": ("还没有列表", "no lists yet"),
+        "confirm_delete": ("删除列表 {slug} 及其全部订阅关系？", "Delete list {slug} and all its subscriptions?"),
+        "db": ("数据库错误：{error}", "database error: {error}"),
+    }
+)
+
+
+@contextmanager
+def cli_session() -> Iterator[Session]:
+    """A committed-on-success session; subscriber-rule and database errors become one line."""
+    settings = settings_or_exit()
+    try:
+        with session_scope(get_engine(settings)) as session:
+            yield session
+    except service.SubscriberError as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(MESSAGES.both("db", error=str(exc).strip().splitlines()[0]))
+
+
+def list_info(session: Session, mailing_list: MailingList) -> dict[str, Any]:
+    return {
+        "id": mailing_list.id,
+        "slug": mailing_list.slug,
+        "name": mailing_list.name,
+        "description": mailing_list.description,
+        "optin": mailing_list.optin,
+        "created_at": mailing_list.created_at,
+        "members": service.list_member_counts(session, mailing_list.id),
+        "recipients": {
+            channel: service.count_recipients(session, [mailing_list.id], channel) for channel in service.CHANNELS
+        },
+    }
+
+
+@click.group("lists")
+def lists_group() -> None:
+    """Mailing lists / 订阅列表."""
+
+
+@lists_group.command("create")
+@click.argument("slug")
+@click.option("--name", default="", help="Display name / 显示名称")
+@click.option("--description", default="", help="Description / 说明")
+@click.option("--optin", type=click.Choice(["single", "double"]), default="single", show_default=True,
+              help="Double opt-in sends a confirmation email / 双重确认会发送确认邮件")
+@json_option
+def create_cmd(slug: str, name: str, description: str, optin: str, as_json: bool) -> None:
+    """Create a list SLUG / 创建列表."""
+    with cli_session() as session:
+        mailing_list = service.create_list(session, slug, name, description=description, optin=optin)
+        data = list_info(session, mailing_list)
+    emit(data, as_json, lambda d: click.echo(MESSAGES.both("created", slug=d["slug"], optin=d["optin"])))
+
+
+def _print_list(data: dict[str, Any]) -> None:
+    click.echo(f"{data['slug']}  {data['name']}  (id {data['id']}, {data['optin']} opt-in)")
+    if data["description"]:
+        click.echo(f"  {data['description']}")
+    members = ", ".join(f"{k} {v}" for k, v in data["members"].items())
+    recipients = ", ".join(f"{k} {v}" for k, v in data["recipients"].items())
+    click.echo(f"  订阅 / members: {members}")
+    click.echo(f"  可投递 / recipients: {recipients}")
+
+
+@lists_group.command("show")
+@click.argument("slug")
+@json_option
+def show_cmd(slug: str, as_json: bool) -> None:
+    """Show a list with member and recipient counts / 查看列表."""
+    with cli_session() as session:
+        data = list_info(session, service.get_list(session, slug))
+    emit(data, as_json, _print_list)
+
+
+@lists_group.command("list")
+@json_option
+def list_cmd(as_json: bool) -> None:
+    """All lists / 全部列表."""
+    with cli_session() as session:
+        data = [list_info(session, m) for m in service.all_lists(session)]
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            click.echo(MESSAGES.both("none"))
+        for row in rows:
+            _print_list(row)
+
+    emit(data, as_json, human)
+
+
+@lists_group.command("delete")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Do not ask / 不再确认")
+@json_option
+def delete_cmd(slug: str, yes: bool, as_json: bool) -> None:
+    """Delete a list and its subscriptions (subscribers stay) / 删除列表."""
+    if not yes and not click.confirm(MESSAGES.both("confirm_delete", slug=slug), default=False):
+        fail(MESSAGES.both("confirm_delete", slug=slug) + " → no")
+    with cli_session() as session:
+        service.delete_list(session, slug)
+    emit({"deleted": slug}, as_json, lambda d: click.echo(MESSAGES.both("deleted", slug=slug)))
 
 
 def register(main: click.Group) -> None:
-    """Add this module's commands to the main group."""
+    main.add_command(lists_group)

@@ -1,9 +1,277 @@
-"""CLI commands of this area (placeholder until its issue lands)."""
+"""`dispatch subscribers …`: add, show, list, remove, import, export, suppress, unsuppress."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from dispatch.cli.common import emit, fail, json_option, settings_or_exit
+from dispatch.cli.lists import cli_session
+from dispatch.db import get_engine
+from dispatch.i18n import Catalog
+from dispatch.models.subscriber import (
+    SUBSCRIBER_STATUSES,
+    SUBSCRIPTION_STATUSES,
+    Subscriber,
+    Subscription,
+)
+from dispatch.subscribers import service
+from dispatch.subscribers.csv_export import export_csv
+from dispatch.subscribers.csv_import import CsvImportError, ImportAborted, import_csv
+
+MESSAGES = Catalog(
+    {
+        "added": ("已添加订阅者 #{id} {address}", "added subscriber #{id} {address}"),
+        "removed": ("已删除订阅者 #{id} {address}", "removed subscriber #{id} {address}"),
+        "none": ("没有符合条件的订阅者", "no matching subscribers"),
+        "bad_attr": ("属性须写成 key=value，而非 {value!r}", "an attribute must be key=value, not {value!r}"),
+        "suppressed": ("已屏蔽 {address}（{reason}）", "suppressed {address} ({reason})"),
+        "unsuppressed": ("已解除屏蔽 {address}", "lifted the suppression of {address}"),
+        "not_suppressed": ("{address} 不在屏蔽名单中", "{address} was not suppressed"),
+        "exported": ("已导出 {n} 行到 {path}", "exported {n} rows to {path}"),
+        "problem": ("第 {line} 行：{reason}", "line {line}: {reason}"),
+        "more_problems": ("……另有 {n} 行问题（用 --json 查看全部）", "… {n} more problem rows (see --json)"),
+    }
+)
+PROBLEMS_SHOWN = 20
+
+
+def subscriber_info(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "id": subscriber.id,
+        "email": subscriber.email,
+        "openid": subscriber.openid,
+        "name": subscriber.name,
+        "locale": subscriber.locale,
+        "status": subscriber.status,
+        "attributes": subscriber.attributes or {},
+        "created_at": subscriber.created_at,
+        "confirmed_at": subscriber.confirmed_at,
+    }
+
+
+def _with_lists(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    data = subscriber_info(session, subscriber)
+    data["lists"] = [
+        {"slug": m.slug, "status": s.status, "confirmed_at": s.confirmed_at, "unsubscribed_at": s.unsubscribed_at}
+        for m, s in service.subscriptions_of(session, subscriber.id)
+    ]
+    data["suppressed"] = service.is_suppressed(session, email=subscriber.email, openid=subscriber.openid)
+    return data
+
+
+def _parse_attributes(values: tuple[str, ...]) -> dict[str, str]:
+    attributes: dict[str, str] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            fail(MESSAGES.both("bad_attr", value=item))
+        attributes[key.strip()] = value.strip()
+    return attributes
+
+
+def _address_kwargs(address: str) -> dict[str, str]:
+    """An administrator types an email or an openid; '@' tells them apart."""
+    return {"email": address} if "@" in address else {"openid": address}
+
+
+@click.group("subscribers")
+def subscribers_group() -> None:
+    """Subscribers, CSV import/export, suppression / 订阅者管理."""
+
+
+@subscribers_group.command("add")
+@click.argument("email", required=False, default="")
+@click.option("--openid", default="", help="WeChat openid / 微信 openid")
+@click.option("--name", default="", help="Name / 姓名")
+@click.option("--locale", default="zh-CN", show_default=True, help="zh-CN or en / 语言")
+@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Attribute (repeatable) / 自定义属性")
+@click.option("--list", "list_slugs", multiple=True, metavar="SLUG", help="Subscribe to list (repeatable) / 订阅列表")
+@click.option("--resubscribe", is_flag=True, help="Allow an address that unsubscribed / 允许重新订阅已退订者")
+@json_option
+def add_cmd(email: str, openid: str, name: str, locale: str, attrs: tuple[str, ...], list_slugs: tuple[str, ...],
+            resubscribe: bool, as_json: bool) -> None:
+    """Add a subscriber (EMAIL and/or --openid), optionally onto lists / 添加订阅者."""
+    settings = settings_or_exit()
+    attributes = _parse_attributes(attrs)
+    with cli_session() as session:
+        lists = service.get_lists(session, list_slugs)
+        subscriber = service.add_subscriber(
+            session, email=email or None, openid=openid or None, name=name, locale=locale, attributes=attributes
+        )
+        for mailing_list in lists:
+            service.subscribe(session, subscriber, mailing_list, settings=settings, source="cli", resubscribe=resubscribe)
+        data = _with_lists(session, subscriber)
+    emit(data, as_json, lambda d: click.echo(
+        MESSAGES.both("added", id=d["id"], address=d["email"] or d["openid"])))
+
+
+def _print_subscriber(d: dict[str, Any]) -> None:
+    click.echo(f"#{d['id']}  {d['email'] or '-'}  {d['name']}  [{d['locale']}]  {d['status']}")
+    if d.get("openid"):
+        click.echo(f"  openid: {d['openid']}")
+    for key, value in (d.get("attributes") or {}).items():
+        click.echo(f"  {key}: {value}")
+    for item in d.get("lists", []):
+        click.echo(f"  list {item['slug']}: {item['status']}")
+    if d.get("suppressed"):
+        click.echo("  已屏蔽 / suppressed")
+
+
+@subscribers_group.command("show")
+@click.argument("ref")
+@json_option
+def show_cmd(ref: str, as_json: bool) -> None:
+    """Show a subscriber by id, email or openid / 查看订阅者."""
+    with cli_session() as session:
+        data = _with_lists(session, service.get_subscriber(session, ref))
+    emit(data, as_json, _print_subscriber)
+
+
+@subscribers_group.command("list")
+@click.option("--list", "list_slug", default=None, metavar="SLUG", help="Only members of this list / 仅此列表")
+@click.option("--status", default=None, help="Subscription status with --list, else subscriber status / 状态")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--offset", default=0, type=click.IntRange(0))
+@json_option
+def list_cmd(list_slug: str | None, status: str | None, limit: int, offset: int, as_json: bool) -> None:
+    """List subscribers / 列出订阅者."""
+    allowed = SUBSCRIPTION_STATUSES if list_slug else SUBSCRIBER_STATUSES
+    if status and status not in allowed:
+        fail(service.MESSAGES.both("bad_status", value=status, allowed=", ".join(allowed)))
+    with cli_session() as session:
+        list_id = service.get_list(session, list_slug).id if list_slug else None
+        rows = service.list_subscribers(session, list_id=list_id, status=status, limit=limit, offset=offset)
+        data = []
+        for subscriber, subscription in rows:
+            item = subscriber_info(session, subscriber)
+            if isinstance(subscription, Subscription):
+                item["subscription"] = subscription.status
+            data.append(item)
+
+    def human(items: list[dict[str, Any]]) -> None:
+        if not items:
+            click.echo(MESSAGES.both("none"))
+        for d in items:
+            extra = f"  ({d['subscription']})" if "subscription" in d else ""
+            click.echo(f"#{d['id']}  {d['email'] or d['openid']}  {d['name']}  [{d['locale']}]  {d['status']}{extra}")
+
+    emit(data, as_json, human)
+
+
+@subscribers_group.command("remove")
+@click.argument("ref")
+@json_option
+def remove_cmd(ref: str, as_json: bool) -> None:
+    """Delete a subscriber and their subscriptions (suppressions stay) / 删除订阅者."""
+    with cli_session() as session:
+        subscriber = service.get_subscriber(session, ref)
+        data = {"id": subscriber.id, "email": subscriber.email, "openid": subscriber.openid}
+        service.remove_subscriber(session, subscriber)
+    emit(data, as_json, lambda d: click.echo(MESSAGES.both("removed", id=d["id"], address=d["email"] or d["openid"])))
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--list", "list_slug", required=True, metavar="SLUG", help="Target list / 导入到此列表")
+@click.option("--dry-run", is_flag=True, help="Check and count, write nothing / 只检查不写入")
+@click.option("--resubscribe", is_flag=True,
+              help="Bring back unsubscribed and suppressed addresses / 恢复已退订和已屏蔽的地址")
+@click.option("--start-line", default=1, type=click.IntRange(1), help="Resume from this line / 从此行继续")
+@json_option
+def import_cmd(file: Path, list_slug: str, dry_run: bool, resubscribe: bool, start_line: int, as_json: bool) -> None:
+    """Import a CSV (UTF-8, UTF-8 with BOM or GB18030; header row with email, name, locale,
+    openid, other columns kept as attributes) / 导入 CSV 订阅者."""
+    settings = settings_or_exit()
+    engine = get_engine(settings)
+    show_bar = sys.stdout.isatty() and not as_json
+    try:
+        if show_bar:
+            from rich.progress import Progress
+
+            total = file.read_bytes().count(b"\n") + 1
+            with Progress(transient=True) as bar:
+                task = bar.add_task(f"导入 / importing {file.name}", total=total)
+                result = import_csv(engine, file, list_slug, dry_run=dry_run, resubscribe=resubscribe,
+                                    start_line=start_line, progress=lambda line: bar.update(task, completed=line))
+        else:
+            result = import_csv(engine, file, list_slug, dry_run=dry_run, resubscribe=resubscribe, start_line=start_line)
+    except (CsvImportError, SQLAlchemyError) as exc:
+        fail(str(exc).strip().splitlines()[0])
+        return
+    except ImportAborted as exc:
+        if as_json:
+            payload = {**exc.result.as_dict(), "error": str(exc), "resume_line": exc.resume_line}
+            click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+        else:
+            click.echo(exc.result.summary())
+        fail(str(exc))
+        return
+
+    def human(_: Any) -> None:
+        for problem in result.problems[:PROBLEMS_SHOWN]:
+            reason = problem.reason + (f": {problem.detail}" if problem.detail else "")
+            click.echo(f"{file}:{problem.line}: {reason}", err=True)
+        if len(result.problems) > PROBLEMS_SHOWN:
+            click.echo(MESSAGES.both("more_problems", n=len(result.problems) - PROBLEMS_SHOWN), err=True)
+        click.echo(result.summary())
+
+    emit(result.as_dict(), as_json, human)
+
+
+@subscribers_group.command("export")
+@click.option("--list", "list_slug", required=True, metavar="SLUG", help="List to export / 要导出的列表")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(SUBSCRIPTION_STATUSES),
+              help="Only these subscription statuses (repeatable) / 仅这些状态")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File (UTF-8 with BOM, for Excel); default stdout / 输出文件")
+def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None) -> None:
+    """Export a list as CSV that `subscribers import` reads back / 导出列表为 CSV."""
+    with cli_session() as session:
+        if out is None:
+            export_csv(session, list_slug, sys.stdout, statuses=statuses)
+            return
+        service.get_list(session, list_slug)  # fail before creating the file
+        tmp = out.with_name(out.name + ".part")
+        try:
+            with tmp.open("w", encoding="utf-8-sig", newline="") as f:
+                n = export_csv(session, list_slug, f, statuses=statuses)
+            tmp.replace(out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    click.echo(MESSAGES.both("exported", n=n, path=out), err=True)
+
+
+@subscribers_group.command("suppress")
+@click.argument("address")
+@click.option("--reason", type=click.Choice(["manual", "bounced", "complained", "blocklisted"]), default="manual",
+              show_default=True, help="Why / 原因")
+@json_option
+def suppress_cmd(address: str, reason: str, as_json: bool) -> None:
+    """Block an email or openid from every send / 屏蔽邮箱或 openid."""
+    with cli_session() as session:
+        suppression = service.suppress(session, **_address_kwargs(address), reason=reason, source="cli")
+        data = {"email": suppression.email, "openid": suppression.openid, "reason": suppression.reason,
+                "source": suppression.source, "created_at": suppression.created_at}
+    emit(data, as_json, lambda d: click.echo(MESSAGES.both("suppressed", address=address, reason=d["reason"])))
+
+
+@subscribers_group.command("unsuppress")
+@click.argument("address")
+@json_option
+def unsuppress_cmd(address: str, as_json: bool) -> None:
+    """Lift a suppression / 解除屏蔽."""
+    with cli_session() as session:
+        removed = service.unsuppress(session, **_address_kwargs(address))
+    emit({"address": address, "removed": removed}, as_json,
+         lambda d: click.echo(MESSAGES.both("unsuppressed" if removed else "not_suppressed", address=address)))
 
 
 def register(main: click.Group) -> None:
-    """Add this module's commands to the main group."""
+    main.add_command(subscribers_group)

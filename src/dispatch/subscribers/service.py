@@ -480,12 +480,12 @@ def suppress(
     """Block an address (or openid) from every future send; the subscriber's status follows
     the reason (bounced / complained, otherwise blocklisted). Suppressing twice keeps the first."""
     email, openid = _address(email, openid)
-    status = STATUS_FOR_REASON.get(reason, "blocklisted")
     existing = session.scalars(select(Suppression).where(_matching(Suppression, email, openid))).first()
     suppression = existing
     if suppression is None:
         suppression = Suppression(email=email, openid=openid, reason=reason, source=source)
         session.add(suppression)
+    status = STATUS_FOR_REASON.get(suppression.reason, "blocklisted")
     subscribers = session.scalars(select(Subscriber).where(_matching(Subscriber, email, openid))).all()
     for subscriber in subscribers:
         if subscriber.status != status:
