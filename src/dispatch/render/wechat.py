@@ -173,11 +173,17 @@ class _Renderer:
         blocks = lead_blocks(article) if shortened else article.blocks
         rendered = [str(self.macros.block(b)) for b in blocks]
         base = _Unit(section, article, (), (), shortened=shortened, archive_url=f"{self.archive}#{article.anchor}")
+        whole = _Unit(section, article, tuple(rendered), tuple(_images_of(blocks))).size
+        n_parts = -(-whole // CONTENT_BUDGET_CHARS)  # ceil: parts of about equal length
+        target = whole / n_parts
         groups: list[tuple[list[str], list[Image]]] = [([], [])]
         for b, html_b in zip(blocks, rendered, strict=True):
             imgs = _images_of([b])
+            current = _Unit(section, article, tuple(groups[-1][0]), tuple(groups[-1][1]))
             candidate = _Unit(section, article, (*groups[-1][0], html_b), (*groups[-1][1], *imgs))
-            if groups[-1][0] and candidate.size > CONTENT_BUDGET_CHARS:
+            full = candidate.size > CONTENT_BUDGET_CHARS
+            balanced = len(groups) < n_parts and current.size >= target
+            if groups[-1][0] and (full or balanced):
                 groups.append(([], []))
             groups[-1][0].append(html_b)
             groups[-1][1].extend(imgs)
