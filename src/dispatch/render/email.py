@@ -247,12 +247,14 @@ def lead_blocks(article: Article) -> tuple[Block, ...]:
         if isinstance(b, Paragraph):
             out.append(b)
             chars += sum(len(i.text) for i in b.inlines)
-        elif isinstance(b, Image) and not out:
+        elif isinstance(b, Heading) or (isinstance(b, Image) and not out):
             out.append(b)
-        elif isinstance(b, Heading | Sidebar) and chars:
+        elif chars:  # a sidebar, list or video after some text ends the lead
             break
         if chars >= LEAD_MIN_CHARS or len(out) >= LEAD_MAX_BLOCKS:
             break
+    while out and isinstance(out[-1], Heading):  # never end on a heading
+        out.pop()
     return tuple(out)
 
 
