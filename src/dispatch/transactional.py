@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import ssl
 import uuid
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from dispatch.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
-
-TRUE_VALUES = ("1", "true", "yes", "on")
-
 
 def outbox_dir(settings: Settings) -> Path:
     return settings.data_dir / "outbox"
@@ -48,31 +43,31 @@ def _write_outbox(settings: Settings, message: EmailMessage) -> Path:
 
 
 def _smtp_send(settings: Settings, message: EmailMessage) -> None:
-    url = urlsplit(settings.smtp_url)
-    if url.scheme not in ("smtp", "smtps") or not url.hostname:
-        raise ConfigError(f"setting 'smtp_url' must look like smtp://host:port or smtps://host:port, got scheme {url.scheme!r}")
-    query = parse_qs(url.query)
-    starttls = query.get("starttls", ["0"])[0].lower() in TRUE_VALUES
-    username = settings.smtp_username or unquote(url.username or "")
-    password = settings.smtp_password or unquote(url.password or "")
+    # one URL grammar for the whole project: smtp://host:port[?starttls=1][&cafile=…][&verify=0]
+    from dispatch.channels.smtp import parse_smtp_url
+
+    try:
+        endpoint = parse_smtp_url(settings.smtp_url)
+    except ValueError as exc:
+        raise ConfigError(f"setting 'smtp_url': {exc}") from None
     timeout = settings.smtp_timeout
-    if url.scheme == "smtps":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(url.hostname, url.port or 465, timeout=timeout,
-                                                context=ssl.create_default_context())
+    if endpoint.security == "tls":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(endpoint.host, endpoint.port, timeout=timeout,
+                                                context=endpoint.ssl_context())
     else:
-        client = smtplib.SMTP(url.hostname, url.port or 25, timeout=timeout)
+        client = smtplib.SMTP(endpoint.host, endpoint.port, timeout=timeout)
     try:
         client.ehlo()
-        if starttls:
-            client.starttls(context=ssl.create_default_context())
+        if endpoint.security == "starttls":
+            client.starttls(context=endpoint.ssl_context())
             client.ehlo()
-        if username:
-            client.login(username, password)
+        if settings.smtp_username:
+            client.login(settings.smtp_username, settings.smtp_password)
         client.send_message(message)
     finally:
         try:
             client.quit()
-        except smtplib.SMTPException:
+        except (smtplib.SMTPException, OSError):
             client.close()
 
 
