@@ -50,9 +50,20 @@ def channel_settings(url: str, **changes) -> Settings:
     return load_settings(env={}).replace(**{**values, **changes})
 
 
+PIPELINING: list[bool | None] = [None]
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["one-by-one", "pipelined"])
+def pipelining(request):
+    """Every channel test runs with MAIL/RCPT/DATA one by one and pipelined (RFC 2920)."""
+    PIPELINING[0] = request.param
+    yield request.param
+    PIPELINING[0] = None
+
+
 def make(settings: Settings, context: CampaignContext = CONTEXT, rendered=None) -> SmtpChannel:
     source = build_campaign_source(settings, context, rendered or SampleRendered())
-    return SmtpChannel(settings, context, source=source)
+    return SmtpChannel(settings, context, source=source, pipelining=PIPELINING[0])
 
 
 def recipients(*addresses: str) -> list[Recipient]:
@@ -285,3 +296,22 @@ def test_the_local_outbox_writes_one_eml_per_recipient(tmp_path):
     assert [f.name for f in files] == ["000001-a@example.net.eml", "000002-b_.._x@example.net.eml"]
     assert all(f.parent == tmp_path / "outbox" for f in files)
     assert parse(files[0].read_bytes())["To"].addresses[0].addr_spec == "a@example.net"
+
+
+def test_smtp_data_dot_stuffs_only_when_needed(smtp_server):  # noqa: F811
+    import smtplib
+
+    from dispatch.channels.smtp import smtp_data
+
+    with_dots = b"Subject: dots\r\n\r\n.first line\r\nmiddle\r\n..two\r\n.\r\nend"
+    smtp = smtplib.SMTP("127.0.0.1", smtp_server.port)
+    smtp.ehlo()
+    try:
+        for body in (with_dots, b"Subject: plain\r\n\r\nno dots here\r\n"):
+            assert smtp.mail("a@example.org")[0] == 250 and smtp.rcpt("b@example.net")[0] == 250
+            assert smtp_data(smtp, body)[0] == 250
+    finally:
+        smtp.quit()
+    received = [m.data for m in smtp_server.messages]
+    assert received[0].rstrip(b"\r\n") == with_dots
+    assert received[1] == b"Subject: plain\r\n\r\nno dots here\r\n"

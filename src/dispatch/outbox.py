@@ -42,13 +42,17 @@ def safe_file_part(address: str) -> str:
 
 
 class _OutboxHandler:
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path | None):
+        self.folder = folder  # None: count and discard (benchmarks)
         self.count = 0
         self._lock = threading.Lock()
-        self._next = len(list(folder.glob("*.eml"))) + 1
+        self._next = len(list(folder.glob("*.eml"))) + 1 if folder else 1
 
-    def _write(self, rcpt: str, data: bytes) -> Path:
+    def _write(self, rcpt: str, data: bytes) -> Path | None:
+        if self.folder is None:
+            with self._lock:
+                self.count += 1
+            return None
         with self._lock:
             while True:
                 path = self.folder / f"{self._next:06d}-{safe_file_part(rcpt)}.eml"
@@ -71,10 +75,13 @@ class _OutboxHandler:
 
 
 class LocalOutbox:
-    """`with LocalOutbox(folder) as sink: sink.url` → smtp://127.0.0.1:PORT writing .eml files."""
+    """`with LocalOutbox(folder) as sink: sink.url` → smtp://127.0.0.1:PORT writing .eml files.
 
-    def __init__(self, folder: str | Path, host: str = "127.0.0.1", port: int | None = None):
-        self.folder = Path(folder)
+    folder None: a sink that only counts (the benchmark's fallback when smtp-sink is missing).
+    """
+
+    def __init__(self, folder: str | Path | None, host: str = "127.0.0.1", port: int | None = None):
+        self.folder = Path(folder) if folder is not None else None
         self.host = host
         self.port = port
         self._controller: Controller | None = None
@@ -92,12 +99,13 @@ class LocalOutbox:
         return self._handler.count if self._handler else 0
 
     def files(self) -> list[Path]:
-        return sorted(self.folder.glob("*.eml"))
+        return sorted(self.folder.glob("*.eml")) if self.folder else []
 
     def start(self) -> LocalOutbox:
         if self._controller is not None:
             return self
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self._handler = _OutboxHandler(self.folder)
         self.port = self.port or free_port(self.host)
         controller = Controller(self._handler, hostname=self.host, port=self.port, ready_timeout=10)

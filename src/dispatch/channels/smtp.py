@@ -159,6 +159,47 @@ def _is_connection_fault(exc: BaseException) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# The wire
+# ---------------------------------------------------------------------------------------------
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def smtp_data(smtp: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
+    """DATA with the message as it is (CRLF already), dot-stuffed only when a line starts with '.'.
+
+    Why not smtplib's data(): it runs a multi-line regex over every message to dot-stuff it,
+    about 1.5 ms for a 120 KB issue; our bodies are base64 and our folded header lines start
+    with a space, so a C-speed search almost always proves there is nothing to stuff.
+    """
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    return _send_body(smtp, message)
+
+
+def _send_body(smtp: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
+    """After 354: the message, dot-stuffed where needed, the final dot, and the server's reply."""
+    if message.startswith(b".") or b"\n." in message:
+        message = _LEADING_DOT.sub(b"..", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    smtp.send(message + b".\r\n")
+    return smtp.getreply()
+
+
+def tune_socket(smtp: smtplib.SMTP) -> None:
+    """No Nagle delay: SMTP is strict request/reply, so small commands should leave at once."""
+    sock = getattr(smtp, "sock", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
 # Where to connect
 # ---------------------------------------------------------------------------------------------
 
@@ -378,6 +419,21 @@ class _Halt:
 
 
 @dataclass
+class _Progress:
+    """How far one transaction got (decides whether a dropped one may be re-sent at once)."""
+
+    stage: Stage = "mail"
+    body_sent: bool = False
+
+
+_PIPELINED_STEPS: tuple[tuple[Stage, tuple[int, ...]], ...] = (
+    ("mail", (250,)),
+    ("rcpt", (250, 251)),
+    ("data", (354,)),
+)
+
+
+@dataclass
 class _BatchState:
     drops: int = 0
     halt: _Halt | None = None
@@ -397,11 +453,13 @@ class SmtpChannel:
         *,
         source: EmailCampaignSource | None = None,
         source_loader: Callable[[Settings, CampaignContext], EmailCampaignSource] | None = None,
+        pipelining: bool | None = None,
     ):
         self.settings = settings
         self.context = context
         self._source = source
         self._source_loader = source_loader or _load_source_from_database
+        self.pipelining = pipelining  # None: when the server advertises PIPELINING
         self._smtp: smtplib.SMTP | None = None
         self._endpoint: SmtpEndpoint | None = None
         self._connect_error: tuple[Outcome, int | None, str] | None = None
@@ -437,6 +495,7 @@ class SmtpChannel:
                 )
             else:
                 smtp = smtplib.SMTP(ep.host, ep.port, local_hostname=self._helo_name, timeout=timeout)
+            tune_socket(smtp)
             stage = "helo"
             smtp.ehlo_or_helo_if_needed()
             if ep.security == "starttls":
@@ -551,32 +610,27 @@ class SmtpChannel:
                     return self._result(recipient, message_id, *error, stage="connect")
             smtp = self._smtp
             assert smtp is not None
-            stage: Stage = "mail"
+            progress = _Progress()
             try:
-                code, reply = smtp.mail(self.settings.from_address)
-                if code == 250:
-                    stage = "rcpt"
-                    code, reply = smtp.rcpt(recipient.email)
-                if code in (250, 251):
-                    stage = "data"
-                    code, reply = smtp.data(data)
+                code, reply = self._transaction(smtp, recipient.email, data, progress)
+                stage = progress.stage
                 text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
                 outcome = classify_smtp_reply(code, text, stage=stage)
             except Exception as exc:  # noqa: BLE001 - classified below
+                stage = progress.stage
+                outcome, code, text = classify_smtp_error(exc, stage)
                 if not _is_connection_fault(exc):
-                    outcome, code, text = classify_smtp_error(exc, stage)
                     if code == 421:
                         self._drop()
                     else:
                         self._rset()
                     return self._finish(recipient, message_id, outcome, code, text, stage, state)
                 self._drop()
-                outcome, code, text = classify_smtp_error(exc, stage)
                 state.drops += 1
                 if state.drops > self.max_reconnects:
                     state.halt = _Halt("deferred", None, MESSAGES.both("dropped_twice"))
                     return self._result(recipient, message_id, outcome, code, text, stage=stage)
-                if stage == "data":  # the server may have taken it: retry later, not now
+                if progress.body_sent:  # the server may have taken it: retry later, not now
                     return self._result(recipient, message_id, outcome, code, text, stage=stage)
                 log.info(
                     "smtp.reconnect",
@@ -584,14 +638,60 @@ class SmtpChannel:
                     delivery_id=recipient.delivery_id,
                     reason=text,
                 )
-                continue  # reconnect and try this recipient again
+                continue  # nothing of this message went out: reconnect and send it again
             if outcome != "sent":
                 if code == 421:  # the server is closing the connection
                     self._drop()
                     state.drops += 1
-                elif stage != "data":
+                elif not progress.body_sent:
                     self._rset()
             return self._finish(recipient, message_id, outcome, code, text, stage, state)
+
+    def _use_pipelining(self, smtp: smtplib.SMTP) -> bool:
+        if self.pipelining is not None:
+            return self.pipelining
+        return bool(smtp.has_extn("pipelining"))
+
+    def _transaction(
+        self, smtp: smtplib.SMTP, address: str, data: bytes, progress: _Progress
+    ) -> tuple[int, bytes]:
+        """MAIL, RCPT, DATA and the body; the first reply that is not a go-ahead ends it.
+
+        With PIPELINING (RFC 2920) the three commands leave in one write and their replies are
+        read in order: two round trips per message instead of four. The replies still owed
+        after a refusal are read (the server sends them), unless the server is closing (421).
+        """
+        if not self._use_pipelining(smtp):
+            code, reply = smtp.mail(self.settings.from_address)
+            if code != 250:
+                return code, reply
+            progress.stage = "rcpt"
+            code, reply = smtp.rcpt(address)
+            if code not in (250, 251):
+                return code, reply
+            progress.stage = "data"
+            smtp.putcmd("data")
+            code, reply = smtp.getreply()
+            if code != 354:
+                return code, reply
+        else:
+            smtp.send(f"MAIL FROM:<{self.settings.from_address}>\r\nRCPT TO:<{address}>\r\nDATA\r\n")
+            for index, (stage, accepted) in enumerate(_PIPELINED_STEPS):
+                progress.stage = stage
+                code, reply = smtp.getreply()
+                if code not in accepted:
+                    if code != 421:
+                        self._read_owed_replies(smtp, 2 - index)
+                    return code, reply
+        progress.body_sent = True
+        return _send_body(smtp, data)
+
+    def _read_owed_replies(self, smtp: smtplib.SMTP, count: int) -> None:
+        try:
+            for _ in range(count):
+                smtp.getreply()
+        except Exception:  # noqa: BLE001 - the server hung up after refusing: reconnect next time
+            self._drop()
 
     def _finish(
         self,
