@@ -38,12 +38,13 @@ def broker_url_for(settings: Settings) -> str:
 def celery_config(settings: Settings) -> dict:
     """Everything the app needs from settings (also applied again by `configure`)."""
     broker = broker_url_for(settings)
-    transport_options: dict = {
-        # longer than the longest batch: lease plus slack, at least an hour
-        "visibility_timeout": max(3600, int(settings.lease_seconds * 3)),
-    }
-    if settings.redis_key_prefix and broker.startswith(("redis://", "rediss://")):
-        transport_options["global_keyprefix"] = settings.redis_key_prefix
+    transport_options: dict = {}
+    if broker.startswith(("redis://", "rediss://")):
+        # longer than the longest batch (a batch renews its lease per chunk, so lease × 3 and
+        # at least an hour is ample); the SQLAlchemy transport takes no such option
+        transport_options["visibility_timeout"] = max(3600, int(settings.lease_seconds * 3))
+        if settings.redis_key_prefix:
+            transport_options["global_keyprefix"] = settings.redis_key_prefix
     return {
         "broker_url": broker,
         "task_default_queue": settings.celery_queue,

@@ -1,9 +1,326 @@
-"""CLI commands of this area (placeholder until its issue lands)."""
+"""`dispatch send`, `dispatch campaigns …` and `dispatch worker`: campaigns from the terminal.
+
+The commands only call dispatch.delivery.campaigns (the same service the web API uses) and
+put batch ids on the queue; the workers do the sending.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
 import click
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from dispatch.cli.common import emit, fail, json_option, settings_or_exit
+from dispatch.db import get_engine
+from dispatch.delivery import campaigns as service
+from dispatch.i18n import Catalog
+
+MESSAGES = Catalog(
+    {
+        "no_issue": ("找不到期刊 {ref!r}（既不是已存储的 slug，也不是源文件夹）", "no issue {ref!r} (neither a stored slug nor a source folder)"),
+        "need_lists": ("请用 --lists 指定列表，或用 --test 指定测试地址", "give --lists, or --test addresses for a test send"),
+        "created": ("活动 #{id} 已创建：{total} 位收件人，{batches} 个批次，已排队", "campaign #{id} created: {total} recipients in {batches} batches, queued"),
+        "scheduled": ("活动 #{id} 已定时于 {at}", "campaign #{id} scheduled for {at}"),
+        "exists": ("相同的发送已存在：活动 #{id}（状态 {status}），不会重复发送", "the same send exists already: campaign #{id} (status {status}); nothing more is sent"),
+        "test_created": ("测试发送 #{id}：{total} 个地址，已排队", "test send #{id}: {total} addresses, queued"),
+        "worker_hint": ("由 worker 投递：dispatch worker（或 celery -A worker worker）", "workers deliver it: dispatch worker (or celery -A worker worker)"),
+        "bad_time": ("时间 {value!r} 无效：请用 ISO 8601，例如 2026-03-01T09:00+08:00", "invalid time {value!r}: use ISO 8601, e.g. 2026-03-01T09:00+08:00"),
+        "past_time": ("时间 {value} 已过去", "time {value} is in the past"),
+        "paused": ("活动 #{id} 已暂停", "campaign #{id} paused"),
+        "resumed": ("活动 #{id} 已恢复：{batches} 个批次重新排队", "campaign #{id} resumed: {batches} batches queued"),
+        "cancelled": ("活动 #{id} 已取消", "campaign #{id} cancelled"),
+        "none": ("还没有活动", "no campaigns yet"),
+        "db": ("数据库错误：{error}", "database error: {error}"),
+        "no_celery": ("找不到 celery 命令", "the celery command is not installed"),
+    }
+)
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    settings = settings_or_exit()
+    from dispatch.subscribers.service import SubscriberError
+
+    try:
+        with Session(get_engine(settings), expire_on_commit=False) as session, session.begin():
+            yield session
+    except (service.CampaignError, SubscriberError) as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(MESSAGES.both("db", error=str(exc).strip().splitlines()[0]))
+
+
+def _queue():
+    from dispatch.tasks import CeleryQueue, app, configure
+
+    configure(app, settings_or_exit())
+    return CeleryQueue(app)
+
+
+def _run(action, *args):
+    """Call a service function that manages its own transactions, errors as one line."""
+    try:
+        return action(*args)
+    except service.CampaignError as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(MESSAGES.both("db", error=str(exc).strip().splitlines()[0]))
+
+
+def parse_time(value: str) -> datetime:
+    """ISO 8601; a time without zone is this machine's local time."""
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(MESSAGES.both("bad_time", value=value)) from None
+    if at.tzinfo is None:
+        at = at.astimezone()
+    return at
+
+
+def resolve_issue(session: Session, ref: str) -> int:
+    """A stored issue's slug or id, or a source folder (published now)."""
+    from dispatch.content.store import get_issue, publish_source
+
+    issue = get_issue(session, ref)
+    if issue is None and Path(ref).exists():
+        from dispatch.content.parse import IssueSourceError
+
+        try:
+            issue = publish_source(session, ref)
+        except IssueSourceError as exc:
+            fail(str(exc))
+    if issue is None:
+        fail(MESSAGES.both("no_issue", ref=ref))
+    return issue.id
+
+
+def test_subscriber_ids(session: Session, addresses: tuple[str, ...], channel: str) -> list[int]:
+    """Find or create a subscriber per test address (no list needed)."""
+    from dispatch.subscribers import service as subscribers
+
+    ids = []
+    for address in addresses:
+        key = {"email": address} if channel == "email" else {"openid": address}
+        found = subscribers.find_subscriber(session, **key)
+        if found is None:
+            found = subscribers.add_subscriber(session, **key, name="")
+        ids.append(found.id)
+    return ids
+
+
+def _progress(campaign_id: int) -> dict[str, Any]:
+    with _session() as session:
+        return service.progress(session, campaign_id)
+
+
+def _print_progress(d: dict[str, Any]) -> None:
+    c = d["counts"]
+    test = " [test]" if d["is_test"] else ""
+    click.echo(f"#{d['id']}{test}  issue {d['issue_id']}  {d['channel']}  lists {d['list_ids']}  {d['status']}")
+    if d["paused_reason"]:
+        click.echo(f"  reason / 原因: {d['paused_reason']}")
+    click.echo(
+        f"  total {d['total']}  sent {c['sent']}  pending {c['pending']}  sending {c['sending']}  "
+        f"deferred {c['deferred']}  failed {c['failed']}  bounced {c['bounced']}  skipped {c['skipped']}  "
+        f"rate {d['rate_per_second']}/s"
+    )
+
+
+@click.command("send")
+@click.argument("issue")
+@click.option("--lists", "lists_", default="", help="List slugs, comma separated / 列表（逗号分隔）")
+@click.option("--channel", type=click.Choice(["email", "wechat"]), default="email", show_default=True)
+@click.option("--at", "at", default=None, help="Start later (ISO 8601) / 定时发送")
+@click.option("--test", "test_addresses", multiple=True, help="Test send to this address only (repeatable) / 测试发送")
+@click.option("--no-tracking", is_flag=True, help="No open/click tracking / 不跟踪打开与点击")
+@click.option("--rate-per-second", type=float, default=0.0, help="This campaign's limit / 本活动每秒上限")
+@click.option("--rate-per-hour", type=float, default=0.0, help="This campaign's limit / 本活动每小时上限")
+@json_option
+def send_cmd(issue: str, lists_: str, channel: str, at: str | None, test_addresses: tuple[str, ...],
+             no_tracking: bool, rate_per_second: float, rate_per_hour: float, as_json: bool) -> None:
+    """Send ISSUE (stored slug or source folder) to lists / 发送期刊到列表."""
+    settings = settings_or_exit()
+    slugs = [s.strip() for s in lists_.split(",") if s.strip()]
+    if not slugs and not test_addresses:
+        fail(MESSAGES.both("need_lists"))
+    when = parse_time(at) if at else None
+    options = {k: v for k, v in (("rate_per_second", rate_per_second), ("rate_per_hour", rate_per_hour)) if v}
+    with _session() as session:
+        issue_id = resolve_issue(session, issue)
+        if test_addresses:
+            ids = test_subscriber_ids(session, test_addresses, channel)
+            campaign = service.create_test(session, issue_id=issue_id, channel=channel, subscriber_ids=ids,
+                                           tracking=not no_tracking, options=options)
+            created = True
+        else:
+            from dispatch.subscribers.service import get_lists
+
+            list_ids = [m.id for m in get_lists(session, slugs)]
+            campaign, created = service.create_or_get(session, issue_id=issue_id, channel=channel, list_ids=list_ids,
+                                                      tracking=not no_tracking, options=options)
+        campaign_id, status = campaign.id, campaign.status
+        if created and when is not None:
+            service.schedule(session, campaign_id, when)
+    if not created and status != "draft":
+        data = {"id": campaign_id, "status": status, "created": False}
+        emit(data, as_json, lambda d: click.echo(MESSAGES.both("exists", id=d["id"], status=d["status"])))
+        return
+    if when is not None:
+        data = {"id": campaign_id, "status": "scheduled", "scheduled_at": when, "created": True}
+        emit(data, as_json, lambda d: click.echo(MESSAGES.both("scheduled", id=d["id"], at=d["scheduled_at"].isoformat())))
+        return
+    batches = _run(service.start, get_engine(settings), settings, campaign_id, _queue())
+    data = {**_progress(campaign_id), "batches": len(batches), "created": True}
+    key = "test_created" if test_addresses else "created"
+
+    def human(d: dict) -> None:
+        click.echo(MESSAGES.both(key, id=d["id"], total=d["total"], batches=d["batches"]))
+        click.echo(MESSAGES.both("worker_hint"))
+
+    emit(data, as_json, human)
+
+
+@click.group("campaigns")
+def campaigns_group() -> None:
+    """Campaigns: list, show, pause, resume, cancel, watch / 投递活动."""
+
+
+@campaigns_group.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+def list_cmd(limit: int, as_json: bool) -> None:
+    """Recent campaigns / 最近的活动."""
+    with _session() as session:
+        items = [service.progress(session, c.id) for c in service.list_campaigns(session, limit)]
+
+    def human(rows: list[dict]) -> None:
+        if not rows:
+            click.echo(MESSAGES.both("none"))
+        for d in rows:
+            c = d["counts"]
+            test = " [test]" if d["is_test"] else ""
+            click.echo(f"#{d['id']}{test}  issue {d['issue_id']}  {d['channel']}  {d['status']}  "
+                       f"{c['sent']}/{d['total']} sent, {c['failed'] + c['bounced']} failed/bounced")
+
+    emit(items, as_json, human)
+
+
+@campaigns_group.command("show")
+@click.argument("campaign_id", type=int)
+@json_option
+def show_cmd(campaign_id: int, as_json: bool) -> None:
+    """One campaign's progress / 活动进度."""
+    emit(_progress(campaign_id), as_json, _print_progress)
+
+
+@campaigns_group.command("pause")
+@click.argument("campaign_id", type=int)
+@click.option("--reason", default="paused by operator / 操作员暂停")
+@json_option
+def pause_cmd(campaign_id: int, reason: str, as_json: bool) -> None:
+    """Pause: workers stop at their next chunk / 暂停."""
+    with _session() as session:
+        service.pause(session, campaign_id, reason)
+    emit({"id": campaign_id, "status": "paused"}, as_json, lambda d: click.echo(MESSAGES.both("paused", id=d["id"])))
+
+
+@campaigns_group.command("resume")
+@click.argument("campaign_id", type=int)
+@json_option
+def resume_cmd(campaign_id: int, as_json: bool) -> None:
+    """Resume a paused campaign / 恢复."""
+    settings = settings_or_exit()
+    batches = _run(service.resume, get_engine(settings), settings, campaign_id, _queue())
+    emit({"id": campaign_id, "status": "running", "batches": len(batches)}, as_json,
+         lambda d: click.echo(MESSAGES.both("resumed", id=d["id"], batches=d["batches"])))
+
+
+@campaigns_group.command("cancel")
+@click.argument("campaign_id", type=int)
+@json_option
+def cancel_cmd(campaign_id: int, as_json: bool) -> None:
+    """Cancel for good; unsent rows stay unsent / 取消."""
+    with _session() as session:
+        service.cancel(session, campaign_id)
+    emit({"id": campaign_id, "status": "cancelled"}, as_json, lambda d: click.echo(MESSAGES.both("cancelled", id=d["id"])))
+
+
+TERMINAL = ("finished", "cancelled", "failed")
+
+
+def watch(campaign_id: int, interval: float = 1.0, timeout: float | None = None) -> dict[str, Any]:
+    """A live progress bar until the campaign ends (or `timeout` seconds pass)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    d = _progress(campaign_id)
+    started = time.monotonic()
+    columns = (
+        TextColumn("#{task.fields[id]} {task.fields[status]}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("sent {task.fields[sent]} · deferred {task.fields[deferred]} · failed {task.fields[failed]} · "
+                   "bounced {task.fields[bounced]} · {task.fields[rate]}/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("campaign", total=max(d["total"], 1), id=campaign_id, status=d["status"], sent=0,
+                            deferred=0, failed=0, bounced=0, rate=0)
+        while True:
+            c = d["counts"]
+            bar.update(task, total=max(d["total"], 1), completed=d["done"], status=d["status"], sent=c["sent"],
+                       deferred=c["deferred"], failed=c["failed"], bounced=c["bounced"], rate=d["rate_per_second"])
+            if d["status"] in TERMINAL or d["status"] == "paused":
+                break
+            if timeout is not None and time.monotonic() - started > timeout:
+                break
+            time.sleep(interval)
+            d = _progress(campaign_id)
+    return d
+
+
+@campaigns_group.command("watch")
+@click.argument("campaign_id", type=int)
+@click.option("--interval", type=float, default=1.0, show_default=True)
+@json_option
+def watch_cmd(campaign_id: int, interval: float, as_json: bool) -> None:
+    """Live progress until the campaign ends or pauses / 实时进度."""
+    d = watch(campaign_id, interval)
+    emit(d, as_json, _print_progress)
+
+
+@click.command("worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--beat", is_flag=True, help="Also run the periodic sweep (celery beat) / 同时运行定时清扫")
+@click.option("--concurrency", "-c", type=int, default=None)
+@click.pass_context
+def worker_cmd(ctx: click.Context, beat: bool, concurrency: int | None) -> None:
+    """Run a Celery worker (celery -A dispatch.tasks worker) / 运行投递 worker."""
+    settings = settings_or_exit()
+    celery = shutil.which("celery") or str(Path(sys.executable).with_name("celery"))
+    if not Path(celery).exists():
+        fail(MESSAGES.both("no_celery"))
+    args = [celery, "-A", "dispatch.tasks", "worker", "-Q", settings.celery_queue, "-l", "INFO"]
+    if beat:
+        args += ["-B", "-s", str((settings.data_dir / "celerybeat-schedule").resolve())]
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if concurrency:
+        args += ["-c", str(concurrency)]
+    args += list(ctx.args)
+    os.execv(celery, args)
 
 
 def register(main: click.Group) -> None:
     """Add this module's commands to the main group."""
+    main.add_command(send_cmd)
+    main.add_command(campaigns_group)
+    main.add_command(worker_cmd)
