@@ -294,3 +294,18 @@ def test_export_round_trip(engine, session, news, tmp_path):
     only = io.StringIO()
     assert export_csv(session, "news", only, statuses=["unsubscribed"]) == 1
     assert "a@example.org" in only.getvalue() and "b@example.org" not in only.getvalue()
+
+
+def test_unreadable_record_mid_file_keeps_earlier_rows(engine, session, news, tmp_path):
+    path = tmp_path / "huge-field.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write("email,name\n")
+        for i in range(250):
+            f.write(f"p{i:03d}@example.org,P{i}\n")
+        f.write('huge@example.org,"' + "x" * 200_000 + '"\n')  # over csv's field size limit
+        f.write("after@example.org,After\n")
+    with pytest.raises(ImportAborted) as info:
+        import_csv(engine, path, "news", chunk_rows=100)
+    assert "huge-field.csv:252: malformed CSV" in str(info.value)
+    assert info.value.resume_line == 202
+    assert _count(session, Subscriber) == 200

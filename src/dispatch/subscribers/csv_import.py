@@ -19,6 +19,7 @@ import codecs
 import csv
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ MESSAGES = Catalog(
         "dup_header": ("{file}:1: 表头列 {name!r} 重复", "{file}:1: column {name!r} appears twice in the header"),
         "encoding": ("{file}:{line}: 既不是 UTF-8 也不是 GB18030 文本", "{file}:{line}: neither UTF-8 nor GB18030 text"),
         "no_list": ("列表 {slug!r} 不存在", "no list {slug!r}"),
+        "csv_error": ("{file}:{line}: CSV 格式错误：{error}", "{file}:{line}: malformed CSV: {error}"),
         "aborted": (
             "{file}:{line}: 导入在此中止（{cause}）；之前的行已保存，请用 --start-line {line} 继续",
             "{file}:{line}: import stopped here ({cause}); rows before it are stored, resume with --start-line {line}",
@@ -118,6 +120,17 @@ class ImportResult:
         self.skipped[reason] += 1
         self.problems.append(RowProblem(line, reason, detail))
 
+    def merge(self, part: ImportResult) -> None:
+        """Add a committed chunk's counts and problems."""
+        self.imported += part.imported
+        self.updated += part.updated
+        self.unchanged += part.unchanged
+        self.resubscribed += part.resubscribed
+        self.rows += part.rows
+        self.skipped.update(part.skipped)
+        self.problems.extend(part.problems)
+        self.last_line = max(self.last_line, part.last_line)
+
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
@@ -159,22 +172,13 @@ class ImportResult:
         }
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    """The counts as of the last committed chunk, restored when a later chunk fails."""
+@dataclass(slots=True)
+class _Piece:
+    """A chunk on its way to the database: its first line, valid rows, and its own counts."""
 
-    counts: tuple[int, ...]
-    skipped: Counter[str]
-    n_problems: int
-
-    @classmethod
-    def of(cls, r: ImportResult) -> _Snapshot:
-        return cls((r.imported, r.updated, r.unchanged, r.resubscribed, r.rows), Counter(r.skipped), len(r.problems))
-
-    def restore(self, r: ImportResult) -> None:
-        r.imported, r.updated, r.unchanged, r.resubscribed, r.rows = self.counts
-        r.skipped = Counter(self.skipped)
-        del r.problems[self.n_problems:]
+    first_line: int
+    rows: list[_Row]
+    part: ImportResult
 
 
 @dataclass(slots=True)
@@ -248,7 +252,13 @@ def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str]]]:
     with path.open(encoding=encoding, newline="") as f:
         reader = csv.reader(f)
         previous_end = 0
-        for cells in reader:
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # e.g. a field over csv's size limit
+                raise CsvImportError(MESSAGES.both("csv_error", file=path, line=previous_end + 1, error=exc)) from None
             start = previous_end + 1
             previous_end = reader.line_num
             if not cells or (not cells[0].strip() and not any(c.strip() for c in cells)):
@@ -467,40 +477,66 @@ def import_csv(
     layout = _header(path, first[1])
     seen_emails: set[str] = set()
     seen_openids: set[str] = set()
-    chunk: list[_Row] = []
-    resume_line = 0  # first record not yet committed
-    committed = _Snapshot.of(result)
 
-    def flush(next_line: int) -> None:
-        nonlocal resume_line, committed
-        if chunk:
-            try:
-                with engine.begin() as conn:
-                    _apply_chunk(conn, list_id, chunk, result, dry_run=dry_run, resubscribe=resubscribe)
-            except Exception as exc:  # this chunk is rolled back, earlier ones stay
-                committed.restore(result)
-                text = str(exc).strip()
-                cause = text.splitlines()[0][:300] if text else type(exc).__name__
-                raise ImportAborted(str(path), resume_line, cause, result) from exc
-            chunk.clear()
-        committed = _Snapshot.of(result)
-        resume_line = next_line
+    def new_piece(first_line: int) -> _Piece:
+        return _Piece(first_line, [], ImportResult(file=str(path), list_slug=list_slug))
+
+    def write(piece: _Piece) -> _Piece:
+        with engine.begin() as conn:  # one transaction per chunk
+            _apply_chunk(conn, list_id, piece.rows, piece.part, dry_run=dry_run, resubscribe=resubscribe)
+        return piece
+
+    def settle(future: Future[_Piece]) -> None:
+        """Wait for the chunk in flight; merge it, or stop with the line to resume from."""
+        try:
+            piece = future.result()
+        except Exception as exc:  # that chunk is rolled back; the ones before it stay
+            text = str(exc).strip()
+            cause = text.splitlines()[0][:300] if text else type(exc).__name__
+            raise ImportAborted(str(path), pieces_started[0], cause, result) from exc
+        pieces_started.pop(0)
+        result.merge(piece.part)
         if progress is not None:
             progress(result.last_line)
 
-    for line, cells in records:
-        if line < start_line:
-            continue
-        if not resume_line:
-            resume_line = line
-        result.last_line = line
-        result.rows += 1
-        row = _parse(line, layout, cells, result, seen_emails, seen_openids)
-        if row is None:
-            continue
-        chunk.append(row)
-        if len(chunk) >= chunk_rows:
-            flush(line + 1)
-    flush(result.last_line + 1)
+    # The database work of chunk N (a worker thread, waiting on the server most of the time)
+    # overlaps the parsing of chunk N+1 here; at most two chunks are in memory.
+    pieces_started: list[int] = []
+    in_flight: Future[_Piece] | None = None
+    piece: _Piece | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import") as writer:
+        try:
+            for line, cells in records:
+                if line < start_line:
+                    continue
+                if piece is None:
+                    piece = new_piece(line)
+                piece.part.last_line = line
+                piece.part.rows += 1
+                row = _parse(line, layout, cells, piece.part, seen_emails, seen_openids)
+                if row is None:
+                    continue
+                piece.rows.append(row)
+                if len(piece.rows) >= chunk_rows:
+                    if in_flight is not None:
+                        settle(in_flight)
+                    pieces_started.append(piece.first_line)
+                    in_flight, piece = writer.submit(write, piece), None
+        except CsvImportError as exc:  # unreadable record mid-file: keep what is done, say where
+            if in_flight is not None:
+                settle(in_flight)
+                in_flight = None
+            resume = piece.first_line if piece is not None else (pieces_started or [result.last_line + 1])[0]
+            raise ImportAborted(str(path), resume, str(exc), result) from exc
+        else:
+            if in_flight is not None:
+                settle(in_flight)
+                in_flight = None
+            if piece is not None:
+                pieces_started.append(piece.first_line)
+                settle(writer.submit(write, piece))
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()
     result.problems.sort(key=lambda p: p.line)
     return result
