@@ -292,3 +292,35 @@ def test_claiming_never_double_claims_under_concurrency(engine, session, setting
     everything = [i for c in claims for i in c]
     assert len(everything) == len(set(everything)) == 200
     assert sum(1 for c in claims if c) > 1  # the race really happened between several claimers
+
+
+def test_rate_limits_hold_rows_back_without_counting_attempts(engine, session, settings):
+    from dispatch.delivery.ratelimit import LocalRateLimiter
+
+    issue_id, list_ids = _setup(session, n=5)
+    cid, queue = _start(engine, settings, session, issue_id, list_ids, options={"rate_per_hour": 3})
+    sent: list = []
+    slept: list[float] = []
+    limiter = LocalRateLimiter()
+    report = deliver_batch(engine, settings, cid, 0, channel_factory=channel_factory(sent), limiter=limiter, sleep=slept.append)
+    assert len(sent) == 3 and report.stopped == "rate limit window full"
+    held = session.scalars(select(Delivery).where(Delivery.campaign_id == cid, Delivery.status == "pending")).all()
+    assert len(held) == 2 and all(d.attempts == 0 and d.next_attempt_at > utcnow() for d in held)
+    assert sweep(engine, settings, queue).enqueued == []  # not before the window opens
+    # per second: short waits are slept through, not handed back
+    settings2 = settings.replace(rate_per_second=1)
+    issue2 = make_issue(session, slug="2023-03")
+    session.commit()
+    cid2, _ = _start(engine, settings2, session, issue2.id, list_ids)
+    clock_sent: list = []
+    now = [1_000_000.0]
+    waits: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    limiter2 = LocalRateLimiter(clock=lambda: now[0])
+    report2 = deliver_batch(engine, settings2, cid2, 0, channel_factory=channel_factory(clock_sent), limiter=limiter2, sleep=fake_sleep)
+    assert len(clock_sent) == 5 and report2.outcomes == {"sent": 5}
+    assert len(waits) == 4 and all(0 < w <= 1 for w in waits)  # one per second
