@@ -100,7 +100,9 @@ def test_import_and_export_commands(run, tmp_path):
     assert "imported 0, updated 0, unchanged 2, skipped 2" in again.stdout
 
     out = tmp_path / "export.csv"
-    run("subscribers", "export", "--list", "news", "--out", str(out))
+    summary = json.loads(run("subscribers", "export", "--list", "news", "--out", str(out), "--json").stdout)
+    assert summary["rows"] == 2
+    assert "--json needs --out" in run("subscribers", "export", "--list", "news", "--json", ok=False).stderr
     data = out.read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
     assert data.decode("utf-8-sig").splitlines() == [

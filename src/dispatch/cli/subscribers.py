@@ -35,6 +35,8 @@ MESSAGES = Catalog(
         "unsuppressed": ("已解除屏蔽 {address}", "lifted the suppression of {address}"),
         "not_suppressed": ("{address} 不在屏蔽名单中", "{address} was not suppressed"),
         "exported": ("已导出 {n} 行到 {path}", "exported {n} rows to {path}"),
+        "json_needs_out": ("--json 需与 --out 同用（否则 CSV 输出到标准输出）",
+                           "--json needs --out (without it the CSV goes to stdout)"),
         "problem": ("第 {line} 行：{reason}", "line {line}: {reason}"),
         "more_problems": ("……另有 {n} 行问题（用 --json 查看全部）", "… {n} more problem rows (see --json)"),
     }
@@ -231,8 +233,11 @@ def import_cmd(file: Path, list_slug: str, dry_run: bool, resubscribe: bool, sta
               help="Only these subscription statuses (repeatable) / 仅这些状态")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File (UTF-8 with BOM, for Excel); default stdout / 输出文件")
-def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None) -> None:
+@json_option
+def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None, as_json: bool) -> None:
     """Export a list as CSV that `subscribers import` reads back / 导出列表为 CSV."""
+    if as_json and out is None:
+        fail(MESSAGES.both("json_needs_out"))
     with cli_session() as session:
         if out is None:
             export_csv(session, list_slug, sys.stdout, statuses=statuses)
@@ -245,7 +250,8 @@ def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None) -> N
             tmp.replace(out)
         finally:
             tmp.unlink(missing_ok=True)
-    click.echo(MESSAGES.both("exported", n=n, path=out), err=True)
+    emit({"list": list_slug, "rows": n, "file": str(out), "statuses": list(statuses)}, as_json,
+         lambda d: click.echo(MESSAGES.both("exported", n=n, path=out), err=True))
 
 
 @subscribers_group.command("suppress")

@@ -10,7 +10,8 @@ Rules: a header row is required (email and/or openid column); other columns beco
 attributes. Empty cells mean "not given" and never erase stored values. An address that
 unsubscribed or is suppressed is not brought back unless `resubscribe`. Imported
 subscriptions are confirmed, also on double opt-in lists (the administrator vouches for them;
-nobody gets 20,000 confirmation emails).
+nobody gets 20,000 confirmation emails). Re-subscriptions are recorded as `subscribed` events;
+plain new rows are not (for 100,000 rows that would double the writes).
 """
 
 from __future__ import annotations
