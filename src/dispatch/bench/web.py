@@ -1,1 +1,252 @@
-"""Benchmark of this area (placeholder until its issue lands)."""
+"""`dispatch bench web`: requests per second and p99 latency of the open pixel and the click
+redirect, served by uvicorn on loopback in a separate process, every hit checked in the DB.
+
+Setup: a fresh database (SQLite in a temporary folder, or --database-url, e.g. a scratch
+PostgreSQL database), the sample issue, a list of --recipients subscribers and a started
+campaign (deliveries fanned out; nothing is sent). Then an httpx async client with
+--concurrency connections fires --requests tracking requests (half opens, half clicks over
+the issue's links, each delivery hit several times), bounded by --max-seconds. Finally the
+database must hold exactly one `opened` event per opened delivery, one `clicked` event per
+(delivery, link) and hit counters summing to the number of requests.
+
+Target (issue 6): 1,000 requests/s with p99 under 50 ms on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from dispatch.cli.common import emit, fail, json_option
+from dispatch.config import load_settings
+from dispatch.db import make_engine, upgrade
+
+SECRET = "bench-web-secret-key"
+BASE_URL = "https://bench.invalid"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _seed(database_url: str, data_dir: Path, recipients: int) -> tuple[int, list[int], int]:
+    """Publish the sample issue and start a campaign to `recipients` people; returns
+    (campaign id, delivery ids, number of links)."""
+    from dispatch.content.store import publish_source
+    from dispatch.delivery import campaigns
+    from dispatch.delivery.queue import ListQueue
+    from dispatch.models.delivery import Delivery
+    from dispatch.models.subscriber import Subscriber, Subscription
+    from dispatch.paths import SAMPLE_ISSUE_DIR
+    from dispatch.subscribers import service
+
+    settings = load_settings(env={}).replace(data_dir=data_dir, database_url=database_url, secret_key=SECRET,
+                                             public_base_url=BASE_URL)
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        issue = publish_source(session, SAMPLE_ISSUE_DIR)
+        mailing_list = service.create_list(session, "bench", "Bench")
+        session.execute(insert(Subscriber), [
+            {"email": f"reader{i}@bench.example.org", "name": f"Reader {i}", "locale": "zh-CN", "status": "active"}
+            for i in range(recipients)
+        ])
+        ids = session.scalars(select(Subscriber.id)).all()
+        session.execute(insert(Subscription), [
+            {"subscriber_id": sid, "list_id": mailing_list.id, "status": "confirmed"} for sid in ids
+        ])
+        campaign, _ = campaigns.create_or_get(session, issue_id=issue.id, channel="email", list_ids=[mailing_list.id])
+        campaign_id, n_links = campaign.id, len(issue.summary["links"])
+    campaigns.start(engine, settings, campaign_id, ListQueue())
+    with Session(engine) as session:
+        delivery_ids = list(session.scalars(select(Delivery.id).where(Delivery.campaign_id == campaign_id)))
+    engine.dispose()
+    return campaign_id, delivery_ids, n_links
+
+
+def _start_server(database_url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen:
+    env = {**os.environ, "DISPATCH_DATABASE_URL": database_url, "DISPATCH_DATA_DIR": str(data_dir),
+           "DISPATCH_SECRET_KEY": SECRET, "DISPATCH_PUBLIC_BASE_URL": BASE_URL}
+    cmd = [sys.executable, "-m", "uvicorn", "dispatch.web.asgi:app", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"uvicorn exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("uvicorn did not answer within 60 s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _plan(delivery_ids: list[int], n_links: int, requests: int, seed: int = 7) -> list[tuple[str, int, int]]:
+    """(kind, delivery id, link index) per request: opens and clicks, repeats included."""
+    rng = random.Random(seed)
+    plan = []
+    for i in range(requests):
+        delivery = rng.choice(delivery_ids)
+        if i % 2 == 0:
+            plan.append(("open", delivery, -1))
+        else:
+            plan.append(("click", delivery, rng.randrange(n_links)))
+    return plan
+
+
+async def _drive(port: int, paths: list[tuple[str, str]], concurrency: int, max_seconds: float) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    done: list[int] = []
+    # one client (one keep-alive connection) per worker: httpx's shared pool costs O(connections)
+    # per request, which would measure the client instead of the server
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    started = time.perf_counter()
+    deadline = started + max_seconds
+    cursor = iter(enumerate(paths))
+
+    async def worker() -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=10,
+                                     follow_redirects=False) as client:
+            for index, (kind, path) in cursor:
+                if time.perf_counter() > deadline:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    response = await client.get(path)
+                    ok = response.status_code == (200 if kind == "open" else 302)
+                except httpx.HTTPError as exc:
+                    ok, response = False, None
+                    errors.append(f"{kind}: {type(exc).__name__}")
+                latencies.append(time.perf_counter() - t0)
+                if ok:
+                    done.append(index)
+                elif response is not None:
+                    errors.append(f"{kind}: HTTP {response.status_code}")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {"latencies": latencies, "errors": errors, "done": done, "elapsed": elapsed}
+
+
+def _verify(database_url: str, campaign_id: int, plan: list[tuple[str, int, int]], done: list[int]) -> dict:
+    from dispatch.models import Event
+    from dispatch.models.web import TrackingHit
+
+    hits = [plan[i] for i in done]
+    opened = {d for kind, d, _ in hits if kind == "open"}
+    clicked = {(d, link) for kind, d, link in hits if kind == "click"}
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        n_opened = session.scalar(select(func.count()).where(Event.kind == "opened", Event.campaign_id == campaign_id))
+        n_clicked = session.scalar(select(func.count()).where(Event.kind == "clicked", Event.campaign_id == campaign_id))
+        total_hits = session.scalar(select(func.coalesce(func.sum(TrackingHit.count), 0)).where(TrackingHit.campaign_id == campaign_id))
+    engine.dispose()
+    return {
+        "expected_opened_events": len(opened), "opened_events": int(n_opened or 0),
+        "expected_clicked_events": len(clicked), "clicked_events": int(n_clicked or 0),
+        "expected_hits": len(hits), "recorded_hits": int(total_hits or 0),
+        "all_recorded": n_opened == len(opened) and n_clicked == len(clicked) and total_hits == len(hits),
+    }
+
+
+@click.command("web")
+@click.option("--requests", "n_requests", type=click.IntRange(100, 200_000), default=20_000, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 500), default=64, show_default=True)
+@click.option("--recipients", type=click.IntRange(10, 100_000), default=2_000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 16), default=None,
+              help="uvicorn processes (default: 1 on SQLite, whose writes serialise anyway; 2 otherwise)")
+@click.option("--max-seconds", type=float, default=60.0, show_default=True)
+@click.option("--database-url", default="", help="a scratch database (default: fresh SQLite in a temp dir)")
+@json_option
+def command(n_requests: int, concurrency: int, recipients: int, workers: int | None, max_seconds: float,
+            database_url: str, as_json: bool) -> None:
+    """Open-pixel and click throughput on loopback / 打开像素与点击跳转的吞吐量."""
+    from dispatch.tokens import make_click_token, make_open_token
+
+    with tempfile.TemporaryDirectory(prefix="dispatch-bench-web-") as tmp:
+        data_dir = Path(tmp) / "var"
+        url = database_url or f"sqlite:///{data_dir / 'bench.db'}"
+        workers = workers or (1 if url.startswith("sqlite") else 2)
+        campaign_id, delivery_ids, n_links = _seed(url, data_dir, recipients)
+        settings = load_settings(env={}).replace(data_dir=data_dir, secret_key=SECRET, public_base_url=BASE_URL)
+        plan = _plan(delivery_ids, n_links, n_requests)
+        paths = [("open", f"/t/o/{make_open_token(settings, d)}.gif") if kind == "open"
+                 else ("click", f"/t/c/{make_click_token(settings, d, link)}") for kind, d, link in plan]
+        port = _free_port()
+        try:
+            proc = _start_server(url, data_dir, port, workers)
+        except RuntimeError as exc:
+            fail(str(exc))
+        try:
+            asyncio.run(_drive(port, paths[:200], min(concurrency, 16), 30))  # warm-up: imports, caches, pools
+            warm = set(range(200))
+            result = asyncio.run(_drive(port, paths[200:], concurrency, max_seconds))
+        finally:
+            _stop(proc)
+        done = sorted(warm | {i + 200 for i in result["done"]})
+        check = _verify(url, campaign_id, plan, done)
+    lat = sorted(result["latencies"])
+
+    def p(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else 0.0
+
+    figures = {
+        "backend": "sqlite" if url.startswith("sqlite") else url.split(":", 1)[0],
+        "workers": workers,
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": len(result["errors"]),
+        "error_samples": sorted(set(result["errors"]))[:5],
+        "seconds": round(result["elapsed"], 2),
+        "requests_per_second": round(len(lat) / result["elapsed"], 1) if result["elapsed"] else 0.0,
+        "p50_ms": round(p(0.50), 2),
+        "p99_ms": round(p(0.99), 2),
+        "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else 0.0,
+        "target": {"requests_per_second": 1000, "p99_ms": 50},
+        **check,
+    }
+    figures["meets_target"] = figures["requests_per_second"] >= 1000 and figures["p99_ms"] < 50 and check["all_recorded"] and not result["errors"]
+
+    def human(f: dict) -> None:
+        click.echo(f"backend {f['backend']}, {f['workers']} uvicorn workers, {f['concurrency']} connections on loopback")
+        click.echo(f"{f['requests']} tracking requests in {f['seconds']} s: {f['requests_per_second']} req/s, "
+                   f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, errors {f['errors']}")
+        click.echo(f"events: opened {f['opened_events']}/{f['expected_opened_events']}, clicked "
+                   f"{f['clicked_events']}/{f['expected_clicked_events']}, hits {f['recorded_hits']}/{f['expected_hits']}"
+                   f" → {'all recorded' if f['all_recorded'] else 'MISMATCH'}")
+        click.echo(f"target 1000 req/s, p99 < 50 ms: {'met' if f['meets_target'] else 'NOT met'}")
+
+    emit(figures, as_json, human)
+    if not check["all_recorded"]:
+        sys.exit(1)

@@ -28,6 +28,7 @@ from dispatch.web import (
     routes_wechat,
 )
 from dispatch.web.errors import install_error_handlers
+from dispatch.web.hits import HitRecorder
 from dispatch.web.linktable import LinkTableCache
 from dispatch.web.templating import make_environment, render_page
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = session_factory(engine)
     app.state.jinja = make_environment(settings)
     app.state.link_tables = LinkTableCache()
+    app.state.hits = HitRecorder(engine)
 
     for module in (routes_tracking, routes_unsubscribe, routes_archive, routes_wechat,
                    api_lists, api_subscribers, api_issues, api_campaigns, pages_auth, pages):

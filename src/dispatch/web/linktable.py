@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from contextlib import nullcontext
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from dispatch.models.issue import Issue
@@ -20,7 +21,7 @@ MAX_ENTRIES = 512
 TTL_SECONDS = 300.0
 
 
-def load_links(session: Session, campaign_id: int) -> tuple[str, ...] | None:
+def load_links(session: Session | Connection, campaign_id: int) -> tuple[str, ...] | None:
     """The issue's link table for a campaign, or None if the campaign or issue is gone."""
     from dispatch.models.delivery import Campaign
 
@@ -34,7 +35,8 @@ def load_links(session: Session, campaign_id: int) -> tuple[str, ...] | None:
     if links is None:  # an issue stored before summaries carried links: parse once
         from dispatch.content.store import load_issue_doc
 
-        links = list(load_issue_doc(session.get(Issue, issue_id)).links)
+        with Session(bind=session) if isinstance(session, Connection) else nullcontext(session) as orm:
+            links = list(load_issue_doc(orm.get(Issue, issue_id)).links)
     return tuple(str(u) for u in links)
 
 
@@ -47,7 +49,7 @@ class LinkTableCache:
         self.max_entries = max_entries
         self.ttl = ttl
 
-    def get(self, session: Session, campaign_id: int) -> tuple[str, ...] | None:
+    def get(self, session: Session | Connection, campaign_id: int) -> tuple[str, ...] | None:
         now = time.monotonic()
         with self._lock:
             hit = self._entries.get(campaign_id)
