@@ -69,7 +69,15 @@ def celery_config(settings: Settings) -> dict:
 
 
 def configure(app: Celery, settings: Settings) -> Celery:
-    app.conf.update(celery_config(settings))
+    """Apply settings; a changed broker drops the app's pooled connections to the old one."""
+    config = celery_config(settings)
+    if app.configured and app.conf.broker_url != config["broker_url"] and app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+        amqp = app.__dict__.get("amqp")
+        if amqp is not None:
+            amqp._producer_pool = None
+    app.conf.update(config)
     return app
 
 

@@ -259,8 +259,9 @@ def cancel_cmd(campaign_id: int, as_json: bool) -> None:
 TERMINAL = ("finished", "cancelled", "failed")
 
 
-def watch(campaign_id: int, interval: float = 1.0, timeout: float | None = None) -> dict[str, Any]:
-    """A live progress bar until the campaign ends (or `timeout` seconds pass)."""
+def watch(campaign_id: int, interval: float = 1.0, timeout: float | None = None, show: bool = True) -> dict[str, Any]:
+    """A live progress bar (on stderr) until the campaign ends or pauses (or `timeout` passes)."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     d = _progress(campaign_id)
@@ -273,7 +274,8 @@ def watch(campaign_id: int, interval: float = 1.0, timeout: float | None = None)
                    "bounced {task.fields[bounced]} · {task.fields[rate]}/s"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=False) as bar:
+    console = Console(stderr=True, quiet=not show)
+    with Progress(*columns, transient=False, console=console) as bar:
         task = bar.add_task("campaign", total=max(d["total"], 1), id=campaign_id, status=d["status"], sent=0,
                             deferred=0, failed=0, bounced=0, rate=0)
         while True:
@@ -295,7 +297,7 @@ def watch(campaign_id: int, interval: float = 1.0, timeout: float | None = None)
 @json_option
 def watch_cmd(campaign_id: int, interval: float, as_json: bool) -> None:
     """Live progress until the campaign ends or pauses / 实时进度."""
-    d = watch(campaign_id, interval)
+    d = watch(campaign_id, interval, show=not as_json)
     emit(d, as_json, _print_progress)
 
 
