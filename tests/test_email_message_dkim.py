@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from dispatch.channels.dkim import DkimConfigError, signer_from_settings
 from dispatch.channels.email_message import build_template
 from dispatch.config import load_settings
+from smtp_server import smtp_server  # noqa: F401
 
 SELECTOR = "mail2026"
 DOMAIN = "example.org"
@@ -119,3 +120,35 @@ def test_signer_repr_hides_the_key(key_pair):
     key_file, _ = key_pair
     settings = load_settings(env={}).replace(dkim_key_file=str(key_file), dkim_selector=SELECTOR, dkim_domain=DOMAIN)
     assert "PRIVATE" not in repr(signer_from_settings(settings))
+
+
+def test_the_message_a_recipient_gets_carries_a_valid_signature(key_pair, smtp_server):  # noqa: F811
+    from dispatch.channels.base import CampaignContext, Recipient
+    from dispatch.channels.smtp import SmtpChannel, build_campaign_source
+
+    class Rendered:
+        subject = "工作简报"
+        link_count = 0
+
+        def personalize(self, slots):
+            return f"<p>{slots.name}</p>", slots.name
+
+    key_file, txt = key_pair
+    settings = load_settings(env={}).replace(
+        smtp_url=smtp_server.url,
+        secret_key="k",
+        dkim_key_file=str(key_file),
+        dkim_selector=SELECTOR,
+        dkim_domain=DOMAIN,
+        unsubscribe_mailto="unsubscribe@example.org",
+    )
+    context = CampaignContext(campaign_id=1, issue_id=1, batch_no=0, list_ids=(1,), tracking=False)
+    channel = SmtpChannel(settings, context, source=build_campaign_source(settings, context, Rendered()))
+    channel.open()
+    try:
+        assert [r.outcome for r in channel.send([Recipient(5, 6, "reader@example.net", "读者", "zh-CN")])] == ["sent"]
+    finally:
+        channel.close()
+    received = smtp_server.messages[0].data
+    assert received.startswith(b"DKIM-Signature:")
+    assert dkim.verify(received, dnsfunc=dnsfunc_for(txt))

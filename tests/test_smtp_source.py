@@ -40,3 +40,29 @@ def test_the_sample_issue_goes_out_personalised_and_tracked(session, settings, s
     unsubscribe = msg["List-Unsubscribe"].split(",")[0].strip("<> ")
     assert unsubscribe in body or unsubscribe in plain.get_content()
     assert len(smtp_server.messages[0].data) < 140_000
+
+
+def test_a_missing_issue_pauses_the_batch_with_the_reason(session, settings):
+    context = CampaignContext(campaign_id=22, issue_id=987654, batch_no=0, list_ids=(1,), tracking=True)
+    channel = SmtpChannel(settings.replace(smtp_url="smtp://127.0.0.1:9"), context)
+    results = channel.send([Recipient(1, 1, "a@example.net", "", "en")])
+    channel.close()
+    assert [r.outcome for r in results] == ["paused"]
+    assert "987654" in results[0].text
+
+
+def test_without_smtp_url_messages_go_to_the_local_outbox(session, settings):
+    issue = publish_source(session, SAMPLE_ISSUE)
+    session.commit()
+    context = CampaignContext(campaign_id=23, issue_id=issue.id, batch_no=0, list_ids=(1,), tracking=False)
+    channel = SmtpChannel(settings.replace(smtp_url=""), context)  # loads its source from the database
+    channel.open()
+    try:
+        results = channel.send([Recipient(1, 1, "a@example.net", "甲", "zh-CN"), Recipient(2, 2, "b@example.net", "", "en")])
+    finally:
+        channel.close()
+    assert [r.outcome for r in results] == ["sent", "sent"]
+    files = sorted((settings.data_dir / "outbox").glob("*.eml"))
+    assert [f.name.split("-", 1)[1] for f in files] == ["a@example.net.eml", "b@example.net.eml"]
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert msg["To"].addresses[0].addr_spec == "a@example.net"

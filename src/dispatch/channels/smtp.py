@@ -506,10 +506,11 @@ class SmtpChannel:
             if self.settings.smtp_username:
                 stage = "auth"
                 smtp.login(self.settings.smtp_username, self.settings.smtp_password)
-        except ValueError as exc:  # bad smtp_url: a configuration problem, pause
+        except ValueError as exc:  # bad smtp_url or unusable credentials: a configuration problem
             self._close_quietly(smtp)
-            log.error("smtp.connect_failed", campaign_id=self.context.campaign_id, reason=str(exc))
-            return "paused", None, str(exc)
+            reason = "SMTP credentials cannot be sent (non-ASCII?)" if stage == "auth" else str(exc)
+            log.error("smtp.connect_failed", campaign_id=self.context.campaign_id, stage=stage, reason=reason)
+            return "paused", None, reason
         except Exception as exc:  # noqa: BLE001 - every fault is classified, none escapes
             self._close_quietly(smtp)
             outcome, code, text = classify_smtp_error(exc, stage)
