@@ -315,3 +315,20 @@ def test_smtp_data_dot_stuffs_only_when_needed(smtp_server):  # noqa: F811
     received = [m.data for m in smtp_server.messages]
     assert received[0].rstrip(b"\r\n") == with_dots
     assert received[1] == b"Subject: plain\r\n\r\nno dots here\r\n"
+
+
+def test_one_reconnect_per_batch_across_the_engines_chunks(smtp_server):  # noqa: F811
+    smtp_server.script.drop_after = 2  # every connection dies after two messages
+    channel = make(channel_settings(smtp_server.url))
+    batch = recipients(*[f"r{i}@example.net" for i in range(10)])
+    channel.open()  # the engine opens once per batch and sends it in chunks
+    first, second, third = channel.send(batch[:3]), channel.send(batch[3:6]), channel.send(batch[6:9])
+    channel.close()
+    assert outcomes(first) == ["sent"] * 3
+    assert outcomes(second) == ["sent", "deferred", "deferred"]
+    assert outcomes(third) == ["deferred"] * 3
+    assert smtp_server.connections == 2
+    channel.open()  # the next batch starts afresh
+    assert outcomes(channel.send(batch[9:])) == ["sent"]
+    channel.close()
+    assert len(smtp_server.messages) == 5

@@ -435,7 +435,6 @@ _PIPELINED_STEPS: tuple[tuple[Stage, tuple[int, ...]], ...] = (
 
 @dataclass
 class _BatchState:
-    drops: int = 0
     halt: _Halt | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -463,6 +462,7 @@ class SmtpChannel:
         self._smtp: smtplib.SMTP | None = None
         self._endpoint: SmtpEndpoint | None = None
         self._connect_error: tuple[Outcome, int | None, str] | None = None
+        self._drops = 0  # dropped connections since open(): one reconnect per batch
         self._helo_name = settings.from_address.rpartition("@")[2] or "localhost"
 
     # -- connection ---------------------------------------------------------------------------
@@ -479,6 +479,7 @@ class SmtpChannel:
 
     def open(self) -> None:
         """Connect now; a failure is remembered and reported per recipient by send()."""
+        self._drops = 0
         if self._smtp is None:
             self._connect_error = self._connect()
 
@@ -570,6 +571,8 @@ class SmtpChannel:
         if state.halt is None and self._connect_error is not None:
             state.halt = _Halt(*self._connect_error)
             self._connect_error = None
+        if state.halt is None and self._drops > self.max_reconnects:  # an earlier chunk lost it twice
+            state.halt = _Halt("deferred", None, MESSAGES.both("dropped_twice"))
         results: list[SendResult] = []
         for recipient in batch:
             if state.halt is not None or source is None:
@@ -585,7 +588,7 @@ class SmtpChannel:
             batch_no=self.context.batch_no,
             recipients=len(batch),
             seconds=round(time.monotonic() - started, 3),
-            reconnects=state.drops,
+            reconnects=self._drops,
             halted=state.halt.text if state.halt else None,
             **state.counts,
         )
@@ -627,8 +630,8 @@ class SmtpChannel:
                         self._rset()
                     return self._finish(recipient, message_id, outcome, code, text, stage, state)
                 self._drop()
-                state.drops += 1
-                if state.drops > self.max_reconnects:
+                self._drops += 1
+                if self._drops > self.max_reconnects:
                     state.halt = _Halt("deferred", None, MESSAGES.both("dropped_twice"))
                     return self._result(recipient, message_id, outcome, code, text, stage=stage)
                 if progress.body_sent:  # the server may have taken it: retry later, not now
@@ -643,7 +646,7 @@ class SmtpChannel:
             if outcome != "sent":
                 if code == 421:  # the server is closing the connection
                     self._drop()
-                    state.drops += 1
+                    self._drops += 1
                 elif not progress.body_sent:
                     self._rset()
             return self._finish(recipient, message_id, outcome, code, text, stage, state)
