@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import resource
 import tempfile
 import time
@@ -52,6 +53,22 @@ def _server_url(database_url: str) -> tuple[str, str]:
     return LOCAL_SERVER, "local"
 
 
+def _backend_cpu_seconds(engine: Any, dbname: str) -> float | None:
+    """CPU seconds used so far by the PostgreSQL backends serving this database, read from
+    /proc (only when the server runs on this machine; None otherwise). It lets the report say
+    how much of the wall time was the server's own work on a machine shared with other load."""
+    with engine.connect() as conn:
+        pids = conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": dbname}).all()
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -71,12 +88,17 @@ def run(database_url: str, rows: int) -> dict[str, Any]:
             path = Path(tmp) / "subscribers.csv"
             generate_csv(path, rows)
             size = path.stat().st_size
+            local = make_url(server_url).host in ("127.0.0.1", "localhost", "::1")
+            server_cpu = _backend_cpu_seconds(admin, name) if local else None
             wall, cpu = time.perf_counter(), time.process_time()
             first = import_csv(engine, path, "bench")
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            server_after = _backend_cpu_seconds(admin, name) if local else None
             wall2, cpu2 = time.perf_counter(), time.process_time()
             second = import_csv(engine, path, "bench")
             wall2, cpu2 = time.perf_counter() - wall2, time.process_time() - cpu2
+            server_end = _backend_cpu_seconds(admin, name) if local else None
+            load = os.getloadavg()[0]
     finally:
         engine.dispose()
         with admin.connect() as conn:
@@ -90,13 +112,21 @@ def run(database_url: str, rows: int) -> dict[str, Any]:
         "import_seconds": round(wall, 3),
         "import_rows_per_second": round(rows / wall),
         "import_client_cpu_seconds": round(cpu, 3),
+        "import_server_cpu_seconds": _delta(server_cpu, server_after),
         "imported": first.imported,
         "reimport_seconds": round(wall2, 3),
         "reimport_rows_per_second": round(rows / wall2),
         "reimport_client_cpu_seconds": round(cpu2, 3),
+        "reimport_server_cpu_seconds": _delta(server_after, server_end),
         "reimport_unchanged": second.unchanged,
         "peak_memory_mb": round(_peak_mb(), 1),
+        "load_average_1min": round(load, 2),
+        "cpus": os.cpu_count(),
     }
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else round(after - before, 3)
 
 
 @click.command("import")
@@ -123,3 +153,9 @@ def command(rows: int, as_json: bool) -> None:
         f"{figures['reimport_rows_per_second']:,} rows/s (client CPU {figures['reimport_client_cpu_seconds']} s)"
     )
     click.echo(f"峰值内存 / peak memory (ru_maxrss): {figures['peak_memory_mb']} MB")
+    if figures["import_server_cpu_seconds"] is not None:
+        click.echo(
+            f"服务器 CPU / PostgreSQL backend CPU: import {figures['import_server_cpu_seconds']} s, "
+            f"re-import {figures['reimport_server_cpu_seconds']} s"
+        )
+    click.echo(f"负载 / load average (1 min): {figures['load_average_1min']} on {figures['cpus']} CPUs")

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import codecs
 import csv
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Text, cast, select
 
 from dispatch.i18n import Catalog, normalise_locale
 from dispatch.models import Event, utcnow
@@ -173,6 +174,19 @@ class ImportResult:
         }
 
 
+class _Existing(NamedTuple):
+    """A stored subscriber as the import sees it (attributes still JSON text: decoded only
+    when the row brings attributes to compare or the subscriber changes)."""
+
+    id: int
+    email: str | None
+    openid: str | None
+    name: str
+    locale: str
+    attributes: str | None
+    status: str
+
+
 @dataclass(slots=True)
 class _Piece:
     """A chunk on its way to the database: its first line, valid rows, and its own counts."""
@@ -267,20 +281,16 @@ def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str]]]:
             yield start, cells
 
 
-def _cell(cells: list[str], index: int | None) -> str:
-    if index is None or index >= len(cells):
-        return ""
-    return cells[index].strip()
-
-
 def _parse(row_line: int, layout: _Layout, cells: list[str], result: ImportResult,
            seen_emails: set[str], seen_openids: set[str]) -> _Row | None:
     """Validate one record; report it and return None when it cannot be imported."""
     if len(cells) > layout.width and any(c.strip() for c in cells[layout.width:]):
         result.skip(row_line, "too_many_fields", f"{len(cells)} > {layout.width}")
         return None
-    raw_email = _cell(cells, layout.email)
-    openid = _cell(cells, layout.openid) or None
+    if len(cells) < layout.width:  # short record: pad once, index freely below
+        cells = cells + [""] * (layout.width - len(cells))
+    raw_email = cells[layout.email].strip() if layout.email is not None else ""
+    openid = (cells[layout.openid].strip() or None) if layout.openid is not None else None
     if not raw_email and openid is None:
         result.skip(row_line, "missing_address")
         return None
@@ -292,13 +302,13 @@ def _parse(row_line: int, layout: _Layout, cells: list[str], result: ImportResul
             result.skip(row_line, "invalid_email", f"{raw_email}: {exc}")
             return None
     locale = None
-    raw_locale = _cell(cells, layout.locale)
+    raw_locale = cells[layout.locale].strip() if layout.locale is not None else ""
     if raw_locale:
         locale = normalise_locale(raw_locale)
         if locale is None:
             result.skip(row_line, "unknown_locale", raw_locale)
             return None
-    name = _cell(cells, layout.name) or None
+    name = (cells[layout.name].strip() or None) if layout.name is not None else None
     for key, value in (("email", email), ("name", name), ("openid", openid)):
         if value is not None and len(value) > MAX_LEN[key]:
             result.skip(row_line, "field_too_long", f"{key} > {MAX_LEN[key]}")
@@ -312,7 +322,7 @@ def _parse(row_line: int, layout: _Layout, cells: list[str], result: ImportResul
         seen_openids.add(openid)
     attributes = {}
     for index, key in layout.attributes:
-        value = _cell(cells, index)
+        value = cells[index].strip()
         if value:
             attributes[key] = value
     return _Row(row_line, email, openid, name, locale, attributes)
@@ -325,17 +335,22 @@ def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: Impor
     s, sub, sup = Subscriber.__table__, Subscription.__table__, Suppression.__table__
     emails = [r.email for r in rows if r.email]
     openids = [r.openid for r in rows if r.openid]
-    by_email: dict[str, Any] = {}
-    by_openid: dict[str, Any] = {}
-    cols = select(s.c.id, s.c.email, s.c.openid, s.c.name, s.c.locale, s.c.attributes, s.c.status)
+    by_email: dict[str, _Existing] = {}
+    by_openid: dict[str, _Existing] = {}
+    cols = select(s.c.id, s.c.email, s.c.openid, s.c.name, s.c.locale,
+                  cast(s.c.attributes, Text).label("attributes"), s.c.status)
     for rec in bulk.select_in(conn, cols, s.c.email, emails):
-        by_email[rec.email] = rec
-        if rec.openid:
-            by_openid[rec.openid] = rec
-    for rec in bulk.select_in(conn, cols, s.c.openid, openids):
-        by_openid[rec.openid] = rec
-        if rec.email:
-            by_email.setdefault(rec.email, rec)
+        found = _Existing._make(rec)
+        by_email[found.email] = found
+        if found.openid:
+            by_openid[found.openid] = found
+    # openids still unknown: the row's openid may belong to another subscriber (a conflict)
+    unknown = [o for o in openids if o not in by_openid]
+    for rec in bulk.select_in(conn, cols, s.c.openid, unknown):
+        found = _Existing._make(rec)
+        by_openid[found.openid] = found
+        if found.email:
+            by_email.setdefault(found.email, found)
     suppressed_emails: set[str] = set()
     suppressed_openids: set[str] = set()
     for column, values in ((sup.c.email, emails), (sup.c.openid, openids)):
@@ -405,18 +420,22 @@ def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: Impor
                 result.imported += 1
             continue
 
-        old_attributes = existing.attributes or {}
         email = existing.email or row.email
         openid = row.openid or existing.openid
         name = row.name if row.name is not None else existing.name
         locale = row.locale or existing.locale
         status = "active" if comes_back else existing.status
-        new_attributes = any(old_attributes.get(k) != v for k, v in row.attributes.items())
-        changed = new_attributes or (
+        changed = (
             email != existing.email or openid != existing.openid or name != existing.name
             or locale != existing.locale or status != existing.status
         )
+        old_attributes: dict[str, Any] | None = None
+        if row.attributes:
+            old_attributes = json.loads(existing.attributes or "{}") or {}
+            changed = changed or any(old_attributes.get(k) != v for k, v in row.attributes.items())
         if changed:
+            if old_attributes is None:
+                old_attributes = json.loads(existing.attributes or "{}") or {}
             subscriber_updates.append({
                 "id": existing.id, "email": email, "openid": openid, "name": name, "locale": locale,
                 "attributes": {**old_attributes, **row.attributes}, "status": status,
