@@ -175,3 +175,19 @@ def test_refused_unsubscribe_tokens_change_nothing(session, settings):
         session.rollback()
     assert session.get(Subscription, (person.id, news.id)).status == "confirmed"
     assert _events(session, "unsubscribed") == 0
+
+
+def test_token_format_is_plain_truncated_hmac_sha256(keyed):
+    """Pinned: tokens sit in emails already sent, so the format must never change by accident."""
+    import base64
+    import hmac
+
+    def expected(purpose: str, payload: str) -> str:
+        key = hmac.digest(KEY.encode(), b"dispatch-token-v1:" + purpose.encode(), "sha256")
+        sig = base64.urlsafe_b64encode(hmac.digest(key, payload.encode(), "sha256")).decode()[:16]
+        return f"{payload}.{sig}"
+
+    assert make_open_token(keyed, 41) == expected("open", "41")
+    assert make_click_token(keyed, 41, 2) == expected("click", "41.2")
+    assert make_unsubscribe_token(keyed, 8, None) == expected("unsubscribe", "8.-")
+    assert make_confirmation_token(keyed, 8, 3, now=1_000, ttl_seconds=10) == expected("confirm", "8.3.1010")
