@@ -7,7 +7,6 @@ data_dir/outbox, the embedded local outbox, so a bare machine needs no mail serv
 
 from __future__ import annotations
 
-import logging
 import smtplib
 import uuid
 from email.message import EmailMessage
@@ -15,8 +14,9 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from dispatch.config import ConfigError, Settings
+from dispatch.log import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 def outbox_dir(settings: Settings) -> Path:
     return settings.data_dir / "outbox"
@@ -76,8 +76,8 @@ def send_transactional(settings: Settings, message: EmailMessage) -> str:
     _prepare(settings, message)
     if settings.smtp_url:
         _smtp_send(settings, message)
-        log.info("transactional_sent via=smtp message_id=%s", message["Message-ID"])
+        log.info("transactional.sent", via="smtp", message_id=str(message["Message-ID"]))
     else:
         path = _write_outbox(settings, message)
-        log.info("transactional_sent via=outbox file=%s message_id=%s", path.name, message["Message-ID"])
+        log.info("transactional.sent", via="outbox", file=path.name, message_id=str(message["Message-ID"]))
     return str(message["Message-ID"])

@@ -29,11 +29,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, Text, cast, select
 
 from dispatch.i18n import Catalog, normalise_locale
+from dispatch.log import get_logger
 from dispatch.models import Event, utcnow
 from dispatch.models.subscriber import MailingList, Subscriber, Subscription, Suppression
 from dispatch.subscribers import bulk
 from dispatch.subscribers.addresses import InvalidEmail, check_email
 
+log = get_logger(__name__)
 CHUNK_ROWS = 2000
 KNOWN_COLUMNS = ("email", "name", "locale", "openid")
 HEADER_ALIASES = {
@@ -513,6 +515,8 @@ def import_csv(
         except Exception as exc:  # that chunk is rolled back; the ones before it stay
             text = str(exc).strip()
             cause = text.splitlines()[0][:300] if text else type(exc).__name__
+            log.error("subscribers.import_aborted", list=list_slug, file=path.name, resume_line=pieces_started[0],
+                      imported=result.imported, updated=result.updated, error=type(exc).__name__)
             raise ImportAborted(str(path), pieces_started[0], cause, result) from exc
         pieces_started.pop(0)
         result.merge(piece.part)
@@ -559,4 +563,7 @@ def import_csv(
             if in_flight is not None and not in_flight.done():
                 in_flight.cancel()
     result.problems.sort(key=lambda p: p.line)
+    log.info("subscribers.import_done", list=list_slug, file=path.name, dry_run=dry_run, rows=result.rows,
+             imported=result.imported, updated=result.updated, unchanged=result.unchanged,
+             resubscribed=result.resubscribed, skipped=result.skipped_total)
     return result
