@@ -309,3 +309,30 @@ def test_unreadable_record_mid_file_keeps_earlier_rows(engine, session, news, tm
     assert "huge-field.csv:252: malformed CSV" in str(info.value)
     assert info.value.resume_line == 202
     assert _count(session, Subscriber) == 200
+
+
+def test_address_added_concurrently_is_found_on_retry(engine, session, news, tmp_path, monkeypatch):
+    """Between the chunk's lookup and its insert another writer stores one of its addresses:
+    the insert hits the unique index, the chunk is retried once and sees the row."""
+    from dispatch.subscribers import bulk
+
+    path = tmp_path / "race.csv"
+    path.write_text("email,name\nrace@example.org,Race\nfresh@example.org,Fresh\n", encoding="utf-8")
+    real_select_in = bulk.select_in
+    calls = {"n": 0}
+
+    def racing_select_in(conn, query, column, values):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first lookup of subscribers by email: nothing there yet...
+            with engine.begin() as other:  # ...then another writer commits the address
+                other.execute(Subscriber.__table__.insert().values(
+                    email="race@example.org", name="Other", locale="en", attributes={}, status="active",
+                    created_at=func.now()))
+            return []
+        return real_select_in(conn, query, column, values)
+
+    monkeypatch.setattr(bulk, "select_in", racing_select_in)
+    result = import_csv(engine, path, "news")
+    assert (result.imported, result.updated) == (1, 1)  # race: joined the list and got its name
+    assert _count(session, Subscriber) == 2
+    assert service.count_recipients(session, [news.id], "email") == 2

@@ -81,8 +81,12 @@ def _on_conflict_nothing(conn: Connection, table: Any) -> Any:
 
 def insert_subscribers(conn: Connection, rows: list[dict[str, Any]], list_id: int, now: datetime) -> None:
     """New active subscribers (keys email, openid, name, locale, attributes), each with a
-    confirmed subscription to the list. A row whose address appeared meanwhile (a concurrent
-    import) is left alone."""
+    confirmed subscription to the list.
+
+    The caller has just looked these addresses up and found none, so this is a plain INSERT
+    (on PostgreSQL, ON CONFLICT's speculative insertion costs a quarter of the server's time
+    here). If a concurrent writer added one of them meanwhile, the unique index raises
+    IntegrityError and the caller retries the chunk, which then finds the row."""
     if not rows:
         return
     if is_postgres(conn):
@@ -91,18 +95,14 @@ def insert_subscribers(conn: Connection, rows: list[dict[str, Any]], list_id: in
                 "WITH t AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) "
                 "  AS t(email text, openid text, name text, locale text, attributes json)), "
                 "new AS (INSERT INTO subscribers (email, openid, name, locale, attributes, status, created_at, confirmed_at) "
-                "  SELECT email, openid, name, locale, attributes, 'active', :now, :now FROM t "
-                "  ON CONFLICT DO NOTHING RETURNING id) "
+                "  SELECT email, openid, name, locale, attributes, 'active', :now, :now FROM t RETURNING id) "
                 "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) "
-                "SELECT id, :list_id, 'confirmed', :now, :now FROM new ON CONFLICT DO NOTHING"
+                "SELECT id, :list_id, 'confirmed', :now, :now FROM new"
             ).bindparams(bindparam("now", type_=UTCDateTime())),
             {"rows": json.dumps(rows, ensure_ascii=False), "now": now, "list_id": list_id},
         )
         return
-    conn.execute(
-        _on_conflict_nothing(conn, subscribers),
-        [{**r, "status": "active", "created_at": now, "confirmed_at": now} for r in rows],
-    )
+    conn.execute(insert(subscribers), [{**r, "status": "active", "created_at": now, "confirmed_at": now} for r in rows])
     add_confirmed_subscriptions(
         conn, list_id, now,
         emails=[r["email"] for r in rows if r["email"]],

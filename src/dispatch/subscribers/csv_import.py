@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, Text, cast, select
+from sqlalchemy.exc import IntegrityError
 
 from dispatch.i18n import Catalog, normalise_locale
 from dispatch.log import get_logger
@@ -504,8 +505,18 @@ def import_csv(
         return _Piece(first_line, [], ImportResult(file=str(path), list_slug=list_slug))
 
     def write(piece: _Piece) -> _Piece:
-        with engine.begin() as conn:  # one transaction per chunk
-            _apply_chunk(conn, list_id, piece.rows, piece.part, dry_run=dry_run, resubscribe=resubscribe)
+        for attempt in (1, 2):
+            outcome = ImportResult(file=str(path), list_slug=list_slug)
+            try:
+                with engine.begin() as conn:  # one transaction per chunk
+                    _apply_chunk(conn, list_id, piece.rows, outcome, dry_run=dry_run, resubscribe=resubscribe)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("subscribers.import_retry", list=list_slug, file=path.name, line=piece.first_line)
+                continue  # a concurrent writer added some of these addresses: look them up again
+            piece.part.merge(outcome)
+            break
         return piece
 
     def settle(future: Future[_Piece]) -> None:
