@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from dispatch.channels.base import SendResult
 from dispatch.delivery import campaigns
 from dispatch.delivery.claiming import claim_batch, new_claim_token
-from dispatch.delivery.engine import deliver_batch, drain, sweep
+from dispatch.delivery.engine import CHUNK_SIZE, deliver_batch, drain, sweep
 from dispatch.delivery.queue import ListQueue
 from dispatch.models import Campaign, Delivery, Event, utcnow
 from dispatch.subscribers import service as subscribers
@@ -163,7 +163,7 @@ def test_policy_refusal_pauses_campaign_without_suppressing(engine, session, set
     counts = _statuses(session, cid)
     assert counts["pending"] == 80  # nobody blamed, no attempt counted
     assert session.scalar(select(func.max(Delivery.attempts)).where(Delivery.campaign_id == cid)) == 0
-    assert len(sent) == 50  # the first chunk was tried, the rest never claimed for sending
+    assert len(sent) == CHUNK_SIZE  # the first chunk was tried, the rest never sent
     assert not subscribers.list_suppressions(session)
     # the operator fixes the relay and resumes: everybody gets it once
     batches = campaigns.resume(engine, settings, cid, queue)

@@ -2,8 +2,8 @@
 real SMTP server on loopback: every recipient exactly once, through faults.
 
 One module-scoped "cluster" (a fresh PostgreSQL database, a unique Celery queue and Redis key
-prefix, the scripted SMTP server, two solo-pool workers, and a sweeper thread standing in for
-beat) serves the tests; each test uses its own addresses and campaign.
+prefix, the scripted SMTP server, two solo-pool `celery worker` processes and one `celery beat`
+running the sweep) serves the tests; each test uses its own addresses and campaign.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -30,7 +29,6 @@ from dispatch.config import Settings, load_settings
 from dispatch.content.store import publish_source
 from dispatch.db import make_engine, upgrade
 from dispatch.delivery import campaigns
-from dispatch.delivery.engine import sweep
 from dispatch.models import Campaign, Delivery, Event, MailingList, Subscriber, Subscription, utcnow
 from dispatch.tasks import CeleryQueue, configure
 from smtp_server import ScriptedSmtpServer
@@ -58,8 +56,6 @@ class Cluster:
     issue_id: int
     tmp: Path
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
-    sweeps: int = 0
-    sweep_errors: int = 0
 
     def start_worker(self, name: str) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")
@@ -68,6 +64,17 @@ class Cluster:
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         self.workers[name] = proc
+        return proc
+
+    def start_beat(self) -> subprocess.Popen:
+        """`celery -A worker beat`: runs dispatch.sweep every settings.sweep_seconds."""
+        log = open(self.tmp / "beat.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "WARNING",
+             "-s", str(self.tmp / "beat-schedule"), "--pidfile="],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.workers["beat"] = proc
         return proc
 
     def queue(self) -> CeleryQueue:
@@ -151,10 +158,11 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         "secret_key": "test-secret-key-not-for-production",
         "public_base_url": "https://bulletin.example.org",
         "batch_size": "50",
-        "lease_seconds": "10",
+        "lease_seconds": "5",
         "retry_base_seconds": "0.5",
         "retry_max_seconds": "1.5",
         "max_attempts": "6",
+        "sweep_seconds": "0.5",
     }
     env = {**os.environ, **{f"DISPATCH_{k.upper()}": v for k, v in values.items()}}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")])
@@ -163,25 +171,12 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     with Session(engine) as session, session.begin():
         issue_id = publish_source(session, _small_issue(tmp / "issue")).id
     c = Cluster(settings, env, engine, smtp, app, issue_id, tmp)
-    stop = threading.Event()
-
-    def beat() -> None:  # stands in for `celery beat` running dispatch.sweep
-        while not stop.wait(0.5):
-            try:
-                sweep(engine, settings, c.queue())
-                c.sweeps += 1
-            except Exception:  # noqa: BLE001 - Redis is restarted on purpose in one test
-                c.sweep_errors += 1
-
-    sweeper = threading.Thread(target=beat, daemon=True)
     try:
         c.start_worker("w1")
         c.start_worker("w2")
-        sweeper.start()
+        c.start_beat()
         yield c
     finally:
-        stop.set()
-        sweeper.join(timeout=10)
         for proc in c.workers.values():
             if proc.poll() is None:
                 proc.terminate()

@@ -18,11 +18,28 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.config import Settings
+from dispatch.i18n import Catalog
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, Issue, utcnow
 from dispatch.models.delivery import CHANNEL_KINDS, DELIVERY_STATUSES, OPEN_DELIVERY_STATUSES
 
 log = get_logger(__name__)
+
+MESSAGES = Catalog(
+    {
+        "bad_transition": (
+            "活动 {id}：不能从 {current!r} 变为 {wanted!r}（{current!r} 之后可以是：{allowed}）",
+            "campaign {id}: cannot go from {current!r} to {wanted!r} (allowed from {current!r}: {allowed})",
+        ),
+        "not_found": ("活动 {id} 不存在", "campaign {id} not found"),
+        "no_issue": ("期刊 {id} 不存在", "issue {id} not found"),
+        "not_published": ("期刊 {slug!r} 尚未发布（状态 {status!r}）", "issue {slug!r} is not published (status {status!r})"),
+        "bad_channel": ("未知渠道 {channel!r}（可用：{known}）", "unknown channel {channel!r} (expected one of {known})"),
+        "no_lists": ("活动至少需要一个列表", "a campaign needs at least one list"),
+        "no_addresses": ("测试发送至少需要一个地址", "a test send needs at least one address"),
+        "naive_time": ("定时时间需要时区（例如 2026-03-01T09:00+08:00）", "the scheduled time needs a timezone (e.g. 2026-03-01T09:00+08:00)"),
+    }
+)
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "draft": frozenset({"scheduled", "running", "cancelled"}),
@@ -41,9 +58,9 @@ class CampaignError(ValueError):
 
 class InvalidTransition(CampaignError):
     def __init__(self, campaign_id: int, current: str, wanted: str):
-        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "none"
+        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "-"
         super().__init__(
-            f"campaign {campaign_id}: cannot go from {current!r} to {wanted!r} (allowed from {current!r}: {allowed})"
+            MESSAGES.both("bad_transition", id=campaign_id, current=current, wanted=wanted, allowed=allowed)
         )
         self.campaign_id, self.current, self.wanted = campaign_id, current, wanted
 
@@ -93,16 +110,16 @@ def get(session: Session, campaign_id: int, *, for_update: bool = False) -> Camp
         stmt = stmt.with_for_update()
     campaign = session.scalars(stmt).one_or_none()
     if campaign is None:
-        raise CampaignError(f"campaign {campaign_id} not found")
+        raise CampaignError(MESSAGES.both("not_found", id=campaign_id))
     return campaign
 
 
 def _check_issue(session: Session, issue_id: int) -> Issue:
     issue = session.get(Issue, issue_id)
     if issue is None:
-        raise CampaignError(f"issue {issue_id} not found")
+        raise CampaignError(MESSAGES.both("no_issue", id=issue_id))
     if issue.status != "published":
-        raise CampaignError(f"issue {issue.slug!r} is not published (status {issue.status!r})")
+        raise CampaignError(MESSAGES.both("not_published", slug=issue.slug, status=issue.status))
     return issue
 
 
@@ -121,10 +138,10 @@ def create_or_get(
     campaign and, since it is no longer a draft, sends nothing more.
     """
     if channel not in CHANNEL_KINDS:
-        raise CampaignError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNEL_KINDS)})")
+        raise CampaignError(MESSAGES.both("bad_channel", channel=channel, known=", ".join(CHANNEL_KINDS)))
     ids = sorted(set(int(i) for i in list_ids))
     if not ids:
-        raise CampaignError("a campaign needs at least one list")
+        raise CampaignError(MESSAGES.both("no_lists"))
     _check_issue(session, issue_id)
     key = dedupe_key(issue_id, channel, ids)
     existing = session.scalars(select(Campaign).where(Campaign.dedupe_key == key)).one_or_none()
@@ -163,10 +180,10 @@ def create_test(
     import uuid
 
     if channel not in CHANNEL_KINDS:
-        raise CampaignError(f"unknown channel {channel!r} (expected one of {', '.join(CHANNEL_KINDS)})")
+        raise CampaignError(MESSAGES.both("bad_channel", channel=channel, known=", ".join(CHANNEL_KINDS)))
     ids = sorted(set(int(i) for i in subscriber_ids))
     if not ids:
-        raise CampaignError("a test send needs at least one address")
+        raise CampaignError(MESSAGES.both("no_addresses"))
     _check_issue(session, issue_id)
     campaign = Campaign(
         issue_id=issue_id,
@@ -187,7 +204,7 @@ def create_test(
 def schedule(session: Session, campaign_id: int, at: datetime) -> Campaign:
     """Start at `at` (the beat sweep starts due campaigns, so this survives worker restarts)."""
     if at.tzinfo is None:
-        raise CampaignError("the scheduled time needs a timezone (e.g. 2026-03-01T09:00+08:00)")
+        raise CampaignError(MESSAGES.both("naive_time"))
     campaign = get(session, campaign_id)
     if campaign.status != "scheduled":
         transition(session, campaign, "scheduled")

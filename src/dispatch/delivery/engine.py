@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from dispatch import events
@@ -40,12 +40,13 @@ from dispatch.delivery.queue import BatchQueue
 from dispatch.delivery.ratelimit import Limit, RateLimiter, make_rate_limiter
 from dispatch.delivery.retry import next_attempt
 from dispatch.log import get_logger
-from dispatch.models import Campaign, Delivery, utcnow
+from dispatch.models import Campaign, Delivery, Event, utcnow
 
 log = get_logger(__name__)
 
 D = Delivery.__table__
-CHUNK_SIZE = 50  # messages between two checks of the campaign status and the rate limiter
+C = Campaign.__table__
+CHUNK_SIZE = 25  # messages per recording transaction (also: pause/rate checks, lease heartbeat)
 MAX_RATE_SLEEP = 5.0  # longer waits for the limiter give the rows back with a due time
 
 ChannelFactory = Callable[[str, Settings, CampaignContext], Channel]
@@ -141,6 +142,13 @@ def _decide(settings: Settings, row: ClaimedRow, result: SendResult, now: dateti
     return _Outcome("failed", 1, None, "failed")
 
 
+@dataclass(frozen=True)
+class ChunkOutcome:
+    pause_reason: str | None
+    running: bool  # the campaign's status after this chunk (pause/cancel stop the batch)
+    still_ours: set[int]  # of the rows still to send, those whose lease we extended
+
+
 def record_results(
     engine: Engine,
     settings: Settings,
@@ -149,8 +157,10 @@ def record_results(
     results: Sequence[SendResult],
     token: str,
     report: BatchReport,
-) -> str | None:
-    """Apply the channel's results in one transaction; returns a pause reason if one came back."""
+    renew_ids: Sequence[int] = (),
+) -> ChunkOutcome:
+    """Apply the channel's results in one transaction, and in the same one extend the lease on
+    the rows still to send (`renew_ids`) and read the campaign's status: one commit per chunk."""
     now = utcnow()
     by_id = {r.delivery_id: r for r in results}
     params, decided = [], []
@@ -204,6 +214,7 @@ def record_results(
         owned = set(
             session.scalars(select(D.c.id).where(D.c.id.in_(ids), D.c.claimed_by == token, D.c.status != "sending"))
         )
+        event_rows: list[dict] = []
         for row, result, outcome in decided:
             if row.id not in owned:  # our lease expired and someone else owns the row now
                 log.warning("delivery.lost_claim", campaign_id=campaign.id, delivery_id=row.id)
@@ -220,9 +231,12 @@ def record_results(
                 data["external_id"] = result.external_id
             if outcome.next_attempt_at:
                 data["retry_at"] = outcome.next_attempt_at.isoformat()
-            events.record(
-                session, outcome.event, channel=campaign.channel, campaign_id=campaign.id,
-                delivery_id=row.id, subscriber_id=row.subscriber_id, data=data, at=now,
+            event_rows.append(
+                {
+                    "kind": outcome.event, "channel": campaign.channel, "occurred_at": now,
+                    "campaign_id": campaign.id, "delivery_id": row.id, "subscriber_id": row.subscriber_id,
+                    "list_id": None, "data": data,
+                }
             )
             if outcome.status == "bounced":
                 address = {"openid": row.openid} if campaign.channel == "wechat" else {"email": row.email}
@@ -231,18 +245,16 @@ def record_results(
                         session, **address, reason="bounced", source=f"campaign:{campaign.id}",
                         campaign_id=campaign.id, delivery_id=row.id,
                     )
+        if event_rows:  # the same Event rows events.record() makes, in one multi-row INSERT
+            session.execute(insert(Event.__table__), event_rows)
         if pause_reason:
             current = campaign_service.get(session, campaign.id)
             if current.status == "running":
                 campaign_service.transition(session, current, "paused", reason=pause_reason, now=now)
                 log.warning("campaign.paused_by_server", campaign_id=campaign.id, reason=pause_reason)
-    return pause_reason
-
-
-def _is_running(engine: Engine, campaign_id: int) -> bool:
-    with engine.connect() as conn:
-        status = conn.execute(select(Campaign.status).where(Campaign.id == campaign_id)).scalar()
-    return status == "running"
+        ours = renew(session, list(renew_ids), token, settings.lease_seconds, now) if renew_ids else set()
+        status = session.scalar(select(C.c.status).where(C.c.id == campaign.id))
+    return ChunkOutcome(pause_reason, status == "running", ours)
 
 
 def _release(engine: Engine, ids: list[int], token: str, report: BatchReport, **kwargs) -> None:
@@ -315,9 +327,6 @@ def deliver_batch(
             log.error("campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason)
             report.stopped = "channel failed"
         while remaining:
-            if not _is_running(engine, campaign_id):
-                report.stopped = "campaign not running"
-                break
             wanted = min(len(remaining), CHUNK_SIZE)
             if limits and limiter is not None:
                 try:
@@ -336,15 +345,6 @@ def deliver_batch(
                     sleep(grant.wait_seconds)
                     continue
                 wanted = grant.granted
-            # heartbeat: the lease only has to outlast one chunk, and rows we lost are dropped
-            with Session(engine) as session, session.begin():
-                ours = renew(session, [r.id for r in remaining], token, settings.lease_seconds)
-            if len(ours) < len(remaining):
-                log.warning("batch.lease_lost", campaign_id=campaign_id, batch_no=batch_no, rows=len(remaining) - len(ours))
-                remaining = [r for r in remaining if r.id in ours]
-                wanted = min(wanted, len(remaining))
-                if not remaining:
-                    break
             chunk, remaining = remaining[:wanted], remaining[wanted:]
             recipients = [
                 Recipient(r.id, r.subscriber_id, r.email, r.name, r.locale, r.openid) for r in chunk
@@ -363,8 +363,19 @@ def deliver_batch(
                     except Exception:  # noqa: BLE001
                         pass
                     opened = False
-            if record_results(engine, settings, campaign, chunk, results, token, report):
+            # results, plus a heartbeat: the lease only has to outlast one chunk
+            outcome = record_results(
+                engine, settings, campaign, chunk, results, token, report, renew_ids=[r.id for r in remaining]
+            )
+            if len(outcome.still_ours) < len(remaining):  # lost to an expired lease: never send
+                log.warning("batch.lease_lost", campaign_id=campaign_id, batch_no=batch_no,
+                            rows=len(remaining) - len(outcome.still_ours))
+                remaining = [r for r in remaining if r.id in outcome.still_ours]
+            if outcome.pause_reason:
                 report.stopped = "paused by the server"
+                break
+            if not outcome.running:
+                report.stopped = "campaign not running"
                 break
     finally:
         if opened and channel is not None:

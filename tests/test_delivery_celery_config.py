@@ -1,0 +1,36 @@
+"""The Celery settings the delivery guarantees rest on (a regression here loses or repeats mail)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dispatch.config import load_settings
+from dispatch.tasks import DELIVER_BATCH, SWEEP, app, broker_url_for, celery_config
+
+
+def test_reliability_settings_with_redis():
+    settings = load_settings(env={}).replace(
+        broker_url="redis://127.0.0.1:6379/0", redis_key_prefix="t1:", celery_queue="q1", lease_seconds=600,
+        sweep_seconds=15,
+    )
+    conf = celery_config(settings)
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["task_serializer"] == "json" and conf["accept_content"] == ["json"]
+    assert conf["task_default_queue"] == "q1"
+    options = conf["broker_transport_options"]
+    assert options["global_keyprefix"] == "t1:"
+    assert options["visibility_timeout"] >= 3 * settings.lease_seconds  # longer than any batch
+    beat = conf["beat_schedule"]["dispatch-sweep"]
+    assert beat["task"] == SWEEP and beat["schedule"].total_seconds() == 15
+
+
+def test_embedded_broker_needs_no_server(tmp_path: Path):
+    settings = load_settings(env={}).replace(data_dir=tmp_path / "var")
+    assert broker_url_for(settings) == f"sqla+sqlite:///{(tmp_path / 'var' / 'broker.db').resolve()}"
+    assert celery_config(settings)["broker_transport_options"] == {}
+
+
+def test_tasks_are_registered_by_name():
+    assert {DELIVER_BATCH, SWEEP, "dispatch.start_campaign"} <= set(app.tasks)
+    assert app.tasks[DELIVER_BATCH].acks_late
