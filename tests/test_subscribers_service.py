@@ -115,6 +115,14 @@ def test_double_opt_in_sends_confirmation_in_locale(session, settings, locale, s
     assert session.scalar(select(func.count()).select_from(Event).where(Event.kind == "confirmed")) == 1
 
 
+def test_double_opt_in_wechat_follower_is_confirmed_at_once(session, settings):
+    news = service.create_list(session, "news", "News", optin="double")
+    follower = service.add_subscriber(session, openid="oFOLLOWER")
+    assert service.subscribe(session, follower, news, settings=settings).status == "confirmed"
+    assert _outbox(settings) == []
+    assert _ids(session, [news.id], "wechat") == [follower.id]
+
+
 def test_bad_confirmation_tokens_change_nothing(session, settings):
     news = service.create_list(session, "news", "News", optin="double")
     person = service.add_subscriber(session, email="a@example.org")

@@ -336,7 +336,9 @@ def subscribe(
 ) -> Subscription:
     """Put a subscriber on a list: confirmed at once (single opt-in) or unconfirmed with a
     confirmation email (double opt-in). Never brings back a suppressed address, nor one that
-    unsubscribed, unless `resubscribe` (the person asked again, or an admin insists)."""
+    unsubscribed, unless `resubscribe` (the person asked again, or an admin insists). A WeChat
+    follower without email is confirmed at once: following the account was the opt-in, and
+    there is no address to confirm."""
     address = subscriber.email or subscriber.openid or f"#{subscriber.id}"
     if is_suppressed(session, email=subscriber.email, openid=subscriber.openid) or subscriber.status in SUPPRESSED_STATUSES:
         if not resubscribe:
@@ -349,15 +351,16 @@ def subscribe(
     if subscriber.status != "active":
         subscriber.status = "active"
     now = utcnow()
+    double = mailing_list.optin == "double" and subscriber.email is not None
     if existing is not None and existing.status == "confirmed":
         return existing
-    if existing is not None and existing.status == "unconfirmed" and mailing_list.optin == "double":
+    if existing is not None and existing.status == "unconfirmed" and double:
         if send_confirmation and settings is not None:  # a repeated request re-sends the link
             _send_confirmation(session, settings, subscriber, mailing_list)
         return existing
     subscription = existing or Subscription(subscriber_id=subscriber.id, list_id=mailing_list.id, created_at=now)
     subscription.unsubscribed_at = None
-    if mailing_list.optin == "single":
+    if not double:
         subscription.status = "confirmed"
         subscription.confirmed_at = now
         if subscriber.confirmed_at is None:
@@ -367,11 +370,11 @@ def subscribe(
         subscription.confirmed_at = None
     if existing is None:
         session.add(subscription)
-    events.record(session, "subscribed", channel="web" if source == "web" else "email",
+    events.record(session, "subscribed", channel="web" if source == "web" else "email" if subscriber.email else "wechat",
                   subscriber_id=subscriber.id, list_id=mailing_list.id,
                   data={"source": source, "optin": mailing_list.optin, "resubscribe": was_unsubscribed})
     session.flush()
-    if mailing_list.optin == "double" and send_confirmation and settings is not None:
+    if double and send_confirmation and settings is not None:
         _send_confirmation(session, settings, subscriber, mailing_list)
     return subscription
 
