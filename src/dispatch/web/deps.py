@@ -28,6 +28,8 @@ def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-DbSession = Annotated[Session, Depends(get_db)]
+# scope="function": commit when the route returns, before the response goes out, so a client
+# that follows a redirect (or reads back what it just created) always sees the change
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
 # database ids in paths: bounded so a huge number is a 422, never an integer overflow in SQL
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
