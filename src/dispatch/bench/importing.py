@@ -133,7 +133,7 @@ def _delta(before: float | None, after: float | None) -> float | None:
 @click.option("--rows", default=100_000, show_default=True, type=click.IntRange(1), help="CSV rows / 行数")
 @json_option
 def command(rows: int, as_json: bool) -> None:
-    """CSV import into PostgreSQL: rows/s and peak memory / CSV 导入基准."""
+    """CSV 导入基准 / CSV import into PostgreSQL: rows/s and peak memory."""
     settings = settings_or_exit()
     try:
         figures = run(settings.resolved_database_url, rows)

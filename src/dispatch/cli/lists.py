@@ -57,7 +57,7 @@ def list_info(session: Session, mailing_list: MailingList) -> dict[str, Any]:
 
 @click.group("lists")
 def lists_group() -> None:
-    """Mailing lists / 订阅列表."""
+    """订阅列表 / Mailing lists."""
 
 
 @lists_group.command("create")
@@ -68,7 +68,7 @@ def lists_group() -> None:
               help="Double opt-in sends a confirmation email / 双重确认会发送确认邮件")
 @json_option
 def create_cmd(slug: str, name: str, description: str, optin: str, as_json: bool) -> None:
-    """Create a list SLUG / 创建列表."""
+    """创建列表 SLUG / Create list SLUG."""
     with cli_session() as session:
         mailing_list = service.create_list(session, slug, name, description=description, optin=optin)
         data = list_info(session, mailing_list)
@@ -89,7 +89,7 @@ def _print_list(data: dict[str, Any]) -> None:
 @click.argument("slug")
 @json_option
 def show_cmd(slug: str, as_json: bool) -> None:
-    """Show a list with member and recipient counts / 查看列表."""
+    """查看列表及人数 / Show a list with member and recipient counts."""
     with cli_session() as session:
         data = list_info(session, service.get_list(session, slug))
     emit(data, as_json, _print_list)
@@ -98,7 +98,7 @@ def show_cmd(slug: str, as_json: bool) -> None:
 @lists_group.command("list")
 @json_option
 def list_cmd(as_json: bool) -> None:
-    """All lists / 全部列表."""
+    """全部列表 / All lists."""
     with cli_session() as session:
         data = [list_info(session, m) for m in service.all_lists(session)]
 
@@ -116,7 +116,10 @@ def list_cmd(as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask / 不再确认")
 @json_option
 def delete_cmd(slug: str, yes: bool, as_json: bool) -> None:
-    """Delete a list and its subscriptions (subscribers stay) / 删除列表."""
+    """删除列表 / Delete a list.
+
+    订阅关系一并删除，订阅者保留。 / Its subscriptions go too; subscribers stay.
+    """
     if not yes and not click.confirm(MESSAGES.both("confirm_delete", slug=slug), default=False):
         fail(MESSAGES.both("confirm_delete", slug=slug) + " → no")
     with cli_session() as session:

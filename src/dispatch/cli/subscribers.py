@@ -85,7 +85,7 @@ def _address_kwargs(address: str) -> dict[str, str]:
 
 @click.group("subscribers")
 def subscribers_group() -> None:
-    """Subscribers, CSV import/export, suppression / 订阅者管理."""
+    """订阅者、CSV 导入导出与屏蔽 / Subscribers, CSV import/export, suppression."""
 
 
 @subscribers_group.command("add")
@@ -99,7 +99,10 @@ def subscribers_group() -> None:
 @json_option
 def add_cmd(email: str, openid: str, name: str, locale: str, attrs: tuple[str, ...], list_slugs: tuple[str, ...],
             resubscribe: bool, as_json: bool) -> None:
-    """Add a subscriber (EMAIL and/or --openid), optionally onto lists / 添加订阅者."""
+    """添加订阅者 / Add a subscriber.
+
+    EMAIL 和/或 --openid，可用 --list 同时订阅列表。 / EMAIL and/or --openid; --list subscribes at once.
+    """
     settings = settings_or_exit()
     attributes = _parse_attributes(attrs)
     with cli_session() as session:
@@ -130,7 +133,7 @@ def _print_subscriber(d: dict[str, Any]) -> None:
 @click.argument("ref")
 @json_option
 def show_cmd(ref: str, as_json: bool) -> None:
-    """Show a subscriber by id, email or openid / 查看订阅者."""
+    """查看订阅者（id、邮箱或 openid） / Show a subscriber (id, email or openid)."""
     with cli_session() as session:
         data = _with_lists(session, service.get_subscriber(session, ref))
     emit(data, as_json, _print_subscriber)
@@ -143,7 +146,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
 @click.option("--offset", default=0, type=click.IntRange(0))
 @json_option
 def list_cmd(list_slug: str | None, status: str | None, limit: int, offset: int, as_json: bool) -> None:
-    """List subscribers / 列出订阅者."""
+    """列出订阅者 / List subscribers."""
     allowed = SUBSCRIPTION_STATUSES if list_slug else SUBSCRIBER_STATUSES
     if status and status not in allowed:
         fail(service.MESSAGES.both("bad_status", value=status, allowed=", ".join(allowed)))
@@ -171,7 +174,10 @@ def list_cmd(list_slug: str | None, status: str | None, limit: int, offset: int,
 @click.argument("ref")
 @json_option
 def remove_cmd(ref: str, as_json: bool) -> None:
-    """Delete a subscriber and their subscriptions (suppressions stay) / 删除订阅者."""
+    """删除订阅者 / Delete a subscriber.
+
+    订阅关系一并删除，屏蔽记录保留。 / Their subscriptions go too; suppressions stay.
+    """
     with cli_session() as session:
         subscriber = service.get_subscriber(session, ref)
         data = {"id": subscriber.id, "email": subscriber.email, "openid": subscriber.openid}
@@ -188,8 +194,12 @@ def remove_cmd(ref: str, as_json: bool) -> None:
 @click.option("--start-line", default=1, type=click.IntRange(1), help="Resume from this line / 从此行继续")
 @json_option
 def import_cmd(file: Path, list_slug: str, dry_run: bool, resubscribe: bool, start_line: int, as_json: bool) -> None:
-    """Import a CSV (UTF-8, UTF-8 with BOM or GB18030; header row with email, name, locale,
-    openid, other columns kept as attributes) / 导入 CSV 订阅者."""
+    """导入 CSV / Import subscribers from a CSV file.
+
+    编码 UTF-8（可带 BOM）或 GB18030；必须有表头：email, name, locale, openid，其余列存为属性。
+    Encoding UTF-8 (BOM or not) or GB18030; a header row is required: email, name, locale,
+    openid; other columns are kept as attributes.
+    """
     settings = settings_or_exit()
     engine = get_engine(settings)
     show_bar = sys.stdout.isatty() and not as_json
@@ -235,7 +245,11 @@ def import_cmd(file: Path, list_slug: str, dry_run: bool, resubscribe: bool, sta
               help="File (UTF-8 with BOM, for Excel); default stdout / 输出文件")
 @json_option
 def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None, as_json: bool) -> None:
-    """Export a list as CSV that `subscribers import` reads back / 导出列表为 CSV."""
+    """导出列表为 CSV / Export a list as CSV.
+
+    列与导入相同，可再导入；文件为带 BOM 的 UTF-8（Excel 可直接打开），标准输出不带 BOM。
+    Same columns as the import reads; files are UTF-8 with BOM (for Excel), stdout has none.
+    """
     if as_json and out is None:
         fail(MESSAGES.both("json_needs_out"))
     with cli_session() as session:
@@ -260,7 +274,7 @@ def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None, as_j
               show_default=True, help="Why / 原因")
 @json_option
 def suppress_cmd(address: str, reason: str, as_json: bool) -> None:
-    """Block an email or openid from every send / 屏蔽邮箱或 openid."""
+    """屏蔽邮箱或 openid / Block an email or openid from every send."""
     with cli_session() as session:
         suppression = service.suppress(session, **_address_kwargs(address), reason=reason, source="cli")
         data = {"email": suppression.email, "openid": suppression.openid, "reason": suppression.reason,
@@ -272,7 +286,7 @@ def suppress_cmd(address: str, reason: str, as_json: bool) -> None:
 @click.argument("address")
 @json_option
 def unsuppress_cmd(address: str, as_json: bool) -> None:
-    """Lift a suppression / 解除屏蔽."""
+    """解除屏蔽 / Lift a suppression."""
     with cli_session() as session:
         removed = service.unsuppress(session, **_address_kwargs(address))
     emit({"address": address, "removed": removed}, as_json,
