@@ -266,6 +266,7 @@ def _env_for(settings: Settings) -> dict[str, str]:
         "PUBLIC_BASE_URL": settings.public_base_url,
         "DATA_DIR": str(settings.data_dir),
         "BATCH_SIZE": str(settings.batch_size),
+        "LEASE_SECONDS": str(settings.lease_seconds),
     }.items():
         env["DISPATCH_" + key] = value
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
@@ -292,47 +293,116 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class WorkerPool:
+    """The Celery worker processes of the measurement, watched like a supervisor would.
+
+    A worker that dies (e.g. the shared Redis server was restarted under it) is started again,
+    at most `max_restarts` times in all, and the restart is reported; peak memory and CPU are
+    sampled while the workers live, so a restarted worker's peak is not lost.
+    """
+
+    max_restarts = 3
+
+    def __init__(self, settings: Settings, count: int, log_dir: Path):
+        self.settings = settings
+        self.env = _env_for(settings)
+        self.log_dir = log_dir
+        self.names = [f"bench{i + 1}-{uuid.uuid4().hex[:6]}@localhost" for i in range(count)]
+        self.procs: list[subprocess.Popen | None] = [None] * count
+        self.peak_mb: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._cpu_done: dict[str, float] = {}
+        self.restarts = 0
+
+    def start(self, index: int) -> None:
+        log_file = open(self.log_dir / f"worker{index + 1}.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.procs[index] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-P", "solo",
+             "-Q", self.settings.celery_queue, "-n", self.names[index], "--loglevel", "WARNING",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=PROJECT_ROOT, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+        log_file.close()
+
+    def start_all(self) -> None:
+        for i in range(len(self.procs)):
+            self.start(i)
+
+    def log_tail(self, index: int, lines: int = 15) -> str:
+        path = self.log_dir / f"worker{index + 1}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def sample(self) -> None:
+        """Record peak memory and CPU; restart a dead worker (or raise when too many died)."""
+        for i, proc in enumerate(self.procs):
+            key = f"worker {i + 1}"
+            if proc is None:
+                continue
+            if proc.poll() is None:
+                mb = vm_hwm_mb(proc.pid)
+                if mb:
+                    self.peak_mb[key] = max(self.peak_mb.get(key, 0.0), mb)
+                used = cpu_seconds(proc.pid)
+                if used is not None:
+                    self.cpu[key] = self._cpu_done.get(key, 0.0) + used
+                continue
+            self._cpu_done[key] = self.cpu.get(key, 0.0)
+            if self.restarts >= self.max_restarts:
+                raise click.ClickException(f"{key} died {self.restarts + 1} times:\n{self.log_tail(i)}")
+            self.restarts += 1
+            click.echo(f"{key} exited ({proc.returncode}); restarting it / 工作进程退出，重新启动", err=True)
+            self.start(i)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            if p is None:
+                continue
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
 def pipeline(settings: Settings, recipients: int, workers: int, log_dir: Path) -> dict[str, Any]:
-    """Run one campaign through `workers` Celery worker processes; rate and memory."""
+    """Run one campaign through `workers` Celery worker processes; rate and memory.
+
+    The bench also does what `celery beat` does in production (the periodic sweep), so batches
+    whose queued task was lost (a broker restart) are queued again.
+    """
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
     from dispatch.db import make_engine
     from dispatch.delivery import campaigns
+    from dispatch.delivery.engine import sweep
     from dispatch.models import Delivery, utcnow
     from dispatch.tasks import CeleryQueue, app, configure
 
     issue_id, list_id = seed(settings, recipients)
     set_settings(settings)
     configure(app, settings)
-    env = _env_for(settings)
-    procs: list[subprocess.Popen] = []
-    names = [f"bench{i}-{uuid.uuid4().hex[:6]}@localhost" for i in range(workers)]
+    pool = WorkerPool(settings, workers, log_dir)
+    queue = CeleryQueue(app, settings.celery_queue)
     try:
-        for i, name in enumerate(names):
-            log_file = open(log_dir / f"worker{i}.log", "wb")  # noqa: SIM115 - closed with the process
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "worker", "worker", "-P", "solo",
-                     "-Q", settings.celery_queue, "-n", name, "--loglevel", "WARNING",
-                     "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                    cwd=PROJECT_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                )
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            replies = app.control.ping(destination=[f"celery@{n}" if "@" not in n else n for n in names], timeout=1.0)
-            if len(replies) >= workers:
-                break
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise click.ClickException(f"workers did not start; see {log_dir}")
+        pool.start_all()
+        deadline = time.monotonic() + 90
+        while len(app.control.ping(destination=pool.names, timeout=1.0)) < workers:
+            pool.sample()
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"workers did not start:\n{pool.log_tail(0)}")
         engine = make_engine(settings.database_url)
         with Session(engine) as session, session.begin():
             campaign, _ = campaigns.create_or_get(session, issue_id=issue_id, channel="email", list_ids=[list_id])
             campaign_id = campaign.id
         started = time.perf_counter()
         started_at = utcnow()
-        campaigns.start(engine, settings, campaign_id, CeleryQueue(app, settings.celery_queue))
+        campaigns.start(engine, settings, campaign_id, queue)
+        next_sweep = time.monotonic() + settings.sweep_seconds
         while True:
             with Session(engine) as session:
                 counts = campaigns.counts(session, campaign_id)
@@ -340,10 +410,16 @@ def pipeline(settings: Settings, recipients: int, workers: int, log_dir: Path) -
             done = sum(v for k, v in counts.items() if k in ("sent", "failed", "bounced", "skipped"))
             if done >= recipients or status in ("finished", "failed", "cancelled", "paused"):
                 break
-            if any(p.poll() is not None for p in procs):
-                raise click.ClickException(f"a worker died; see {log_dir}")
-            time.sleep(0.1)
+            pool.sample()
+            if time.monotonic() > next_sweep:
+                try:
+                    sweep(engine, settings, queue)
+                except Exception as exc:  # noqa: BLE001 - broker briefly away: the next sweep retries
+                    click.echo(f"sweep failed: {exc}", err=True)
+                next_sweep = time.monotonic() + settings.sweep_seconds
+            time.sleep(0.2)
         seconds = time.perf_counter() - started
+        pool.sample()
         with Session(engine) as session:
             first, last = session.execute(
                 select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
@@ -353,26 +429,18 @@ def pipeline(settings: Settings, recipients: int, workers: int, log_dir: Path) -
         engine.dispose()
         until_first = (first - started_at).total_seconds() if first else None
         steady = (last - first).total_seconds() if first and last and last > first else None
-        memory = {f"worker {i + 1}": vm_hwm_mb(p.pid) for i, p in enumerate(procs)}
-        cpu = {f"worker {i + 1}": cpu_seconds(p.pid) for i, p in enumerate(procs)}
         return {
             "seconds": seconds,
             "counts": counts,
             "status": status,
-            "memory_mb": memory,
-            "cpu_seconds": cpu,
+            "memory_mb": dict(pool.peak_mb),
+            "cpu_seconds": {k: round(v, 2) for k, v in pool.cpu.items()},
+            "worker_restarts": pool.restarts,
             "seconds_to_first_sent": until_first,
             "seconds_first_to_last_sent": steady,
         }
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        pool.stop()
         _delete_redis_keys(settings.redis_key_prefix)
 
 
@@ -429,6 +497,7 @@ def command(recipients: int, workers: int, raw_only: bool, raw_messages: int | N
         redis_url=REDIS_URL,
         redis_key_prefix=f"dispatch-bench:{tag}:",
         celery_queue=f"dispatch-bench-{tag}",
+        lease_seconds=120.0,  # a lost batch is queued again by the sweep after two minutes
     )
     result: dict[str, Any] = {"recipients": recipients, "workers": workers}
     try:
@@ -478,6 +547,7 @@ def command(recipients: int, workers: int, raw_only: bool, raw_messages: int | N
                 say("ratio", ratio=rate / raw_rate)
                 say("ratio_wire", ratio=rate / wire_rate)
                 result["worker_cpu_seconds"] = measured["cpu_seconds"]
+                result["worker_restarts"] = measured["worker_restarts"]
                 total_cpu = sum(v for v in measured["cpu_seconds"].values() if v)
                 say("cpu", ms=1000 * total_cpu / max(sent, 1))
                 memory = dict(measured["memory_mb"])
@@ -491,7 +561,9 @@ def command(recipients: int, workers: int, raw_only: bool, raw_messages: int | N
             if mb is not None:
                 memory[proc] = round(mb, 1)
                 say("mem", proc=proc, mb=mb)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        click.echo(f"logs kept in {work}", err=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
