@@ -86,7 +86,7 @@ def _secret(settings: Settings) -> str:
     """The configured key, or the one generated into data_dir (read once per process)."""
     if settings.secret_key:
         return settings.secret_key
-    where = str(settings.data_dir.resolve())
+    where = str(settings.data_dir)  # no resolve(): that costs syscalls on every token
     if where not in _generated_secrets:
         _generated_secrets[where] = settings.signing_key()
     return _generated_secrets[where]
