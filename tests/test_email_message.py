@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 
@@ -9,6 +10,7 @@ import pytest
 
 from dispatch.channels.email_message import (
     MessageBuildError,
+    base64_body,
     build_template,
     clean_header_text,
     encode_words,
@@ -166,3 +168,9 @@ def test_template_is_built_once_and_filled_per_recipient_independently():
     assert list(a.iter_parts())[1].get_content() == "<p>甲</p>"
     assert list(b.iter_parts())[1].get_content() == "<p>乙</p>"
     assert a["Subject"] == b["Subject"]
+
+
+@pytest.mark.parametrize("length", [0, 1, 2, 56, 57, 58, 113, 114, 115, 999, 20_001])
+def test_base64_lines_match_the_standard_encoder(length):
+    text = ("质" if length % 2 else "a") * length
+    assert base64_body(text) == base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")
