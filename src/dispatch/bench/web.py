@@ -109,6 +109,28 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its direct children (uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                pids.append(int(entry.name))
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _plan(delivery_ids: list[int], n_links: int, requests: int, seed: int = 7) -> list[tuple[str, int, int]]:
     """(kind, delivery id, link index) per request: opens and clicks, repeats included."""
     rng = random.Random(seed)
@@ -211,7 +233,9 @@ def command(n_requests: int, concurrency: int, recipients: int, workers: int | N
         try:
             asyncio.run(_drive(port, paths[:200], min(concurrency, 16), 30))  # warm-up: imports, caches, pools
             warm = set(range(200))
+            cpu_before = _cpu_seconds(proc.pid)
             result = asyncio.run(_drive(port, paths[200:], concurrency, max_seconds))
+            server_cpu = _cpu_seconds(proc.pid) - cpu_before
         finally:
             _stop(proc)
         done = sorted(warm | {i + 200 for i in result["done"]})
@@ -233,6 +257,11 @@ def command(n_requests: int, concurrency: int, recipients: int, workers: int | N
         "p50_ms": round(p(0.50), 2),
         "p99_ms": round(p(0.99), 2),
         "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else 0.0,
+        # what the server spent per request whatever else runs on the machine: 1000 / this is
+        # the requests/s one free core could serve
+        "server_cpu_ms_per_request": round(server_cpu * 1000 / len(lat), 3) if lat else 0.0,
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "target": {"requests_per_second": 1000, "p99_ms": 50},
         **check,
     }
@@ -242,6 +271,8 @@ def command(n_requests: int, concurrency: int, recipients: int, workers: int | N
         click.echo(f"backend {f['backend']}, {f['workers']} uvicorn workers, {f['concurrency']} connections on loopback")
         click.echo(f"{f['requests']} tracking requests in {f['seconds']} s: {f['requests_per_second']} req/s, "
                    f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, errors {f['errors']}")
+        click.echo(f"server CPU {f['server_cpu_ms_per_request']} ms per request "
+                   f"(machine: {f['cpus']} CPUs, load average {f['load_average_1m']})")
         click.echo(f"events: opened {f['opened_events']}/{f['expected_opened_events']}, clicked "
                    f"{f['clicked_events']}/{f['expected_clicked_events']}, hits {f['recorded_hits']}/{f['expected_hits']}"
                    f" → {'all recorded' if f['all_recorded'] else 'MISMATCH'}")

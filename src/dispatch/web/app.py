@@ -23,13 +23,13 @@ from dispatch.web import (
     pages,
     pages_auth,
     routes_archive,
-    routes_tracking,
     routes_unsubscribe,
     routes_wechat,
 )
 from dispatch.web.errors import install_error_handlers
 from dispatch.web.hits import HitRecorder
 from dispatch.web.linktable import LinkTableCache
+from dispatch.web.routes_tracking import TrackingApp
 from dispatch.web.templating import make_environment, render_page
 
 log = logging.getLogger("dispatch.web")
@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.link_tables = LinkTableCache()
     app.state.hits = HitRecorder(engine)
 
-    for module in (routes_tracking, routes_unsubscribe, routes_archive, routes_wechat,
+    # the tracking hot path first, as a bare ASGI app (see routes_tracking)
+    app.mount("/t", TrackingApp(settings, app.state.hits, app.state.link_tables), name="tracking")
+    for module in (routes_unsubscribe, routes_archive, routes_wechat,
                    api_lists, api_subscribers, api_issues, api_campaigns, pages_auth, pages):
         app.include_router(module.router)
 

@@ -28,6 +28,7 @@ from dispatch.models.web import OPEN_LINK_INDEX, TrackingHit
 
 log = get_logger("dispatch.web.tracking")
 _sqlite_write_lock = threading.Lock()
+REF_CACHE_SIZE = 200_000  # delivery id → DeliveryRef, about 200 bytes each
 
 
 @dataclass(frozen=True)
@@ -65,16 +66,25 @@ class HitRecorder:
             set_={"count": t.c.count + 1, "last_at": upsert.excluded.last_at},
         ).returning(t.c.count)
         self._event = insert(Event.__table__)
+        self._refs: dict[int, DeliveryRef] = {}
 
     def transaction(self):
         """A write transaction: serialised per process on SQLite, plain on PostgreSQL."""
         return _sqlite_write_lock if self.is_sqlite else nullcontext()
 
     def ref(self, conn: Connection, delivery_id: int) -> DeliveryRef | None:
+        """The delivery's campaign, subscriber and channel; cached, as they never change."""
+        cached = self._refs.get(delivery_id)
+        if cached is not None:
+            return cached
         row = conn.execute(self._ref, {"delivery_id": delivery_id}).first()
         if row is None:
             return None
-        return DeliveryRef(delivery_id, row[0], row[1], row[3] if self._has_list else None, row[2] or "email")
+        ref = DeliveryRef(delivery_id, row[0], row[1], row[3] if self._has_list else None, row[2] or "email")
+        if len(self._refs) >= REF_CACHE_SIZE:
+            self._refs.pop(next(iter(self._refs)))  # oldest first (dicts keep insertion order)
+        self._refs[delivery_id] = ref
+        return ref
 
     def _count(self, conn: Connection, ref: DeliveryRef, link_index: int) -> int:
         params = {"delivery_id": ref.delivery_id, "link_index": link_index, "campaign_id": ref.campaign_id,
