@@ -98,3 +98,15 @@ def test_test_send_creates_a_test_campaign_and_starts_it(client, web_app, engine
     assert r.status_code == 201, r.text
     assert r.json()["is_test"] is True and r.json()["status"] == "running"
     assert any(cid == r.json()["id"] for cid, _ in web_app.state.batch_queue.items)
+
+
+def test_hostile_inputs_get_4xx_not_500(client, engine, settings, tokens):
+    s = seed(engine, settings)
+    admin = bearer(tokens["admin"])
+    assert client.get("/api/subscribers", params={"q": "a\x00b"}, headers=admin).status_code == 200
+    assert client.get(f"/api/campaigns/{s.campaign_id}/deliveries", params={"q": "\x00"}, headers=admin).status_code == 200
+    assert client.post("/api/issues/publish", json={"path": "/tmp/\x00x"}, headers=admin).status_code == 422
+    assert client.post("/api/campaigns", json={"issue_id": s.issue_id, "list_ids": [2**40]}, headers=admin).status_code == 422
+    assert client.get(f"/api/lists/{2**40}", headers=admin).status_code == 422
+    assert client.get("/admin/subscribers", params={"list_id": 2**40}, headers=admin).status_code == 200
+    assert client.post("/api/subscribers", json={"email": "x\x00@example.org"}, headers=admin).status_code == 422

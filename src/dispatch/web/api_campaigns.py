@@ -22,7 +22,7 @@ from dispatch.models.delivery import DELIVERY_STATUSES, Campaign, Delivery
 from dispatch.models.subscriber import Subscriber
 from dispatch.models.web import TrackingHit
 from dispatch.web.auth import require_admin, require_editor
-from dispatch.web.deps import DbSession, RowId
+from dispatch.web.deps import BodyId, DbSession, RowId
 from dispatch.web.queueing import batch_queue
 from dispatch.web.stats import campaign_stats
 
@@ -34,7 +34,7 @@ admin = [Depends(require_admin)]
 class CampaignIn(BaseModel):
     issue_id: int = Field(ge=1, le=2**31 - 1)
     channel: Literal["email", "wechat"] = "email"
-    list_ids: list[int] = Field(min_length=1, max_length=100)
+    list_ids: list[BodyId] = Field(min_length=1, max_length=100)
     tracking: bool = True
 
 
@@ -42,7 +42,7 @@ class TestSendIn(BaseModel):
     issue_id: int = Field(ge=1, le=2**31 - 1)
     channel: Literal["email", "wechat"] = "email"
     emails: list[str] = Field(default_factory=list, max_length=20)
-    subscriber_ids: list[int] = Field(default_factory=list, max_length=20)
+    subscriber_ids: list[BodyId] = Field(default_factory=list, max_length=20)
     tracking: bool = False
 
 
@@ -178,6 +178,7 @@ def campaigns_deliveries(
     query = select(Delivery).where(Delivery.campaign_id == campaign_id)
     if status:
         query = query.where(Delivery.status == status)
+    q = (q or "").replace("\x00", "").strip()
     if q:
         pattern = f"%{q.lower()}%"
         query = query.where(func.lower(Delivery.email).like(pattern) | func.lower(Delivery.name).like(pattern))

@@ -24,7 +24,7 @@ from dispatch.models.subscriber import (
 )
 from dispatch.subscribers import service
 from dispatch.web.auth import require_admin
-from dispatch.web.deps import DbSession, RowId
+from dispatch.web.deps import BodyId, DbSession, RowId
 
 router = APIRouter(prefix="/api/subscribers", tags=["subscribers"], dependencies=[Depends(require_admin)])
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
@@ -35,7 +35,7 @@ class SubscriberIn(BaseModel):
     openid: str | None = Field(default=None, max_length=128)
     name: str = Field(default="", max_length=200)
     locale: Literal["zh-CN", "en"] | None = None
-    list_ids: list[int] = Field(default_factory=list, max_length=100)
+    list_ids: list[BodyId] = Field(default_factory=list, max_length=100)
 
 
 class SubscriberPatch(BaseModel):
@@ -71,10 +71,11 @@ def search_subscribers(session: Session, *, q: str | None, list_id: int | None, 
         query = query.join(Subscription, Subscription.subscriber_id == Subscriber.id).where(Subscription.list_id == list_id)
     if status:
         query = query.where(Subscriber.status == status)
+    q = (q or "").replace("\x00", "").strip()
     if q:
-        pattern = f"%{q.strip().lower()}%"
+        pattern = f"%{q.lower()}%"
         query = query.where(or_(func.lower(Subscriber.email).like(pattern), func.lower(Subscriber.name).like(pattern),
-                                Subscriber.openid == q.strip()))
+                                Subscriber.openid == q))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Subscriber.id).offset((page - 1) * per_page).limit(per_page))
     return {"total": total, "page": page, "per_page": per_page,

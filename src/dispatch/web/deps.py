@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from dispatch.config import Settings
@@ -33,3 +34,5 @@ def get_app_settings(request: Request) -> Settings:
 DbSession = Annotated[Session, Depends(get_db, scope="function")]
 # database ids in paths: bounded so a huge number is a 422, never an integer overflow in SQL
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# the same bound for ids inside request bodies and forms
+BodyId = Annotated[int, Field(ge=1, le=2**31 - 1)]

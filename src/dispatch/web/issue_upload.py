@@ -85,10 +85,13 @@ def store_upload(settings: Settings, files: list[tuple[str, bytes]]) -> Path:
 
 def allowed_source_dir(settings: Settings, path: str) -> Path:
     """A server-side source folder may only be under the examples or the data dir."""
-    folder = Path(path)
-    if not folder.is_absolute():
-        folder = (EXAMPLES_DIR.parent / folder)
-    folder = folder.resolve()
+    try:
+        folder = Path(path)
+        if not folder.is_absolute():
+            folder = EXAMPLES_DIR.parent / folder
+        folder = folder.resolve()
+    except (ValueError, OSError) as exc:  # e.g. an embedded NUL byte
+        raise UploadError(f"{path!r}: not a usable path ({exc})") from None
     roots = [EXAMPLES_DIR.resolve(), settings.data_dir.resolve()]
     if not any(folder.is_relative_to(root) for root in roots):
         raise UploadError(f"{path}: only folders under {EXAMPLES_DIR} or the data dir can be published")

@@ -24,7 +24,7 @@ from dispatch.subscribers import service
 from dispatch.web import api_campaigns, api_issues, api_subscribers
 from dispatch.web.auth import AdminUser, EditorUser
 from dispatch.web.chart import opens_clicks_svg
-from dispatch.web.deps import DbSession, RowId
+from dispatch.web.deps import BodyId, DbSession, RowId
 from dispatch.web.issue_upload import publish_folder, store_upload
 from dispatch.web.queueing import batch_queue
 from dispatch.web.stats import campaign_stats
@@ -109,7 +109,8 @@ def _subscribers_page(request: Request, session, q: str | None, list_id: int | N
 @router.get("/subscribers")
 def subscribers_page(request: Request, principal: AdminUser, session: DbSession,
                      q: str | None = None, list_id: int | None = None, page: int = 1) -> Response:
-    return _subscribers_page(request, session, q, list_id if list_id and list_id > 0 else None, max(1, min(page, 100_000)))
+    list_id = list_id if list_id and 0 < list_id < 2**31 else None
+    return _subscribers_page(request, session, q, list_id, max(1, min(page, 100_000)))
 
 
 @router.post("/subscribers/import")
@@ -195,7 +196,7 @@ def campaigns_page(request: Request, principal: EditorUser, session: DbSession) 
 def campaigns_create(
     request: Request, principal: EditorUser, session: DbSession,
     issue_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
-    list_ids: Annotated[list[int], Form()],
+    list_ids: Annotated[list[BodyId], Form()],
     channel: Annotated[str, Form()] = "email",
     tracking: Annotated[bool, Form()] = False,
 ) -> Response:
