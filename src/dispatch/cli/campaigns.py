@@ -105,20 +105,6 @@ def resolve_issue(session: Session, ref: str) -> int:
     return issue.id
 
 
-def test_subscriber_ids(session: Session, addresses: tuple[str, ...], channel: str) -> list[int]:
-    """Find or create a subscriber per test address (no list needed)."""
-    from dispatch.subscribers import service as subscribers
-
-    ids = []
-    for address in addresses:
-        key = {"email": address} if channel == "email" else {"openid": address}
-        found = subscribers.find_subscriber(session, **key)
-        if found is None:
-            found = subscribers.add_subscriber(session, **key, name="")
-        ids.append(found.id)
-    return ids
-
-
 def _progress(campaign_id: int) -> dict[str, Any]:
     with _session() as session:
         return service.progress(session, campaign_id)
@@ -159,9 +145,8 @@ def send_cmd(issue: str, lists_: str, channel: str, at: str | None, test_address
     with _session() as session:
         issue_id = resolve_issue(session, issue)
         if test_addresses:
-            ids = test_subscriber_ids(session, test_addresses, channel)
-            campaign = service.create_test(session, issue_id=issue_id, channel=channel, subscriber_ids=ids,
-                                           tracking=not no_tracking, options=options)
+            campaign = service.create_test_send(session, issue_id=issue_id, channel=channel,
+                                                addresses=test_addresses, tracking=not no_tracking, options=options)
             created = True
         else:
             from dispatch.subscribers.service import get_lists
@@ -311,6 +296,8 @@ def worker_cmd(ctx: click.Context, beat: bool, concurrency: int | None) -> None:
     celery = shutil.which("celery") or str(Path(sys.executable).with_name("celery"))
     if not Path(celery).exists():
         fail(MESSAGES.both("no_celery"))
+    if settings.is_embedded_db:  # migrate once here, not racing in every pool child
+        get_engine(settings)
     args = [celery, "-A", "dispatch.tasks", "worker", "-Q", settings.celery_queue, "-l", "INFO"]
     if beat:
         args += ["-B", "-s", str((settings.data_dir / "celerybeat-schedule").resolve())]

@@ -201,6 +201,29 @@ def create_test(
     return campaign
 
 
+def create_test_send(
+    session: Session,
+    *,
+    issue_id: int,
+    channel: str,
+    addresses: Iterable[str],
+    tracking: bool = True,
+    options: dict[str, Any] | None = None,
+) -> Campaign:
+    """A test send to these addresses (emails, or openids for WeChat): each is found among the
+    subscribers or added (on no list), then `create_test`."""
+    from dispatch.subscribers import service as subscribers
+
+    ids = []
+    for address in addresses:
+        key = {"email": address} if channel == "email" else {"openid": address}
+        found = subscribers.find_subscriber(session, **key)
+        if found is None:
+            found = subscribers.add_subscriber(session, **key, name="")
+        ids.append(found.id)
+    return create_test(session, issue_id=issue_id, channel=channel, subscriber_ids=ids, tracking=tracking, options=options)
+
+
 def schedule(session: Session, campaign_id: int, at: datetime) -> Campaign:
     """Start at `at` (the beat sweep starts due campaigns, so this survives worker restarts)."""
     if at.tzinfo is None:
