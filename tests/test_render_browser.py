@@ -79,3 +79,36 @@ def test_email_reads_on_a_phone_and_a_desktop(artifacts_dir: Path, tmp_path: Pat
     assert widths[375] <= 375, f"the email scrolls sideways at 375px (scrollWidth {widths[375]})"
     assert widths[600] <= 600
     assert (artifacts_dir / "email-375.png").stat().st_size > 10_000
+
+
+def test_wechat_articles_read_on_a_phone(artifacts_dir: Path):
+    """The WeChat articles as a follower's phone shows them (images from their local files)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from dispatch.render.wechat import render_wechat
+
+    doc = parse_issue(SAMPLE_ISSUE_DIR)
+    settings = load_settings(env={}).replace(secret_key="k", public_base_url=BASE)
+    articles = render_wechat(doc, settings)
+    page_file = artifacts_dir / "wechat.html"
+    body = "".join(
+        f'<h1 style="font-size:15px;color:#999;margin:24px 0 4px;">{i}. {a.title}</h1>{a.content}'
+        for i, a in enumerate(articles, start=1)
+    )
+    page_file.write_text(
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+        f'<body style="margin:0;padding:0 12px;">{body}</body></html>',
+        encoding="utf-8",
+    )
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 900})
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")
+                       else r.fulfill(status=204, body=b""))
+            page.goto(page_file.as_uri(), wait_until="load")
+            width = page.evaluate("document.scrollingElement.scrollWidth")
+            page.screenshot(path=str(artifacts_dir / "wechat-375.png"))
+        finally:
+            browser.close()
+    assert width <= 375, f"WeChat content scrolls sideways at 375px (scrollWidth {width})"
