@@ -221,6 +221,9 @@ def test_admin_sends_the_sample_issue_and_a_reader_unsubscribes(stack, tmp_path,
             page.wait_for_selector("#message")
             assert "unsubscribed" in page.inner_text("#message")
             page.screenshot(path=str(shots / "08-unsubscribed.png"), full_page=True)
+            page.goto(f"{base}/lang/en?next=/admin/campaigns/1")  # the same page in English
+            assert "Campaign #1" in page.inner_text("h1") and "Recipients" in page.content()
+            page.screenshot(path=str(shots / "10-campaign-en.png"), full_page=True)
             page.goto(f"{base}/issues/2023-02#a4")
             page.wait_for_load_state("networkidle")
             images = page.eval_on_selector_all("article img", "els => els.map(e => e.getAttribute('src'))")
