@@ -365,4 +365,20 @@ def test_cancel_mid_campaign_stops_sending(cluster: Cluster):
     assert counts["sent"] == at_cancel_plus and counts["sending"] == 0
     assert counts["pending"] == 600 - at_cancel_plus
     _check_events_match_states(cluster, campaign_id)
-    _ = utcnow
+
+
+def test_scheduled_campaign_is_started_by_beat(cluster: Cluster):
+    """The schedule lives in the database: `celery beat`'s sweep starts it when due (no ETA task
+    that a worker restart could lose)."""
+    from datetime import timedelta
+
+    list_id, addresses = _people(cluster, "later", 60)
+    campaign_id = _campaign(cluster, list_id)
+    with Session(cluster.engine) as session, session.begin():
+        campaigns.schedule(session, campaign_id, utcnow() + timedelta(seconds=2))
+    time.sleep(1.0)
+    with Session(cluster.engine) as session:
+        assert session.get(Campaign, campaign_id).status == "scheduled"
+    _wait(cluster, campaign_id, _finished, timeout=60)
+    received = cluster.received(addresses)
+    assert set(received) == addresses and max(received.values()) == 1

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ MESSAGES = Catalog(
         "test_created": ("测试发送 #{id}：{total} 个地址，已排队", "test send #{id}: {total} addresses, queued"),
         "worker_hint": ("由 worker 投递：dispatch worker（或 celery -A worker worker）", "workers deliver it: dispatch worker (or celery -A worker worker)"),
         "bad_time": ("时间 {value!r} 无效：请用 ISO 8601，例如 2026-03-01T09:00+08:00", "invalid time {value!r}: use ISO 8601, e.g. 2026-03-01T09:00+08:00"),
-        "past_time": ("时间 {value} 已过去", "time {value} is in the past"),
         "paused": ("活动 #{id} 已暂停", "campaign #{id} paused"),
         "resumed": ("活动 #{id} 已恢复：{batches} 个批次重新排队", "campaign #{id} resumed: {batches} batches queued"),
         "cancelled": ("活动 #{id} 已取消", "campaign #{id} cancelled"),
@@ -141,6 +140,8 @@ def send_cmd(issue: str, lists_: str, channel: str, at: str | None, test_address
     if not slugs and not test_addresses:
         fail(MESSAGES.both("need_lists"))
     when = parse_time(at) if at else None
+    if when is not None and when <= datetime.now(UTC):  # already due: start now
+        when = None
     options = {k: v for k, v in (("rate_per_second", rate_per_second), ("rate_per_hour", rate_per_hour)) if v}
     with _session() as session:
         issue_id = resolve_issue(session, issue)
