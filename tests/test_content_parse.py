@@ -169,3 +169,19 @@ def test_content_hash_covers_text_and_image_bytes(tmp_path):
     with (copy / "images" / "photo.png").open("ab") as fh:
         fh.write(b"\0")
     assert parse_issue(copy).content_hash != before
+
+
+def test_ordered_list_keeps_its_start_number(tmp_path):
+    """A list that continues after other blocks ("3. …") keeps its number in every channel."""
+    from dispatch.content.model import ListBlock
+    from dispatch.content.parse import parse_issue
+    from dispatch.paths import SAMPLE_ISSUE_DIR
+
+    doc = parse_issue(SAMPLE_ISSUE_DIR)
+    starts = [
+        b.start
+        for a in doc.articles
+        for b in a.blocks
+        if isinstance(b, ListBlock) and b.ordered
+    ]
+    assert 1 in starts and any(s > 1 for s in starts), starts

@@ -59,6 +59,7 @@ class ListBlock:
     ordered: bool
     items: tuple[tuple[Inline, ...], ...]
     line: int = 0
+    start: int = 1  # number of the first item of an ordered list ("3." continues a list)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 META_LINE_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:\s?(.*)$")
 IMAGE_RE = re.compile(r'^!\[(?P<alt>[^\]]*)\]\((?P<src>[^\s)"]*)(?:\s+"(?P<caption>[^"]*)")?\)$')
 UNORDERED_RE = re.compile(r"^[-*]\s+(.*)$")
-ORDERED_RE = re.compile(r"^\d{1,3}[.)]\s+(.*)$")
+ORDERED_RE = re.compile(r"^(?P<number>\d{1,3})[.)]\s+(.*)$")
 INLINE_RE = re.compile(
     r"\*\*(?P<strong>.+?)\*\*|\[(?P<text>[^\]]+)\]\((?P<url>(?:[^()\s]|\([^()\s]*\))+)\)"
 )
@@ -422,6 +422,7 @@ class _Parser:
         items: list[list[tuple[str, int]]] = []
         ordered = False
         list_line = 0
+        list_start = 1
 
         def flush_para() -> None:
             if para:
@@ -431,7 +432,12 @@ class _Parser:
         def flush_list() -> None:
             if items:
                 out.append(
-                    ListBlock(ordered, tuple(self.inlines(it) for it in items), line=list_line)
+                    ListBlock(
+                        ordered,
+                        tuple(self.inlines(it) for it in items),
+                        line=list_line,
+                        start=list_start,
+                    )
                 )
                 items.clear()
 
@@ -469,9 +475,10 @@ class _Parser:
                     flush_list()
                 if not items:
                     ordered, list_line = is_ordered, lineno
+                    list_start = int(om.group("number")) if om else 1
                 match = om or um
                 assert match is not None
-                items.append([(match.group(1), lineno)])
+                items.append([(match.group(match.lastindex or 1), lineno)])
                 continue
             if items and raw[:1].isspace():  # an indented line continues the list item
                 items[-1].append((stripped, lineno))
