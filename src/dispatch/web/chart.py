@@ -31,7 +31,7 @@ def opens_clicks_svg(timeline: dict[str, Any], labels: tuple[str, str] = ("opene
         y = PAD_TOP + plot_h * (1 - value / peak)
         parts.append(f'<line x1="{PAD_LEFT}" x2="{WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e8ec"/>')
         parts.append(f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#61707d">{value}</text>')
-    step = max(1, len(buckets) // 8)
+    step = max(1, -(-len(buckets) // 6))
     for i, b in enumerate(buckets):
         x = PAD_LEFT + i * slot + (slot - 2 * bar) / 2
         for j, (key, colour) in enumerate((("opened", OPEN_COLOUR), ("clicked", CLICK_COLOUR))):

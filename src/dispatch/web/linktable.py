@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from contextlib import nullcontext
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from dispatch.models.issue import Issue
@@ -49,14 +49,19 @@ class LinkTableCache:
         self.max_entries = max_entries
         self.ttl = ttl
 
-    def get(self, session: Session | Connection, campaign_id: int) -> tuple[str, ...] | None:
+    def get(self, session: Session | Connection | Engine, campaign_id: int) -> tuple[str, ...] | None:
+        """The link table; on a miss it is read through `session` (an Engine opens a connection)."""
         now = time.monotonic()
         with self._lock:
             hit = self._entries.get(campaign_id)
             if hit is not None and now - hit[0] < self.ttl:
                 self._entries.move_to_end(campaign_id)
                 return hit[1]
-        links = load_links(session, campaign_id)
+        if isinstance(session, Engine):
+            with session.connect() as conn:
+                links = load_links(conn, campaign_id)
+        else:
+            links = load_links(session, campaign_id)
         with self._lock:
             self._entries[campaign_id] = (now, links)
             self._entries.move_to_end(campaign_id)

@@ -19,8 +19,6 @@ import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from dispatch.config import Settings
 from dispatch.log import get_logger
 from dispatch.tokens import TokenError, verify_click_token, verify_open_token
@@ -72,11 +70,11 @@ class TrackingApp:
             return
         hits = self.hits
         try:
-            with hits.transaction(), hits.engine.begin() as conn:
-                ref = hits.ref(conn, delivery_id)
+            with hits.transaction() as cursor:
+                ref = hits.ref(cursor, delivery_id)
                 if ref is not None:
-                    hits.record_open(conn, ref)
-        except SQLAlchemyError:  # an open is worth less than a broken image: log, never show
+                    hits.record_open(cursor, ref)
+        except hits.db_errors:  # an open is worth less than a broken image: log, never show
             log.error("tracking.open_failed", exc_info=True, delivery_id=delivery_id)
 
     def click(self, token: str) -> str | None:
@@ -86,17 +84,17 @@ class TrackingApp:
         except TokenError:
             return None
         hits = self.hits
-        with hits.transaction(), hits.engine.begin() as conn:
-            ref = hits.ref(conn, delivery_id)
+        with hits.transaction() as cursor:
+            ref = hits.ref(cursor, delivery_id)
             if ref is None:
                 return None
-            links = self.link_tables.get(conn, ref.campaign_id)
+            links = self.link_tables.get(hits.engine, ref.campaign_id)
             if links is None or not 0 <= link_index < len(links):
                 return None
             url = links[link_index]
             if not url.startswith(("https://", "http://")):
                 return None
-            hits.record_click(conn, ref, link_index, url)
+            hits.record_click(cursor, ref, link_index, url)
         return url
 
 
