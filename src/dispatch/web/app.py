@@ -6,6 +6,8 @@ the WeChat callback. `create_app(settings)` builds one; `dispatch web` serves it
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -48,7 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for these settings (the engine is shared per database URL)."""
     settings = settings or get_settings()
     engine = get_engine(settings)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.hits.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="dispatch",
         version=__version__,
         description="Admin API of the dispatch newsletter service / 简报投递管理接口",

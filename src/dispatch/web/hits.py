@@ -71,25 +71,59 @@ class HitRecorder:
         self._event_time = _processor(Event.__table__.c.occurred_at, engine)
         self._event_data = _processor(Event.__table__.c.data, engine)
         self._refs: dict[int, DeliveryRef] = {}
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._opened_lock = threading.Lock()
         self.db_errors: tuple[type[BaseException], ...] = (SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        """A DBAPI cursor in one transaction (serialised per process on SQLite)."""
+        """A DBAPI cursor in one transaction (serialised per process on SQLite).
+
+        Each thread keeps one connection of its own, detached from the pool: a pool checkout
+        would add a pre-ping and a reset round trip to every hit. A connection that failed is
+        dropped and the next hit opens a new one.
+        """
         with _sqlite_write_lock if self.is_sqlite else nullcontext():
-            raw = self.engine.raw_connection()
+            raw = getattr(self._local, "connection", None)
+            if raw is None:
+                proxied = self.engine.raw_connection()
+                proxied.detach()
+                raw = self._local.connection = proxied
+                with self._opened_lock:
+                    self._opened.append(proxied)
+            cursor = raw.cursor()
             try:
-                cursor = raw.cursor()
+                yield cursor
+                raw.commit()
+            except BaseException as exc:
                 try:
-                    yield cursor
-                    raw.commit()
-                except BaseException:
                     raw.rollback()
-                    raise
-                finally:
-                    cursor.close()
+                except self.db_errors:
+                    pass
+                if isinstance(exc, self.db_errors):
+                    self._local.connection = None
+                    try:
+                        raw.close()
+                    except self.db_errors:
+                        pass
+                raise
             finally:
-                raw.close()  # back to the pool
+                try:
+                    cursor.close()
+                except self.db_errors:
+                    pass
+
+    def close(self) -> None:
+        """Close every connection the recorder opened (app shutdown)."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for raw in opened:
+            try:
+                raw.close()
+            except self.db_errors:
+                pass
+        self._local = threading.local()
 
     def ref(self, cursor: Any, delivery_id: int) -> DeliveryRef | None:
         """The delivery's campaign, subscriber and channel; cached, as they never change."""
