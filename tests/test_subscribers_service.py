@@ -65,6 +65,9 @@ def test_email_is_normalised_and_unique(session):
     assert service.get_subscriber(session, "Li.Lei@example.org").id == person.id
     assert service.get_subscriber(session, str(person.id)).id == person.id
     assert service.get_subscriber(session, "oABC123").id == follower.id
+    with pytest.raises(service.SubscriberError, match="no subscriber"):  # beyond INTEGER: names nobody
+        service.get_subscriber(session, "36893488147419103232")
+    assert service.find_subscriber(session, id=2**40) is None
 
 
 def test_update_merges_attributes_and_remove_deletes(session):
@@ -227,6 +230,7 @@ def test_recipients_each_person_once_and_only_eligible(session):
     assert service.count_recipients(session, [a.id, b.id], "email") == 2
     assert service.count_recipients(session, [a.id, b.id], "wechat") == 2
     assert service.count_recipients(session, [], "email") == 0
+    assert service.count_recipients(session, [a.id, 2**40], "email") == service.count_recipients(session, [a.id], "email") == 1
     assert service.list_member_counts(session, a.id) == {"unconfirmed": 0, "confirmed": 3, "unsubscribed": 1}
     with pytest.raises(service.SubscriberError, match="email or wechat"):
         service.recipients_select([a.id], "sms")

@@ -31,6 +31,7 @@ from dispatch.subscribers.addresses import InvalidEmail, check_email, normalise_
 from dispatch.tokens import TokenError, verify_unsubscribe_token
 
 CHANNELS = ("email", "wechat")
+MAX_ID = 2**31 - 1  # INTEGER columns: a larger id names nothing (and would overflow the driver)
 # a suppression's reason decides which status the subscriber gets
 STATUS_FOR_REASON = {"bounced": "bounced", "complained": "complained"}
 SUPPRESSED_STATUSES = ("bounced", "complained", "blocklisted")
@@ -169,7 +170,7 @@ def find_subscriber(
     session: Session, *, id: int | None = None, email: str | None = None, openid: str | None = None
 ) -> Subscriber | None:
     if id is not None:
-        return session.get(Subscriber, id)
+        return session.get(Subscriber, id) if 0 < id <= MAX_ID else None
     if email:
         return session.scalar(select(Subscriber).where(Subscriber.email == normalise_email(email)))
     if openid:
@@ -181,7 +182,7 @@ def get_subscriber(session: Session, ref: str | int) -> Subscriber:
     """By id, email or openid (what an administrator types)."""
     text = str(ref).strip()
     found = None
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and int(text) <= MAX_ID:
         found = session.get(Subscriber, int(text))
     elif "@" in text:
         found = find_subscriber(session, email=text)
@@ -387,6 +388,8 @@ def _send_confirmation(session: Session, settings: Settings, subscriber: Subscri
 
 def confirm(session: Session, subscriber_id: int, list_id: int, *, source: str = "link") -> bool:
     """Mark a subscription confirmed; True when it changed (confirming twice is harmless)."""
+    if not (0 < subscriber_id <= MAX_ID and 0 < list_id <= MAX_ID):
+        raise SubscriberError("no_subscription", id=subscriber_id, slug=list_id)
     subscription = session.get(Subscription, (subscriber_id, list_id))
     subscriber = session.get(Subscriber, subscriber_id)
     if subscription is None or subscriber is None:
@@ -409,7 +412,7 @@ def unsubscribe(session: Session, subscriber_id: int, list_id: int | None, *, so
                 channel: str = "email", campaign_id: int | None = None) -> bool:
     """Leave one list, or everything (list_id None). Idempotent: True only when something changed,
     and the `unsubscribed` event is recorded only then."""
-    subscriber = session.get(Subscriber, subscriber_id)
+    subscriber = session.get(Subscriber, subscriber_id) if 0 < subscriber_id <= MAX_ID else None
     if subscriber is None:
         raise SubscriberError("no_subscriber", ref=subscriber_id)
     now = utcnow()
@@ -435,9 +438,9 @@ def unsubscribe_by_token(session: Session, settings: Settings, token: str, *, so
     """Process an unsubscribe link (or an RFC 8058 one-click POST). Raises TokenError for a
     forged/altered/foreign token or one naming nobody, and then changes nothing."""
     claim = verify_unsubscribe_token(settings, token)
-    if session.get(Subscriber, claim.subscriber_id) is None:
+    if find_subscriber(session, id=claim.subscriber_id) is None:
         raise TokenError("unknown")
-    if claim.list_id is not None and session.get(MailingList, claim.list_id) is None:
+    if claim.list_id is not None and (claim.list_id > MAX_ID or session.get(MailingList, claim.list_id) is None):
         raise TokenError("unknown")
     return unsubscribe(session, claim.subscriber_id, claim.list_id, source=source)
 
@@ -539,7 +542,7 @@ def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
     """
     if channel not in CHANNELS:
         raise SubscriberError("bad_channel", value=channel)
-    ids = [int(i) for i in list_ids]
+    ids = [int(i) for i in list_ids if 0 < int(i) <= MAX_ID]  # others name no list
     on_a_list = exists().where(
         Subscription.subscriber_id == Subscriber.id,
         Subscription.list_id.in_(ids),
