@@ -75,6 +75,13 @@ def test_subscribers_commands(run, settings, session):
     assert json.loads(run("subscribers", "unsuppress", "Wang@example.org", "--json").stdout)["removed"] is True
     assert "was not suppressed" in run("subscribers", "unsuppress", "Wang@example.org").stdout
 
+    left = json.loads(run("subscribers", "unsubscribe", "oFAN", "--list", "news", "--json").stdout)
+    assert left["changed"] is True and left["lists"][0]["status"] == "unsubscribed"
+    assert json.loads(run("subscribers", "unsubscribe", "oFAN", "--list", "news", "--json").stdout)["changed"] is False
+    assert "--resubscribe" in run("subscribers", "subscribe", "oFAN", "--list", "news", ok=False).stderr
+    back = json.loads(run("subscribers", "subscribe", "oFAN", "--list", "news", "--resubscribe", "--json").stdout)
+    assert back["lists"][0]["status"] == "confirmed"
+
     removed = json.loads(run("subscribers", "remove", "oFAN", "--json").stdout)
     assert removed["openid"] == "oFAN"
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 1

@@ -185,6 +185,39 @@ def remove_cmd(ref: str, as_json: bool) -> None:
     emit(data, as_json, lambda d: click.echo(MESSAGES.both("removed", id=d["id"], address=d["email"] or d["openid"])))
 
 
+@subscribers_group.command("subscribe")
+@click.argument("ref")
+@click.option("--list", "list_slugs", multiple=True, required=True, metavar="SLUG", help="List (repeatable) / 列表")
+@click.option("--resubscribe", is_flag=True, help="Allow an address that unsubscribed / 允许重新订阅已退订者")
+@json_option
+def subscribe_cmd(ref: str, list_slugs: tuple[str, ...], resubscribe: bool, as_json: bool) -> None:
+    """订阅列表 / Subscribe someone (id, email or openid) to lists.
+
+    双重确认的列表会发送确认邮件。 / Double opt-in lists send a confirmation email.
+    """
+    settings = settings_or_exit()
+    with cli_session() as session:
+        subscriber = service.get_subscriber(session, ref)
+        for mailing_list in service.get_lists(session, list_slugs):
+            service.subscribe(session, subscriber, mailing_list, settings=settings, source="cli", resubscribe=resubscribe)
+        data = _with_lists(session, subscriber)
+    emit(data, as_json, _print_subscriber)
+
+
+@subscribers_group.command("unsubscribe")
+@click.argument("ref")
+@click.option("--list", "list_slug", default=None, metavar="SLUG", help="Only this list; default all / 仅此列表，默认全部")
+@json_option
+def unsubscribe_cmd(ref: str, list_slug: str | None, as_json: bool) -> None:
+    """退订 / Unsubscribe someone from one list or from everything."""
+    with cli_session() as session:
+        subscriber = service.get_subscriber(session, ref)
+        list_id = service.get_list(session, list_slug).id if list_slug else None
+        changed = service.unsubscribe(session, subscriber.id, list_id, source="cli", channel="email")
+        data = {**_with_lists(session, subscriber), "changed": changed}
+    emit(data, as_json, _print_subscriber)
+
+
 @subscribers_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--list", "list_slug", required=True, metavar="SLUG", help="Target list / 导入到此列表")
