@@ -12,7 +12,7 @@ import importlib
 from dispatch.channels.base import CampaignContext, Channel
 from dispatch.config import Settings
 
-__all__ = ["CHANNEL_CLASSES", "UnknownChannel", "make_channel"]
+__all__ = ["CHANNEL_CLASSES", "UnknownChannel", "make_channel", "prepare_channel"]
 
 CHANNEL_CLASSES: dict[str, str] = {
     "email": "dispatch.channels.smtp:SmtpChannel",
@@ -24,11 +24,36 @@ class UnknownChannel(ValueError):
     """No channel of that kind is registered."""
 
 
-def make_channel(kind: str, settings: Settings, context: CampaignContext) -> Channel:
-    """Build the channel of `kind` for one batch of one campaign."""
+def channel_class(kind: str) -> type:
     target = CHANNEL_CLASSES.get(kind)
     if target is None:
         raise UnknownChannel(f"unknown channel {kind!r} (known: {', '.join(sorted(CHANNEL_CLASSES))})")
     module_name, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(settings, context)
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make_channel(kind: str, settings: Settings, context: CampaignContext) -> Channel:
+    """Build the channel of `kind` for one batch of one campaign."""
+    return channel_class(kind)(settings, context)
+
+
+def prepare_channel(kind: str, settings: Settings, context: CampaignContext) -> None:
+    """Do the channel's slow once-per-campaign work (rendering the issue) ahead of a batch.
+
+    The engine calls this before it claims rows, so a claim's lease only has to cover the
+    sending itself. A channel class opts in with a `prepare_campaign(settings, context)`
+    static/class method; for email the per-process campaign source cache is warmed.
+    """
+    cls = channel_class(kind)
+    prepare = getattr(cls, "prepare_campaign", None)
+    if prepare is not None:
+        prepare(settings, context)
+        return
+    if kind == "email":
+        from sqlalchemy.orm import Session
+
+        from dispatch.channels.smtp import load_campaign_source
+        from dispatch.db import get_engine
+
+        with Session(bind=get_engine(settings)) as session:
+            load_campaign_source(session, context, settings)

@@ -264,6 +264,30 @@ def _release(engine: Engine, ids: list[int], token: str, report: BatchReport, **
         report.released += release(session, ids, token, **kwargs)
 
 
+def _prepare_channel(channel_factory: ChannelFactory | None, settings: Settings, campaign: Campaign, batch_no: int) -> None:
+    """Slow per-campaign channel work (rendering) before any row is claimed, so a lease only
+    has to cover sending (see dispatch.channels.prepare_channel)."""
+    if channel_factory is not None:  # a caller-supplied channel prepares itself
+        return
+    try:
+        from dispatch.channels import prepare_channel
+
+        prepare_channel(campaign.channel, settings, _context(campaign, batch_no))
+    except Exception as exc:  # noqa: BLE001 - the send itself reports the problem properly
+        log.warning("batch.prepare_failed", campaign_id=campaign.id, error=f"{type(exc).__name__}: {exc}")
+
+
+def _context(campaign: Campaign, batch_no: int) -> CampaignContext:
+    return CampaignContext(
+        campaign_id=campaign.id,
+        issue_id=campaign.issue_id,
+        batch_no=batch_no,
+        list_ids=tuple(campaign.list_ids),
+        tracking=campaign.tracking,
+        is_test=campaign.is_test,
+    )
+
+
 def deliver_batch(
     engine: Engine,
     settings: Settings,
@@ -278,11 +302,13 @@ def deliver_batch(
     """Send the due rows of one batch. Idempotent: rows already done are never claimed."""
     report = BatchReport(campaign_id, batch_no)
     token = new_claim_token(worker)
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    with Session(engine, expire_on_commit=False) as session:
         campaign = session.get(Campaign, campaign_id)
         if campaign is None or campaign.status != "running":
             report.stopped = f"campaign {campaign.status if campaign else 'missing'}"
             return report
+    _prepare_channel(channel_factory, settings, campaign, batch_no)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         rows = claim_batch(session, campaign_id, batch_no, token, settings.lease_seconds)
     report.claimed = len(rows)
     if not rows:
@@ -299,14 +325,7 @@ def deliver_batch(
             report.skipped = len(gone)
     rows = [r for r in rows if r.subscriber_id in eligible]
 
-    context = CampaignContext(
-        campaign_id=campaign.id,
-        issue_id=campaign.issue_id,
-        batch_no=batch_no,
-        list_ids=tuple(campaign.list_ids),
-        tracking=campaign.tracking,
-        is_test=campaign.is_test,
-    )
+    context = _context(campaign, batch_no)
     factory = channel_factory or _default_channel_factory
     limits = campaign_limits(settings, campaign)
     limiter = limiter if limiter is not None else (make_rate_limiter(settings) if limits else None)
