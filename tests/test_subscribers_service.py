@@ -168,7 +168,7 @@ def test_unsubscribe_one_list_or_all_is_idempotent(session):
 
 def test_suppression_marks_status_and_blocks(session):
     news = service.create_list(session, "news", "News")
-    person = service.add_subscriber(session, email="a@example.org", openid="oA")
+    person = service.add_subscriber(session, email="a@example.org")
     service.subscribe(session, person, news)
     first = service.suppress(session, email=" a@EXAMPLE.ORG", reason="bounced", source="smtp")
     again = service.suppress(session, email="a@example.org", reason="complained", source="smtp")
@@ -178,7 +178,6 @@ def test_suppression_marks_status_and_blocks(session):
     assert service.is_suppressed(session, email=" a@Example.org ")
     assert not service.is_suppressed(session, email="b@example.org")
     assert _ids(session, [news.id], "email") == []
-    assert _ids(session, [news.id], "wechat") == []  # the person's status blocks every channel
     with pytest.raises(service.SubscriberError, match="suppressed"):
         service.subscribe(session, person, news)
     assert service.unsuppress(session, email="a@example.org") is True
@@ -187,6 +186,29 @@ def test_suppression_marks_status_and_blocks(session):
     assert person.status == "active"
     assert _ids(session, [news.id]) == [person.id]
     assert session.scalar(select(func.count()).select_from(Event).where(Event.kind == "suppressed")) == 1
+
+
+def test_bounce_on_one_channel_keeps_the_other(session):
+    news = service.create_list(session, "news", "News")
+    both = service.add_subscriber(session, email="both@example.org", openid="oBOTH")
+    service.subscribe(session, both, news)
+    service.suppress(session, email="both@example.org", reason="bounced", source="smtp")
+    session.commit()
+    assert both.status == "active"  # still reachable on WeChat
+    assert _ids(session, [news.id], "email") == []
+    assert _ids(session, [news.id], "wechat") == [both.id]
+    other = service.create_list(session, "other", "Other")
+    service.subscribe(session, both, other)  # allowed: WeChat still works
+    service.suppress(session, openid="oBOTH", reason="bounced", source="wechat")
+    session.commit()
+    assert both.status == "bounced"  # now unreachable everywhere
+    assert _ids(session, [news.id, other.id], "wechat") == []
+    with pytest.raises(service.SubscriberError, match="suppressed"):
+        service.subscribe(session, both, service.create_list(session, "third", "Third"))
+    service.suppress(session, openid="oCOMPLAIN", reason="complained", source="wechat")
+    complainer = service.add_subscriber(session, email="c@example.org", openid="oCOMPLAIN2")
+    service.suppress(session, email="c@example.org", reason="complained", source="smtp")
+    assert complainer.status == "complained"  # a complaint is about the person, not a mailbox
 
 
 def test_suppressed_address_without_subscriber_and_openid_suppression(session):

@@ -341,7 +341,7 @@ def subscribe(
     follower without email is confirmed at once: following the account was the opt-in, and
     there is no address to confirm."""
     address = subscriber.email or subscriber.openid or f"#{subscriber.id}"
-    if is_suppressed(session, email=subscriber.email, openid=subscriber.openid) or subscriber.status in SUPPRESSED_STATUSES:
+    if _blocked(session, subscriber):
         if not resubscribe:
             raise SubscriberError("suppressed", address=address)
         unsuppress(session, email=subscriber.email, openid=subscriber.openid)
@@ -483,8 +483,11 @@ def suppress(
     campaign_id: int | None = None,
     delivery_id: int | None = None,
 ) -> Suppression:
-    """Block an address (or openid) from every future send; the subscriber's status follows
-    the reason (bounced / complained, otherwise blocklisted). Suppressing twice keeps the first."""
+    """Block an address (or openid) from every future send. The subscriber's status follows
+    the reason (bounced / complained, otherwise blocklisted), except that a bounce leaves a
+    person alone who is still reachable on their other channel: a dead mailbox says nothing
+    about their WeChat, and the suppression already keeps that address out of every send.
+    Suppressing twice keeps the first."""
     email, openid = _address(email, openid)
     existing = session.scalars(select(Suppression).where(_matching(Suppression, email, openid))).first()
     suppression = existing
@@ -493,7 +496,10 @@ def suppress(
         session.add(suppression)
     status = STATUS_FOR_REASON.get(suppression.reason, "blocklisted")
     subscribers = session.scalars(select(Subscriber).where(_matching(Subscriber, email, openid))).all()
+    session.flush()
     for subscriber in subscribers:
+        if suppression.reason == "bounced" and _reachable_elsewhere(session, subscriber, email, openid):
+            continue
         if subscriber.status != status:
             subscriber.status = status
     if existing is None:
@@ -505,6 +511,24 @@ def suppress(
         )
     session.flush()
     return suppression
+
+
+def _reachable_elsewhere(session: Session, subscriber: Subscriber, email: str | None, openid: str | None) -> bool:
+    """Has the subscriber an address besides the suppressed one that is not suppressed?"""
+    others = []
+    if subscriber.email and subscriber.email != email:
+        others.append({"email": subscriber.email})
+    if subscriber.openid and subscriber.openid != openid:
+        others.append({"openid": subscriber.openid})
+    return any(not is_suppressed(session, **other) for other in others)
+
+
+def _blocked(session: Session, subscriber: Subscriber) -> bool:
+    """Suppressed as a person, or on every address they have."""
+    if subscriber.status in SUPPRESSED_STATUSES:
+        return True
+    addresses = [a for a in ({"email": subscriber.email}, {"openid": subscriber.openid}) if next(iter(a.values()))]
+    return all(is_suppressed(session, **a) for a in addresses)
 
 
 def unsuppress(session: Session, *, email: str | None = None, openid: str | None = None) -> bool:
