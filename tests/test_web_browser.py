@@ -28,6 +28,7 @@ from dispatch.db import make_engine, upgrade
 from dispatch.models.subscriber import Subscriber, Subscription
 from dispatch.outbox import LocalOutbox
 from dispatch.paths import SAMPLE_ISSUE_DIR
+from dispatch.web.users import create_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -84,10 +85,8 @@ def stack(tmp_path: Path) -> Iterator[dict]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")])
     procs: list[subprocess.Popen] = []
     try:
-        created = subprocess.run([*DISPATCH, "users", "create", "--email", ADMIN_EMAIL,
-                                  "--role", "admin", "--password-stdin"], input=ADMIN_PASSWORD + "\n", env=env,
-                                 cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert created.returncode == 0, created.stderr
+        with Session(engine) as session, session.begin():  # `dispatch users create` is tested in test_web_cli
+            create_user(session, ADMIN_EMAIL, ADMIN_PASSWORD, "admin")
         web_log = tmp_path / "web.log"
         procs.append(subprocess.Popen([*DISPATCH, "web", "--host", "127.0.0.1", "--port", str(port)],
                                       env=env, cwd=ROOT, stdout=web_log.open("ab"), stderr=subprocess.STDOUT))
