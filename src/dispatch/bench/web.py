@@ -80,16 +80,17 @@ def _seed(database_url: str, data_dir: Path, recipients: int) -> tuple[int, list
 
 def _start_server(database_url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "DISPATCH_DATABASE_URL": database_url, "DISPATCH_DATA_DIR": str(data_dir),
-           "DISPATCH_SECRET_KEY": SECRET, "DISPATCH_PUBLIC_BASE_URL": BASE_URL}
+           "DISPATCH_SECRET_KEY": SECRET, "DISPATCH_PUBLIC_BASE_URL": BASE_URL, "DISPATCH_LOG_LEVEL": "WARNING"}
+    log_path = data_dir / "uvicorn.log"
     cmd = [sys.executable, "-m", "uvicorn", "dispatch.web.asgi:app", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_path.open("ab"), start_new_session=True)
     import httpx
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"uvicorn exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
+            raise RuntimeError(f"uvicorn exited: {log_path.read_text(errors='replace')[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return proc

@@ -22,18 +22,22 @@ def web_cmd(host: str | None, port: int | None, workers: int) -> None:
     """Serve the web app: tracking, unsubscribe, archive, admin / 启动网页服务."""
     import uvicorn
 
+    from dispatch.log import configure_logging
+
+    configure_logging("INFO")  # one JSON object per line, uvicorn's own lines included
     settings = settings_or_exit()
     engine = get_engine(settings)
     if not settings.is_embedded_db:
         upgrade(engine)
     if workers > 1:
         uvicorn.run("dispatch.web.asgi:app", host=host or settings.web_host, port=port or settings.web_port,
-                    workers=workers, log_level="warning", access_log=False, proxy_headers=True)
+                    workers=workers, log_level="warning", access_log=False, proxy_headers=True,
+                    log_config=None)
         return
     from dispatch.web.app import create_app
 
     uvicorn.run(create_app(settings), host=host or settings.web_host, port=port or settings.web_port,
-                log_level="info", access_log=False, proxy_headers=True)
+                log_level="info", access_log=False, proxy_headers=True, log_config=None)
 
 
 @click.group("users")

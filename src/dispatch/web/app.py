@@ -5,7 +5,6 @@ the WeChat callback. `create_app(settings)` builds one; `dispatch web` serves it
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,8 +32,6 @@ from dispatch.web.hits import HitRecorder
 from dispatch.web.linktable import LinkTableCache
 from dispatch.web.routes_tracking import TrackingApp
 from dispatch.web.templating import make_environment, render_page
-
-log = logging.getLogger("dispatch.web")
 
 PUBLIC_PATH_PREFIXES = ("/t/", "/u/", "/confirm/", "/issues", "/wechat/", "/admin/login", "/healthz",
                         "/openapi.json", "/api/docs", "/lang/")

@@ -7,7 +7,6 @@ the session's CSRF token, checked by the guard. After a successful post the page
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -17,6 +16,7 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from dispatch.delivery import campaigns as engine_campaigns
+from dispatch.log import get_logger
 from dispatch.models.delivery import Campaign
 from dispatch.models.issue import Issue
 from dispatch.models.subscriber import MailingList, Subscriber
@@ -31,7 +31,7 @@ from dispatch.web.stats import campaign_stats
 from dispatch.web.templating import render_page, request_locale
 from dispatch.web.texts import TEXTS
 
-log = logging.getLogger("dispatch.web.pages")
+log = get_logger("dispatch.web.pages")
 router = APIRouter(prefix="/admin", include_in_schema=False)
 FLASH_KEYS = {"saved", "done"}
 
@@ -169,7 +169,7 @@ def issue_preview(request: Request, principal: EditorUser, session: DbSession, i
         email = api_issues.preview_email(request, issue)
         context["email"] = {k: email[k] for k in ("subject", "preheader", "html_bytes", "shortened")}
     except Exception as exc:  # a preview problem is shown, never a 500 page
-        log.exception("preview_email_failed issue_id=%s", issue_id)
+        log.error("web.preview_email_failed", exc_info=True, issue_id=issue_id)
         context["email_error"] = str(exc)
     try:
         context["wechat"] = api_issues.preview_wechat(request, issue)
