@@ -257,7 +257,8 @@ def _verify(database_url: str, campaign_id: int, plan: list[tuple[str, int, int]
 
 @click.command("web")
 @click.option("--requests", "n_requests", type=click.IntRange(100, 200_000), default=20_000, show_default=True)
-@click.option("--concurrency", type=click.IntRange(1, 500), default=64, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 500), default=16, show_default=True,
+              help="connections kept busy at once (latency ≈ concurrency × service time)")
 @click.option("--recipients", type=click.IntRange(10, 100_000), default=2_000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 16), default=None,
               help="uvicorn processes (default: 1 on SQLite, whose writes serialise anyway; 2 otherwise)")
