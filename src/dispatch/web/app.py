@@ -30,7 +30,7 @@ from dispatch.web import (
 from dispatch.web.errors import install_error_handlers
 from dispatch.web.hits import HitRecorder
 from dispatch.web.linktable import LinkTableCache
-from dispatch.web.routes_tracking import TrackingApp
+from dispatch.web.routes_tracking import TrackingApp, TrackingShortcut
 from dispatch.web.templating import make_environment, render_page
 
 PUBLIC_PATH_PREFIXES = ("/t/", "/u/", "/confirm/", "/issues", "/wechat/", "/admin/login", "/healthz",
@@ -68,8 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.link_tables = LinkTableCache()
     app.state.hits = HitRecorder(engine)
 
-    # the tracking hot path first, as a bare ASGI app (see routes_tracking)
-    app.mount("/t", TrackingApp(settings, app.state.hits, app.state.link_tables), name="tracking")
+    # the tracking hot path bypasses the framework (see routes_tracking)
+    app.add_middleware(TrackingShortcut, tracking=TrackingApp(settings, app.state.hits, app.state.link_tables))
     for module in (routes_unsubscribe, routes_archive, routes_wechat,
                    api_lists, api_subscribers, api_issues, api_campaigns, pages_auth, pages):
         app.include_router(module.router)
