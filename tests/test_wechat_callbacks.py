@@ -52,7 +52,7 @@ def _send_chunk(wechat_settings, issue, n=4) -> str:
     channel = WechatChannel(wechat_settings, CampaignContext(5, issue.id, 0, (1,), False),
                             policy=RetryPolicy(attempts=1))
     results = channel.send([Recipient(i, i, None, "", "zh-CN", f"oCB{i}") for i in range(1, n + 1)])
-    assert {r.outcome for r in results} == {"sent"}
+    assert {r.outcome for r in results} == {"sent"}, results[0].text
     return results[0].external_id
 
 

@@ -60,7 +60,29 @@ def start_campaign(session, engine, settings, issue, list_id, **options):
     return campaign, queue
 
 
+def _sends_per_batch(session, engine, settings, fake, issue, followers: int) -> int:
+    list_id = seed_followers(session, followers, list_slug=f"probe-{followers}", openid_prefix="oPROBE")
+    campaign, queue = start_campaign(session, engine, settings, issue, list_id)
+    assert len(queue.items) == 1
+    drain(engine, settings, queue, channel_factory=factory_with())
+    return sum(1 for m in fake.state.mass_sends() if m.clientmsgid.startswith(f"dispatch-{campaign.id}-"))
+
+
+WHOLE_BATCH = ("the delivery engine split one WeChat batch into {n} channel.send() calls; a batch "
+               "must reach WechatChannel.send() whole (WechatChannel.chunk_size = 10,000), or every "
+               "small chunk becomes its own mass send and uses up the account's mass-send quota")
+
+
+def test_engine_hands_the_wechat_channel_a_whole_batch(session, engine, wechat_settings, fake, issue):
+    sends = _sends_per_batch(session, engine, wechat_settings, fake, issue, 120)
+    assert sends == 1, WHOLE_BATCH.format(n=sends)
+
+
 def test_25000_openids_go_out_in_three_chunks_each_once(session, engine, wechat_settings, fake, issue):
+    probe = _sends_per_batch(session, engine, wechat_settings, fake, issue, 120)
+    if probe != 1:  # fail fast: 25,000 openids in tiny chunks would take minutes
+        pytest.fail(WHOLE_BATCH.format(n=probe))
+    fake.state.mass.clear()
     list_id = seed_followers(session, 25_000)
     campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
     assert len(queue.items) == 3
@@ -93,7 +115,7 @@ def test_25000_openids_go_out_in_three_chunks_each_once(session, engine, wechat_
 
 
 def test_chunk_retried_after_dropped_connection_is_not_sent_twice(session, engine, wechat_settings, fake, issue):
-    list_id = seed_followers(session, 30)
+    list_id = seed_followers(session, 6)
     campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
     # WeChat takes the send, then the connection drops before the answer; no in-process retry
     fake.state.add_fault("message/mass/send", drop=True, after_processing=True)
