@@ -5,11 +5,11 @@ dispatch/migrations/versions/.
 """
 
 from dispatch.models.base import Base, utcnow
+from dispatch.models.delivery import *  # noqa: F403
 from dispatch.models.event import EVENT_KINDS, Event
 from dispatch.models.issue import ISSUE_STATUSES, Issue
 from dispatch.models.subscriber import *  # noqa: F403
-from dispatch.models.delivery import *  # noqa: F403
-from dispatch.models.wechat import *  # noqa: F403
 from dispatch.models.web import *  # noqa: F403
+from dispatch.models.wechat import *  # noqa: F403
 
 __all__ = ["Base", "utcnow", "Event", "EVENT_KINDS", "Issue", "ISSUE_STATUSES"]
