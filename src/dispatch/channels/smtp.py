@@ -179,13 +179,21 @@ def smtp_data(smtp: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
     return _send_body(smtp, message)
 
 
-def _send_body(smtp: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
-    """After 354: the message, dot-stuffed where needed, the final dot, and the server's reply."""
+def _send_body(
+    smtp: smtplib.SMTP, message: bytes, while_waiting: Callable[[], None] | None = None
+) -> tuple[int, bytes]:
+    """After 354: the message, dot-stuffed where needed, the final dot, and the server's reply.
+
+    `while_waiting` runs between sending and reading the reply: the next recipient's message is
+    built while the server is still taking this one (it must not raise).
+    """
     if message.startswith(b".") or b"\n." in message:
         message = _LEADING_DOT.sub(b"..", message)
     if not message.endswith(b"\r\n"):
         message += b"\r\n"
     smtp.send(message + b".\r\n")
+    if while_waiting is not None:
+        while_waiting()
     return smtp.getreply()
 
 
@@ -574,12 +582,27 @@ class SmtpChannel:
         if state.halt is None and self._drops > self.max_reconnects:  # an earlier chunk lost it twice
             state.halt = _Halt("deferred", None, MESSAGES.both("dropped_twice"))
         results: list[SendResult] = []
-        for recipient in batch:
+        built: dict[int, tuple[str, bytes] | Exception] = {}  # at most the next recipient's message
+
+        def build(recipient: Recipient) -> tuple[str, bytes] | Exception:
+            try:
+                return source.message_for(recipient)  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - reported as this recipient's failure
+                return exc
+
+        for index, recipient in enumerate(batch):
             if state.halt is not None or source is None:
                 halt = state.halt or _Halt("paused", None, "")
                 result = SendResult(recipient.delivery_id, halt.outcome, halt.code, halt.text)
             else:
-                result = self._send_one(source, recipient, state)
+                following = batch[index + 1] if index + 1 < len(batch) else None
+
+                def build_following(following: Recipient | None = following) -> None:
+                    if following is not None and following.delivery_id not in built:
+                        built[following.delivery_id] = build(following)
+
+                message = built.pop(recipient.delivery_id, None) or build(recipient)
+                result = self._send_one(recipient, message, state, build_following)
             state.counts[result.outcome] = state.counts.get(result.outcome, 0) + 1
             results.append(result)
         log.info(
@@ -594,10 +617,15 @@ class SmtpChannel:
         )
         return results
 
-    def _send_one(self, source: EmailCampaignSource, recipient: Recipient, state: _BatchState) -> SendResult:
-        try:
-            message_id, data = source.message_for(recipient)
-        except Exception as exc:  # noqa: BLE001 - this recipient's message cannot be built
+    def _send_one(
+        self,
+        recipient: Recipient,
+        message: tuple[str, bytes] | Exception,
+        state: _BatchState,
+        while_waiting: Callable[[], None] | None = None,
+    ) -> SendResult:
+        if isinstance(message, Exception):  # this recipient's message cannot be built
+            exc = message
             log.warning(
                 "smtp.build_failed",
                 campaign_id=self.context.campaign_id,
@@ -605,6 +633,7 @@ class SmtpChannel:
                 reason=str(exc),
             )
             return SendResult(recipient.delivery_id, "failed", None, MESSAGES.both("build_failed", error=str(exc)))
+        message_id, data = message
         assert recipient.email is not None
         while True:
             if self._smtp is None:
@@ -616,7 +645,7 @@ class SmtpChannel:
             assert smtp is not None
             progress = _Progress()
             try:
-                code, reply = self._transaction(smtp, recipient.email, data, progress)
+                code, reply = self._transaction(smtp, recipient.email, data, progress, while_waiting)
                 stage = progress.stage
                 text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
                 outcome = classify_smtp_reply(code, text, stage=stage)
@@ -657,7 +686,12 @@ class SmtpChannel:
         return bool(smtp.has_extn("pipelining"))
 
     def _transaction(
-        self, smtp: smtplib.SMTP, address: str, data: bytes, progress: _Progress
+        self,
+        smtp: smtplib.SMTP,
+        address: str,
+        data: bytes,
+        progress: _Progress,
+        while_waiting: Callable[[], None] | None = None,
     ) -> tuple[int, bytes]:
         """MAIL, RCPT, DATA and the body; the first reply that is not a go-ahead ends it.
 
@@ -688,7 +722,7 @@ class SmtpChannel:
                         self._read_owed_replies(smtp, 2 - index)
                     return code, reply
         progress.body_sent = True
-        return _send_body(smtp, data)
+        return _send_body(smtp, data, while_waiting)
 
     def _read_owed_replies(self, smtp: smtplib.SMTP, count: int) -> None:
         try:
