@@ -73,6 +73,15 @@ def test_demo_publishes_and_mass_sends_to_followers_with_openids(session, settin
     assert all(c["status"] == "finished" and c["sent"] for c in result["chunks"])
 
 
+def test_demo_step_uses_every_list_and_reports_followers(session, settings, sample_issue):
+    from dispatch.wechat.demo import demo_step
+
+    seed_followers(session, 5, list_slug="a", openid_prefix="oA")
+    seed_followers(session, 4, list_slug="b", openid_prefix="oB")
+    result = demo_step(settings, sample_issue.id)
+    assert result["deliveries"]["sent"] == 9 and result["images_uploaded"] > 0
+
+
 def test_poll_mass_status_marks_finished_chunks(session, wechat_settings, fake):
     fake.state.drafts["D"] = [{}]
     client = WechatClient(wechat_settings)

@@ -77,3 +77,19 @@ def run_wechat_demo(settings: Settings, session: Session, issue: Issue, list_ids
                         "status": c.status, "sent": c.sent_count} for c in chunks],
             "msg_ids": [c.msg_id for c in chunks if c.msg_id],
         }
+
+
+def demo_step(settings: Settings, issue_id: int, list_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """What `dispatch demo` calls: its own session; every list when none are given.
+
+    Only subscribers with an openid are WeChat recipients; the result says how many there were.
+    """
+    from dispatch.db import get_engine
+    from dispatch.models.subscriber import MailingList
+
+    with Session(get_engine(settings), expire_on_commit=False) as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None:
+            raise ValueError(f"issue {issue_id} not found")
+        ids = list(list_ids) if list_ids is not None else list(session.scalars(select(MailingList.id)))
+        return run_wechat_demo(settings, session, issue, ids)
