@@ -67,9 +67,12 @@ def claim_batch(
     )
     if limit:
         pick = pick.limit(limit)
+    # a materialised CTE: PostgreSQL may otherwise re-run an IN-subquery with SKIP LOCKED per
+    # outer row and pick different rows each time (more than `limit`, in a different set)
+    picked = pick.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
     stmt = (
         update(D)
-        .where(D.c.id.in_(pick.scalar_subquery()), _due(now))
+        .where(D.c.id.in_(select(picked.c.id)), _due(now))
         .values(
             status="sending",
             lease_until=now + timedelta(seconds=lease_seconds),

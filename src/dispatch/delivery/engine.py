@@ -46,7 +46,8 @@ log = get_logger(__name__)
 
 D = Delivery.__table__
 C = Campaign.__table__
-CHUNK_SIZE = 25  # messages per recording transaction (also: pause/rate checks, lease heartbeat)
+CHUNK_SIZE = 25  # messages per recording transaction (also: pause/rate checks, lease heartbeat);
+# a channel overrides it with a `chunk_size` attribute (WeChat sends a whole batch in one call)
 MAX_RATE_SLEEP = 5.0  # longer waits for the limiter give the rows back with a due time
 
 ChannelFactory = Callable[[str, Settings, CampaignContext], Channel]
@@ -345,8 +346,10 @@ def deliver_batch(
                     campaign_service.transition(session, current, "failed", reason=reason)
             log.error("campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason)
             report.stopped = "channel failed"
+        # a channel may need whole batches (WeChat: one mass send per call, quota-limited)
+        chunk_size = int(getattr(channel, "chunk_size", 0) or CHUNK_SIZE)
         while remaining:
-            wanted = min(len(remaining), CHUNK_SIZE)
+            wanted = min(len(remaining), chunk_size)
             if limits and limiter is not None:
                 try:
                     grant = limiter.acquire(limits, wanted)
