@@ -162,3 +162,24 @@ def test_fake_posts_event_to_the_web_callback_over_http(session, wechat_settings
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_publishjobfinish_records_the_article_url(session, wechat_settings, fake, issue):
+    from dispatch.models.wechat import WechatDraft
+
+    draft = session.scalars(select(WechatDraft)).one()
+    draft.publish_id = "2247483999"
+    session.commit()
+    xml = ("<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><FromUserName><![CDATA[oSys]]></FromUserName>"
+           "<CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+           "<Event><![CDATA[PUBLISHJOBFINISH]]></Event><PublishEventInfo><publish_id>2247483999</publish_id>"
+           "<publish_status>0</publish_status><article_id><![CDATA[ART1]]></article_id>"
+           "<article_detail><count>1</count><item><idx>1</idx>"
+           "<article_url><![CDATA[https://mp.weixin.qq.com/s/ART1]]></article_url></item></article_detail>"
+           "</PublishEventInfo></xml>")
+    params, body = fake.api.sign_and_encrypt(xml)
+    assert handle_callback(session, wechat_settings, params, body) == "success"
+    session.commit()
+    session.expire_all()
+    draft = session.scalars(select(WechatDraft)).one()
+    assert (draft.article_id, draft.article_url) == ("ART1", "https://mp.weixin.qq.com/s/ART1")
