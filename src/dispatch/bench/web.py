@@ -81,6 +81,7 @@ def _seed(database_url: str, data_dir: Path, recipients: int) -> tuple[int, list
 def _start_server(database_url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen:
     env = {**os.environ, "DISPATCH_DATABASE_URL": database_url, "DISPATCH_DATA_DIR": str(data_dir),
            "DISPATCH_SECRET_KEY": SECRET, "DISPATCH_PUBLIC_BASE_URL": BASE_URL, "DISPATCH_LOG_LEVEL": "WARNING"}
+    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "uvicorn.log"
     cmd = [sys.executable, "-m", "uvicorn", "dispatch.web.asgi:app", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
@@ -260,14 +261,14 @@ def _verify(database_url: str, campaign_id: int, plan: list[tuple[str, int, int]
 @click.option("--concurrency", type=click.IntRange(1, 500), default=16, show_default=True,
               help="connections kept busy at once (latency ≈ concurrency × service time)")
 @click.option("--recipients", type=click.IntRange(10, 100_000), default=2_000, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 16), default=None,
-              help="uvicorn processes (default: 1 on SQLite, whose writes serialise anyway; 2 otherwise)")
+@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="uvicorn processes (on two cores shared with the client and the database, 1 is fastest)")
 @click.option("--max-seconds", type=float, default=60.0, show_default=True)
 @click.option("--database-url", default="", help="a scratch database (default: fresh SQLite in a temp dir)")
 @click.option("--client", type=click.Choice(["raw", "httpx"]), default="raw", show_default=True,
               help="load generator: minimal asyncio HTTP/1.1 (cheap) or httpx.AsyncClient")
 @json_option
-def command(n_requests: int, concurrency: int, recipients: int, workers: int | None, max_seconds: float,
+def command(n_requests: int, concurrency: int, recipients: int, workers: int, max_seconds: float,
             database_url: str, client: str, as_json: bool) -> None:
     """Open-pixel and click throughput on loopback / 打开像素与点击跳转的吞吐量."""
     from dispatch.tokens import make_click_token, make_open_token
@@ -275,7 +276,6 @@ def command(n_requests: int, concurrency: int, recipients: int, workers: int | N
     with tempfile.TemporaryDirectory(prefix="dispatch-bench-web-") as tmp:
         data_dir = Path(tmp) / "var"
         url = database_url or f"sqlite:///{data_dir / 'bench.db'}"
-        workers = workers or (1 if url.startswith("sqlite") else 2)
         campaign_id, delivery_ids, n_links = _seed(url, data_dir, recipients)
         settings = load_settings(env={}).replace(data_dir=data_dir, secret_key=SECRET, public_base_url=BASE_URL)
         plan = _plan(delivery_ids, n_links, n_requests)
