@@ -34,3 +34,6 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path):
         assert message.get_body(("plain",)) is not None and message.get_body(("html",)) is not None
     assert recipients["reader00@example.org"] == 1
     assert "reader07@example.org" not in recipients
+    # the WeChat step: the five followers among the readers get one mass send
+    wechat = out["wechat"]
+    assert wechat["campaign_status"] == "finished" and wechat["deliveries"]["sent"] == 5

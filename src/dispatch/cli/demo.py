@@ -37,12 +37,16 @@ MESSAGES = Catalog(
                     "campaign #{id}: {status}; sent {sent}, skipped {skipped}, failed {failed}, bounced {bounced}, of {total}"),
         "outbox": ("邮件（.eml）位于：{dir}（{count} 封）", "messages (.eml) are in: {dir} ({count} files)"),
         "timeout": ("演示在 {seconds} 秒内未完成", "the demo did not finish within {seconds} s"),
-        "wechat_later": ("微信步骤：尚未接入（见 cli/demo.py 的 wechat_step）", "WeChat step: not wired in yet (see wechat_step in cli/demo.py)"),
+        "wechat_later": ("微信步骤：未安装微信模块，已跳过", "WeChat step: the WeChat module is missing, skipped"),
+        "wechat_failed": ("微信步骤失败：{error}", "WeChat step failed: {error}"),
+        "wechat_done": ("微信：活动 #{campaign}（{status}），群发给 {sent} 位关注者，模拟接口 {url}",
+                        "WeChat: campaign #{campaign} ({status}), mass-sent to {sent} followers via the fake API at {url}"),
     }
 )
 
 READERS = 30
 PARTNERS = 8
+WECHAT_FOLLOWERS = 5  # readers who also follow the Official Account (have an openid)
 
 
 def demo_settings(base: Settings, fresh: bool) -> Settings:
@@ -67,11 +71,13 @@ def sample_people(session: Session) -> tuple[list[int], int]:
     readers = get_or_create_list("demo-readers", "示例读者 / Demo readers")
     partners = get_or_create_list("demo-partners", "合作单位 / Demo partners")
     people = [(f"reader{i:02d}@example.org", f"读者{i:02d}", readers) for i in range(READERS)]
+    followers = {f"reader{i:02d}@example.org": f"oDEMO-reader-{i:02d}" for i in range(WECHAT_FOLLOWERS)}
     people += [(f"partner{i:02d}@example.com", f"Partner {i:02d}", partners) for i in range(PARTNERS)]
     people.append(("reader00@example.org", "读者00", partners))  # on both lists: gets one message
     for email, name, mailing_list in people:
         sub = subscribers.find_subscriber(session, email=email) or subscribers.add_subscriber(
-            session, email=email, name=name, locale="en" if email.startswith("partner") else "zh-CN"
+            session, email=email, openid=followers.get(email), name=name,
+            locale="en" if email.startswith("partner") else "zh-CN",
         )
         if not subscribers.is_suppressed(session, email=email):
             subscribers.subscribe(session, sub, mailing_list, send_confirmation=False)
@@ -79,10 +85,14 @@ def sample_people(session: Session) -> tuple[list[int], int]:
     return sorted([readers.id, partners.id]), READERS + PARTNERS
 
 
-def wechat_step(settings: Settings, issue_id: int) -> dict[str, Any] | None:
-    """The WeChat part of the demo (publish to a fake WeChat API). The WeChat area fills this
-    in; returning None means "skipped"."""
-    return None
+def wechat_step(settings: Settings, issue_id: int, list_ids: list[int]) -> dict[str, Any] | None:
+    """The WeChat part (dispatch.wechat.demo): the issue to a fake WeChat API on loopback and
+    mass-sent to the followers among the sample people; None when that module is missing."""
+    try:
+        from dispatch.wechat.demo import demo_step
+    except ImportError:
+        return None
+    return demo_step(settings, issue_id, list_ids)
 
 
 def run_demo(base: Settings, *, fresh: bool = True, timeout: float = 300.0, echo=click.echo) -> dict[str, Any]:
@@ -146,9 +156,17 @@ def run_demo(base: Settings, *, fresh: bool = True, timeout: float = 300.0, echo
                     fail(MESSAGES.both("timeout", seconds=int(timeout)))
                 time.sleep(0.5)
             stop.set()
-        wechat = wechat_step(settings, issue.id)
+        try:  # the WeChat part never spoils the email result above
+            wechat = wechat_step(settings, issue.id, list_ids)
+        except Exception as exc:  # noqa: BLE001
+            wechat = {"error": f"{type(exc).__name__}: {exc}"}
         if wechat is None:
             echo(MESSAGES.both("wechat_later"))
+        elif "error" in wechat:
+            echo(MESSAGES.both("wechat_failed", error=wechat["error"]))
+        else:
+            echo(MESSAGES.both("wechat_done", campaign=wechat.get("campaign_id"), status=wechat.get("campaign_status"),
+                               sent=(wechat.get("deliveries") or {}).get("sent", 0), url=wechat.get("fake_api")))
     finally:
         stop.set()
         if sink is not None:
