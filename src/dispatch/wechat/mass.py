@@ -122,8 +122,8 @@ def send_chunk(session: Session, client: WechatClient, *, campaign_id: int, batc
         row.status = {"pause": "paused", "fail": "failed"}.get(err.action, "deferred")
         row.errcode, row.errmsg = err.errcode, err.errmsg
         session.commit()
-        log.warning("wechat.mass.error campaign_id=%s batch_no=%s code=%s action=%s",
-                    campaign_id, batch_no, err.errcode, err.action)
+        log.warning("wechat.mass.error campaign_id=%s batch_no=%s code=%s action=%s errmsg=%r",
+                    campaign_id, batch_no, err.errcode, err.action, err.errmsg[:200])
         return ChunkOutcome(clientmsgid, None, err)
     row.msg_id = str(answer["msg_id"])
     row.msg_data_id = str(answer["msg_data_id"]) if answer.get("msg_data_id") is not None else None
