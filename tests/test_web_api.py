@@ -93,7 +93,7 @@ def test_campaign_create_start_progress_deliveries_and_stats(client, web_app, en
 
 def test_test_send_creates_a_test_campaign_and_starts_it(client, web_app, engine, settings, tokens):
     s = seed(engine, settings)
-    r = client.post("/api/campaigns/test", json={"issue_id": s.issue_id, "emails": ["qa@example.org"]},
+    r = client.post("/api/campaigns/test", json={"issue_id": s.issue_id, "addresses": ["qa@example.org"]},
                     headers=bearer(tokens["editor"]))
     assert r.status_code == 201, r.text
     assert r.json()["is_test"] is True and r.json()["status"] == "running"

@@ -19,7 +19,6 @@ from starlette.concurrency import run_in_threadpool
 from dispatch.delivery import campaigns as engine_campaigns
 from dispatch.models import Event
 from dispatch.models.delivery import DELIVERY_STATUSES, Campaign, Delivery
-from dispatch.models.subscriber import Subscriber
 from dispatch.models.web import TrackingHit
 from dispatch.web.auth import require_admin, require_editor
 from dispatch.web.deps import BodyId, DbSession, RowId
@@ -41,8 +40,7 @@ class CampaignIn(BaseModel):
 class TestSendIn(BaseModel):
     issue_id: int = Field(ge=1, le=2**31 - 1)
     channel: Literal["email", "wechat"] = "email"
-    emails: list[str] = Field(default_factory=list, max_length=20)
-    subscriber_ids: list[BodyId] = Field(default_factory=list, max_length=20)
+    addresses: list[str] = Field(min_length=1, max_length=20, description="emails, or openids for WeChat")
     tracking: bool = False
 
 
@@ -70,22 +68,6 @@ def get_campaign_or_404(session: Session, campaign_id: RowId) -> Campaign:
     return campaign
 
 
-def test_recipients(session: Session, emails: list[str], subscriber_ids: list[int]) -> list[int]:
-    """Subscriber ids for a test send: the given ids, and each address (added when new)."""
-    from dispatch.subscribers import service
-
-    ids = list(subscriber_ids)
-    for sid in ids:
-        if session.get(Subscriber, sid) is None:
-            raise HTTPException(status_code=404, detail=f"subscriber {sid} not found")
-    for email in emails:
-        found = service.find_subscriber(session, email=email)
-        ids.append(found.id if found is not None else service.add_subscriber(session, email=email).id)
-    if not ids:
-        raise HTTPException(status_code=422, detail="a test send needs at least one address")
-    return ids
-
-
 @router.get("", dependencies=editor, summary="Recent campaigns")
 def campaigns_index(session: DbSession, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict]:
     return [campaign_out(c) for c in engine_campaigns.list_campaigns(session, limit=limit)]
@@ -106,9 +88,8 @@ def campaigns_create(body: CampaignIn, session: DbSession) -> dict:
 
 @router.post("/test", status_code=201, dependencies=editor, summary="Test send an issue to a few addresses")
 async def campaigns_test_send(body: TestSendIn, request: Request, session: DbSession) -> dict:
-    ids = test_recipients(session, body.emails, body.subscriber_ids)
-    campaign = engine_campaigns.create_test(session, issue_id=body.issue_id, channel=body.channel,
-                                            subscriber_ids=ids, tracking=body.tracking)
+    campaign = engine_campaigns.create_test_send(session, issue_id=body.issue_id, channel=body.channel,
+                                                 addresses=body.addresses, tracking=body.tracking)
     session.commit()
     settings, engine = request.app.state.settings, request.app.state.engine
     await run_in_threadpool(engine_campaigns.start, engine, settings, campaign.id, batch_queue(request))

@@ -296,9 +296,8 @@ async def issue_test_send(request: Request, principal: EditorUser, issue_id: Row
     def create() -> int:
         with request.app.state.session_factory() as session, session.begin():
             api_issues.get_issue_or_404(session, issue_id)
-            ids = api_campaigns.test_recipients(session, addresses, [])
-            return engine_campaigns.create_test(session, issue_id=issue_id, channel="email",
-                                                subscriber_ids=ids, tracking=False).id
+            return engine_campaigns.create_test_send(session, issue_id=issue_id, channel="email",
+                                                     addresses=addresses, tracking=False).id
 
     try:
         campaign_id = await run_in_threadpool(create)
