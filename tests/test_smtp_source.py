@@ -66,3 +66,14 @@ def test_without_smtp_url_messages_go_to_the_local_outbox(session, settings):
     assert [f.name.split("-", 1)[1] for f in files] == ["a@example.net.eml", "b@example.net.eml"]
     msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert msg["To"].addresses[0].addr_spec == "a@example.net"
+
+
+def test_prepare_channel_warms_the_per_process_source(session, settings):
+    from dispatch.channels import prepare_channel
+    from dispatch.channels.smtp import _SOURCE_CACHE
+
+    issue = publish_source(session, SAMPLE_ISSUE)
+    session.commit()
+    context = CampaignContext(campaign_id=24, issue_id=issue.id, batch_no=3, list_ids=(1,), tracking=True)
+    prepare_channel("email", settings, context)
+    assert any(key[0] == 24 for key in _SOURCE_CACHE)

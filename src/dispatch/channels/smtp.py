@@ -473,6 +473,12 @@ class SmtpChannel:
         self._drops = 0  # dropped connections since open(): one reconnect per batch
         self._helo_name = settings.from_address.rpartition("@")[2] or "localhost"
 
+    @staticmethod
+    def prepare_campaign(settings: Settings, context: CampaignContext) -> None:
+        """Render and encode the campaign once in this process, before a batch is claimed
+        (dispatch.channels.prepare_channel calls it; the source is cached per process)."""
+        _load_source_from_database(settings, context)
+
     # -- connection ---------------------------------------------------------------------------
 
     def endpoint(self) -> SmtpEndpoint:
