@@ -218,3 +218,18 @@ def test_test_campaign_sends_previews(session, engine, wechat_settings, fake, is
     drain(engine, wechat_settings, queue, channel_factory=factory_with())
     previews = fake.state.mass_sends("preview")
     assert len(previews) == 2 and not fake.state.mass_sends("openids")
+
+
+def test_prepare_campaign_creates_the_draft_before_claiming(session, wechat_settings, fake, tmp_path):
+    from dispatch.channels import prepare_channel
+    from dispatch.content.store import publish_source
+    from dispatch.models.wechat import WechatDraft
+    from dispatch.paths import SAMPLE_ISSUE_DIR
+
+    sample = publish_source(session, SAMPLE_ISSUE_DIR)
+    session.commit()
+    prepare_channel("wechat", wechat_settings, CampaignContext(1, sample.id, 0, (1,), False))
+    assert len(fake.state.drafts) == 1
+    assert session.scalars(select(WechatDraft).where(WechatDraft.issue_id == sample.id)).one()
+    prepare_channel("wechat", wechat_settings, CampaignContext(1, sample.id, 1, (1,), False))
+    assert len(fake.state.drafts) == 1 and fake.state.calls["draft/add"] == 1

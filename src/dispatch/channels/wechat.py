@@ -72,6 +72,17 @@ class WechatChannel:
         self.policy = policy or RetryPolicy(scale=float(settings.extra.get("wechat_retry_scale", 1.0)))
         self.sleep = sleep
 
+    @classmethod
+    def prepare_campaign(cls, settings: Settings, context: CampaignContext) -> None:
+        """Upload the images and create the draft before the engine claims rows (slow, cached
+        per issue), so a claim's lease covers only the mass send itself."""
+        from dispatch.db import get_engine
+
+        with Session(get_engine(settings), expire_on_commit=False) as session:
+            issue = session.get(Issue, context.issue_id)
+            if issue is not None:
+                ensure_draft(session, WechatClient(settings), settings, issue)
+
     # -- Channel protocol ---------------------------------------------------------------------
     def open(self) -> None:
         if self.client is None:
