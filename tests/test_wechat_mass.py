@@ -233,3 +233,21 @@ def test_prepare_campaign_creates_the_draft_before_claiming(session, wechat_sett
     assert session.scalars(select(WechatDraft).where(WechatDraft.issue_id == sample.id)).one()
     prepare_channel("wechat", wechat_settings, CampaignContext(1, sample.id, 1, (1,), False))
     assert len(fake.state.drafts) == 1 and fake.state.calls["draft/add"] == 1
+
+
+def test_system_busy_is_retried_then_sent(session, wechat_settings, fake, issue):
+    fake.state.add_fault("message/mass/send", errcode=-1, errmsg="system error")
+    sleeps: list[float] = []
+    channel = WechatChannel(wechat_settings, CampaignContext(79, issue.id, 0, (1,), False),
+                            policy=RetryPolicy(attempts=3, scale=0.001), sleep=sleeps.append)
+    results = channel.send([Recipient(i, i, None, "", "zh-CN", f"o{i}") for i in range(1, 3)])
+    assert {r.outcome for r in results} == {"sent"} and len(sleeps) == 1
+    assert fake.state.calls["message/mass/send"] == 2 and len(fake.state.mass_sends()) == 1
+
+
+def test_a_single_openid_chunk_fails_clearly(session, wechat_settings, fake, issue):
+    channel = WechatChannel(wechat_settings, CampaignContext(80, issue.id, 0, (1,), False), policy=FAST)
+    results = channel.send([Recipient(1, 1, None, "", "zh-CN", "oOnly"), Recipient(2, 2, "a@b.c", "", "zh-CN")])
+    assert [(r.outcome, r.code) for r in results] == [("failed", None), ("failed", 40130)]
+    assert "at least 2 openids" in results[1].text and "no WeChat openid" in results[0].text
+    assert fake.state.calls["message/mass/send"] == 0
