@@ -333,3 +333,22 @@ def test_rate_limits_hold_rows_back_without_counting_attempts(engine, session, s
     report2 = deliver_batch(engine, settings2, cid2, 0, channel_factory=channel_factory(clock_sent), limiter=limiter2, sleep=fake_sleep)
     assert len(clock_sent) == 5 and report2.outcomes == {"sent": 5}
     assert len(waits) == 4 and all(0 < w <= 1 for w in waits)  # one per second
+
+
+def test_wechat_fan_out_puts_up_to_10000_followers_in_one_batch(session, settings):
+    """Each WeChat batch is one mass send (quota per follower): never cut at the email size."""
+    from dispatch.channels import fanout_batch_size
+    from dispatch.delivery.fanout import fan_out
+
+    settings = settings.replace(batch_size=4)
+    assert fanout_batch_size("email", settings) == 4
+    assert fanout_batch_size("wechat", settings) == 10_000
+    issue = make_issue(session)
+    mailing_list = subscribers.create_list(session, "followers", "Followers")
+    for i in range(9):
+        sub = subscribers.add_subscriber(session, openid=f"o{i:027d}", name=f"f{i}")
+        subscribers.subscribe(session, sub, mailing_list, send_confirmation=False)
+    campaign, _ = campaigns.create_or_get(session, issue_id=issue.id, channel="wechat", list_ids=[mailing_list.id])
+    session.flush()
+    count, batches = fan_out(session, settings, campaign)
+    assert count == 9 and batches == [0]

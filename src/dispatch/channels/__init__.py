@@ -12,7 +12,7 @@ import importlib
 from dispatch.channels.base import CampaignContext, Channel
 from dispatch.config import Settings
 
-__all__ = ["CHANNEL_CLASSES", "UnknownChannel", "make_channel", "prepare_channel"]
+__all__ = ["CHANNEL_CLASSES", "UnknownChannel", "fanout_batch_size", "make_channel", "prepare_channel"]
 
 CHANNEL_CLASSES: dict[str, str] = {
     "email": "dispatch.channels.smtp:SmtpChannel",
@@ -30,6 +30,17 @@ def channel_class(kind: str) -> type:
         raise UnknownChannel(f"unknown channel {kind!r} (known: {', '.join(sorted(CHANNEL_CLASSES))})")
     module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def fanout_batch_size(kind: str, settings: Settings) -> int:
+    """How many deliveries fan-out puts in one batch for this channel.
+
+    A channel whose one send is a whole batch (a WeChat mass-send chunk of up to 10,000
+    openids, each chunk using a month's quota of its followers) says so with a `batch_size`
+    class attribute; others use the configured email batch size.
+    """
+    fixed = getattr(channel_class(kind), "batch_size", None)
+    return max(int(fixed or settings.batch_size), 1)
 
 
 def make_channel(kind: str, settings: Settings, context: CampaignContext) -> Channel:

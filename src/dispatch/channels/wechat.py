@@ -61,6 +61,9 @@ class WechatChannel:
     # one send() per batch: a batch is one mass-send chunk (≤ 10,000 openids), so the engine
     # must hand over the whole batch at once rather than in small rate-limit chunks
     chunk_size = MAX_OPENIDS
+    # fan-out puts up to 10,000 followers in one batch: every batch is one mass send, and each
+    # mass send counts against the followers' monthly quota, so batches must be as large as allowed
+    batch_size = MAX_OPENIDS
 
     def __init__(self, settings: Settings, context: CampaignContext, *, client: WechatClient | None = None,
                  engine: Engine | None = None, policy: RetryPolicy | None = None,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Integer, String, column, func, insert, literal, select, table
 from sqlalchemy.orm import Session
 
+from dispatch.channels import fanout_batch_size
 from dispatch.config import Settings
 from dispatch.models import Campaign, Delivery, utcnow
 from dispatch.models.base import UTCDateTime
@@ -57,7 +58,7 @@ def recipients_source(campaign: Campaign):
 def fan_out(session: Session, settings: Settings, campaign: Campaign, now: datetime | None = None) -> tuple[int, list[int]]:
     """Create the campaign's deliveries (in the caller's transaction). Returns (count, batches)."""
     now = now or utcnow()
-    batch_size = max(int(settings.batch_size), 1)
+    batch_size = fanout_batch_size(campaign.channel, settings)
     src = recipients_source(campaign).subquery("recipients")
     row_number = func.row_number().over(order_by=src.c.id)
     batch_no = (row_number - 1).self_group().op("/")(literal(batch_size, Integer))
