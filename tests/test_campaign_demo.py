@@ -20,7 +20,7 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path):
     finally:
         set_settings(None)
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)  # logs go to stderr, the JSON report to stdout
     campaign = out["campaign"]
     # 38 people on two lists, one on both (one message), one suppressed (no message)
     assert campaign["status"] == "finished" and campaign["total"] == 37
@@ -37,3 +37,15 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path):
     # the WeChat step: the five followers among the readers get one mass send
     wechat = out["wechat"]
     assert wechat["campaign_status"] == "finished" and wechat["deliveries"]["sent"] == 5
+    assert wechat["draft_media_id"] and wechat["msg_ids"], wechat
+
+
+def test_demo_prints_the_wechat_draft_and_message_ids(tmp_path):
+    set_settings(load_settings(env={}).replace(data_dir=tmp_path / "var"))
+    try:
+        result = CliRunner().invoke(main, ["demo", "--timeout", "120"], catch_exceptions=False)
+    finally:
+        set_settings(None)
+    assert result.exit_code == 0, result.output
+    assert "WeChat draft media_id: " in result.output and "mass-send msg_id: " in result.output
+    assert "mass-send msg_id: -" not in result.output

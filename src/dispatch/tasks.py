@@ -15,12 +15,18 @@ import socket
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from dispatch.config import Settings, get_settings
-from dispatch.log import get_logger
+from dispatch.log import configure_logging, get_logger
 
 log = get_logger(__name__)
+
+
+@setup_logging.connect
+def _structured_worker_logs(loglevel=None, **_kwargs) -> None:
+    """Workers and beat log the same one-JSON-object-per-line events as the rest of dispatch."""
+    configure_logging(loglevel or "INFO")
 
 DELIVER_BATCH = "dispatch.deliver_batch"
 START_CAMPAIGN = "dispatch.start_campaign"

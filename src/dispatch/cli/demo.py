@@ -41,6 +41,8 @@ MESSAGES = Catalog(
         "wechat_failed": ("微信步骤失败：{error}", "WeChat step failed: {error}"),
         "wechat_done": ("微信：活动 #{campaign}（{status}），群发给 {sent} 位关注者，模拟接口 {url}",
                         "WeChat: campaign #{campaign} ({status}), mass-sent to {sent} followers via the fake API at {url}"),
+        "wechat_ids": ("微信草稿 media_id：{draft}（{articles} 篇图文）；群发 msg_id：{msg_ids}",
+                       "WeChat draft media_id: {draft} ({articles} articles); mass-send msg_id: {msg_ids}"),
     }
 )
 
@@ -167,6 +169,8 @@ def run_demo(base: Settings, *, fresh: bool = True, timeout: float = 300.0, echo
         else:
             echo(MESSAGES.both("wechat_done", campaign=wechat.get("campaign_id"), status=wechat.get("campaign_status"),
                                sent=(wechat.get("deliveries") or {}).get("sent", 0), url=wechat.get("fake_api")))
+            echo(MESSAGES.both("wechat_ids", draft=wechat.get("draft_media_id"), articles=wechat.get("articles"),
+                               msg_ids=", ".join(str(m) for m in wechat.get("msg_ids") or []) or "-"))
     finally:
         stop.set()
         if sink is not None:
