@@ -32,7 +32,7 @@ def test_lists_subscribers_search_edit_and_csv_round_trip(client, engine, settin
     assert page["total"] == 2 and len(page["items"]) == 1
     export = client.get("/api/subscribers/export", params={"list_id": list_id}, headers=h)
     assert export.status_code == 200 and "ann@example.org" in export.text and "Ann B." in export.text
-    counts = client.get(f"/api/lists/{list_id}", headers=h).json()["counts"]
+    counts = client.get(f"/api/lists/{list_id}", headers=h).json()["members"]
     assert counts["confirmed"] == 2
     added = client.post("/api/subscribers", json={"email": "cy@example.org", "list_ids": [list_id]}, headers=h)
     assert added.status_code == 201 and added.json()["subscriptions"][0]["status"] == "confirmed"

@@ -89,7 +89,13 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error (nothing half-written)."""
-    session = Session(bind=engine or get_engine(), expire_on_commit=False)
+    with committing(Session(bind=engine or get_engine(), expire_on_commit=False)) as session:
+        yield session
+
+
+@contextmanager
+def committing(session: Session) -> Iterator[Session]:
+    """Commit `session` when the block succeeds, roll back on any error, always close it."""
     try:
         yield session
         session.commit()

@@ -15,6 +15,7 @@ from dispatch.db import get_engine, session_scope
 from dispatch.i18n import Catalog
 from dispatch.models.subscriber import MailingList
 from dispatch.subscribers import service
+from dispatch.subscribers.views import list_view
 
 MESSAGES = Catalog(
     {
@@ -41,18 +42,7 @@ def cli_session() -> Iterator[Session]:
 
 
 def list_info(session: Session, mailing_list: MailingList) -> dict[str, Any]:
-    return {
-        "id": mailing_list.id,
-        "slug": mailing_list.slug,
-        "name": mailing_list.name,
-        "description": mailing_list.description,
-        "optin": mailing_list.optin,
-        "created_at": mailing_list.created_at,
-        "members": service.list_member_counts(session, mailing_list.id),
-        "recipients": {
-            channel: service.count_recipients(session, [mailing_list.id], channel) for channel in service.CHANNELS
-        },
-    }
+    return list_view(session, mailing_list, with_recipients=True)
 
 
 @click.group("lists")

@@ -24,6 +24,7 @@ from dispatch.models.subscriber import (
 from dispatch.subscribers import service
 from dispatch.subscribers.csv_export import export_csv
 from dispatch.subscribers.csv_import import CsvImportError, ImportAborted, import_csv
+from dispatch.subscribers.views import subscriber_view
 
 MESSAGES = Catalog(
     {
@@ -45,17 +46,7 @@ PROBLEMS_SHOWN = 20
 
 
 def subscriber_info(session: Session, subscriber: Subscriber) -> dict[str, Any]:
-    return {
-        "id": subscriber.id,
-        "email": subscriber.email,
-        "openid": subscriber.openid,
-        "name": subscriber.name,
-        "locale": subscriber.locale,
-        "status": subscriber.status,
-        "attributes": subscriber.attributes or {},
-        "created_at": subscriber.created_at,
-        "confirmed_at": subscriber.confirmed_at,
-    }
+    return subscriber_view(subscriber)
 
 
 def _with_lists(session: Session, subscriber: Subscriber) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.models.subscriber import MailingList
 from dispatch.subscribers import service
+from dispatch.subscribers.views import list_view
 from dispatch.web.auth import require_admin
 from dispatch.web.deps import DbSession, RowId
 
@@ -30,15 +31,7 @@ class ListPatch(BaseModel):
 
 
 def list_out(session: Session, mailing_list: MailingList) -> dict:
-    return {
-        "id": mailing_list.id,
-        "slug": mailing_list.slug,
-        "name": mailing_list.name,
-        "description": mailing_list.description,
-        "optin": mailing_list.optin,
-        "counts": service.list_member_counts(session, mailing_list.id),
-        "created_at": mailing_list.created_at,
-    }
+    return list_view(session, mailing_list)
 
 
 def get_list_or_404(session: Session, list_id: RowId) -> MailingList:

@@ -23,6 +23,7 @@ from dispatch.models.subscriber import (
     Subscription,
 )
 from dispatch.subscribers import service
+from dispatch.subscribers.views import subscriber_view
 from dispatch.web.auth import require_admin
 from dispatch.web.deps import BodyId, DbSession, RowId
 
@@ -48,14 +49,7 @@ class SubscriberPatch(BaseModel):
 
 def subscriber_out(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     return {
-        "id": subscriber.id,
-        "email": subscriber.email,
-        "openid": subscriber.openid,
-        "name": subscriber.name,
-        "locale": subscriber.locale,
-        "status": subscriber.status,
-        "attributes": subscriber.attributes or {},
-        "created_at": subscriber.created_at,
+        **subscriber_view(subscriber),
         "subscriptions": [
             {"list_id": m.id, "list": m.slug, "status": s.status}
             for m, s in service.subscriptions_of(session, subscriber.id)

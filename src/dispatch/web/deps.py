@@ -10,19 +10,13 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from dispatch.config import Settings
+from dispatch.db import committing
 
 
 def get_db(request: Request) -> Iterator[Session]:
     """One session per request: committed when the route returns, rolled back on any error."""
-    session: Session = request.app.state.session_factory()
-    try:
+    with committing(request.app.state.session_factory()) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_app_settings(request: Request) -> Settings:
