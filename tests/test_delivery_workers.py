@@ -367,6 +367,35 @@ def test_cancel_mid_campaign_stops_sending(cluster: Cluster):
     _check_events_match_states(cluster, campaign_id)
 
 
+def test_pause_then_resume_through_the_workers_sends_everyone_once(cluster: Cluster):
+    """Paused: workers stop at their next chunk and nothing more goes out; resumed: the rest is
+    sent by the same workers, and nobody twice."""
+    list_id, addresses = _people(cluster, "pause", 600)
+    cluster.smtp.script.data_delay = 0.004
+    campaign_id = _campaign(cluster, list_id)
+    try:
+        campaigns.start(cluster.engine, cluster.settings, campaign_id, cluster.queue())
+        deadline = time.monotonic() + 60
+        while sum(cluster.received(addresses).values()) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with Session(cluster.engine) as session, session.begin():
+            campaigns.pause(session, campaign_id)
+        time.sleep(2.0)  # in-flight chunks finish
+        at_pause = sum(cluster.received(addresses).values())
+        time.sleep(2.0)
+        assert sum(cluster.received(addresses).values()) == at_pause < 600
+        with Session(cluster.engine) as session:
+            assert session.get(Campaign, campaign_id).status == "paused"
+    finally:
+        cluster.smtp.script.data_delay = 0.0
+    campaigns.resume(cluster.engine, cluster.settings, campaign_id, cluster.queue())
+    _wait(cluster, campaign_id, _finished)
+    received = cluster.received(addresses)
+    assert set(received) == addresses and max(received.values()) == 1
+    counts = _check_events_match_states(cluster, campaign_id)
+    assert counts["sent"] == 600
+
+
 def test_scheduled_campaign_is_started_by_beat(cluster: Cluster):
     """The schedule lives in the database: `celery beat`'s sweep starts it when due (no ETA task
     that a worker restart could lose)."""
