@@ -340,15 +340,20 @@ def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
         assert is_suppressed(session, email=ordered[3])
 
 
+def _start_and_wait_until_received(c: Cluster, campaign_id: int, addresses: set[str], n: int) -> None:
+    """Start the campaign and return once the SMTP server has received n of its messages."""
+    campaigns.start(c.engine, c.settings, campaign_id, c.queue())
+    deadline = time.monotonic() + 60
+    while sum(c.received(addresses).values()) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_cancel_mid_campaign_stops_sending(cluster: Cluster):
     list_id, addresses = _people(cluster, "cancel", 600)
     cluster.smtp.script.data_delay = 0.004
     campaign_id = _campaign(cluster, list_id)
     try:
-        campaigns.start(cluster.engine, cluster.settings, campaign_id, cluster.queue())
-        deadline = time.monotonic() + 60
-        while sum(cluster.received(addresses).values()) < 100 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _start_and_wait_until_received(cluster, campaign_id, addresses, 100)
         with Session(cluster.engine) as session, session.begin():
             campaigns.cancel(session, campaign_id)
         time.sleep(2.0)  # in-flight chunks finish, nothing new starts
@@ -374,10 +379,7 @@ def test_pause_then_resume_through_the_workers_sends_everyone_once(cluster: Clus
     cluster.smtp.script.data_delay = 0.004
     campaign_id = _campaign(cluster, list_id)
     try:
-        campaigns.start(cluster.engine, cluster.settings, campaign_id, cluster.queue())
-        deadline = time.monotonic() + 60
-        while sum(cluster.received(addresses).values()) < 100 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        _start_and_wait_until_received(cluster, campaign_id, addresses, 100)
         with Session(cluster.engine) as session, session.begin():
             campaigns.pause(session, campaign_id)
         time.sleep(2.0)  # in-flight chunks finish
