@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +38,7 @@ from dispatch.subscribers.addresses import InvalidEmail, check_email
 
 log = get_logger(__name__)
 CHUNK_ROWS = 2000
+WRITERS_POSTGRESQL = 2  # chunks written at once on PostgreSQL (committed in file order)
 KNOWN_COLUMNS = ("email", "name", "locale", "openid")
 HEADER_ALIASES = {
     "email": "email", "e-mail": "email", "mail": "email", "email address": "email",
@@ -87,6 +88,10 @@ MESSAGES = Catalog(
 
 class CsvImportError(ValueError):
     """The file as a whole cannot be imported (no header, unreadable encoding, no list)."""
+
+
+class _EarlierChunkFailed(RuntimeError):
+    """The chunk before this one failed, so this one is rolled back (commits stay in file order)."""
 
 
 class ImportAborted(RuntimeError):
@@ -504,12 +509,17 @@ def import_csv(
     def new_piece(first_line: int) -> _Piece:
         return _Piece(first_line, [], ImportResult(file=str(path), list_slug=list_slug))
 
-    def write(piece: _Piece) -> _Piece:
+    def write(piece: _Piece, earlier: Future[_Piece] | None) -> _Piece:
         for attempt in (1, 2):
             outcome = ImportResult(file=str(path), list_slug=list_slug)
             try:
                 with engine.begin() as conn:  # one transaction per chunk
                     _apply_chunk(conn, list_id, piece.rows, outcome, dry_run=dry_run, resubscribe=resubscribe)
+                    # chunks commit in file order: wait for the one before; if it failed, this
+                    # one rolls back too, so everything before the resume line is stored and
+                    # nothing after it
+                    if earlier is not None and earlier.exception() is not None:
+                        raise _EarlierChunkFailed()
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -534,12 +544,20 @@ def import_csv(
         if progress is not None:
             progress(result.last_line)
 
-    # The database work of chunk N (a worker thread, waiting on the server most of the time)
-    # overlaps the parsing of chunk N+1 here; at most two chunks are in memory.
+    # The database work of chunks (worker threads, waiting on the server most of the time)
+    # overlaps the parsing of the next chunk here. On PostgreSQL two chunks are written at
+    # once (the server works on both; their rows are disjoint, duplicates having been removed
+    # while parsing) and still commit in file order. SQLite has one writer at a time.
+    writers = WRITERS_POSTGRESQL if engine.dialect.name == "postgresql" else 1
     pieces_started: list[int] = []
-    in_flight: Future[_Piece] | None = None
+    in_flight: deque[Future[_Piece]] = deque()
     piece: _Piece | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-import") as writer:
+
+    def submit(piece: _Piece) -> None:
+        pieces_started.append(piece.first_line)
+        in_flight.append(writer.submit(write, piece, in_flight[-1] if in_flight else None))
+
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="csv-import") as writer:
         try:
             for line, cells in records:
                 if line < start_line:
@@ -553,26 +571,23 @@ def import_csv(
                     continue
                 piece.rows.append(row)
                 if len(piece.rows) >= chunk_rows:
-                    if in_flight is not None:
-                        settle(in_flight)
-                    pieces_started.append(piece.first_line)
-                    in_flight, piece = writer.submit(write, piece), None
+                    if len(in_flight) >= writers:
+                        settle(in_flight.popleft())
+                    submit(piece)
+                    piece = None
         except CsvImportError as exc:  # unreadable record mid-file: keep what is done, say where
-            if in_flight is not None:
-                settle(in_flight)
-                in_flight = None
+            while in_flight:
+                settle(in_flight.popleft())
             resume = piece.first_line if piece is not None else (pieces_started or [result.last_line + 1])[0]
             raise ImportAborted(str(path), resume, str(exc), result) from exc
         else:
-            if in_flight is not None:
-                settle(in_flight)
-                in_flight = None
             if piece is not None:
-                pieces_started.append(piece.first_line)
-                settle(writer.submit(write, piece))
+                submit(piece)
+            while in_flight:
+                settle(in_flight.popleft())
         finally:
-            if in_flight is not None and not in_flight.done():
-                in_flight.cancel()
+            for future in in_flight:
+                future.cancel()
     result.problems.sort(key=lambda p: p.line)
     log.info("subscribers.import_done", list=list_slug, file=path.name, dry_run=dry_run, rows=result.rows,
              imported=result.imported, updated=result.updated, unchanged=result.unchanged,
