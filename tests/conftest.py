@@ -122,3 +122,18 @@ def artifacts_dir() -> Path:
     """Where tests keep screenshots and reports for a person to look at."""
     ARTIFACTS_DIR.mkdir(exist_ok=True)
     return ARTIFACTS_DIR
+
+
+@pytest.fixture
+def fake():
+    """A fake WeChat API on loopback (dispatch.wechat.fake_server), one per test."""
+    from dispatch.wechat.fake_server import FakeWechatServer
+
+    with FakeWechatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def wechat_settings(settings, fake, redis_url, redis_prefix):
+    """Settings whose WeChat client talks to `fake`, sharing tokens through the test's Redis prefix."""
+    return fake.settings_for(settings).replace(redis_url=redis_url, redis_key_prefix=redis_prefix)

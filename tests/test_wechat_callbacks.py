@@ -18,7 +18,7 @@ from dispatch.models.wechat import WechatMassChunk, WechatTemplateMessage
 from dispatch.wechat.callbacks import handle_callback
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy
-from dispatch.wechat.fake_server import FakeWechatServer, new_aes_key
+from dispatch.wechat.fake_server import new_aes_key
 from dispatch.wechat.publish import ensure_draft
 from dispatch.wechat.testing import make_issue, seed_followers, stub_articles
 
@@ -26,18 +26,15 @@ CALLBACK_TOKEN = "callback-token-for-tests"
 
 
 @pytest.fixture
-def fake():
-    with FakeWechatServer() as server:
-        server.state.callback_token = CALLBACK_TOKEN
-        server.state.callback_aes_key = new_aes_key()
-        yield server
+def fake(fake):
+    fake.state.callback_token = CALLBACK_TOKEN
+    fake.state.callback_aes_key = new_aes_key()
+    return fake
 
 
 @pytest.fixture
-def wechat_settings(settings, fake, redis_url, redis_prefix):
-    return fake.settings_for(settings).replace(
-        redis_url=redis_url, redis_key_prefix=redis_prefix, wechat_token=CALLBACK_TOKEN,
-        wechat_aes_key=fake.state.callback_aes_key)
+def wechat_settings(wechat_settings, fake):
+    return wechat_settings.replace(wechat_token=CALLBACK_TOKEN, wechat_aes_key=fake.state.callback_aes_key)
 
 
 @pytest.fixture

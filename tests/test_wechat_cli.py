@@ -13,22 +13,14 @@ from dispatch.config import set_settings
 from dispatch.models.wechat import WechatMassChunk
 from dispatch.paths import SAMPLE_ISSUE_DIR
 from dispatch.wechat.client import WechatClient
-from dispatch.wechat.fake_server import FakeWechatServer
 from dispatch.wechat.mass import poll_mass_status
 from dispatch.wechat.testing import seed_followers
 
 
 @pytest.fixture
-def fake():
-    with FakeWechatServer() as server:
-        yield server
-
-
-@pytest.fixture
-def wechat_settings(settings, fake, redis_url, redis_prefix):
-    s = fake.settings_for(settings).replace(redis_url=redis_url, redis_key_prefix=redis_prefix)
-    set_settings(s)
-    return s
+def wechat_settings(wechat_settings):
+    set_settings(wechat_settings)  # the CLI reads the process-wide settings
+    return wechat_settings
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from dispatch.models import Campaign, Delivery, Event, utcnow
 from dispatch.models.wechat import WechatMassChunk
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy
-from dispatch.wechat.fake_server import FakeWechatServer
 from dispatch.wechat.publish import ensure_draft
 from dispatch.wechat.testing import make_issue, seed_followers, stub_articles
 
@@ -24,15 +23,8 @@ FAST = RetryPolicy(attempts=3, scale=0.0)
 
 
 @pytest.fixture
-def fake():
-    with FakeWechatServer() as server:
-        yield server
-
-
-@pytest.fixture
-def wechat_settings(settings, fake, redis_url, redis_prefix):
-    return fake.settings_for(settings).replace(redis_url=redis_url, redis_key_prefix=redis_prefix,
-                                               batch_size=10_000, retry_base_seconds=60.0)
+def wechat_settings(wechat_settings):
+    return wechat_settings.replace(batch_size=10_000, retry_base_seconds=60.0)
 
 
 @pytest.fixture

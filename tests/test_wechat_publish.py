@@ -10,22 +10,11 @@ import pytest
 from dispatch.models.wechat import WechatDraft, WechatMedia
 from dispatch.paths import SAMPLE_ISSUE_DIR
 from dispatch.wechat.client import WechatClient
-from dispatch.wechat.fake_server import MMBIZ_PREFIX, FakeWechatServer
+from dispatch.wechat.fake_server import MMBIZ_PREFIX
 from dispatch.wechat.publish import PublishError, ensure_draft, prepare_image, publish
 from dispatch.wechat.testing import ArticleStub, make_image, make_issue, stub_articles
 
 IMG_SRC = re.compile(r"<img\b[^>]*?\bsrc=[\"']([^\"']*)[\"']")
-
-
-@pytest.fixture
-def fake():
-    with FakeWechatServer() as server:
-        yield server
-
-
-@pytest.fixture
-def wechat_settings(settings, fake, redis_url, redis_prefix):
-    return fake.settings_for(settings).replace(redis_url=redis_url, redis_key_prefix=redis_prefix)
 
 
 def _draft_sources(fake) -> list[str]:

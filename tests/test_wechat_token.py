@@ -9,14 +9,12 @@ import redis as redis_lib
 from wechatpy.exceptions import WeChatClientException
 
 from dispatch.wechat.client import WechatClient
-from dispatch.wechat.fake_server import FakeWechatServer
 
 
 @pytest.fixture
-def fake():
-    with FakeWechatServer() as server:
-        server.state.drafts["DRAFT1"] = [{"title": "t"}]
-        yield server
+def fake(fake):
+    fake.state.drafts["DRAFT1"] = [{"title": "t"}]
+    return fake
 
 
 @pytest.fixture
