@@ -85,7 +85,9 @@ class _ScriptedHandler:
         self.owner.drops += 1
         server.transport.abort()
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list
+    ) -> str:
         owner, script = self.owner, self.owner.script
         with owner.lock:
             if not hasattr(session, "connection_no"):
@@ -109,7 +111,9 @@ class _ScriptedHandler:
         envelope.mail_options.extend(options)
         return reply or "250 2.1.0 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list
+    ) -> str:
         with self.owner.lock:
             reply = SmtpScript.take(self.owner.script.rcpt, address)
         if reply == "DROP":
@@ -166,7 +170,10 @@ def make_self_signed_cert(folder: Path, host: str = "127.0.0.1") -> tuple[Path, 
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -175,7 +182,9 @@ def make_self_signed_cert(folder: Path, host: str = "127.0.0.1") -> tuple[Path, 
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
         )
     )
     return cert_file, key_file
@@ -230,7 +239,9 @@ class ScriptedSmtpServer:
         with self.lock:
             return [m for m in self.messages if address in m.rcpt_tos]
 
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         ok = False
         user = ""
         if isinstance(auth_data, LoginPassword) and self.credentials is not None:

@@ -56,7 +56,12 @@ def test_send_control_and_watch(engine, session, settings, smtp, tmp_path):
     source = str(_small_issue(tmp_path / "issue"))
 
     first = run_json("send", source, "--lists", "alpha,beta")
-    assert first["created"] and first["total"] == 5 and first["batches"] == 2 and first["status"] == "running"
+    assert (
+        first["created"]
+        and first["total"] == 5
+        and first["batches"] == 2
+        and first["status"] == "running"
+    )
     again = run_json("send", "2023-07", "--lists", "beta,alpha")
     assert again == {"id": first["id"], "status": "running", "created": False}
     assert "nothing more is sent" in run("send", "2023-07", "--lists", "beta,alpha").output
@@ -68,13 +73,17 @@ def test_send_control_and_watch(engine, session, settings, smtp, tmp_path):
     assert bad.exit_code == 1 and "'paused' to 'paused'" in bad.output
     from dispatch.tasks import app
 
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"):
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
+    ):
         time.sleep(1.5)  # queued batches reach the worker while paused: nothing is sent
         assert smtp.messages == []
         resumed = run_json("campaigns", "resume", str(cid))
         assert resumed["batches"] == 2
         assert _until_done(engine, cid) == "finished"
-        test_send = run_json("send", "2023-07", "--test", "editor@example.org", "--test", "a1@example.org")
+        test_send = run_json(
+            "send", "2023-07", "--test", "editor@example.org", "--test", "a1@example.org"
+        )
         assert test_send["is_test"] and test_send["total"] == 2 and test_send["list_ids"] == []
         assert _until_done(engine, test_send["id"]) == "finished"
 
@@ -82,8 +91,15 @@ def test_send_control_and_watch(engine, session, settings, smtp, tmp_path):
     assert watched["status"] == "finished" and watched["counts"]["sent"] == 5
     received = sorted(r for m in smtp.messages for r in m.rcpt_tos)
     assert received == sorted(
-        ["a0@example.org", "a1@example.org", "a2@example.org", "a3@example.org", "b1@example.org",
-         "editor@example.org", "a1@example.org"]
+        [
+            "a0@example.org",
+            "a1@example.org",
+            "a2@example.org",
+            "a3@example.org",
+            "b1@example.org",
+            "editor@example.org",
+            "a1@example.org",
+        ]
     )
     listed = run_json("campaigns", "list")
     assert [c["id"] for c in listed] == [test_send["id"], cid]
@@ -91,7 +107,9 @@ def test_send_control_and_watch(engine, session, settings, smtp, tmp_path):
 
     scheduled = run_json("send", "2023-07", "--lists", "alpha", "--at", "2999-01-01T09:00+08:00")
     assert scheduled["status"] == "scheduled"
-    assert run_json("campaigns", "show", str(scheduled["id"]))["scheduled_at"].startswith("2999-01-01T01:00")
+    assert run_json("campaigns", "show", str(scheduled["id"]))["scheduled_at"].startswith(
+        "2999-01-01T01:00"
+    )
     assert run_json("campaigns", "cancel", str(scheduled["id"]))["status"] == "cancelled"
 
 

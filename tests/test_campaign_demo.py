@@ -16,7 +16,9 @@ from dispatch.config import load_settings, set_settings
 def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path):
     set_settings(load_settings(env={}).replace(data_dir=tmp_path / "var"))
     try:
-        result = CliRunner().invoke(main, ["demo", "--json", "--timeout", "120"], catch_exceptions=False)
+        result = CliRunner().invoke(
+            main, ["demo", "--json", "--timeout", "120"], catch_exceptions=False
+        )
     finally:
         set_settings(None)
     assert result.exit_code == 0, result.output
@@ -25,7 +27,9 @@ def test_demo_runs_end_to_end_on_the_embedded_default(tmp_path):
     # 38 people on two lists, one on both (one message), one suppressed (no message)
     assert campaign["status"] == "finished" and campaign["total"] == 37
     assert campaign["counts"]["sent"] == 37 and out["outbox_files"] == 37
-    assert out["database"] == "sqlite" and out["data_dir"] == str((tmp_path / "var" / "demo").resolve())
+    assert out["database"] == "sqlite" and out["data_dir"] == str(
+        (tmp_path / "var" / "demo").resolve()
+    )
     files = sorted((tmp_path / "var" / "demo" / "outbox").glob("*.eml"))
     recipients = Counter()
     for path in files:

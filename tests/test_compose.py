@@ -12,17 +12,29 @@ COMPOSE = ROOT / "docker-compose.yml"
 
 
 def _compose_command() -> list[str]:
-    probe = subprocess.run(["docker", "compose", "version"], capture_output=True) if shutil.which("docker") else None
+    probe = (
+        subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if shutil.which("docker")
+        else None
+    )
     if probe is not None and probe.returncode == 0:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    raise AssertionError("neither `docker compose` nor `docker-compose` is installed (scripts/test installs it)")
+    raise AssertionError(
+        "neither `docker compose` nor `docker-compose` is installed (scripts/test installs it)"
+    )
 
 
 def test_compose_config_validates():
     env = {"DISPATCH_SECRET_KEY": "compose-check", "PATH": "/usr/bin:/bin:/usr/local/bin"}
-    result = subprocess.run([*_compose_command(), "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env, cwd=ROOT)
+    result = subprocess.run(
+        [*_compose_command(), "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -94,13 +94,17 @@ def test_sample_has_sidebars_video_images_and_link_table(sample):
     images = sample.images()
     assert images and all(img.path.is_file() and img.alt for img in images)
     links = sample.links
-    assert len(links) == len(set(links)) and all(u.startswith(("http://", "https://")) for u in links)
+    assert len(links) == len(set(links)) and all(
+        u.startswith(("http://", "https://")) for u in links
+    )
     assert links[0] == policy.source_url
     assert videos[0].url in links
 
 
 def test_valid_fixture_blocks_and_inlines():
-    doc = parse_issue(FIXTURES / "valid" / "issue.md")  # the file itself works as well as its folder
+    doc = parse_issue(
+        FIXTURES / "valid" / "issue.md"
+    )  # the file itself works as well as its folder
     first = doc.sections[0].articles[0]
     kinds = [type(b) for b in first.blocks]
     assert kinds == [Paragraph, Heading, Image, ListBlock, Sidebar, Video]
@@ -110,7 +114,9 @@ def test_valid_fixture_blocks_and_inlines():
     assert Link("一个链接", "https://www.samr.gov.cn/") in para.inlines
     assert "".join(i.text for i in para.inlines).endswith("。第二行与第一行合成一段。")
     image = first.blocks[2]
-    assert isinstance(image, Image) and image.caption == "说明文字" and image.src == "images/photo.png"
+    assert (
+        isinstance(image, Image) and image.caption == "说明文字" and image.src == "images/photo.png"
+    )
     second = doc.sections[1].articles[0]
     assert second.author == "记者 张三" and second.number == 1 and second.anchor == "a2"
     assert isinstance(second.blocks[0], ListBlock) and second.blocks[0].ordered
@@ -179,9 +185,6 @@ def test_ordered_list_keeps_its_start_number(tmp_path):
 
     doc = parse_issue(SAMPLE_ISSUE_DIR)
     starts = [
-        b.start
-        for a in doc.articles
-        for b in a.blocks
-        if isinstance(b, ListBlock) and b.ordered
+        b.start for a in doc.articles for b in a.blocks if isinstance(b, ListBlock) and b.ordered
     ]
     assert 1 in starts and any(s > 1 for s in starts), starts

@@ -53,7 +53,9 @@ def test_publish_is_an_upsert_by_slug(session, tmp_path):
     first = publish_source(session, copy)
     session.commit()
     source = copy / "issue.md"
-    source.write_text(source.read_text(encoding="utf-8").replace("第二篇文章", "改过的标题"), encoding="utf-8")
+    source.write_text(
+        source.read_text(encoding="utf-8").replace("第二篇文章", "改过的标题"), encoding="utf-8"
+    )
     second = publish_source(session, copy)
     session.commit()
     assert second.id == first.id

@@ -10,7 +10,10 @@ from dispatch.tasks import DELIVER_BATCH, SWEEP, app, broker_url_for, celery_con
 
 def test_reliability_settings_with_redis():
     settings = load_settings(env={}).replace(
-        broker_url="redis://127.0.0.1:6379/0", redis_key_prefix="t1:", celery_queue="q1", lease_seconds=600,
+        broker_url="redis://127.0.0.1:6379/0",
+        redis_key_prefix="t1:",
+        celery_queue="q1",
+        lease_seconds=600,
         sweep_seconds=15,
     )
     conf = celery_config(settings)
@@ -27,7 +30,9 @@ def test_reliability_settings_with_redis():
 
 def test_embedded_broker_needs_no_server(tmp_path: Path):
     settings = load_settings(env={}).replace(data_dir=tmp_path / "var")
-    assert broker_url_for(settings) == f"sqla+sqlite:///{(tmp_path / 'var' / 'broker.db').resolve()}"
+    assert (
+        broker_url_for(settings) == f"sqla+sqlite:///{(tmp_path / 'var' / 'broker.db').resolve()}"
+    )
     assert celery_config(settings)["broker_transport_options"] == {}
 
 

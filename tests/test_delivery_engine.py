@@ -33,11 +33,15 @@ def _statuses(session: Session, campaign_id: int) -> dict[str, int]:
 
 
 def _events(session: Session, campaign_id: int, kind: str) -> int:
-    return session.scalar(select(func.count()).where(Event.campaign_id == campaign_id, Event.kind == kind))
+    return session.scalar(
+        select(func.count()).where(Event.campaign_id == campaign_id, Event.kind == kind)
+    )
 
 
 def _start(engine, settings, session, issue_id, list_ids, **kw) -> tuple[int, ListQueue]:
-    campaign, created = campaigns.create_or_get(session, issue_id=issue_id, channel="email", list_ids=list_ids, **kw)
+    campaign, created = campaigns.create_or_get(
+        session, issue_id=issue_id, channel="email", list_ids=list_ids, **kw
+    )
     session.commit()
     queue = ListQueue()
     campaigns.start(engine, settings, campaign.id, queue)
@@ -56,7 +60,9 @@ def test_everyone_once_with_duplicate_across_lists_and_events_match(engine, sess
     assert counts["sent"] == 10 and sum(counts.values()) == 10
     assert _events(session, cid, "sent") == 10
     assert session.get(Campaign, cid).status == "finished"
-    batches = session.scalars(select(Delivery.batch_no).where(Delivery.campaign_id == cid).order_by(Delivery.id)).all()
+    batches = session.scalars(
+        select(Delivery.batch_no).where(Delivery.campaign_id == cid).order_by(Delivery.id)
+    ).all()
     assert batches == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
 
 
@@ -65,7 +71,9 @@ def test_double_trigger_sends_nothing_more(engine, session, settings):
     cid, queue = _start(engine, settings, session, issue_id, list_ids)
     sent: list = []
     drain(engine, settings, queue, channel_factory=channel_factory(sent))
-    again, created = campaigns.create_or_get(session, issue_id=issue_id, channel="email", list_ids=list(reversed(list_ids)))
+    again, created = campaigns.create_or_get(
+        session, issue_id=issue_id, channel="email", list_ids=list(reversed(list_ids))
+    )
     assert not created and again.id == cid
     with pytest.raises(campaigns.InvalidTransition, match="cannot go from 'finished' to 'running'"):
         campaigns.start(engine, settings, cid, queue)
@@ -77,7 +85,9 @@ def test_double_trigger_sends_nothing_more(engine, session, settings):
 
 def test_transitions_are_enforced_in_one_place(engine, session, settings):
     issue_id, list_ids = _setup(session, n=1)
-    campaign, _ = campaigns.create_or_get(session, issue_id=issue_id, channel="email", list_ids=list_ids)
+    campaign, _ = campaigns.create_or_get(
+        session, issue_id=issue_id, channel="email", list_ids=list_ids
+    )
     with pytest.raises(campaigns.InvalidTransition, match="from 'draft' to 'paused'"):
         campaigns.pause(session, campaign.id)
     campaigns.cancel(session, campaign.id)
@@ -95,14 +105,20 @@ def test_deferred_then_sent_and_max_attempts_then_failed(engine, session, settin
 
     def script(r, seen):
         if r.email.startswith("r0000"):  # transient twice, then accepted
-            return SendResult(r.delivery_id, "deferred", 451, "4.3.0 try later") if seen < 2 else SendResult(r.delivery_id, "sent", 250, "ok")
+            return (
+                SendResult(r.delivery_id, "deferred", 451, "4.3.0 try later")
+                if seen < 2
+                else SendResult(r.delivery_id, "sent", 250, "ok")
+            )
         return SendResult(r.delivery_id, "deferred", 421, "4.7.0 busy")  # never recovers
 
     cid, queue = _start(engine, settings, session, issue_id, list_ids)
     sent: list = []
     factory = channel_factory(sent, script)
     drain(engine, settings, queue, channel_factory=factory)
-    rows = {d.email: d for d in session.scalars(select(Delivery).where(Delivery.campaign_id == cid))}
+    rows = {
+        d.email: d for d in session.scalars(select(Delivery).where(Delivery.campaign_id == cid))
+    }
     first = rows["r0000@example.org"]
     assert first.status == "deferred" and first.attempts == 1 and first.last_code == 451
     delay = (first.next_attempt_at - first.updated_at).total_seconds()
@@ -113,11 +129,17 @@ def test_deferred_then_sent_and_max_attempts_then_failed(engine, session, settin
         now = utcnow() + timedelta(seconds=10**6 * (round_ + 1))
         report = sweep(engine, settings, queue, now=now)
         assert report.enqueued == [(cid, 0)]
-        session.execute(update(Delivery).where(Delivery.campaign_id == cid).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(Delivery)
+            .where(Delivery.campaign_id == cid)
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
         session.commit()
         drain(engine, settings, queue, channel_factory=factory)
     session.expire_all()
-    rows = {d.email: d for d in session.scalars(select(Delivery).where(Delivery.campaign_id == cid))}
+    rows = {
+        d.email: d for d in session.scalars(select(Delivery).where(Delivery.campaign_id == cid))
+    }
     assert rows["r0000@example.org"].status == "sent" and rows["r0000@example.org"].attempts == 3
     assert rows["r0001@example.org"].status == "failed" and rows["r0001@example.org"].attempts == 3
     assert "gave up after 3 attempts" in rows["r0001@example.org"].last_text
@@ -162,7 +184,9 @@ def test_policy_refusal_pauses_campaign_without_suppressing(engine, session, set
     assert campaign.status == "paused" and "5.7.1" in campaign.paused_reason
     counts = _statuses(session, cid)
     assert counts["pending"] == 80  # nobody blamed, no attempt counted
-    assert session.scalar(select(func.max(Delivery.attempts)).where(Delivery.campaign_id == cid)) == 0
+    assert (
+        session.scalar(select(func.max(Delivery.attempts)).where(Delivery.campaign_id == cid)) == 0
+    )
     assert len(sent) == CHUNK_SIZE  # the first chunk was tried, the rest never sent
     assert not subscribers.list_suppressions(session)
     # the operator fixes the relay and resumes: everybody gets it once
@@ -247,14 +271,24 @@ def test_late_result_of_an_expired_claim_is_not_written(engine, session, setting
     drain(engine, settings, queue, channel_factory=channel_factory(sent))
     campaign = session.get(Campaign, cid)
     report = BatchReport(cid, 0)
-    record_results(engine, settings, campaign, old, [SendResult(old[0].id, "bounced", 550, "late")], "slow-worker:1", report)
+    record_results(
+        engine,
+        settings,
+        campaign,
+        old,
+        [SendResult(old[0].id, "bounced", 550, "late")],
+        "slow-worker:1",
+        report,
+    )
     assert report.outcomes == {}
     assert _statuses(session, cid)["sent"] == 1 and not subscribers.list_suppressions(session)
 
 
 def test_scheduled_campaign_is_started_by_the_sweep(engine, session, settings):
     issue_id, list_ids = _setup(session, n=2)
-    campaign, _ = campaigns.create_or_get(session, issue_id=issue_id, channel="email", list_ids=list_ids)
+    campaign, _ = campaigns.create_or_get(
+        session, issue_id=issue_id, channel="email", list_ids=list_ids
+    )
     at = utcnow() + timedelta(hours=2)
     campaigns.schedule(session, campaign.id, at)
     session.commit()
@@ -311,9 +345,19 @@ def test_rate_limits_hold_rows_back_without_counting_attempts(engine, session, s
     sent: list = []
     slept: list[float] = []
     limiter = LocalRateLimiter()
-    report = deliver_batch(engine, settings, cid, 0, channel_factory=channel_factory(sent), limiter=limiter, sleep=slept.append)
+    report = deliver_batch(
+        engine,
+        settings,
+        cid,
+        0,
+        channel_factory=channel_factory(sent),
+        limiter=limiter,
+        sleep=slept.append,
+    )
     assert len(sent) == 3 and report.stopped == "rate limit window full"
-    held = session.scalars(select(Delivery).where(Delivery.campaign_id == cid, Delivery.status == "pending")).all()
+    held = session.scalars(
+        select(Delivery).where(Delivery.campaign_id == cid, Delivery.status == "pending")
+    ).all()
     assert len(held) == 2 and all(d.attempts == 0 and d.next_attempt_at > utcnow() for d in held)
     assert sweep(engine, settings, queue).enqueued == []  # not before the window opens
     # per second: short waits are slept through, not handed back
@@ -330,7 +374,15 @@ def test_rate_limits_hold_rows_back_without_counting_attempts(engine, session, s
         now[0] += seconds
 
     limiter2 = LocalRateLimiter(clock=lambda: now[0])
-    report2 = deliver_batch(engine, settings2, cid2, 0, channel_factory=channel_factory(clock_sent), limiter=limiter2, sleep=fake_sleep)
+    report2 = deliver_batch(
+        engine,
+        settings2,
+        cid2,
+        0,
+        channel_factory=channel_factory(clock_sent),
+        limiter=limiter2,
+        sleep=fake_sleep,
+    )
     assert len(clock_sent) == 5 and report2.outcomes == {"sent": 5}
     assert len(waits) == 4 and all(0 < w <= 1 for w in waits)  # one per second
 
@@ -348,7 +400,9 @@ def test_wechat_fan_out_puts_up_to_10000_followers_in_one_batch(session, setting
     for i in range(9):
         sub = subscribers.add_subscriber(session, openid=f"o{i:027d}", name=f"f{i}")
         subscribers.subscribe(session, sub, mailing_list, send_confirmation=False)
-    campaign, _ = campaigns.create_or_get(session, issue_id=issue.id, channel="wechat", list_ids=[mailing_list.id])
+    campaign, _ = campaigns.create_or_get(
+        session, issue_id=issue.id, channel="wechat", list_ids=[mailing_list.id]
+    )
     session.flush()
     count, batches = fan_out(session, settings, campaign)
     assert count == 9 and batches == [0]

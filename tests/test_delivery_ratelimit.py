@@ -19,7 +19,10 @@ class Clock:
 
 
 def test_windows_shape():
-    ws = windows_for([Limit("global", per_second=10, per_hour=1000), Limit("campaign:1", per_second=0.5)], 1_000_000.2)
+    ws = windows_for(
+        [Limit("global", per_second=10, per_hour=1000), Limit("campaign:1", per_second=0.5)],
+        1_000_000.2,
+    )
     assert [(w.capacity, w.seconds) for w in ws] == [(10, 1), (1000, 3600), (1, 2)]
     assert windows_for([Limit("global")], 0) == []
 
@@ -31,7 +34,9 @@ def _exercise(limiter, clock: Clock) -> None:
     assert blocked.granted == 0 and 0 < blocked.wait_seconds <= 1
     clock.t += 1
     assert limiter.acquire(limits, 3).granted == 3
-    assert limiter.acquire([Limit("global", per_second=10, per_hour=25)], 50).granted == 7  # global 10/s
+    assert (
+        limiter.acquire([Limit("global", per_second=10, per_hour=25)], 50).granted == 7
+    )  # global 10/s
     clock.t += 1
     assert limiter.acquire([Limit("global", per_second=10, per_hour=25)], 50).granted == 10
     clock.t += 1
@@ -72,7 +77,12 @@ def test_redis_limiter_holds_across_processes(redis_url, redis_prefix):
     """Four processes hammer one window of 100: together they get exactly 100, never more."""
     out = multiprocessing.get_context("fork").Queue()
     start = float(int(time.time()) + 1000)
-    procs = [multiprocessing.get_context("fork").Process(target=_take, args=(redis_url, redis_prefix, start, out)) for _ in range(4)]
+    procs = [
+        multiprocessing.get_context("fork").Process(
+            target=_take, args=(redis_url, redis_prefix, start, out)
+        )
+        for _ in range(4)
+    ]
     for p in procs:
         p.start()
     totals = [out.get(timeout=60) for _ in procs]

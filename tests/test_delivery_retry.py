@@ -29,7 +29,9 @@ def test_full_jitter_stays_within_zero_and_cap_and_spreads(attempts):
 
 
 def test_next_attempt_until_max_attempts_then_none():
-    settings = load_settings(env={}).replace(max_attempts=3, retry_base_seconds=10, retry_max_seconds=100)
+    settings = load_settings(env={}).replace(
+        max_attempts=3, retry_base_seconds=10, retry_max_seconds=100
+    )
     now = datetime(2026, 1, 1, tzinfo=UTC)
     for attempts, cap in ((1, 10), (2, 20)):
         due = next_attempt(settings, attempts, now, random.Random(1))

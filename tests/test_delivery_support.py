@@ -22,9 +22,18 @@ Script = Callable[[Recipient, int], SendResult]  # (recipient, nth time this add
 
 def make_issue(session: Session, slug: str = "2023-02") -> Issue:
     issue = Issue(
-        slug=slug, title="工作简报", number=2, period_from=date(2023, 2, 1), period_to=date(2023, 2, 28),
-        publisher="测试", locale="zh-CN", status="published", source_path="/nonexistent",
-        source_text="", content_hash="x" * 64, summary={},
+        slug=slug,
+        title="工作简报",
+        number=2,
+        period_from=date(2023, 2, 1),
+        period_to=date(2023, 2, 28),
+        publisher="测试",
+        locale="zh-CN",
+        status="published",
+        source_path="/nonexistent",
+        source_text="",
+        content_hash="x" * 64,
+        summary={},
     )
     session.add(issue)
     session.flush()
@@ -66,7 +75,11 @@ class ScriptedChannel:
                 seen = sum(1 for x in self.log if x.email == r.email)
                 self.log.append(r)
             if self.script is None:
-                out.append(SendResult(r.delivery_id, "sent", 250, "ok", message_id=f"<{r.delivery_id}@test>"))
+                out.append(
+                    SendResult(
+                        r.delivery_id, "sent", 250, "ok", message_id=f"<{r.delivery_id}@test>"
+                    )
+                )
             else:
                 out.append(self.script(r, seen))
         return out

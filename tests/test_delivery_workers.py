@@ -37,11 +37,37 @@ ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("DISPATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("DISPATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
-    "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
 ]
-CELERY = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool=solo", "--without-gossip",
-          "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
+CELERY = [
+    sys.executable,
+    "-m",
+    "celery",
+    "-A",
+    "worker",
+    "worker",
+    "--pool=solo",
+    "--without-gossip",
+    "--without-mingle",
+    "--without-heartbeat",
+    "-l",
+    "WARNING",
+]
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +87,10 @@ class Cluster:
         log = open(self.tmp / f"{name}.log", "ab")
         proc = subprocess.Popen(
             [*CELERY, "-Q", self.settings.celery_queue, "-n", f"{name}@%h"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.workers[name] = proc
         return proc
@@ -70,9 +99,23 @@ class Cluster:
         """`celery -A worker beat`: runs dispatch.sweep every settings.sweep_seconds."""
         log = open(self.tmp / "beat.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "beat", "-l", "WARNING",
-             "-s", str(self.tmp / "beat-schedule"), "--pidfile="],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "beat",
+                "-l",
+                "WARNING",
+                "-s",
+                str(self.tmp / "beat-schedule"),
+                "--pidfile=",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.workers["beat"] = proc
         return proc
@@ -204,16 +247,24 @@ def _people(c: Cluster, tag: str, n: int) -> tuple[int, set[str]]:
         mailing_list = MailingList(slug=tag, name=tag, optin="single")
         session.add(mailing_list)
         session.flush()
-        session.execute(insert(Subscriber), [{"email": a, "name": f"读者{i}", "status": "active"} for i, a in enumerate(addresses)])
+        session.execute(
+            insert(Subscriber),
+            [{"email": a, "name": f"读者{i}", "status": "active"} for i, a in enumerate(addresses)],
+        )
         ids = session.scalars(select(Subscriber.id).where(Subscriber.email.like(f"{tag}-%"))).all()
-        session.execute(insert(Subscription), [{"subscriber_id": i, "list_id": mailing_list.id, "status": "confirmed"} for i in ids])
+        session.execute(
+            insert(Subscription),
+            [{"subscriber_id": i, "list_id": mailing_list.id, "status": "confirmed"} for i in ids],
+        )
         list_id = mailing_list.id
     return list_id, set(addresses)
 
 
 def _campaign(c: Cluster, list_id: int) -> int:
     with Session(c.engine) as session, session.begin():
-        campaign, created = campaigns.create_or_get(session, issue_id=c.issue_id, channel="email", list_ids=[list_id])
+        campaign, created = campaigns.create_or_get(
+            session, issue_id=c.issue_id, channel="email", list_ids=[list_id]
+        )
         assert created
         return campaign.id
 
@@ -240,7 +291,9 @@ def _check_events_match_states(c: Cluster, campaign_id: int) -> dict[str, int]:
         counts = campaigns.counts(session, campaign_id)
         events = dict(
             session.execute(
-                select(Event.kind, func.count()).where(Event.campaign_id == campaign_id).group_by(Event.kind)
+                select(Event.kind, func.count())
+                .where(Event.campaign_id == campaign_id)
+                .group_by(Event.kind)
             ).all()
         )
         # one terminal event per delivery, matching its final state
@@ -264,7 +317,9 @@ def test_thousand_recipients_two_workers_each_exactly_once_and_double_trigger(cl
     # the editor triggers the same send again: same campaign, nothing more is sent; even
     # duplicate deliver_batch messages for every batch (a redelivering broker) change nothing
     with Session(cluster.engine, expire_on_commit=False) as session, session.begin():
-        again, created = campaigns.create_or_get(session, issue_id=cluster.issue_id, channel="email", list_ids=[list_id])
+        again, created = campaigns.create_or_get(
+            session, issue_id=cluster.issue_id, channel="email", list_ids=[list_id]
+        )
     assert (again.id, created) == (campaign_id, False)
     with pytest.raises(campaigns.InvalidTransition):
         campaigns.start(cluster.engine, cluster.settings, campaign_id, cluster.queue())
@@ -277,7 +332,12 @@ def test_thousand_recipients_two_workers_each_exactly_once_and_double_trigger(cl
     counts = _check_events_match_states(cluster, campaign_id)
     assert counts["sent"] == 1000 and sum(counts.values()) == 1000
     with Session(cluster.engine) as session:
-        workers = {w.rsplit(":", 2)[0] for w in session.scalars(select(Delivery.claimed_by).where(Delivery.campaign_id == campaign_id))}
+        workers = {
+            w.rsplit(":", 2)[0]
+            for w in session.scalars(
+                select(Delivery.claimed_by).where(Delivery.campaign_id == campaign_id)
+            )
+        }
     assert len(workers) == 2, workers  # both worker processes took part
 
 
@@ -300,7 +360,8 @@ def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
         with Session(cluster.engine) as session:
             in_flight = session.scalar(
                 select(func.count()).where(
-                    Delivery.campaign_id == campaign_id, Delivery.status == "sending",
+                    Delivery.campaign_id == campaign_id,
+                    Delivery.status == "sending",
                     Delivery.claimed_by.like("w1@%"),
                 )
             )
@@ -308,7 +369,9 @@ def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
         while sum(cluster.received(addresses).values()) < 400 and time.monotonic() < deadline:
             time.sleep(0.02)
         # Redis goes away with every queued task (it keeps nothing on disk) and comes back
-        subprocess.run(["redis-cli", "-u", REDIS_URL, "shutdown", "nosave"], check=False, capture_output=True)
+        subprocess.run(
+            ["redis-cli", "-u", REDIS_URL, "shutdown", "nosave"], check=False, capture_output=True
+        )
         time.sleep(1.0)
     finally:
         _ensure_redis()
@@ -322,17 +385,27 @@ def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
 
     received = cluster.received(addresses)
     duplicates = sum(n - 1 for n in received.values() if n > 1)
-    print(f"\nSIGKILL: {in_flight} deliveries were claimed by the killed worker; duplicates after recovery: {duplicates}")
+    print(
+        f"\nSIGKILL: {in_flight} deliveries were claimed by the killed worker; duplicates after recovery: {duplicates}"
+    )
     assert set(received) == addresses - {ordered[3]}  # no recipient lost
     assert duplicates <= in_flight
     counts = _check_events_match_states(cluster, campaign_id)
     assert counts["sent"] == 799 and counts["bounced"] == 1
     with Session(cluster.engine) as session:
-        bounced = session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status == "bounced")).one()
+        bounced = session.scalars(
+            select(Delivery).where(
+                Delivery.campaign_id == campaign_id, Delivery.status == "bounced"
+            )
+        ).one()
         assert bounced.email == ordered[3] and bounced.attempts == 1 and bounced.last_code == 550
-        retried = session.scalars(select(Delivery.attempts).where(Delivery.email.in_(ordered[10:20]))).all()
+        retried = session.scalars(
+            select(Delivery.attempts).where(Delivery.email.in_(ordered[10:20]))
+        ).all()
         assert all(a >= 2 for a in retried)
-        deferred_events = session.scalar(select(func.count()).where(Event.campaign_id == campaign_id, Event.kind == "deferred"))
+        deferred_events = session.scalar(
+            select(func.count()).where(Event.campaign_id == campaign_id, Event.kind == "deferred")
+        )
         assert deferred_events >= 10
     from dispatch.subscribers.service import is_suppressed
 
@@ -340,7 +413,9 @@ def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
         assert is_suppressed(session, email=ordered[3])
 
 
-def _start_and_wait_until_received(c: Cluster, campaign_id: int, addresses: set[str], n: int) -> None:
+def _start_and_wait_until_received(
+    c: Cluster, campaign_id: int, addresses: set[str], n: int
+) -> None:
     """Start the campaign and return once the SMTP server has received n of its messages."""
     campaigns.start(c.engine, c.settings, campaign_id, c.queue())
     deadline = time.monotonic() + 60

@@ -16,7 +16,11 @@ from dispatch.channels.email_message import (
     encode_words,
 )
 
-HTML = "<html><body>" + "<p>质量发展 · 工作简报 line with . dots</p>\n" * 400 + ".starts with a dot\n</body></html>"
+HTML = (
+    "<html><body>"
+    + "<p>质量发展 · 工作简报 line with . dots</p>\n" * 400
+    + ".starts with a dot\n</body></html>"
+)
 TEXT = "张三，您好：\n\n本期要闻……\n.line starting with a dot\n"
 
 
@@ -112,7 +116,11 @@ def test_base64_keeps_chinese_html_small():
 
 @pytest.mark.parametrize(
     "name",
-    ["张三\r\nBcc: victim@example.com", "Evil\nBcc: victim@example.com", "Evil\rBcc: victim@example.com"],
+    [
+        "张三\r\nBcc: victim@example.com",
+        "Evil\nBcc: victim@example.com",
+        "Evil\rBcc: victim@example.com",
+    ],
 )
 def test_a_name_with_crlf_cannot_inject_a_header(name):
     msg = parse(fill(template(), to_name=name))
@@ -162,8 +170,26 @@ def test_long_names_split_into_encoded_words_on_character_boundaries():
 
 def test_template_is_built_once_and_filled_per_recipient_independently():
     tpl = template()
-    a = parse(fill(tpl, delivery_id=1, to_address="a@example.net", to_name="甲", html="<p>甲</p>", text="甲"))
-    b = parse(fill(tpl, delivery_id=2, to_address="b@example.net", to_name="乙", html="<p>乙</p>", text="乙"))
+    a = parse(
+        fill(
+            tpl,
+            delivery_id=1,
+            to_address="a@example.net",
+            to_name="甲",
+            html="<p>甲</p>",
+            text="甲",
+        )
+    )
+    b = parse(
+        fill(
+            tpl,
+            delivery_id=2,
+            to_address="b@example.net",
+            to_name="乙",
+            html="<p>乙</p>",
+            text="乙",
+        )
+    )
     assert a["To"].addresses[0].display_name == "甲" and b["To"].addresses[0].display_name == "乙"
     assert list(a.iter_parts())[1].get_content() == "<p>甲</p>"
     assert list(b.iter_parts())[1].get_content() == "<p>乙</p>"

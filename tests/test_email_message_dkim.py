@@ -27,7 +27,9 @@ def key_pair(tmp_path_factory) -> tuple[Path, bytes]:
     key_file = folder / "dkim.pem"
     key_file.write_bytes(
         key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
         )
     )
     public_der = key.public_key().public_bytes(
@@ -77,7 +79,13 @@ def test_signature_verifies_and_covers_list_unsubscribe_post(key_pair):
     sig = dkim.DKIM(raw)
     sig.verify(dnsfunc=dnsfunc_for(txt))
     signed = {h.lower() for h in sig.include_headers}
-    assert {b"list-unsubscribe", b"list-unsubscribe-post", b"from", b"subject", b"message-id"} <= signed
+    assert {
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+        b"from",
+        b"subject",
+        b"message-id",
+    } <= signed
     assert sig.signature_fields[b"c"] == b"relaxed/relaxed"
     assert sig.signature_fields[b"a"] == b"rsa-sha256"
 
@@ -85,7 +93,10 @@ def test_signature_verifies_and_covers_list_unsubscribe_post(key_pair):
 @pytest.mark.parametrize(
     "old,new",
     [
-        (b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click"),
+        (
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click",
+        ),
         (b"<https://bulletin.example.org/u/TOKEN>", b"<https://evil.example.com/u/TOKEN>"),
         (b"Message-ID: <d9.c3@example.org>", b"Message-ID: <d10.c3@example.org>"),
     ],
@@ -100,25 +111,33 @@ def test_a_modified_header_fails_verification(key_pair, old, new):
 def test_an_added_list_unsubscribe_post_fails_verification(key_pair):
     key_file, txt = key_pair
     raw = signed_message(key_file)
-    tampered = raw.replace(b"MIME-Version:", b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nMIME-Version:", 1)
+    tampered = raw.replace(
+        b"MIME-Version:", b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\nMIME-Version:", 1
+    )
     assert not dkim.verify(tampered, dnsfunc=dnsfunc_for(txt))
 
 
 def test_no_signer_without_settings_and_clear_errors_when_half_configured(tmp_path):
     assert signer_from_settings(load_settings(env={})) is None
     with pytest.raises(DkimConfigError, match="dkim_key_file"):
-        signer_from_settings(load_settings(env={}).replace(dkim_selector="s", dkim_domain="example.org"))
+        signer_from_settings(
+            load_settings(env={}).replace(dkim_selector="s", dkim_domain="example.org")
+        )
     with pytest.raises(DkimConfigError, match="cannot read"):
         signer_from_settings(
             load_settings(env={}).replace(
-                dkim_key_file=str(tmp_path / "missing.pem"), dkim_selector="s", dkim_domain="example.org"
+                dkim_key_file=str(tmp_path / "missing.pem"),
+                dkim_selector="s",
+                dkim_domain="example.org",
             )
         )
 
 
 def test_signer_repr_hides_the_key(key_pair):
     key_file, _ = key_pair
-    settings = load_settings(env={}).replace(dkim_key_file=str(key_file), dkim_selector=SELECTOR, dkim_domain=DOMAIN)
+    settings = load_settings(env={}).replace(
+        dkim_key_file=str(key_file), dkim_selector=SELECTOR, dkim_domain=DOMAIN
+    )
     assert "PRIVATE" not in repr(signer_from_settings(settings))
 
 
@@ -143,10 +162,15 @@ def test_the_message_a_recipient_gets_carries_a_valid_signature(key_pair, smtp_s
         unsubscribe_mailto="unsubscribe@example.org",
     )
     context = CampaignContext(campaign_id=1, issue_id=1, batch_no=0, list_ids=(1,), tracking=False)
-    channel = SmtpChannel(settings, context, source=build_campaign_source(settings, context, Rendered()))
+    channel = SmtpChannel(
+        settings, context, source=build_campaign_source(settings, context, Rendered())
+    )
     channel.open()
     try:
-        assert [r.outcome for r in channel.send([Recipient(5, 6, "reader@example.net", "读者", "zh-CN")])] == ["sent"]
+        assert [
+            r.outcome
+            for r in channel.send([Recipient(5, 6, "reader@example.net", "读者", "zh-CN")])
+        ] == ["sent"]
     finally:
         channel.close()
     received = smtp_server.messages[0].data

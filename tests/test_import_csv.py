@@ -27,12 +27,23 @@ BAD_AT = {
     14: "too_many_fields",
     15: "field_too_long",
 }
-INVALID = ["no-at-sign.example.org", "a@@b.org", "two..dots@example.org", "space in@example.org", "x@-bad.org"]
+INVALID = [
+    "no-at-sign.example.org",
+    "a@@b.org",
+    "two..dots@example.org",
+    "space in@example.org",
+    "x@-bad.org",
+]
 
 
 def _good(i: int) -> list[str]:
-    return [f"user{i}@Example{i % 7}.ORG", f"用户{i}", "en" if i % 4 == 0 else "zh-CN",
-            f"o{i:08d}" if i % 9 == 0 else "", f"公司{i % 13}"]
+    return [
+        f"user{i}@Example{i % 7}.ORG",
+        f"用户{i}",
+        "en" if i % 4 == 0 else "zh-CN",
+        f"o{i:08d}" if i % 9 == 0 else "",
+        f"公司{i % 13}",
+    ]
 
 
 def write_mixed_file(path: Path, rows: int = ROWS) -> dict[str, list[int]]:
@@ -76,7 +87,9 @@ def news(session: Session):
     return mailing_list
 
 
-def test_twenty_thousand_rows_exact_counts_and_idempotent(engine: Engine, session: Session, news, tmp_path):
+def test_twenty_thousand_rows_exact_counts_and_idempotent(
+    engine: Engine, session: Session, news, tmp_path
+):
     path = tmp_path / "mixed.csv"
     bad = write_mixed_file(path)
     good = ROWS - sum(len(lines) for lines in bad.values())
@@ -84,21 +97,37 @@ def test_twenty_thousand_rows_exact_counts_and_idempotent(engine: Engine, sessio
 
     result = import_csv(engine, path, "news")
     assert result.encoding == "utf-8-sig"
-    assert (result.imported, result.updated, result.unchanged, result.resubscribed) == (good, 0, 0, 0)
+    assert (result.imported, result.updated, result.unchanged, result.resubscribed) == (
+        good,
+        0,
+        0,
+        0,
+    )
     assert dict(result.skipped) == {reason: 200 for reason in BAD_AT.values()}
     for reason, lines in bad.items():
         assert [p.line for p in result.problems if p.reason == reason] == lines
-    assert "two..dots@example.org" in next(p.detail for p in result.problems if p.line == bad["invalid_email"][2])
+    assert "two..dots@example.org" in next(
+        p.detail for p in result.problems if p.line == bad["invalid_email"][2]
+    )
     assert "imported 18800" in result.summary() and "duplicate_in_file 200" in result.summary()
     assert "导入 18800" in result.summary()
 
     assert _count(session, Subscriber) == good
-    assert session.scalar(
-        select(func.count()).select_from(Subscription).where(Subscription.list_id == news.id,
-                                                              Subscription.status == "confirmed")
-    ) == good
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(Subscription.list_id == news.id, Subscription.status == "confirmed")
+        )
+        == good
+    )
     stored = session.scalar(select(Subscriber).where(Subscriber.email == "user9@example2.org"))
-    assert (stored.name, stored.locale, stored.openid, stored.attributes) == ("用户9", "zh-CN", "o00000009", {"company": "公司9"})
+    assert (stored.name, stored.locale, stored.openid, stored.attributes) == (
+        "用户9",
+        "zh-CN",
+        "o00000009",
+        {"company": "公司9"},
+    )
     assert service.count_recipients(session, [news.id], "email") == good
 
     again = import_csv(engine, path, "news")
@@ -127,7 +156,9 @@ def test_encodings_keep_chinese_names(engine, session, news, tmp_path, encoding)
     assert result.encoding == ("gb18030" if encoding == "gb18030" else "utf-8-sig")
     names = dict(session.execute(select(Subscriber.email, Subscriber.name)).all())
     assert names == {"wang@example.org": "王小明", "zhao@example.org": "赵䶮"}
-    assert session.scalar(select(Subscriber.attributes).where(Subscriber.email == "wang@example.org")) == {"部门": "标准化研究所"}
+    assert session.scalar(
+        select(Subscriber.attributes).where(Subscriber.email == "wang@example.org")
+    ) == {"部门": "标准化研究所"}
 
 
 def test_header_is_required(engine, news, tmp_path):
@@ -174,8 +205,12 @@ def test_unsubscribed_and_suppressed_stay_out(engine, session, news, tmp_path):
     assert session.get(Subscription, (left.id, news.id)).status == "unsubscribed"
     assert session.get(Subscriber, left.id).name == "Left"  # a skipped row touches nothing
     assert session.get(Subscriber, gone.id).status == "unsubscribed"
-    assert session.scalar(select(Subscriber).where(Subscriber.email == "bounced@example.org")) is None
-    emails = [r.email for r in session.execute(service.recipients_select([news.id, other.id], "email"))]
+    assert (
+        session.scalar(select(Subscriber).where(Subscriber.email == "bounced@example.org")) is None
+    )
+    emails = [
+        r.email for r in session.execute(service.recipients_select([news.id, other.id], "email"))
+    ]
     assert emails == ["both@example.org", "new@example.org"]  # "both" once despite two lists
     assert service.count_recipients(session, [news.id, other.id], "email") == 2
 
@@ -187,17 +222,25 @@ def test_unsubscribed_and_suppressed_stay_out(engine, session, news, tmp_path):
     assert session.get(Subscriber, gone.id).status == "active"
     assert _count(session, Suppression) == 0
     assert service.count_recipients(session, [news.id], "email") == 5
-    assert session.scalar(
-        select(func.count()).select_from(Event).where(Event.kind == "subscribed", Event.list_id == news.id)
-    ) >= 2
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(Event)
+            .where(Event.kind == "subscribed", Event.list_id == news.id)
+        )
+        >= 2
+    )
 
 
 def test_upsert_updates_given_fields_only(engine, session, news, tmp_path):
-    person = service.add_subscriber(session, email="a@example.org", name="Alice", locale="en",
-                                    attributes={"org": "CNIS"})
+    person = service.add_subscriber(
+        session, email="a@example.org", name="Alice", locale="en", attributes={"org": "CNIS"}
+    )
     session.commit()
     path = tmp_path / "update.csv"
-    path.write_text("email,name,locale,openid,city\na@EXAMPLE.org,,,oALICE,Beijing\n", encoding="utf-8")
+    path.write_text(
+        "email,name,locale,openid,city\na@EXAMPLE.org,,,oALICE,Beijing\n", encoding="utf-8"
+    )
     result = import_csv(engine, path, "news")
     assert (result.imported, result.updated, result.unchanged) == (0, 1, 0)
     session.expire_all()
@@ -209,7 +252,9 @@ def test_upsert_updates_given_fields_only(engine, session, news, tmp_path):
     conflict = tmp_path / "conflict.csv"
     service.add_subscriber(session, email="b@example.org", openid="oBOB")
     session.commit()
-    conflict.write_text("email,openid\na@example.org,oBOB\nnew@example.org,oBOB\n", encoding="utf-8")
+    conflict.write_text(
+        "email,openid\na@example.org,oBOB\nnew@example.org,oBOB\n", encoding="utf-8"
+    )
     result = import_csv(engine, conflict, "news")
     assert dict(result.skipped) == {"openid_conflict": 1, "duplicate_in_file": 1}
 
@@ -217,17 +262,25 @@ def test_upsert_updates_given_fields_only(engine, session, news, tmp_path):
 def _install_failing_trigger(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
-            conn.execute(text(
-                "CREATE TRIGGER boom BEFORE INSERT ON subscribers WHEN NEW.email = 'boom@example.org' "
-                "BEGIN SELECT RAISE(ABORT, 'boom: refused by test trigger'); END"
-            ))
+            conn.execute(
+                text(
+                    "CREATE TRIGGER boom BEFORE INSERT ON subscribers WHEN NEW.email = 'boom@example.org' "
+                    "BEGIN SELECT RAISE(ABORT, 'boom: refused by test trigger'); END"
+                )
+            )
         else:
-            conn.execute(text(
-                "CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
-                "IF NEW.email = 'boom@example.org' THEN RAISE EXCEPTION 'boom: refused by test trigger'; END IF; "
-                "RETURN NEW; END $$ LANGUAGE plpgsql"
-            ))
-            conn.execute(text("CREATE TRIGGER boom BEFORE INSERT ON subscribers FOR EACH ROW EXECUTE FUNCTION boom()"))
+            conn.execute(
+                text(
+                    "CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
+                    "IF NEW.email = 'boom@example.org' THEN RAISE EXCEPTION 'boom: refused by test trigger'; END IF; "
+                    "RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER boom BEFORE INSERT ON subscribers FOR EACH ROW EXECUTE FUNCTION boom()"
+                )
+            )
 
 
 def _drop_failing_trigger(engine: Engine) -> None:
@@ -239,7 +292,9 @@ def _drop_failing_trigger(engine: Engine) -> None:
             conn.execute(text("DROP FUNCTION IF EXISTS boom()"))
 
 
-def test_failure_mid_file_keeps_earlier_chunks_and_names_resume_line(engine, session, news, tmp_path):
+def test_failure_mid_file_keeps_earlier_chunks_and_names_resume_line(
+    engine, session, news, tmp_path
+):
     path = tmp_path / "boom.csv"
     with path.open("w", encoding="utf-8", newline="") as f:
         f.write("email,name\n")
@@ -259,7 +314,9 @@ def test_failure_mid_file_keeps_earlier_chunks_and_names_resume_line(engine, ses
     # on PostgreSQL the chunk after the failed one was being written at the same time: it must
     # have been rolled back too (commits stay in file order), so exactly 200 rows are stored
     assert _count(session, Subscriber) == 200
-    assert session.scalar(select(func.max(Subscriber.email))) == "p199@example.org"  # nothing of the failed chunk
+    assert (
+        session.scalar(select(func.max(Subscriber.email))) == "p199@example.org"
+    )  # nothing of the failed chunk
 
     resumed = import_csv(engine, path, "news", start_line=aborted.resume_line, chunk_rows=100)
     assert resumed.imported == 300 and resumed.rows == 300
@@ -286,10 +343,18 @@ def test_export_round_trip(engine, session, news, tmp_path):
     copy = service.create_list(session, "copy", "Copy")
     session.commit()
     result = import_csv(engine, out, "copy")
-    assert (result.imported, result.updated, result.unchanged, result.skipped_total) == (0, 3, 0, 0)  # joined list
+    assert (result.imported, result.updated, result.unchanged, result.skipped_total) == (
+        0,
+        3,
+        0,
+        0,
+    )  # joined list
     assert import_csv(engine, out, "news").unchanged == 3
     recipients = session.execute(service.recipients_select([copy.id], "email")).all()
-    assert [(r.email, r.name) for r in recipients] == [("a@example.org", "王芳"), ("b@example.org", "Smith, Bob")]
+    assert [(r.email, r.name) for r in recipients] == [
+        ("a@example.org", "王芳"),
+        ("b@example.org", "Smith, Bob"),
+    ]
 
     service.unsubscribe(session, recipients[0].id, news.id)
     session.commit()
@@ -319,7 +384,9 @@ def test_address_added_concurrently_is_found_on_retry(engine, session, news, tmp
     from dispatch.subscribers import bulk
 
     path = tmp_path / "race.csv"
-    path.write_text("email,name\nrace@example.org,Race\nfresh@example.org,Fresh\n", encoding="utf-8")
+    path.write_text(
+        "email,name\nrace@example.org,Race\nfresh@example.org,Fresh\n", encoding="utf-8"
+    )
     real_select_in = bulk.select_in
     calls = {"n": 0}
 
@@ -327,9 +394,16 @@ def test_address_added_concurrently_is_found_on_retry(engine, session, news, tmp
         calls["n"] += 1
         if calls["n"] == 1:  # the first lookup of subscribers by email: nothing there yet...
             with engine.begin() as other:  # ...then another writer commits the address
-                other.execute(Subscriber.__table__.insert().values(
-                    email="race@example.org", name="Other", locale="en", attributes={}, status="active",
-                    created_at=func.now()))
+                other.execute(
+                    Subscriber.__table__.insert().values(
+                        email="race@example.org",
+                        name="Other",
+                        locale="en",
+                        attributes={},
+                        status="active",
+                        created_at=func.now(),
+                    )
+                )
             return []
         return real_select_in(conn, query, column, values)
 

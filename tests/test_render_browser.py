@@ -21,8 +21,12 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
 ]
 BASE = "https://bulletin.example.org"
 LONG_URL = BASE + "/t/c/" + "x" * 300  # a long unbroken URL must not widen the page
@@ -104,8 +108,14 @@ def test_wechat_articles_read_on_a_phone(artifacts_dir: Path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 375, "height": 900})
-            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:")
-                       else r.fulfill(status=204, body=b""))
+            page.route(
+                "**/*",
+                lambda r: (
+                    r.continue_()
+                    if r.request.url.startswith("file:")
+                    else r.fulfill(status=204, body=b"")
+                ),
+            )
             page.goto(page_file.as_uri(), wait_until="load")
             width = page.evaluate("document.scrollingElement.scrollWidth")
             page.screenshot(path=str(artifacts_dir / "wechat-375.png"))

@@ -27,8 +27,17 @@ BASE = "https://bulletin.example.org"
 # Rules allowed to stay in a <style> block: client-specific resets (they target clients'
 # own markup or need to win over it) and everything inside @media.
 CLIENT_RESET_SELECTORS = (
-    ":root", "html", "body", "table", "td", "img", "a[x-apple-data-detectors]", "u + #body",
-    "#MessageViewBody", ".ExternalClass", "[data-ogsc]",
+    ":root",
+    "html",
+    "body",
+    "table",
+    "td",
+    "img",
+    "a[x-apple-data-detectors]",
+    "u + #body",
+    "#MessageViewBody",
+    ".ExternalClass",
+    "[data-ogsc]",
 )
 
 
@@ -110,8 +119,13 @@ def test_subject_and_link_count(doc, tracked):
 
 def test_html_holds_every_title_and_stays_under_gmail_clip(doc, tracked, plain_settings):
     realistic = tracking_slots(
-        plain_settings, delivery_id=987_654_321, subscriber_id=123_456_789, list_id=42,
-        name="张三丰", n_links=tracked.link_count, tracking=True,
+        plain_settings,
+        delivery_id=987_654_321,
+        subscriber_id=123_456_789,
+        list_id=42,
+        name="张三丰",
+        n_links=tracked.link_count,
+        tracking=True,
     )
     for slots in (realistic, long_slots(tracked.link_count, name="名" * 100)):
         page, _ = tracked.personalize(slots)
@@ -171,7 +185,9 @@ def test_premailer_left_only_media_queries_and_client_resets(tracked):
                 media += 1
                 continue
             for selector in (s.strip() for s in prelude.split(",")):
-                assert selector.startswith(CLIENT_RESET_SELECTORS), f"inlinable rule left: {selector}"
+                assert selector.startswith(CLIENT_RESET_SELECTORS), (
+                    f"inlinable rule left: {selector}"
+                )
     assert media >= 2  # small screens and dark mode
     # the stylesheet's rules went into style attributes
     titles = [a for t, a in c.tags if t == "p" and a.get("class") == "article-title"]
@@ -263,7 +279,9 @@ def test_english_issue(tmp_path, plain_settings):
     copy = tmp_path / "issue"
     shutil.copytree(FIXTURES / "valid", copy)
     source = copy / "issue.md"
-    source.write_text(source.read_text(encoding="utf-8").replace("cover:", "locale: en\ncover:"), encoding="utf-8")
+    source.write_text(
+        source.read_text(encoding="utf-8").replace("cover:", "locale: en\ncover:"), encoding="utf-8"
+    )
     rendered = render_email(parse_issue(copy), plain_settings, tracking=False)
     page, text = rendered.personalize(RecipientSlots("Ann", f"{BASE}/u/1"))
     assert rendered.subject == "工作简报 No. 2, 2023 (1 Feb – 28 Feb 2023)"
@@ -285,7 +303,9 @@ def test_cli_render_writes_three_files(tmp_path, settings):
 
 def test_cli_render_invalid_source_writes_nothing(tmp_path, settings):
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["render", str(FIXTURES / "many_problems"), "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["render", str(FIXTURES / "many_problems"), "--out", str(out)]
+    )
     assert result.exit_code != 0
     assert "many_problems/issue.md:3: number must be a positive integer" in result.output
     assert "many_problems/issue.md:24: image has empty alt text" in result.output

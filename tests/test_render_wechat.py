@@ -28,7 +28,18 @@ from dispatch.render.wechat import (
 
 BASE = "https://bulletin.example.org"
 FIXTURES = Path(__file__).parent / "fixtures" / "issues"
-FORBIDDEN_TAGS = {"script", "iframe", "form", "style", "link", "object", "embed", "input", "frame", "meta"}
+FORBIDDEN_TAGS = {
+    "script",
+    "iframe",
+    "form",
+    "style",
+    "link",
+    "object",
+    "embed",
+    "input",
+    "frame",
+    "meta",
+}
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +146,9 @@ def test_every_article_is_present_whole_or_with_a_visible_archive_link(articles,
 def test_long_policy_text_is_split_into_numbered_parts(articles):
     parts = [a for a in articles if a.title.startswith("中共中央 国务院印发《质量强国建设纲要》")]
     assert len(parts) >= 2
-    assert [a.title[-5:] for a in parts] == [f"（{i}/{len(parts)}）" for i in range(1, len(parts) + 1)]
+    assert [a.title[-5:] for a in parts] == [
+        f"（{i}/{len(parts)}）" for i in range(1, len(parts) + 1)
+    ]
 
 
 def test_long_titles_get_an_ellipsis_within_the_limit():
@@ -168,14 +181,22 @@ def test_draft_articles_use_uploaded_urls_and_thumb_ids(articles):
     uploaded = {}
 
     def image_url_for(path: Path) -> str:
-        return uploaded.setdefault(path, f"https://mmbiz.qpic.cn/mmbiz_png/{len(uploaded)}/0?wx_fmt=png")
+        return uploaded.setdefault(
+            path, f"https://mmbiz.qpic.cn/mmbiz_png/{len(uploaded)}/0?wx_fmt=png"
+        )
 
     payload = to_draft_articles(articles, lambda p: f"thumb-{p.name}", image_url_for)
     assert len(payload) == len(articles)
     for a, item in zip(articles, payload, strict=True):
         assert set(item) == {
-            "title", "author", "digest", "content", "content_source_url", "thumb_media_id",
-            "need_open_comment", "only_fans_can_comment",
+            "title",
+            "author",
+            "digest",
+            "content",
+            "content_source_url",
+            "thumb_media_id",
+            "need_open_comment",
+            "only_fans_can_comment",
         }
         assert item["thumb_media_id"] == f"thumb-{a.thumb_image.name}"
         srcs = [attrs["src"] for tag, attrs in parse(item["content"]).tags if tag == "img"]

@@ -90,7 +90,12 @@ def test_sent_deferred_bounced_per_recipient(smtp_server):  # noqa: F811
     smtp_server.script.data["late@example.net"] = "451 4.3.0 Try again later"
     smtp_server.script.data["big@example.net"] = "552 5.3.4 Message size exceeds fixed limit"
     batch = recipients(
-        "a@example.net", "busy@example.net", "gone@example.net", "late@example.net", "big@example.net", "b@example.net"
+        "a@example.net",
+        "busy@example.net",
+        "gone@example.net",
+        "late@example.net",
+        "big@example.net",
+        "b@example.net",
     )
     results = send(channel_settings(smtp_server.url), batch)
     assert outcomes(results) == ["sent", "deferred", "bounced", "deferred", "failed", "sent"]
@@ -100,7 +105,9 @@ def test_sent_deferred_bounced_per_recipient(smtp_server):  # noqa: F811
     assert all(r.message_id == f"<d{r.delivery_id}.c11@example.org>" for r in results)
     received = sorted(a for m in smtp_server.messages for a in m.rcpt_tos)
     assert received == ["a@example.net", "b@example.net"]
-    assert smtp_server.connections == 1  # one connection reused for the whole batch (RSET after refusals)
+    assert (
+        smtp_server.connections == 1
+    )  # one connection reused for the whole batch (RSET after refusals)
 
 
 def test_one_rcpt_of_many_rejected_only_bounces_that_one(smtp_server):  # noqa: F811
@@ -136,14 +143,22 @@ def test_a_second_drop_defers_only_the_unsent_rest(smtp_server):  # noqa: F811
 
 def test_a_drop_after_data_defers_that_recipient_without_resending_it(smtp_server):  # noqa: F811
     smtp_server.script.data["b@example.net"] = "DROP_AFTER_DATA"
-    results = send(channel_settings(smtp_server.url), recipients("a@example.net", "b@example.net", "c@example.net"))
+    results = send(
+        channel_settings(smtp_server.url),
+        recipients("a@example.net", "b@example.net", "c@example.net"),
+    )
     assert outcomes(results) == ["sent", "deferred", "sent"]
-    assert len(smtp_server.received_by("b@example.net")) == 1  # taken once; the engine's retry may repeat it
+    assert (
+        len(smtp_server.received_by("b@example.net")) == 1
+    )  # taken once; the engine's retry may repeat it
 
 
 def test_sender_policy_refusal_pauses_the_rest_of_the_batch(smtp_server):  # noqa: F811
     smtp_server.script.mail = ["550 5.7.1 Sender rejected: not authorised to send as example.org"]
-    results = send(channel_settings(smtp_server.url), recipients("a@example.net", "b@example.net", "c@example.net"))
+    results = send(
+        channel_settings(smtp_server.url),
+        recipients("a@example.net", "b@example.net", "c@example.net"),
+    )
     assert outcomes(results) == ["paused"] * 3
     assert all("Sender rejected" in r.text for r in results)
     assert smtp_server.messages == []
@@ -151,20 +166,29 @@ def test_sender_policy_refusal_pauses_the_rest_of_the_batch(smtp_server):  # noq
 
 def test_a_rate_limit_reply_pauses_and_does_not_bounce(smtp_server):  # noqa: F811
     smtp_server.script.rcpt["b@example.net"] = "451 4.7.0 Rate limit exceeded, try again later"
-    results = send(channel_settings(smtp_server.url), recipients("a@example.net", "b@example.net", "c@example.net"))
+    results = send(
+        channel_settings(smtp_server.url),
+        recipients("a@example.net", "b@example.net", "c@example.net"),
+    )
     assert outcomes(results) == ["sent", "paused", "paused"]
     assert results[1].code == 451 and "Rate limit" in results[2].text
 
 
 def test_a_421_defers_and_the_channel_reconnects(smtp_server):  # noqa: F811
     smtp_server.script.rcpt["b@example.net"] = ["421 4.3.2 Service shutting down"]
-    results = send(channel_settings(smtp_server.url), recipients("a@example.net", "b@example.net", "c@example.net"))
+    results = send(
+        channel_settings(smtp_server.url),
+        recipients("a@example.net", "b@example.net", "c@example.net"),
+    )
     assert outcomes(results) == ["sent", "deferred", "sent"]
 
 
 def test_a_timeout_defers(smtp_server):  # noqa: F811
     smtp_server.script.data_delay = 1.0
-    results = send(channel_settings(smtp_server.url, smtp_timeout=0.3), recipients("a@example.net", "b@example.net"))
+    results = send(
+        channel_settings(smtp_server.url, smtp_timeout=0.3),
+        recipients("a@example.net", "b@example.net"),
+    )
     assert outcomes(results) == ["deferred", "deferred"]
     assert "timeout" in results[0].text
 
@@ -192,10 +216,22 @@ def test_the_received_message_has_both_parts_and_every_header(smtp_server):  # n
     results = send(settings, [Recipient(77, 501, "reader@example.net", "王五", "zh-CN")])
     assert outcomes(results) == ["sent"]
     (message,) = smtp_server.messages
-    assert message.mail_from == settings.from_address and message.rcpt_tos == ("reader@example.net",)
+    assert message.mail_from == settings.from_address and message.rcpt_tos == (
+        "reader@example.net",
+    )
     msg = parse(message.data)
-    for header in ("From", "To", "Reply-To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id",
-                   "List-Unsubscribe", "List-Unsubscribe-Post"):
+    for header in (
+        "From",
+        "To",
+        "Reply-To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    ):
         assert msg[header], header
     assert msg["Message-ID"] == "<d77.c11@example.org>" == results[0].message_id
     assert msg["Subject"] == SampleRendered.subject
@@ -203,8 +239,9 @@ def test_the_received_message_has_both_parts_and_every_header(smtp_server):  # n
     assert msg["List-Id"] == f"<{settings.list_id}>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     plain, html = list(msg.iter_parts())
-    expected_html, expected_text = SampleRendered().personalize(make(settings).source().slots(
-        Recipient(77, 501, "reader@example.net", "王五", "zh-CN")))
+    expected_html, expected_text = SampleRendered().personalize(
+        make(settings).source().slots(Recipient(77, 501, "reader@example.net", "王五", "zh-CN"))
+    )
     assert html.get_content() == expected_html and plain.get_content() == expected_text
     # the List-Unsubscribe URL carries a valid token for this subscriber and the campaign's list
     url = msg["List-Unsubscribe"].split(",")[0].strip().strip("<>")
@@ -215,7 +252,9 @@ def test_the_received_message_has_both_parts_and_every_header(smtp_server):  # n
 
 def test_no_header_injection_through_the_wire(smtp_server):  # noqa: F811
     rendered = SampleRendered(subject="Issue 2\r\nBcc: victim@example.com")
-    batch = [Recipient(1, 1, "reader@example.net", "Eve\r\nBcc: victim2@example.com\r\n\r\nhi", "en")]
+    batch = [
+        Recipient(1, 1, "reader@example.net", "Eve\r\nBcc: victim2@example.com\r\n\r\nhi", "en")
+    ]
     assert outcomes(send(channel_settings(smtp_server.url), batch, rendered=rendered)) == ["sent"]
     msg = parse(smtp_server.messages[0].data)
     assert msg["Bcc"] is None
@@ -225,7 +264,9 @@ def test_no_header_injection_through_the_wire(smtp_server):  # noqa: F811
 
 
 def test_a_test_send_is_marked_in_the_subject(smtp_server):  # noqa: F811
-    context = CampaignContext(campaign_id=12, issue_id=5, batch_no=0, list_ids=(), tracking=False, is_test=True)
+    context = CampaignContext(
+        campaign_id=12, issue_id=5, batch_no=0, list_ids=(), tracking=False, is_test=True
+    )
     send(channel_settings(smtp_server.url), recipients("editor@example.net"), context=context)
     assert parse(smtp_server.messages[0].data)["Subject"].startswith("[测试] ")
 
@@ -259,7 +300,9 @@ def test_wrong_credentials_pause_instead_of_bouncing(tls_files, caplog):
     caplog.set_level(logging.DEBUG)
     with ScriptedSmtpServer(starttls_cert=tls_files, credentials={"mailer": "right"}) as server:
         settings = channel_settings(
-            f"{server.url}&cafile={tls_files[0]}", smtp_username="mailer", smtp_password="wrong-password-xyz"
+            f"{server.url}&cafile={tls_files[0]}",
+            smtp_username="mailer",
+            smtp_password="wrong-password-xyz",
         )
         results = send(settings, recipients("a@example.net", "b@example.net"))
         assert outcomes(results) == ["paused", "paused"]
@@ -276,8 +319,12 @@ def test_an_untrusted_certificate_pauses(tls_files):
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_implicit_tls(tls_files):
-    with ScriptedSmtpServer(starttls_cert=tls_files, implicit_tls=True, credentials={"u": "p"}) as server:
-        settings = channel_settings(f"{server.url}?cafile={tls_files[0]}", smtp_username="u", smtp_password="p")
+    with ScriptedSmtpServer(
+        starttls_cert=tls_files, implicit_tls=True, credentials={"u": "p"}
+    ) as server:
+        settings = channel_settings(
+            f"{server.url}?cafile={tls_files[0]}", smtp_username="u", smtp_password="p"
+        )
         assert outcomes(send(settings, recipients("a@example.net"))) == ["sent"]
         assert len(server.messages) == 1
 
@@ -289,7 +336,9 @@ def test_make_channel_builds_the_smtp_channel():
 
 def test_the_local_outbox_writes_one_eml_per_recipient(tmp_path):
     with LocalOutbox(tmp_path / "outbox") as sink:
-        results = send(channel_settings(sink.url), recipients("a@example.net", "b/../x@example.net"))
+        results = send(
+            channel_settings(sink.url), recipients("a@example.net", "b/../x@example.net")
+        )
         assert outcomes(results) == ["sent", "sent"]
         assert sink.count == 2
         files = sink.files()
@@ -322,7 +371,11 @@ def test_one_reconnect_per_batch_across_the_engines_chunks(smtp_server):  # noqa
     channel = make(channel_settings(smtp_server.url))
     batch = recipients(*[f"r{i}@example.net" for i in range(10)])
     channel.open()  # the engine opens once per batch and sends it in chunks
-    first, second, third = channel.send(batch[:3]), channel.send(batch[3:6]), channel.send(batch[6:9])
+    first, second, third = (
+        channel.send(batch[:3]),
+        channel.send(batch[3:6]),
+        channel.send(batch[6:9]),
+    )
     channel.close()
     assert outcomes(first) == ["sent"] * 3
     assert outcomes(second) == ["sent", "deferred", "deferred"]

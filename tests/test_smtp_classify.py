@@ -33,8 +33,18 @@ from dispatch.channels.smtp import (
         # rule 4: policy refuses our sender
         (550, "5.7.1 Sender rejected: not permitted to send for this domain", "rcpt", "paused"),
         (554, "5.7.1 <x@example.net>: Relay access denied", "rcpt", "paused"),
-        (550, "5.7.26 Unauthenticated email from example.org is not accepted due to DMARC policy", "data", "paused"),
-        (554, "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", "rcpt", "paused"),
+        (
+            550,
+            "5.7.26 Unauthenticated email from example.org is not accepted due to DMARC policy",
+            "data",
+            "paused",
+        ),
+        (
+            554,
+            "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+            "rcpt",
+            "paused",
+        ),
         # rule 5: refused before any recipient
         (553, "5.1.8 Domain of sender address does not exist", "mail", "paused"),
         (554, "No SMTP service here", "connect", "paused"),
@@ -50,7 +60,12 @@ from dispatch.channels.smtp import (
         (550, "5.7.1 Message rejected as spam", "data", "failed"),
         # rule 8: permanent for this address
         (550, "5.1.1 The email account that you tried to reach does not exist", "rcpt", "bounced"),
-        (550, "5.7.1 <x@example.net>: Recipient address rejected: Access denied", "rcpt", "bounced"),
+        (
+            550,
+            "5.7.1 <x@example.net>: Recipient address rejected: Access denied",
+            "rcpt",
+            "bounced",
+        ),
         (553, "5.1.3 Bad recipient address syntax", "rcpt", "bounced"),
         (554, "5.0.0 Transaction failed", "data", "bounced"),
         # rule 9: unknown

@@ -18,19 +18,26 @@ def test_the_sample_issue_goes_out_personalised_and_tracked(session, settings, s
     issue = publish_source(session, SAMPLE_ISSUE)
     session.commit()
     settings = settings.replace(smtp_url=smtp_server.url)
-    context = CampaignContext(campaign_id=21, issue_id=issue.id, batch_no=0, list_ids=(4,), tracking=True)
+    context = CampaignContext(
+        campaign_id=21, issue_id=issue.id, batch_no=0, list_ids=(4,), tracking=True
+    )
     source = load_campaign_source(session, context, settings)
     assert load_campaign_source(session, context, settings).template is source.template  # cached
     channel = SmtpChannel(settings, context, source=source)
     channel.open()
     try:
         results = channel.send(
-            [Recipient(1, 31, "li.si@example.net", "李四", "zh-CN"), Recipient(2, 32, "w@example.net", "", "en")]
+            [
+                Recipient(1, 31, "li.si@example.net", "李四", "zh-CN"),
+                Recipient(2, 32, "w@example.net", "", "en"),
+            ]
         )
     finally:
         channel.close()
     assert [r.outcome for r in results] == ["sent", "sent"]
-    msg = email.message_from_bytes(smtp_server.received_by("li.si@example.net")[0].data, policy=email.policy.default)
+    msg = email.message_from_bytes(
+        smtp_server.received_by("li.si@example.net")[0].data, policy=email.policy.default
+    )
     assert msg["Subject"] == source.rendered.subject
     plain, html = list(msg.iter_parts())
     body = html.get_content()
@@ -43,7 +50,9 @@ def test_the_sample_issue_goes_out_personalised_and_tracked(session, settings, s
 
 
 def test_a_missing_issue_pauses_the_batch_with_the_reason(session, settings):
-    context = CampaignContext(campaign_id=22, issue_id=987654, batch_no=0, list_ids=(1,), tracking=True)
+    context = CampaignContext(
+        campaign_id=22, issue_id=987654, batch_no=0, list_ids=(1,), tracking=True
+    )
     channel = SmtpChannel(settings.replace(smtp_url="smtp://127.0.0.1:9"), context)
     results = channel.send([Recipient(1, 1, "a@example.net", "", "en")])
     channel.close()
@@ -54,11 +63,20 @@ def test_a_missing_issue_pauses_the_batch_with_the_reason(session, settings):
 def test_without_smtp_url_messages_go_to_the_local_outbox(session, settings):
     issue = publish_source(session, SAMPLE_ISSUE)
     session.commit()
-    context = CampaignContext(campaign_id=23, issue_id=issue.id, batch_no=0, list_ids=(1,), tracking=False)
-    channel = SmtpChannel(settings.replace(smtp_url=""), context)  # loads its source from the database
+    context = CampaignContext(
+        campaign_id=23, issue_id=issue.id, batch_no=0, list_ids=(1,), tracking=False
+    )
+    channel = SmtpChannel(
+        settings.replace(smtp_url=""), context
+    )  # loads its source from the database
     channel.open()
     try:
-        results = channel.send([Recipient(1, 1, "a@example.net", "甲", "zh-CN"), Recipient(2, 2, "b@example.net", "", "en")])
+        results = channel.send(
+            [
+                Recipient(1, 1, "a@example.net", "甲", "zh-CN"),
+                Recipient(2, 2, "b@example.net", "", "en"),
+            ]
+        )
     finally:
         channel.close()
     assert [r.outcome for r in results] == ["sent", "sent"]
@@ -74,6 +92,8 @@ def test_prepare_channel_warms_the_per_process_source(session, settings):
 
     issue = publish_source(session, SAMPLE_ISSUE)
     session.commit()
-    context = CampaignContext(campaign_id=24, issue_id=issue.id, batch_no=3, list_ids=(1,), tracking=True)
+    context = CampaignContext(
+        campaign_id=24, issue_id=issue.id, batch_no=3, list_ids=(1,), tracking=True
+    )
     prepare_channel("email", settings, context)
     assert any(key[0] == 24 for key in _SOURCE_CACHE)

@@ -46,7 +46,9 @@ def test_lists_crud(session):
 
 
 def test_email_is_normalised_and_unique(session):
-    person = service.add_subscriber(session, email="  Li.Lei@Example.ORG ", name=" 李雷 ", locale="zh_cn")
+    person = service.add_subscriber(
+        session, email="  Li.Lei@Example.ORG ", name=" 李雷 ", locale="zh_cn"
+    )
     assert (person.email, person.name, person.locale) == ("Li.Lei@example.org", "李雷", "zh-CN")
     with pytest.raises(service.SubscriberError, match="already belongs"):
         service.add_subscriber(session, email="Li.Lei@EXAMPLE.org")
@@ -60,19 +62,27 @@ def test_email_is_normalised_and_unique(session):
     with pytest.raises(service.SubscriberError, match="openid oABC123 already belongs"):
         service.add_subscriber(session, openid="oABC123", email="y@example.org")
     assert follower.email is None
-    with pytest.raises(service.SubscriberError, match="no subscriber"):  # the local part keeps its case
+    with pytest.raises(
+        service.SubscriberError, match="no subscriber"
+    ):  # the local part keeps its case
         service.get_subscriber(session, "li.lei@example.org")
     assert service.get_subscriber(session, "Li.Lei@example.org").id == person.id
     assert service.get_subscriber(session, str(person.id)).id == person.id
     assert service.get_subscriber(session, "oABC123").id == follower.id
-    with pytest.raises(service.SubscriberError, match="no subscriber"):  # beyond INTEGER: names nobody
+    with pytest.raises(
+        service.SubscriberError, match="no subscriber"
+    ):  # beyond INTEGER: names nobody
         service.get_subscriber(session, "36893488147419103232")
     assert service.find_subscriber(session, id=2**40) is None
 
 
 def test_update_merges_attributes_and_remove_deletes(session):
-    person = service.add_subscriber(session, email="a@example.org", attributes={"org": "CNIS", "city": "北京"})
-    service.update_subscriber(session, person, name="王芳", locale="en", attributes={"city": None, "role": "editor"})
+    person = service.add_subscriber(
+        session, email="a@example.org", attributes={"org": "CNIS", "city": "北京"}
+    )
+    service.update_subscriber(
+        session, person, name="王芳", locale="en", attributes={"city": None, "role": "editor"}
+    )
     assert person.attributes == {"org": "CNIS", "role": "editor"}
     assert (person.name, person.locale) == ("王芳", "en")
     news = service.create_list(session, "news", "News")
@@ -93,7 +103,9 @@ def test_single_opt_in_confirms_at_once(session, settings):
     assert service.subscribe(session, person, news, settings=settings) is sub  # twice: no change
 
 
-@pytest.mark.parametrize("locale, subject_word", [("zh-CN", "确认订阅"), ("en", "confirm your subscription")])
+@pytest.mark.parametrize(
+    "locale, subject_word", [("zh-CN", "确认订阅"), ("en", "confirm your subscription")]
+)
 def test_double_opt_in_sends_confirmation_in_locale(session, settings, locale, subject_word):
     news = service.create_list(session, "news", "工作简报", optin="double")
     person = service.add_subscriber(session, email="a@example.org", name="张三", locale=locale)
@@ -115,7 +127,10 @@ def test_double_opt_in_sends_confirmation_in_locale(session, settings, locale, s
     assert confirm_subscription(session, token, settings) == (person.id, news.id, False)
     assert session.get(Subscription, (person.id, news.id)).status == "confirmed"
     assert _ids(session, [news.id]) == [person.id]
-    assert session.scalar(select(func.count()).select_from(Event).where(Event.kind == "confirmed")) == 1
+    assert (
+        session.scalar(select(func.count()).select_from(Event).where(Event.kind == "confirmed"))
+        == 1
+    )
 
 
 def test_double_opt_in_wechat_follower_is_confirmed_at_once(session, settings):
@@ -156,7 +171,9 @@ def test_unsubscribe_one_list_or_all_is_idempotent(session):
     session.commit()
     assert person.status == "unsubscribed"
     assert _ids(session, [other.id]) == []
-    kinds = session.scalars(select(Event.list_id).where(Event.kind == "unsubscribed").order_by(Event.id)).all()
+    kinds = session.scalars(
+        select(Event.list_id).where(Event.kind == "unsubscribed").order_by(Event.id)
+    ).all()
     assert kinds == [news.id, None]
     # coming back needs an explicit resubscribe
     with pytest.raises(service.SubscriberError, match="--resubscribe"):
@@ -185,7 +202,10 @@ def test_suppression_marks_status_and_blocks(session):
     session.commit()
     assert person.status == "active"
     assert _ids(session, [news.id]) == [person.id]
-    assert session.scalar(select(func.count()).select_from(Event).where(Event.kind == "suppressed")) == 1
+    assert (
+        session.scalar(select(func.count()).select_from(Event).where(Event.kind == "suppressed"))
+        == 1
+    )
 
 
 def test_bounce_on_one_channel_keeps_the_other(session):
@@ -229,16 +249,26 @@ def test_recipients_each_person_once_and_only_eligible(session):
     a = service.create_list(session, "a", "A")
     b = service.create_list(session, "b", "B")
     c = service.create_list(session, "c", "C", optin="double")
-    both = service.add_subscriber(session, email="both@example.org", name="两个列表", openid="oBOTH", locale="en")
+    both = service.add_subscriber(
+        session, email="both@example.org", name="两个列表", openid="oBOTH", locale="en"
+    )
     only_b = service.add_subscriber(session, email="b@example.org")
     wechat_only = service.add_subscriber(session, openid="oWECHAT")
     unconfirmed = service.add_subscriber(session, email="u@example.org")
     left_a = service.add_subscriber(session, email="left@example.org")
     bounced = service.add_subscriber(session, email="bounced@example.org")
-    for person, lists in ((both, [a, b]), (only_b, [b]), (wechat_only, [a, b]), (left_a, [a, b]), (bounced, [a])):
+    for person, lists in (
+        (both, [a, b]),
+        (only_b, [b]),
+        (wechat_only, [a, b]),
+        (left_a, [a, b]),
+        (bounced, [a]),
+    ):
         for mailing_list in lists:
             service.subscribe(session, person, mailing_list)
-    service.subscribe(session, unconfirmed, c)  # double opt-in, never confirmed (no settings: no email)
+    service.subscribe(
+        session, unconfirmed, c
+    )  # double opt-in, never confirmed (no settings: no email)
     service.unsubscribe(session, left_a.id, a.id)
     service.unsubscribe(session, left_a.id, b.id)
     service.suppress(session, email="bounced@example.org", reason="bounced", source="smtp")
@@ -247,13 +277,26 @@ def test_recipients_each_person_once_and_only_eligible(session):
     rows = session.execute(service.recipients_select([a.id, b.id, c.id], "email")).all()
     assert [r.id for r in rows] == [both.id, only_b.id]
     first = rows[0]
-    assert (first.email, first.name, first.locale, first.openid) == ("both@example.org", "两个列表", "en", "oBOTH")
+    assert (first.email, first.name, first.locale, first.openid) == (
+        "both@example.org",
+        "两个列表",
+        "en",
+        "oBOTH",
+    )
     assert _ids(session, [a.id, b.id], "wechat") == [both.id, wechat_only.id]
     assert service.count_recipients(session, [a.id, b.id], "email") == 2
     assert service.count_recipients(session, [a.id, b.id], "wechat") == 2
     assert service.count_recipients(session, [], "email") == 0
-    assert service.count_recipients(session, [a.id, 2**40], "email") == service.count_recipients(session, [a.id], "email") == 1
-    assert service.list_member_counts(session, a.id) == {"unconfirmed": 0, "confirmed": 3, "unsubscribed": 1}
+    assert (
+        service.count_recipients(session, [a.id, 2**40], "email")
+        == service.count_recipients(session, [a.id], "email")
+        == 1
+    )
+    assert service.list_member_counts(session, a.id) == {
+        "unconfirmed": 0,
+        "confirmed": 3,
+        "unsubscribed": 1,
+    }
     with pytest.raises(service.SubscriberError, match="email or wechat"):
         service.recipients_select([a.id], "sms")
 
@@ -262,15 +305,21 @@ def test_recipients_select_fans_out_with_insert_select(session):
     """The delivery engine's use: INSERT … SELECT from the query, no objects loaded."""
     news = service.create_list(session, "news", "News")
     extra = service.create_list(session, "extra", "Extra")
-    people = [service.add_subscriber(session, email=f"p{i}@example.org", name=f"P{i}") for i in range(5)]
+    people = [
+        service.add_subscriber(session, email=f"p{i}@example.org", name=f"P{i}") for i in range(5)
+    ]
     for person in people:
         service.subscribe(session, person, news)
         service.subscribe(session, person, extra)
     session.commit()
     outbox = Table(
-        "fanout_probe", MetaData(),
-        Column("id", Integer, primary_key=True), Column("subscriber_id", Integer), Column("email", String(320)),
-        Column("campaign", Integer), Column("payload", JSON),
+        "fanout_probe",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("subscriber_id", Integer),
+        Column("email", String(320)),
+        Column("campaign", Integer),
+        Column("payload", JSON),
     )
     outbox.create(session.connection())
     try:
@@ -281,7 +330,9 @@ def test_recipients_select_fans_out_with_insert_select(session):
                 select(recipients.c.id, recipients.c.email, literal(7)),
             )
         )
-        rows = session.execute(select(outbox.c.subscriber_id, outbox.c.email).order_by(outbox.c.subscriber_id)).all()
+        rows = session.execute(
+            select(outbox.c.subscriber_id, outbox.c.email).order_by(outbox.c.subscriber_id)
+        ).all()
         assert rows == [(p.id, p.email) for p in people]
     finally:
         session.rollback()

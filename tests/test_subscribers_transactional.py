@@ -46,13 +46,18 @@ def test_plain_smtp(base, tmp_path):
         send_transactional(base.replace(smtp_url=server.url), _message())
     [received] = server.messages
     assert received.rcpt_tos == ("reader@example.org",)
-    assert "你好 hello" in email.message_from_bytes(received.data, policy=email.policy.default).get_content()
+    assert (
+        "你好 hello"
+        in email.message_from_bytes(received.data, policy=email.policy.default).get_content()
+    )
 
 
 def test_starttls_with_auth(base, tmp_path):
     cert, key = make_self_signed_cert(tmp_path)
     with ScriptedSmtpServer(starttls_cert=(cert, key), credentials={"mailer": "s3cret"}) as server:
-        settings = base.replace(smtp_url=f"{server.url}&cafile={cert}", smtp_username="mailer", smtp_password="s3cret")
+        settings = base.replace(
+            smtp_url=f"{server.url}&cafile={cert}", smtp_username="mailer", smtp_password="s3cret"
+        )
         send_transactional(settings, _message())
         assert server.auth_attempts == [("mailer", True)]
         assert len(server.messages) == 1
@@ -72,4 +77,7 @@ def test_confirmation_email_in_english_and_none_without_email(base):
     assert verify_confirmation_token(base, token)[:2] == (5, 2)
     html = message.get_body(("html",)).get_content()
     assert 'lang="en"' in html and "Confirm subscription" in html
-    assert send_confirmation(base, Subscriber(id=6, openid="oX", name="", locale="zh-CN"), news) is None
+    assert (
+        send_confirmation(base, Subscriber(id=6, openid="oX", name="", locale="zh-CN"), news)
+        is None
+    )

@@ -41,7 +41,7 @@ def _variants(token: str):
     for i, ch in enumerate(token):
         for other in ("0", "A", "_"):
             if other != ch:
-                yield token[:i] + other + token[i + 1:]
+                yield token[:i] + other + token[i + 1 :]
                 break
 
 
@@ -96,7 +96,9 @@ def test_expired_confirmation_is_refused(keyed):
     assert "expired" in str(info.value) and "过期" in str(info.value)
 
 
-@pytest.mark.parametrize("junk", ["", ".", "abc", "1.2.3.4.5", "1." + "A" * 16, "x" * 500, "١.AAAAAAAAAAAAAAAA"])
+@pytest.mark.parametrize(
+    "junk", ["", ".", "abc", "1.2.3.4.5", "1." + "A" * 16, "x" * 500, "١.AAAAAAAAAAAAAAAA"]
+)
 def test_malformed_tokens_are_refused(keyed, junk):
     with pytest.raises(TokenError):
         verify_open_token(keyed, junk)
@@ -112,7 +114,9 @@ def test_generated_key_is_used_when_none_configured(tmp_path):
 
 
 def test_tracking_slots_build_signed_urls(keyed):
-    slots = tracking_slots(keyed, delivery_id=41, subscriber_id=8, list_id=3, name="张三", n_links=3, tracking=True)
+    slots = tracking_slots(
+        keyed, delivery_id=41, subscriber_id=8, list_id=3, name="张三", n_links=3, tracking=True
+    )
     assert isinstance(slots, RecipientSlots)
     assert slots.name == "张三"
     base = "https://bulletin.example.org"
@@ -125,7 +129,9 @@ def test_tracking_slots_build_signed_urls(keyed):
         assert url.startswith(base + "/t/c/")
         assert verify_click_token(keyed, url.rsplit("/", 1)[1]) == (41, index)
 
-    plain = tracking_slots(keyed, delivery_id=41, subscriber_id=8, list_id=None, name="", n_links=3, tracking=False)
+    plain = tracking_slots(
+        keyed, delivery_id=41, subscriber_id=8, list_id=None, name="", n_links=3, tracking=False
+    )
     assert plain.open_url is None and plain.click_urls is None
     assert verify_unsubscribe_token(keyed, plain.unsubscribe_url.rsplit("/", 1)[1]) == (8, None)
 
@@ -166,7 +172,9 @@ def test_refused_unsubscribe_tokens_change_nothing(session, settings):
     service.subscribe(session, person, news)
     session.commit()
     good = make_unsubscribe_token(settings, person.id, news.id)
-    foreign = make_unsubscribe_token(settings.replace(secret_key="someone-else"), person.id, news.id)
+    foreign = make_unsubscribe_token(
+        settings.replace(secret_key="someone-else"), person.id, news.id
+    )
     altered = good[:-1] + ("A" if good[-1] != "A" else "B")
     nobody = make_unsubscribe_token(settings, person.id + 1000, None)
     for token in (foreign, altered, nobody, "garbage"):
@@ -190,4 +198,6 @@ def test_token_format_is_plain_truncated_hmac_sha256(keyed):
     assert make_open_token(keyed, 41) == expected("open", "41")
     assert make_click_token(keyed, 41, 2) == expected("click", "41.2")
     assert make_unsubscribe_token(keyed, 8, None) == expected("unsubscribe", "8.-")
-    assert make_confirmation_token(keyed, 8, 3, now=1_000, ttl_seconds=10) == expected("confirm", "8.3.1010")
+    assert make_confirmation_token(keyed, 8, 3, now=1_000, ttl_seconds=10) == expected(
+        "confirm", "8.3.1010"
+    )

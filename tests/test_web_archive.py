@@ -15,7 +15,7 @@ def test_archive_lists_and_shows_every_article_in_full(client, engine, settings)
     s = seed(engine, settings)
     doc = parse_issue(SAMPLE_ISSUE_DIR)
     index = client.get("/issues/")
-    assert index.status_code == 200 and f'/issues/{s.issue_slug}' in index.text
+    assert index.status_code == 200 and f"/issues/{s.issue_slug}" in index.text
     page = client.get(f"/issues/{s.issue_slug}")
     assert page.status_code == 200
     for n, article in enumerate(doc.articles, start=1):
@@ -32,7 +32,13 @@ def test_archive_serves_only_the_issues_images(client, engine, settings):
     r = client.get(f"/issues/{s.issue_slug}/{image.src}")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/")
     assert r.content == image.path.read_bytes()
-    for bad in ("images/../issue.md", "issue.md", "../../../etc/passwd", "images/%2e%2e/issue.md", "images/nope.png"):
+    for bad in (
+        "images/../issue.md",
+        "issue.md",
+        "../../../etc/passwd",
+        "images/%2e%2e/issue.md",
+        "images/nope.png",
+    ):
         assert client.get(f"/issues/{s.issue_slug}/{bad}").status_code == 404, bad
     assert client.get("/issues/no-such-issue").status_code == 404
 

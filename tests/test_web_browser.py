@@ -34,8 +34,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 DISPATCH = [sys.executable, "-c", "from dispatch.cli import main; main()"]
 PG_ADMIN_URL = os.environ.get("DISPATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("DISPATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -76,27 +82,68 @@ def stack(tmp_path: Path) -> Iterator[dict]:
     port = _free_port()
     run = uuid.uuid4().hex[:8]
     values = {
-        "DATA_DIR": str(tmp_path / "var"), "DATABASE_URL": url, "BROKER_URL": REDIS_URL,
-        "REDIS_KEY_PREFIX": f"dispatch-web-e2e:{run}:", "CELERY_QUEUE": f"dispatch-web-e2e-{run}",
-        "SMTP_URL": outbox.url, "SECRET_KEY": "browser-test-secret", "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "BATCH_SIZE": "2", "SWEEP_SECONDS": "1",
+        "DATA_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": url,
+        "BROKER_URL": REDIS_URL,
+        "REDIS_KEY_PREFIX": f"dispatch-web-e2e:{run}:",
+        "CELERY_QUEUE": f"dispatch-web-e2e-{run}",
+        "SMTP_URL": outbox.url,
+        "SECRET_KEY": "browser-test-secret",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "BATCH_SIZE": "2",
+        "SWEEP_SECONDS": "1",
     }
     env = {**os.environ, **{f"DISPATCH_{k}": v for k, v in values.items()}}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH", "")])
     procs: list[subprocess.Popen] = []
     try:
-        with Session(engine) as session, session.begin():  # `dispatch users create` is tested in test_web_cli
+        with (
+            Session(engine) as session,
+            session.begin(),
+        ):  # `dispatch users create` is tested in test_web_cli
             create_user(session, ADMIN_EMAIL, ADMIN_PASSWORD, "admin")
         web_log = tmp_path / "web.log"
-        procs.append(subprocess.Popen([*DISPATCH, "web", "--host", "127.0.0.1", "--port", str(port)],
-                                      env=env, cwd=ROOT, stdout=web_log.open("ab"), stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [*DISPATCH, "web", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                cwd=ROOT,
+                stdout=web_log.open("ab"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         worker_log = tmp_path / "worker.log"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool=solo", "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "-l", "WARNING", "-Q", values["CELERY_QUEUE"]],
-            env=env, cwd=ROOT, stdout=worker_log.open("ab"), stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker",
+                    "worker",
+                    "--pool=solo",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-l",
+                    "WARNING",
+                    "-Q",
+                    values["CELERY_QUEUE"],
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=worker_log.open("ab"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         _wait_http(f"http://127.0.0.1:{port}/healthz", procs[0], web_log)
-        yield {"base": f"http://127.0.0.1:{port}", "engine": engine, "outbox": outbox, "logs": (web_log, worker_log)}
+        yield {
+            "base": f"http://127.0.0.1:{port}",
+            "engine": engine,
+            "outbox": outbox,
+            "logs": (web_log, worker_log),
+        }
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -170,7 +217,9 @@ def test_admin_sends_the_sample_issue_and_a_reader_unsubscribes(stack, tmp_path,
 
             # upload and preview the sample issue
             page.goto(f"{base}/admin/issues")
-            files = [str(SAMPLE_ISSUE_DIR / "issue.md")] + sorted(str(p) for p in (SAMPLE_ISSUE_DIR / "images").iterdir())
+            files = [str(SAMPLE_ISSUE_DIR / "issue.md")] + sorted(
+                str(p) for p in (SAMPLE_ISSUE_DIR / "images").iterdir()
+            )
             page.set_input_files("input[name=files]", files)
             page.click("form[action='/admin/issues'] button[type=submit]")
             page.wait_for_selector("#preview-phone")
@@ -185,10 +234,14 @@ def test_admin_sends_the_sample_issue_and_a_reader_unsubscribes(stack, tmp_path,
             page.click("#campaign-form button[type=submit]")
             page.wait_for_selector("#send-button")
             page.click("#send-button")
-            assert dialogs and "3" in dialogs[-1] and "测试读者" in dialogs[-1]  # names the list and its size
-            page.wait_for_function("document.getElementById('progress-text') && "
-                                   "document.getElementById('progress-text').textContent.trim() === '100 %'",
-                                   timeout=90_000)
+            assert (
+                dialogs and "3" in dialogs[-1] and "测试读者" in dialogs[-1]
+            )  # names the list and its size
+            page.wait_for_function(
+                "document.getElementById('progress-text') && "
+                "document.getElementById('progress-text').textContent.trim() === '100 %'",
+                timeout=90_000,
+            )
             page.wait_for_selector(".badge.finished", timeout=30_000)
             page.wait_for_timeout(1000)
             page.reload()  # the server-rendered stats and recipients, not only the polled bar
@@ -225,8 +278,12 @@ def test_admin_sends_the_sample_issue_and_a_reader_unsubscribes(stack, tmp_path,
             page.screenshot(path=str(shots / "10-campaign-en.png"), full_page=True)
             page.goto(f"{base}/issues/2023-02#a4")
             page.wait_for_load_state("networkidle")
-            images = page.eval_on_selector_all("article img", "els => els.map(e => e.getAttribute('src'))")
-            assert images and all(page.request.get(base + src).status == 200 for src in images), images
+            images = page.eval_on_selector_all(
+                "article img", "els => els.map(e => e.getAttribute('src'))"
+            )
+            assert images and all(page.request.get(base + src).status == 200 for src in images), (
+                images
+            )
             page.screenshot(path=str(shots / "09-archive.png"))
         except Exception:
             page.screenshot(path=str(shots / "failure.png"), full_page=True)
@@ -234,8 +291,16 @@ def test_admin_sends_the_sample_issue_and_a_reader_unsubscribes(stack, tmp_path,
         finally:
             browser.close()
     with Session(stack["engine"]) as session:
-        alice_id = session.scalar(select(Subscriber.id).where(Subscriber.email == "alice@example.org"))
-        statuses = set(session.scalars(select(Subscription.status).where(Subscription.subscriber_id == alice_id)))
+        alice_id = session.scalar(
+            select(Subscriber.id).where(Subscriber.email == "alice@example.org")
+        )
+        statuses = set(
+            session.scalars(
+                select(Subscription.status).where(Subscription.subscriber_id == alice_id)
+            )
+        )
         assert statuses == {"unsubscribed"}
         bob_id = session.scalar(select(Subscriber.id).where(Subscriber.email == "bob@example.org"))
-        assert set(session.scalars(select(Subscription.status).where(Subscription.subscriber_id == bob_id))) == {"confirmed"}
+        assert set(
+            session.scalars(select(Subscription.status).where(Subscription.subscriber_id == bob_id))
+        ) == {"confirmed"}

@@ -24,15 +24,24 @@ def test_no_generated_request_gets_a_server_error(web_app, engine, settings, tok
     assert len(operations) >= 25
 
     for operation in operations:
-        @hypothesis.settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None, derandomize=True,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+
+        @hypothesis.settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy())
         def run(case) -> None:
             response = case.call(headers=headers)
             statuses.append(response.status_code)
             if response.status_code >= 500:
-                failures.append(f"{case.method} {case.formatted_path} {case.query} {str(case.body)[:200]} "
-                                f"-> {response.status_code} {response.text[:300]}")
+                failures.append(
+                    f"{case.method} {case.formatted_path} {case.query} {str(case.body)[:200]} "
+                    f"-> {response.status_code} {response.text[:300]}"
+                )
 
         run()
     assert not failures, "\n".join(failures[:10])

@@ -84,8 +84,11 @@ def login(client: TestClient, email: str, password: str = PASSWORD) -> str:
     """Log in through the form (with its CSRF token); returns the session's CSRF token."""
     page = client.get("/admin/login")
     token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-    response = client.post("/admin/login", data={"email": email, "password": password, "csrf_token": token,
-                                                  "next": "/admin/"}, follow_redirects=False)
+    response = client.post(
+        "/admin/login",
+        data={"email": email, "password": password, "csrf_token": token, "next": "/admin/"},
+        follow_redirects=False,
+    )
     assert response.status_code == 303, response.text
     home = client.get("/admin/")
     return home.text.split('name="csrf_token" value="')[1].split('"')[0]
@@ -98,17 +101,31 @@ def seed(engine, settings: Settings, n_subscribers: int = 3, tracking: bool = Tr
         mailing_list = service.create_list(session, "members", "Members")
         ids = []
         for i in range(n_subscribers):
-            sub = service.add_subscriber(session, email=f"reader{i}@example.org", name=f"Reader {i}",
-                                         locale="en" if i % 2 else "zh-CN")
+            sub = service.add_subscriber(
+                session,
+                email=f"reader{i}@example.org",
+                name=f"Reader {i}",
+                locale="en" if i % 2 else "zh-CN",
+            )
             service.subscribe(session, sub, mailing_list, settings=settings)
             ids.append(sub.id)
-        campaign, _ = campaigns.create_or_get(session, issue_id=issue.id, channel="email",
-                                              list_ids=[mailing_list.id], tracking=tracking)
+        campaign, _ = campaigns.create_or_get(
+            session,
+            issue_id=issue.id,
+            channel="email",
+            list_ids=[mailing_list.id],
+            tracking=tracking,
+        )
         issue_id, slug, list_id, campaign_id = issue.id, issue.slug, mailing_list.id, campaign.id
         n_links = len(issue.summary["links"])
     campaigns.start(engine, settings, campaign_id, ListQueue())
     with Session(engine) as session:
-        delivery_ids = list(session.scalars(
-            Delivery.__table__.select().with_only_columns(Delivery.id).where(Delivery.campaign_id == campaign_id)
-            .order_by(Delivery.id)))
+        delivery_ids = list(
+            session.scalars(
+                Delivery.__table__.select()
+                .with_only_columns(Delivery.id)
+                .where(Delivery.campaign_id == campaign_id)
+                .order_by(Delivery.id)
+            )
+        )
     return Seed(issue_id, slug, list_id, ids, campaign_id, delivery_ids, n_links)

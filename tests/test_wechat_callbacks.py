@@ -34,20 +34,31 @@ def fake(fake):
 
 @pytest.fixture
 def wechat_settings(wechat_settings, fake):
-    return wechat_settings.replace(wechat_token=CALLBACK_TOKEN, wechat_aes_key=fake.state.callback_aes_key)
+    return wechat_settings.replace(
+        wechat_token=CALLBACK_TOKEN, wechat_aes_key=fake.state.callback_aes_key
+    )
 
 
 @pytest.fixture
 def issue(session, wechat_settings, tmp_path):
     issue = make_issue(session, folder=tmp_path)
-    ensure_draft(session, WechatClient(wechat_settings), wechat_settings, issue,
-                 articles=stub_articles(tmp_path, 1, 1), base_dir=tmp_path)
+    ensure_draft(
+        session,
+        WechatClient(wechat_settings),
+        wechat_settings,
+        issue,
+        articles=stub_articles(tmp_path, 1, 1),
+        base_dir=tmp_path,
+    )
     return issue
 
 
 def _send_chunk(wechat_settings, issue, n=4) -> str:
-    channel = WechatChannel(wechat_settings, CampaignContext(5, issue.id, 0, (1,), False),
-                            policy=RetryPolicy(attempts=1))
+    channel = WechatChannel(
+        wechat_settings,
+        CampaignContext(5, issue.id, 0, (1,), False),
+        policy=RetryPolicy(attempts=1),
+    )
     results = channel.send([Recipient(i, i, None, "", "zh-CN", f"oCB{i}") for i in range(1, n + 1)])
     assert {r.outcome for r in results} == {"sent"}, results[0].text
     return results[0].external_id
@@ -63,8 +74,13 @@ def test_masssendjobfinish_records_counts_on_the_chunk(session, wechat_settings,
     session.commit()
 
     chunk = session.scalars(select(WechatMassChunk).where(WechatMassChunk.msg_id == msg_id)).one()
-    assert (chunk.status, chunk.total_count, chunk.filter_count, chunk.sent_count, chunk.error_count) == (
-        "finished", 4, 3, 3, 0)
+    assert (
+        chunk.status,
+        chunk.total_count,
+        chunk.filter_count,
+        chunk.sent_count,
+        chunk.error_count,
+    ) == ("finished", 4, 3, 3, 0)
     assert chunk.event["Event"] == "MASSSENDJOBFINISH" and chunk.event["status"] == "send success"
 
 
@@ -85,8 +101,12 @@ def test_bad_signatures_are_refused_and_nothing_recorded(session, wechat_setting
 def test_url_verification_echoes_echostr(session, wechat_settings, fake):
     from dispatch.wechat.fake_server import _sha1_sorted
 
-    query = {"timestamp": "1700000000", "nonce": "abc", "echostr": "hello-wechat",
-             "signature": _sha1_sorted(CALLBACK_TOKEN, "1700000000", "abc")}
+    query = {
+        "timestamp": "1700000000",
+        "nonce": "abc",
+        "echostr": "hello-wechat",
+        "signature": _sha1_sorted(CALLBACK_TOKEN, "1700000000", "abc"),
+    }
     assert handle_callback(session, wechat_settings, query, b"") == "hello-wechat"
     with pytest.raises(PermissionError):
         handle_callback(session, wechat_settings, {**query, "nonce": "other"}, b"")
@@ -100,35 +120,56 @@ def test_malformed_body_is_a_value_error(session, wechat_settings, fake):
         handle_callback(session, wechat_settings, query, b"<not-xml")
 
 
-def test_templatesendjobfinish_reaches_the_recipients_delivery(session, engine, wechat_settings, fake, issue):
+def test_templatesendjobfinish_reaches_the_recipients_delivery(
+    session, engine, wechat_settings, fake, issue
+):
     list_id = seed_followers(session, 3)
     campaign, _ = campaign_service.create_or_get(
-        session, issue_id=issue.id, channel="wechat", list_ids=[list_id],
-        options={"wechat_mode": "template", "wechat_template_id": "TPL1",
-                 "wechat_article_url": "https://mp.weixin.qq.com/s/published"})
+        session,
+        issue_id=issue.id,
+        channel="wechat",
+        list_ids=[list_id],
+        options={
+            "wechat_mode": "template",
+            "wechat_template_id": "TPL1",
+            "wechat_article_url": "https://mp.weixin.qq.com/s/published",
+        },
+    )
     session.commit()
     queue = ListQueue()
     campaign_service.start(engine, wechat_settings, campaign.id, queue)
-    drain(engine, wechat_settings, queue, channel_factory=lambda k, s, c: WechatChannel(
-        s, c, policy=RetryPolicy(attempts=1)))
+    drain(
+        engine,
+        wechat_settings,
+        queue,
+        channel_factory=lambda k, s, c: WechatChannel(s, c, policy=RetryPolicy(attempts=1)),
+    )
 
     rows = session.scalars(select(WechatTemplateMessage).order_by(WechatTemplateMessage.id)).all()
     assert len(rows) == 3 and len(fake.state.templates) == 3
-    assert all(t["url"] == "https://mp.weixin.qq.com/s/published" for t in fake.state.templates.values())
-    externals = dict(session.execute(select(Delivery.id, Delivery.external_id)
-                                     .where(Delivery.campaign_id == campaign.id)).all())
+    assert all(
+        t["url"] == "https://mp.weixin.qq.com/s/published" for t in fake.state.templates.values()
+    )
+    externals = dict(
+        session.execute(
+            select(Delivery.id, Delivery.external_id).where(Delivery.campaign_id == campaign.id)
+        ).all()
+    )
     assert {externals[r.delivery_id] for r in rows} == {r.msg_id for r in rows}
 
     ok, blocked = rows[0], rows[1]
     for row, status in ((ok, "success"), (blocked, "failed:user block")):
-        params, body = fake.api.sign_and_encrypt(fake.api.template_finish_xml(int(row.msg_id), status=status),
-                                                 openid=row.openid)
+        params, body = fake.api.sign_and_encrypt(
+            fake.api.template_finish_xml(int(row.msg_id), status=status), openid=row.openid
+        )
         assert handle_callback(session, wechat_settings, params, body) == "success"
     session.commit()
     session.expire_all()
     assert session.get(WechatTemplateMessage, ok.id).status == "success"
     assert session.get(WechatTemplateMessage, blocked.id).status == "failed:user block"
-    failed = session.scalars(select(Event).where(Event.kind == "failed", Event.channel == "wechat")).all()
+    failed = session.scalars(
+        select(Event).where(Event.kind == "failed", Event.channel == "wechat")
+    ).all()
     assert [e.delivery_id for e in failed] == [blocked.delivery_id]
     assert failed[0].data["status"] == "failed:user block"
 
@@ -139,8 +180,9 @@ def test_fake_posts_event_to_the_web_callback_over_http(session, wechat_settings
 
     from dispatch.web.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(wechat_settings), host="127.0.0.1", port=0,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(wechat_settings), host="127.0.0.1", port=0, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):
@@ -150,11 +192,14 @@ def test_fake_posts_event_to_the_web_callback_over_http(session, wechat_settings
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         msg_id = _send_chunk(wechat_settings, issue)
-        status, answer = fake.api.post_event(fake.api.mass_finish_xml(int(msg_id)),
-                                             f"http://127.0.0.1:{port}/wechat/callback")
+        status, answer = fake.api.post_event(
+            fake.api.mass_finish_xml(int(msg_id)), f"http://127.0.0.1:{port}/wechat/callback"
+        )
         assert (status, answer) == (200, "success")
         session.expire_all()
-        chunk = session.scalars(select(WechatMassChunk).where(WechatMassChunk.msg_id == msg_id)).one()
+        chunk = session.scalars(
+            select(WechatMassChunk).where(WechatMassChunk.msg_id == msg_id)
+        ).one()
         assert chunk.status == "finished" and chunk.total_count == 4
     finally:
         server.should_exit = True
@@ -167,13 +212,15 @@ def test_publishjobfinish_records_the_article_url(session, wechat_settings, fake
     draft = session.scalars(select(WechatDraft)).one()
     draft.publish_id = "2247483999"
     session.commit()
-    xml = ("<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><FromUserName><![CDATA[oSys]]></FromUserName>"
-           "<CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-           "<Event><![CDATA[PUBLISHJOBFINISH]]></Event><PublishEventInfo><publish_id>2247483999</publish_id>"
-           "<publish_status>0</publish_status><article_id><![CDATA[ART1]]></article_id>"
-           "<article_detail><count>1</count><item><idx>1</idx>"
-           "<article_url><![CDATA[https://mp.weixin.qq.com/s/ART1]]></article_url></item></article_detail>"
-           "</PublishEventInfo></xml>")
+    xml = (
+        "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><FromUserName><![CDATA[oSys]]></FromUserName>"
+        "<CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[PUBLISHJOBFINISH]]></Event><PublishEventInfo><publish_id>2247483999</publish_id>"
+        "<publish_status>0</publish_status><article_id><![CDATA[ART1]]></article_id>"
+        "<article_detail><count>1</count><item><idx>1</idx>"
+        "<article_url><![CDATA[https://mp.weixin.qq.com/s/ART1]]></article_url></item></article_detail>"
+        "</PublishEventInfo></xml>"
+    )
     params, body = fake.api.sign_and_encrypt(xml)
     assert handle_callback(session, wechat_settings, params, body) == "success"
     session.commit()

@@ -78,9 +78,22 @@ def test_poll_mass_status_marks_finished_chunks(session, wechat_settings, fake):
     fake.state.drafts["D"] = [{}]
     client = WechatClient(wechat_settings)
     msg_id = client.mass_send_openids(["a", "b"], "D", "poll-1")["msg_id"]
-    session.add(WechatMassChunk(campaign_id=9, batch_no=0, clientmsgid="poll-1", account=client.account,
-                                mode="openids", draft_media_id="D", msg_id=str(msg_id), status="sent", event={}))
+    session.add(
+        WechatMassChunk(
+            campaign_id=9,
+            batch_no=0,
+            clientmsgid="poll-1",
+            account=client.account,
+            mode="openids",
+            draft_media_id="D",
+            msg_id=str(msg_id),
+            status="sent",
+            event={},
+        )
+    )
     session.commit()
     report = poll_mass_status(session, client, 9)
-    assert report == [{"clientmsgid": "poll-1", "msg_id": str(msg_id), "msg_status": "SEND_SUCCESS"}]
+    assert report == [
+        {"clientmsgid": "poll-1", "msg_id": str(msg_id), "msg_status": "SEND_SUCCESS"}
+    ]
     assert session.scalars(select(WechatMassChunk)).one().status == "finished"

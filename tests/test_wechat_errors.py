@@ -14,11 +14,23 @@ from dispatch.wechat.errors import (
 )
 
 
-@pytest.mark.parametrize(("code", "action"), [
-    (-1, "retry"), (40001, "refresh_token"), (40014, "refresh_token"), (42001, "refresh_token"),
-    (45009, "backoff"), (45028, "pause"), (45065, "already_sent"), (45066, "retry"),
-    (40007, "fail"), (45002, "fail"), (None, "retry"), (99999, "fail"),
-])
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [
+        (-1, "retry"),
+        (40001, "refresh_token"),
+        (40014, "refresh_token"),
+        (42001, "refresh_token"),
+        (45009, "backoff"),
+        (45028, "pause"),
+        (45065, "already_sent"),
+        (45066, "retry"),
+        (40007, "fail"),
+        (45002, "fail"),
+        (None, "retry"),
+        (99999, "fail"),
+    ],
+)
 def test_codes_map_to_actions(code, action):
     assert classify(code).action == action
 

@@ -30,22 +30,34 @@ def wechat_settings(wechat_settings):
 @pytest.fixture
 def issue(session, wechat_settings, tmp_path):
     issue = make_issue(session, folder=tmp_path)
-    ensure_draft(session, WechatClient(wechat_settings), wechat_settings, issue,
-                 articles=stub_articles(tmp_path, 2, 1), base_dir=tmp_path)
+    ensure_draft(
+        session,
+        WechatClient(wechat_settings),
+        wechat_settings,
+        issue,
+        articles=stub_articles(tmp_path, 2, 1),
+        base_dir=tmp_path,
+    )
     return issue
 
 
 def factory_with(sleeps: list[float] | None = None, policy: RetryPolicy = FAST):
     def factory(kind, settings, context):
         assert kind == "wechat"
-        return WechatChannel(settings, context, policy=policy,
-                             sleep=(sleeps.append if sleeps is not None else lambda s: None))
+        return WechatChannel(
+            settings,
+            context,
+            policy=policy,
+            sleep=(sleeps.append if sleeps is not None else lambda s: None),
+        )
+
     return factory
 
 
 def start_campaign(session, engine, settings, issue, list_id, **options):
-    campaign, _ = campaign_service.create_or_get(session, issue_id=issue.id, channel="wechat",
-                                                 list_ids=[list_id], options=options)
+    campaign, _ = campaign_service.create_or_get(
+        session, issue_id=issue.id, channel="wechat", list_ids=[list_id], options=options
+    )
     session.commit()
     queue = ListQueue()
     campaign_service.start(engine, settings, campaign.id, queue)
@@ -53,24 +65,34 @@ def start_campaign(session, engine, settings, issue, list_id, **options):
 
 
 def _sends_per_batch(session, engine, settings, fake, issue, followers: int) -> int:
-    list_id = seed_followers(session, followers, list_slug=f"probe-{followers}", openid_prefix="oPROBE")
+    list_id = seed_followers(
+        session, followers, list_slug=f"probe-{followers}", openid_prefix="oPROBE"
+    )
     campaign, queue = start_campaign(session, engine, settings, issue, list_id)
     assert len(queue.items) == 1
     drain(engine, settings, queue, channel_factory=factory_with())
-    return sum(1 for m in fake.state.mass_sends() if m.clientmsgid.startswith(f"dispatch-{campaign.id}-"))
+    return sum(
+        1 for m in fake.state.mass_sends() if m.clientmsgid.startswith(f"dispatch-{campaign.id}-")
+    )
 
 
-WHOLE_BATCH = ("the delivery engine split one WeChat batch into {n} channel.send() calls; a batch "
-               "must reach WechatChannel.send() whole (WechatChannel.chunk_size = 10,000), or every "
-               "small chunk becomes its own mass send and uses up the account's mass-send quota")
+WHOLE_BATCH = (
+    "the delivery engine split one WeChat batch into {n} channel.send() calls; a batch "
+    "must reach WechatChannel.send() whole (WechatChannel.chunk_size = 10,000), or every "
+    "small chunk becomes its own mass send and uses up the account's mass-send quota"
+)
 
 
-def test_engine_hands_the_wechat_channel_a_whole_batch(session, engine, wechat_settings, fake, issue):
+def test_engine_hands_the_wechat_channel_a_whole_batch(
+    session, engine, wechat_settings, fake, issue
+):
     sends = _sends_per_batch(session, engine, wechat_settings, fake, issue, 120)
     assert sends == 1, WHOLE_BATCH.format(n=sends)
 
 
-def test_25000_openids_go_out_in_three_chunks_each_once(session, engine, wechat_settings, fake, issue):
+def test_25000_openids_go_out_in_three_chunks_each_once(
+    session, engine, wechat_settings, fake, issue
+):
     probe = _sends_per_batch(session, engine, wechat_settings, fake, issue, 120)
     if probe != 1:  # fail fast: 25,000 openids in tiny chunks would take minutes
         pytest.fail(WHOLE_BATCH.format(n=probe))
@@ -83,19 +105,26 @@ def test_25000_openids_go_out_in_three_chunks_each_once(session, engine, wechat_
 
     sends = fake.state.mass_sends("openids")
     assert sorted(len(m.openids) for m in sends) == [5_000, 10_000, 10_000]
-    assert sorted(m.clientmsgid for m in sends) == sorted(f"dispatch-{campaign.id}-{b}" for b in range(3))
+    assert sorted(m.clientmsgid for m in sends) == sorted(
+        f"dispatch-{campaign.id}-{b}" for b in range(3)
+    )
     everyone = [o for m in sends for o in m.openids]
     assert len(everyone) == len(set(everyone)) == 25_000
     msg_by_openid = {o: str(m.msg_id) for m in sends for o in m.openids}
-    rows = session.execute(select(Delivery.openid, Delivery.batch_no, Delivery.external_id, Delivery.status)
-                           .where(Delivery.campaign_id == campaign.id)).all()
+    rows = session.execute(
+        select(Delivery.openid, Delivery.batch_no, Delivery.external_id, Delivery.status).where(
+            Delivery.campaign_id == campaign.id
+        )
+    ).all()
     assert len(rows) == 25_000 and {r.status for r in rows} == {"sent"}
     per_batch = defaultdict(set)
     for r in rows:
         assert r.external_id == msg_by_openid[r.openid]  # each recipient tied to its chunk's msg_id
         per_batch[r.batch_no].add(r.external_id)
     assert all(len(ids) == 1 for ids in per_batch.values()) and len(per_batch) == 3
-    chunks = session.scalars(select(WechatMassChunk).where(WechatMassChunk.campaign_id == campaign.id)).all()
+    chunks = session.scalars(
+        select(WechatMassChunk).where(WechatMassChunk.campaign_id == campaign.id)
+    ).all()
     assert sorted(c.status for c in chunks) == ["sent"] * 3 and all(c.attempts == 1 for c in chunks)
     session.expire_all()
     assert session.get(Campaign, campaign.id).status == "finished"
@@ -106,33 +135,51 @@ def test_25000_openids_go_out_in_three_chunks_each_once(session, engine, wechat_
     assert len(fake.state.mass_sends("openids")) == 3
 
 
-def test_chunk_retried_after_dropped_connection_is_not_sent_twice(session, engine, wechat_settings, fake, issue):
+def test_chunk_retried_after_dropped_connection_is_not_sent_twice(
+    session, engine, wechat_settings, fake, issue
+):
     list_id = seed_followers(session, 6)
     campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
     # WeChat takes the send, then the connection drops before the answer; no in-process retry
     fake.state.add_fault("message/mass/send", drop=True, after_processing=True)
-    drain(engine, wechat_settings, queue, channel_factory=factory_with(policy=RetryPolicy(attempts=1)))
+    drain(
+        engine, wechat_settings, queue, channel_factory=factory_with(policy=RetryPolicy(attempts=1))
+    )
 
-    statuses = set(session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id)))
+    statuses = set(
+        session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))
+    )
     assert statuses == {"deferred"}
     assert len(fake.state.mass_sends()) == 1  # it did go out once
 
     # the engine's retry comes due: same batch, same clientmsgid → 45065 → the earlier msg_id
-    session.execute(update(Delivery).where(Delivery.campaign_id == campaign.id).values(next_attempt_at=utcnow()))
+    session.execute(
+        update(Delivery).where(Delivery.campaign_id == campaign.id).values(next_attempt_at=utcnow())
+    )
     session.commit()
     deliver_batch(engine, wechat_settings, campaign.id, 0, channel_factory=factory_with())
 
     sends = fake.state.mass_sends()
     assert len(sends) == 1 and fake.state.calls["message/mass/send"] == 2
     session.expire_all()
-    rows = session.execute(select(Delivery.status, Delivery.external_id).where(Delivery.campaign_id == campaign.id)).all()
-    assert {r.status for r in rows} == {"sent"} and {r.external_id for r in rows} == {str(sends[0].msg_id)}
+    rows = session.execute(
+        select(Delivery.status, Delivery.external_id).where(Delivery.campaign_id == campaign.id)
+    ).all()
+    assert {r.status for r in rows} == {"sent"} and {r.external_id for r in rows} == {
+        str(sends[0].msg_id)
+    }
 
 
-def test_dropped_connection_retried_in_process_still_sends_once(session, wechat_settings, fake, issue):
+def test_dropped_connection_retried_in_process_still_sends_once(
+    session, wechat_settings, fake, issue
+):
     fake.state.add_fault("message/mass/send", drop=True, after_processing=True)
-    channel = WechatChannel(wechat_settings, CampaignContext(77, issue.id, 0, (1,), False), policy=FAST,
-                            sleep=lambda s: None)
+    channel = WechatChannel(
+        wechat_settings,
+        CampaignContext(77, issue.id, 0, (1,), False),
+        policy=FAST,
+        sleep=lambda s: None,
+    )
     results = channel.send([Recipient(i, i, None, "", "zh-CN", f"o{i}") for i in range(1, 6)])
     assert {r.outcome for r in results} == {"sent"}
     assert len(fake.state.mass_sends()) == 1
@@ -140,29 +187,42 @@ def test_dropped_connection_retried_in_process_still_sends_once(session, wechat_
 
 
 def test_45009_backs_off_with_jitter_then_succeeds(session, wechat_settings, fake, issue):
-    fake.state.add_fault("message/mass/send", errcode=45009, times=2, errmsg="reach max api daily quota limit")
+    fake.state.add_fault(
+        "message/mass/send", errcode=45009, times=2, errmsg="reach max api daily quota limit"
+    )
     sleeps: list[float] = []
-    channel = WechatChannel(wechat_settings, CampaignContext(78, issue.id, 0, (1,), False),
-                            policy=RetryPolicy(attempts=4, scale=0.001), sleep=sleeps.append)
+    channel = WechatChannel(
+        wechat_settings,
+        CampaignContext(78, issue.id, 0, (1,), False),
+        policy=RetryPolicy(attempts=4, scale=0.001),
+        sleep=sleeps.append,
+    )
     results = channel.send([Recipient(i, i, None, "", "zh-CN", f"o{i}") for i in range(1, 4)])
     assert {r.outcome for r in results} == {"sent"}
     assert len(sleeps) == 2 and 0 < sleeps[0] < sleeps[1]  # exponential backoff, waited twice
     assert fake.state.calls["message/mass/send"] == 3 and len(fake.state.mass_sends()) == 1
 
 
-def test_45009_that_does_not_clear_is_deferred_not_retried_forever(session, engine, wechat_settings, fake, issue):
+def test_45009_that_does_not_clear_is_deferred_not_retried_forever(
+    session, engine, wechat_settings, fake, issue
+):
     list_id = seed_followers(session, 4)
     campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
     fake.state.add_fault("message/mass/send", errcode=45009, times=100)
     drain(engine, wechat_settings, queue, channel_factory=factory_with())
     assert fake.state.calls["message/mass/send"] == FAST.attempts
-    rows = session.execute(select(Delivery.status, Delivery.last_code, Delivery.next_attempt_at)
-                           .where(Delivery.campaign_id == campaign.id)).all()
+    rows = session.execute(
+        select(Delivery.status, Delivery.last_code, Delivery.next_attempt_at).where(
+            Delivery.campaign_id == campaign.id
+        )
+    ).all()
     assert {r.status for r in rows} == {"deferred"} and {r.last_code for r in rows} == {45009}
     assert all(r.next_attempt_at is not None for r in rows)
 
 
-def test_45028_pauses_the_campaign_with_a_clear_reason(session, engine, wechat_settings, fake, issue):
+def test_45028_pauses_the_campaign_with_a_clear_reason(
+    session, engine, wechat_settings, fake, issue
+):
     list_id = seed_followers(session, 10)
     campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
     fake.state.mass_quota = 0
@@ -171,39 +231,58 @@ def test_45028_pauses_the_campaign_with_a_clear_reason(session, engine, wechat_s
     paused = session.get(Campaign, campaign.id)
     assert paused.status == "paused"
     assert "45028" in paused.paused_reason and "quota" in paused.paused_reason
-    assert set(session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))) == {"pending"}
+    assert set(
+        session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))
+    ) == {"pending"}
     assert not fake.state.mass_sends()
 
 
-def test_invalid_media_fails_with_code_and_message_kept(session, engine, wechat_settings, fake, issue):
+def test_invalid_media_fails_with_code_and_message_kept(
+    session, engine, wechat_settings, fake, issue
+):
     list_id = seed_followers(session, 3)
     campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
     fake.state.drafts.clear()  # the draft is gone on WeChat's side → 40007
     drain(engine, wechat_settings, queue, channel_factory=factory_with())
-    rows = session.execute(select(Delivery.status, Delivery.last_code, Delivery.last_text)
-                           .where(Delivery.campaign_id == campaign.id)).all()
+    rows = session.execute(
+        select(Delivery.status, Delivery.last_code, Delivery.last_text).where(
+            Delivery.campaign_id == campaign.id
+        )
+    ).all()
     assert {r.status for r in rows} == {"failed"} and {r.last_code for r in rows} == {40007}
     assert all("invalid media_id" in r.last_text for r in rows)
-    assert session.scalar(select(Event.id).where(Event.campaign_id == campaign.id, Event.kind == "failed"))
+    assert session.scalar(
+        select(Event.id).where(Event.campaign_id == campaign.id, Event.kind == "failed")
+    )
 
 
 def test_tag_mode_sends_one_sendall_with_tag_id(session, engine, wechat_settings, fake, issue):
     list_id = seed_followers(session, 5)
-    campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id,
-                                     wechat_mode="tag", wechat_tag_id=7)
+    campaign, queue = start_campaign(
+        session, engine, wechat_settings, issue, list_id, wechat_mode="tag", wechat_tag_id=7
+    )
     drain(engine, wechat_settings, queue, channel_factory=factory_with())
     sends = fake.state.mass_sends("tag")
-    assert len(sends) == 1 and sends[0].tag_id == 7 and sends[0].clientmsgid == f"dispatch-{campaign.id}-tag"
-    assert set(session.scalars(select(Delivery.external_id).where(Delivery.campaign_id == campaign.id))) == {
-        str(sends[0].msg_id)}
+    assert (
+        len(sends) == 1
+        and sends[0].tag_id == 7
+        and sends[0].clientmsgid == f"dispatch-{campaign.id}-tag"
+    )
+    assert set(
+        session.scalars(select(Delivery.external_id).where(Delivery.campaign_id == campaign.id))
+    ) == {str(sends[0].msg_id)}
 
 
 def test_test_campaign_sends_previews(session, engine, wechat_settings, fake, issue):
     list_id = seed_followers(session, 2)
     from dispatch.models.subscriber import Subscription
 
-    ids = list(session.scalars(select(Subscription.subscriber_id).where(Subscription.list_id == list_id)))
-    campaign = campaign_service.create_test(session, issue_id=issue.id, channel="wechat", subscriber_ids=ids)
+    ids = list(
+        session.scalars(select(Subscription.subscriber_id).where(Subscription.list_id == list_id))
+    )
+    campaign = campaign_service.create_test(
+        session, issue_id=issue.id, channel="wechat", subscriber_ids=ids
+    )
     session.commit()
     queue = ListQueue()
     campaign_service.start(engine, wechat_settings, campaign.id, queue)
@@ -212,7 +291,9 @@ def test_test_campaign_sends_previews(session, engine, wechat_settings, fake, is
     assert len(previews) == 2 and not fake.state.mass_sends("openids")
 
 
-def test_prepare_campaign_creates_the_draft_before_claiming(session, wechat_settings, fake, tmp_path):
+def test_prepare_campaign_creates_the_draft_before_claiming(
+    session, wechat_settings, fake, tmp_path
+):
     from dispatch.channels import prepare_channel
     from dispatch.content.store import publish_source
     from dispatch.models.wechat import WechatDraft
@@ -230,16 +311,24 @@ def test_prepare_campaign_creates_the_draft_before_claiming(session, wechat_sett
 def test_system_busy_is_retried_then_sent(session, wechat_settings, fake, issue):
     fake.state.add_fault("message/mass/send", errcode=-1, errmsg="system error")
     sleeps: list[float] = []
-    channel = WechatChannel(wechat_settings, CampaignContext(79, issue.id, 0, (1,), False),
-                            policy=RetryPolicy(attempts=3, scale=0.001), sleep=sleeps.append)
+    channel = WechatChannel(
+        wechat_settings,
+        CampaignContext(79, issue.id, 0, (1,), False),
+        policy=RetryPolicy(attempts=3, scale=0.001),
+        sleep=sleeps.append,
+    )
     results = channel.send([Recipient(i, i, None, "", "zh-CN", f"o{i}") for i in range(1, 3)])
     assert {r.outcome for r in results} == {"sent"} and len(sleeps) == 1
     assert fake.state.calls["message/mass/send"] == 2 and len(fake.state.mass_sends()) == 1
 
 
 def test_a_single_openid_chunk_fails_clearly(session, wechat_settings, fake, issue):
-    channel = WechatChannel(wechat_settings, CampaignContext(80, issue.id, 0, (1,), False), policy=FAST)
-    results = channel.send([Recipient(1, 1, None, "", "zh-CN", "oOnly"), Recipient(2, 2, "a@b.c", "", "zh-CN")])
+    channel = WechatChannel(
+        wechat_settings, CampaignContext(80, issue.id, 0, (1,), False), policy=FAST
+    )
+    results = channel.send(
+        [Recipient(1, 1, None, "", "zh-CN", "oOnly"), Recipient(2, 2, "a@b.c", "", "zh-CN")]
+    )
     assert [(r.outcome, r.code) for r in results] == [("failed", None), ("failed", 40130)]
     assert "at least 2 openids" in results[1].text and "no WeChat openid" in results[0].text
     assert fake.state.calls["message/mass/send"] == 0

@@ -18,15 +18,24 @@ IMG_SRC = re.compile(r"<img\b[^>]*?\bsrc=[\"']([^\"']*)[\"']")
 
 
 def _draft_sources(fake) -> list[str]:
-    return [src for articles in fake.state.drafts.values() for a in articles for src in IMG_SRC.findall(a["content"])]
+    return [
+        src
+        for articles in fake.state.drafts.values()
+        for a in articles
+        for src in IMG_SRC.findall(a["content"])
+    ]
 
 
-def test_publish_stub_articles_uploads_each_image_once_and_second_publish_reuses(session, wechat_settings, fake, tmp_path):
+def test_publish_stub_articles_uploads_each_image_once_and_second_publish_reuses(
+    session, wechat_settings, fake, tmp_path
+):
     articles = stub_articles(tmp_path, count=3, images_per_article=2)
     issue = make_issue(session, folder=tmp_path)
     client = WechatClient(wechat_settings)
 
-    first = ensure_draft(session, client, wechat_settings, issue, articles=articles, base_dir=tmp_path)
+    first = ensure_draft(
+        session, client, wechat_settings, issue, articles=articles, base_dir=tmp_path
+    )
 
     assert first.article_count == 3 and not first.reused
     assert fake.state.calls["media/uploadimg"] == 6  # every body image once
@@ -39,8 +48,14 @@ def test_publish_stub_articles_uploads_each_image_once_and_second_publish_reuses
     # a second campaign (fresh client, draft row gone) re-uploads nothing, only re-creates the draft
     session.query(WechatDraft).delete()
     session.commit()
-    second = ensure_draft(session, WechatClient(wechat_settings), wechat_settings, issue, articles=articles,
-                          base_dir=tmp_path)
+    second = ensure_draft(
+        session,
+        WechatClient(wechat_settings),
+        wechat_settings,
+        issue,
+        articles=articles,
+        base_dir=tmp_path,
+    )
     assert second.uploaded_images == 0
     assert fake.state.calls["media/uploadimg"] == 6
     assert fake.state.calls["material/add_material"] == 1
@@ -51,14 +66,25 @@ def test_publish_stub_articles_uploads_each_image_once_and_second_publish_reuses
     assert sum(fake.state.calls.values()) == calls
 
 
-def test_fake_refuses_draft_with_local_image_and_publish_refuses_leftover_path(session, wechat_settings, fake, tmp_path):
+def test_fake_refuses_draft_with_local_image_and_publish_refuses_leftover_path(
+    session, wechat_settings, fake, tmp_path
+):
     make_image(tmp_path / "images" / "cover.png")
-    article = ArticleStub(title="t", content='<p><img src="images/missing.png"></p>',
-                          thumb_image=Path("images/cover.png"))
+    article = ArticleStub(
+        title="t",
+        content='<p><img src="images/missing.png"></p>',
+        thumb_image=Path("images/cover.png"),
+    )
     issue = make_issue(session, folder=tmp_path)
     with pytest.raises(PublishError, match="images/missing.png"):
-        ensure_draft(session, WechatClient(wechat_settings), wechat_settings, issue, articles=[article],
-                     base_dir=tmp_path)
+        ensure_draft(
+            session,
+            WechatClient(wechat_settings),
+            wechat_settings,
+            issue,
+            articles=[article],
+            base_dir=tmp_path,
+        )
     assert fake.state.calls["draft/add"] == 0
     assert session.query(WechatDraft).count() == 0
 
@@ -69,10 +95,14 @@ def test_fake_enforces_wechat_field_limits(wechat_settings, fake, tmp_path):
     client = WechatClient(wechat_settings)
     thumb = client.add_thumb(Path(_jpeg(tmp_path)))
     ok = {"title": "标题", "content": "<p>x</p>", "thumb_media_id": thumb}
-    for field, value, code in [("title", "长" * 33, 45003), ("author", "a" * 17, 45110),
-                               ("digest", "d" * 129, 45004), ("content", "c" * 20000, 45002),
-                               ("thumb_media_id", "nope", 40007),
-                               ("content", '<img src="https://example.org/x.png">', 45166)]:
+    for field, value, code in [
+        ("title", "长" * 33, 45003),
+        ("author", "a" * 17, 45110),
+        ("digest", "d" * 129, 45004),
+        ("content", "c" * 20000, 45002),
+        ("thumb_media_id", "nope", 40007),
+        ("content", '<img src="https://example.org/x.png">', 45166),
+    ]:
         with pytest.raises(WeChatClientException) as info:
             client.draft_add([{**ok, field: value}])
         assert info.value.errcode == code, field
@@ -93,8 +123,16 @@ def _jpeg(tmp_path: Path) -> Path:
 def test_free_publish_polls_until_published(session, wechat_settings, fake, tmp_path):
     issue = make_issue(session, folder=tmp_path)
     fake.state.publish_polls = 2
-    result = publish(session, WechatClient(wechat_settings), wechat_settings, issue, free=True,
-                     articles=stub_articles(tmp_path, 1, 1), base_dir=tmp_path, poll_interval=0)
+    result = publish(
+        session,
+        WechatClient(wechat_settings),
+        wechat_settings,
+        issue,
+        free=True,
+        articles=stub_articles(tmp_path, 1, 1),
+        base_dir=tmp_path,
+        poll_interval=0,
+    )
     assert result.publish_id and result.article_url.startswith("https://mp.weixin.qq.com/s/")
     assert fake.state.calls["freepublish/get"] == 3
 
@@ -108,7 +146,9 @@ def test_publish_sample_issue(session, wechat_settings, fake):
     client = WechatClient(wechat_settings)
     result = ensure_draft(session, client, wechat_settings, issue)
 
-    body_images = {p.read_bytes() for p in (SAMPLE_ISSUE_DIR / "images").glob("*.png") if p.name != "cover.png"}
+    body_images = {
+        p.read_bytes() for p in (SAMPLE_ISSUE_DIR / "images").glob("*.png") if p.name != "cover.png"
+    }
     assert fake.state.calls["media/uploadimg"] <= len(body_images)  # identical bytes upload once
     sources = _draft_sources(fake)
     assert sources and all(src in fake.state.images for src in sources)

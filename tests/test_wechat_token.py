@@ -22,7 +22,8 @@ def wechat_settings(tmp_path, fake, redis_url, redis_prefix):
     from dispatch.config import load_settings
 
     return fake.settings_for(load_settings(env={})).replace(
-        data_dir=tmp_path, redis_url=redis_url, redis_key_prefix=redis_prefix)
+        data_dir=tmp_path, redis_url=redis_url, redis_key_prefix=redis_prefix
+    )
 
 
 def _worker(settings, n, barrier, results) -> None:
@@ -44,7 +45,9 @@ def test_expired_token_refreshed_once_for_two_worker_processes(wechat_settings, 
 
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(wechat_settings, n, barrier, results)) for n in (1, 2)]
+    procs = [
+        ctx.Process(target=_worker, args=(wechat_settings, n, barrier, results)) for n in (1, 2)
+    ]
     for p in procs:
         p.start()
     outcomes = sorted(results.get(timeout=60) for _ in procs)

@@ -19,7 +19,9 @@ from dispatch.paths import PROJECT_ROOT, TEMPLATES_DIR
 
 ENV_PREFIX = "DISPATCH_"
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "dispatch.toml"
-SECRET_FIELDS = frozenset({"secret_key", "smtp_password", "wechat_app_secret", "wechat_aes_key", "wechat_token"})
+SECRET_FIELDS = frozenset(
+    {"secret_key", "smtp_password", "wechat_app_secret", "wechat_aes_key", "wechat_token"}
+)
 
 
 class ConfigError(ValueError):
@@ -133,7 +135,9 @@ def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
     return raw
 
 
-def load_settings(config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    config_file: str | Path | None = None, env: dict[str, str] | None = None
+) -> Settings:
     """Build settings from defaults < TOML file < DISPATCH_* environment variables."""
     env = dict(os.environ if env is None else env)
     known = {f.name: f for f in fields(Settings) if f.name != "extra"}

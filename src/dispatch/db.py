@@ -26,7 +26,7 @@ def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout for several processes."""
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_engine(url, **kwargs)
 
@@ -40,7 +40,7 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         return engine
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
 

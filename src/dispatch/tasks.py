@@ -28,6 +28,7 @@ def _structured_worker_logs(loglevel=None, **_kwargs) -> None:
     """Workers and beat log the same one-JSON-object-per-line events as the rest of dispatch."""
     configure_logging(loglevel or "INFO")
 
+
 DELIVER_BATCH = "dispatch.deliver_batch"
 START_CAMPAIGN = "dispatch.start_campaign"
 SWEEP = "dispatch.sweep"
@@ -67,7 +68,10 @@ def celery_config(settings: Settings) -> dict:
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "beat_schedule": {
-            "dispatch-sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)},
+            "dispatch-sweep": {
+                "task": SWEEP,
+                "schedule": timedelta(seconds=settings.sweep_seconds),
+            },
         },
         "timezone": "UTC",
         "enable_utc": True,
@@ -143,4 +147,8 @@ def sweep() -> dict:
 
     engine, settings = _deps()
     report = run(engine, settings, CeleryQueue())
-    return {"started": report.started, "expired": len(report.expired), "enqueued": len(report.enqueued)}
+    return {
+        "started": report.started,
+        "expired": len(report.expired),
+        "enqueued": len(report.enqueued),
+    }

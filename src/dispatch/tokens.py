@@ -131,8 +131,11 @@ def _int(value: str) -> int:
 
 # -- unsubscribe (no expiry: old emails' links must keep working) --------------------------
 
+
 def make_unsubscribe_token(settings: Settings, subscriber_id: int, list_id: int | None) -> str:
-    return _make(settings, "unsubscribe", int(subscriber_id), _NONE if list_id is None else int(list_id))
+    return _make(
+        settings, "unsubscribe", int(subscriber_id), _NONE if list_id is None else int(list_id)
+    )
 
 
 def verify_unsubscribe_token(settings: Settings, token: str) -> Unsubscribe:
@@ -141,6 +144,7 @@ def verify_unsubscribe_token(settings: Settings, token: str) -> Unsubscribe:
 
 
 # -- confirmation (double opt-in; expiring) ------------------------------------------------
+
 
 def make_confirmation_token(
     settings: Settings,
@@ -154,7 +158,9 @@ def make_confirmation_token(
     return _make(settings, "confirm", int(subscriber_id), int(list_id), expires)
 
 
-def verify_confirmation_token(settings: Settings, token: str, *, now: float | None = None) -> Confirmation:
+def verify_confirmation_token(
+    settings: Settings, token: str, *, now: float | None = None
+) -> Confirmation:
     sub, lst, expires = _open(settings, "confirm", token, 3)
     result = Confirmation(_int(sub), _int(lst), _int(expires))
     if (time.time() if now is None else now) > result.expires_at:
@@ -163,6 +169,7 @@ def verify_confirmation_token(settings: Settings, token: str, *, now: float | No
 
 
 # -- tracking (hot path: one per recipient and per link) -----------------------------------
+
 
 def make_open_token(settings: Settings, delivery_id: int) -> str:
     return _make(settings, "open", int(delivery_id))
@@ -215,10 +222,14 @@ def tracking_slots(
     for index in range(n_links):
         payload = f"{delivery_id}.{index}"
         click_urls.append(f"{base}/t/c/{payload}.{_sign(click_key, payload)}")
-    return RecipientSlots(name=name, unsubscribe_url=unsub, open_url=open_url, click_urls=click_urls)
+    return RecipientSlots(
+        name=name, unsubscribe_url=unsub, open_url=open_url, click_urls=click_urls
+    )
 
 
-def unsubscribe_by_token(session: Session, settings: Settings, token: str, *, source: str = "link") -> bool:
+def unsubscribe_by_token(
+    session: Session, settings: Settings, token: str, *, source: str = "link"
+) -> bool:
     """Process an unsubscribe link or List-Unsubscribe POST (see subscribers.service)."""
     from dispatch.subscribers.service import unsubscribe_by_token as _impl
 

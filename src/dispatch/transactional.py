@@ -18,6 +18,7 @@ from dispatch.log import get_logger
 
 log = get_logger(__name__)
 
+
 def outbox_dir(settings: Settings) -> Path:
     return settings.data_dir / "outbox"
 
@@ -52,8 +53,9 @@ def _smtp_send(settings: Settings, message: EmailMessage) -> None:
         raise ConfigError(f"setting 'smtp_url': {exc}") from None
     timeout = settings.smtp_timeout
     if endpoint.security == "tls":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(endpoint.host, endpoint.port, timeout=timeout,
-                                                context=endpoint.ssl_context())
+        client: smtplib.SMTP = smtplib.SMTP_SSL(
+            endpoint.host, endpoint.port, timeout=timeout, context=endpoint.ssl_context()
+        )
     else:
         client = smtplib.SMTP(endpoint.host, endpoint.port, timeout=timeout)
     try:
@@ -79,5 +81,10 @@ def send_transactional(settings: Settings, message: EmailMessage) -> str:
         log.info("transactional.sent", via="smtp", message_id=str(message["Message-ID"]))
     else:
         path = _write_outbox(settings, message)
-        log.info("transactional.sent", via="outbox", file=path.name, message_id=str(message["Message-ID"]))
+        log.info(
+            "transactional.sent",
+            via="outbox",
+            file=path.name,
+            message_id=str(message["Message-ID"]),
+        )
     return str(message["Message-ID"])

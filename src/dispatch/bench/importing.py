@@ -38,18 +38,22 @@ def generate_csv(path: Path, rows: int) -> None:
         writer = csv.writer(f)
         writer.writerow(["email", "name", "locale", "openid", "department"])
         for i in range(rows):
-            writer.writerow([
-                f"user{i:06d}@{DOMAINS[i % len(DOMAINS)]}",
-                f"{SURNAMES[i % len(SURNAMES)]}{i}",
-                "en" if i % 5 == 0 else "zh-CN",
-                f"o{i:027d}" if i % 3 == 0 else "",
-                DEPARTMENTS[i % len(DEPARTMENTS)],
-            ])
+            writer.writerow(
+                [
+                    f"user{i:06d}@{DOMAINS[i % len(DOMAINS)]}",
+                    f"{SURNAMES[i % len(SURNAMES)]}{i}",
+                    "en" if i % 5 == 0 else "zh-CN",
+                    f"o{i:027d}" if i % 3 == 0 else "",
+                    DEPARTMENTS[i % len(DEPARTMENTS)],
+                ]
+            )
 
 
 def _server_url(database_url: str) -> tuple[str, str]:
     if database_url.startswith("postgresql"):
-        return str(make_url(database_url).set(database="postgres").render_as_string(hide_password=False)), "settings"
+        return str(
+            make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
+        ), "settings"
     return LOCAL_SERVER, "local"
 
 
@@ -58,7 +62,9 @@ def _backend_cpu_seconds(engine: Any, dbname: str) -> float | None:
     /proc (only when the server runs on this machine; None otherwise). It lets the report say
     how much of the wall time was the server's own work on a machine shared with other load."""
     with engine.connect() as conn:
-        pids = conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": dbname}).all()
+        pids = conn.scalars(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": dbname}
+        ).all()
     total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
     for pid in pids:
         try:
@@ -79,7 +85,9 @@ def run(database_url: str, rows: int) -> dict[str, Any]:
     admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(str(make_url(server_url).set(database=name).render_as_string(hide_password=False)))
+    engine = make_engine(
+        str(make_url(server_url).set(database=name).render_as_string(hide_password=False))
+    )
     try:
         upgrade(engine)
         with session_scope(engine) as session:
@@ -108,7 +116,7 @@ def run(database_url: str, rows: int) -> dict[str, Any]:
         "rows": rows,
         "file_bytes": size,
         "database": f"{make_url(server_url).host}:{make_url(server_url).port or 5432}/{name} (created and dropped; "
-                    f"server from {'settings.database_url' if where == 'settings' else 'the local default'})",
+        f"server from {'settings.database_url' if where == 'settings' else 'the local default'})",
         "import_seconds": round(wall, 3),
         "import_rows_per_second": round(rows / wall),
         "import_client_cpu_seconds": round(cpu, 3),
@@ -130,7 +138,9 @@ def _delta(before: float | None, after: float | None) -> float | None:
 
 
 @click.command("import")
-@click.option("--rows", default=100_000, show_default=True, type=click.IntRange(1), help="CSV rows / 行数")
+@click.option(
+    "--rows", default=100_000, show_default=True, type=click.IntRange(1), help="CSV rows / 行数"
+)
 @json_option
 def command(rows: int, as_json: bool) -> None:
     """CSV 导入基准 / CSV import into PostgreSQL: rows/s and peak memory."""
@@ -138,7 +148,9 @@ def command(rows: int, as_json: bool) -> None:
     try:
         figures = run(settings.resolved_database_url, rows)
     except Exception as exc:  # one line, not a traceback, e.g. PostgreSQL not reachable
-        fail(f"bench import: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+        fail(
+            f"bench import: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        )
         return
     if as_json:
         click.echo(json.dumps(figures, ensure_ascii=False, indent=2))
@@ -158,4 +170,6 @@ def command(rows: int, as_json: bool) -> None:
             f"服务器 CPU / PostgreSQL backend CPU: import {figures['import_server_cpu_seconds']} s, "
             f"re-import {figures['reimport_server_cpu_seconds']} s"
         )
-    click.echo(f"负载 / load average (1 min): {figures['load_average_1min']} on {figures['cpus']} CPUs")
+    click.echo(
+        f"负载 / load average (1 min): {figures['load_average_1min']} on {figures['cpus']} CPUs"
+    )

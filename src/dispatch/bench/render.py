@@ -56,8 +56,13 @@ def _slots(settings: Settings, n_links: int, count: int) -> list[RecipientSlots]
         if tracking_slots is not None:
             out.append(
                 tracking_slots(
-                    settings, delivery_id=delivery, subscriber_id=500_000 + i, list_id=3,
-                    name=f"读者{i} <reader>", n_links=n_links, tracking=True,
+                    settings,
+                    delivery_id=delivery,
+                    subscriber_id=500_000 + i,
+                    list_id=3,
+                    name=f"读者{i} <reader>",
+                    n_links=n_links,
+                    tracking=True,
                 )
             )
         else:
@@ -73,7 +78,9 @@ def _slots(settings: Settings, n_links: int, count: int) -> list[RecipientSlots]
     return out
 
 
-def _median_fill_us(rendered: email_render.RenderedEmail, slots: list[RecipientSlots], rounds: int) -> float:
+def _median_fill_us(
+    rendered: email_render.RenderedEmail, slots: list[RecipientSlots], rounds: int
+) -> float:
     timings: list[int] = []
     clock = time.perf_counter_ns
     for r in range(rounds):
@@ -110,7 +117,9 @@ def command(as_json: bool, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         heavy = _with_extra_links(SAMPLE_ISSUE_DIR, Path(tmp))
         heavy_rendered = email_render.render_email(heavy, settings, tracking=True)
-        fill_heavy_us = _median_fill_us(heavy_rendered, _slots(settings, len(heavy.links), 500), rounds)
+        fill_heavy_us = _median_fill_us(
+            heavy_rendered, _slots(settings, len(heavy.links), 500), rounds
+        )
         heavy_html, _ = heavy_rendered.personalize(_slots(settings, len(heavy.links), 1)[0])
 
     figures = {

@@ -40,7 +40,10 @@ from dispatch.paths import PROJECT_ROOT
 MESSAGES = Catalog(
     {
         "sink": ("SMTP 接收端：{sink}", "SMTP sink: {sink}"),
-        "raw": ("(a) 裸 smtplib 上限：{n} 封，{s:.1f} 秒，{rate:.0f} 封/秒", "(a) raw smtplib ceiling: {n} messages in {s:.1f} s, {rate:.0f} msg/s"),
+        "raw": (
+            "(a) 裸 smtplib 上限：{n} 封，{s:.1f} 秒，{rate:.0f} 封/秒",
+            "(a) raw smtplib ceiling: {n} messages in {s:.1f} s, {rate:.0f} msg/s",
+        ),
         "pipe": (
             "(b) 完整流程（{w} 个 Celery 工作进程，PostgreSQL + Redis）：{n} 封，{s:.1f} 秒，{rate:.0f} 封/秒",
             "(b) full pipeline ({w} Celery workers, PostgreSQL + Redis): {n} messages in {s:.1f} s, {rate:.0f} msg/s",
@@ -49,8 +52,14 @@ MESSAGES = Catalog(
             "(a') 同一连接上本通道的发送路径（PIPELINING，无正则转义）：{n} 封，{s:.1f} 秒，{rate:.0f} 封/秒",
             "(a') the channel's wire path on one connection (PIPELINING, no regex dot-stuffing): {n} messages in {s:.1f} s, {rate:.0f} msg/s",
         ),
-        "ratio": ("流程 / 裸上限 = {ratio:.0%}（目标 ≥ 60%）", "pipeline / raw = {ratio:.0%} (target ≥ 60%)"),
-        "ratio_wire": ("流程 / 通道发送路径 = {ratio:.0%}", "pipeline / channel wire path = {ratio:.0%}"),
+        "ratio": (
+            "流程 / 裸上限 = {ratio:.0%}（目标 ≥ 60%）",
+            "pipeline / raw = {ratio:.0%} (target ≥ 60%)",
+        ),
+        "ratio_wire": (
+            "流程 / 通道发送路径 = {ratio:.0%}",
+            "pipeline / channel wire path = {ratio:.0%}",
+        ),
         "mem": ("峰值内存 {proc}：{mb:.0f} MB", "peak memory {proc}: {mb:.0f} MB"),
         "steady": (
             "    其中：启动到首封发出 {first:.1f} 秒（扇出、每个进程渲染一次），之后 {rate:.0f} 封/秒",
@@ -83,7 +92,9 @@ class Sink:
 @contextmanager
 def running_sink() -> Iterator[Sink]:
     """smtp-sink (Postfix) if installed, else the aiosmtpd outbox counting and discarding."""
-    binary = shutil.which("smtp-sink") or ("/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None)
+    binary = shutil.which("smtp-sink") or (
+        "/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None
+    )
     if binary:
         port = free_port()
         args = [binary]
@@ -139,7 +150,9 @@ def sample_messages(settings: Settings, n: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def raw_ceiling(url: str, from_address: str, messages: list[tuple[str, bytes]], total: int) -> float:
+def raw_ceiling(
+    url: str, from_address: str, messages: list[tuple[str, bytes]], total: int
+) -> float:
     """Seconds for `total` messages by a bare smtplib loop: mail(), rcpt(), data() per message."""
     host, _, port = url.removeprefix("smtp://").partition(":")
     smtp = smtplib.SMTP(host, int(port), local_hostname="bench.example.org", timeout=60)
@@ -230,15 +243,23 @@ def seed(settings: Settings, recipients: int) -> tuple[int, int]:
     now = utcnow()
     with Session(engine) as session, session.begin():
         issue = publish_source(session, SAMPLE_ISSUE)
-        mailing_list = MailingList(slug="bench", name="Bench", description="", optin="single", created_at=now)
+        mailing_list = MailingList(
+            slug="bench", name="Bench", description="", optin="single", created_at=now
+        )
         session.add(mailing_list)
         session.flush()
         issue_id, list_id = issue.id, mailing_list.id
         chunk = 5000
         for start in range(1, recipients + 1, chunk):
             rows = [
-                {"email": f"reader{i}@example.net", "name": f"读者{i}", "locale": "zh-CN", "attributes": {},
-                 "status": "active", "created_at": now}
+                {
+                    "email": f"reader{i}@example.net",
+                    "name": f"读者{i}",
+                    "locale": "zh-CN",
+                    "attributes": {},
+                    "status": "active",
+                    "created_at": now,
+                }
                 for i in range(start, min(start + chunk, recipients + 1))
             ]
             session.execute(insert(Subscriber.__table__), rows)
@@ -246,8 +267,16 @@ def seed(settings: Settings, recipients: int) -> tuple[int, int]:
         for start in range(0, len(ids), chunk):
             session.execute(
                 insert(Subscription.__table__),
-                [{"subscriber_id": i, "list_id": list_id, "status": "confirmed", "created_at": now,
-                  "confirmed_at": now} for i in ids[start:start + chunk]],
+                [
+                    {
+                        "subscriber_id": i,
+                        "list_id": list_id,
+                        "status": "confirmed",
+                        "created_at": now,
+                        "confirmed_at": now,
+                    }
+                    for i in ids[start : start + chunk]
+                ],
             )
     engine.dispose()
     return issue_id, list_id
@@ -269,7 +298,9 @@ def _env_for(settings: Settings) -> dict[str, str]:
         "LEASE_SECONDS": str(settings.lease_seconds),
     }.items():
         env["DISPATCH_" + key] = value
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")])
+    )
     return env
 
 
@@ -317,10 +348,29 @@ class WorkerPool:
     def start(self, index: int) -> None:
         log_file = open(self.log_dir / f"worker{index + 1}.log", "ab")  # noqa: SIM115 - the child keeps it
         self.procs[index] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-P", "solo",
-             "-Q", self.settings.celery_queue, "-n", self.names[index], "--loglevel", "WARNING",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=PROJECT_ROOT, env=self.env, stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "-P",
+                "solo",
+                "-Q",
+                self.settings.celery_queue,
+                "-n",
+                self.names[index],
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
         log_file.close()
 
@@ -349,9 +399,14 @@ class WorkerPool:
                 continue
             self._cpu_done[key] = self.cpu.get(key, 0.0)
             if self.restarts >= self.max_restarts:
-                raise click.ClickException(f"{key} died {self.restarts + 1} times:\n{self.log_tail(i)}")
+                raise click.ClickException(
+                    f"{key} died {self.restarts + 1} times:\n{self.log_tail(i)}"
+                )
             self.restarts += 1
-            click.echo(f"{key} exited ({proc.returncode}); restarting it / 工作进程退出，重新启动", err=True)
+            click.echo(
+                f"{key} exited ({proc.returncode}); restarting it / 工作进程退出，重新启动",
+                err=True,
+            )
             self.start(i)
 
     def stop(self) -> None:
@@ -397,7 +452,9 @@ def pipeline(settings: Settings, recipients: int, workers: int, log_dir: Path) -
                 raise click.ClickException(f"workers did not start:\n{pool.log_tail(0)}")
         engine = make_engine(settings.database_url)
         with Session(engine) as session, session.begin():
-            campaign, _ = campaigns.create_or_get(session, issue_id=issue_id, channel="email", list_ids=[list_id])
+            campaign, _ = campaigns.create_or_get(
+                session, issue_id=issue_id, channel="email", list_ids=[list_id]
+            )
             campaign_id = campaign.id
         started = time.perf_counter()
         started_at = utcnow()
@@ -468,8 +525,12 @@ def _engine_ready() -> str | None:
 
 
 @click.command("send")
-@click.option("--recipients", default=20_000, show_default=True, help="Messages per measurement / 收件人数")
-@click.option("--workers", default=2, show_default=True, help="Celery worker processes / 工作进程数")
+@click.option(
+    "--recipients", default=20_000, show_default=True, help="Messages per measurement / 收件人数"
+)
+@click.option(
+    "--workers", default=2, show_default=True, help="Celery worker processes / 工作进程数"
+)
 @click.option("--raw-only", is_flag=True, help="Measure only the raw ceiling / 只测裸上限")
 @click.option(
     "--raw-messages",
@@ -478,7 +539,9 @@ def _engine_ready() -> str | None:
     help="Messages for the raw ceilings (default: --recipients) / 裸上限所用邮件数",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object / 输出 JSON")
-def command(recipients: int, workers: int, raw_only: bool, raw_messages: int | None, as_json: bool) -> None:
+def command(
+    recipients: int, workers: int, raw_only: bool, raw_messages: int | None, as_json: bool
+) -> None:
     """Email sending: raw SMTP ceiling vs the full Celery pipeline / 邮件发送基准."""
     lines: list[str] = []
 
@@ -529,7 +592,9 @@ def command(recipients: int, workers: int, raw_only: bool, raw_messages: int | N
                 say("no_pipeline", why=why)
             else:
                 with fresh_database() as url:
-                    measured = pipeline(settings.replace(database_url=url), recipients, workers, work)
+                    measured = pipeline(
+                        settings.replace(database_url=url), recipients, workers, work
+                    )
                 sent = measured["counts"].get("sent", 0)
                 rate = sent / measured["seconds"]
                 result.update(
@@ -558,7 +623,9 @@ def command(recipients: int, workers: int, raw_only: bool, raw_messages: int | N
             if sink.pid:
                 memory["smtp-sink"] = vm_hwm_mb(sink.pid)
         memory["bench process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        memory["children ru_maxrss (max)"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        memory["children ru_maxrss (max)"] = (
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        )
         for proc, mb in memory.items():
             if mb is not None:
                 memory[proc] = round(mb, 1)

@@ -54,38 +54,76 @@ def _seed(database_url: str, data_dir: Path, recipients: int) -> tuple[int, list
     from dispatch.paths import SAMPLE_ISSUE_DIR
     from dispatch.subscribers import service
 
-    settings = load_settings(env={}).replace(data_dir=data_dir, database_url=database_url, secret_key=SECRET,
-                                             public_base_url=BASE_URL)
+    settings = load_settings(env={}).replace(
+        data_dir=data_dir, database_url=database_url, secret_key=SECRET, public_base_url=BASE_URL
+    )
     engine = make_engine(database_url)
     upgrade(engine)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         issue = publish_source(session, SAMPLE_ISSUE_DIR)
         mailing_list = service.create_list(session, "bench", "Bench")
-        session.execute(insert(Subscriber), [
-            {"email": f"reader{i}@bench.example.org", "name": f"Reader {i}", "locale": "zh-CN", "status": "active"}
-            for i in range(recipients)
-        ])
+        session.execute(
+            insert(Subscriber),
+            [
+                {
+                    "email": f"reader{i}@bench.example.org",
+                    "name": f"Reader {i}",
+                    "locale": "zh-CN",
+                    "status": "active",
+                }
+                for i in range(recipients)
+            ],
+        )
         ids = session.scalars(select(Subscriber.id)).all()
-        session.execute(insert(Subscription), [
-            {"subscriber_id": sid, "list_id": mailing_list.id, "status": "confirmed"} for sid in ids
-        ])
-        campaign, _ = campaigns.create_or_get(session, issue_id=issue.id, channel="email", list_ids=[mailing_list.id])
+        session.execute(
+            insert(Subscription),
+            [
+                {"subscriber_id": sid, "list_id": mailing_list.id, "status": "confirmed"}
+                for sid in ids
+            ],
+        )
+        campaign, _ = campaigns.create_or_get(
+            session, issue_id=issue.id, channel="email", list_ids=[mailing_list.id]
+        )
         campaign_id, n_links = campaign.id, len(issue.summary["links"])
     campaigns.start(engine, settings, campaign_id, ListQueue())
     with Session(engine) as session:
-        delivery_ids = list(session.scalars(select(Delivery.id).where(Delivery.campaign_id == campaign_id)))
+        delivery_ids = list(
+            session.scalars(select(Delivery.id).where(Delivery.campaign_id == campaign_id))
+        )
     engine.dispose()
     return campaign_id, delivery_ids, n_links
 
 
 def _start_server(database_url: str, data_dir: Path, port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, "DISPATCH_DATABASE_URL": database_url, "DISPATCH_DATA_DIR": str(data_dir),
-           "DISPATCH_SECRET_KEY": SECRET, "DISPATCH_PUBLIC_BASE_URL": BASE_URL, "DISPATCH_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DISPATCH_DATABASE_URL": database_url,
+        "DISPATCH_DATA_DIR": str(data_dir),
+        "DISPATCH_SECRET_KEY": SECRET,
+        "DISPATCH_PUBLIC_BASE_URL": BASE_URL,
+        "DISPATCH_LOG_LEVEL": "WARNING",
+    }
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "uvicorn.log"
-    cmd = [sys.executable, "-m", "uvicorn", "dispatch.web.asgi:app", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_path.open("ab"), start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "dispatch.web.asgi:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_path.open("ab"), start_new_session=True
+    )
     import httpx
 
     deadline = time.monotonic() + 60
@@ -133,7 +171,9 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def _plan(delivery_ids: list[int], n_links: int, requests: int, seed: int = 7) -> list[tuple[str, int, int]]:
+def _plan(
+    delivery_ids: list[int], n_links: int, requests: int, seed: int = 7
+) -> list[tuple[str, int, int]]:
     """(kind, delivery id, link index) per request: opens and clicks, repeats included."""
     rng = random.Random(seed)
     plan = []
@@ -160,7 +200,9 @@ async def _raw_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p
     return status
 
 
-async def _drive_raw(port: int, paths: list[tuple[str, str]], concurrency: int, max_seconds: float) -> dict:
+async def _drive_raw(
+    port: int, paths: list[tuple[str, str]], concurrency: int, max_seconds: float
+) -> dict:
     """The load generator: asyncio streams speaking minimal HTTP/1.1 with keep-alive. Why not
     httpx: it costs about 1 ms of CPU per request here, more than the server spends, so on two
     cores it would measure the client."""
@@ -194,10 +236,17 @@ async def _drive_raw(port: int, paths: list[tuple[str, str]], concurrency: int, 
             writer.close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"latencies": latencies, "errors": errors, "done": done, "elapsed": time.perf_counter() - started}
+    return {
+        "latencies": latencies,
+        "errors": errors,
+        "done": done,
+        "elapsed": time.perf_counter() - started,
+    }
 
 
-async def _drive(port: int, paths: list[tuple[str, str]], concurrency: int, max_seconds: float) -> dict:
+async def _drive(
+    port: int, paths: list[tuple[str, str]], concurrency: int, max_seconds: float
+) -> dict:
     """The same load through httpx.AsyncClient (one client per worker), for comparison."""
     import httpx
 
@@ -212,8 +261,9 @@ async def _drive(port: int, paths: list[tuple[str, str]], concurrency: int, max_
     cursor = iter(enumerate(paths))
 
     async def worker() -> None:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=10,
-                                     follow_redirects=False) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=10, follow_redirects=False
+        ) as client:
             for index, (kind, path) in cursor:
                 if time.perf_counter() > deadline:
                     return
@@ -235,7 +285,9 @@ async def _drive(port: int, paths: list[tuple[str, str]], concurrency: int, max_
     return {"latencies": latencies, "errors": errors, "done": done, "elapsed": elapsed}
 
 
-def _verify(database_url: str, campaign_id: int, plan: list[tuple[str, int, int]], done: list[int]) -> dict:
+def _verify(
+    database_url: str, campaign_id: int, plan: list[tuple[str, int, int]], done: list[int]
+) -> dict:
     from dispatch.models import Event
     from dispatch.models.web import TrackingHit
 
@@ -244,32 +296,72 @@ def _verify(database_url: str, campaign_id: int, plan: list[tuple[str, int, int]
     clicked = {(d, link) for kind, d, link in hits if kind == "click"}
     engine = make_engine(database_url)
     with Session(engine) as session:
-        n_opened = session.scalar(select(func.count()).where(Event.kind == "opened", Event.campaign_id == campaign_id))
-        n_clicked = session.scalar(select(func.count()).where(Event.kind == "clicked", Event.campaign_id == campaign_id))
-        total_hits = session.scalar(select(func.coalesce(func.sum(TrackingHit.count), 0)).where(TrackingHit.campaign_id == campaign_id))
+        n_opened = session.scalar(
+            select(func.count()).where(Event.kind == "opened", Event.campaign_id == campaign_id)
+        )
+        n_clicked = session.scalar(
+            select(func.count()).where(Event.kind == "clicked", Event.campaign_id == campaign_id)
+        )
+        total_hits = session.scalar(
+            select(func.coalesce(func.sum(TrackingHit.count), 0)).where(
+                TrackingHit.campaign_id == campaign_id
+            )
+        )
     engine.dispose()
     return {
-        "expected_opened_events": len(opened), "opened_events": int(n_opened or 0),
-        "expected_clicked_events": len(clicked), "clicked_events": int(n_clicked or 0),
-        "expected_hits": len(hits), "recorded_hits": int(total_hits or 0),
-        "all_recorded": n_opened == len(opened) and n_clicked == len(clicked) and total_hits == len(hits),
+        "expected_opened_events": len(opened),
+        "opened_events": int(n_opened or 0),
+        "expected_clicked_events": len(clicked),
+        "clicked_events": int(n_clicked or 0),
+        "expected_hits": len(hits),
+        "recorded_hits": int(total_hits or 0),
+        "all_recorded": n_opened == len(opened)
+        and n_clicked == len(clicked)
+        and total_hits == len(hits),
     }
 
 
 @click.command("web")
-@click.option("--requests", "n_requests", type=click.IntRange(100, 200_000), default=20_000, show_default=True)
-@click.option("--concurrency", type=click.IntRange(1, 500), default=16, show_default=True,
-              help="connections kept busy at once (latency ≈ concurrency × service time)")
+@click.option(
+    "--requests", "n_requests", type=click.IntRange(100, 200_000), default=20_000, show_default=True
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 500),
+    default=16,
+    show_default=True,
+    help="connections kept busy at once (latency ≈ concurrency × service time)",
+)
 @click.option("--recipients", type=click.IntRange(10, 100_000), default=2_000, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
-              help="uvicorn processes (on two cores shared with the client and the database, 1 is fastest)")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="uvicorn processes (on two cores shared with the client and the database, 1 is fastest)",
+)
 @click.option("--max-seconds", type=float, default=60.0, show_default=True)
-@click.option("--database-url", default="", help="a scratch database (default: fresh SQLite in a temp dir)")
-@click.option("--client", type=click.Choice(["raw", "httpx"]), default="raw", show_default=True,
-              help="load generator: minimal asyncio HTTP/1.1 (cheap) or httpx.AsyncClient")
+@click.option(
+    "--database-url", default="", help="a scratch database (default: fresh SQLite in a temp dir)"
+)
+@click.option(
+    "--client",
+    type=click.Choice(["raw", "httpx"]),
+    default="raw",
+    show_default=True,
+    help="load generator: minimal asyncio HTTP/1.1 (cheap) or httpx.AsyncClient",
+)
 @json_option
-def command(n_requests: int, concurrency: int, recipients: int, workers: int, max_seconds: float,
-            database_url: str, client: str, as_json: bool) -> None:
+def command(
+    n_requests: int,
+    concurrency: int,
+    recipients: int,
+    workers: int,
+    max_seconds: float,
+    database_url: str,
+    client: str,
+    as_json: bool,
+) -> None:
     """Open-pixel and click throughput on loopback / 打开像素与点击跳转的吞吐量."""
     from dispatch.tokens import make_click_token, make_open_token
 
@@ -277,17 +369,25 @@ def command(n_requests: int, concurrency: int, recipients: int, workers: int, ma
         data_dir = Path(tmp) / "var"
         url = database_url or f"sqlite:///{data_dir / 'bench.db'}"
         campaign_id, delivery_ids, n_links = _seed(url, data_dir, recipients)
-        settings = load_settings(env={}).replace(data_dir=data_dir, secret_key=SECRET, public_base_url=BASE_URL)
+        settings = load_settings(env={}).replace(
+            data_dir=data_dir, secret_key=SECRET, public_base_url=BASE_URL
+        )
         plan = _plan(delivery_ids, n_links, n_requests)
-        paths = [("open", f"/t/o/{make_open_token(settings, d)}.gif") if kind == "open"
-                 else ("click", f"/t/c/{make_click_token(settings, d, link)}") for kind, d, link in plan]
+        paths = [
+            ("open", f"/t/o/{make_open_token(settings, d)}.gif")
+            if kind == "open"
+            else ("click", f"/t/c/{make_click_token(settings, d, link)}")
+            for kind, d, link in plan
+        ]
         port = _free_port()
         try:
             proc = _start_server(url, data_dir, port, workers)
         except RuntimeError as exc:
             fail(str(exc))
         try:
-            asyncio.run(_drive(port, paths[:200], min(concurrency, 16), 30))  # warm-up: imports, caches, pools
+            asyncio.run(
+                _drive(port, paths[:200], min(concurrency, 16), 30)
+            )  # warm-up: imports, caches, pools
             warm = set(range(200))
             drive = _drive_raw if client == "raw" else _drive
             cpu_before, client_before = _cpu_seconds(proc.pid), time.process_time()
@@ -325,18 +425,31 @@ def command(n_requests: int, concurrency: int, recipients: int, workers: int, ma
         "target": {"requests_per_second": 1000, "p99_ms": 50},
         **check,
     }
-    figures["meets_target"] = figures["requests_per_second"] >= 1000 and figures["p99_ms"] < 50 and check["all_recorded"] and not result["errors"]
+    figures["meets_target"] = (
+        figures["requests_per_second"] >= 1000
+        and figures["p99_ms"] < 50
+        and check["all_recorded"]
+        and not result["errors"]
+    )
 
     def human(f: dict) -> None:
-        click.echo(f"backend {f['backend']}, {f['workers']} uvicorn workers, {f['concurrency']} connections on loopback")
-        click.echo(f"{f['requests']} tracking requests in {f['seconds']} s: {f['requests_per_second']} req/s, "
-                   f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, errors {f['errors']}")
-        click.echo(f"server CPU {f['server_cpu_ms_per_request']} ms per request, {f['client']} client CPU "
-                   f"{f['client_cpu_ms_per_request']} ms "
-                   f"(machine: {f['cpus']} CPUs, load average {f['load_average_1m']})")
-        click.echo(f"events: opened {f['opened_events']}/{f['expected_opened_events']}, clicked "
-                   f"{f['clicked_events']}/{f['expected_clicked_events']}, hits {f['recorded_hits']}/{f['expected_hits']}"
-                   f" → {'all recorded' if f['all_recorded'] else 'MISMATCH'}")
+        click.echo(
+            f"backend {f['backend']}, {f['workers']} uvicorn workers, {f['concurrency']} connections on loopback"
+        )
+        click.echo(
+            f"{f['requests']} tracking requests in {f['seconds']} s: {f['requests_per_second']} req/s, "
+            f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, errors {f['errors']}"
+        )
+        click.echo(
+            f"server CPU {f['server_cpu_ms_per_request']} ms per request, {f['client']} client CPU "
+            f"{f['client_cpu_ms_per_request']} ms "
+            f"(machine: {f['cpus']} CPUs, load average {f['load_average_1m']})"
+        )
+        click.echo(
+            f"events: opened {f['opened_events']}/{f['expected_opened_events']}, clicked "
+            f"{f['clicked_events']}/{f['expected_clicked_events']}, hits {f['recorded_hits']}/{f['expected_hits']}"
+            f" → {'all recorded' if f['all_recorded'] else 'MISMATCH'}"
+        )
         click.echo(f"target 1000 req/s, p99 < 50 ms: {'met' if f['meets_target'] else 'NOT met'}")
 
     emit(figures, as_json, human)

@@ -12,7 +12,13 @@ import importlib
 from dispatch.channels.base import CampaignContext, Channel
 from dispatch.config import Settings
 
-__all__ = ["CHANNEL_CLASSES", "UnknownChannel", "fanout_batch_size", "make_channel", "prepare_channel"]
+__all__ = [
+    "CHANNEL_CLASSES",
+    "UnknownChannel",
+    "fanout_batch_size",
+    "make_channel",
+    "prepare_channel",
+]
 
 CHANNEL_CLASSES: dict[str, str] = {
     "email": "dispatch.channels.smtp:SmtpChannel",
@@ -27,7 +33,9 @@ class UnknownChannel(ValueError):
 def channel_class(kind: str) -> type:
     target = CHANNEL_CLASSES.get(kind)
     if target is None:
-        raise UnknownChannel(f"unknown channel {kind!r} (known: {', '.join(sorted(CHANNEL_CLASSES))})")
+        raise UnknownChannel(
+            f"unknown channel {kind!r} (known: {', '.join(sorted(CHANNEL_CLASSES))})"
+        )
     module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -29,7 +29,12 @@ SIGNED_HEADERS: tuple[bytes, ...] = (
     b"List-Unsubscribe",
     b"List-Unsubscribe-Post",
 )
-OVERSIGNED_HEADERS: tuple[bytes, ...] = (b"From", b"Subject", b"List-Unsubscribe", b"List-Unsubscribe-Post")
+OVERSIGNED_HEADERS: tuple[bytes, ...] = (
+    b"From",
+    b"Subject",
+    b"List-Unsubscribe",
+    b"List-Unsubscribe-Post",
+)
 
 
 class DkimConfigError(ValueError):
@@ -73,12 +78,16 @@ def signer_from_settings(settings: Settings) -> DkimSigner | None:
         return None
     missing = [name for name, value in values.items() if not value]
     if missing:
-        raise DkimConfigError(f"DKIM is half-configured: set {', '.join(missing)} as well (or none of them)")
+        raise DkimConfigError(
+            f"DKIM is half-configured: set {', '.join(missing)} as well (or none of them)"
+        )
     path = Path(settings.dkim_key_file)
     try:
         key = path.read_bytes()
     except OSError as exc:
-        raise DkimConfigError(f"dkim_key_file {path}: cannot read the private key ({exc.strerror})") from None
+        raise DkimConfigError(
+            f"dkim_key_file {path}: cannot read the private key ({exc.strerror})"
+        ) from None
     if b"PRIVATE KEY-----" not in key:
         raise DkimConfigError(f"dkim_key_file {path}: not a PEM private key")
     return DkimSigner(selector=settings.dkim_selector, domain=settings.dkim_domain, private_key=key)

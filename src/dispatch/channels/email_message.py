@@ -211,7 +211,9 @@ def build_template(
         check_address(unsubscribe_mailto, "unsubscribe_mailto")
     list_id = clean_header_text(list_id)
     if not list_id or any(c in list_id for c in "<> "):
-        raise MessageBuildError(f"list_id {list_id!r} must be a dotted name such as bulletin.example.org")
+        raise MessageBuildError(
+            f"list_id {list_id!r} must be a dotted name such as bulletin.example.org"
+        )
     domain = from_address.rpartition("@")[2]
     boundary = "=_dispatch_" + secrets.token_hex(12)  # '=_' never occurs in base64 text
     headers = [
@@ -226,11 +228,22 @@ def build_template(
     for key, value in (extra_static_headers or {}).items():
         headers.append(text_header(clean_header_text(key).replace(" ", "-"), value))
     headers.append(b"MIME-Version: 1.0" + CRLF)
-    headers.append(b'Content-Type: multipart/alternative;' + CRLF + b' boundary="' + boundary.encode() + b'"' + CRLF)
+    headers.append(
+        b"Content-Type: multipart/alternative;"
+        + CRLF
+        + b' boundary="'
+        + boundary.encode()
+        + b'"'
+        + CRLF
+    )
     headers.append(CRLF)  # end of the header block
     b = boundary.encode("ascii")
     part_head = (
-        b"Content-Type: text/%s; charset=\"utf-8\"" + CRLF + b"Content-Transfer-Encoding: base64" + CRLF + CRLF
+        b'Content-Type: text/%s; charset="utf-8"'
+        + CRLF
+        + b"Content-Transfer-Encoding: base64"
+        + CRLF
+        + CRLF
     )
     return MessageTemplate(
         domain=domain,
@@ -239,5 +252,7 @@ def build_template(
         part_text_head=b"--" + b + CRLF + part_head % b"plain",
         part_html_head=b"--" + b + CRLF + part_head % b"html",
         closing=b"--" + b + b"--" + CRLF,
-        unsubscribe_mailto=(f"mailto:{unsubscribe_mailto}?subject=unsubscribe" if unsubscribe_mailto else ""),
+        unsubscribe_mailto=(
+            f"mailto:{unsubscribe_mailto}?subject=unsubscribe" if unsubscribe_mailto else ""
+        ),
     )

@@ -40,9 +40,15 @@ log = get_logger(__name__)
 MESSAGES = Catalog(
     {
         "test_prefix": ("[测试] ", "[Test] "),
-        "no_issue": ("活动 {campaign_id} 的期刊 {issue_id} 不存在", "campaign {campaign_id}: issue {issue_id} not found"),
+        "no_issue": (
+            "活动 {campaign_id} 的期刊 {issue_id} 不存在",
+            "campaign {campaign_id}: issue {issue_id} not found",
+        ),
         "bad_url": ("smtp_url 无效：{url}（{why}）", "smtp_url is invalid: {url} ({why})"),
-        "dropped_twice": ("SMTP 连接在本批次中再次断开", "SMTP connection dropped again in this batch"),
+        "dropped_twice": (
+            "SMTP 连接在本批次中再次断开",
+            "SMTP connection dropped again in this batch",
+        ),
         "build_failed": ("无法生成邮件：{error}", "cannot build the message: {error}"),
     }
 )
@@ -97,7 +103,9 @@ def enhanced_code(text: str) -> tuple[int, int, int] | None:
     return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
-def classify_smtp_reply(code: int | None, text: str | bytes = "", *, stage: Stage = "rcpt") -> Outcome:
+def classify_smtp_reply(
+    code: int | None, text: str | bytes = "", *, stage: Stage = "rcpt"
+) -> Outcome:
     """Map one SMTP reply to an outcome (see the rule table above)."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
@@ -119,7 +127,8 @@ def classify_smtp_reply(code: int | None, text: str | bytes = "", *, stage: Stag
         return "deferred"  # rule 6
     if klass == 5:
         if stage == "data" and (
-            (enhanced and (enhanced[1] == 6 or enhanced[1:] in ((3, 4), (2, 3)))) or _CONTENT_TEXT.search(text)
+            (enhanced and (enhanced[1] == 6 or enhanced[1:] in ((3, 4), (2, 3))))
+            or _CONTENT_TEXT.search(text)
         ):
             return "failed"  # rule 7
         return "bounced"  # rule 8
@@ -129,7 +138,11 @@ def classify_smtp_reply(code: int | None, text: str | bytes = "", *, stage: Stag
 def classify_smtp_error(exc: BaseException, stage: Stage) -> tuple[Outcome, int | None, str]:
     """Map an exception raised while talking SMTP to (outcome, code, text)."""
     if isinstance(exc, smtplib.SMTPResponseException):
-        text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        text = (
+            exc.smtp_error.decode("utf-8", "replace")
+            if isinstance(exc.smtp_error, bytes)
+            else str(exc.smtp_error)
+        )
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             stage = "auth"
         elif isinstance(exc, smtplib.SMTPConnectError):
@@ -154,7 +167,10 @@ def classify_smtp_error(exc: BaseException, stage: Stage) -> tuple[Outcome, int 
 
 def _is_connection_fault(exc: BaseException) -> bool:
     return isinstance(exc, smtplib.SMTPServerDisconnected | OSError) and not isinstance(
-        exc, smtplib.SMTPResponseException | smtplib.SMTPNotSupportedError | ssl.SSLCertVerificationError
+        exc,
+        smtplib.SMTPResponseException
+        | smtplib.SMTPNotSupportedError
+        | ssl.SSLCertVerificationError,
     )
 
 
@@ -369,7 +385,9 @@ _SOURCE_CACHE: dict[tuple[Any, ...], EmailCampaignSource] = {}
 _SOURCE_CACHE_SIZE = 8
 
 
-def load_campaign_source(session: Session, context: CampaignContext, settings: Settings) -> EmailCampaignSource:
+def load_campaign_source(
+    session: Session, context: CampaignContext, settings: Settings
+) -> EmailCampaignSource:
     """Issue row → IssueDoc → rendered email (cached by content) → message template.
 
     Cached per process by campaign and the issue's content hash, so a worker serving many
@@ -506,10 +524,16 @@ class SmtpChannel:
             timeout = self.settings.smtp_timeout
             if ep.security == "tls":
                 smtp = smtplib.SMTP_SSL(
-                    ep.host, ep.port, local_hostname=self._helo_name, timeout=timeout, context=ep.ssl_context()
+                    ep.host,
+                    ep.port,
+                    local_hostname=self._helo_name,
+                    timeout=timeout,
+                    context=ep.ssl_context(),
                 )
             else:
-                smtp = smtplib.SMTP(ep.host, ep.port, local_hostname=self._helo_name, timeout=timeout)
+                smtp = smtplib.SMTP(
+                    ep.host, ep.port, local_hostname=self._helo_name, timeout=timeout
+                )
             tune_socket(smtp)
             stage = "helo"
             smtp.ehlo_or_helo_if_needed()
@@ -524,7 +548,12 @@ class SmtpChannel:
         except ValueError as exc:  # bad smtp_url or unusable credentials: a configuration problem
             self._close_quietly(smtp)
             reason = "SMTP credentials cannot be sent (non-ASCII?)" if stage == "auth" else str(exc)
-            log.error("smtp.connect_failed", campaign_id=self.context.campaign_id, stage=stage, reason=reason)
+            log.error(
+                "smtp.connect_failed",
+                campaign_id=self.context.campaign_id,
+                stage=stage,
+                reason=reason,
+            )
             return "paused", None, reason
         except Exception as exc:  # noqa: BLE001 - every fault is classified, none escapes
             self._close_quietly(smtp)
@@ -585,7 +614,9 @@ class SmtpChannel:
         if state.halt is None and self._connect_error is not None:
             state.halt = _Halt(*self._connect_error)
             self._connect_error = None
-        if state.halt is None and self._drops > self.max_reconnects:  # an earlier chunk lost it twice
+        if (
+            state.halt is None and self._drops > self.max_reconnects
+        ):  # an earlier chunk lost it twice
             state.halt = _Halt("deferred", None, MESSAGES.both("dropped_twice"))
         results: list[SendResult] = []
         built: dict[int, tuple[str, bytes] | Exception] = {}  # at most the next recipient's message
@@ -638,7 +669,9 @@ class SmtpChannel:
                 delivery_id=recipient.delivery_id,
                 reason=str(exc),
             )
-            return SendResult(recipient.delivery_id, "failed", None, MESSAGES.both("build_failed", error=str(exc)))
+            return SendResult(
+                recipient.delivery_id, "failed", None, MESSAGES.both("build_failed", error=str(exc))
+            )
         message_id, data = message
         assert recipient.email is not None
         while True:
@@ -651,7 +684,9 @@ class SmtpChannel:
             assert smtp is not None
             progress = _Progress()
             try:
-                code, reply = self._transaction(smtp, recipient.email, data, progress, while_waiting)
+                code, reply = self._transaction(
+                    smtp, recipient.email, data, progress, while_waiting
+                )
                 stage = progress.stage
                 text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
                 outcome = classify_smtp_reply(code, text, stage=stage)
@@ -719,7 +754,9 @@ class SmtpChannel:
             if code != 354:
                 return code, reply
         else:
-            smtp.send(f"MAIL FROM:<{self.settings.from_address}>\r\nRCPT TO:<{address}>\r\nDATA\r\n")
+            smtp.send(
+                f"MAIL FROM:<{self.settings.from_address}>\r\nRCPT TO:<{address}>\r\nDATA\r\n"
+            )
             for index, (stage, accepted) in enumerate(_PIPELINED_STEPS):
                 progress.stage = stage
                 code, reply = smtp.getreply()

@@ -37,23 +37,36 @@ from dispatch.wechat.publish import PublishError, ensure_draft, find_draft
 
 log = logging.getLogger("dispatch.channels.wechat")
 
-MESSAGES = Catalog({
-    "no_openid": ("该订阅者没有微信 OpenID", "the subscriber has no WeChat openid"),
-    "no_issue": ("期刊 {issue_id} 不存在", "issue {issue_id} not found"),
-    "no_template": ("模板消息模式需要 wechat_template_id", "template mode needs wechat_template_id"),
-    "no_article_url": ("模板消息需要已发布文章的链接：请先 dispatch wechat publish --free-publish",
-                       "template messages link the published article: run dispatch wechat publish --free-publish first"),
-    "template_title": ("{title} 已发布", "{title} is out"),
-})
+MESSAGES = Catalog(
+    {
+        "no_openid": ("该订阅者没有微信 OpenID", "the subscriber has no WeChat openid"),
+        "no_issue": ("期刊 {issue_id} 不存在", "issue {issue_id} not found"),
+        "no_template": (
+            "模板消息模式需要 wechat_template_id",
+            "template mode needs wechat_template_id",
+        ),
+        "no_article_url": (
+            "模板消息需要已发布文章的链接：请先 dispatch wechat publish --free-publish",
+            "template messages link the published article: run dispatch wechat publish --free-publish first",
+        ),
+        "template_title": ("{title} 已发布", "{title} is out"),
+    }
+)
 
 ACTION_OUTCOME: dict[str, Outcome] = {
-    "retry": "deferred", "backoff": "deferred", "refresh_token": "deferred",
-    "pause": "paused", "fail": "failed", "already_sent": "sent",
+    "retry": "deferred",
+    "backoff": "deferred",
+    "refresh_token": "deferred",
+    "pause": "paused",
+    "fail": "failed",
+    "already_sent": "sent",
 }
 
 
 def outcome_text(err: WechatError) -> str:
-    return MASS_MESSAGES.get("refused", "en", reason=err.rule.reason, code=err.errcode, errmsg=err.errmsg)
+    return MASS_MESSAGES.get(
+        "refused", "en", reason=err.rule.reason, code=err.errcode, errmsg=err.errmsg
+    )
 
 
 class WechatChannel:
@@ -65,14 +78,23 @@ class WechatChannel:
     # mass send counts against the followers' monthly quota, so batches must be as large as allowed
     batch_size = MAX_OPENIDS
 
-    def __init__(self, settings: Settings, context: CampaignContext, *, client: WechatClient | None = None,
-                 engine: Engine | None = None, policy: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        settings: Settings,
+        context: CampaignContext,
+        *,
+        client: WechatClient | None = None,
+        engine: Engine | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.settings = settings
         self.context = context
         self.client = client
         self.engine = engine
-        self.policy = policy or RetryPolicy(scale=float(settings.extra.get("wechat_retry_scale", 1.0)))
+        self.policy = policy or RetryPolicy(
+            scale=float(settings.extra.get("wechat_retry_scale", 1.0))
+        )
         self.sleep = sleep
 
     @classmethod
@@ -106,18 +128,28 @@ class WechatChannel:
         with Session(self.engine, expire_on_commit=False) as session:
             issue = session.get(Issue, ctx.issue_id)
             if issue is None:
-                return self._all(batch, "failed", text=MESSAGES.get("no_issue", "en", issue_id=ctx.issue_id))
+                return self._all(
+                    batch, "failed", text=MESSAGES.get("no_issue", "en", issue_id=ctx.issue_id)
+                )
             options = self._options(session)
             try:
                 draft = ensure_draft(session, self.client, self.settings, issue)
-            except (PublishError, ValueError) as exc:  # bad content: renderer or publisher refused it
+            except (
+                PublishError,
+                ValueError,
+            ) as exc:  # bad content: renderer or publisher refused it
                 return self._all(batch, "failed", text=str(exc)[:2000])
             except Exception as exc:  # noqa: BLE001 - classified by the table
                 err = error_from(exc)
-                return self._all(batch, ACTION_OUTCOME[err.action], code=err.errcode, text=outcome_text(err))
+                return self._all(
+                    batch, ACTION_OUTCOME[err.action], code=err.errcode, text=outcome_text(err)
+                )
             with_openid = [r for r in batch if r.openid]
-            results = [SendResult(r.delivery_id, "failed", text=MESSAGES.get("no_openid", "en"))
-                       for r in batch if not r.openid]
+            results = [
+                SendResult(r.delivery_id, "failed", text=MESSAGES.get("no_openid", "en"))
+                for r in batch
+                if not r.openid
+            ]
             mode = str(options.get("wechat_mode") or "openids")
             if ctx.is_test:
                 results += self._preview(with_openid, draft.draft_media_id)
@@ -125,8 +157,13 @@ class WechatChannel:
                 results += self._template(session, with_openid, issue, options)
             elif mode == "tag":
                 tag = options.get("wechat_tag_id")
-                results += self._mass(session, with_openid, draft.draft_media_id, "tag",
-                                      tag_id=int(tag) if tag is not None else None)
+                results += self._mass(
+                    session,
+                    with_openid,
+                    draft.draft_media_id,
+                    "tag",
+                    tag_id=int(tag) if tag is not None else None,
+                )
             else:
                 results += self._mass(session, with_openid, draft.draft_media_id, "openids")
             return results
@@ -140,14 +177,20 @@ class WechatChannel:
         campaign = session.get(Campaign, self.context.campaign_id)
         return dict(campaign.options or {}) if campaign is not None else {}
 
-    def _mass(self, session: Session, recipients: Sequence[Recipient], media_id: str, mode: str,
-              tag_id: int | None = None) -> list[SendResult]:
+    def _mass(
+        self,
+        session: Session,
+        recipients: Sequence[Recipient],
+        media_id: str,
+        mode: str,
+        tag_id: int | None = None,
+    ) -> list[SendResult]:
         ctx = self.context
         if mode == "tag":  # one sendall per campaign; every batch shares its msg_id
             pieces = [list(recipients)]
         else:
             ordered = sorted(recipients, key=lambda r: r.delivery_id)
-            pieces = [ordered[i:i + MAX_OPENIDS] for i in range(0, len(ordered), MAX_OPENIDS)]
+            pieces = [ordered[i : i + MAX_OPENIDS] for i in range(0, len(ordered), MAX_OPENIDS)]
         results: list[SendResult] = []
         for piece in pieces:
             if not piece:
@@ -155,42 +198,92 @@ class WechatChannel:
             openids = list(dict.fromkeys(r.openid for r in piece if r.openid))
             if mode == "openids" and len(openids) < MIN_OPENIDS:
                 text = MASS_MESSAGES.get("too_few", "en", count=len(openids))
-                results += [SendResult(r.delivery_id, "failed", code=40130, text=text) for r in piece]
+                results += [
+                    SendResult(r.delivery_id, "failed", code=40130, text=text) for r in piece
+                ]
                 continue
             if mode == "tag":
                 clientmsgid, digest = f"dispatch-{ctx.campaign_id}-tag", None
             else:  # after the previous piece's row exists, so each piece gets its own id
-                clientmsgid, digest = clientmsgid_for(session, ctx.campaign_id, ctx.batch_no, openids)
-            outcome = send_chunk(session, self.client, campaign_id=ctx.campaign_id, batch_no=ctx.batch_no,
-                                 clientmsgid=clientmsgid, draft_media_id=media_id, mode=mode,
-                                 openids=openids, tag_id=tag_id, digest=digest, policy=self.policy,
-                                 sleep=self.sleep)
+                clientmsgid, digest = clientmsgid_for(
+                    session, ctx.campaign_id, ctx.batch_no, openids
+                )
+            outcome = send_chunk(
+                session,
+                self.client,
+                campaign_id=ctx.campaign_id,
+                batch_no=ctx.batch_no,
+                clientmsgid=clientmsgid,
+                draft_media_id=media_id,
+                mode=mode,
+                openids=openids,
+                tag_id=tag_id,
+                digest=digest,
+                policy=self.policy,
+                sleep=self.sleep,
+            )
             if outcome.sent:
-                data = {"clientmsgid": clientmsgid, "msg_id": outcome.msg_id, "already_sent": outcome.already_sent}
-                results += [SendResult(r.delivery_id, "sent", external_id=outcome.msg_id, data=data) for r in piece]
+                data = {
+                    "clientmsgid": clientmsgid,
+                    "msg_id": outcome.msg_id,
+                    "already_sent": outcome.already_sent,
+                }
+                results += [
+                    SendResult(r.delivery_id, "sent", external_id=outcome.msg_id, data=data)
+                    for r in piece
+                ]
             else:
                 err = outcome.error
                 assert err is not None
                 outcome_kind = ACTION_OUTCOME[err.action]
-                results += [SendResult(r.delivery_id, outcome_kind, code=err.errcode, text=outcome_text(err),
-                                       data={"clientmsgid": clientmsgid, "action": err.action}) for r in piece]
+                results += [
+                    SendResult(
+                        r.delivery_id,
+                        outcome_kind,
+                        code=err.errcode,
+                        text=outcome_text(err),
+                        data={"clientmsgid": clientmsgid, "action": err.action},
+                    )
+                    for r in piece
+                ]
         return results
 
     def _preview(self, recipients: Sequence[Recipient], media_id: str) -> list[SendResult]:
         results = []
         for r in recipients:
             try:
-                answer = call_with_retries(lambda r=r: self.client.mass_preview(r.openid, media_id),
-                                           self.policy, self.sleep, log_context=f"preview delivery_id={r.delivery_id}")
-                results.append(SendResult(r.delivery_id, "sent", external_id=str(answer.get("msg_id", "")) or None,
-                                          data={"preview": True}))
+                answer = call_with_retries(
+                    lambda r=r: self.client.mass_preview(r.openid, media_id),
+                    self.policy,
+                    self.sleep,
+                    log_context=f"preview delivery_id={r.delivery_id}",
+                )
+                results.append(
+                    SendResult(
+                        r.delivery_id,
+                        "sent",
+                        external_id=str(answer.get("msg_id", "")) or None,
+                        data={"preview": True},
+                    )
+                )
             except WechatError as err:
-                results.append(SendResult(r.delivery_id, ACTION_OUTCOME[err.action], code=err.errcode,
-                                          text=outcome_text(err)))
+                results.append(
+                    SendResult(
+                        r.delivery_id,
+                        ACTION_OUTCOME[err.action],
+                        code=err.errcode,
+                        text=outcome_text(err),
+                    )
+                )
         return results
 
-    def _template(self, session: Session, recipients: Sequence[Recipient], issue: Issue,
-                  options: dict[str, Any]) -> list[SendResult]:
+    def _template(
+        self,
+        session: Session,
+        recipients: Sequence[Recipient],
+        issue: Issue,
+        options: dict[str, Any],
+    ) -> list[SendResult]:
         template_id = str(options.get("wechat_template_id") or "")
         if not template_id:
             return self._all(recipients, "failed", text=MESSAGES.get("no_template", "en"))
@@ -207,19 +300,39 @@ class WechatChannel:
                 "remark": {"value": issue.publisher},
             }
             try:
-                msgid = call_with_retries(lambda r=r, data=data: self.client.template_send(r.openid, template_id, data, url),
-                                          self.policy, self.sleep, log_context=f"template delivery_id={r.delivery_id}")
+                msgid = call_with_retries(
+                    lambda r=r, data=data: self.client.template_send(
+                        r.openid, template_id, data, url
+                    ),
+                    self.policy,
+                    self.sleep,
+                    log_context=f"template delivery_id={r.delivery_id}",
+                )
             except WechatError as err:
                 kind: Outcome = "bounced" if err.errcode == 43004 else ACTION_OUTCOME[err.action]
-                results.append(SendResult(r.delivery_id, kind, code=err.errcode, text=outcome_text(err)))
+                results.append(
+                    SendResult(r.delivery_id, kind, code=err.errcode, text=outcome_text(err))
+                )
                 continue
-            session.add(WechatTemplateMessage(msg_id=msgid, campaign_id=self.context.campaign_id,
-                                              delivery_id=r.delivery_id, subscriber_id=r.subscriber_id,
-                                              openid=r.openid or "", status="sent", event={}))
+            session.add(
+                WechatTemplateMessage(
+                    msg_id=msgid,
+                    campaign_id=self.context.campaign_id,
+                    delivery_id=r.delivery_id,
+                    subscriber_id=r.subscriber_id,
+                    openid=r.openid or "",
+                    status="sent",
+                    event={},
+                )
+            )
             session.commit()
-            results.append(SendResult(r.delivery_id, "sent", external_id=msgid, data={"template": True}))
+            results.append(
+                SendResult(r.delivery_id, "sent", external_id=msgid, data={"template": True})
+            )
         return results
 
     @staticmethod
-    def _all(batch: Sequence[Recipient], outcome: Outcome, *, code: int | None = None, text: str = "") -> list[SendResult]:
+    def _all(
+        batch: Sequence[Recipient], outcome: Outcome, *, code: int | None = None, text: str = ""
+    ) -> list[SendResult]:
         return [SendResult(r.delivery_id, outcome, code=code, text=text) for r in batch]

@@ -27,16 +27,40 @@ from dispatch.i18n import Catalog
 
 MESSAGES = Catalog(
     {
-        "no_issue": ("找不到期刊 {ref!r}（既不是已存储的 slug，也不是源文件夹）", "no issue {ref!r} (neither a stored slug nor a source folder)"),
-        "need_lists": ("请用 --lists 指定列表，或用 --test 指定测试地址", "give --lists, or --test addresses for a test send"),
-        "created": ("活动 #{id} 已创建：{total} 位收件人，{batches} 个批次，已排队", "campaign #{id} created: {total} recipients in {batches} batches, queued"),
+        "no_issue": (
+            "找不到期刊 {ref!r}（既不是已存储的 slug，也不是源文件夹）",
+            "no issue {ref!r} (neither a stored slug nor a source folder)",
+        ),
+        "need_lists": (
+            "请用 --lists 指定列表，或用 --test 指定测试地址",
+            "give --lists, or --test addresses for a test send",
+        ),
+        "created": (
+            "活动 #{id} 已创建：{total} 位收件人，{batches} 个批次，已排队",
+            "campaign #{id} created: {total} recipients in {batches} batches, queued",
+        ),
         "scheduled": ("活动 #{id} 已定时于 {at}", "campaign #{id} scheduled for {at}"),
-        "exists": ("相同的发送已存在：活动 #{id}（状态 {status}），不会重复发送", "the same send exists already: campaign #{id} (status {status}); nothing more is sent"),
-        "test_created": ("测试发送 #{id}：{total} 个地址，已排队", "test send #{id}: {total} addresses, queued"),
-        "worker_hint": ("由 worker 投递：dispatch worker（或 celery -A worker worker）", "workers deliver it: dispatch worker (or celery -A worker worker)"),
-        "bad_time": ("时间 {value!r} 无效：请用 ISO 8601，例如 2026-03-01T09:00+08:00", "invalid time {value!r}: use ISO 8601, e.g. 2026-03-01T09:00+08:00"),
+        "exists": (
+            "相同的发送已存在：活动 #{id}（状态 {status}），不会重复发送",
+            "the same send exists already: campaign #{id} (status {status}); nothing more is sent",
+        ),
+        "test_created": (
+            "测试发送 #{id}：{total} 个地址，已排队",
+            "test send #{id}: {total} addresses, queued",
+        ),
+        "worker_hint": (
+            "由 worker 投递：dispatch worker（或 celery -A worker worker）",
+            "workers deliver it: dispatch worker (or celery -A worker worker)",
+        ),
+        "bad_time": (
+            "时间 {value!r} 无效：请用 ISO 8601，例如 2026-03-01T09:00+08:00",
+            "invalid time {value!r}: use ISO 8601, e.g. 2026-03-01T09:00+08:00",
+        ),
         "paused": ("活动 #{id} 已暂停", "campaign #{id} paused"),
-        "resumed": ("活动 #{id} 已恢复：{batches} 个批次重新排队", "campaign #{id} resumed: {batches} batches queued"),
+        "resumed": (
+            "活动 #{id} 已恢复：{batches} 个批次重新排队",
+            "campaign #{id} resumed: {batches} batches queued",
+        ),
         "cancelled": ("活动 #{id} 已取消", "campaign #{id} cancelled"),
         "none": ("还没有活动", "no campaigns yet"),
         "db": ("数据库错误：{error}", "database error: {error}"),
@@ -112,7 +136,9 @@ def _progress(campaign_id: int) -> dict[str, Any]:
 def _print_progress(d: dict[str, Any]) -> None:
     c = d["counts"]
     test = " [test]" if d["is_test"] else ""
-    click.echo(f"#{d['id']}{test}  issue {d['issue_id']}  {d['channel']}  lists {d['list_ids']}  {d['status']}")
+    click.echo(
+        f"#{d['id']}{test}  issue {d['issue_id']}  {d['channel']}  lists {d['list_ids']}  {d['status']}"
+    )
     if d["paused_reason"]:
         click.echo(f"  reason / 原因: {d['paused_reason']}")
     click.echo(
@@ -124,16 +150,38 @@ def _print_progress(d: dict[str, Any]) -> None:
 
 @click.command("send")
 @click.argument("issue")
-@click.option("--lists", "lists_", default="", help="List slugs, comma separated / 列表（逗号分隔）")
-@click.option("--channel", type=click.Choice(["email", "wechat"]), default="email", show_default=True)
+@click.option(
+    "--lists", "lists_", default="", help="List slugs, comma separated / 列表（逗号分隔）"
+)
+@click.option(
+    "--channel", type=click.Choice(["email", "wechat"]), default="email", show_default=True
+)
 @click.option("--at", "at", default=None, help="Start later (ISO 8601) / 定时发送")
-@click.option("--test", "test_addresses", multiple=True, help="Test send to this address only (repeatable) / 测试发送")
+@click.option(
+    "--test",
+    "test_addresses",
+    multiple=True,
+    help="Test send to this address only (repeatable) / 测试发送",
+)
 @click.option("--no-tracking", is_flag=True, help="No open/click tracking / 不跟踪打开与点击")
-@click.option("--rate-per-second", type=float, default=0.0, help="This campaign's limit / 本活动每秒上限")
-@click.option("--rate-per-hour", type=float, default=0.0, help="This campaign's limit / 本活动每小时上限")
+@click.option(
+    "--rate-per-second", type=float, default=0.0, help="This campaign's limit / 本活动每秒上限"
+)
+@click.option(
+    "--rate-per-hour", type=float, default=0.0, help="This campaign's limit / 本活动每小时上限"
+)
 @json_option
-def send_cmd(issue: str, lists_: str, channel: str, at: str | None, test_addresses: tuple[str, ...],
-             no_tracking: bool, rate_per_second: float, rate_per_hour: float, as_json: bool) -> None:
+def send_cmd(
+    issue: str,
+    lists_: str,
+    channel: str,
+    at: str | None,
+    test_addresses: tuple[str, ...],
+    no_tracking: bool,
+    rate_per_second: float,
+    rate_per_hour: float,
+    as_json: bool,
+) -> None:
     """Send ISSUE (stored slug or source folder) to lists / 发送期刊到列表."""
     settings = settings_or_exit()
     slugs = [s.strip() for s in lists_.split(",") if s.strip()]
@@ -142,29 +190,55 @@ def send_cmd(issue: str, lists_: str, channel: str, at: str | None, test_address
     when = parse_time(at) if at else None
     if when is not None and when <= datetime.now(UTC):  # already due: start now
         when = None
-    options = {k: v for k, v in (("rate_per_second", rate_per_second), ("rate_per_hour", rate_per_hour)) if v}
+    options = {
+        k: v
+        for k, v in (("rate_per_second", rate_per_second), ("rate_per_hour", rate_per_hour))
+        if v
+    }
     with _session() as session:
         issue_id = resolve_issue(session, issue)
         if test_addresses:
-            campaign = service.create_test_send(session, issue_id=issue_id, channel=channel,
-                                                addresses=test_addresses, tracking=not no_tracking, options=options)
+            campaign = service.create_test_send(
+                session,
+                issue_id=issue_id,
+                channel=channel,
+                addresses=test_addresses,
+                tracking=not no_tracking,
+                options=options,
+            )
             created = True
         else:
             from dispatch.subscribers.service import get_lists
 
             list_ids = [m.id for m in get_lists(session, slugs)]
-            campaign, created = service.create_or_get(session, issue_id=issue_id, channel=channel, list_ids=list_ids,
-                                                      tracking=not no_tracking, options=options)
+            campaign, created = service.create_or_get(
+                session,
+                issue_id=issue_id,
+                channel=channel,
+                list_ids=list_ids,
+                tracking=not no_tracking,
+                options=options,
+            )
         campaign_id, status = campaign.id, campaign.status
         if created and when is not None:
             service.schedule(session, campaign_id, when)
     if not created and status != "draft":
         data = {"id": campaign_id, "status": status, "created": False}
-        emit(data, as_json, lambda d: click.echo(MESSAGES.both("exists", id=d["id"], status=d["status"])))
+        emit(
+            data,
+            as_json,
+            lambda d: click.echo(MESSAGES.both("exists", id=d["id"], status=d["status"])),
+        )
         return
     if when is not None:
         data = {"id": campaign_id, "status": "scheduled", "scheduled_at": when, "created": True}
-        emit(data, as_json, lambda d: click.echo(MESSAGES.both("scheduled", id=d["id"], at=d["scheduled_at"].isoformat())))
+        emit(
+            data,
+            as_json,
+            lambda d: click.echo(
+                MESSAGES.both("scheduled", id=d["id"], at=d["scheduled_at"].isoformat())
+            ),
+        )
         return
     batches = _run(service.start, get_engine(settings), settings, campaign_id, _queue())
     data = {**_progress(campaign_id), "batches": len(batches), "created": True}
@@ -196,8 +270,10 @@ def list_cmd(limit: int, as_json: bool) -> None:
         for d in rows:
             c = d["counts"]
             test = " [test]" if d["is_test"] else ""
-            click.echo(f"#{d['id']}{test}  issue {d['issue_id']}  {d['channel']}  {d['status']}  "
-                       f"{c['sent']}/{d['total']} sent, {c['failed'] + c['bounced']} failed/bounced")
+            click.echo(
+                f"#{d['id']}{test}  issue {d['issue_id']}  {d['channel']}  {d['status']}  "
+                f"{c['sent']}/{d['total']} sent, {c['failed'] + c['bounced']} failed/bounced"
+            )
 
     emit(items, as_json, human)
 
@@ -218,7 +294,11 @@ def pause_cmd(campaign_id: int, reason: str, as_json: bool) -> None:
     """Pause: workers stop at their next chunk / 暂停."""
     with _session() as session:
         service.pause(session, campaign_id, reason)
-    emit({"id": campaign_id, "status": "paused"}, as_json, lambda d: click.echo(MESSAGES.both("paused", id=d["id"])))
+    emit(
+        {"id": campaign_id, "status": "paused"},
+        as_json,
+        lambda d: click.echo(MESSAGES.both("paused", id=d["id"])),
+    )
 
 
 @campaigns_group.command("resume")
@@ -228,8 +308,11 @@ def resume_cmd(campaign_id: int, as_json: bool) -> None:
     """Resume a paused campaign / 恢复."""
     settings = settings_or_exit()
     batches = _run(service.resume, get_engine(settings), settings, campaign_id, _queue())
-    emit({"id": campaign_id, "status": "running", "batches": len(batches)}, as_json,
-         lambda d: click.echo(MESSAGES.both("resumed", id=d["id"], batches=d["batches"])))
+    emit(
+        {"id": campaign_id, "status": "running", "batches": len(batches)},
+        as_json,
+        lambda d: click.echo(MESSAGES.both("resumed", id=d["id"], batches=d["batches"])),
+    )
 
 
 @campaigns_group.command("cancel")
@@ -239,13 +322,19 @@ def cancel_cmd(campaign_id: int, as_json: bool) -> None:
     """Cancel for good; unsent rows stay unsent / 取消."""
     with _session() as session:
         service.cancel(session, campaign_id)
-    emit({"id": campaign_id, "status": "cancelled"}, as_json, lambda d: click.echo(MESSAGES.both("cancelled", id=d["id"])))
+    emit(
+        {"id": campaign_id, "status": "cancelled"},
+        as_json,
+        lambda d: click.echo(MESSAGES.both("cancelled", id=d["id"])),
+    )
 
 
 TERMINAL = ("finished", "cancelled", "failed")
 
 
-def watch(campaign_id: int, interval: float = 1.0, timeout: float | None = None, show: bool = True) -> dict[str, Any]:
+def watch(
+    campaign_id: int, interval: float = 1.0, timeout: float | None = None, show: bool = True
+) -> dict[str, Any]:
     """A live progress bar (on stderr) until the campaign ends or pauses (or `timeout` passes)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -256,18 +345,38 @@ def watch(campaign_id: int, interval: float = 1.0, timeout: float | None = None,
         TextColumn("#{task.fields[id]} {task.fields[status]}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
-        TextColumn("sent {task.fields[sent]} · deferred {task.fields[deferred]} · failed {task.fields[failed]} · "
-                   "bounced {task.fields[bounced]} · {task.fields[rate]}/s"),
+        TextColumn(
+            "sent {task.fields[sent]} · deferred {task.fields[deferred]} · failed {task.fields[failed]} · "
+            "bounced {task.fields[bounced]} · {task.fields[rate]}/s"
+        ),
         TimeElapsedColumn(),
     )
     console = Console(stderr=True, quiet=not show)
     with Progress(*columns, transient=False, console=console) as bar:
-        task = bar.add_task("campaign", total=max(d["total"], 1), id=campaign_id, status=d["status"], sent=0,
-                            deferred=0, failed=0, bounced=0, rate=0)
+        task = bar.add_task(
+            "campaign",
+            total=max(d["total"], 1),
+            id=campaign_id,
+            status=d["status"],
+            sent=0,
+            deferred=0,
+            failed=0,
+            bounced=0,
+            rate=0,
+        )
         while True:
             c = d["counts"]
-            bar.update(task, total=max(d["total"], 1), completed=d["done"], status=d["status"], sent=c["sent"],
-                       deferred=c["deferred"], failed=c["failed"], bounced=c["bounced"], rate=d["rate_per_second"])
+            bar.update(
+                task,
+                total=max(d["total"], 1),
+                completed=d["done"],
+                status=d["status"],
+                sent=c["sent"],
+                deferred=c["deferred"],
+                failed=c["failed"],
+                bounced=c["bounced"],
+                rate=d["rate_per_second"],
+            )
             if d["status"] in TERMINAL or d["status"] == "paused":
                 break
             if timeout is not None and time.monotonic() - started > timeout:
@@ -287,8 +396,12 @@ def watch_cmd(campaign_id: int, interval: float, as_json: bool) -> None:
     emit(d, as_json, _print_progress)
 
 
-@click.command("worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--beat", is_flag=True, help="Also run the periodic sweep (celery beat) / 同时运行定时清扫")
+@click.command(
+    "worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@click.option(
+    "--beat", is_flag=True, help="Also run the periodic sweep (celery beat) / 同时运行定时清扫"
+)
 @click.option("--concurrency", "-c", type=int, default=None)
 @click.pass_context
 def worker_cmd(ctx: click.Context, beat: bool, concurrency: int | None) -> None:

@@ -46,4 +46,6 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
         click.echo(json.dumps(data, ensure_ascii=False, default=_default, indent=2))
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts / 输出 JSON")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON for scripts / 输出 JSON"
+)

@@ -26,23 +26,45 @@ MESSAGES = Catalog(
     {
         "start": ("演示目录：{dir}", "demo folder: {dir}"),
         "published": ("已发布期刊 {slug}", "published issue {slug}"),
-        "people": ("示例订阅者：{total} 人，分属 2 个列表（1 人同时在两个列表，1 人已屏蔽）",
-                   "sample subscribers: {total} on 2 lists (1 on both, 1 suppressed)"),
-        "smtp_sink": ("本地 SMTP 接收器：{url}，邮件写入 {dir}", "local SMTP sink: {url}, messages written to {dir}"),
+        "people": (
+            "示例订阅者：{total} 人，分属 2 个列表（1 人同时在两个列表，1 人已屏蔽）",
+            "sample subscribers: {total} on 2 lists (1 on both, 1 suppressed)",
+        ),
+        "smtp_sink": (
+            "本地 SMTP 接收器：{url}，邮件写入 {dir}",
+            "local SMTP sink: {url}, messages written to {dir}",
+        ),
         "smtp_relay": ("SMTP 中继：{url}", "SMTP relay: {url}"),
-        "worker": ("进程内 Celery worker 已启动（broker：{broker}）", "in-process Celery worker started (broker: {broker})"),
-        "exists": ("活动 #{id} 已存在（状态 {status}），不会重复发送；用 --fresh 重新开始",
-                   "campaign #{id} exists already (status {status}), nothing is sent twice; use --fresh to start over"),
-        "summary": ("活动 #{id}：{status}；已发送 {sent}，跳过 {skipped}，失败 {failed}，退回 {bounced}，共 {total}",
-                    "campaign #{id}: {status}; sent {sent}, skipped {skipped}, failed {failed}, bounced {bounced}, of {total}"),
-        "outbox": ("邮件（.eml）位于：{dir}（{count} 封）", "messages (.eml) are in: {dir} ({count} files)"),
+        "worker": (
+            "进程内 Celery worker 已启动（broker：{broker}）",
+            "in-process Celery worker started (broker: {broker})",
+        ),
+        "exists": (
+            "活动 #{id} 已存在（状态 {status}），不会重复发送；用 --fresh 重新开始",
+            "campaign #{id} exists already (status {status}), nothing is sent twice; use --fresh to start over",
+        ),
+        "summary": (
+            "活动 #{id}：{status}；已发送 {sent}，跳过 {skipped}，失败 {failed}，退回 {bounced}，共 {total}",
+            "campaign #{id}: {status}; sent {sent}, skipped {skipped}, failed {failed}, bounced {bounced}, of {total}",
+        ),
+        "outbox": (
+            "邮件（.eml）位于：{dir}（{count} 封）",
+            "messages (.eml) are in: {dir} ({count} files)",
+        ),
         "timeout": ("演示在 {seconds} 秒内未完成", "the demo did not finish within {seconds} s"),
-        "wechat_later": ("微信步骤：未安装微信模块，已跳过", "WeChat step: the WeChat module is missing, skipped"),
+        "wechat_later": (
+            "微信步骤：未安装微信模块，已跳过",
+            "WeChat step: the WeChat module is missing, skipped",
+        ),
         "wechat_failed": ("微信步骤失败：{error}", "WeChat step failed: {error}"),
-        "wechat_done": ("微信：活动 #{campaign}（{status}），群发给 {sent} 位关注者，模拟接口 {url}",
-                        "WeChat: campaign #{campaign} ({status}), mass-sent to {sent} followers via the fake API at {url}"),
-        "wechat_ids": ("微信草稿 media_id：{draft}（{articles} 篇图文）；群发 msg_id：{msg_ids}",
-                       "WeChat draft media_id: {draft} ({articles} articles); mass-send msg_id: {msg_ids}"),
+        "wechat_done": (
+            "微信：活动 #{campaign}（{status}），群发给 {sent} 位关注者，模拟接口 {url}",
+            "WeChat: campaign #{campaign} ({status}), mass-sent to {sent} followers via the fake API at {url}",
+        ),
+        "wechat_ids": (
+            "微信草稿 media_id：{draft}（{articles} 篇图文）；群发 msg_id：{msg_ids}",
+            "WeChat draft media_id: {draft} ({articles} articles); mass-send msg_id: {msg_ids}",
+        ),
     }
 )
 
@@ -73,12 +95,19 @@ def sample_people(session: Session) -> tuple[list[int], int]:
     readers = get_or_create_list("demo-readers", "示例读者 / Demo readers")
     partners = get_or_create_list("demo-partners", "合作单位 / Demo partners")
     people = [(f"reader{i:02d}@example.org", f"读者{i:02d}", readers) for i in range(READERS)]
-    followers = {f"reader{i:02d}@example.org": f"oDEMO-reader-{i:02d}" for i in range(WECHAT_FOLLOWERS)}
-    people += [(f"partner{i:02d}@example.com", f"Partner {i:02d}", partners) for i in range(PARTNERS)]
+    followers = {
+        f"reader{i:02d}@example.org": f"oDEMO-reader-{i:02d}" for i in range(WECHAT_FOLLOWERS)
+    }
+    people += [
+        (f"partner{i:02d}@example.com", f"Partner {i:02d}", partners) for i in range(PARTNERS)
+    ]
     people.append(("reader00@example.org", "读者00", partners))  # on both lists: gets one message
     for email, name, mailing_list in people:
         sub = subscribers.find_subscriber(session, email=email) or subscribers.add_subscriber(
-            session, email=email, openid=followers.get(email), name=name,
+            session,
+            email=email,
+            openid=followers.get(email),
+            name=name,
             locale="en" if email.startswith("partner") else "zh-CN",
         )
         if not subscribers.is_suppressed(session, email=email):
@@ -97,7 +126,9 @@ def wechat_step(settings: Settings, issue_id: int, list_ids: list[int]) -> dict[
     return demo_step(settings, issue_id, list_ids)
 
 
-def run_demo(base: Settings, *, fresh: bool = True, timeout: float = 300.0, echo=click.echo) -> dict[str, Any]:
+def run_demo(
+    base: Settings, *, fresh: bool = True, timeout: float = 300.0, echo=click.echo
+) -> dict[str, Any]:
     from celery.contrib.testing.worker import start_worker
 
     from dispatch.content.store import publish_source
@@ -128,12 +159,16 @@ def run_demo(base: Settings, *, fresh: bool = True, timeout: float = 300.0, echo
         echo(MESSAGES.both("published", slug=issue.slug))
         list_ids, people = sample_people(session)
         echo(MESSAGES.both("people", total=people))
-        campaign, created = campaigns.create_or_get(session, issue_id=issue.id, channel="email", list_ids=list_ids)
+        campaign, created = campaigns.create_or_get(
+            session, issue_id=issue.id, channel="email", list_ids=list_ids
+        )
     configure(app, settings)
     queue = CeleryQueue(app)
     stop = threading.Event()
     try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"):
+        with start_worker(
+            app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
+        ):
             echo(MESSAGES.both("worker", broker=broker_url_for(settings).split("@")[-1]))
 
             def beat() -> None:  # the periodic sweep, in-process (celery beat's job in production)
@@ -167,10 +202,23 @@ def run_demo(base: Settings, *, fresh: bool = True, timeout: float = 300.0, echo
         elif "error" in wechat:
             echo(MESSAGES.both("wechat_failed", error=wechat["error"]))
         else:
-            echo(MESSAGES.both("wechat_done", campaign=wechat.get("campaign_id"), status=wechat.get("campaign_status"),
-                               sent=(wechat.get("deliveries") or {}).get("sent", 0), url=wechat.get("fake_api")))
-            echo(MESSAGES.both("wechat_ids", draft=wechat.get("draft_media_id"), articles=wechat.get("articles"),
-                               msg_ids=", ".join(str(m) for m in wechat.get("msg_ids") or []) or "-"))
+            echo(
+                MESSAGES.both(
+                    "wechat_done",
+                    campaign=wechat.get("campaign_id"),
+                    status=wechat.get("campaign_status"),
+                    sent=(wechat.get("deliveries") or {}).get("sent", 0),
+                    url=wechat.get("fake_api"),
+                )
+            )
+            echo(
+                MESSAGES.both(
+                    "wechat_ids",
+                    draft=wechat.get("draft_media_id"),
+                    articles=wechat.get("articles"),
+                    msg_ids=", ".join(str(m) for m in wechat.get("msg_ids") or []) or "-",
+                )
+            )
     finally:
         stop.set()
         if sink is not None:
@@ -187,20 +235,36 @@ def run_demo(base: Settings, *, fresh: bool = True, timeout: float = 300.0, echo
 
 
 @click.command("demo")
-@click.option("--fresh/--keep", default=True, show_default=True,
-              help="Start from an empty demo folder (embedded SQLite only) / 从空目录开始")
+@click.option(
+    "--fresh/--keep",
+    default=True,
+    show_default=True,
+    help="Start from an empty demo folder (embedded SQLite only) / 从空目录开始",
+)
 @click.option("--timeout", type=float, default=300.0, show_default=True)
 @json_option
 def demo_cmd(fresh: bool, timeout: float, as_json: bool) -> None:
     """Run the whole delivery end to end on this machine / 在本机完整演示一次投递."""
     base = settings_or_exit()
-    result = run_demo(base, fresh=fresh, timeout=timeout, echo=(lambda *_a, **_k: None) if as_json else click.echo)
+    result = run_demo(
+        base, fresh=fresh, timeout=timeout, echo=(lambda *_a, **_k: None) if as_json else click.echo
+    )
 
     def human(d: dict) -> None:
         p = d["campaign"]
         c = p["counts"]
-        click.echo(MESSAGES.both("summary", id=p["id"], status=p["status"], sent=c["sent"], skipped=c["skipped"],
-                                 failed=c["failed"], bounced=c["bounced"], total=p["total"]))
+        click.echo(
+            MESSAGES.both(
+                "summary",
+                id=p["id"],
+                status=p["status"],
+                sent=c["sent"],
+                skipped=c["skipped"],
+                failed=c["failed"],
+                bounced=c["bounced"],
+                total=p["total"],
+            )
+        )
         if d["outbox"]:
             click.echo(MESSAGES.both("outbox", dir=d["outbox"], count=d["outbox_files"]))
 

@@ -22,7 +22,10 @@ MESSAGES = Catalog(
         "created": ("已创建列表 {slug}（{optin} opt-in）", "created list {slug} ({optin} opt-in)"),
         "deleted": ("已删除列表 {slug}", "deleted list {slug}"),
         "none": ("还没有列表", "no lists yet"),
-        "confirm_delete": ("删除列表 {slug} 及其全部订阅关系？", "Delete list {slug} and all its subscriptions?"),
+        "confirm_delete": (
+            "删除列表 {slug} 及其全部订阅关系？",
+            "Delete list {slug} and all its subscriptions?",
+        ),
         "db": ("数据库错误：{error}", "database error: {error}"),
     }
 )
@@ -54,15 +57,26 @@ def lists_group() -> None:
 @click.argument("slug")
 @click.option("--name", default="", help="Display name / 显示名称")
 @click.option("--description", default="", help="Description / 说明")
-@click.option("--optin", type=click.Choice(["single", "double"]), default="single", show_default=True,
-              help="Double opt-in sends a confirmation email / 双重确认会发送确认邮件")
+@click.option(
+    "--optin",
+    type=click.Choice(["single", "double"]),
+    default="single",
+    show_default=True,
+    help="Double opt-in sends a confirmation email / 双重确认会发送确认邮件",
+)
 @json_option
 def create_cmd(slug: str, name: str, description: str, optin: str, as_json: bool) -> None:
     """创建列表 SLUG / Create list SLUG."""
     with cli_session() as session:
-        mailing_list = service.create_list(session, slug, name, description=description, optin=optin)
+        mailing_list = service.create_list(
+            session, slug, name, description=description, optin=optin
+        )
         data = list_info(session, mailing_list)
-    emit(data, as_json, lambda d: click.echo(MESSAGES.both("created", slug=d["slug"], optin=d["optin"])))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(MESSAGES.both("created", slug=d["slug"], optin=d["optin"])),
+    )
 
 
 def _print_list(data: dict[str, Any]) -> None:

@@ -49,8 +49,13 @@ def _parse_or_exit(source: str):
 
 @click.command("render")
 @click.argument("source", type=click.Path(path_type=str))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for email.html, email.txt, wechat.json / 输出目录")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for email.html, email.txt, wechat.json / 输出目录",
+)
 def render_cmd(source: str, out_dir: Path) -> None:
     """Render SOURCE (issue.md or its folder) to preview files / 渲染简报预览文件."""
     settings = settings_or_exit()
@@ -81,9 +86,19 @@ def publish_cmd(source: str, as_json: bool) -> None:
     doc = _parse_or_exit(source)
     with session_scope(get_engine(settings)) as session:
         issue = publish_issue(session, doc)
-        data = {"id": issue.id, "slug": issue.slug, "articles": len(doc.articles),
-                "content_hash": issue.content_hash}
-    emit(data, as_json, lambda d: click.echo(MESSAGES.both("published", slug=d["slug"], id=d["id"], n=d["articles"])))
+        data = {
+            "id": issue.id,
+            "slug": issue.slug,
+            "articles": len(doc.articles),
+            "content_hash": issue.content_hash,
+        }
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            MESSAGES.both("published", slug=d["slug"], id=d["id"], n=d["articles"])
+        ),
+    )
 
 
 @issues_group.command("list")
@@ -93,9 +108,16 @@ def list_cmd(as_json: bool) -> None:
     settings = settings_or_exit()
     with session_scope(get_engine(settings)) as session:
         rows = [
-            {"id": i.id, "slug": i.slug, "title": i.title, "number": i.number,
-             "period_from": i.period_from, "period_to": i.period_to, "status": i.status,
-             "articles": i.summary.get("article_count", 0)}
+            {
+                "id": i.id,
+                "slug": i.slug,
+                "title": i.title,
+                "number": i.number,
+                "period_from": i.period_from,
+                "period_to": i.period_to,
+                "status": i.status,
+                "articles": i.summary.get("article_count", 0),
+            }
             for i in list_issues(session)
         ]
 
@@ -103,8 +125,10 @@ def list_cmd(as_json: bool) -> None:
         if not items:
             click.echo(MESSAGES.both("no_issues"))
         for r in items:
-            click.echo(f"{r['id']:>4}  {r['slug']:<10} {r['status']:<10} {r['title']} #{r['number']}"
-                       f"  {r['period_from']}..{r['period_to']}  ({r['articles']})")
+            click.echo(
+                f"{r['id']:>4}  {r['slug']:<10} {r['status']:<10} {r['title']} #{r['number']}"
+                f"  {r['period_from']}..{r['period_to']}  ({r['articles']})"
+            )
 
     emit(rows, as_json, human)
 
@@ -120,9 +144,15 @@ def show_cmd(key: str, as_json: bool) -> None:
         if issue is None:
             fail(MESSAGES.both("not_found", key=key))
             return
-        data = {"id": issue.id, "slug": issue.slug, "title": issue.title, "status": issue.status,
-                "content_hash": issue.content_hash, "source_path": issue.source_path,
-                "summary": issue.summary}
+        data = {
+            "id": issue.id,
+            "slug": issue.slug,
+            "title": issue.title,
+            "status": issue.status,
+            "content_hash": issue.content_hash,
+            "source_path": issue.source_path,
+            "summary": issue.summary,
+        }
 
     def human(d: dict) -> None:
         click.echo(f"{d['title']} ({d['slug']}, id {d['id']}, {d['status']})")

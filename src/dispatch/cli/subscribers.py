@@ -31,15 +31,23 @@ MESSAGES = Catalog(
         "added": ("已添加订阅者 #{id} {address}", "added subscriber #{id} {address}"),
         "removed": ("已删除订阅者 #{id} {address}", "removed subscriber #{id} {address}"),
         "none": ("没有符合条件的订阅者", "no matching subscribers"),
-        "bad_attr": ("属性须写成 key=value，而非 {value!r}", "an attribute must be key=value, not {value!r}"),
+        "bad_attr": (
+            "属性须写成 key=value，而非 {value!r}",
+            "an attribute must be key=value, not {value!r}",
+        ),
         "suppressed": ("已屏蔽 {address}（{reason}）", "suppressed {address} ({reason})"),
         "unsuppressed": ("已解除屏蔽 {address}", "lifted the suppression of {address}"),
         "not_suppressed": ("{address} 不在屏蔽名单中", "{address} was not suppressed"),
         "exported": ("已导出 {n} 行到 {path}", "exported {n} rows to {path}"),
-        "json_needs_out": ("--json 需与 --out 同用（否则 CSV 输出到标准输出）",
-                           "--json needs --out (without it the CSV goes to stdout)"),
+        "json_needs_out": (
+            "--json 需与 --out 同用（否则 CSV 输出到标准输出）",
+            "--json needs --out (without it the CSV goes to stdout)",
+        ),
         "problem": ("第 {line} 行：{reason}", "line {line}: {reason}"),
-        "more_problems": ("……另有 {n} 行问题（用 --json 查看全部）", "… {n} more problem rows (see --json)"),
+        "more_problems": (
+            "……另有 {n} 行问题（用 --json 查看全部）",
+            "… {n} more problem rows (see --json)",
+        ),
     }
 )
 PROBLEMS_SHOWN = 20
@@ -52,10 +60,17 @@ def subscriber_info(session: Session, subscriber: Subscriber) -> dict[str, Any]:
 def _with_lists(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     data = subscriber_info(session, subscriber)
     data["lists"] = [
-        {"slug": m.slug, "status": s.status, "confirmed_at": s.confirmed_at, "unsubscribed_at": s.unsubscribed_at}
+        {
+            "slug": m.slug,
+            "status": s.status,
+            "confirmed_at": s.confirmed_at,
+            "unsubscribed_at": s.unsubscribed_at,
+        }
         for m, s in service.subscriptions_of(session, subscriber.id)
     ]
-    data["suppressed"] = service.is_suppressed(session, email=subscriber.email, openid=subscriber.openid)
+    data["suppressed"] = service.is_suppressed(
+        session, email=subscriber.email, openid=subscriber.openid
+    )
     return data
 
 
@@ -84,12 +99,34 @@ def subscribers_group() -> None:
 @click.option("--openid", default="", help="WeChat openid / 微信 openid")
 @click.option("--name", default="", help="Name / 姓名")
 @click.option("--locale", default="zh-CN", show_default=True, help="zh-CN or en / 语言")
-@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Attribute (repeatable) / 自定义属性")
-@click.option("--list", "list_slugs", multiple=True, metavar="SLUG", help="Subscribe to list (repeatable) / 订阅列表")
-@click.option("--resubscribe", is_flag=True, help="Allow an address that unsubscribed / 允许重新订阅已退订者")
+@click.option(
+    "--attr",
+    "attrs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Attribute (repeatable) / 自定义属性",
+)
+@click.option(
+    "--list",
+    "list_slugs",
+    multiple=True,
+    metavar="SLUG",
+    help="Subscribe to list (repeatable) / 订阅列表",
+)
+@click.option(
+    "--resubscribe", is_flag=True, help="Allow an address that unsubscribed / 允许重新订阅已退订者"
+)
 @json_option
-def add_cmd(email: str, openid: str, name: str, locale: str, attrs: tuple[str, ...], list_slugs: tuple[str, ...],
-            resubscribe: bool, as_json: bool) -> None:
+def add_cmd(
+    email: str,
+    openid: str,
+    name: str,
+    locale: str,
+    attrs: tuple[str, ...],
+    list_slugs: tuple[str, ...],
+    resubscribe: bool,
+    as_json: bool,
+) -> None:
     """添加订阅者 / Add a subscriber.
 
     EMAIL 和/或 --openid，可用 --list 同时订阅列表。 / EMAIL and/or --openid; --list subscribes at once.
@@ -99,13 +136,28 @@ def add_cmd(email: str, openid: str, name: str, locale: str, attrs: tuple[str, .
     with cli_session() as session:
         lists = service.get_lists(session, list_slugs)
         subscriber = service.add_subscriber(
-            session, email=email or None, openid=openid or None, name=name, locale=locale, attributes=attributes
+            session,
+            email=email or None,
+            openid=openid or None,
+            name=name,
+            locale=locale,
+            attributes=attributes,
         )
         for mailing_list in lists:
-            service.subscribe(session, subscriber, mailing_list, settings=settings, source="cli", resubscribe=resubscribe)
+            service.subscribe(
+                session,
+                subscriber,
+                mailing_list,
+                settings=settings,
+                source="cli",
+                resubscribe=resubscribe,
+            )
         data = _with_lists(session, subscriber)
-    emit(data, as_json, lambda d: click.echo(
-        MESSAGES.both("added", id=d["id"], address=d["email"] or d["openid"])))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(MESSAGES.both("added", id=d["id"], address=d["email"] or d["openid"])),
+    )
 
 
 def _print_subscriber(d: dict[str, Any]) -> None:
@@ -131,19 +183,27 @@ def show_cmd(ref: str, as_json: bool) -> None:
 
 
 @subscribers_group.command("list")
-@click.option("--list", "list_slug", default=None, metavar="SLUG", help="Only members of this list / 仅此列表")
-@click.option("--status", default=None, help="Subscription status with --list, else subscriber status / 状态")
+@click.option(
+    "--list", "list_slug", default=None, metavar="SLUG", help="Only members of this list / 仅此列表"
+)
+@click.option(
+    "--status", default=None, help="Subscription status with --list, else subscriber status / 状态"
+)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--offset", default=0, type=click.IntRange(0))
 @json_option
-def list_cmd(list_slug: str | None, status: str | None, limit: int, offset: int, as_json: bool) -> None:
+def list_cmd(
+    list_slug: str | None, status: str | None, limit: int, offset: int, as_json: bool
+) -> None:
     """列出订阅者 / List subscribers."""
     allowed = SUBSCRIPTION_STATUSES if list_slug else SUBSCRIBER_STATUSES
     if status and status not in allowed:
         fail(service.MESSAGES.both("bad_status", value=status, allowed=", ".join(allowed)))
     with cli_session() as session:
         list_id = service.get_list(session, list_slug).id if list_slug else None
-        rows = service.list_subscribers(session, list_id=list_id, status=status, limit=limit, offset=offset)
+        rows = service.list_subscribers(
+            session, list_id=list_id, status=status, limit=limit, offset=offset
+        )
         data = []
         for subscriber, subscription in rows:
             item = subscriber_info(session, subscriber)
@@ -156,7 +216,9 @@ def list_cmd(list_slug: str | None, status: str | None, limit: int, offset: int,
             click.echo(MESSAGES.both("none"))
         for d in items:
             extra = f"  ({d['subscription']})" if "subscription" in d else ""
-            click.echo(f"#{d['id']}  {d['email'] or d['openid']}  {d['name']}  [{d['locale']}]  {d['status']}{extra}")
+            click.echo(
+                f"#{d['id']}  {d['email'] or d['openid']}  {d['name']}  [{d['locale']}]  {d['status']}{extra}"
+            )
 
     emit(data, as_json, human)
 
@@ -173,13 +235,28 @@ def remove_cmd(ref: str, as_json: bool) -> None:
         subscriber = service.get_subscriber(session, ref)
         data = {"id": subscriber.id, "email": subscriber.email, "openid": subscriber.openid}
         service.remove_subscriber(session, subscriber)
-    emit(data, as_json, lambda d: click.echo(MESSAGES.both("removed", id=d["id"], address=d["email"] or d["openid"])))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            MESSAGES.both("removed", id=d["id"], address=d["email"] or d["openid"])
+        ),
+    )
 
 
 @subscribers_group.command("subscribe")
 @click.argument("ref")
-@click.option("--list", "list_slugs", multiple=True, required=True, metavar="SLUG", help="List (repeatable) / 列表")
-@click.option("--resubscribe", is_flag=True, help="Allow an address that unsubscribed / 允许重新订阅已退订者")
+@click.option(
+    "--list",
+    "list_slugs",
+    multiple=True,
+    required=True,
+    metavar="SLUG",
+    help="List (repeatable) / 列表",
+)
+@click.option(
+    "--resubscribe", is_flag=True, help="Allow an address that unsubscribed / 允许重新订阅已退订者"
+)
 @json_option
 def subscribe_cmd(ref: str, list_slugs: tuple[str, ...], resubscribe: bool, as_json: bool) -> None:
     """订阅列表 / Subscribe someone (id, email or openid) to lists.
@@ -190,34 +267,58 @@ def subscribe_cmd(ref: str, list_slugs: tuple[str, ...], resubscribe: bool, as_j
     with cli_session() as session:
         subscriber = service.get_subscriber(session, ref)
         for mailing_list in service.get_lists(session, list_slugs):
-            service.subscribe(session, subscriber, mailing_list, settings=settings, source="cli", resubscribe=resubscribe)
+            service.subscribe(
+                session,
+                subscriber,
+                mailing_list,
+                settings=settings,
+                source="cli",
+                resubscribe=resubscribe,
+            )
         data = _with_lists(session, subscriber)
     emit(data, as_json, _print_subscriber)
 
 
 @subscribers_group.command("unsubscribe")
 @click.argument("ref")
-@click.option("--list", "list_slug", default=None, metavar="SLUG", help="Only this list; default all / 仅此列表，默认全部")
+@click.option(
+    "--list",
+    "list_slug",
+    default=None,
+    metavar="SLUG",
+    help="Only this list; default all / 仅此列表，默认全部",
+)
 @json_option
 def unsubscribe_cmd(ref: str, list_slug: str | None, as_json: bool) -> None:
     """退订 / Unsubscribe someone from one list or from everything."""
     with cli_session() as session:
         subscriber = service.get_subscriber(session, ref)
         list_id = service.get_list(session, list_slug).id if list_slug else None
-        changed = service.unsubscribe(session, subscriber.id, list_id, source="cli", channel="email")
+        changed = service.unsubscribe(
+            session, subscriber.id, list_id, source="cli", channel="email"
+        )
         data = {**_with_lists(session, subscriber), "changed": changed}
     emit(data, as_json, _print_subscriber)
 
 
 @subscribers_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--list", "list_slug", required=True, metavar="SLUG", help="Target list / 导入到此列表")
+@click.option(
+    "--list", "list_slug", required=True, metavar="SLUG", help="Target list / 导入到此列表"
+)
 @click.option("--dry-run", is_flag=True, help="Check and count, write nothing / 只检查不写入")
-@click.option("--resubscribe", is_flag=True,
-              help="Bring back unsubscribed and suppressed addresses / 恢复已退订和已屏蔽的地址")
-@click.option("--start-line", default=1, type=click.IntRange(1), help="Resume from this line / 从此行继续")
+@click.option(
+    "--resubscribe",
+    is_flag=True,
+    help="Bring back unsubscribed and suppressed addresses / 恢复已退订和已屏蔽的地址",
+)
+@click.option(
+    "--start-line", default=1, type=click.IntRange(1), help="Resume from this line / 从此行继续"
+)
 @json_option
-def import_cmd(file: Path, list_slug: str, dry_run: bool, resubscribe: bool, start_line: int, as_json: bool) -> None:
+def import_cmd(
+    file: Path, list_slug: str, dry_run: bool, resubscribe: bool, start_line: int, as_json: bool
+) -> None:
     """导入 CSV / Import subscribers from a CSV file.
 
     编码 UTF-8（可带 BOM）或 GB18030；必须有表头：email, name, locale, openid，其余列存为属性。
@@ -234,10 +335,24 @@ def import_cmd(file: Path, list_slug: str, dry_run: bool, resubscribe: bool, sta
             total = file.read_bytes().count(b"\n") + 1
             with Progress(transient=True) as bar:
                 task = bar.add_task(f"导入 / importing {file.name}", total=total)
-                result = import_csv(engine, file, list_slug, dry_run=dry_run, resubscribe=resubscribe,
-                                    start_line=start_line, progress=lambda line: bar.update(task, completed=line))
+                result = import_csv(
+                    engine,
+                    file,
+                    list_slug,
+                    dry_run=dry_run,
+                    resubscribe=resubscribe,
+                    start_line=start_line,
+                    progress=lambda line: bar.update(task, completed=line),
+                )
         else:
-            result = import_csv(engine, file, list_slug, dry_run=dry_run, resubscribe=resubscribe, start_line=start_line)
+            result = import_csv(
+                engine,
+                file,
+                list_slug,
+                dry_run=dry_run,
+                resubscribe=resubscribe,
+                start_line=start_line,
+            )
     except (CsvImportError, SQLAlchemyError) as exc:
         fail(str(exc).strip().splitlines()[0])
         return
@@ -255,18 +370,31 @@ def import_cmd(file: Path, list_slug: str, dry_run: bool, resubscribe: bool, sta
             reason = problem.reason + (f": {problem.detail}" if problem.detail else "")
             click.echo(f"{file}:{problem.line}: {reason}", err=True)
         if len(result.problems) > PROBLEMS_SHOWN:
-            click.echo(MESSAGES.both("more_problems", n=len(result.problems) - PROBLEMS_SHOWN), err=True)
+            click.echo(
+                MESSAGES.both("more_problems", n=len(result.problems) - PROBLEMS_SHOWN), err=True
+            )
         click.echo(result.summary())
 
     emit(result.as_dict(), as_json, human)
 
 
 @subscribers_group.command("export")
-@click.option("--list", "list_slug", required=True, metavar="SLUG", help="List to export / 要导出的列表")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(SUBSCRIPTION_STATUSES),
-              help="Only these subscription statuses (repeatable) / 仅这些状态")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File (UTF-8 with BOM, for Excel); default stdout / 输出文件")
+@click.option(
+    "--list", "list_slug", required=True, metavar="SLUG", help="List to export / 要导出的列表"
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(SUBSCRIPTION_STATUSES),
+    help="Only these subscription statuses (repeatable) / 仅这些状态",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File (UTF-8 with BOM, for Excel); default stdout / 输出文件",
+)
 @json_option
 def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None, as_json: bool) -> None:
     """导出列表为 CSV / Export a list as CSV.
@@ -288,22 +416,41 @@ def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None, as_j
             tmp.replace(out)
         finally:
             tmp.unlink(missing_ok=True)
-    emit({"list": list_slug, "rows": n, "file": str(out), "statuses": list(statuses)}, as_json,
-         lambda d: click.echo(MESSAGES.both("exported", n=n, path=out), err=True))
+    emit(
+        {"list": list_slug, "rows": n, "file": str(out), "statuses": list(statuses)},
+        as_json,
+        lambda d: click.echo(MESSAGES.both("exported", n=n, path=out), err=True),
+    )
 
 
 @subscribers_group.command("suppress")
 @click.argument("address")
-@click.option("--reason", type=click.Choice(["manual", "bounced", "complained", "blocklisted"]), default="manual",
-              show_default=True, help="Why / 原因")
+@click.option(
+    "--reason",
+    type=click.Choice(["manual", "bounced", "complained", "blocklisted"]),
+    default="manual",
+    show_default=True,
+    help="Why / 原因",
+)
 @json_option
 def suppress_cmd(address: str, reason: str, as_json: bool) -> None:
     """屏蔽邮箱或 openid / Block an email or openid from every send."""
     with cli_session() as session:
-        suppression = service.suppress(session, **_address_kwargs(address), reason=reason, source="cli")
-        data = {"email": suppression.email, "openid": suppression.openid, "reason": suppression.reason,
-                "source": suppression.source, "created_at": suppression.created_at}
-    emit(data, as_json, lambda d: click.echo(MESSAGES.both("suppressed", address=address, reason=d["reason"])))
+        suppression = service.suppress(
+            session, **_address_kwargs(address), reason=reason, source="cli"
+        )
+        data = {
+            "email": suppression.email,
+            "openid": suppression.openid,
+            "reason": suppression.reason,
+            "source": suppression.source,
+            "created_at": suppression.created_at,
+        }
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(MESSAGES.both("suppressed", address=address, reason=d["reason"])),
+    )
 
 
 @subscribers_group.command("unsuppress")
@@ -313,8 +460,13 @@ def unsuppress_cmd(address: str, as_json: bool) -> None:
     """解除屏蔽 / Lift a suppression."""
     with cli_session() as session:
         removed = service.unsuppress(session, **_address_kwargs(address))
-    emit({"address": address, "removed": removed}, as_json,
-         lambda d: click.echo(MESSAGES.both("unsuppressed" if removed else "not_suppressed", address=address)))
+    emit(
+        {"address": address, "removed": removed},
+        as_json,
+        lambda d: click.echo(
+            MESSAGES.both("unsuppressed" if removed else "not_suppressed", address=address)
+        ),
+    )
 
 
 def register(main: click.Group) -> None:

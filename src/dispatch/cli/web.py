@@ -15,9 +15,13 @@ from dispatch.models.web import USER_ROLES, User
 
 
 @click.command("web")
-@click.option("--host", default=None, help="Interface to bind (default: setting web_host) / 监听地址")
+@click.option(
+    "--host", default=None, help="Interface to bind (default: setting web_host) / 监听地址"
+)
 @click.option("--port", type=int, default=None, help="Port (default: setting web_port) / 端口")
-@click.option("--workers", type=int, default=1, show_default=True, help="uvicorn worker processes / 进程数")
+@click.option(
+    "--workers", type=int, default=1, show_default=True, help="uvicorn worker processes / 进程数"
+)
 def web_cmd(host: str | None, port: int | None, workers: int) -> None:
     """Serve the web app: tracking, unsubscribe, archive, admin / 启动网页服务."""
     import uvicorn
@@ -30,14 +34,28 @@ def web_cmd(host: str | None, port: int | None, workers: int) -> None:
     if not settings.is_embedded_db:
         upgrade(engine)
     if workers > 1:
-        uvicorn.run("dispatch.web.asgi:app", host=host or settings.web_host, port=port or settings.web_port,
-                    workers=workers, log_level="warning", access_log=False, proxy_headers=True,
-                    log_config=None)
+        uvicorn.run(
+            "dispatch.web.asgi:app",
+            host=host or settings.web_host,
+            port=port or settings.web_port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=True,
+            log_config=None,
+        )
         return
     from dispatch.web.app import create_app
 
-    uvicorn.run(create_app(settings), host=host or settings.web_host, port=port or settings.web_port,
-                log_level="info", access_log=False, proxy_headers=True, log_config=None)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.web_host,
+        port=port or settings.web_port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=True,
+        log_config=None,
+    )
 
 
 @click.group("users")
@@ -47,7 +65,11 @@ def users_group() -> None:
 
 def _session() -> Session:
     settings = settings_or_exit()
-    engine = get_engine(settings) if settings.is_embedded_db else make_engine(settings.resolved_database_url)
+    engine = (
+        get_engine(settings)
+        if settings.is_embedded_db
+        else make_engine(settings.resolved_database_url)
+    )
     return Session(engine, expire_on_commit=False)
 
 
@@ -61,7 +83,11 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--email", required=True, help="Login email / 登录邮箱")
 @click.option("--role", type=click.Choice(USER_ROLES), default="editor", show_default=True)
 @click.option("--locale", type=click.Choice(["zh-CN", "en"]), default="zh-CN", show_default=True)
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input / 从标准输入读取密码")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input / 从标准输入读取密码",
+)
 @json_option
 def users_create(email: str, role: str, locale: str, password_stdin: bool, as_json: bool) -> None:
     """Create a user (the first should be an admin) / 创建用户."""
@@ -74,8 +100,11 @@ def users_create(email: str, role: str, locale: str, password_stdin: bool, as_js
             session.commit()
         except UserError as exc:
             fail(str(exc))
-        emit({"id": user.id, "email": user.email, "role": user.role}, as_json,
-             lambda d: click.echo(f"created {d['role']} {d['email']} (id {d['id']}) / 已创建"))
+        emit(
+            {"id": user.id, "email": user.email, "role": user.role},
+            as_json,
+            lambda d: click.echo(f"created {d['role']} {d['email']} (id {d['id']}) / 已创建"),
+        )
 
 
 @users_group.command("token")
@@ -92,7 +121,11 @@ def users_token(email: str, name: str, as_json: bool) -> None:
             fail(f"no user {email} / 用户不存在")
         token = create_api_token(session, user, name)
         session.commit()
-    emit({"email": user.email, "role": user.role, "token": token}, as_json, lambda d: click.echo(d["token"]))
+    emit(
+        {"email": user.email, "role": user.role, "token": token},
+        as_json,
+        lambda d: click.echo(d["token"]),
+    )
 
 
 @users_group.command("list")
@@ -100,9 +133,21 @@ def users_token(email: str, name: str, as_json: bool) -> None:
 def users_list(as_json: bool) -> None:
     """List users / 列出用户."""
     with _session() as session:
-        rows = [{"id": u.id, "email": u.email, "role": u.role, "locale": u.locale, "created_at": u.created_at}
-                for u in session.scalars(select(User).order_by(User.id))]
-    emit(rows, as_json, lambda rs: [click.echo(f"{r['id']:>4}  {r['role']:<6}  {r['email']}") for r in rs])
+        rows = [
+            {
+                "id": u.id,
+                "email": u.email,
+                "role": u.role,
+                "locale": u.locale,
+                "created_at": u.created_at,
+            }
+            for u in session.scalars(select(User).order_by(User.id))
+        ]
+    emit(
+        rows,
+        as_json,
+        lambda rs: [click.echo(f"{r['id']:>4}  {r['role']:<6}  {r['email']}") for r in rs],
+    )
 
 
 def register(main: click.Group) -> None:

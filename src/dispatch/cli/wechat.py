@@ -15,18 +15,30 @@ from sqlalchemy import select
 from dispatch.cli.common import emit, fail, json_option, settings_or_exit
 from dispatch.i18n import Catalog
 
-MESSAGES = Catalog({
-    "not_found": ("找不到简报 {ref}", "no issue {ref}"),
-    "draft": ("草稿 media_id {media_id}（{n} 篇文章，本次上传 {uploads} 个文件{reused}）",
-              "draft media_id {media_id} ({n} articles, {uploads} uploads this time{reused})"),
-    "reused": ("，沿用已有草稿", ", existing draft reused"),
-    "published": ("已发布：{url}", "published: {url}"),
-    "preview_sent": ("已向 {openid} 发送预览，msg_id {msg_id}", "preview sent to {openid}, msg_id {msg_id}"),
-    "no_chunks": ("活动 {campaign} 还没有微信群发记录", "campaign {campaign} has no WeChat mass sends yet"),
-    "fake_running": ("模拟微信 API 运行中：{url}\n  app id {app_id}  app secret {secret}\n  按 Ctrl-C 停止",
-                     "fake WeChat API running at {url}\n  app id {app_id}  app secret {secret}\n  press Ctrl-C to stop"),
-    "error": ("微信接口错误 {code}：{text}", "WeChat API error {code}: {text}"),
-})
+MESSAGES = Catalog(
+    {
+        "not_found": ("找不到简报 {ref}", "no issue {ref}"),
+        "draft": (
+            "草稿 media_id {media_id}（{n} 篇文章，本次上传 {uploads} 个文件{reused}）",
+            "draft media_id {media_id} ({n} articles, {uploads} uploads this time{reused})",
+        ),
+        "reused": ("，沿用已有草稿", ", existing draft reused"),
+        "published": ("已发布：{url}", "published: {url}"),
+        "preview_sent": (
+            "已向 {openid} 发送预览，msg_id {msg_id}",
+            "preview sent to {openid}, msg_id {msg_id}",
+        ),
+        "no_chunks": (
+            "活动 {campaign} 还没有微信群发记录",
+            "campaign {campaign} has no WeChat mass sends yet",
+        ),
+        "fake_running": (
+            "模拟微信 API 运行中：{url}\n  app id {app_id}  app secret {secret}\n  按 Ctrl-C 停止",
+            "fake WeChat API running at {url}\n  app id {app_id}  app secret {secret}\n  press Ctrl-C to stop",
+        ),
+        "error": ("微信接口错误 {code}：{text}", "WeChat API error {code}: {text}"),
+    }
+)
 
 
 def _issue_or_exit(session, key: str):
@@ -57,6 +69,7 @@ def _wechat_errors(fn):
                 err = error_from(exc)
                 fail(MESSAGES.both("error", code=err.errcode, text=err.errmsg))
             raise
+
     return wrapper
 
 
@@ -67,7 +80,9 @@ def wechat_group() -> None:
 
 @wechat_group.command("publish")
 @click.argument("issue")
-@click.option("--free-publish", is_flag=True, help="Also free-publish (not pushed to followers) / 同时发布")
+@click.option(
+    "--free-publish", is_flag=True, help="Also free-publish (not pushed to followers) / 同时发布"
+)
 @json_option
 @_wechat_errors
 def publish_cmd(issue: str, free_publish: bool, as_json: bool) -> None:
@@ -80,13 +95,26 @@ def publish_cmd(issue: str, free_publish: bool, as_json: bool) -> None:
     with session_scope(get_engine(settings)) as session:
         row = _issue_or_exit(session, issue)
         result = publish(session, WechatClient(settings), settings, row, free=free_publish)
-    data = {"issue": row.slug, "draft_media_id": result.draft_media_id, "articles": result.article_count,
-            "uploads": result.uploaded_images, "reused": result.reused, "publish_id": result.publish_id,
-            "article_url": result.article_url}
+    data = {
+        "issue": row.slug,
+        "draft_media_id": result.draft_media_id,
+        "articles": result.article_count,
+        "uploads": result.uploaded_images,
+        "reused": result.reused,
+        "publish_id": result.publish_id,
+        "article_url": result.article_url,
+    }
 
     def human(d):
-        click.echo(MESSAGES.both("draft", media_id=d["draft_media_id"], n=d["articles"], uploads=d["uploads"],
-                                 reused=MESSAGES.messages["reused"][1] if d["reused"] else ""))
+        click.echo(
+            MESSAGES.both(
+                "draft",
+                media_id=d["draft_media_id"],
+                n=d["articles"],
+                uploads=d["uploads"],
+                reused=MESSAGES.messages["reused"][1] if d["reused"] else "",
+            )
+        )
         if d["article_url"]:
             click.echo(MESSAGES.both("published", url=d["article_url"]))
 
@@ -95,7 +123,9 @@ def publish_cmd(issue: str, free_publish: bool, as_json: bool) -> None:
 
 @wechat_group.command("preview")
 @click.argument("issue")
-@click.option("--openid", required=True, help="The follower who receives the preview / 接收预览的 OpenID")
+@click.option(
+    "--openid", required=True, help="The follower who receives the preview / 接收预览的 OpenID"
+)
 @json_option
 @_wechat_errors
 def preview_cmd(issue: str, openid: str, as_json: bool) -> None:
@@ -110,13 +140,23 @@ def preview_cmd(issue: str, openid: str, as_json: bool) -> None:
         row = _issue_or_exit(session, issue)
         draft = ensure_draft(session, client, settings, row)
     answer = client.mass_preview(openid, draft.draft_media_id)
-    data = {"openid": openid, "draft_media_id": draft.draft_media_id, "msg_id": answer.get("msg_id")}
-    emit(data, as_json, lambda d: click.echo(MESSAGES.both("preview_sent", openid=openid, msg_id=d["msg_id"])))
+    data = {
+        "openid": openid,
+        "draft_media_id": draft.draft_media_id,
+        "msg_id": answer.get("msg_id"),
+    }
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(MESSAGES.both("preview_sent", openid=openid, msg_id=d["msg_id"])),
+    )
 
 
 @wechat_group.command("status")
 @click.argument("campaign", type=int)
-@click.option("--poll", is_flag=True, help="Ask mass/get for chunks with no finish event yet / 主动查询")
+@click.option(
+    "--poll", is_flag=True, help="Ask mass/get for chunks with no finish event yet / 主动查询"
+)
 @json_option
 @_wechat_errors
 def status_cmd(campaign: int, poll: bool, as_json: bool) -> None:
@@ -131,12 +171,29 @@ def status_cmd(campaign: int, poll: bool, as_json: bool) -> None:
             from dispatch.wechat.mass import poll_mass_status
 
             poll_mass_status(session, WechatClient(settings), campaign)
-        chunks = session.scalars(select(WechatMassChunk).where(WechatMassChunk.campaign_id == campaign)
-                                 .order_by(WechatMassChunk.batch_no, WechatMassChunk.id)).all()
-        data = [{"batch_no": c.batch_no, "clientmsgid": c.clientmsgid, "mode": c.mode, "status": c.status,
-                 "msg_id": c.msg_id, "recipients": c.recipient_count, "attempts": c.attempts,
-                 "total": c.total_count, "filtered": c.filter_count, "sent": c.sent_count,
-                 "errors": c.error_count, "errcode": c.errcode, "errmsg": c.errmsg} for c in chunks]
+        chunks = session.scalars(
+            select(WechatMassChunk)
+            .where(WechatMassChunk.campaign_id == campaign)
+            .order_by(WechatMassChunk.batch_no, WechatMassChunk.id)
+        ).all()
+        data = [
+            {
+                "batch_no": c.batch_no,
+                "clientmsgid": c.clientmsgid,
+                "mode": c.mode,
+                "status": c.status,
+                "msg_id": c.msg_id,
+                "recipients": c.recipient_count,
+                "attempts": c.attempts,
+                "total": c.total_count,
+                "filtered": c.filter_count,
+                "sent": c.sent_count,
+                "errors": c.error_count,
+                "errcode": c.errcode,
+                "errmsg": c.errmsg,
+            }
+            for c in chunks
+        ]
 
     def human(rows):
         if not rows:
@@ -144,9 +201,11 @@ def status_cmd(campaign: int, poll: bool, as_json: bool) -> None:
             return
         click.echo("batch  status    msg_id        recipients  total  filtered  sent  errors  code")
         for r in rows:
-            click.echo(f"{r['batch_no']:>5}  {r['status']:<8}  {r['msg_id'] or '-':<12}  {r['recipients']:>10}  "
-                       f"{_n(r['total']):>5}  {_n(r['filtered']):>8}  {_n(r['sent']):>4}  {_n(r['errors']):>6}  "
-                       f"{r['errcode'] or ''} {r['errmsg'] or ''}")
+            click.echo(
+                f"{r['batch_no']:>5}  {r['status']:<8}  {r['msg_id'] or '-':<12}  {r['recipients']:>10}  "
+                f"{_n(r['total']):>5}  {_n(r['filtered']):>8}  {_n(r['sent']):>4}  {_n(r['errors']):>6}  "
+                f"{r['errcode'] or ''} {r['errmsg'] or ''}"
+            )
 
     emit(data, as_json, human)
 
@@ -157,7 +216,9 @@ def _n(value: int | None) -> str:
 
 @wechat_group.command("fake-server")
 @click.option("--port", default=8765, show_default=True, type=int)
-@click.option("--callback-url", default=None, help="Post MASSSENDJOBFINISH events here / 事件回调地址")
+@click.option(
+    "--callback-url", default=None, help="Post MASSSENDJOBFINISH events here / 事件回调地址"
+)
 @click.option("--token-expires-in", default=7200, show_default=True, type=int)
 def fake_server_cmd(port: int, callback_url: str | None, token_expires_in: int) -> None:
     """Run the fake WeChat API on 127.0.0.1 for local trials / 运行模拟微信 API."""
@@ -176,7 +237,11 @@ def fake_server_cmd(port: int, callback_url: str | None, token_expires_in: int) 
         state.callback_token = settings.wechat_token
         state.callback_aes_key = settings.wechat_aes_key
     server.start()
-    click.echo(MESSAGES.both("fake_running", url=server.base_url, app_id=state.app_id, secret=state.app_secret))
+    click.echo(
+        MESSAGES.both(
+            "fake_running", url=server.base_url, app_id=state.app_id, secret=state.app_secret
+        )
+    )
     try:
         while True:
             time.sleep(3600)

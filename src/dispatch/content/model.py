@@ -126,7 +126,9 @@ class IssueDoc:
     source_dir: Path
     source_text: str
     content_hash: str  # sha256 over the source text and every image's bytes
-    links: tuple[str, ...] = field(default=())  # every distinct http(s) URL, in order: the link table
+    links: tuple[str, ...] = field(
+        default=()
+    )  # every distinct http(s) URL, in order: the link table
 
     @property
     def articles(self) -> tuple[Article, ...]:

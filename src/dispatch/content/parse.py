@@ -71,7 +71,10 @@ MESSAGES = Catalog(
             "{name!r} 不是有效日期 YYYY-MM-DD：{value!r}",
             "{name!r} is not a valid date YYYY-MM-DD: {value!r}",
         ),
-        "bad_number": ("number 须为正整数：{value!r}", "number must be a positive integer: {value!r}"),
+        "bad_number": (
+            "number 须为正整数：{value!r}",
+            "number must be a positive integer: {value!r}",
+        ),
         "period_order": (
             "period_to 早于 period_from",
             "period_to is before period_from",
@@ -119,9 +122,12 @@ MESSAGES = Catalog(
             "图片路径须在简报目录之内：{src}",
             "image path must stay inside the issue folder: {src}",
         ),
-        "image_not_file": ("图片须为 .png/.jpg/.jpeg/.gif 文件：{src}", "image must be a .png/.jpg/.jpeg/.gif file: {src}"),
+        "image_not_file": (
+            "图片须为 .png/.jpg/.jpeg/.gif 文件：{src}",
+            "image must be a .png/.jpg/.jpeg/.gif file: {src}",
+        ),
         "bad_image_syntax": (
-            "图片写法应为 ![替代文字](路径 \"说明\")",
+            '图片写法应为 ![替代文字](路径 "说明")',
             'image must be written ![alt](path "caption")',
         ),
         "bad_url": ("链接须为 http(s) 地址：{url!r}", "link is not an http(s) URL: {url!r}"),
@@ -413,7 +419,9 @@ class _Parser:
         self.image_bytes.append(src.encode() + b"\0" + full.read_bytes())
         if not ok:
             return None
-        return Image(path=full, src=rel.as_posix(), alt=alt.strip(), caption=caption.strip(), line=line)
+        return Image(
+            path=full, src=rel.as_posix(), alt=alt.strip(), caption=caption.strip(), line=line
+        )
 
     def blocks(self, chunk: list[tuple[str, int]]) -> list[Block]:
         """Blocks of a run of non-blank lines (one paragraph, list, heading or image)."""
@@ -568,7 +576,10 @@ class _Parser:
                         continue
                     dest = target()
                     if dest is None:
-                        self.problem(lineno, "text_before_section" if not sections else "text_outside_article")
+                        self.problem(
+                            lineno,
+                            "text_before_section" if not sections else "text_outside_article",
+                        )
                         continue
                     dest.append(Video(label.strip(), url, line=lineno))
                 elif kind == "sidebar":
@@ -576,7 +587,10 @@ class _Parser:
                         self.problem(lineno, "nested_block")
                         continue
                     if article is None:
-                        self.problem(lineno, "text_before_section" if not sections else "text_outside_article")
+                        self.problem(
+                            lineno,
+                            "text_before_section" if not sections else "text_outside_article",
+                        )
                     sidebar = _SidebarDraft(arg.strip(), lineno)
                 else:
                     self.problem(lineno, "unknown_block", kind=kind)

@@ -33,11 +33,20 @@ MESSAGES = Catalog(
         ),
         "not_found": ("活动 {id} 不存在", "campaign {id} not found"),
         "no_issue": ("期刊 {id} 不存在", "issue {id} not found"),
-        "not_published": ("期刊 {slug!r} 尚未发布（状态 {status!r}）", "issue {slug!r} is not published (status {status!r})"),
-        "bad_channel": ("未知渠道 {channel!r}（可用：{known}）", "unknown channel {channel!r} (expected one of {known})"),
+        "not_published": (
+            "期刊 {slug!r} 尚未发布（状态 {status!r}）",
+            "issue {slug!r} is not published (status {status!r})",
+        ),
+        "bad_channel": (
+            "未知渠道 {channel!r}（可用：{known}）",
+            "unknown channel {channel!r} (expected one of {known})",
+        ),
         "no_lists": ("活动至少需要一个列表", "a campaign needs at least one list"),
         "no_addresses": ("测试发送至少需要一个地址", "a test send needs at least one address"),
-        "naive_time": ("定时时间需要时区（例如 2026-03-01T09:00+08:00）", "the scheduled time needs a timezone (e.g. 2026-03-01T09:00+08:00)"),
+        "naive_time": (
+            "定时时间需要时区（例如 2026-03-01T09:00+08:00）",
+            "the scheduled time needs a timezone (e.g. 2026-03-01T09:00+08:00)",
+        ),
     }
 )
 
@@ -60,7 +69,9 @@ class InvalidTransition(CampaignError):
     def __init__(self, campaign_id: int, current: str, wanted: str):
         allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "-"
         super().__init__(
-            MESSAGES.both("bad_transition", id=campaign_id, current=current, wanted=wanted, allowed=allowed)
+            MESSAGES.both(
+                "bad_transition", id=campaign_id, current=current, wanted=wanted, allowed=allowed
+            )
         )
         self.campaign_id, self.current, self.wanted = campaign_id, current, wanted
 
@@ -71,7 +82,12 @@ def check_transition(campaign_id: int, current: str, wanted: str) -> None:
 
 
 def transition(
-    session: Session, campaign: Campaign, wanted: str, *, reason: str | None = None, now: datetime | None = None
+    session: Session,
+    campaign: Campaign,
+    wanted: str,
+    *,
+    reason: str | None = None,
+    now: datetime | None = None,
 ) -> Campaign:
     """Move `campaign` to `wanted` if allowed and nobody changed it meanwhile; else raise."""
     now = now or utcnow()
@@ -96,7 +112,13 @@ def transition(
         raise InvalidTransition(campaign.id, campaign.status, wanted)
     for key, value in values.items():  # mirror the UPDATE without marking the object dirty
         set_committed_value(campaign, key, value)
-    log.info("campaign.transition", campaign_id=campaign.id, from_status=current, to_status=wanted, reason=reason)
+    log.info(
+        "campaign.transition",
+        campaign_id=campaign.id,
+        from_status=current,
+        to_status=wanted,
+        reason=reason,
+    )
     return campaign
 
 
@@ -138,7 +160,9 @@ def create_or_get(
     campaign and, since it is no longer a draft, sends nothing more.
     """
     if channel not in CHANNEL_KINDS:
-        raise CampaignError(MESSAGES.both("bad_channel", channel=channel, known=", ".join(CHANNEL_KINDS)))
+        raise CampaignError(
+            MESSAGES.both("bad_channel", channel=channel, known=", ".join(CHANNEL_KINDS))
+        )
     ids = sorted(set(int(i) for i in list_ids))
     if not ids:
         raise CampaignError(MESSAGES.both("no_lists"))
@@ -163,7 +187,13 @@ def create_or_get(
     except IntegrityError:  # another process created it between our look and our insert
         existing = session.scalars(select(Campaign).where(Campaign.dedupe_key == key)).one()
         return existing, False
-    log.info("campaign.created", campaign_id=campaign.id, issue_id=issue_id, channel=channel, list_ids=ids)
+    log.info(
+        "campaign.created",
+        campaign_id=campaign.id,
+        issue_id=issue_id,
+        channel=channel,
+        list_ids=ids,
+    )
     return campaign, True
 
 
@@ -180,7 +210,9 @@ def create_test(
     import uuid
 
     if channel not in CHANNEL_KINDS:
-        raise CampaignError(MESSAGES.both("bad_channel", channel=channel, known=", ".join(CHANNEL_KINDS)))
+        raise CampaignError(
+            MESSAGES.both("bad_channel", channel=channel, known=", ".join(CHANNEL_KINDS))
+        )
     ids = sorted(set(int(i) for i in subscriber_ids))
     if not ids:
         raise CampaignError(MESSAGES.both("no_addresses"))
@@ -197,7 +229,13 @@ def create_test(
     )
     session.add(campaign)
     session.flush()
-    log.info("campaign.created", campaign_id=campaign.id, issue_id=issue_id, channel=channel, is_test=True)
+    log.info(
+        "campaign.created",
+        campaign_id=campaign.id,
+        issue_id=issue_id,
+        channel=channel,
+        is_test=True,
+    )
     return campaign
 
 
@@ -221,7 +259,14 @@ def create_test_send(
         if found is None:
             found = subscribers.add_subscriber(session, **key, name="")
         ids.append(found.id)
-    return create_test(session, issue_id=issue_id, channel=channel, subscriber_ids=ids, tracking=tracking, options=options)
+    return create_test(
+        session,
+        issue_id=issue_id,
+        channel=channel,
+        subscriber_ids=ids,
+        tracking=tracking,
+        options=options,
+    )
 
 
 def schedule(session: Session, campaign_id: int, at: datetime) -> Campaign:
@@ -237,7 +282,9 @@ def schedule(session: Session, campaign_id: int, at: datetime) -> Campaign:
     return campaign
 
 
-def begin_running(session: Session, settings: Settings, campaign_id: int, now: datetime | None = None) -> list[int]:
+def begin_running(
+    session: Session, settings: Settings, campaign_id: int, now: datetime | None = None
+) -> list[int]:
     """draft|scheduled → running and fan out, in the caller's transaction. Returns the batch
     numbers to enqueue once that transaction commits."""
     from dispatch.delivery.fanout import fan_out
@@ -256,7 +303,9 @@ def begin_running(session: Session, settings: Settings, campaign_id: int, now: d
     return batches
 
 
-def start(engine: Engine, settings: Settings, campaign_id: int, queue, now: datetime | None = None) -> list[int]:
+def start(
+    engine: Engine, settings: Settings, campaign_id: int, queue, now: datetime | None = None
+) -> list[int]:
     """Start now: fan out in one transaction, then enqueue every batch."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         batches = begin_running(session, settings, campaign_id, now=now)
@@ -340,7 +389,9 @@ def finish_if_done(session: Session, campaign_id: int, now: datetime | None = No
 def counts(session: Session, campaign_id: int) -> dict[str, int]:
     out = dict.fromkeys(DELIVERY_STATUSES, 0)
     rows = session.execute(
-        select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id).group_by(Delivery.status)
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
     )
     for status, n in rows:
         out[status] = int(n)
@@ -355,7 +406,9 @@ def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0
     since = utcnow() - timedelta(seconds=window_seconds)
     recent = session.scalar(
         select(func.count()).where(
-            Delivery.campaign_id == campaign_id, Delivery.status == "sent", Delivery.sent_at >= since
+            Delivery.campaign_id == campaign_id,
+            Delivery.status == "sent",
+            Delivery.sent_at >= since,
         )
     )
     done = sum(by_status[s] for s in ("sent", "failed", "bounced", "skipped"))

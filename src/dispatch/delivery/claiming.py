@@ -44,7 +44,9 @@ def new_claim_token(worker: str | None = None) -> str:
 
 
 def _due(now: datetime):
-    return and_(D.c.status.in_(CLAIMABLE), or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now))
+    return and_(
+        D.c.status.in_(CLAIMABLE), or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now)
+    )
 
 
 def claim_batch(
@@ -79,14 +81,18 @@ def claim_batch(
             claimed_by=token,
             updated_at=now,
         )
-        .returning(D.c.id, D.c.subscriber_id, D.c.email, D.c.openid, D.c.name, D.c.locale, D.c.attempts)
+        .returning(
+            D.c.id, D.c.subscriber_id, D.c.email, D.c.openid, D.c.name, D.c.locale, D.c.attempts
+        )
     )
     rows = [ClaimedRow(*r) for r in session.execute(stmt)]
     rows.sort(key=lambda r: r.id)
     return rows
 
 
-def renew(session: Session, ids: list[int], token: str, lease_seconds: float, now: datetime | None = None) -> set[int]:
+def renew(
+    session: Session, ids: list[int], token: str, lease_seconds: float, now: datetime | None = None
+) -> set[int]:
     """Extend this claim's lease on `ids`; returns the ids still ours (a row whose lease ran
     out and was re-claimed by another worker is dropped, so we never send it too)."""
     if not ids:
@@ -117,12 +123,19 @@ def release(
     result = session.execute(
         update(D)
         .where(D.c.id.in_(ids), D.c.status == "sending", D.c.claimed_by == token)
-        .values(status="pending", lease_until=queued_until, next_attempt_at=next_attempt_at, updated_at=now)
+        .values(
+            status="pending",
+            lease_until=queued_until,
+            next_attempt_at=next_attempt_at,
+            updated_at=now,
+        )
     )
     return result.rowcount or 0
 
 
-def expire_leases(session: Session, max_attempts: int, now: datetime | None = None) -> list[tuple[int, int]]:
+def expire_leases(
+    session: Session, max_attempts: int, now: datetime | None = None
+) -> list[tuple[int, int]]:
     """Rows whose claim expired (their worker died or hung) go back to pending.
 
     The lost attempt counts, so a message that kills every worker that touches it ends up
@@ -161,7 +174,9 @@ def expire_leases(session: Session, max_attempts: int, now: datetime | None = No
     return sorted(pairs)
 
 
-def due_batches(session: Session, requeue_seconds: float, now: datetime | None = None) -> list[tuple[int, int]]:
+def due_batches(
+    session: Session, requeue_seconds: float, now: datetime | None = None
+) -> list[tuple[int, int]]:
     """Batches of running campaigns with due rows that no queued task is known to cover.
 
     A pending/deferred row's lease_until means "a task for it was queued until then"; past it
@@ -173,7 +188,8 @@ def due_batches(session: Session, requeue_seconds: float, now: datetime | None =
     running = select(C.c.id).where(C.c.status == "running").scalar_subquery()
     cond = and_(_due(now), unqueued, D.c.campaign_id.in_(running))
     pairs = sorted(
-        (int(c), int(b)) for c, b in session.execute(select(D.c.campaign_id, D.c.batch_no).where(cond).distinct())
+        (int(c), int(b))
+        for c, b in session.execute(select(D.c.campaign_id, D.c.batch_no).where(cond).distinct())
     )
     if pairs:
         session.execute(

@@ -98,25 +98,43 @@ def _eligible(session: Session, campaign: Campaign, rows: Sequence[ClaimedRow]) 
             r.subscriber_id
             for r in rows
             if not subscribers.is_suppressed(
-                session, email=r.email if campaign.channel == "email" else None,
+                session,
+                email=r.email if campaign.channel == "email" else None,
                 openid=r.openid if campaign.channel == "wechat" else None,
             )
         }
-    eligible = subscribers.recipients_select(list(campaign.list_ids), campaign.channel).order_by(None).subquery()
+    eligible = (
+        subscribers.recipients_select(list(campaign.list_ids), campaign.channel)
+        .order_by(None)
+        .subquery()
+    )
     return set(session.scalars(select(eligible.c.id).where(eligible.c.id.in_(ids))))
 
 
-def _skip(session: Session, campaign: Campaign, rows: Sequence[ClaimedRow], token: str, now: datetime) -> None:
+def _skip(
+    session: Session, campaign: Campaign, rows: Sequence[ClaimedRow], token: str, now: datetime
+) -> None:
     ids = [r.id for r in rows]
     session.execute(
         update(D)
         .where(D.c.id.in_(ids), D.c.status == "sending", D.c.claimed_by == token)
-        .values(status="skipped", lease_until=None, last_text="suppressed or unsubscribed after fan-out", updated_at=now)
+        .values(
+            status="skipped",
+            lease_until=None,
+            last_text="suppressed or unsubscribed after fan-out",
+            updated_at=now,
+        )
     )
     for r in rows:
         events.record(
-            session, "skipped", channel=campaign.channel, campaign_id=campaign.id, delivery_id=r.id,
-            subscriber_id=r.subscriber_id, data={"reason": "not eligible any more"}, at=now,
+            session,
+            "skipped",
+            channel=campaign.channel,
+            campaign_id=campaign.id,
+            delivery_id=r.id,
+            subscriber_id=r.subscriber_id,
+            data={"reason": "not eligible any more"},
+            at=now,
         )
 
 
@@ -167,10 +185,14 @@ def record_results(
     params, decided = [], []
     pause_reason: str | None = None
     for row in rows:
-        result = by_id.get(row.id) or SendResult(row.id, "deferred", text="no result from the channel")
+        result = by_id.get(row.id) or SendResult(
+            row.id, "deferred", text="no result from the channel"
+        )
         outcome = _decide(settings, row, result, now)
         if result.outcome == "paused" and pause_reason is None:
-            pause_reason = (f"{result.code} " if result.code else "") + (result.text or "refused by the server")
+            pause_reason = (f"{result.code} " if result.code else "") + (
+                result.text or "refused by the server"
+            )
         text = result.text
         if result.outcome == "deferred" and outcome.status == "failed":
             text = f"gave up after {row.attempts + 1} attempts: {result.text}"
@@ -192,7 +214,11 @@ def record_results(
         decided.append((row, result, outcome))
     stmt = (
         update(D)
-        .where(D.c.id == bindparam("b_id"), D.c.status == "sending", D.c.claimed_by == bindparam("b_token"))
+        .where(
+            D.c.id == bindparam("b_id"),
+            D.c.status == "sending",
+            D.c.claimed_by == bindparam("b_token"),
+        )
         .values(
             status=bindparam("b_status"),
             attempts=D.c.attempts + bindparam("b_inc"),
@@ -213,7 +239,11 @@ def record_results(
             session.connection().execute(stmt, params)
         ids = [row.id for row in rows]
         owned = set(
-            session.scalars(select(D.c.id).where(D.c.id.in_(ids), D.c.claimed_by == token, D.c.status != "sending"))
+            session.scalars(
+                select(D.c.id).where(
+                    D.c.id.in_(ids), D.c.claimed_by == token, D.c.status != "sending"
+                )
+            )
         )
         event_rows: list[dict] = []
         for row, result, outcome in decided:
@@ -234,26 +264,45 @@ def record_results(
                 data["retry_at"] = outcome.next_attempt_at.isoformat()
             event_rows.append(
                 {
-                    "kind": outcome.event, "channel": campaign.channel, "occurred_at": now,
-                    "campaign_id": campaign.id, "delivery_id": row.id, "subscriber_id": row.subscriber_id,
-                    "list_id": None, "data": data,
+                    "kind": outcome.event,
+                    "channel": campaign.channel,
+                    "occurred_at": now,
+                    "campaign_id": campaign.id,
+                    "delivery_id": row.id,
+                    "subscriber_id": row.subscriber_id,
+                    "list_id": None,
+                    "data": data,
                 }
             )
             if outcome.status == "bounced":
-                address = {"openid": row.openid} if campaign.channel == "wechat" else {"email": row.email}
+                address = (
+                    {"openid": row.openid} if campaign.channel == "wechat" else {"email": row.email}
+                )
                 if address.get("openid") or address.get("email"):
                     subscribers.suppress(
-                        session, **address, reason="bounced", source=f"campaign:{campaign.id}",
-                        campaign_id=campaign.id, delivery_id=row.id,
+                        session,
+                        **address,
+                        reason="bounced",
+                        source=f"campaign:{campaign.id}",
+                        campaign_id=campaign.id,
+                        delivery_id=row.id,
                     )
         if event_rows:  # the same Event rows events.record() makes, in one multi-row INSERT
             session.execute(insert(Event.__table__), event_rows)
         if pause_reason:
             current = campaign_service.get(session, campaign.id)
             if current.status == "running":
-                campaign_service.transition(session, current, "paused", reason=pause_reason, now=now)
-                log.warning("campaign.paused_by_server", campaign_id=campaign.id, reason=pause_reason)
-        ours = renew(session, list(renew_ids), token, settings.lease_seconds, now) if renew_ids else set()
+                campaign_service.transition(
+                    session, current, "paused", reason=pause_reason, now=now
+                )
+                log.warning(
+                    "campaign.paused_by_server", campaign_id=campaign.id, reason=pause_reason
+                )
+        ours = (
+            renew(session, list(renew_ids), token, settings.lease_seconds, now)
+            if renew_ids
+            else set()
+        )
         status = session.scalar(select(C.c.status).where(C.c.id == campaign.id))
     return ChunkOutcome(pause_reason, status == "running", ours)
 
@@ -265,7 +314,9 @@ def _release(engine: Engine, ids: list[int], token: str, report: BatchReport, **
         report.released += release(session, ids, token, **kwargs)
 
 
-def _prepare_channel(channel_factory: ChannelFactory | None, settings: Settings, campaign: Campaign, batch_no: int) -> None:
+def _prepare_channel(
+    channel_factory: ChannelFactory | None, settings: Settings, campaign: Campaign, batch_no: int
+) -> None:
     """Slow per-campaign channel work (rendering) before any row is claimed, so a lease only
     has to cover sending (see dispatch.channels.prepare_channel)."""
     if channel_factory is not None:  # a caller-supplied channel prepares itself
@@ -275,7 +326,9 @@ def _prepare_channel(channel_factory: ChannelFactory | None, settings: Settings,
 
         prepare_channel(campaign.channel, settings, _context(campaign, batch_no))
     except Exception as exc:  # noqa: BLE001 - the send itself reports the problem properly
-        log.warning("batch.prepare_failed", campaign_id=campaign.id, error=f"{type(exc).__name__}: {exc}")
+        log.warning(
+            "batch.prepare_failed", campaign_id=campaign.id, error=f"{type(exc).__name__}: {exc}"
+        )
 
 
 def _context(campaign: Campaign, batch_no: int) -> CampaignContext:
@@ -316,7 +369,9 @@ def deliver_batch(
         with Session(engine) as session, session.begin():
             campaign_service.finish_if_done(session, campaign_id)
         return report
-    log.info("batch.claimed", campaign_id=campaign_id, batch_no=batch_no, rows=len(rows), claim=token)
+    log.info(
+        "batch.claimed", campaign_id=campaign_id, batch_no=batch_no, rows=len(rows), claim=token
+    )
 
     with Session(engine, expire_on_commit=False) as session, session.begin():
         eligible = _eligible(session, campaign, rows)
@@ -344,7 +399,9 @@ def deliver_batch(
                 current = campaign_service.get(session, campaign_id)
                 if current.status == "running":
                     campaign_service.transition(session, current, "failed", reason=reason)
-            log.error("campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason)
+            log.error(
+                "campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason
+            )
             report.stopped = "channel failed"
         # a channel may need whole batches (WeChat: one mass send per call, quota-limited)
         chunk_size = int(getattr(channel, "chunk_size", 0) or CHUNK_SIZE)
@@ -354,13 +411,17 @@ def deliver_batch(
                 try:
                     grant = limiter.acquire(limits, wanted)
                 except Exception as exc:  # noqa: BLE001 - limiter store down: give the rows back
-                    log.warning("batch.rate_limiter_unavailable", campaign_id=campaign_id, error=str(exc))
+                    log.warning(
+                        "batch.rate_limiter_unavailable", campaign_id=campaign_id, error=str(exc)
+                    )
                     report.stopped = "rate limiter unavailable"
                     break
                 if grant.granted == 0:
                     if grant.wait_seconds > MAX_RATE_SLEEP:
                         due = utcnow() + timedelta(seconds=grant.wait_seconds)
-                        _release(engine, [r.id for r in remaining], token, report, next_attempt_at=due)
+                        _release(
+                            engine, [r.id for r in remaining], token, report, next_attempt_at=due
+                        )
                         remaining = []
                         report.stopped = "rate limit window full"
                         break
@@ -377,8 +438,15 @@ def deliver_batch(
                     opened = True
                 results = channel.send(recipients)
             except Exception as exc:  # noqa: BLE001 - a channel bug must not lose the rows
-                log.error("batch.channel_error", campaign_id=campaign_id, batch_no=batch_no, error=f"{type(exc).__name__}: {exc}")
-                results = [SendResult(r.id, "deferred", text=f"{type(exc).__name__}: {exc}") for r in chunk]
+                log.error(
+                    "batch.channel_error",
+                    campaign_id=campaign_id,
+                    batch_no=batch_no,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                results = [
+                    SendResult(r.id, "deferred", text=f"{type(exc).__name__}: {exc}") for r in chunk
+                ]
                 if opened:
                     try:
                         channel.close()
@@ -387,11 +455,22 @@ def deliver_batch(
                     opened = False
             # results, plus a heartbeat: the lease only has to outlast one chunk
             outcome = record_results(
-                engine, settings, campaign, chunk, results, token, report, renew_ids=[r.id for r in remaining]
+                engine,
+                settings,
+                campaign,
+                chunk,
+                results,
+                token,
+                report,
+                renew_ids=[r.id for r in remaining],
             )
             if len(outcome.still_ours) < len(remaining):  # lost to an expired lease: never send
-                log.warning("batch.lease_lost", campaign_id=campaign_id, batch_no=batch_no,
-                            rows=len(remaining) - len(outcome.still_ours))
+                log.warning(
+                    "batch.lease_lost",
+                    campaign_id=campaign_id,
+                    batch_no=batch_no,
+                    rows=len(remaining) - len(outcome.still_ours),
+                )
                 remaining = [r for r in remaining if r.id in outcome.still_ours]
             if outcome.pause_reason:
                 report.stopped = "paused by the server"
@@ -410,8 +489,14 @@ def deliver_batch(
     with Session(engine) as session, session.begin():
         campaign_service.finish_if_done(session, campaign_id)
     log.info(
-        "batch.done", campaign_id=campaign_id, batch_no=batch_no, claimed=report.claimed,
-        skipped=report.skipped, released=report.released, stopped=report.stopped, **report.outcomes,
+        "batch.done",
+        campaign_id=campaign_id,
+        batch_no=batch_no,
+        claimed=report.claimed,
+        skipped=report.skipped,
+        released=report.released,
+        stopped=report.stopped,
+        **report.outcomes,
     )
     return report
 
@@ -424,7 +509,9 @@ class SweepReport:
     finished: list[int] = field(default_factory=list)
 
 
-def sweep(engine: Engine, settings: Settings, queue: BatchQueue, now: datetime | None = None) -> SweepReport:
+def sweep(
+    engine: Engine, settings: Settings, queue: BatchQueue, now: datetime | None = None
+) -> SweepReport:
     """The periodic housekeeping (Celery beat): start due scheduled campaigns, return expired
     claims to pending, enqueue batches with due rows, and finish campaigns with nothing left."""
     now = now or utcnow()
@@ -432,7 +519,9 @@ def sweep(engine: Engine, settings: Settings, queue: BatchQueue, now: datetime |
     with Session(engine) as session:
         due_ids = list(
             session.scalars(
-                select(Campaign.id).where(Campaign.status == "scheduled", Campaign.scheduled_at <= now)
+                select(Campaign.id).where(
+                    Campaign.status == "scheduled", Campaign.scheduled_at <= now
+                )
             )
         )
     for campaign_id in due_ids:
@@ -455,8 +544,11 @@ def sweep(engine: Engine, settings: Settings, queue: BatchQueue, now: datetime |
                 report.finished.append(campaign_id)
     if report.started or report.expired or report.enqueued or report.finished:
         log.info(
-            "sweep.done", started=report.started, expired=len(report.expired),
-            enqueued=len(report.enqueued), finished=report.finished,
+            "sweep.done",
+            started=report.started,
+            expired=len(report.expired),
+            enqueued=len(report.enqueued),
+            finished=report.finished,
         )
     return report
 
@@ -477,6 +569,13 @@ def drain(
     runs = 0
     while queue.items and runs < max_rounds:
         campaign_id, batch_no = queue.items.pop(0)
-        deliver_batch(engine, settings, campaign_id, batch_no, channel_factory=channel_factory, limiter=limiter)
+        deliver_batch(
+            engine,
+            settings,
+            campaign_id,
+            batch_no,
+            channel_factory=channel_factory,
+            limiter=limiter,
+        )
         runs += 1
     return runs

@@ -55,7 +55,9 @@ def recipients_source(campaign: Campaign):
     return recipients_select(list(campaign.list_ids), campaign.channel)
 
 
-def fan_out(session: Session, settings: Settings, campaign: Campaign, now: datetime | None = None) -> tuple[int, list[int]]:
+def fan_out(
+    session: Session, settings: Settings, campaign: Campaign, now: datetime | None = None
+) -> tuple[int, list[int]]:
     """Create the campaign's deliveries (in the caller's transaction). Returns (count, batches)."""
     now = now or utcnow()
     batch_size = fanout_batch_size(campaign.channel, settings)

@@ -158,6 +158,8 @@ def make_rate_limiter(settings: Settings) -> RateLimiter:
     if settings.redis_url:
         import redis
 
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
         return RedisRateLimiter(client, prefix=settings.redis_key_prefix or "dispatch:")
     return _local

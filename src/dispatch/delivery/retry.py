@@ -21,13 +21,17 @@ def backoff_cap(attempts: int, base_seconds: float, max_seconds: float) -> float
     return min(max_seconds, base_seconds * (2**exponent))
 
 
-def retry_delay(attempts: int, base_seconds: float, max_seconds: float, rng: random.Random | None = None) -> float:
+def retry_delay(
+    attempts: int, base_seconds: float, max_seconds: float, rng: random.Random | None = None
+) -> float:
     """A delay drawn uniformly from [0, cap] (AWS's "full jitter")."""
     cap = backoff_cap(attempts, base_seconds, max_seconds)
     return (rng or random).uniform(0.0, cap)
 
 
-def next_attempt(settings: Settings, attempts: int, now: datetime, rng: random.Random | None = None) -> datetime | None:
+def next_attempt(
+    settings: Settings, attempts: int, now: datetime, rng: random.Random | None = None
+) -> datetime | None:
     """When to try again after `attempts` attempts, or None when the attempts are used up."""
     if attempts >= settings.max_attempts:
         return None

@@ -74,7 +74,9 @@ class Delivery(Base):
         Index("ix_deliveries_status_due", "status", "next_attempt_at"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     # plain integer like events: a delivery's history outlives the subscriber row
     subscriber_id: Mapped[int] = mapped_column(Integer)

@@ -39,7 +39,9 @@ class Event(Base):
         Index("ix_events_subscriber", "subscriber_id"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
     kind: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(16), default="email")  # email | wechat | web
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)

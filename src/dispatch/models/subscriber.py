@@ -65,7 +65,9 @@ class Subscription(Base):
     subscriber_id: Mapped[int] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
     )
-    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True)
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True
+    )
     status: Mapped[str] = mapped_column(String(16), default="unconfirmed")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -74,9 +76,7 @@ class Subscription(Base):
 
 class Suppression(Base):
     __tablename__ = "suppressions"
-    __table_args__ = (
-        CheckConstraint("email IS NOT NULL OR openid IS NOT NULL", name="address"),
-    )
+    __table_args__ = (CheckConstraint("email IS NOT NULL OR openid IS NOT NULL", name="address"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320), unique=True, default=None)

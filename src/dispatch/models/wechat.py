@@ -24,7 +24,9 @@ class WechatMedia(Base):
     """One uploaded file: body images keep the URL, the cover keeps the permanent media_id."""
 
     __tablename__ = "wechat_media"
-    __table_args__ = (UniqueConstraint("account", "content_hash", "kind", name="uq_wechat_media_key"),)
+    __table_args__ = (
+        UniqueConstraint("account", "content_hash", "kind", name="uq_wechat_media_key"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account: Mapped[str] = mapped_column(String(200))
@@ -72,7 +74,9 @@ class WechatMassChunk(Base):
     account: Mapped[str] = mapped_column(String(200))
     mode: Mapped[str] = mapped_column(String(16))  # openids | tag | preview
     draft_media_id: Mapped[str] = mapped_column(String(128))
-    openids_hash: Mapped[str | None] = mapped_column(String(64), default=None)  # sha256 of sorted openids
+    openids_hash: Mapped[str | None] = mapped_column(
+        String(64), default=None
+    )  # sha256 of sorted openids
     msg_id: Mapped[str | None] = mapped_column(String(32), default=None)
     msg_data_id: Mapped[str | None] = mapped_column(String(32), default=None)
     # sending -> sent -> finished (event/poll) | failed | paused | deferred

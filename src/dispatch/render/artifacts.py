@@ -59,4 +59,10 @@ def write_artifacts(out_dir: Path, artifacts: dict[str, bytes]) -> dict[str, Pat
     return written
 
 
-__all__ = ["ARTIFACT_NAMES", "GMAIL_CLIP_BYTES", "render_artifacts", "sample_slots", "write_artifacts"]
+__all__ = [
+    "ARTIFACT_NAMES",
+    "GMAIL_CLIP_BYTES",
+    "render_artifacts",
+    "sample_slots",
+    "write_artifacts",
+]

@@ -47,7 +47,9 @@ from dispatch.render.slots import RecipientSlots
 
 log = get_logger(__name__)
 
-GMAIL_CLIP_BYTES = 102_400  # Gmail hides everything past this many bytes of HTML ("[Message clipped]")
+GMAIL_CLIP_BYTES = (
+    102_400  # Gmail hides everything past this many bytes of HTML ("[Message clipped]")
+)
 # Articles longer than this (characters of body text) are shown as a lead + "Read more".
 ARTICLE_CHAR_BUDGETS = (3_000, 1_500, 600, 0)
 LEAD_MIN_CHARS = 180  # a lead holds whole paragraphs until it has at least this much text
@@ -346,9 +348,7 @@ def _render_sources(
             short = budget is not None and block_text_length(a.blocks) > budget
             if short:
                 shortened.append(a.anchor)
-            row.append(
-                ArticleView(a, lead_blocks(a) if short else a.blocks, short, urls.anchor(a))
-            )
+            row.append(ArticleView(a, lead_blocks(a) if short else a.blocks, short, urls.anchor(a)))
         views.append(row)
     env = _env_for(Path(settings.templates_dir))
     ctx = {
@@ -359,7 +359,9 @@ def _render_sources(
         "sections": list(zip(doc.sections, views, strict=True)),
         "subject": email_subject(doc),
         "period": period_text(doc),
-        "issue_no": TEXT.get("issue_no", locale, year=doc.meta.period_from.year, number=doc.meta.number),
+        "issue_no": TEXT.get(
+            "issue_no", locale, year=doc.meta.period_from.year, number=doc.meta.number
+        ),
         "archive_url": urls.archive,
         "urls": urls,
         "L": lambda key, **kw: _label(key, locale, **kw),
@@ -449,7 +451,10 @@ def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Re
     # fits; Jinja is cheap next to premailer, which then runs once unless that guess was short.
     for budget in budgets:
         html_src, text_src, css, shortened = _render_sources(doc, settings, budget)
-        if len(html_src.encode("utf-8")) * INLINE_GROWTH < limit or budget == ARTICLE_CHAR_BUDGETS[-1]:
+        if (
+            len(html_src.encode("utf-8")) * INLINE_GROWTH < limit
+            or budget == ARTICLE_CHAR_BUDGETS[-1]
+        ):
             break
     start = budgets.index(budget)
     for budget in budgets[start:]:
@@ -459,11 +464,18 @@ def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Re
         size = _worst_case_size(html_layout)
         if size <= limit:
             break
-        log.warning("email.over_budget", issue=doc.meta.slug, budget=budget, bytes=size, limit=limit)
+        log.warning(
+            "email.over_budget", issue=doc.meta.slug, budget=budget, bytes=size, limit=limit
+        )
     text_layout = _Layout.cut(text_src, baked_text)
     log.info(
-        "email.rendered", issue=doc.meta.slug, content_hash=doc.content_hash[:12], tracking=tracking,
-        bytes=size, shortened=list(shortened), budget=budget,
+        "email.rendered",
+        issue=doc.meta.slug,
+        content_hash=doc.content_hash[:12],
+        tracking=tracking,
+        bytes=size,
+        shortened=list(shortened),
+        budget=budget,
     )
     name_marker = "\x00"
     greet = TEXT.get("greeting", locale, name=name_marker)

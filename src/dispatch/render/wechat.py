@@ -72,7 +72,23 @@ TEXT = Catalog(
     }
 )
 
-FORBIDDEN_TAGS = frozenset({"script", "iframe", "form", "style", "link", "object", "embed", "input", "button", "frame", "frameset", "meta", "base"})
+FORBIDDEN_TAGS = frozenset(
+    {
+        "script",
+        "iframe",
+        "form",
+        "style",
+        "link",
+        "object",
+        "embed",
+        "input",
+        "button",
+        "frame",
+        "frameset",
+        "meta",
+        "base",
+    }
+)
 FORBIDDEN_ATTRIBUTES = frozenset({"class", "id", "onclick", "onload", "onerror"})
 
 
@@ -117,7 +133,9 @@ class _Unit:
 
     @property
     def size(self) -> int:
-        return sum(len(b) for b in self.blocks_html) + 600 + UPLOADED_URL_ALLOWANCE * len(self.images)
+        return (
+            sum(len(b) for b in self.blocks_html) + 600 + UPLOADED_URL_ALLOWANCE * len(self.images)
+        )
 
 
 def shorten(text: str, limit: int) -> str:
@@ -155,16 +173,23 @@ class _Renderer:
             undefined=jinja2.StrictUndefined,
         )
         for name, kind in (
-            ("paragraph", Paragraph), ("heading", Heading), ("image", Image),
-            ("listblock", ListBlock), ("video", Video), ("sidebar", Sidebar),
-            ("strong", Strong), ("link", Link),
+            ("paragraph", Paragraph),
+            ("heading", Heading),
+            ("image", Image),
+            ("listblock", ListBlock),
+            ("video", Video),
+            ("sidebar", Sidebar),
+            ("strong", Strong),
+            ("link", Link),
         ):
             env.tests[name] = lambda b, kind=kind: isinstance(b, kind)
         env.globals.update(
             T=lambda key, **kw: TEXT.get(key, self.locale, **kw),
             image_src=lambda img: str(img.path),
             meta=doc.meta,
-            issue_no=TEXT.get("issue_no", self.locale, year=doc.meta.period_from.year, number=doc.meta.number),
+            issue_no=TEXT.get(
+                "issue_no", self.locale, year=doc.meta.period_from.year, number=doc.meta.number
+            ),
         )
         self.macros = env.get_template("wechat/article.html").module
 
@@ -172,7 +197,14 @@ class _Renderer:
         """The article as one unit, or as parts when it exceeds the content budget."""
         blocks = lead_blocks(article) if shortened else article.blocks
         rendered = [str(self.macros.block(b)) for b in blocks]
-        base = _Unit(section, article, (), (), shortened=shortened, archive_url=f"{self.archive}#{article.anchor}")
+        base = _Unit(
+            section,
+            article,
+            (),
+            (),
+            shortened=shortened,
+            archive_url=f"{self.archive}#{article.anchor}",
+        )
         whole = _Unit(section, article, tuple(rendered), tuple(_images_of(blocks))).size
         n_parts = -(-whole // CONTENT_BUDGET_CHARS)  # ceil: parts of about equal length
         target = whole / n_parts
@@ -189,8 +221,16 @@ class _Renderer:
             groups[-1][1].extend(imgs)
         n = len(groups)
         return [
-            _Unit(section, article, tuple(g), tuple(imgs), part=i, parts=n,
-                  shortened=base.shortened, archive_url=base.archive_url)
+            _Unit(
+                section,
+                article,
+                tuple(g),
+                tuple(imgs),
+                part=i,
+                parts=n,
+                shortened=base.shortened,
+                archive_url=base.archive_url,
+            )
             for i, (g, imgs) in enumerate(groups, start=1)
         ]
 
@@ -243,8 +283,10 @@ class _Renderer:
             if first.parts > 1:
                 suffix = f"（{first.part}/{first.parts}）"
                 title = shorten(title, TITLE_MAX_CHARS - len(suffix)) + suffix
-            digest = _first_text(first.article.blocks) if first.part == 1 else (
-                f"{first.article.title}（{first.part}/{first.parts}）"
+            digest = (
+                _first_text(first.article.blocks)
+                if first.part == 1
+                else (f"{first.article.title}（{first.part}/{first.parts}）")
             )
             author = first.article.author or self.doc.meta.publisher
         else:
@@ -285,7 +327,8 @@ def check_images(doc: IssueDoc) -> None:
     bad = [
         f"{img.src}: {'not jpg/png' if img.path.suffix.lower() not in IMAGE_SUFFIXES else 'over 1 MB'}"
         for img in doc.images()
-        if img.path.suffix.lower() not in IMAGE_SUFFIXES or img.path.stat().st_size >= IMAGE_MAX_BYTES
+        if img.path.suffix.lower() not in IMAGE_SUFFIXES
+        or img.path.stat().st_size >= IMAGE_MAX_BYTES
     ]
     if bad:
         raise WechatRenderError("images WeChat cannot take / 微信无法上传的图片: " + "; ".join(bad))

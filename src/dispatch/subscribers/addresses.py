@@ -58,7 +58,9 @@ def check_email(raw: str) -> str:
     if _domain_error(domain) is not None:
         raise InvalidEmail(_domain_error(domain) or "invalid domain")
     try:
-        validate_email_local_part(local, allow_smtputf8=False, allow_empty_local=False, quoted_local_part=False)
+        validate_email_local_part(
+            local, allow_smtputf8=False, allow_empty_local=False, quoted_local_part=False
+        )
     except EmailNotValidError as exc:
         raise InvalidEmail(str(exc)) from None
     return address

@@ -50,7 +50,9 @@ def is_postgres(conn: Connection) -> bool:
 def _in(conn: Connection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
     if is_postgres(conn):
         items = func.json_array_elements_text(
-            cast(bindparam(None, json.dumps(list(values), ensure_ascii=False), type_=Text()), JSON())
+            cast(
+                bindparam(None, json.dumps(list(values), ensure_ascii=False), type_=Text()), JSON()
+            )
         ).table_valued("value")
         return column.in_(select(cast(items.c.value, column.type)))
     return column.in_(list(values))
@@ -62,7 +64,7 @@ def _parts(conn: Connection, values: Sequence[Any]) -> Iterator[Sequence[Any]]:
             yield values
         return
     for i in range(0, len(values), SQLITE_IN_LIMIT):
-        yield values[i:i + SQLITE_IN_LIMIT]
+        yield values[i : i + SQLITE_IN_LIMIT]
 
 
 def select_in(conn: Connection, query: Select, column: Any, values: Sequence[Any]) -> list[Any]:
@@ -79,7 +81,9 @@ def _on_conflict_nothing(conn: Connection, table: Any) -> Any:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-def insert_subscribers(conn: Connection, rows: list[dict[str, Any]], list_id: int, now: datetime) -> None:
+def insert_subscribers(
+    conn: Connection, rows: list[dict[str, Any]], list_id: int, now: datetime
+) -> None:
     """New active subscribers (keys email, openid, name, locale, attributes), each with a
     confirmed subscription to the list.
 
@@ -102,9 +106,14 @@ def insert_subscribers(conn: Connection, rows: list[dict[str, Any]], list_id: in
             {"rows": json.dumps(rows, ensure_ascii=False), "now": now, "list_id": list_id},
         )
         return
-    conn.execute(insert(subscribers), [{**r, "status": "active", "created_at": now, "confirmed_at": now} for r in rows])
+    conn.execute(
+        insert(subscribers),
+        [{**r, "status": "active", "created_at": now, "confirmed_at": now} for r in rows],
+    )
     add_confirmed_subscriptions(
-        conn, list_id, now,
+        conn,
+        list_id,
+        now,
         emails=[r["email"] for r in rows if r["email"]],
         openids=[r["openid"] for r in rows if r["openid"] and not r["email"]],
     )
@@ -127,9 +136,15 @@ def update_subscribers(conn: Connection, rows: list[dict[str, Any]]) -> None:
         return
     c = subscribers.c
     conn.execute(
-        update(subscribers).where(c.id == bindparam("b_id")).values(
-            email=bindparam("b_email"), openid=bindparam("b_openid"), name=bindparam("b_name"),
-            locale=bindparam("b_locale"), attributes=bindparam("b_attributes"), status=bindparam("b_status"),
+        update(subscribers)
+        .where(c.id == bindparam("b_id"))
+        .values(
+            email=bindparam("b_email"),
+            openid=bindparam("b_openid"),
+            name=bindparam("b_name"),
+            locale=bindparam("b_locale"),
+            attributes=bindparam("b_attributes"),
+            status=bindparam("b_status"),
         ),
         [{f"b_{k}": v for k, v in r.items()} for r in rows],
     )
@@ -160,7 +175,9 @@ def add_confirmed_subscriptions(
             conn.execute(_on_conflict_nothing(conn, subscriptions).from_select(columns, source))
 
 
-def confirm_subscriptions(conn: Connection, list_id: int, subscriber_ids: Sequence[int], now: datetime) -> None:
+def confirm_subscriptions(
+    conn: Connection, list_id: int, subscriber_ids: Sequence[int], now: datetime
+) -> None:
     """Mark these subscribers' (unconfirmed or unsubscribed) subscriptions to the list confirmed."""
     c = subscriptions.c
     for part in _parts(conn, list(subscriber_ids)):

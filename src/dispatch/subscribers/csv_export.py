@@ -23,7 +23,13 @@ STREAM_ROWS = 2000
 
 def _members(list_id: int, statuses: Sequence[str]) -> Select:
     query = (
-        select(Subscriber.email, Subscriber.name, Subscriber.locale, Subscriber.openid, Subscriber.attributes)
+        select(
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.locale,
+            Subscriber.openid,
+            Subscriber.attributes,
+        )
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .where(Subscription.list_id == list_id)
         .order_by(Subscriber.id)
@@ -33,15 +39,21 @@ def _members(list_id: int, statuses: Sequence[str]) -> Select:
     return query
 
 
-def export_csv(session: Session, list_slug: str, out: TextIO, *, statuses: Sequence[str] = ()) -> int:
+def export_csv(
+    session: Session, list_slug: str, out: TextIO, *, statuses: Sequence[str] = ()
+) -> int:
     """Write the list's members (optionally only these subscription statuses); returns the row count."""
     for status in statuses:
         if status not in SUBSCRIPTION_STATUSES:
-            raise SubscriberError("bad_status", value=status, allowed=", ".join(SUBSCRIPTION_STATUSES))
+            raise SubscriberError(
+                "bad_status", value=status, allowed=", ".join(SUBSCRIPTION_STATUSES)
+            )
     mailing_list = get_list(session, list_slug)
     query = _members(mailing_list.id, statuses)
     keys: set[str] = set()
-    for row in session.execute(query.with_only_columns(Subscriber.attributes).execution_options(yield_per=STREAM_ROWS)):
+    for row in session.execute(
+        query.with_only_columns(Subscriber.attributes).execution_options(yield_per=STREAM_ROWS)
+    ):
         keys.update((row.attributes or {}).keys())
     extra = sorted(k for k in keys if k not in BASE_COLUMNS)
     writer = csv.writer(out, lineterminator="\r\n")
@@ -49,10 +61,15 @@ def export_csv(session: Session, list_slug: str, out: TextIO, *, statuses: Seque
     count = 0
     for row in session.execute(query.execution_options(yield_per=STREAM_ROWS)):
         attributes = row.attributes or {}
-        writer.writerow([
-            row.email or "", row.name or "", row.locale or "", row.openid or "",
-            *(_cell(attributes.get(k)) for k in extra),
-        ])
+        writer.writerow(
+            [
+                row.email or "",
+                row.name or "",
+                row.locale or "",
+                row.openid or "",
+                *(_cell(attributes.get(k)) for k in extra),
+            ]
+        )
         count += 1
     return count
 

@@ -41,11 +41,25 @@ CHUNK_ROWS = 2000
 WRITERS_POSTGRESQL = 2  # chunks written at once on PostgreSQL (committed in file order)
 KNOWN_COLUMNS = ("email", "name", "locale", "openid")
 HEADER_ALIASES = {
-    "email": "email", "e-mail": "email", "mail": "email", "email address": "email",
-    "邮箱": "email", "电子邮件": "email", "电子邮箱": "email", "邮件地址": "email",
-    "name": "name", "姓名": "name", "名字": "name", "称呼": "name",
-    "locale": "locale", "language": "locale", "lang": "locale", "语言": "locale",
-    "openid": "openid", "wechat openid": "openid", "微信openid": "openid",
+    "email": "email",
+    "e-mail": "email",
+    "mail": "email",
+    "email address": "email",
+    "邮箱": "email",
+    "电子邮件": "email",
+    "电子邮箱": "email",
+    "邮件地址": "email",
+    "name": "name",
+    "姓名": "name",
+    "名字": "name",
+    "称呼": "name",
+    "locale": "locale",
+    "language": "locale",
+    "lang": "locale",
+    "语言": "locale",
+    "openid": "openid",
+    "wechat openid": "openid",
+    "微信openid": "openid",
 }
 MAX_LEN = {"email": 320, "name": 200, "openid": 128}
 SUPPRESSED_STATUSES = ("bounced", "complained", "blocklisted")
@@ -66,21 +80,39 @@ REASONS = Catalog(
 )
 MESSAGES = Catalog(
     {
-        "empty": ("{file}: 文件为空，需要表头行（email, name, locale, openid）",
-                  "{file}: empty file; a header row is required (email, name, locale, openid)"),
-        "no_header": ("{file}:1: 缺少表头行：第一行需含 email 或 openid 列，当前为 {first!r}",
-                      "{file}:1: header row missing: the first line must name an email or openid column, got {first!r}"),
-        "dup_header": ("{file}:1: 表头列 {name!r} 重复", "{file}:1: column {name!r} appears twice in the header"),
-        "encoding": ("{file}:{line}: 既不是 UTF-8 也不是 GB18030 文本", "{file}:{line}: neither UTF-8 nor GB18030 text"),
+        "empty": (
+            "{file}: 文件为空，需要表头行（email, name, locale, openid）",
+            "{file}: empty file; a header row is required (email, name, locale, openid)",
+        ),
+        "no_header": (
+            "{file}:1: 缺少表头行：第一行需含 email 或 openid 列，当前为 {first!r}",
+            "{file}:1: header row missing: the first line must name an email or openid column, got {first!r}",
+        ),
+        "dup_header": (
+            "{file}:1: 表头列 {name!r} 重复",
+            "{file}:1: column {name!r} appears twice in the header",
+        ),
+        "encoding": (
+            "{file}:{line}: 既不是 UTF-8 也不是 GB18030 文本",
+            "{file}:{line}: neither UTF-8 nor GB18030 text",
+        ),
         "no_list": ("列表 {slug!r} 不存在", "no list {slug!r}"),
-        "csv_error": ("{file}:{line}: CSV 格式错误：{error}", "{file}:{line}: malformed CSV: {error}"),
+        "csv_error": (
+            "{file}:{line}: CSV 格式错误：{error}",
+            "{file}:{line}: malformed CSV: {error}",
+        ),
         "aborted": (
             "{file}:{line}: 导入在此中止（{cause}）；之前的行已保存，请用 --start-line {line} 继续",
             "{file}:{line}: import stopped here ({cause}); rows before it are stored, resume with --start-line {line}",
         ),
-        "summary": ("导入 {imported}，更新 {updated}，未变 {unchanged}，跳过 {skipped}",
-                    "imported {imported}, updated {updated}, unchanged {unchanged}, skipped {skipped}"),
-        "resubscribed": ("按 --resubscribe 重新订阅 {n}", "re-subscribed {n} because of --resubscribe"),
+        "summary": (
+            "导入 {imported}，更新 {updated}，未变 {unchanged}，跳过 {skipped}",
+            "imported {imported}, updated {updated}, unchanged {unchanged}, skipped {skipped}",
+        ),
+        "resubscribed": (
+            "按 --resubscribe 重新订阅 {n}",
+            "re-subscribed {n} because of --resubscribe",
+        ),
         "dry_run": ("试运行，未写入任何数据", "dry run, nothing written"),
     }
 )
@@ -147,13 +179,21 @@ class ImportResult:
 
     def summary(self) -> str:
         """One line, both languages: the counts and skipped rows by reason."""
-        counts = {"imported": self.imported, "updated": self.updated, "unchanged": self.unchanged,
-                  "skipped": self.skipped_total}
+        counts = {
+            "imported": self.imported,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped_total,
+        }
         zh = MESSAGES.get("summary", "zh-CN", **counts)
         en = MESSAGES.get("summary", "en", **counts)
         if self.skipped:
             ordered = [r for r in REASONS.messages if self.skipped.get(r)]
-            zh += "（" + "，".join(f"{REASONS.get(r, 'zh-CN')} {self.skipped[r]}" for r in ordered) + "）"
+            zh += (
+                "（"
+                + "，".join(f"{REASONS.get(r, 'zh-CN')} {self.skipped[r]}" for r in ordered)
+                + "）"
+            )
             en += " (" + ", ".join(f"{r} {self.skipped[r]}" for r in ordered) + ")"
         if self.resubscribed:
             zh += "；" + MESSAGES.get("resubscribed", "zh-CN", n=self.resubscribed)
@@ -177,7 +217,9 @@ class ImportResult:
             "resubscribed": self.resubscribed,
             "skipped": self.skipped_total,
             "skipped_by_reason": dict(self.skipped),
-            "problems": [{"line": p.line, "reason": p.reason, "detail": p.detail} for p in self.problems],
+            "problems": [
+                {"line": p.line, "reason": p.reason, "detail": p.detail} for p in self.problems
+            ],
             "last_line": self.last_line,
         }
 
@@ -215,6 +257,7 @@ class _Row:
 
 
 # -- reading -------------------------------------------------------------------------------
+
 
 def detect_encoding(path: Path) -> str:
     """utf-8-sig (UTF-8 with or without BOM) if the whole file decodes, else gb18030."""
@@ -281,7 +324,9 @@ def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str]]]:
             except StopIteration:
                 return
             except csv.Error as exc:  # e.g. a field over csv's size limit
-                raise CsvImportError(MESSAGES.both("csv_error", file=path, line=previous_end + 1, error=exc)) from None
+                raise CsvImportError(
+                    MESSAGES.both("csv_error", file=path, line=previous_end + 1, error=exc)
+                ) from None
             start = previous_end + 1
             previous_end = reader.line_num
             if not cells or (not cells[0].strip() and not any(c.strip() for c in cells)):
@@ -289,10 +334,16 @@ def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str]]]:
             yield start, cells
 
 
-def _parse(row_line: int, layout: _Layout, cells: list[str], result: ImportResult,
-           seen_emails: set[str], seen_openids: set[str]) -> _Row | None:
+def _parse(
+    row_line: int,
+    layout: _Layout,
+    cells: list[str],
+    result: ImportResult,
+    seen_emails: set[str],
+    seen_openids: set[str],
+) -> _Row | None:
     """Validate one record; report it and return None when it cannot be imported."""
-    if len(cells) > layout.width and any(c.strip() for c in cells[layout.width:]):
+    if len(cells) > layout.width and any(c.strip() for c in cells[layout.width :]):
         result.skip(row_line, "too_many_fields", f"{len(cells)} > {layout.width}")
         return None
     if len(cells) < layout.width:  # short record: pad once, index freely below
@@ -321,7 +372,9 @@ def _parse(row_line: int, layout: _Layout, cells: list[str], result: ImportResul
         if value is not None and len(value) > MAX_LEN[key]:
             result.skip(row_line, "field_too_long", f"{key} > {MAX_LEN[key]}")
             return None
-    if (email is not None and email in seen_emails) or (openid is not None and openid in seen_openids):
+    if (email is not None and email in seen_emails) or (
+        openid is not None and openid in seen_openids
+    ):
         result.skip(row_line, "duplicate_in_file", email or openid or "")
         return None
     if email is not None:
@@ -338,15 +391,30 @@ def _parse(row_line: int, layout: _Layout, cells: list[str], result: ImportResul
 
 # -- writing -------------------------------------------------------------------------------
 
-def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: ImportResult, *,
-                 dry_run: bool, resubscribe: bool) -> None:
+
+def _apply_chunk(
+    conn: Connection,
+    list_id: int,
+    rows: list[_Row],
+    result: ImportResult,
+    *,
+    dry_run: bool,
+    resubscribe: bool,
+) -> None:
     s, sub, sup = Subscriber.__table__, Subscription.__table__, Suppression.__table__
     emails = [r.email for r in rows if r.email]
     openids = [r.openid for r in rows if r.openid]
     by_email: dict[str, _Existing] = {}
     by_openid: dict[str, _Existing] = {}
-    cols = select(s.c.id, s.c.email, s.c.openid, s.c.name, s.c.locale,
-                  cast(s.c.attributes, Text).label("attributes"), s.c.status)
+    cols = select(
+        s.c.id,
+        s.c.email,
+        s.c.openid,
+        s.c.name,
+        s.c.locale,
+        cast(s.c.attributes, Text).label("attributes"),
+        s.c.status,
+    )
     for rec in bulk.select_in(conn, cols, s.c.email, emails):
         found = _Existing._make(rec)
         by_email[found.email] = found
@@ -367,7 +435,9 @@ def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: Impor
                 suppressed_emails.add(rec.email)
             if rec.openid:
                 suppressed_openids.add(rec.openid)
-    existing_ids = list({rec.id for rec in by_email.values()} | {rec.id for rec in by_openid.values()})
+    existing_ids = list(
+        {rec.id for rec in by_email.values()} | {rec.id for rec in by_openid.values()}
+    )
     subscription_status: dict[int, str] = {}
     query = select(sub.c.subscriber_id, sub.c.status).where(sub.c.list_id == list_id)
     for rec in bulk.select_in(conn, query, sub.c.subscriber_id, existing_ids):
@@ -384,7 +454,11 @@ def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: Impor
     for row in rows:
         match_email = by_email.get(row.email) if row.email else None
         match_openid = by_openid.get(row.openid) if row.openid else None
-        if match_email is not None and match_openid is not None and match_email.id != match_openid.id:
+        if (
+            match_email is not None
+            and match_openid is not None
+            and match_email.id != match_openid.id
+        ):
             result.skip(row.line, "openid_conflict", f"{row.openid} → #{match_openid.id}")
             continue
         if match_email is None and match_openid is not None and row.email and match_openid.email:
@@ -397,7 +471,8 @@ def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: Impor
             or (existing is not None and existing.status in SUPPRESSED_STATUSES)
         )
         was_unsubscribed = existing is not None and (
-            existing.status == "unsubscribed" or subscription_status.get(existing.id) == "unsubscribed"
+            existing.status == "unsubscribed"
+            or subscription_status.get(existing.id) == "unsubscribed"
         )
         if is_suppressed and not resubscribe:
             result.skip(row.line, "suppressed", row.email or row.openid or "")
@@ -418,10 +493,15 @@ def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: Impor
                     unsuppress_openids.append(existing.openid)
 
         if existing is None:
-            new_subscribers.append({
-                "email": row.email, "openid": row.openid, "name": row.name or "",
-                "locale": row.locale or "zh-CN", "attributes": row.attributes,
-            })
+            new_subscribers.append(
+                {
+                    "email": row.email,
+                    "openid": row.openid,
+                    "name": row.name or "",
+                    "locale": row.locale or "zh-CN",
+                    "attributes": row.attributes,
+                }
+            )
             if comes_back:  # suppressed address without a subscriber row
                 result.resubscribed += 1
             else:
@@ -434,8 +514,11 @@ def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: Impor
         locale = row.locale or existing.locale
         status = "active" if comes_back else existing.status
         changed = (
-            email != existing.email or openid != existing.openid or name != existing.name
-            or locale != existing.locale or status != existing.status
+            email != existing.email
+            or openid != existing.openid
+            or name != existing.name
+            or locale != existing.locale
+            or status != existing.status
         )
         old_attributes: dict[str, Any] | None = None
         if row.attributes:
@@ -444,10 +527,17 @@ def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: Impor
         if changed:
             if old_attributes is None:
                 old_attributes = json.loads(existing.attributes or "{}") or {}
-            subscriber_updates.append({
-                "id": existing.id, "email": email, "openid": openid, "name": name, "locale": locale,
-                "attributes": {**old_attributes, **row.attributes}, "status": status,
-            })
+            subscriber_updates.append(
+                {
+                    "id": existing.id,
+                    "email": email,
+                    "openid": openid,
+                    "name": name,
+                    "locale": locale,
+                    "attributes": {**old_attributes, **row.attributes},
+                    "status": status,
+                }
+            )
         subscribed = subscription_status.get(existing.id)
         if subscribed is None:
             subscriptions_to_add.append(existing.id)
@@ -471,11 +561,21 @@ def _apply_chunk(conn: Connection, list_id: int, rows: list[_Row], result: Impor
     bulk.add_confirmed_subscriptions(conn, list_id, now, ids=subscriptions_to_add)
     bulk.confirm_subscriptions(conn, list_id, subscriptions_to_confirm, now)
     if resubscribed_ids:
-        bulk.insert_rows(conn, Event.__table__, [
-            {"kind": "subscribed", "channel": "email", "occurred_at": now, "subscriber_id": i,
-             "list_id": list_id, "data": {"source": "import", "resubscribe": True}}
-            for i in resubscribed_ids
-        ])
+        bulk.insert_rows(
+            conn,
+            Event.__table__,
+            [
+                {
+                    "kind": "subscribed",
+                    "channel": "email",
+                    "occurred_at": now,
+                    "subscriber_id": i,
+                    "list_id": list_id,
+                    "data": {"source": "import", "resubscribe": True},
+                }
+                for i in resubscribed_ids
+            ],
+        )
 
 
 def import_csv(
@@ -492,7 +592,9 @@ def import_csv(
     """Import `path` into list `list_slug`; returns the counts. Raises CsvImportError for a file
     that cannot be read at all and ImportAborted (with the resume line) if a chunk fails."""
     path = Path(path)
-    result = ImportResult(file=str(path), list_slug=list_slug, dry_run=dry_run, resubscribe=resubscribe)
+    result = ImportResult(
+        file=str(path), list_slug=list_slug, dry_run=dry_run, resubscribe=resubscribe
+    )
     with engine.connect() as conn:
         list_id = conn.scalar(select(MailingList.id).where(MailingList.slug == list_slug))
     if list_id is None:
@@ -514,7 +616,9 @@ def import_csv(
             outcome = ImportResult(file=str(path), list_slug=list_slug)
             try:
                 with engine.begin() as conn:  # one transaction per chunk
-                    _apply_chunk(conn, list_id, piece.rows, outcome, dry_run=dry_run, resubscribe=resubscribe)
+                    _apply_chunk(
+                        conn, list_id, piece.rows, outcome, dry_run=dry_run, resubscribe=resubscribe
+                    )
                     # chunks commit in file order: wait for the one before; if it failed, this
                     # one rolls back too, so everything before the resume line is stored and
                     # nothing after it
@@ -523,7 +627,12 @@ def import_csv(
             except IntegrityError:
                 if attempt == 2:
                     raise
-                log.info("subscribers.import_retry", list=list_slug, file=path.name, line=piece.first_line)
+                log.info(
+                    "subscribers.import_retry",
+                    list=list_slug,
+                    file=path.name,
+                    line=piece.first_line,
+                )
                 continue  # a concurrent writer added some of these addresses: look them up again
             piece.part.merge(outcome)
             break
@@ -536,8 +645,15 @@ def import_csv(
         except Exception as exc:  # that chunk is rolled back; the ones before it stay
             text = str(exc).strip()
             cause = text.splitlines()[0][:300] if text else type(exc).__name__
-            log.error("subscribers.import_aborted", list=list_slug, file=path.name, resume_line=pieces_started[0],
-                      imported=result.imported, updated=result.updated, error=type(exc).__name__)
+            log.error(
+                "subscribers.import_aborted",
+                list=list_slug,
+                file=path.name,
+                resume_line=pieces_started[0],
+                imported=result.imported,
+                updated=result.updated,
+                error=type(exc).__name__,
+            )
             raise ImportAborted(str(path), pieces_started[0], cause, result) from exc
         pieces_started.pop(0)
         result.merge(piece.part)
@@ -578,7 +694,11 @@ def import_csv(
         except CsvImportError as exc:  # unreadable record mid-file: keep what is done, say where
             while in_flight:
                 settle(in_flight.popleft())
-            resume = piece.first_line if piece is not None else (pieces_started or [result.last_line + 1])[0]
+            resume = (
+                piece.first_line
+                if piece is not None
+                else (pieces_started or [result.last_line + 1])[0]
+            )
             raise ImportAborted(str(path), resume, str(exc), result) from exc
         else:
             if piece is not None:
@@ -589,7 +709,16 @@ def import_csv(
             for future in in_flight:
                 future.cancel()
     result.problems.sort(key=lambda p: p.line)
-    log.info("subscribers.import_done", list=list_slug, file=path.name, dry_run=dry_run, rows=result.rows,
-             imported=result.imported, updated=result.updated, unchanged=result.unchanged,
-             resubscribed=result.resubscribed, skipped=result.skipped_total)
+    log.info(
+        "subscribers.import_done",
+        list=list_slug,
+        file=path.name,
+        dry_run=dry_run,
+        rows=result.rows,
+        imported=result.imported,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        resubscribed=result.resubscribed,
+        skipped=result.skipped_total,
+    )
     return result

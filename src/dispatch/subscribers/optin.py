@@ -38,14 +38,18 @@ MESSAGES = Catalog(
 )
 
 
-def build_confirmation_email(settings: Settings, subscriber: Subscriber, mailing_list: MailingList) -> EmailMessage:
+def build_confirmation_email(
+    settings: Settings, subscriber: Subscriber, mailing_list: MailingList
+) -> EmailMessage:
     """The confirmation message in the subscriber's locale (text and HTML parts)."""
     if not subscriber.email:
         raise service.SubscriberError("no_address")
     locale = subscriber.locale
     url = confirmation_url(settings, subscriber.id, mailing_list.id)
     greeting = (
-        MESSAGES.get("greeting", locale, name=subscriber.name) if subscriber.name else MESSAGES.get("greeting_anon", locale)
+        MESSAGES.get("greeting", locale, name=subscriber.name)
+        if subscriber.name
+        else MESSAGES.get("greeting_anon", locale)
     )
     body = MESSAGES.get("body", locale, list_name=mailing_list.name, days=7)
     ignore = MESSAGES.get("ignore", locale)
@@ -64,20 +68,26 @@ def build_confirmation_email(settings: Settings, subscriber: Subscriber, mailing
         f'<p><a href="{escape(url)}" style="display:inline-block;padding:8px 16px;background:#1a5fb4;'
         f'color:#fff;text-decoration:none;border-radius:4px">{escape(MESSAGES.get("button", locale))}</a></p>'
         f'<p style="font-size:12px;color:#666">{escape(url)}</p>'
-        f"<p style=\"font-size:12px;color:#666\">{escape(ignore)}</p></body></html>",
+        f'<p style="font-size:12px;color:#666">{escape(ignore)}</p></body></html>',
         subtype="html",
     )
     return message
 
 
-def send_confirmation(settings: Settings, subscriber: Subscriber, mailing_list: MailingList) -> str | None:
+def send_confirmation(
+    settings: Settings, subscriber: Subscriber, mailing_list: MailingList
+) -> str | None:
     """Send the confirmation email; WeChat-only followers (no email) get none. Returns Message-ID."""
     if not subscriber.email:
         return None
-    return send_transactional(settings, build_confirmation_email(settings, subscriber, mailing_list))
+    return send_transactional(
+        settings, build_confirmation_email(settings, subscriber, mailing_list)
+    )
 
 
-def confirm_subscription(session: Session, token: str, settings: Settings | None = None) -> tuple[int, int, bool]:
+def confirm_subscription(
+    session: Session, token: str, settings: Settings | None = None
+) -> tuple[int, int, bool]:
     """Process a confirmation link: (subscriber id, list id, changed). TokenError if the token is
     forged, altered, expired, signed with another key or names nobody; nothing changes then."""
     claim = verify_confirmation_token(settings or get_settings(), token)

@@ -38,24 +38,51 @@ SUPPRESSED_STATUSES = ("bounced", "complained", "blocklisted")
 
 MESSAGES = Catalog(
     {
-        "bad_slug": ("列表标识 {slug!r} 无效（只能用小写字母、数字和 -）", "invalid list slug {slug!r} (use a-z, 0-9 and -)"),
+        "bad_slug": (
+            "列表标识 {slug!r} 无效（只能用小写字母、数字和 -）",
+            "invalid list slug {slug!r} (use a-z, 0-9 and -)",
+        ),
         "list_exists": ("列表 {slug!r} 已存在", "list {slug!r} already exists"),
         "no_list": ("列表 {slug!r} 不存在", "no list {slug!r}"),
-        "bad_optin": ("opt-in 方式须为 single 或 double，而非 {value!r}", "opt-in must be single or double, not {value!r}"),
+        "bad_optin": (
+            "opt-in 方式须为 single 或 double，而非 {value!r}",
+            "opt-in must be single or double, not {value!r}",
+        ),
         "no_address": ("需要邮箱或微信 openid", "an email or a WeChat openid is required"),
         "bad_email": ("邮箱 {email!r} 无效：{why}", "invalid email {email!r}: {why}"),
-        "bad_locale": ("不支持的语言 {value!r}（可用 zh-CN 或 en）", "unknown locale {value!r} (use zh-CN or en)"),
-        "email_taken": ("邮箱 {email} 已属于订阅者 #{id}", "email {email} already belongs to subscriber #{id}"),
-        "openid_taken": ("openid {openid} 已属于订阅者 #{id}", "openid {openid} already belongs to subscriber #{id}"),
+        "bad_locale": (
+            "不支持的语言 {value!r}（可用 zh-CN 或 en）",
+            "unknown locale {value!r} (use zh-CN or en)",
+        ),
+        "email_taken": (
+            "邮箱 {email} 已属于订阅者 #{id}",
+            "email {email} already belongs to subscriber #{id}",
+        ),
+        "openid_taken": (
+            "openid {openid} 已属于订阅者 #{id}",
+            "openid {openid} already belongs to subscriber #{id}",
+        ),
         "no_subscriber": ("订阅者 {ref!r} 不存在", "no subscriber {ref!r}"),
-        "bad_status": ("状态 {value!r} 无效（可用 {allowed}）", "invalid status {value!r} (use {allowed})"),
-        "bad_channel": ("渠道 {value!r} 无效（可用 email 或 wechat）", "invalid channel {value!r} (use email or wechat)"),
-        "suppressed": ("{address} 在屏蔽名单中，不能订阅", "{address} is suppressed and cannot be subscribed"),
+        "bad_status": (
+            "状态 {value!r} 无效（可用 {allowed}）",
+            "invalid status {value!r} (use {allowed})",
+        ),
+        "bad_channel": (
+            "渠道 {value!r} 无效（可用 email 或 wechat）",
+            "invalid channel {value!r} (use email or wechat)",
+        ),
+        "suppressed": (
+            "{address} 在屏蔽名单中，不能订阅",
+            "{address} is suppressed and cannot be subscribed",
+        ),
         "was_unsubscribed": (
             "{address} 曾退订；确需重新订阅请加 --resubscribe",
             "{address} unsubscribed earlier; pass --resubscribe to subscribe it again",
         ),
-        "no_subscription": ("订阅者 #{id} 未订阅列表 {slug}", "subscriber #{id} is not on list {slug}"),
+        "no_subscription": (
+            "订阅者 #{id} 未订阅列表 {slug}",
+            "subscriber #{id} is not on list {slug}",
+        ),
     }
 )
 
@@ -70,9 +97,15 @@ class SubscriberError(ValueError):
 
 # -- lists ---------------------------------------------------------------------------------
 
+
 def _check_slug(slug: str) -> str:
     slug = slug.strip()
-    if not slug or len(slug) > 64 or not all(c.isascii() and (c.isalnum() or c == "-") for c in slug) or slug != slug.lower():
+    if (
+        not slug
+        or len(slug) > 64
+        or not all(c.isascii() and (c.isalnum() or c == "-") for c in slug)
+        or slug != slug.lower()
+    ):
         raise SubscriberError("bad_slug", slug=slug)
     return slug
 
@@ -83,11 +116,15 @@ def _check_optin(value: str) -> str:
     return value
 
 
-def create_list(session: Session, slug: str, name: str, *, description: str = "", optin: str = "single") -> MailingList:
+def create_list(
+    session: Session, slug: str, name: str, *, description: str = "", optin: str = "single"
+) -> MailingList:
     slug = _check_slug(slug)
     if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
         raise SubscriberError("list_exists", slug=slug)
-    mailing_list = MailingList(slug=slug, name=name or slug, description=description, optin=_check_optin(optin))
+    mailing_list = MailingList(
+        slug=slug, name=name or slug, description=description, optin=_check_optin(optin)
+    )
     session.add(mailing_list)
     session.flush()
     return mailing_list
@@ -139,7 +176,9 @@ def list_member_counts(session: Session, list_id: int) -> dict[str, int]:
     """Subscriptions of a list by status (every status present, zero when none)."""
     counts = dict.fromkeys(SUBSCRIPTION_STATUSES, 0)
     rows = session.execute(
-        select(Subscription.status, func.count()).where(Subscription.list_id == list_id).group_by(Subscription.status)
+        select(Subscription.status, func.count())
+        .where(Subscription.list_id == list_id)
+        .group_by(Subscription.status)
     )
     for status, n in rows:
         counts[status] = n
@@ -147,6 +186,7 @@ def list_member_counts(session: Session, list_id: int) -> dict[str, int]:
 
 
 # -- subscribers ---------------------------------------------------------------------------
+
 
 def _valid_email(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
@@ -193,7 +233,9 @@ def get_subscriber(session: Session, ref: str | int) -> Subscriber:
     return found
 
 
-def _ensure_free(session: Session, email: str | None, openid: str | None, own_id: int | None = None) -> None:
+def _ensure_free(
+    session: Session, email: str | None, openid: str | None, own_id: int | None = None
+) -> None:
     if email:
         other = session.scalar(select(Subscriber.id).where(Subscriber.email == email))
         if other is not None and other != own_id:
@@ -268,7 +310,9 @@ def update_subscriber(
         subscriber.attributes = merged
     if status is not None:
         if status not in SUBSCRIBER_STATUSES:
-            raise SubscriberError("bad_status", value=status, allowed=", ".join(SUBSCRIBER_STATUSES))
+            raise SubscriberError(
+                "bad_status", value=status, allowed=", ".join(SUBSCRIBER_STATUSES)
+            )
         subscriber.status = status
     session.flush()
     return subscriber
@@ -313,7 +357,9 @@ def list_subscribers(
     return [(s, None) for s in session.scalars(query)]
 
 
-def subscriptions_of(session: Session, subscriber_id: int) -> list[tuple[MailingList, Subscription]]:
+def subscriptions_of(
+    session: Session, subscriber_id: int
+) -> list[tuple[MailingList, Subscription]]:
     rows = session.execute(
         select(MailingList, Subscription)
         .join(Subscription, Subscription.list_id == MailingList.id)
@@ -324,6 +370,7 @@ def subscriptions_of(session: Session, subscriber_id: int) -> list[tuple[Mailing
 
 
 # -- subscribe, confirm, unsubscribe -------------------------------------------------------
+
 
 def subscribe(
     session: Session,
@@ -346,7 +393,9 @@ def subscribe(
             raise SubscriberError("suppressed", address=address)
         unsuppress(session, email=subscriber.email, openid=subscriber.openid)
     existing = session.get(Subscription, (subscriber.id, mailing_list.id))
-    was_unsubscribed = subscriber.status == "unsubscribed" or (existing is not None and existing.status == "unsubscribed")
+    was_unsubscribed = subscriber.status == "unsubscribed" or (
+        existing is not None and existing.status == "unsubscribed"
+    )
     if was_unsubscribed and not resubscribe:
         raise SubscriberError("was_unsubscribed", address=address)
     if subscriber.status != "active":
@@ -359,7 +408,9 @@ def subscribe(
         if send_confirmation and settings is not None:  # a repeated request re-sends the link
             _send_confirmation(session, settings, subscriber, mailing_list)
         return existing
-    subscription = existing or Subscription(subscriber_id=subscriber.id, list_id=mailing_list.id, created_at=now)
+    subscription = existing or Subscription(
+        subscriber_id=subscriber.id, list_id=mailing_list.id, created_at=now
+    )
     subscription.unsubscribed_at = None
     if not double:
         subscription.status = "confirmed"
@@ -371,16 +422,23 @@ def subscribe(
         subscription.confirmed_at = None
     if existing is None:
         session.add(subscription)
-    events.record(session, "subscribed", channel="web" if source == "web" else "email" if subscriber.email else "wechat",
-                  subscriber_id=subscriber.id, list_id=mailing_list.id,
-                  data={"source": source, "optin": mailing_list.optin, "resubscribe": was_unsubscribed})
+    events.record(
+        session,
+        "subscribed",
+        channel="web" if source == "web" else "email" if subscriber.email else "wechat",
+        subscriber_id=subscriber.id,
+        list_id=mailing_list.id,
+        data={"source": source, "optin": mailing_list.optin, "resubscribe": was_unsubscribed},
+    )
     session.flush()
     if double and send_confirmation and settings is not None:
         _send_confirmation(session, settings, subscriber, mailing_list)
     return subscription
 
 
-def _send_confirmation(session: Session, settings: Settings, subscriber: Subscriber, mailing_list: MailingList) -> None:
+def _send_confirmation(
+    session: Session, settings: Settings, subscriber: Subscriber, mailing_list: MailingList
+) -> None:
     from dispatch.subscribers.optin import send_confirmation
 
     send_confirmation(settings, subscriber, mailing_list)
@@ -396,20 +454,36 @@ def confirm(session: Session, subscriber_id: int, list_id: int, *, source: str =
         raise SubscriberError("no_subscription", id=subscriber_id, slug=list_id)
     if subscription.status == "confirmed":
         return False
-    if subscription.status == "unsubscribed":  # an old confirmation link must not undo an unsubscribe
+    if (
+        subscription.status == "unsubscribed"
+    ):  # an old confirmation link must not undo an unsubscribe
         return False
     now = utcnow()
     subscription.status = "confirmed"
     subscription.confirmed_at = now
     if subscriber.confirmed_at is None:
         subscriber.confirmed_at = now
-    events.record(session, "confirmed", channel="web", subscriber_id=subscriber_id, list_id=list_id, data={"source": source})
+    events.record(
+        session,
+        "confirmed",
+        channel="web",
+        subscriber_id=subscriber_id,
+        list_id=list_id,
+        data={"source": source},
+    )
     session.flush()
     return True
 
 
-def unsubscribe(session: Session, subscriber_id: int, list_id: int | None, *, source: str = "link",
-                channel: str = "email", campaign_id: int | None = None) -> bool:
+def unsubscribe(
+    session: Session,
+    subscriber_id: int,
+    list_id: int | None,
+    *,
+    source: str = "link",
+    channel: str = "email",
+    campaign_id: int | None = None,
+) -> bool:
     """Leave one list, or everything (list_id None). Idempotent: True only when something changed,
     and the `unsubscribed` event is recorded only then."""
     subscriber = session.get(Subscriber, subscriber_id) if 0 < subscriber_id <= MAX_ID else None
@@ -421,31 +495,48 @@ def unsubscribe(session: Session, subscriber_id: int, list_id: int | None, *, so
     )
     if list_id is not None:
         query = query.where(Subscription.list_id == list_id)
-    changed = session.execute(
-        query.values(status="unsubscribed", unsubscribed_at=now).execution_options(synchronize_session="fetch")
-    ).rowcount > 0
+    changed = (
+        session.execute(
+            query.values(status="unsubscribed", unsubscribed_at=now).execution_options(
+                synchronize_session="fetch"
+            )
+        ).rowcount
+        > 0
+    )
     if list_id is None and subscriber.status == "active":
         subscriber.status = "unsubscribed"
         changed = True
     if changed:
-        events.record(session, "unsubscribed", channel=channel, subscriber_id=subscriber_id, list_id=list_id,
-                      campaign_id=campaign_id, data={"source": source, "scope": "list" if list_id else "all"})
+        events.record(
+            session,
+            "unsubscribed",
+            channel=channel,
+            subscriber_id=subscriber_id,
+            list_id=list_id,
+            campaign_id=campaign_id,
+            data={"source": source, "scope": "list" if list_id else "all"},
+        )
     session.flush()
     return changed
 
 
-def unsubscribe_by_token(session: Session, settings: Settings, token: str, *, source: str = "link") -> bool:
+def unsubscribe_by_token(
+    session: Session, settings: Settings, token: str, *, source: str = "link"
+) -> bool:
     """Process an unsubscribe link (or an RFC 8058 one-click POST). Raises TokenError for a
     forged/altered/foreign token or one naming nobody, and then changes nothing."""
     claim = verify_unsubscribe_token(settings, token)
     if find_subscriber(session, id=claim.subscriber_id) is None:
         raise TokenError("unknown")
-    if claim.list_id is not None and (claim.list_id > MAX_ID or session.get(MailingList, claim.list_id) is None):
+    if claim.list_id is not None and (
+        claim.list_id > MAX_ID or session.get(MailingList, claim.list_id) is None
+    ):
         raise TokenError("unknown")
     return unsubscribe(session, claim.subscriber_id, claim.list_id, source=source)
 
 
 # -- suppression ---------------------------------------------------------------------------
+
 
 def _address(email: str | None, openid: str | None) -> tuple[str | None, str | None]:
     email = normalise_email(email) if email and email.strip() else None
@@ -455,7 +546,9 @@ def _address(email: str | None, openid: str | None) -> tuple[str | None, str | N
     return email, openid
 
 
-def _matching(model: type[Subscriber] | type[Suppression], email: str | None, openid: str | None) -> Any:
+def _matching(
+    model: type[Subscriber] | type[Suppression], email: str | None, openid: str | None
+) -> Any:
     """WHERE clause: rows of `model` with this email or this openid."""
     conditions = []
     if email:
@@ -489,31 +582,42 @@ def suppress(
     about their WeChat, and the suppression already keeps that address out of every send.
     Suppressing twice keeps the first."""
     email, openid = _address(email, openid)
-    existing = session.scalars(select(Suppression).where(_matching(Suppression, email, openid))).first()
+    existing = session.scalars(
+        select(Suppression).where(_matching(Suppression, email, openid))
+    ).first()
     suppression = existing
     if suppression is None:
         suppression = Suppression(email=email, openid=openid, reason=reason, source=source)
         session.add(suppression)
     status = STATUS_FOR_REASON.get(suppression.reason, "blocklisted")
-    subscribers = session.scalars(select(Subscriber).where(_matching(Subscriber, email, openid))).all()
+    subscribers = session.scalars(
+        select(Subscriber).where(_matching(Subscriber, email, openid))
+    ).all()
     session.flush()
     for subscriber in subscribers:
-        if suppression.reason == "bounced" and _reachable_elsewhere(session, subscriber, email, openid):
+        if suppression.reason == "bounced" and _reachable_elsewhere(
+            session, subscriber, email, openid
+        ):
             continue
         if subscriber.status != status:
             subscriber.status = status
     if existing is None:
         events.record(
-            session, "suppressed", channel="wechat" if email is None else "email",
+            session,
+            "suppressed",
+            channel="wechat" if email is None else "email",
             subscriber_id=subscribers[0].id if subscribers else None,
-            campaign_id=campaign_id, delivery_id=delivery_id,
+            campaign_id=campaign_id,
+            delivery_id=delivery_id,
             data={"reason": reason, "source": source},
         )
     session.flush()
     return suppression
 
 
-def _reachable_elsewhere(session: Session, subscriber: Subscriber, email: str | None, openid: str | None) -> bool:
+def _reachable_elsewhere(
+    session: Session, subscriber: Subscriber, email: str | None, openid: str | None
+) -> bool:
     """Has the subscriber an address besides the suppressed one that is not suppressed?"""
     others = []
     if subscriber.email and subscriber.email != email:
@@ -527,7 +631,11 @@ def _blocked(session: Session, subscriber: Subscriber) -> bool:
     """Suppressed as a person, or on every address they have."""
     if subscriber.status in SUPPRESSED_STATUSES:
         return True
-    addresses = [a for a in ({"email": subscriber.email}, {"openid": subscriber.openid}) if next(iter(a.values()))]
+    addresses = [
+        a
+        for a in ({"email": subscriber.email}, {"openid": subscriber.openid})
+        if next(iter(a.values()))
+    ]
     return all(is_suppressed(session, **a) for a in addresses)
 
 
@@ -556,6 +664,7 @@ def list_suppressions(session: Session, limit: int | None = 100) -> list[Suppres
 
 # -- recipients ----------------------------------------------------------------------------
 
+
 def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
     """Eligible recipients of these lists on this channel, each person once.
 
@@ -579,7 +688,9 @@ def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
         address = Subscriber.openid
         suppressed = exists().where(Suppression.openid == Subscriber.openid)
     return (
-        select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.locale, Subscriber.openid)
+        select(
+            Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.locale, Subscriber.openid
+        )
         .where(and_(Subscriber.status == "active", address.is_not(None), on_a_list, ~suppressed))
         .order_by(Subscriber.id)
     )

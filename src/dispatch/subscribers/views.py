@@ -10,7 +10,9 @@ from dispatch.models.subscriber import MailingList, Subscriber
 from dispatch.subscribers import service
 
 
-def list_view(session: Session, mailing_list: MailingList, *, with_recipients: bool = False) -> dict[str, Any]:
+def list_view(
+    session: Session, mailing_list: MailingList, *, with_recipients: bool = False
+) -> dict[str, Any]:
     """A list with its member counts by status (and, when asked, eligible recipients per channel)."""
     data: dict[str, Any] = {
         "id": mailing_list.id,
@@ -23,7 +25,8 @@ def list_view(session: Session, mailing_list: MailingList, *, with_recipients: b
     }
     if with_recipients:
         data["recipients"] = {
-            channel: service.count_recipients(session, [mailing_list.id], channel) for channel in service.CHANNELS
+            channel: service.count_recipients(session, [mailing_list.id], channel)
+            for channel in service.CHANNELS
         }
     return data
 

@@ -40,7 +40,9 @@ class CampaignIn(BaseModel):
 class TestSendIn(BaseModel):
     issue_id: int = Field(ge=1, le=2**31 - 1)
     channel: Literal["email", "wechat"] = "email"
-    addresses: list[str] = Field(min_length=1, max_length=20, description="emails, or openids for WeChat")
+    addresses: list[str] = Field(
+        min_length=1, max_length=20, description="emails, or openids for WeChat"
+    )
     tracking: bool = False
 
 
@@ -69,11 +71,18 @@ def get_campaign_or_404(session: Session, campaign_id: RowId) -> Campaign:
 
 
 @router.get("", dependencies=editor, summary="Recent campaigns")
-def campaigns_index(session: DbSession, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict]:
+def campaigns_index(
+    session: DbSession, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[dict]:
     return [campaign_out(c) for c in engine_campaigns.list_campaigns(session, limit=limit)]
 
 
-@router.post("", status_code=201, dependencies=editor, summary="Create (or find) the campaign for issue × channel × lists")
+@router.post(
+    "",
+    status_code=201,
+    dependencies=editor,
+    summary="Create (or find) the campaign for issue × channel × lists",
+)
 def campaigns_create(body: CampaignIn, session: DbSession) -> dict:
     from dispatch.models.subscriber import MailingList
 
@@ -81,18 +90,31 @@ def campaigns_create(body: CampaignIn, session: DbSession) -> dict:
         if session.get(MailingList, list_id) is None:
             raise HTTPException(status_code=404, detail=f"list {list_id} not found")
     campaign, created = engine_campaigns.create_or_get(
-        session, issue_id=body.issue_id, channel=body.channel, list_ids=body.list_ids, tracking=body.tracking
+        session,
+        issue_id=body.issue_id,
+        channel=body.channel,
+        list_ids=body.list_ids,
+        tracking=body.tracking,
     )
     return {**campaign_out(campaign), "created": created}
 
 
-@router.post("/test", status_code=201, dependencies=editor, summary="Test send an issue to a few addresses")
+@router.post(
+    "/test", status_code=201, dependencies=editor, summary="Test send an issue to a few addresses"
+)
 async def campaigns_test_send(body: TestSendIn, request: Request, session: DbSession) -> dict:
-    campaign = engine_campaigns.create_test_send(session, issue_id=body.issue_id, channel=body.channel,
-                                                 addresses=body.addresses, tracking=body.tracking)
+    campaign = engine_campaigns.create_test_send(
+        session,
+        issue_id=body.issue_id,
+        channel=body.channel,
+        addresses=body.addresses,
+        tracking=body.tracking,
+    )
     session.commit()
     settings, engine = request.app.state.settings, request.app.state.engine
-    await run_in_threadpool(engine_campaigns.start, engine, settings, campaign.id, batch_queue(request))
+    await run_in_threadpool(
+        engine_campaigns.start, engine, settings, campaign.id, batch_queue(request)
+    )
     session.refresh(campaign)
     return campaign_out(campaign)
 
@@ -103,7 +125,9 @@ def campaigns_show(campaign_id: RowId, session: DbSession) -> dict:
     return engine_campaigns.progress(session, campaign_id)
 
 
-@router.get("/{campaign_id}/progress", dependencies=editor, summary="Progress: counts by status, done, rate")
+@router.get(
+    "/{campaign_id}/progress", dependencies=editor, summary="Progress: counts by status, done, rate"
+)
 def campaigns_progress(campaign_id: RowId, session: DbSession) -> dict:
     get_campaign_or_404(session, campaign_id)
     return engine_campaigns.progress(session, campaign_id)
@@ -114,7 +138,9 @@ async def campaigns_start(campaign_id: RowId, request: Request, session: DbSessi
     get_campaign_or_404(session, campaign_id)
     session.close()
     settings, engine = request.app.state.settings, request.app.state.engine
-    batches = await run_in_threadpool(engine_campaigns.start, engine, settings, campaign_id, batch_queue(request))
+    batches = await run_in_threadpool(
+        engine_campaigns.start, engine, settings, campaign_id, batch_queue(request)
+    )
     with request.app.state.session_factory() as fresh:
         return {**engine_campaigns.progress(fresh, campaign_id), "batches": len(batches)}
 
@@ -130,7 +156,9 @@ async def campaigns_resume(campaign_id: RowId, request: Request, session: DbSess
     get_campaign_or_404(session, campaign_id)
     session.close()
     settings, engine = request.app.state.settings, request.app.state.engine
-    await run_in_threadpool(engine_campaigns.resume, engine, settings, campaign_id, batch_queue(request))
+    await run_in_threadpool(
+        engine_campaigns.resume, engine, settings, campaign_id, batch_queue(request)
+    )
     with request.app.state.session_factory() as fresh:
         return engine_campaigns.progress(fresh, campaign_id)
 
@@ -141,17 +169,25 @@ def campaigns_cancel(campaign_id: RowId, session: DbSession) -> dict:
     return campaign_out(engine_campaigns.cancel(session, campaign_id))
 
 
-@router.get("/{campaign_id}/stats", dependencies=editor, summary="Counts, rates and opens/clicks over time")
+@router.get(
+    "/{campaign_id}/stats", dependencies=editor, summary="Counts, rates and opens/clicks over time"
+)
 def campaigns_stats(campaign_id: RowId, session: DbSession) -> dict:
     return campaign_stats(session, get_campaign_or_404(session, campaign_id))
 
 
-@router.get("/{campaign_id}/deliveries", dependencies=admin, summary="Per-recipient deliveries with their events")
+@router.get(
+    "/{campaign_id}/deliveries",
+    dependencies=admin,
+    summary="Per-recipient deliveries with their events",
+)
 def campaigns_deliveries(
     session: DbSession,
     campaign_id: RowId,
     status: Literal[DELIVERY_STATUSES] | None = None,  # type: ignore[valid-type]
-    q: Annotated[str | None, Query(max_length=200, description="part of the address or name")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="part of the address or name")
+    ] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict:
@@ -162,17 +198,25 @@ def campaigns_deliveries(
     q = (q or "").replace("\x00", "").strip()
     if q:
         pattern = f"%{q.lower()}%"
-        query = query.where(func.lower(Delivery.email).like(pattern) | func.lower(Delivery.name).like(pattern))
+        query = query.where(
+            func.lower(Delivery.email).like(pattern) | func.lower(Delivery.name).like(pattern)
+        )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = list(session.scalars(query.order_by(Delivery.id).offset((page - 1) * per_page).limit(per_page)))
+    rows = list(
+        session.scalars(query.order_by(Delivery.id).offset((page - 1) * per_page).limit(per_page))
+    )
     ids = [d.id for d in rows]
     events: dict[int, list[dict]] = {i: [] for i in ids}
     hits: dict[int, dict[str, int]] = {i: {"opens": 0, "clicks": 0} for i in ids}
     if ids:
-        for ev in session.scalars(select(Event).where(Event.delivery_id.in_(ids)).order_by(Event.occurred_at, Event.id)):
+        for ev in session.scalars(
+            select(Event).where(Event.delivery_id.in_(ids)).order_by(Event.occurred_at, Event.id)
+        ):
             events[ev.delivery_id].append({"kind": ev.kind, "at": ev.occurred_at, "data": ev.data})
         for delivery_id, link_index, count in session.execute(
-            select(TrackingHit.delivery_id, TrackingHit.link_index, TrackingHit.count).where(TrackingHit.delivery_id.in_(ids))
+            select(TrackingHit.delivery_id, TrackingHit.link_index, TrackingHit.count).where(
+                TrackingHit.delivery_id.in_(ids)
+            )
         ):
             hits[delivery_id]["opens" if link_index < 0 else "clicks"] += count
     return {

@@ -22,7 +22,11 @@ PREVIEW_CSP = "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; s
 
 
 class PublishPath(BaseModel):
-    path: str = Field(min_length=1, max_length=500, description="folder of issue.md, under examples/ or the data dir")
+    path: str = Field(
+        min_length=1,
+        max_length=500,
+        description="folder of issue.md, under examples/ or the data dir",
+    )
 
 
 def issue_out(issue: Issue) -> dict[str, Any]:
@@ -50,7 +54,9 @@ def get_issue_or_404(session: Session, issue_id: RowId) -> Issue:
     return issue
 
 
-def preview_email(request: Request, issue: Issue, principal: Principal | None = None) -> dict[str, Any]:
+def preview_email(
+    request: Request, issue: Issue, principal: Principal | None = None
+) -> dict[str, Any]:
     """The issue's email as a recipient without tracking would get it (rendered once, cached)."""
     from dispatch.render.email import render_email
     from dispatch.render.slots import RecipientSlots
@@ -75,7 +81,9 @@ def preview_wechat(request: Request, issue: Issue) -> list[dict[str, Any]]:
     try:
         from dispatch.render.wechat import render_wechat
     except ImportError:
-        raise HTTPException(status_code=503, detail="the WeChat renderer is not available") from None
+        raise HTTPException(
+            status_code=503, detail="the WeChat renderer is not available"
+        ) from None
     articles = render_wechat(issue_doc(issue), request.app.state.settings)
     return [article.to_json() for article in articles]
 
@@ -86,8 +94,9 @@ def issues_index(session: DbSession) -> list[dict]:
 
 
 @router.post("", status_code=201, summary="Upload issue.md and its images, then publish")
-async def issues_upload(request: Request, files: Annotated[list[UploadFile], File()],
-                        session: DbSession) -> dict:
+async def issues_upload(
+    request: Request, files: Annotated[list[UploadFile], File()], session: DbSession
+) -> dict:
     payload = [(f.filename or "", await f.read()) for f in files]
     folder = store_upload(request.app.state.settings, payload)
     return issue_out(publish_folder(session, folder))
@@ -109,14 +118,24 @@ def issues_preview_email(issue_id: RowId, request: Request, session: DbSession) 
     return preview_email(request, get_issue_or_404(session, issue_id))
 
 
-@router.get("/{issue_id}/preview/email.html", response_class=HTMLResponse, summary="Email preview as HTML")
-def issues_preview_email_html(issue_id: RowId, request: Request, session: DbSession) -> HTMLResponse:
+@router.get(
+    "/{issue_id}/preview/email.html", response_class=HTMLResponse, summary="Email preview as HTML"
+)
+def issues_preview_email_html(
+    issue_id: RowId, request: Request, session: DbSession
+) -> HTMLResponse:
     preview = preview_email(request, get_issue_or_404(session, issue_id))
     return HTMLResponse(preview["html"], headers={"Content-Security-Policy": PREVIEW_CSP})
 
 
-@router.get("/{issue_id}/preview/email.txt", response_class=PlainTextResponse, summary="Email preview as text")
-def issues_preview_email_text(issue_id: RowId, request: Request, session: DbSession) -> PlainTextResponse:
+@router.get(
+    "/{issue_id}/preview/email.txt",
+    response_class=PlainTextResponse,
+    summary="Email preview as text",
+)
+def issues_preview_email_text(
+    issue_id: RowId, request: Request, session: DbSession
+) -> PlainTextResponse:
     return PlainTextResponse(preview_email(request, get_issue_or_404(session, issue_id))["text"])
 
 

@@ -48,7 +48,9 @@ def lists_index(session: DbSession) -> list[dict]:
 
 @router.post("", status_code=201, summary="Create a list")
 def lists_create(body: ListIn, session: DbSession) -> dict:
-    created = service.create_list(session, body.slug, body.name, description=body.description, optin=body.optin)
+    created = service.create_list(
+        session, body.slug, body.name, description=body.description, optin=body.optin
+    )
     return list_out(session, created)
 
 
@@ -60,5 +62,7 @@ def lists_show(list_id: RowId, session: DbSession) -> dict:
 @router.patch("/{list_id}", summary="Change a list's name, description or opt-in mode")
 def lists_update(list_id: RowId, body: ListPatch, session: DbSession) -> dict:
     found = get_list_or_404(session, list_id)
-    updated = service.update_list(session, found.slug, name=body.name, description=body.description, optin=body.optin)
+    updated = service.update_list(
+        session, found.slug, name=body.name, description=body.description, optin=body.optin
+    )
     return list_out(session, updated)

@@ -27,7 +27,9 @@ from dispatch.subscribers.views import subscriber_view
 from dispatch.web.auth import require_admin
 from dispatch.web.deps import BodyId, DbSession, RowId
 
-router = APIRouter(prefix="/api/subscribers", tags=["subscribers"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/api/subscribers", tags=["subscribers"], dependencies=[Depends(require_admin)]
+)
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
@@ -57,23 +59,43 @@ def subscriber_out(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     }
 
 
-def search_subscribers(session: Session, *, q: str | None, list_id: int | None, status: str | None,
-                       page: int, per_page: int) -> dict[str, Any]:
+def search_subscribers(
+    session: Session,
+    *,
+    q: str | None,
+    list_id: int | None,
+    status: str | None,
+    page: int,
+    per_page: int,
+) -> dict[str, Any]:
     """One page of subscribers matching a free-text query, with the total count."""
     query = select(Subscriber)
     if list_id is not None:
-        query = query.join(Subscription, Subscription.subscriber_id == Subscriber.id).where(Subscription.list_id == list_id)
+        query = query.join(Subscription, Subscription.subscriber_id == Subscriber.id).where(
+            Subscription.list_id == list_id
+        )
     if status:
         query = query.where(Subscriber.status == status)
     q = (q or "").replace("\x00", "").strip()
     if q:
         pattern = f"%{q.lower()}%"
-        query = query.where(or_(func.lower(Subscriber.email).like(pattern), func.lower(Subscriber.name).like(pattern),
-                                Subscriber.openid == q))
+        query = query.where(
+            or_(
+                func.lower(Subscriber.email).like(pattern),
+                func.lower(Subscriber.name).like(pattern),
+                Subscriber.openid == q,
+            )
+        )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Subscriber.id).offset((page - 1) * per_page).limit(per_page))
-    return {"total": total, "page": page, "per_page": per_page,
-            "items": [subscriber_out(session, s) for s in rows]}
+    rows = session.scalars(
+        query.order_by(Subscriber.id).offset((page - 1) * per_page).limit(per_page)
+    )
+    return {
+        "total": total,
+        "page": page,
+        "per_page": per_page,
+        "items": [subscriber_out(session, s) for s in rows],
+    }
 
 
 def _get_or_404(session: Session, subscriber_id: RowId) -> Subscriber:
@@ -90,7 +112,9 @@ def _list_or_404(session: Session, list_id: RowId) -> MailingList:
     return found
 
 
-def import_upload(request: Request, data: bytes, filename: str, list_id: RowId, resubscribe: bool = False) -> dict[str, Any]:
+def import_upload(
+    request: Request, data: bytes, filename: str, list_id: RowId, resubscribe: bool = False
+) -> dict[str, Any]:
     """Run the subscriber area's CSV import on an uploaded file; the report names each line."""
     from dispatch.subscribers.csv_import import import_csv
 
@@ -116,19 +140,25 @@ def import_upload(request: Request, data: bytes, filename: str, list_id: RowId, 
 @router.get("", summary="Search and paginate subscribers")
 def subscribers_index(
     session: DbSession,
-    q: Annotated[str | None, Query(max_length=200, description="part of the email or name, or an openid")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="part of the email or name, or an openid")
+    ] = None,
     list_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     status: Literal[SUBSCRIBER_STATUSES] | None = None,  # type: ignore[valid-type]
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per_page: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict:
-    return search_subscribers(session, q=q, list_id=list_id, status=status, page=page, per_page=per_page)
+    return search_subscribers(
+        session, q=q, list_id=list_id, status=status, page=page, per_page=per_page
+    )
 
 
 @router.post("", status_code=201, summary="Add a subscriber (and subscribe to lists)")
 def subscribers_create(body: SubscriberIn, request: Request, session: DbSession) -> dict:
     lists = [_list_or_404(session, i) for i in body.list_ids]
-    subscriber = service.add_subscriber(session, email=body.email, openid=body.openid, name=body.name, locale=body.locale)
+    subscriber = service.add_subscriber(
+        session, email=body.email, openid=body.openid, name=body.name, locale=body.locale
+    )
     for mailing_list in lists:
         service.subscribe(session, subscriber, mailing_list, settings=request.app.state.settings)
     return subscriber_out(session, subscriber)
@@ -143,8 +173,12 @@ async def subscribers_import(
 ) -> dict:
     data = await file.read(MAX_IMPORT_BYTES + 1)
     if len(data) > MAX_IMPORT_BYTES:
-        raise HTTPException(status_code=413, detail=f"CSV larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB")
-    return await run_in_threadpool(import_upload, request, data, file.filename or "upload.csv", list_id, resubscribe)
+        raise HTTPException(
+            status_code=413, detail=f"CSV larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB"
+        )
+    return await run_in_threadpool(
+        import_upload, request, data, file.filename or "upload.csv", list_id, resubscribe
+    )
 
 
 @router.get("/export", summary="Export a list's members as CSV")
@@ -158,8 +192,11 @@ def subscribers_export(
     mailing_list = _list_or_404(session, list_id)
     out = io.StringIO()
     export_csv(session, mailing_list.slug, out, statuses=(status,) if status else ())
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{mailing_list.slug}.csv"'})
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{mailing_list.slug}.csv"'},
+    )
 
 
 @router.get("/{subscriber_id}", summary="One subscriber with their subscriptions")
@@ -170,6 +207,13 @@ def subscribers_show(subscriber_id: RowId, session: DbSession) -> dict:
 @router.patch("/{subscriber_id}", summary="Edit a subscriber")
 def subscribers_update(subscriber_id: RowId, body: SubscriberPatch, session: DbSession) -> dict:
     subscriber = _get_or_404(session, subscriber_id)
-    service.update_subscriber(session, subscriber, email=body.email, openid=body.openid, name=body.name,
-                              locale=body.locale, status=body.status)
+    service.update_subscriber(
+        session,
+        subscriber,
+        email=body.email,
+        openid=body.openid,
+        name=body.name,
+        locale=body.locale,
+        status=body.status,
+    )
     return subscriber_out(session, subscriber)

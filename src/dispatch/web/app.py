@@ -33,13 +33,24 @@ from dispatch.web.linktable import LinkTableCache
 from dispatch.web.routes_tracking import TrackingApp, TrackingShortcut
 from dispatch.web.templating import make_environment, render_page
 
-PUBLIC_PATH_PREFIXES = ("/t/", "/u/", "/confirm/", "/issues", "/wechat/", "/admin/login", "/healthz",
-                        "/openapi.json", "/api/docs", "/lang/")
+PUBLIC_PATH_PREFIXES = (
+    "/t/",
+    "/u/",
+    "/confirm/",
+    "/issues",
+    "/wechat/",
+    "/admin/login",
+    "/healthz",
+    "/openapi.json",
+    "/api/docs",
+    "/lang/",
+)
 
 
 def _wants_html(request: Request) -> bool:
     return request.url.path.startswith("/admin") or (
-        not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+        not request.url.path.startswith("/api/")
+        and "text/html" in request.headers.get("accept", "")
     )
 
 
@@ -47,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for these settings (the engine is shared per database URL)."""
     settings = settings or get_settings()
     engine = get_engine(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -69,9 +81,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hits = HitRecorder(engine)
 
     # the tracking hot path bypasses the framework (see routes_tracking)
-    app.add_middleware(TrackingShortcut, tracking=TrackingApp(settings, app.state.hits, app.state.link_tables))
-    for module in (routes_unsubscribe, routes_archive, routes_wechat,
-                   api_lists, api_subscribers, api_issues, api_campaigns, pages_auth, pages):
+    app.add_middleware(
+        TrackingShortcut, tracking=TrackingApp(settings, app.state.hits, app.state.link_tables)
+    )
+    for module in (
+        routes_unsubscribe,
+        routes_archive,
+        routes_wechat,
+        api_lists,
+        api_subscribers,
+        api_issues,
+        api_campaigns,
+        pages_auth,
+        pages,
+    ):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)
@@ -92,10 +115,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             key = {403: "forbidden", 404: "not_found"}.get(exc.status_code, "error_title")
             if exc.status_code == 403 and "CSRF" in str(exc.detail):
                 key = "csrf_failed"
-            return render_page(request, "error.html", {"message_key": key, "status": exc.status_code},
-                               status_code=exc.status_code, headers=getattr(exc, "headers", None))
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+            return render_page(
+                request,
+                "error.html",
+                {"message_key": key, "status": exc.status_code},
+                status_code=exc.status_code,
+                headers=getattr(exc, "headers", None),
+            )
+        return JSONResponse(
+            {"detail": exc.detail},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -65,7 +65,9 @@ def start_session(response: Response, settings: Settings, user: User) -> str:
 
 
 def end_session(response: Response, settings: Settings) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=cookie_secure(settings), httponly=True, samesite="lax")
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", secure=cookie_secure(settings), httponly=True, samesite="lax"
+    )
 
 
 def _session_payload(request: Request, settings: Settings) -> dict[str, Any] | None:
@@ -97,7 +99,9 @@ def resolve_principal(request: Request, session: Session) -> Principal | None:
         if payload and isinstance(payload.get("u"), int):
             user = session.get(User, payload["u"])
             if user is not None and user.password_hash[-12:] == payload.get("p"):
-                principal = Principal(user.id, user.email, user.role, user.locale, "session", payload.get("c"))
+                principal = Principal(
+                    user.id, user.email, user.role, user.locale, "session", payload.get("c")
+                )
     request.state.principal = principal
     return principal
 
@@ -115,8 +119,11 @@ def require_role(role: str) -> Callable[[Request], Coroutine[Any, Any, Principal
     async def guard(request: Request) -> Principal:
         principal = optional_principal(request)
         if principal is None:
-            raise HTTPException(status_code=401, detail="authentication required",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status_code=401,
+                detail="authentication required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not principal.has_role(role):
             raise HTTPException(status_code=403, detail=f"role {role} required")
         if principal.via == "session":

@@ -55,7 +55,9 @@ async def submitted_token(request: Request) -> str | None:
 
 
 def tokens_match(expected: str | None, presented: str | None) -> bool:
-    return bool(expected) and bool(presented) and secrets.compare_digest(str(expected), str(presented))
+    return (
+        bool(expected) and bool(presented) and secrets.compare_digest(str(expected), str(presented))
+    )
 
 
 async def check_csrf(request: Request, expected: str | None) -> None:

@@ -17,7 +17,11 @@ def _status_for(exc: Exception) -> int:
     if name == "SubscriberError":
         if key.startswith("no_"):
             return 404
-        if key.endswith("_taken") or key.endswith("_exists") or key in ("suppressed", "was_unsubscribed"):
+        if (
+            key.endswith("_taken")
+            or key.endswith("_exists")
+            or key in ("suppressed", "was_unsubscribed")
+        ):
             return 409
         return 422
     if name == "InvalidTransition":
@@ -31,7 +35,9 @@ def _body(exc: Exception) -> dict:
     problems = getattr(exc, "problems", None)
     body: dict = {"detail": str(exc)}
     if problems:
-        body["problems"] = [{"file": p.file, "line": p.line, "message": p.message} for p in problems]
+        body["problems"] = [
+            {"file": p.file, "line": p.line, "message": p.message} for p in problems
+        ]
     return body
 
 
@@ -46,17 +52,29 @@ def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(_body(exc), status_code=_status_for(exc))
 
-    for kind in (IssueSourceError, CampaignError, CsvImportError, SubscriberError, UploadError, UserError):
+    for kind in (
+        IssueSourceError,
+        CampaignError,
+        CsvImportError,
+        SubscriberError,
+        UploadError,
+        UserError,
+    ):
         app.add_exception_handler(kind, domain_error)
 
     async def import_aborted(request: Request, exc: Exception) -> JSONResponse:
         result = getattr(exc, "result", None)
-        return JSONResponse({"detail": str(exc), "report": result.as_dict() if result else None}, status_code=409)
+        return JSONResponse(
+            {"detail": str(exc), "report": result.as_dict() if result else None}, status_code=409
+        )
 
     app.add_exception_handler(ImportAborted, import_aborted)
 
     async def bad_value(request: Request, exc: Exception) -> JSONResponse:
         # e.g. a NUL character PostgreSQL refuses in text: the input's fault, not a server error
-        return JSONResponse({"detail": "a value cannot be stored (invalid characters or out of range)"}, status_code=422)
+        return JSONResponse(
+            {"detail": "a value cannot be stored (invalid characters or out of range)"},
+            status_code=422,
+        )
 
     app.add_exception_handler(DataError, bad_value)

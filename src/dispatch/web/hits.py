@@ -35,11 +35,15 @@ log = get_logger("dispatch.web.tracking")
 _sqlite_write_lock = threading.Lock()
 REF_CACHE_SIZE = 200_000  # delivery id → DeliveryRef, about 200 bytes each
 
-REF_SQL = ("SELECT d.campaign_id, d.subscriber_id, c.channel FROM deliveries d "
-           "JOIN campaigns c ON c.id = d.campaign_id WHERE d.id = {p}")
-BUMP_SQL = ("INSERT INTO tracking_hits (delivery_id, link_index, campaign_id, count, first_at, last_at) "
-            "VALUES ({p}, {p}, {p}, 1, {p}, {p}) ON CONFLICT (delivery_id, link_index) "
-            "DO UPDATE SET count = tracking_hits.count + 1, last_at = excluded.last_at RETURNING count")
+REF_SQL = (
+    "SELECT d.campaign_id, d.subscriber_id, c.channel FROM deliveries d "
+    "JOIN campaigns c ON c.id = d.campaign_id WHERE d.id = {p}"
+)
+BUMP_SQL = (
+    "INSERT INTO tracking_hits (delivery_id, link_index, campaign_id, count, first_at, last_at) "
+    "VALUES ({p}, {p}, {p}, 1, {p}, {p}) ON CONFLICT (delivery_id, link_index) "
+    "DO UPDATE SET count = tracking_hits.count + 1, last_at = excluded.last_at RETURNING count"
+)
 # PostgreSQL: counter and first-hit event in ONE statement (a data-modifying CTE) in autocommit,
 # so a hit costs one round trip; SQLite (in-process, no round trips) runs the two statements
 BUMP_AND_EVENT_PG = (
@@ -47,8 +51,10 @@ BUMP_AND_EVENT_PG = (
     "INSERT INTO events (kind, channel, occurred_at, campaign_id, delivery_id, subscriber_id, list_id, data) "
     "SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM bump WHERE bump.count = 1"
 )
-EVENT_SQL = ("INSERT INTO events (kind, channel, occurred_at, campaign_id, delivery_id, subscriber_id, list_id, data) "
-             "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})")
+EVENT_SQL = (
+    "INSERT INTO events (kind, channel, occurred_at, campaign_id, delivery_id, subscriber_id, list_id, data) "
+    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,10 @@ class HitRecorder:
         self._local = threading.local()
         self._opened: list[Any] = []
         self._opened_lock = threading.Lock()
-        self.db_errors: tuple[type[BaseException], ...] = (SQLAlchemyError, engine.dialect.loaded_dbapi.Error)
+        self.db_errors: tuple[type[BaseException], ...] = (
+            SQLAlchemyError,
+            engine.dialect.loaded_dbapi.Error,
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -165,10 +174,23 @@ class HitRecorder:
 
     def _record(self, cursor: Any, kind: str, ref: DeliveryRef, data: dict[str, Any]) -> None:
         assert kind in EVENT_KINDS
-        cursor.execute(self._event_sql, (kind, ref.channel, self._event_time(utcnow()), ref.campaign_id,
-                                         ref.delivery_id, ref.subscriber_id, ref.list_id, self._event_data(data)))
+        cursor.execute(
+            self._event_sql,
+            (
+                kind,
+                ref.channel,
+                self._event_time(utcnow()),
+                ref.campaign_id,
+                ref.delivery_id,
+                ref.subscriber_id,
+                ref.list_id,
+                self._event_data(data),
+            ),
+        )
 
-    def _hit(self, cursor: Any, kind: str, ref: DeliveryRef, link_index: int, data: dict[str, Any]) -> bool:
+    def _hit(
+        self, cursor: Any, kind: str, ref: DeliveryRef, link_index: int, data: dict[str, Any]
+    ) -> bool:
         """Bump the counter; write the event when this was the first hit. True if it was."""
         assert kind in EVENT_KINDS
         if self.is_sqlite:
@@ -177,11 +199,24 @@ class HitRecorder:
                 self._record(cursor, kind, ref, data)
             return first
         now = self._hit_time(utcnow())
-        cursor.execute(self._bump_and_event, (
-            ref.delivery_id, link_index, ref.campaign_id, now, now,
-            kind, ref.channel, self._event_time(utcnow()), ref.campaign_id, ref.delivery_id,
-            ref.subscriber_id, ref.list_id, self._event_data(data),
-        ))
+        cursor.execute(
+            self._bump_and_event,
+            (
+                ref.delivery_id,
+                link_index,
+                ref.campaign_id,
+                now,
+                now,
+                kind,
+                ref.channel,
+                self._event_time(utcnow()),
+                ref.campaign_id,
+                ref.delivery_id,
+                ref.subscriber_id,
+                ref.list_id,
+                self._event_data(data),
+            ),
+        )
         return cursor.rowcount == 1
 
     def record_open(self, cursor: Any, ref: DeliveryRef) -> bool:
@@ -193,8 +228,14 @@ class HitRecorder:
 
     def record_click(self, cursor: Any, ref: DeliveryRef, link_index: int, url: str) -> bool:
         """Count a click on link `link_index`; True when it was the first for that link."""
-        first = self._hit(cursor, "clicked", ref, link_index, {"link_index": link_index, "url": url})
+        first = self._hit(
+            cursor, "clicked", ref, link_index, {"link_index": link_index, "url": url}
+        )
         if first:
-            log.debug("tracking.clicked", campaign_id=ref.campaign_id, delivery_id=ref.delivery_id,
-                      link_index=link_index)
+            log.debug(
+                "tracking.clicked",
+                campaign_id=ref.campaign_id,
+                delivery_id=ref.delivery_id,
+                link_index=link_index,
+            )
         return first

@@ -49,7 +49,9 @@ def store_upload(settings: Settings, files: list[tuple[str, bytes]]) -> Path:
         raise UploadError(f"upload {len(files)} files: between 1 and {MAX_FILES} expected")
     if sum(len(data) for _, data in files) > MAX_TOTAL_BYTES:
         raise UploadError(f"upload larger than {MAX_TOTAL_BYTES // (1024 * 1024)} MB")
-    sources = [(n, d) for n, d in files if PurePosixPath(n.replace("\\", "/")).name == SOURCE_FILE_NAME]
+    sources = [
+        (n, d) for n, d in files if PurePosixPath(n.replace("\\", "/")).name == SOURCE_FILE_NAME
+    ]
     if len(sources) != 1:
         raise UploadError(f"exactly one {SOURCE_FILE_NAME} expected, got {len(sources)}")
     try:
@@ -67,7 +69,11 @@ def store_upload(settings: Settings, files: list[tuple[str, bytes]]) -> Path:
             rel = PurePosixPath(SOURCE_FILE_NAME)
         elif len(rel.parts) == 1 and rel.name in by_basename:
             rel = _safe_relative(by_basename[rel.name])
-        elif len(rel.parts) > 1 and rel.parts[0] != "images" and PurePosixPath(*rel.parts[1:]).as_posix() in by_basename.values():
+        elif (
+            len(rel.parts) > 1
+            and rel.parts[0] != "images"
+            and PurePosixPath(*rel.parts[1:]).as_posix() in by_basename.values()
+        ):
             rel = PurePosixPath(*rel.parts[1:])  # a whole folder was uploaded: drop its name
         placed.append((rel, data))
         digest.update(rel.as_posix().encode() + b"\0" + data)
@@ -94,7 +100,9 @@ def allowed_source_dir(settings: Settings, path: str) -> Path:
         raise UploadError(f"{path!r}: not a usable path ({exc})") from None
     roots = [EXAMPLES_DIR.resolve(), settings.data_dir.resolve()]
     if not any(folder.is_relative_to(root) for root in roots):
-        raise UploadError(f"{path}: only folders under {EXAMPLES_DIR} or the data dir can be published")
+        raise UploadError(
+            f"{path}: only folders under {EXAMPLES_DIR} or the data dir can be published"
+        )
     return folder
 
 

@@ -35,7 +35,11 @@ def load_links(session: Session | Connection, campaign_id: int) -> tuple[str, ..
     if links is None:  # an issue stored before summaries carried links: parse once
         from dispatch.content.store import load_issue_doc
 
-        with Session(bind=session) if isinstance(session, Connection) else nullcontext(session) as orm:
+        with (
+            Session(bind=session)
+            if isinstance(session, Connection)
+            else nullcontext(session) as orm
+        ):
             links = list(load_issue_doc(orm.get(Issue, issue_id)).links)
     return tuple(str(u) for u in links)
 
@@ -49,7 +53,9 @@ class LinkTableCache:
         self.max_entries = max_entries
         self.ttl = ttl
 
-    def get(self, session: Session | Connection | Engine, campaign_id: int) -> tuple[str, ...] | None:
+    def get(
+        self, session: Session | Connection | Engine, campaign_id: int
+    ) -> tuple[str, ...] | None:
         """The link table; on a miss it is read through `session` (an Engine opens a connection)."""
         now = time.monotonic()
         with self._lock:

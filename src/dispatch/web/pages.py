@@ -45,7 +45,10 @@ def _flash(request: Request) -> dict[str, Any]:
 
 def _error(request: Request, exc: Exception) -> dict[str, Any]:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return {"flash": TEXTS.get("action_failed", request_locale(request), reason=reason), "flash_kind": ""}
+    return {
+        "flash": TEXTS.get("action_failed", request_locale(request), reason=reason),
+        "flash_kind": "",
+    }
 
 
 def _redirect(path: str, msg: str = "saved") -> Response:
@@ -54,26 +57,39 @@ def _redirect(path: str, msg: str = "saved") -> Response:
 
 # -- overview ------------------------------------------------------------------------------
 
+
 @router.get("/")
 def overview(request: Request, principal: EditorUser, session: DbSession) -> Response:
     counts = {
         "count_lists": session.scalar(select(func.count(MailingList.id))) or 0,
         "count_subscribers": session.scalar(select(func.count(Subscriber.id))) or 0,
-        "count_issues": session.scalar(select(func.count(Issue.id)).where(Issue.status == "published")) or 0,
+        "count_issues": session.scalar(
+            select(func.count(Issue.id)).where(Issue.status == "published")
+        )
+        or 0,
         "count_campaigns": session.scalar(select(func.count(Campaign.id))) or 0,
     }
     recent = engine_campaigns.list_campaigns(session, limit=5)
-    return render_page(request, "admin/overview.html", {"counts": counts, "campaigns": recent, **_flash(request)})
+    return render_page(
+        request, "admin/overview.html", {"counts": counts, "campaigns": recent, **_flash(request)}
+    )
 
 
 # -- lists ---------------------------------------------------------------------------------
 
-def _lists_page(request: Request, session, extra: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+
+def _lists_page(
+    request: Request, session, extra: dict[str, Any] | None = None, status_code: int = 200
+) -> Response:
     from dispatch.web.api_lists import list_out
 
     lists = [list_out(session, m) for m in service.all_lists(session)]
-    return render_page(request, "admin/lists.html", {"lists": lists, **_flash(request), **(extra or {})},
-                       status_code=status_code)
+    return render_page(
+        request,
+        "admin/lists.html",
+        {"lists": lists, **_flash(request), **(extra or {})},
+        status_code=status_code,
+    )
 
 
 @router.get("/lists")
@@ -83,8 +99,11 @@ def lists_page(request: Request, principal: AdminUser, session: DbSession) -> Re
 
 @router.post("/lists")
 def lists_create(
-    request: Request, principal: AdminUser, session: DbSession,
-    slug: Annotated[str, Form(max_length=64)], name: Annotated[str, Form(max_length=200)] = "",
+    request: Request,
+    principal: AdminUser,
+    session: DbSession,
+    slug: Annotated[str, Form(max_length=64)],
+    name: Annotated[str, Form(max_length=200)] = "",
     optin: Annotated[str, Form()] = "single",
 ) -> Response:
     try:
@@ -97,26 +116,54 @@ def lists_create(
 
 # -- subscribers ---------------------------------------------------------------------------
 
-def _subscribers_page(request: Request, session, q: str | None, list_id: int | None, page: int,
-                      extra: dict[str, Any] | None = None, status_code: int = 200) -> Response:
-    result = api_subscribers.search_subscribers(session, q=q, list_id=list_id, status=None, page=page, per_page=50)
-    return render_page(request, "admin/subscribers.html", {
-        "result": result, "q": q or "", "list_id": list_id, "lists": service.all_lists(session),
-        "pages": max(1, -(-result["total"] // 50)), **_flash(request), **(extra or {}),
-    }, status_code=status_code)
+
+def _subscribers_page(
+    request: Request,
+    session,
+    q: str | None,
+    list_id: int | None,
+    page: int,
+    extra: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    result = api_subscribers.search_subscribers(
+        session, q=q, list_id=list_id, status=None, page=page, per_page=50
+    )
+    return render_page(
+        request,
+        "admin/subscribers.html",
+        {
+            "result": result,
+            "q": q or "",
+            "list_id": list_id,
+            "lists": service.all_lists(session),
+            "pages": max(1, -(-result["total"] // 50)),
+            **_flash(request),
+            **(extra or {}),
+        },
+        status_code=status_code,
+    )
 
 
 @router.get("/subscribers")
-def subscribers_page(request: Request, principal: AdminUser, session: DbSession,
-                     q: str | None = None, list_id: int | None = None, page: int = 1) -> Response:
+def subscribers_page(
+    request: Request,
+    principal: AdminUser,
+    session: DbSession,
+    q: str | None = None,
+    list_id: int | None = None,
+    page: int = 1,
+) -> Response:
     list_id = list_id if list_id and 0 < list_id < 2**31 else None
     return _subscribers_page(request, session, q, list_id, max(1, min(page, 100_000)))
 
 
 @router.post("/subscribers/import")
 async def subscribers_import(
-    request: Request, principal: AdminUser,
-    file: Annotated[UploadFile, File()], list_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
+    request: Request,
+    principal: AdminUser,
+    file: Annotated[UploadFile, File()],
+    list_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
 ) -> Response:
     data = await file.read(api_subscribers.MAX_IMPORT_BYTES + 1)
     extra: dict[str, Any]
@@ -124,7 +171,9 @@ async def subscribers_import(
     try:
         if len(data) > api_subscribers.MAX_IMPORT_BYTES:
             raise ValueError("CSV too large")
-        report = await run_in_threadpool(api_subscribers.import_upload, request, data, file.filename or "upload.csv", list_id)
+        report = await run_in_threadpool(
+            api_subscribers.import_upload, request, data, file.filename or "upload.csv", list_id
+        )
         extra = {"report": report}
     except Exception as exc:  # every import problem is shown on the page, named
         if not isinstance(exc, ValueError | RuntimeError) and type(exc).__name__ != "HTTPException":
@@ -136,11 +185,18 @@ async def subscribers_import(
 
 # -- issues --------------------------------------------------------------------------------
 
-def _issues_page(request: Request, session, extra: dict[str, Any] | None = None, status_code: int = 200) -> Response:
+
+def _issues_page(
+    request: Request, session, extra: dict[str, Any] | None = None, status_code: int = 200
+) -> Response:
     from dispatch.content.store import list_issues
 
-    return render_page(request, "admin/issues.html", {"issues": list_issues(session), **_flash(request), **(extra or {})},
-                       status_code=status_code)
+    return render_page(
+        request,
+        "admin/issues.html",
+        {"issues": list_issues(session), **_flash(request), **(extra or {})},
+        status_code=status_code,
+    )
 
 
 @router.get("/issues")
@@ -149,25 +205,39 @@ def issues_page(request: Request, principal: EditorUser, session: DbSession) -> 
 
 
 @router.post("/issues")
-async def issues_upload(request: Request, principal: EditorUser, session: DbSession,
-                        files: Annotated[list[UploadFile], File()]) -> Response:
+async def issues_upload(
+    request: Request,
+    principal: EditorUser,
+    session: DbSession,
+    files: Annotated[list[UploadFile], File()],
+) -> Response:
     payload = [(f.filename or "", await f.read()) for f in files]
     try:
         issue = publish_folder(session, store_upload(request.app.state.settings, payload))
     except ValueError as exc:
         session.rollback()
         problems = [str(p) for p in getattr(exc, "problems", ())]
-        return _issues_page(request, session, {**_error(request, exc), "problems": problems}, status_code=422)
+        return _issues_page(
+            request, session, {**_error(request, exc), "problems": problems}, status_code=422
+        )
     return _redirect(f"/admin/issues/{issue.id}")
 
 
 @router.get("/issues/{issue_id}")
-def issue_preview(request: Request, principal: EditorUser, session: DbSession, issue_id: RowId) -> Response:
+def issue_preview(
+    request: Request, principal: EditorUser, session: DbSession, issue_id: RowId
+) -> Response:
     issue = api_issues.get_issue_or_404(session, issue_id)
-    context: dict[str, Any] = {"issue": issue, "lists": service.all_lists(session), **_flash(request)}
+    context: dict[str, Any] = {
+        "issue": issue,
+        "lists": service.all_lists(session),
+        **_flash(request),
+    }
     try:
         email = api_issues.preview_email(request, issue)
-        context["email"] = {k: email[k] for k in ("subject", "preheader", "html_bytes", "shortened")}
+        context["email"] = {
+            k: email[k] for k in ("subject", "preheader", "html_bytes", "shortened")
+        }
     except Exception as exc:  # a preview problem is shown, never a 500 page
         log.error("web.preview_email_failed", exc_info=True, issue_id=issue_id)
         context["email_error"] = str(exc)
@@ -180,89 +250,150 @@ def issue_preview(request: Request, principal: EditorUser, session: DbSession, i
 
 # -- campaigns -----------------------------------------------------------------------------
 
+
 @router.get("/campaigns")
 def campaigns_page(request: Request, principal: EditorUser, session: DbSession) -> Response:
     from dispatch.content.store import list_issues
 
     campaigns = engine_campaigns.list_campaigns(session, limit=100)
     issues = {i.id: i for i in list_issues(session)}
-    return render_page(request, "admin/campaigns.html", {
-        "campaigns": campaigns, "issues": issues, "lists": service.all_lists(session),
-        "preselect_issue": request.query_params.get("issue_id"), **_flash(request),
-    })
+    return render_page(
+        request,
+        "admin/campaigns.html",
+        {
+            "campaigns": campaigns,
+            "issues": issues,
+            "lists": service.all_lists(session),
+            "preselect_issue": request.query_params.get("issue_id"),
+            **_flash(request),
+        },
+    )
 
 
 @router.post("/campaigns")
 def campaigns_create(
-    request: Request, principal: EditorUser, session: DbSession,
+    request: Request,
+    principal: EditorUser,
+    session: DbSession,
     issue_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
     list_ids: Annotated[list[BodyId], Form()],
     channel: Annotated[str, Form()] = "email",
     tracking: Annotated[bool, Form()] = False,
 ) -> Response:
     try:
-        campaign, _ = engine_campaigns.create_or_get(session, issue_id=issue_id, channel=channel,
-                                                     list_ids=list_ids, tracking=tracking)
+        campaign, _ = engine_campaigns.create_or_get(
+            session, issue_id=issue_id, channel=channel, list_ids=list_ids, tracking=tracking
+        )
     except ValueError as exc:
         session.rollback()
         from dispatch.content.store import list_issues
 
-        return render_page(request, "admin/campaigns.html", {
-            "campaigns": engine_campaigns.list_campaigns(session, limit=100),
-            "issues": {i.id: i for i in list_issues(session)}, "lists": service.all_lists(session),
-            **_error(request, exc)}, status_code=422)
+        return render_page(
+            request,
+            "admin/campaigns.html",
+            {
+                "campaigns": engine_campaigns.list_campaigns(session, limit=100),
+                "issues": {i.id: i for i in list_issues(session)},
+                "lists": service.all_lists(session),
+                **_error(request, exc),
+            },
+            status_code=422,
+        )
     return _redirect(f"/admin/campaigns/{campaign.id}")
 
 
 def _send_confirmation(request: Request, session, campaign: Campaign) -> str:
     """“Send <title> to N subscribers of <lists>?” with the live list sizes."""
     lists = [session.get(MailingList, i) for i in campaign.list_ids or []]
-    names = "、".join(f"{m.name} ({service.count_recipients(session, [m.id], campaign.channel)})" for m in lists if m)
-    total = service.count_recipients(session, list(campaign.list_ids or []), campaign.channel) if lists else 0
+    names = "、".join(
+        f"{m.name} ({service.count_recipients(session, [m.id], campaign.channel)})"
+        for m in lists
+        if m
+    )
+    total = (
+        service.count_recipients(session, list(campaign.list_ids or []), campaign.channel)
+        if lists
+        else 0
+    )
     issue = session.get(Issue, campaign.issue_id)
-    return TEXTS.get("send_confirm", request_locale(request), lists=names, count=total,
-                     title=issue.title if issue else campaign.issue_id)
+    return TEXTS.get(
+        "send_confirm",
+        request_locale(request),
+        lists=names,
+        count=total,
+        title=issue.title if issue else campaign.issue_id,
+    )
 
 
 @router.get("/campaigns/{campaign_id}")
-def campaign_page(request: Request, principal: EditorUser, session: DbSession, campaign_id: RowId) -> Response:
+def campaign_page(
+    request: Request, principal: EditorUser, session: DbSession, campaign_id: RowId
+) -> Response:
     campaign = api_campaigns.get_campaign_or_404(session, campaign_id)
     stats = campaign_stats(session, campaign)
     locale = request_locale(request)
-    chart = opens_clicks_svg(stats["timeline"], (TEXTS.get("stat_opened", locale), TEXTS.get("stat_clicked", locale)))
+    chart = opens_clicks_svg(
+        stats["timeline"], (TEXTS.get("stat_opened", locale), TEXTS.get("stat_clicked", locale))
+    )
     deliveries = None
     if principal.role == "admin":
-        deliveries = api_campaigns.campaigns_deliveries(session=session, campaign_id=campaign_id, status=None, q=None,
-                                                        page=1, per_page=50)
-    return render_page(request, "admin/campaign.html", {
-        "campaign": campaign, "issue": session.get(Issue, campaign.issue_id),
-        "lists": [session.get(MailingList, i) for i in campaign.list_ids or []],
-        "progress": engine_campaigns.progress(session, campaign_id), "stats": stats, "chart": Markup(chart),
-        "confirm_text": _send_confirmation(request, session, campaign), "deliveries": deliveries, **_flash(request),
-    })
+        deliveries = api_campaigns.campaigns_deliveries(
+            session=session, campaign_id=campaign_id, status=None, q=None, page=1, per_page=50
+        )
+    return render_page(
+        request,
+        "admin/campaign.html",
+        {
+            "campaign": campaign,
+            "issue": session.get(Issue, campaign.issue_id),
+            "lists": [session.get(MailingList, i) for i in campaign.list_ids or []],
+            "progress": engine_campaigns.progress(session, campaign_id),
+            "stats": stats,
+            "chart": Markup(chart),
+            "confirm_text": _send_confirmation(request, session, campaign),
+            "deliveries": deliveries,
+            **_flash(request),
+        },
+    )
 
 
 async def _campaign_action(request: Request, campaign_id: int, action: str) -> Response:
     settings, engine = request.app.state.settings, request.app.state.engine
     try:
         if action == "start":
-            await run_in_threadpool(engine_campaigns.start, engine, settings, campaign_id, batch_queue(request))
+            await run_in_threadpool(
+                engine_campaigns.start, engine, settings, campaign_id, batch_queue(request)
+            )
         elif action == "resume":
-            await run_in_threadpool(engine_campaigns.resume, engine, settings, campaign_id, batch_queue(request))
+            await run_in_threadpool(
+                engine_campaigns.resume, engine, settings, campaign_id, batch_queue(request)
+            )
         else:
+
             def change() -> None:
                 with request.app.state.session_factory() as session, session.begin():
                     getattr(engine_campaigns, action)(session, campaign_id)
+
             await run_in_threadpool(change)
     except ValueError as exc:
         with request.app.state.session_factory() as session:
             campaign = api_campaigns.get_campaign_or_404(session, campaign_id)
-            return render_page(request, "admin/campaign.html", {
-                "campaign": campaign, "issue": session.get(Issue, campaign.issue_id),
-                "lists": [session.get(MailingList, i) for i in campaign.list_ids or []],
-                "progress": engine_campaigns.progress(session, campaign_id), "stats": campaign_stats(session, campaign),
-                "chart": "", "confirm_text": _send_confirmation(request, session, campaign), "deliveries": None,
-                **_error(request, exc)}, status_code=409)
+            return render_page(
+                request,
+                "admin/campaign.html",
+                {
+                    "campaign": campaign,
+                    "issue": session.get(Issue, campaign.issue_id),
+                    "lists": [session.get(MailingList, i) for i in campaign.list_ids or []],
+                    "progress": engine_campaigns.progress(session, campaign_id),
+                    "stats": campaign_stats(session, campaign),
+                    "chart": "",
+                    "confirm_text": _send_confirmation(request, session, campaign),
+                    "deliveries": None,
+                    **_error(request, exc),
+                },
+                status_code=409,
+            )
     return _redirect(f"/admin/campaigns/{campaign_id}", "done")
 
 
@@ -289,15 +420,20 @@ async def campaign_cancel(request: Request, principal: AdminUser, campaign_id: R
 
 
 @router.post("/issues/{issue_id}/test")
-async def issue_test_send(request: Request, principal: EditorUser, issue_id: RowId,
-                          emails: Annotated[str, Form(max_length=2000)]) -> Response:
+async def issue_test_send(
+    request: Request,
+    principal: EditorUser,
+    issue_id: RowId,
+    emails: Annotated[str, Form(max_length=2000)],
+) -> Response:
     addresses = [e.strip() for e in emails.replace(";", ",").split(",") if e.strip()][:20]
 
     def create() -> int:
         with request.app.state.session_factory() as session, session.begin():
             api_issues.get_issue_or_404(session, issue_id)
-            return engine_campaigns.create_test_send(session, issue_id=issue_id, channel="email",
-                                                     addresses=addresses, tracking=False).id
+            return engine_campaigns.create_test_send(
+                session, issue_id=issue_id, channel="email", addresses=addresses, tracking=False
+            ).id
 
     try:
         campaign_id = await run_in_threadpool(create)

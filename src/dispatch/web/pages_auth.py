@@ -26,23 +26,48 @@ router = APIRouter(include_in_schema=False)
 
 def safe_next(value: str | None, default: str = "/admin/") -> str:
     """Only a local path may be a redirect target (never //host or a scheme)."""
-    if value and value.startswith("/") and not value.startswith(("//", "/\\")) and "\n" not in value and "\r" not in value:
+    if (
+        value
+        and value.startswith("/")
+        and not value.startswith(("//", "/\\"))
+        and "\n" not in value
+        and "\r" not in value
+    ):
         return value
     return default
 
 
-def login_page(request: Request, *, status_code: int = 200, message_key: str | None = None,
-               email: str = "") -> Response:
+def login_page(
+    request: Request, *, status_code: int = 200, message_key: str | None = None, email: str = ""
+) -> Response:
     """The login form with a fresh double-submit CSRF token (also the body of every 401 page)."""
     settings: Settings = request.app.state.settings
     token = new_csrf_token()
-    next_path = request.query_params.get("next") or (request.url.path if request.method == "GET" and request.url.path != "/admin/login" else "/admin/")
-    response = render_page(request, "admin/login.html",
-                           {"login_csrf": token, "message_key": message_key, "email": email,
-                            "next": safe_next(next_path)},
-                           status_code=status_code)
-    response.set_cookie(LOGIN_CSRF_COOKIE, sign_login_token(settings.signing_key(), token), httponly=True,
-                        secure=cookie_secure(settings), samesite="lax", path="/admin/login", max_age=3600)
+    next_path = request.query_params.get("next") or (
+        request.url.path
+        if request.method == "GET" and request.url.path != "/admin/login"
+        else "/admin/"
+    )
+    response = render_page(
+        request,
+        "admin/login.html",
+        {
+            "login_csrf": token,
+            "message_key": message_key,
+            "email": email,
+            "next": safe_next(next_path),
+        },
+        status_code=status_code,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        sign_login_token(settings.signing_key(), token),
+        httponly=True,
+        secure=cookie_secure(settings),
+        samesite="lax",
+        path="/admin/login",
+        max_age=3600,
+    )
     return response
 
 
@@ -89,6 +114,12 @@ def switch_language(code: str, request: Request, next: str = "/admin/") -> Respo
     locale = normalise_locale(code)
     response = RedirectResponse(safe_next(next), status_code=303)
     if locale:
-        response.set_cookie(LANG_COOKIE, locale, max_age=365 * 24 * 3600, samesite="lax", path="/",
-                            secure=cookie_secure(request.app.state.settings))
+        response.set_cookie(
+            LANG_COOKIE,
+            locale,
+            max_age=365 * 24 * 3600,
+            samesite="lax",
+            path="/",
+            secure=cookie_secure(request.app.state.settings),
+        )
     return response

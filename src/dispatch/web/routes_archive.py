@@ -31,9 +31,13 @@ def _published(request: Request, slug: str) -> Issue:
 @router.get("/issues/")
 def archive_index(request: Request) -> Response:
     with request.app.state.session_factory() as session:
-        issues = list(session.scalars(
-            select(Issue).where(Issue.status == "published").order_by(Issue.period_from.desc(), Issue.id.desc())
-        ))
+        issues = list(
+            session.scalars(
+                select(Issue)
+                .where(Issue.status == "published")
+                .order_by(Issue.period_from.desc(), Issue.id.desc())
+            )
+        )
     return render_page(request, "public/archive_index.html", {"issues": issues})
 
 
@@ -51,8 +55,12 @@ def archive_issue(slug: str, request: Request) -> Response:
     def image_src(src: str) -> str:
         return base + src
 
-    return render_page(request, "public/archive_issue.html",
-                       {"issue": issue, "doc": doc, "image_src": image_src}, locale=doc.meta.locale)
+    return render_page(
+        request,
+        "public/archive_issue.html",
+        {"issue": issue, "doc": doc, "image_src": image_src},
+        locale=doc.meta.locale,
+    )
 
 
 @router.get("/issues/{slug}/{name:path}")
@@ -62,4 +70,6 @@ def archive_image(slug: str, name: str, request: Request) -> Response:
     if path is None:
         raise HTTPException(status_code=404, detail="no such image")
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
+    return FileResponse(
+        path, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"}
+    )

@@ -51,6 +51,12 @@ def iter_routes(app: FastAPI) -> list[RouteInfo]:
         roles = list(_roles(getattr(route, "dependant", None)))
         rank = {"editor": 1, "admin": 2}
         role = max(roles, key=lambda r: rank.get(r, 0)) if roles else None
-        out.append(RouteInfo(path, frozenset(m for m in methods if m != "HEAD"), role,
-                             getattr(route, "name", "") or ""))
+        out.append(
+            RouteInfo(
+                path,
+                frozenset(m for m in methods if m != "HEAD"),
+                role,
+                getattr(route, "name", "") or "",
+            )
+        )
     return out

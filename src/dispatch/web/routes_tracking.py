@@ -29,7 +29,10 @@ from dispatch.web.linktable import LinkTableCache
 log = get_logger("dispatch.web.tracking")
 
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-NO_STORE = [(b"cache-control", b"no-store, no-cache, must-revalidate, private"), (b"pragma", b"no-cache")]
+NO_STORE = [
+    (b"cache-control", b"no-store, no-cache, must-revalidate, private"),
+    (b"pragma", b"no-cache"),
+]
 NOT_FOUND = b'{"detail":"unknown link"}'
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -49,9 +52,11 @@ class TrackingApp:
         path: str = scope.get("path", "")
         root = scope.get("root_path", "")
         if root and path.startswith(root):
-            path = path[len(root):]
+            path = path[len(root) :]
         if scope["method"] not in ("GET", "HEAD"):
-            await _respond(send, 405, b'{"detail":"method not allowed"}', [(b"allow", b"GET, HEAD")])
+            await _respond(
+                send, 405, b'{"detail":"method not allowed"}', [(b"allow", b"GET, HEAD")]
+            )
         elif path.startswith("/o/") and path.endswith(".gif") and "/" not in path[3:]:
             self.open(path[3:-4])
             await _respond(send, 200, PIXEL_GIF, [(b"content-type", b"image/gif"), *NO_STORE])
@@ -62,7 +67,9 @@ class TrackingApp:
             else:
                 await _respond(send, 302, b"", [(b"location", url.encode()), *NO_STORE])
         else:
-            await _respond(send, 404, b'{"detail":"Not Found"}', [(b"content-type", b"application/json")])
+            await _respond(
+                send, 404, b'{"detail":"Not Found"}', [(b"content-type", b"application/json")]
+            )
 
     def open(self, token: str) -> None:
         try:
@@ -99,9 +106,16 @@ class TrackingApp:
         return url
 
 
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

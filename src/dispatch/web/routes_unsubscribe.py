@@ -59,13 +59,28 @@ def unsubscribe_page(token: str, request: Request) -> Response:
     try:
         target = verify_unsubscribe_token(settings, token)
     except TokenError:
-        return render_page(request, "public/message.html", {"title_key": "unsub_title", "message_key": "unsub_invalid"}, status_code=404)
+        return render_page(
+            request,
+            "public/message.html",
+            {"title_key": "unsub_title", "message_key": "unsub_invalid"},
+            status_code=404,
+        )
     with request.app.state.session_factory() as session:
         ctx = _page_context(session, target.subscriber_id, target.list_id)
     if ctx is None:
-        return render_page(request, "public/message.html", {"title_key": "unsub_title", "message_key": "unsub_invalid"}, status_code=404)
-    return render_page(request, "public/unsubscribe.html", {**ctx, "token": token},
-                       locale=ctx["subscriber_locale"], headers={"Cache-Control": "no-store"})
+        return render_page(
+            request,
+            "public/message.html",
+            {"title_key": "unsub_title", "message_key": "unsub_invalid"},
+            status_code=404,
+        )
+    return render_page(
+        request,
+        "public/unsubscribe.html",
+        {**ctx, "token": token},
+        locale=ctx["subscriber_locale"],
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.post("/u/{token}")
@@ -83,8 +98,13 @@ async def unsubscribe_post(token: str, request: Request) -> Response:
         with request.app.state.session_factory() as session, session.begin():
             ctx = _page_context(session, target.subscriber_id, target.list_id)
             if ctx is not None:
-                _unsubscribe(session, settings, token, "token" if one_click else scope,
-                             "list-unsubscribe" if one_click else "unsubscribe-page")
+                _unsubscribe(
+                    session,
+                    settings,
+                    token,
+                    "token" if one_click else scope,
+                    "list-unsubscribe" if one_click else "unsubscribe-page",
+                )
             return ctx
 
     try:
@@ -96,9 +116,18 @@ async def unsubscribe_post(token: str, request: Request) -> Response:
             raise HTTPException(status_code=404, detail="invalid unsubscribe link")
         return PlainTextResponse("", status_code=200)
     if ctx is None:
-        return render_page(request, "public/message.html", {"title_key": "unsub_title", "message_key": "unsub_invalid"}, status_code=404)
-    return render_page(request, "public/message.html", {"title_key": "unsub_title", "message_key": "unsub_done"},
-                       locale=ctx["subscriber_locale"])
+        return render_page(
+            request,
+            "public/message.html",
+            {"title_key": "unsub_title", "message_key": "unsub_invalid"},
+            status_code=404,
+        )
+    return render_page(
+        request,
+        "public/message.html",
+        {"title_key": "unsub_title", "message_key": "unsub_done"},
+        locale=ctx["subscriber_locale"],
+    )
 
 
 @router.get("/confirm/{token}")
@@ -114,5 +143,9 @@ def confirm(token: str, request: Request) -> Response:
             locale = subscriber.locale if subscriber is not None else None
     except TokenError:
         return render_page(request, "public/message.html", invalid, status_code=404)
-    return render_page(request, "public/message.html", {"title_key": "confirm_title", "message_key": "confirm_done"},
-                       locale=locale)
+    return render_page(
+        request,
+        "public/message.html",
+        {"title_key": "confirm_title", "message_key": "confirm_done"},
+        locale=locale,
+    )

@@ -26,22 +26,34 @@ def _rate(part: int, whole: int) -> float:
 
 
 def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
-    by_status = dict(session.execute(
-        select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign.id).group_by(Delivery.status)
-    ).all())
+    by_status = dict(
+        session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.campaign_id == campaign.id)
+            .group_by(Delivery.status)
+        ).all()
+    )
     total = int(sum(by_status.values()))
-    bounced_after_send = session.scalar(
-        select(func.count()).where(Delivery.campaign_id == campaign.id, Delivery.status == "bounced",
-                                   Delivery.sent_at.is_not(None))
-    ) or 0
+    bounced_after_send = (
+        session.scalar(
+            select(func.count()).where(
+                Delivery.campaign_id == campaign.id,
+                Delivery.status == "bounced",
+                Delivery.sent_at.is_not(None),
+            )
+        )
+        or 0
+    )
     delivered = int(by_status.get("sent", 0))
     sent = delivered + int(bounced_after_send)
     bounced = int(by_status.get("bounced", 0))
-    kinds = dict(session.execute(
-        select(Event.kind, func.count(func.distinct(Event.delivery_id)))
-        .where(Event.campaign_id == campaign.id, Event.kind.in_(("opened", "clicked")))
-        .group_by(Event.kind)
-    ).all())
+    kinds = dict(
+        session.execute(
+            select(Event.kind, func.count(func.distinct(Event.delivery_id)))
+            .where(Event.campaign_id == campaign.id, Event.kind.in_(("opened", "clicked")))
+            .group_by(Event.kind)
+        ).all()
+    )
     recipients = select(Delivery.subscriber_id).where(Delivery.campaign_id == campaign.id)
     unsub_query = select(func.count(func.distinct(Event.subscriber_id))).where(
         Event.kind == "unsubscribed",
@@ -100,7 +112,10 @@ def timeline(session: Session, campaign: Campaign) -> dict[str, Any]:
     return {
         "bucket_seconds": size,
         "buckets": [
-            {"start": origin + timedelta(seconds=i * size), **buckets.get(i, {"opened": 0, "clicked": 0})}
+            {
+                "start": origin + timedelta(seconds=i * size),
+                **buckets.get(i, {"opened": 0, "clicked": 0}),
+            }
             for i in range(last + 1)
         ],
     }

@@ -53,7 +53,9 @@ def normalise_email(email: str) -> str:
         raise UserError(f"email: {exc}") from None
 
 
-def create_user(session: Session, email: str, password: str, role: str, locale: str = "zh-CN") -> User:
+def create_user(
+    session: Session, email: str, password: str, role: str, locale: str = "zh-CN"
+) -> User:
     """Add a user; refuses a duplicate email, an unknown role or a short password."""
     address = normalise_email(email)
     if role not in USER_ROLES:
@@ -62,8 +64,12 @@ def create_user(session: Session, email: str, password: str, role: str, locale: 
         raise UserError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
     if session.scalar(select(User.id).where(User.email == address)) is not None:
         raise UserError(f"email: a user {address} already exists")
-    user = User(email=address, password_hash=hash_password(password), role=role,
-                locale=normalise_locale(locale) or "zh-CN")
+    user = User(
+        email=address,
+        password_hash=hash_password(password),
+        role=role,
+        locale=normalise_locale(locale) or "zh-CN",
+    )
     session.add(user)
     session.flush()
     return user

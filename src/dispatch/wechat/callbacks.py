@@ -40,10 +40,16 @@ class CallbackConfigError(ValueError):
 def verify(settings: Settings, query: Mapping[str, str]) -> None:
     """Check `signature` over (token, timestamp, nonce); PermissionError if it does not match."""
     if not settings.wechat_token:
-        raise CallbackConfigError("setting wechat_token (DISPATCH_WECHAT_TOKEN) is required for WeChat callbacks")
+        raise CallbackConfigError(
+            "setting wechat_token (DISPATCH_WECHAT_TOKEN) is required for WeChat callbacks"
+        )
     try:
-        check_signature(settings.wechat_token, query.get("signature", ""), query.get("timestamp", ""),
-                        query.get("nonce", ""))
+        check_signature(
+            settings.wechat_token,
+            query.get("signature", ""),
+            query.get("timestamp", ""),
+            query.get("nonce", ""),
+        )
     except InvalidSignatureException:
         raise PermissionError("WeChat callback refused: bad signature") from None
 
@@ -53,20 +59,27 @@ def decrypt(settings: Settings, query: Mapping[str, str], body: bytes) -> str:
     if query.get("encrypt_type", "raw") != "aes":
         return body.decode("utf-8")
     if not settings.wechat_aes_key:
-        raise CallbackConfigError("setting wechat_aes_key (DISPATCH_WECHAT_AES_KEY) is required for encrypted callbacks")
+        raise CallbackConfigError(
+            "setting wechat_aes_key (DISPATCH_WECHAT_AES_KEY) is required for encrypted callbacks"
+        )
     crypto = WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
     try:
-        return crypto.decrypt_message(body, query.get("msg_signature", ""), query.get("timestamp", ""),
-                                      query.get("nonce", ""))
+        return crypto.decrypt_message(
+            body, query.get("msg_signature", ""), query.get("timestamp", ""), query.get("nonce", "")
+        )
     except InvalidSignatureException:
         raise PermissionError("WeChat callback refused: bad msg_signature") from None
     except InvalidAppIdException:
         raise PermissionError("WeChat callback refused: encrypted for another app id") from None
     except Exception as exc:  # noqa: BLE001 - malformed XML / base64 / padding
-        raise ValueError(f"WeChat callback: cannot decrypt the body ({type(exc).__name__})") from None
+        raise ValueError(
+            f"WeChat callback: cannot decrypt the body ({type(exc).__name__})"
+        ) from None
 
 
-def handle_callback(session: Session, settings: Settings, query_params: Mapping[str, str], body: bytes) -> str:
+def handle_callback(
+    session: Session, settings: Settings, query_params: Mapping[str, str], body: bytes
+) -> str:
     """The web route's whole job: GET echostr check, or POST an event → "success".
 
     Writes through `session`; the caller commits.
@@ -78,7 +91,9 @@ def handle_callback(session: Session, settings: Settings, query_params: Mapping[
     try:
         raw = xmltodict.parse(xml)["xml"]
     except Exception as exc:  # noqa: BLE001 - expat errors, missing root
-        raise ValueError(f"WeChat callback: body is not WeChat XML ({type(exc).__name__})") from None
+        raise ValueError(
+            f"WeChat callback: body is not WeChat XML ({type(exc).__name__})"
+        ) from None
     message = parse_message(xml)
     kind = str(raw.get("Event") or raw.get("MsgType") or "").upper()
     if kind == "MASSSENDJOBFINISH":
@@ -98,17 +113,34 @@ def record_mass_finish(session: Session, event: Any, raw: dict[str, Any]) -> Wec
     if row is None:
         log.info("wechat.callback.mass_unknown msg_id=%s", msg_id)
         return None
-    record_mass_result(row, status=str(event.status), total=event.total_count, filtered=event.filter_count,
-                       sent=event.sent_count, errors=event.error_count, raw=_plain(raw))
+    record_mass_result(
+        row,
+        status=str(event.status),
+        total=event.total_count,
+        filtered=event.filter_count,
+        sent=event.sent_count,
+        errors=event.error_count,
+        raw=_plain(raw),
+    )
     session.flush()
-    log.info("wechat.callback.mass_finished campaign_id=%s batch_no=%s msg_id=%s sent=%s errors=%s",
-             row.campaign_id, row.batch_no, msg_id, event.sent_count, event.error_count)
+    log.info(
+        "wechat.callback.mass_finished campaign_id=%s batch_no=%s msg_id=%s sent=%s errors=%s",
+        row.campaign_id,
+        row.batch_no,
+        msg_id,
+        event.sent_count,
+        event.error_count,
+    )
     return row
 
 
-def record_template_finish(session: Session, event: Any, raw: dict[str, Any]) -> WechatTemplateMessage | None:
+def record_template_finish(
+    session: Session, event: Any, raw: dict[str, Any]
+) -> WechatTemplateMessage | None:
     msg_id = str(event.id)
-    row = session.scalars(select(WechatTemplateMessage).where(WechatTemplateMessage.msg_id == msg_id)).first()
+    row = session.scalars(
+        select(WechatTemplateMessage).where(WechatTemplateMessage.msg_id == msg_id)
+    ).first()
     if row is None:
         log.info("wechat.callback.template_unknown msg_id=%s", msg_id)
         return None
@@ -116,12 +148,22 @@ def record_template_finish(session: Session, event: Any, raw: dict[str, Any]) ->
     row.status = status[:32]
     row.event = _plain(raw)
     if status != "success":  # "failed:user block", "failed: system failed"
-        events.record(session, "failed", channel="wechat", campaign_id=row.campaign_id,
-                      delivery_id=row.delivery_id, subscriber_id=row.subscriber_id,
-                      data={"source": "TEMPLATESENDJOBFINISH", "status": status, "msg_id": msg_id})
+        events.record(
+            session,
+            "failed",
+            channel="wechat",
+            campaign_id=row.campaign_id,
+            delivery_id=row.delivery_id,
+            subscriber_id=row.subscriber_id,
+            data={"source": "TEMPLATESENDJOBFINISH", "status": status, "msg_id": msg_id},
+        )
     session.flush()
-    log.info("wechat.callback.template_finished campaign_id=%s delivery_id=%s status=%s",
-             row.campaign_id, row.delivery_id, status)
+    log.info(
+        "wechat.callback.template_finished campaign_id=%s delivery_id=%s status=%s",
+        row.campaign_id,
+        row.delivery_id,
+        status,
+    )
     return row
 
 

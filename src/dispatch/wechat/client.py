@@ -49,13 +49,22 @@ def upload_file(path: Path) -> tuple[str, bytes, str]:
 class WechatClient(WeChatClient):
     """wechatpy's client with a configurable base URL, a shared token and one token retry."""
 
-    def __init__(self, settings: Settings, *, token_store: TokenStore | None = None,
-                 token_key: str | None = None, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        token_store: TokenStore | None = None,
+        token_key: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ):
         if not settings.wechat_app_id or not settings.wechat_app_secret:
-            raise ValueError("settings wechat_app_id and wechat_app_secret are required "
-                             "(DISPATCH_WECHAT_APP_ID / DISPATCH_WECHAT_APP_SECRET)")
-        super().__init__(settings.wechat_app_id, settings.wechat_app_secret, timeout=timeout,
-                         auto_retry=False)
+            raise ValueError(
+                "settings wechat_app_id and wechat_app_secret are required "
+                "(DISPATCH_WECHAT_APP_ID / DISPATCH_WECHAT_APP_SECRET)"
+            )
+        super().__init__(
+            settings.wechat_app_id, settings.wechat_app_secret, timeout=timeout, auto_retry=False
+        )
         self.API_BASE_URL = api_base_url(settings)
         base_tag = hashlib.sha256(self.API_BASE_URL.encode()).hexdigest()[:8]
         prefix = getattr(settings, "redis_key_prefix", "") or ""
@@ -112,7 +121,9 @@ class WechatClient(WeChatClient):
         return self.post("freepublish/get", data={"publish_id": publish_id})
 
     # -- mass send -----------------------------------------------------------------------------
-    def mass_send_openids(self, openids: list[str], media_id: str, clientmsgid: str) -> dict[str, Any]:
+    def mass_send_openids(
+        self, openids: list[str], media_id: str, clientmsgid: str
+    ) -> dict[str, Any]:
         return self.message.send_mass_article(list(openids), media_id, client_msg_id=clientmsgid)
 
     def mass_send_tag(self, tag_id: int | None, media_id: str, clientmsgid: str) -> dict[str, Any]:
@@ -120,20 +131,33 @@ class WechatClient(WeChatClient):
         filt: dict[str, Any] = {"is_to_all": tag_id is None}
         if tag_id is not None:
             filt["tag_id"] = tag_id
-        return self.post("message/mass/sendall", data={
-            "filter": filt, "mpnews": {"media_id": media_id}, "msgtype": "mpnews",
-            "send_ignore_reprint": 0, "clientmsgid": clientmsgid,
-        })
+        return self.post(
+            "message/mass/sendall",
+            data={
+                "filter": filt,
+                "mpnews": {"media_id": media_id},
+                "msgtype": "mpnews",
+                "send_ignore_reprint": 0,
+                "clientmsgid": clientmsgid,
+            },
+        )
 
     def mass_preview(self, openid: str, media_id: str) -> dict[str, Any]:
-        return self.post("message/mass/preview", data={
-            "touser": openid, "mpnews": {"media_id": media_id}, "msgtype": "mpnews",
-        })
+        return self.post(
+            "message/mass/preview",
+            data={
+                "touser": openid,
+                "mpnews": {"media_id": media_id},
+                "msgtype": "mpnews",
+            },
+        )
 
     def mass_get(self, msg_id: str) -> dict[str, Any]:
         return self.message.get_mass(int(msg_id))
 
-    def template_send(self, openid: str, template_id: str, data: dict[str, Any], url: str | None) -> str:
+    def template_send(
+        self, openid: str, template_id: str, data: dict[str, Any], url: str | None
+    ) -> str:
         return str(self.message.send_template(openid, template_id, data, url=url)["msgid"])
 
 

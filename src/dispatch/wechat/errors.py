@@ -36,7 +36,9 @@ ERROR_TABLE: dict[int, Rule] = {
     -1: Rule("retry", "WeChat system busy", 2.0),  # 系统繁忙，此时请开发者稍候再试
     45066: Rule("retry", "same clientmsgid retried too soon; retry after a minute", 60.0),
     # -- access token ------------------------------------------------------------------------
-    40001: Rule("refresh_token", "access token invalid (40001)"),  # 获取 access_token 时 AppSecret 错误，或者 access_token 无效
+    40001: Rule(
+        "refresh_token", "access token invalid (40001)"
+    ),  # 获取 access_token 时 AppSecret 错误，或者 access_token 无效
     40014: Rule("refresh_token", "access token malformed (40014)"),  # 不合法的 access_token
     42001: Rule("refresh_token", "access token expired (42001)"),  # access_token 超时
     # -- rate limits --------------------------------------------------------------------------
@@ -46,12 +48,16 @@ ERROR_TABLE: dict[int, Rule] = {
     # -- the account is refused: pause the campaign -------------------------------------------
     45028: Rule("pause", "no mass-send quota left for this account"),  # has no masssend quota
     48001: Rule("pause", "this account is not authorised for this API"),  # api 功能未授权
-    40164: Rule("pause", "the server's IP is not on the account's whitelist"),  # 调用接口的IP地址不在白名单中
+    40164: Rule(
+        "pause", "the server's IP is not on the account's whitelist"
+    ),  # 调用接口的IP地址不在白名单中
     40125: Rule("pause", "invalid AppSecret"),  # 无效的 appsecret
     40013: Rule("pause", "invalid AppID"),  # 不合法的 AppID
     50002: Rule("pause", "the account is restricted"),  # 用户受限，可能是违规后接口被封禁
     # -- de-duplication -------------------------------------------------------------------------
-    45065: Rule("already_sent", "clientmsgid already sent within 24 h"),  # 相同 clientmsgid 已存在群发记录
+    45065: Rule(
+        "already_sent", "clientmsgid already sent within 24 h"
+    ),  # 相同 clientmsgid 已存在群发记录
     # -- data and content errors: fail with the code and WeChat's message kept -------------------
     45067: Rule("fail", "clientmsgid longer than 64 bytes"),  # clientmsgid 长度超过限制
     40007: Rule("fail", "invalid media_id"),  # 不合法的媒体文件 id
@@ -72,13 +78,17 @@ ERROR_TABLE: dict[int, Rule] = {
     43004: Rule("fail", "the user does not follow the account"),  # 需要接收者关注
     40037: Rule("fail", "invalid template_id"),  # 不合法的 template_id
     44003: Rule("fail", "empty article content"),  # 图文消息内容为空
-    53404: Rule("fail", "draft or article refused by content review"),  # 账号已被限制带货能力 / 审核
+    53404: Rule(
+        "fail", "draft or article refused by content review"
+    ),  # 账号已被限制带货能力 / 审核
 }
 
 UNKNOWN = Rule("fail", "unknown WeChat error code")  # unknown codes fail with the code kept
 TRANSPORT = Rule("retry", "no answer from the WeChat API (connection or HTTP error)", 2.0)
 
-TOKEN_CODES = frozenset(code for code, rule in ERROR_TABLE.items() if rule.action == "refresh_token")
+TOKEN_CODES = frozenset(
+    code for code, rule in ERROR_TABLE.items() if rule.action == "refresh_token"
+)
 
 
 def classify(errcode: int | None) -> Rule:
@@ -160,6 +170,12 @@ def call_with_retries(fn, policy: RetryPolicy, sleep, *, log_context: str = ""):
             if err.action not in ("retry", "backoff") or attempt >= policy.attempts:
                 raise err from exc
             wait = policy.delay(err.rule, attempt)
-            log.info("wechat.retry %s code=%s action=%s attempt=%s wait=%.2f",
-                     log_context, err.errcode, err.action, attempt, wait)
+            log.info(
+                "wechat.retry %s code=%s action=%s attempt=%s wait=%.2f",
+                log_context,
+                err.errcode,
+                err.action,
+                attempt,
+                wait,
+            )
             sleep(wait)

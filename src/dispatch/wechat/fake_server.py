@@ -126,11 +126,22 @@ class FakeState:
             for token in self.tokens:
                 self.tokens[token] = time.time() - 1
 
-    def add_fault(self, path: str, *, errcode: int | None = None, times: int = 1,
-                  errmsg: str = "", drop: bool = False, after_processing: bool = True) -> None:
+    def add_fault(
+        self,
+        path: str,
+        *,
+        errcode: int | None = None,
+        times: int = 1,
+        errmsg: str = "",
+        drop: bool = False,
+        after_processing: bool = True,
+    ) -> None:
         with self.lock:
-            self.faults.append(Fault(path, times, errcode, errmsg or f"fake fault {errcode}",
-                                     drop, after_processing))
+            self.faults.append(
+                Fault(
+                    path, times, errcode, errmsg or f"fake fault {errcode}", drop, after_processing
+                )
+            )
 
     def mass_sends(self, mode: str | None = None) -> list[MassRecord]:
         with self.lock:
@@ -149,11 +160,16 @@ class FakeState:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {
-                "calls": dict(self.calls), "token_fetches": self.token_fetches,
-                "images": len(self.images), "materials": len(self.materials),
-                "drafts": len(self.drafts), "mass_sends": len(self.mass),
-                "mass_quota": self.mass_quota, "templates": len(self.templates),
-                "faults": [f.__dict__ for f in self.faults], "emitted": len(self.emitted),
+                "calls": dict(self.calls),
+                "token_fetches": self.token_fetches,
+                "images": len(self.images),
+                "materials": len(self.materials),
+                "drafts": len(self.drafts),
+                "mass_sends": len(self.mass),
+                "mass_quota": self.mass_quota,
+                "templates": len(self.templates),
+                "faults": [f.__dict__ for f in self.faults],
+                "emitted": len(self.emitted),
             }
 
 
@@ -214,7 +230,9 @@ class FakeWechatApi:
             self.state.images[url] = len(data)
         return {"url": url, "errcode": 0, "errmsg": "ok"}
 
-    def add_material(self, query: dict[str, str], files: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+    def add_material(
+        self, query: dict[str, str], files: dict[str, tuple[str, bytes]]
+    ) -> dict[str, Any]:
         kind = query.get("type", "")
         if "media" not in files:
             raise ApiError(41005, "media data missing")
@@ -270,10 +288,15 @@ class FakeWechatApi:
             raise ApiError(45005, f"{where}: content_source_url size out of limit (1KB)")
         thumb = a.get("thumb_media_id") or ""
         if self.state.materials.get(thumb) not in ("thumb", "image"):
-            raise ApiError(40007, f"{where}: invalid media_id (thumb_media_id must be a permanent material)")
+            raise ApiError(
+                40007, f"{where}: invalid media_id (thumb_media_id must be a permanent material)"
+            )
         for src in _img_sources(content):
             if src not in self.state.images:
-                raise ApiError(45166, f"{where}: invalid content: image {src[:80]!r} was not uploaded with uploadimg")
+                raise ApiError(
+                    45166,
+                    f"{where}: invalid content: image {src[:80]!r} was not uploaded with uploadimg",
+                )
         for flag in ("need_open_comment", "only_fans_can_comment"):
             if a.get(flag, 0) not in (0, 1):
                 raise ApiError(40097, f"{where}: invalid args {flag}")
@@ -285,7 +308,12 @@ class FakeWechatApi:
                 raise ApiError(40007, "invalid media_id")
             publish_id = str(self.state.next_id())
             self.state.publishes[publish_id] = {"media_id": media_id, "polls": 0}
-        return {"errcode": 0, "errmsg": "ok", "publish_id": publish_id, "msg_data_id": self.state.next_id()}
+        return {
+            "errcode": 0,
+            "errmsg": "ok",
+            "publish_id": publish_id,
+            "msg_data_id": self.state.next_id(),
+        }
 
     def freepublish_get(self, body: dict[str, Any]) -> dict[str, Any]:
         publish_id = str(body.get("publish_id", ""))
@@ -299,10 +327,16 @@ class FakeWechatApi:
             articles = self.state.drafts[job["media_id"]]
             article_id = "FAKEART" + hashlib.sha1(publish_id.encode()).hexdigest()[:16]
             return {
-                "publish_id": publish_id, "publish_status": 0, "article_id": article_id,
-                "article_detail": {"count": len(articles), "item": [
-                    {"idx": i, "article_url": f"https://mp.weixin.qq.com/s/{article_id}_{i}"}
-                    for i in range(1, len(articles) + 1)]},
+                "publish_id": publish_id,
+                "publish_status": 0,
+                "article_id": article_id,
+                "article_detail": {
+                    "count": len(articles),
+                    "item": [
+                        {"idx": i, "article_url": f"https://mp.weixin.qq.com/s/{article_id}_{i}"}
+                        for i in range(1, len(articles) + 1)
+                    ],
+                },
                 "fail_idx": [],
             }
 
@@ -323,7 +357,9 @@ class FakeWechatApi:
         if seen and time.time() - seen[1] < CLIENTMSGID_TTL:
             raise ApiError(45065, "clientmsgid exist", msg_id=seen[0])
 
-    def _record_mass(self, mode: str, body: dict[str, Any], openids: list[str], tag_id: int | None) -> dict[str, Any]:
+    def _record_mass(
+        self, mode: str, body: dict[str, Any], openids: list[str], tag_id: int | None
+    ) -> dict[str, Any]:
         media_id = self._check_mpnews(body)
         clientmsgid = body.get("clientmsgid")
         with self.state.lock:
@@ -332,8 +368,16 @@ class FakeWechatApi:
                 if self.state.mass_quota <= 0:
                     raise ApiError(45028, "has no masssend quota")
                 self.state.mass_quota -= 1
-            record = MassRecord(self.state.next_id(), self.state.next_id(), clientmsgid, mode,
-                                media_id, openids, tag_id, time.time())
+            record = MassRecord(
+                self.state.next_id(),
+                self.state.next_id(),
+                clientmsgid,
+                mode,
+                media_id,
+                openids,
+                tag_id,
+                time.time(),
+            )
             self.state.mass[record.msg_id] = record
             if clientmsgid is not None:
                 self.state.clientmsgids[clientmsgid] = (record.msg_id, record.at)
@@ -341,8 +385,12 @@ class FakeWechatApi:
             threading.Thread(target=self._emit_quietly, args=(record.msg_id,), daemon=True).start()
         if mode == "preview":
             return {"errcode": 0, "errmsg": "preview success", "msg_id": record.msg_id}
-        return {"errcode": 0, "errmsg": "send job submission success", "msg_id": record.msg_id,
-                "msg_data_id": record.msg_data_id}
+        return {
+            "errcode": 0,
+            "errmsg": "send job submission success",
+            "msg_id": record.msg_id,
+            "msg_data_id": record.msg_data_id,
+        }
 
     def mass_send(self, body: dict[str, Any]) -> dict[str, Any]:
         touser = body.get("touser")
@@ -382,8 +430,12 @@ class FakeWechatApi:
             raise ApiError(40037, "invalid template_id")
         with self.state.lock:
             msgid = self.state.next_id()
-            self.state.templates[msgid] = {"touser": body["touser"], "url": body.get("url"),
-                                           "data": body.get("data"), "at": time.time()}
+            self.state.templates[msgid] = {
+                "touser": body["touser"],
+                "url": body.get("url"),
+                "data": body.get("data"),
+                "at": time.time(),
+            }
         if self.state.auto_emit and self.state.callback_url:
             threading.Thread(target=self._emit_template_quietly, args=(msgid,), daemon=True).start()
         return {"errcode": 0, "errmsg": "ok", "msgid": msgid}
@@ -392,7 +444,11 @@ class FakeWechatApi:
     def mass_finish_xml(self, msg_id: int, *, status: str = "send success") -> str:
         with self.state.lock:
             record = self.state.mass[msg_id]
-            total = len(record.openids) if record.mode == "openids" else self.state.tag_sizes.get(record.tag_id or 0, 0)
+            total = (
+                len(record.openids)
+                if record.mode == "openids"
+                else self.state.tag_sizes.get(record.tag_id or 0, 0)
+            )
         filtered = total - int(total * self.state.filter_ratio)
         errors = 0
         return (
@@ -431,30 +487,43 @@ class FakeWechatApi:
             "</xml>"
         )
 
-    def sign_and_encrypt(self, xml: str, *, openid: str = "oFakeSystem") -> tuple[dict[str, str], bytes]:
+    def sign_and_encrypt(
+        self, xml: str, *, openid: str = "oFakeSystem"
+    ) -> tuple[dict[str, str], bytes]:
         """(query params, body) exactly as WeChat posts an event in safe (AES) mode."""
         token, aes_key = self.state.callback_token, self.state.callback_aes_key
         timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
         crypto = WeChatCrypto(token, aes_key, self.state.app_id)
         encrypted = crypto.encrypt_message(xml, nonce, timestamp)
         encrypt = encrypted.split("<Encrypt><![CDATA[", 1)[1].split("]]></Encrypt>", 1)[0]
-        body = (f"<xml><ToUserName><![CDATA[{self.state.original_id}]]></ToUserName>"
-                f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>").encode()
+        body = (
+            f"<xml><ToUserName><![CDATA[{self.state.original_id}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        ).encode()
         params = {
-            "signature": _sha1_sorted(token, timestamp, nonce), "timestamp": timestamp,
-            "nonce": nonce, "openid": openid, "encrypt_type": "aes",
+            "signature": _sha1_sorted(token, timestamp, nonce),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "openid": openid,
+            "encrypt_type": "aes",
             "msg_signature": _sha1_sorted(token, timestamp, nonce, encrypt),
         }
         return params, body
 
-    def post_event(self, xml: str, url: str | None = None, *, openid: str = "oFakeSystem") -> tuple[int, str]:
+    def post_event(
+        self, xml: str, url: str | None = None, *, openid: str = "oFakeSystem"
+    ) -> tuple[int, str]:
         target = url or self.state.callback_url
         if not target:
             raise ValueError("no callback URL configured for the fake WeChat server")
         params, body = self.sign_and_encrypt(xml, openid=openid)
         sep = "&" if "?" in target else "?"
-        req = urllib.request.Request(target + sep + urllib.parse.urlencode(params), data=body,
-                                     headers={"Content-Type": "text/xml"}, method="POST")
+        req = urllib.request.Request(
+            target + sep + urllib.parse.urlencode(params),
+            data=body,
+            headers={"Content-Type": "text/xml"},
+            method="POST",
+        )
         with urllib.request.urlopen(req, timeout=10) as res:  # noqa: S310 - loopback/configured URL
             answer = res.read().decode()
         with self.state.lock:
@@ -496,7 +565,10 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str, byt
         name = re.search(r'\bname="([^"]*)"', disposition)
         filename = re.search(r'\bfilename="([^"]*)"', disposition)
         if name:
-            files[name.group(1)] = (filename.group(1) if filename else "", data.removesuffix(b"\r\n"))
+            files[name.group(1)] = (
+                filename.group(1) if filename else "",
+                data.removesuffix(b"\r\n"),
+            )
     return files
 
 
@@ -529,7 +601,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if url.path.startswith("/_fake/"):
-            self._answer(200, self._control(url.path[len("/_fake/"):], raw))
+            self._answer(200, self._control(url.path[len("/_fake/") :], raw))
             return
         path = url.path.removeprefix("/cgi-bin/").strip("/")
         with state.lock:
@@ -556,14 +628,20 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _route(self, api: FakeWechatApi, method: str, path: str, query: dict[str, str], raw: bytes) -> dict[str, Any]:
+    def _route(
+        self, api: FakeWechatApi, method: str, path: str, query: dict[str, str], raw: bytes
+    ) -> dict[str, Any]:
         if path == "token":
             return api.token(query)
         with api.state.lock:
             api._check_token(query)
         if path in ("media/uploadimg", "material/add_material"):
             files = _parse_multipart(self.headers.get("Content-Type", ""), raw)
-            return api.uploadimg(files) if path == "media/uploadimg" else api.add_material(query, files)
+            return (
+                api.uploadimg(files)
+                if path == "media/uploadimg"
+                else api.add_material(query, files)
+            )
         try:
             body = json.loads(raw.decode("utf-8") or "{}")
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -622,7 +700,9 @@ class FakeWechatServer:
         return f"http://127.0.0.1:{self.port}/cgi-bin/"
 
     def start(self) -> FakeWechatServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-wechat", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-wechat", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -638,8 +718,11 @@ class FakeWechatServer:
 
     def settings_for(self, settings: Any) -> Any:
         """The given Settings pointed at this fake (app id/secret and base URL)."""
-        return settings.replace(wechat_app_id=self.state.app_id, wechat_app_secret=self.state.app_secret,
-                                wechat_api_base_url=self.base_url)
+        return settings.replace(
+            wechat_app_id=self.state.app_id,
+            wechat_app_secret=self.state.app_secret,
+            wechat_api_base_url=self.base_url,
+        )
 
 
 def new_aes_key() -> str:

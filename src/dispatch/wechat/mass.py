@@ -31,18 +31,27 @@ MAX_OPENIDS = 10_000
 MIN_OPENIDS = 2
 DEFAULT_POLICY = RetryPolicy()
 
-MESSAGES = Catalog({
-    "too_few": ("按 OpenID 群发至少需要 2 个 OpenID，本批只有 {count} 个",
-                "mass send by openid needs at least 2 openids, this chunk has {count}"),
-    "refused": ("微信拒绝群发：{reason}（{code}：{errmsg}）", "WeChat refused the mass send: {reason} ({code}: {errmsg})"),
-})
+MESSAGES = Catalog(
+    {
+        "too_few": (
+            "按 OpenID 群发至少需要 2 个 OpenID，本批只有 {count} 个",
+            "mass send by openid needs at least 2 openids, this chunk has {count}",
+        ),
+        "refused": (
+            "微信拒绝群发：{reason}（{code}：{errmsg}）",
+            "WeChat refused the mass send: {reason} ({code}: {errmsg})",
+        ),
+    }
+)
 
 
 def openids_hash(openids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(openids)).encode()).hexdigest()
 
 
-def clientmsgid_for(session: Session, campaign_id: int, batch_no: int, openids: Sequence[str]) -> tuple[str, str]:
+def clientmsgid_for(
+    session: Session, campaign_id: int, batch_no: int, openids: Sequence[str]
+) -> tuple[str, str]:
     """(clientmsgid, openids hash) for this set of openids of a batch.
 
     The batch's first set gets dispatch-{campaign}-{batch}; the same set asked again (a retry)
@@ -51,8 +60,11 @@ def clientmsgid_for(session: Session, campaign_id: int, batch_no: int, openids: 
     being mistaken for the first part and silently dropped as "already sent".
     """
     digest = openids_hash(openids)
-    rows = session.execute(select(WechatMassChunk.clientmsgid, WechatMassChunk.openids_hash).where(
-        WechatMassChunk.campaign_id == campaign_id, WechatMassChunk.batch_no == batch_no)).all()
+    rows = session.execute(
+        select(WechatMassChunk.clientmsgid, WechatMassChunk.openids_hash).where(
+            WechatMassChunk.campaign_id == campaign_id, WechatMassChunk.batch_no == batch_no
+        )
+    ).all()
     for clientmsgid, known in rows:
         if known == digest:
             return clientmsgid, digest
@@ -77,7 +89,9 @@ class ChunkOutcome:
 
 
 def _chunk(session: Session, clientmsgid: str, **fields: Any) -> WechatMassChunk:
-    row = session.scalars(select(WechatMassChunk).where(WechatMassChunk.clientmsgid == clientmsgid)).first()
+    row = session.scalars(
+        select(WechatMassChunk).where(WechatMassChunk.clientmsgid == clientmsgid)
+    ).first()
     if row is not None:
         return row
     row = WechatMassChunk(clientmsgid=clientmsgid, event={}, **fields)
@@ -86,18 +100,39 @@ def _chunk(session: Session, clientmsgid: str, **fields: Any) -> WechatMassChunk
         session.commit()
     except IntegrityError:
         session.rollback()
-        row = session.scalars(select(WechatMassChunk).where(WechatMassChunk.clientmsgid == clientmsgid)).one()
+        row = session.scalars(
+            select(WechatMassChunk).where(WechatMassChunk.clientmsgid == clientmsgid)
+        ).one()
     return row
 
 
-def send_chunk(session: Session, client: WechatClient, *, campaign_id: int, batch_no: int,
-               clientmsgid: str, draft_media_id: str, mode: str, openids: Sequence[str] = (),
-               tag_id: int | None = None, digest: str | None = None, policy: RetryPolicy = DEFAULT_POLICY,
-               sleep: Callable[[float], None] = time.sleep) -> ChunkOutcome:
+def send_chunk(
+    session: Session,
+    client: WechatClient,
+    *,
+    campaign_id: int,
+    batch_no: int,
+    clientmsgid: str,
+    draft_media_id: str,
+    mode: str,
+    openids: Sequence[str] = (),
+    tag_id: int | None = None,
+    digest: str | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ChunkOutcome:
     """Send one chunk once: a chunk already marked sent is not asked for again."""
-    row = _chunk(session, clientmsgid, campaign_id=campaign_id, batch_no=batch_no,
-                 account=client.account, mode=mode, draft_media_id=draft_media_id,
-                 recipient_count=len(openids), openids_hash=digest)
+    row = _chunk(
+        session,
+        clientmsgid,
+        campaign_id=campaign_id,
+        batch_no=batch_no,
+        account=client.account,
+        mode=mode,
+        draft_media_id=draft_media_id,
+        recipient_count=len(openids),
+        openids_hash=digest,
+    )
     if row.status in ("sent", "finished") and row.msg_id:
         return ChunkOutcome(clientmsgid, row.msg_id, already_sent=True)
     row.attempts += 1
@@ -110,46 +145,81 @@ def send_chunk(session: Session, client: WechatClient, *, campaign_id: int, batc
         return client.mass_send_openids(list(openids), draft_media_id, clientmsgid)
 
     try:
-        answer = call_with_retries(call, policy, sleep, log_context=f"campaign_id={campaign_id} batch_no={batch_no}")
+        answer = call_with_retries(
+            call, policy, sleep, log_context=f"campaign_id={campaign_id} batch_no={batch_no}"
+        )
     except WechatError as err:
         if err.action == "already_sent":
             msg_id = err.data.get("msg_id") or row.msg_id
             row.msg_id = str(msg_id) if msg_id is not None else None
             row.status = "sent"
             session.commit()
-            log.info("wechat.mass.already_sent campaign_id=%s batch_no=%s msg_id=%s", campaign_id, batch_no, row.msg_id)
+            log.info(
+                "wechat.mass.already_sent campaign_id=%s batch_no=%s msg_id=%s",
+                campaign_id,
+                batch_no,
+                row.msg_id,
+            )
             return ChunkOutcome(clientmsgid, row.msg_id, already_sent=True)
         row.status = {"pause": "paused", "fail": "failed"}.get(err.action, "deferred")
         row.errcode, row.errmsg = err.errcode, err.errmsg
         session.commit()
-        log.warning("wechat.mass.error campaign_id=%s batch_no=%s code=%s action=%s errmsg=%r",
-                    campaign_id, batch_no, err.errcode, err.action, err.errmsg[:200])
+        log.warning(
+            "wechat.mass.error campaign_id=%s batch_no=%s code=%s action=%s errmsg=%r",
+            campaign_id,
+            batch_no,
+            err.errcode,
+            err.action,
+            err.errmsg[:200],
+        )
         return ChunkOutcome(clientmsgid, None, err)
     row.msg_id = str(answer["msg_id"])
     row.msg_data_id = str(answer["msg_data_id"]) if answer.get("msg_data_id") is not None else None
     row.status = "sent"
     row.errcode, row.errmsg = None, None
     session.commit()
-    log.info("wechat.mass.sent campaign_id=%s batch_no=%s msg_id=%s openids=%s",
-             campaign_id, batch_no, row.msg_id, len(openids))
+    log.info(
+        "wechat.mass.sent campaign_id=%s batch_no=%s msg_id=%s openids=%s",
+        campaign_id,
+        batch_no,
+        row.msg_id,
+        len(openids),
+    )
     return ChunkOutcome(clientmsgid, row.msg_id)
 
 
-def record_mass_result(row: WechatMassChunk, *, status: str, total: int | None, filtered: int | None,
-                       sent: int | None, errors: int | None, raw: dict[str, Any]) -> None:
+def record_mass_result(
+    row: WechatMassChunk,
+    *,
+    status: str,
+    total: int | None,
+    filtered: int | None,
+    sent: int | None,
+    errors: int | None,
+    raw: dict[str, Any],
+) -> None:
     """Store what WeChat reported for the chunk (event or poll)."""
     row.status = "finished"
-    row.total_count, row.filter_count, row.sent_count, row.error_count = total, filtered, sent, errors
+    row.total_count, row.filter_count, row.sent_count, row.error_count = (
+        total,
+        filtered,
+        sent,
+        errors,
+    )
     row.event = {**raw, "status": status}
 
 
-def poll_mass_status(session: Session, client: WechatClient, campaign_id: int | None = None) -> list[dict[str, Any]]:
+def poll_mass_status(
+    session: Session, client: WechatClient, campaign_id: int | None = None
+) -> list[dict[str, Any]]:
     """Fallback to the MASSSENDJOBFINISH event: ask mass/get for chunks still `sent`.
 
     mass/get only tells the status (SEND_SUCCESS, SENDING, SEND_FAIL, DELETE), no counts;
     a chunk that WeChat finished is marked finished with that status.
     """
-    query = select(WechatMassChunk).where(WechatMassChunk.status == "sent", WechatMassChunk.msg_id.is_not(None))
+    query = select(WechatMassChunk).where(
+        WechatMassChunk.status == "sent", WechatMassChunk.msg_id.is_not(None)
+    )
     if campaign_id is not None:
         query = query.where(WechatMassChunk.campaign_id == campaign_id)
     report = []

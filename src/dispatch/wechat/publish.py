@@ -36,16 +36,30 @@ from dispatch.wechat.errors import WechatError, classify
 
 log = logging.getLogger("dispatch.wechat.publish")
 
-MESSAGES = Catalog({
-    "local_image_left": ("第 {n} 篇文章正文仍引用本地图片 {src}，未替换为微信图片地址",
-                         "article {n}: content still references the local image {src}"),
-    "too_many_articles": ("一次群发最多 8 篇文章，渲染结果有 {count} 篇",
-                          "a WeChat message holds at most 8 articles, the rendering has {count}"),
-    "image_too_large": ("图片 {path} 压缩后仍超过微信上限 {limit} 字节",
-                        "image {path} is still over WeChat's {limit}-byte limit after compression"),
-    "publish_timeout": ("发布任务 {publish_id} 在 {seconds} 秒内未完成", "publish job {publish_id} did not finish in {seconds} s"),
-    "publish_failed": ("发布任务 {publish_id} 失败，状态 {status}", "publish job {publish_id} failed with status {status}"),
-})
+MESSAGES = Catalog(
+    {
+        "local_image_left": (
+            "第 {n} 篇文章正文仍引用本地图片 {src}，未替换为微信图片地址",
+            "article {n}: content still references the local image {src}",
+        ),
+        "too_many_articles": (
+            "一次群发最多 8 篇文章，渲染结果有 {count} 篇",
+            "a WeChat message holds at most 8 articles, the rendering has {count}",
+        ),
+        "image_too_large": (
+            "图片 {path} 压缩后仍超过微信上限 {limit} 字节",
+            "image {path} is still over WeChat's {limit}-byte limit after compression",
+        ),
+        "publish_timeout": (
+            "发布任务 {publish_id} 在 {seconds} 秒内未完成",
+            "publish job {publish_id} did not finish in {seconds} s",
+        ),
+        "publish_failed": (
+            "发布任务 {publish_id} 失败，状态 {status}",
+            "publish job {publish_id} failed with status {status}",
+        ),
+    }
+)
 
 UPLOADIMG_MAX = 1024 * 1024 - 1  # media/uploadimg: jpg/png, under 1 MB
 THUMB_MAX = 64 * 1024  # thumb material: JPG, at most 64 KB
@@ -115,7 +129,9 @@ def publish_lock(settings: Settings, key: str) -> Iterator[None]:
     if settings.redis_url:
         client = redis_lib.Redis.from_url(settings.redis_url)
         prefix = getattr(settings, "redis_key_prefix", "") or ""
-        with client.lock(f"{prefix}dispatch:wechat:publish:{key}", timeout=600, blocking_timeout=600):
+        with client.lock(
+            f"{prefix}dispatch:wechat:publish:{key}", timeout=600, blocking_timeout=600
+        ):
             yield
         client.close()
         return
@@ -133,13 +149,20 @@ class MediaCache:
         self.uploads = 0
 
     def _find(self, digest: str, kind: str) -> WechatMedia | None:
-        return self.session.scalars(select(WechatMedia).where(
-            WechatMedia.account == self.client.account, WechatMedia.content_hash == digest,
-            WechatMedia.kind == kind)).first()
+        return self.session.scalars(
+            select(WechatMedia).where(
+                WechatMedia.account == self.client.account,
+                WechatMedia.content_hash == digest,
+                WechatMedia.kind == kind,
+            )
+        ).first()
 
-    def _remember(self, digest: str, kind: str, media_id: str | None, url: str | None) -> WechatMedia:
-        row = WechatMedia(account=self.client.account, content_hash=digest, kind=kind,
-                          media_id=media_id, url=url)
+    def _remember(
+        self, digest: str, kind: str, media_id: str | None, url: str | None
+    ) -> WechatMedia:
+        row = WechatMedia(
+            account=self.client.account, content_hash=digest, kind=kind, media_id=media_id, url=url
+        )
         self.session.add(row)
         try:
             self.session.commit()
@@ -184,9 +207,12 @@ def _resolve(path: Path, base_dir: Path | None) -> Path:
     return base_dir / path
 
 
-def build_draft_articles(articles: Sequence[Any], base_dir: Path | None,
-                         thumb_media_id_for: Callable[[Path], str],
-                         image_url_for: Callable[[Path], str]) -> list[dict[str, Any]]:
+def build_draft_articles(
+    articles: Sequence[Any],
+    base_dir: Path | None,
+    thumb_media_id_for: Callable[[Path], str],
+    image_url_for: Callable[[Path], str],
+) -> list[dict[str, Any]]:
     """draft/add articles from rendered WechatArticle objects, every <img src> replaced.
 
     Uses the renderer's to_draft_articles when it exists (one definition of the payload);
@@ -216,8 +242,12 @@ def build_draft_articles(articles: Sequence[Any], base_dir: Path | None,
     return payload
 
 
-def _draft_article(article: Any, base_dir: Path | None, thumb_media_id_for: Callable[[Path], str],
-                   image_url_for: Callable[[Path], str]) -> dict[str, Any]:
+def _draft_article(
+    article: Any,
+    base_dir: Path | None,
+    thumb_media_id_for: Callable[[Path], str],
+    image_url_for: Callable[[Path], str],
+) -> dict[str, Any]:
     urls: dict[str, str] = {}
     for image in getattr(article, "images", ()):
         path = _resolve(Path(image), base_dir)
@@ -254,22 +284,37 @@ def render_articles(issue: Issue, settings: Settings) -> tuple[list[Any], Path]:
 
 # -- the publishing flow -------------------------------------------------------------------------
 def find_draft(session: Session, client: WechatClient, issue: Issue) -> WechatDraft | None:
-    return session.scalars(select(WechatDraft).where(
-        WechatDraft.account == client.account, WechatDraft.issue_id == issue.id,
-        WechatDraft.content_hash == issue.content_hash)).first()
+    return session.scalars(
+        select(WechatDraft).where(
+            WechatDraft.account == client.account,
+            WechatDraft.issue_id == issue.id,
+            WechatDraft.content_hash == issue.content_hash,
+        )
+    ).first()
 
 
-def ensure_draft(session: Session, client: WechatClient, settings: Settings, issue: Issue, *,
-                 articles: Sequence[Any] | None = None, base_dir: Path | None = None) -> PublishResult:
+def ensure_draft(
+    session: Session,
+    client: WechatClient,
+    settings: Settings,
+    issue: Issue,
+    *,
+    articles: Sequence[Any] | None = None,
+    base_dir: Path | None = None,
+) -> PublishResult:
     """The issue's draft media_id, creating it (and uploading what is missing) only once."""
     draft = find_draft(session, client, issue)
     if draft is not None:
-        return PublishResult(draft.media_id, draft.article_count, 0, True, draft.publish_id, draft.article_url)
+        return PublishResult(
+            draft.media_id, draft.article_count, 0, True, draft.publish_id, draft.article_url
+        )
     with publish_lock(settings, f"{client.account}:{issue.id}:{issue.content_hash[:16]}"):
         session.expire_all()
         draft = find_draft(session, client, issue)
         if draft is not None:
-            return PublishResult(draft.media_id, draft.article_count, 0, True, draft.publish_id, draft.article_url)
+            return PublishResult(
+                draft.media_id, draft.article_count, 0, True, draft.publish_id, draft.article_url
+            )
         if articles is None:
             articles, base_dir = render_articles(issue, settings)
         cache = MediaCache(session, client)
@@ -278,17 +323,33 @@ def ensure_draft(session: Session, client: WechatClient, settings: Settings, iss
             media_id = client.draft_add(payload)
         except Exception as exc:
             raise WechatError.from_exception(exc) from exc
-        draft = WechatDraft(account=client.account, issue_id=issue.id, content_hash=issue.content_hash,
-                            media_id=media_id, article_count=len(payload))
+        draft = WechatDraft(
+            account=client.account,
+            issue_id=issue.id,
+            content_hash=issue.content_hash,
+            media_id=media_id,
+            article_count=len(payload),
+        )
         session.add(draft)
         session.commit()
-        log.info("wechat.draft.created issue_id=%s articles=%s uploads=%s", issue.id, len(payload), cache.uploads)
+        log.info(
+            "wechat.draft.created issue_id=%s articles=%s uploads=%s",
+            issue.id,
+            len(payload),
+            cache.uploads,
+        )
         return PublishResult(media_id, len(payload), cache.uploads, False)
 
 
-def free_publish(session: Session, client: WechatClient, draft: WechatDraft, *,
-                 poll_interval: float = 2.0, timeout: float = 120.0,
-                 sleep: Callable[[float], None] = time.sleep) -> WechatDraft:
+def free_publish(
+    session: Session,
+    client: WechatClient,
+    draft: WechatDraft,
+    *,
+    poll_interval: float = 2.0,
+    timeout: float = 120.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WechatDraft:
     """freepublish/submit, then poll freepublish/get until it succeeds, fails or times out.
 
     Free-publishing puts the articles on the account's page; it does NOT notify followers
@@ -310,18 +371,32 @@ def free_publish(session: Session, client: WechatClient, draft: WechatDraft, *,
             session.commit()
             return draft
         if status != 1:  # 2 original check failed, 3 regular failure, 4 rejected, 5/6 deleted
-            raise WechatError(status, MESSAGES.both("publish_failed", publish_id=draft.publish_id, status=status),
-                              classify(-999999))
+            raise WechatError(
+                status,
+                MESSAGES.both("publish_failed", publish_id=draft.publish_id, status=status),
+                classify(-999999),
+            )
         if waited >= timeout:
-            raise WechatError(None, MESSAGES.both("publish_timeout", publish_id=draft.publish_id, seconds=timeout),
-                              classify(None))
+            raise WechatError(
+                None,
+                MESSAGES.both("publish_timeout", publish_id=draft.publish_id, seconds=timeout),
+                classify(None),
+            )
         sleep(poll_interval)
         waited += poll_interval
 
 
-def publish(session: Session, client: WechatClient, settings: Settings, issue: Issue, *,
-            free: bool = False, articles: Sequence[Any] | None = None, base_dir: Path | None = None,
-            poll_interval: float = 2.0) -> PublishResult:
+def publish(
+    session: Session,
+    client: WechatClient,
+    settings: Settings,
+    issue: Issue,
+    *,
+    free: bool = False,
+    articles: Sequence[Any] | None = None,
+    base_dir: Path | None = None,
+    poll_interval: float = 2.0,
+) -> PublishResult:
     """Draft (cached) and, if asked, free-publish it: the `dispatch wechat publish` command."""
     result = ensure_draft(session, client, settings, issue, articles=articles, base_dir=base_dir)
     if not free:
@@ -329,5 +404,11 @@ def publish(session: Session, client: WechatClient, settings: Settings, issue: I
     draft = find_draft(session, client, issue)
     assert draft is not None
     draft = free_publish(session, client, draft, poll_interval=poll_interval)
-    return PublishResult(result.draft_media_id, result.article_count, result.uploaded_images,
-                         result.reused, draft.publish_id, draft.article_url)
+    return PublishResult(
+        result.draft_media_id,
+        result.article_count,
+        result.uploaded_images,
+        result.reused,
+        draft.publish_id,
+        draft.article_url,
+    )

@@ -83,7 +83,9 @@ class RedisTokenStore(TokenStore):
         token, due = self._read()
         if token is not None and time.time() < due:
             return token
-        with self.redis.lock(self.lock_key, timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=LOCK_TIMEOUT_SECONDS):
+        with self.redis.lock(
+            self.lock_key, timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=LOCK_TIMEOUT_SECONDS
+        ):
             token, due = self._read()  # another worker may have refreshed while we waited
             if token is not None and time.time() < due:
                 return token
@@ -91,7 +93,9 @@ class RedisTokenStore(TokenStore):
             return self._store(fetch())
 
     def replace(self, stale: str, fetch: Fetcher) -> str:
-        with self.redis.lock(self.lock_key, timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=LOCK_TIMEOUT_SECONDS):
+        with self.redis.lock(
+            self.lock_key, timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=LOCK_TIMEOUT_SECONDS
+        ):
             token, due = self._read()
             if token is not None and token != stale:
                 return token  # someone already replaced it: reuse theirs

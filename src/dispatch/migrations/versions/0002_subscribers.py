@@ -52,7 +52,9 @@ def upgrade() -> None:
         sa.Column("unsubscribed_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("subscriber_id", "list_id", name="pk_subscriptions"),
         sa.ForeignKeyConstraint(
-            ["subscriber_id"], ["subscribers.id"], ondelete="CASCADE",
+            ["subscriber_id"],
+            ["subscribers.id"],
+            ondelete="CASCADE",
             name="fk_subscriptions_subscriber_id_subscribers",
         ),
         sa.ForeignKeyConstraint(

@@ -19,7 +19,12 @@ def upgrade() -> None:
     op.create_table(
         "campaigns",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("issue_id", sa.Integer(), sa.ForeignKey("issues.id", name="fk_campaigns_issue_id_issues"), nullable=False),
+        sa.Column(
+            "issue_id",
+            sa.Integer(),
+            sa.ForeignKey("issues.id", name="fk_campaigns_issue_id_issues"),
+            nullable=False,
+        ),
         sa.Column("channel", sa.String(16), nullable=False),
         sa.Column("list_ids", sa.JSON(), nullable=False),
         sa.Column("dedupe_key", sa.String(200), nullable=False),
@@ -44,7 +49,9 @@ def upgrade() -> None:
         sa.Column(
             "campaign_id",
             sa.Integer(),
-            sa.ForeignKey("campaigns.id", ondelete="CASCADE", name="fk_deliveries_campaign_id_campaigns"),
+            sa.ForeignKey(
+                "campaigns.id", ondelete="CASCADE", name="fk_deliveries_campaign_id_campaigns"
+            ),
             nullable=False,
         ),
         sa.Column("subscriber_id", sa.Integer(), nullable=False),
@@ -64,7 +71,9 @@ def upgrade() -> None:
         sa.Column("external_id", sa.String(128), nullable=True),
         sa.Column("sent_at", UTCDateTime(), nullable=True),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"),
+        sa.UniqueConstraint(
+            "campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"
+        ),
     )
     op.create_index("ix_deliveries_batch", "deliveries", ["campaign_id", "batch_no", "status"])
     op.create_index("ix_deliveries_campaign_status", "deliveries", ["campaign_id", "status"])

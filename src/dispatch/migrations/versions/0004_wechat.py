@@ -68,7 +68,9 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.UniqueConstraint("clientmsgid", name="uq_wechat_mass_chunks_clientmsgid"),
     )
-    op.create_index("ix_wechat_mass_chunks_campaign", "wechat_mass_chunks", ["campaign_id", "batch_no"])
+    op.create_index(
+        "ix_wechat_mass_chunks_campaign", "wechat_mass_chunks", ["campaign_id", "batch_no"]
+    )
     op.create_index("ix_wechat_mass_chunks_msg_id", "wechat_mass_chunks", ["msg_id"])
     op.create_table(
         "wechat_template_messages",
