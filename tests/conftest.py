@@ -126,8 +126,8 @@ def artifacts_dir() -> Path:
 
 @pytest.fixture
 def fake():
-    """A fake WeChat API on loopback (dispatch.wechat.fake_server), one per test."""
-    from dispatch.wechat.fake_server import FakeWechatServer
+    """A fake WeChat API on loopback (dispatch.dev.wechat_fake), one per test."""
+    from dispatch.dev.wechat_fake import FakeWechatServer
 
     with FakeWechatServer() as server:
         yield server

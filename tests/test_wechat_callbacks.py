@@ -13,14 +13,14 @@ from dispatch.channels.wechat import WechatChannel
 from dispatch.delivery import campaigns as campaign_service
 from dispatch.delivery.engine import drain
 from dispatch.delivery.queue import ListQueue
+from dispatch.dev.wechat_fake import new_aes_key
+from dispatch.dev.wechat_testing import make_issue, seed_followers, stub_articles
 from dispatch.models import Delivery, Event
 from dispatch.models.wechat import WechatMassChunk, WechatTemplateMessage
 from dispatch.wechat.callbacks import handle_callback
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy
-from dispatch.wechat.fake_server import new_aes_key
 from dispatch.wechat.publish import ensure_draft
-from dispatch.wechat.testing import make_issue, seed_followers, stub_articles
 
 CALLBACK_TOKEN = "callback-token-for-tests"
 
@@ -99,7 +99,7 @@ def test_bad_signatures_are_refused_and_nothing_recorded(session, wechat_setting
 
 
 def test_url_verification_echoes_echostr(session, wechat_settings, fake):
-    from dispatch.wechat.fake_server import _sha1_sorted
+    from dispatch.dev.wechat_fake import _sha1_sorted
 
     query = {
         "timestamp": "1700000000",
@@ -113,7 +113,7 @@ def test_url_verification_echoes_echostr(session, wechat_settings, fake):
 
 
 def test_malformed_body_is_a_value_error(session, wechat_settings, fake):
-    from dispatch.wechat.fake_server import _sha1_sorted
+    from dispatch.dev.wechat_fake import _sha1_sorted
 
     query = {"timestamp": "1", "nonce": "n", "signature": _sha1_sorted(CALLBACK_TOKEN, "1", "n")}
     with pytest.raises(ValueError):

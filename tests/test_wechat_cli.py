@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from dispatch.cli import main
 from dispatch.config import set_settings
+from dispatch.dev.wechat_testing import seed_followers
 from dispatch.models.wechat import WechatMassChunk
 from dispatch.paths import SAMPLE_ISSUE_DIR
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.mass import poll_mass_status
-from dispatch.wechat.testing import seed_followers
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_unknown_issue_is_one_clear_error(wechat_settings, fake):
 
 
 def test_demo_publishes_and_mass_sends_to_followers_with_openids(session, settings, sample_issue):
-    from dispatch.wechat.demo import run_wechat_demo
+    from dispatch.dev.wechat_demo import run_wechat_demo
 
     list_id = seed_followers(session, 12)
     result = run_wechat_demo(settings, session, sample_issue, [list_id])
@@ -66,7 +66,7 @@ def test_demo_publishes_and_mass_sends_to_followers_with_openids(session, settin
 
 
 def test_demo_step_uses_every_list_and_reports_followers(session, settings, sample_issue):
-    from dispatch.wechat.demo import demo_step
+    from dispatch.dev.wechat_demo import demo_step
 
     seed_followers(session, 5, list_slug="a", openid_prefix="oA")
     seed_followers(session, 4, list_slug="b", openid_prefix="oB")

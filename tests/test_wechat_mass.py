@@ -12,12 +12,12 @@ from dispatch.channels.wechat import WechatChannel
 from dispatch.delivery import campaigns as campaign_service
 from dispatch.delivery.engine import deliver_batch, drain
 from dispatch.delivery.queue import ListQueue
+from dispatch.dev.wechat_testing import make_issue, seed_followers, stub_articles
 from dispatch.models import Campaign, Delivery, Event, utcnow
 from dispatch.models.wechat import WechatMassChunk
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy
 from dispatch.wechat.publish import ensure_draft
-from dispatch.wechat.testing import make_issue, seed_followers, stub_articles
 
 FAST = RetryPolicy(attempts=3, scale=0.0)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from dispatch.dev.wechat_fake import MMBIZ_PREFIX
+from dispatch.dev.wechat_testing import ArticleStub, make_image, make_issue, stub_articles
 from dispatch.models.wechat import WechatDraft, WechatMedia
 from dispatch.paths import SAMPLE_ISSUE_DIR
 from dispatch.wechat.client import WechatClient
-from dispatch.wechat.fake_server import MMBIZ_PREFIX
 from dispatch.wechat.publish import PublishError, ensure_draft, prepare_image, publish
-from dispatch.wechat.testing import ArticleStub, make_image, make_issue, stub_articles
 
 IMG_SRC = re.compile(r"<img\b[^>]*?\bsrc=[\"']([^\"']*)[\"']")
 

@@ -1,6 +1,6 @@
 """`dispatch bench …`: benchmark commands that print figures (never timed tests).
 
-Each area keeps its benchmark in dispatch/bench/<area>.py exposing a click command `command`.
+Each area keeps its benchmark in dispatch/dev/bench/<area>.py exposing a click command `command`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def bench_group() -> None:
 
 def register(main: click.Group) -> None:
     for name in BENCH_MODULES:
-        module = importlib.import_module(f"dispatch.bench.{name}")
+        module = importlib.import_module(f"dispatch.dev.bench.{name}")
         command = getattr(module, "command", None)
         if command is not None:
             bench_group.add_command(command)

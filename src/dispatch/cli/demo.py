@@ -117,10 +117,10 @@ def sample_people(session: Session) -> tuple[list[int], int]:
 
 
 def wechat_step(settings: Settings, issue_id: int, list_ids: list[int]) -> dict[str, Any] | None:
-    """The WeChat part (dispatch.wechat.demo): the issue to a fake WeChat API on loopback and
+    """The WeChat part (dispatch.dev.wechat_demo): the issue to a fake WeChat API on loopback and
     mass-sent to the followers among the sample people; None when that module is missing."""
     try:
-        from dispatch.wechat.demo import demo_step
+        from dispatch.dev.wechat_demo import demo_step
     except ImportError:
         return None
     return demo_step(settings, issue_id, list_ids)

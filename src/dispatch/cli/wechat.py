@@ -222,7 +222,7 @@ def _n(value: int | None) -> str:
 @click.option("--token-expires-in", default=7200, show_default=True, type=int)
 def fake_server_cmd(port: int, callback_url: str | None, token_expires_in: int) -> None:
     """Run the fake WeChat API on 127.0.0.1 for local trials / 运行模拟微信 API."""
-    from dispatch.wechat.fake_server import FakeWechatServer
+    from dispatch.dev.wechat_fake import FakeWechatServer
 
     settings = settings_or_exit()
     server = FakeWechatServer(port=port)

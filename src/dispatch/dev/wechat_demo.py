@@ -14,12 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.config import Settings
+from dispatch.dev.wechat_fake import FakeWechatServer, new_aes_key
 from dispatch.models import Issue
 from dispatch.models.wechat import WechatMassChunk
 from dispatch.wechat.callbacks import handle_callback
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy
-from dispatch.wechat.fake_server import FakeWechatServer, new_aes_key
 from dispatch.wechat.publish import ensure_draft
 
 
