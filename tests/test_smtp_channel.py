@@ -385,3 +385,18 @@ def test_one_reconnect_per_batch_across_the_engines_chunks(smtp_server):  # noqa
     assert outcomes(channel.send(batch[9:])) == ["sent"]
     channel.close()
     assert len(smtp_server.messages) == 5
+
+
+def test_two_outboxes_sharing_a_folder_never_share_a_number(tmp_path):
+    """The CLI's sink and a worker's sink write to one folder: numbers stay unique (issue 9)."""
+    folder = tmp_path / "outbox"
+    with LocalOutbox(folder) as first, LocalOutbox(folder) as second:
+        for i in range(3):
+            for sink, who in ((first, "editor"), (second, "li.na")):
+                results = send(channel_settings(sink.url), recipients(f"{who}{i}@example.net"))
+                assert outcomes(results) == ["sent"]
+    numbers = [f.name.split("-")[0] for f in sorted(folder.glob("*.eml"))]
+    assert len(numbers) == 6 and len(set(numbers)) == 6, numbers
+    with LocalOutbox(folder) as later:  # a sink started later continues after them
+        send(channel_settings(later.url), recipients("late@example.net"))
+    assert sorted(folder.glob("*.eml"))[-1].name == "000007-late@example.net.eml"

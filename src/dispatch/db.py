@@ -11,15 +11,16 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.config import Settings, get_settings
+from dispatch.log import get_logger
 from dispatch.paths import PACKAGE_DIR
 
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
+log = get_logger(__name__)
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -53,14 +54,23 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` on this engine's database."""
+    """Apply migrations up to `revision` on this engine's database (one log line if any ran)."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+        after = MigrationContext.configure(conn).get_current_revision()
+    if before != after:
+        log.info("db.migrated", from_revision=before, to_revision=after)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn

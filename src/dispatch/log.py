@@ -14,6 +14,9 @@ from typing import Any
 from dispatch.config import SECRET_FIELDS
 
 _SECRET_KEYS = {*SECRET_FIELDS, "password", "secret", "token", "app_secret", "authorization"}
+# Alembic announces its plugin set-up and each step at INFO (18 lines per worker start);
+# dispatch.db logs one "db.migrated" line instead, only when a revision was applied.
+QUIET_LOGGERS = ("alembic",)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.I)
 
 
@@ -73,3 +76,5 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

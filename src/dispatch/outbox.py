@@ -4,13 +4,15 @@ Why a real SMTP server rather than a "file channel": the embedded default (`disp
 machine with no relay) exercises exactly the code that talks to a real relay, and a person can
 open the .eml files in a mail client to see what subscribers would get.
 
-Files are named `<n>-<recipient>.eml` (one per recipient of a transaction); `n` is taken with
-O_EXCL so several sinks or processes sharing one folder never overwrite each other.
+Files are named `<n>-<recipient>.eml` (one per recipient of a transaction). `n` comes from a
+counter file in the folder, read and advanced under an exclusive lock, so several sinks or
+processes sharing one folder (the CLI's sink and a worker's) never hand out the same number.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import re
@@ -27,6 +29,8 @@ from dispatch.config import Settings
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
+_NUMBERED = re.compile(r"^(\d+)-")
+COUNTER_FILE = ".next-number"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -46,7 +50,29 @@ class _OutboxHandler:
         self.folder = folder  # None: count and discard (benchmarks)
         self.count = 0
         self._lock = threading.Lock()
-        self._next = len(list(folder.glob("*.eml"))) + 1 if folder else 1
+
+    def _take_number(self) -> int:
+        """The folder's next file number, shared by every process writing there."""
+        assert self.folder is not None
+        fd = os.open(self.folder / COUNTER_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.read(fd, 32).strip()
+            if raw.isdigit():
+                number = int(raw)
+            else:  # first use of this folder (or files from before the counter): after them
+                taken = [
+                    int(m.group(1))
+                    for p in self.folder.glob("*.eml")
+                    if (m := _NUMBERED.match(p.name))
+                ]
+                number = max(taken, default=0) + 1
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(number + 1).encode())
+            return number
+        finally:
+            os.close(fd)  # releases the lock
 
     def _write(self, rcpt: str, data: bytes) -> Path | None:
         if self.folder is None:
@@ -55,8 +81,7 @@ class _OutboxHandler:
             return None
         with self._lock:
             while True:
-                path = self.folder / f"{self._next:06d}-{safe_file_part(rcpt)}.eml"
-                self._next += 1
+                path = self.folder / f"{self._take_number():06d}-{safe_file_part(rcpt)}.eml"
                 try:
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 except FileExistsError:
