@@ -180,3 +180,22 @@ def test_hostile_inputs_get_4xx_not_500(client, engine, settings, tokens):
         ).status_code
         == 422
     )
+
+
+def test_upload_problems_name_the_uploaded_file_not_the_server_path(
+    client, engine, settings, tokens
+):
+    """Issue 9: `var/issues/b5af…/issue.md:5: …` became `issue.md:5: …`."""
+    h = bearer(tokens["editor"])
+    source = (SAMPLE_ISSUE_DIR / "issue.md").read_text(encoding="utf-8")
+    broken = source.replace("![", "![](missing.png) ![", 1)
+    answer = client.post(
+        "/api/issues",
+        files=[("files", ("issue.md", broken.encode(), "text/markdown"))],
+        headers=h,
+    )
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["problems"] and {p["file"] for p in body["problems"]} == {"issue.md"}
+    assert str(settings.data_dir) not in answer.text and "issues/" not in answer.text
+    assert body["detail"].startswith("issue.md:")

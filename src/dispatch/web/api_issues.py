@@ -13,7 +13,12 @@ from dispatch.content.store import list_issues
 from dispatch.models.issue import Issue
 from dispatch.web.auth import Principal, require_editor
 from dispatch.web.deps import DbSession, RowId
-from dispatch.web.issue_upload import allowed_source_dir, publish_folder, store_upload
+from dispatch.web.issue_upload import (
+    allowed_source_dir,
+    publish_folder,
+    publish_upload,
+    store_upload,
+)
 from dispatch.web.issuedocs import issue_doc
 
 router = APIRouter(prefix="/api/issues", tags=["issues"], dependencies=[Depends(require_editor)])
@@ -99,7 +104,7 @@ async def issues_upload(
 ) -> dict:
     payload = [(f.filename or "", await f.read()) for f in files]
     folder = store_upload(request.app.state.settings, payload)
-    return issue_out(publish_folder(session, folder))
+    return issue_out(publish_upload(session, folder))
 
 
 @router.post("/publish", status_code=201, summary="Publish a source folder on the server")

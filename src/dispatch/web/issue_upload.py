@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy.orm import Session
 
 from dispatch.config import Settings
-from dispatch.content.parse import SOURCE_FILE_NAME, parse_issue
+from dispatch.content.parse import SOURCE_FILE_NAME, IssueSourceError, Problem, parse_issue
 from dispatch.content.store import publish_issue
 from dispatch.models.issue import Issue
 from dispatch.paths import EXAMPLES_DIR
@@ -109,3 +109,22 @@ def allowed_source_dir(settings: Settings, path: str) -> Path:
 def publish_folder(session: Session, folder: Path) -> Issue:
     """Parse (raising IssueSourceError with every problem) and publish; flushes only."""
     return publish_issue(session, parse_issue(folder))
+
+
+def _as_uploaded(text: str, folder: Path) -> str:
+    """A problem text with the server's storage folder removed: `issue.md:5`, as uploaded."""
+    for root in (str(folder.resolve()), str(folder)):
+        text = text.replace(root + "/", "").replace(root, ".")
+    return text
+
+
+def publish_upload(session: Session, folder: Path) -> Issue:
+    """`publish_folder` for a folder made by `store_upload`: problems name the files as the
+    editor uploaded them (`issue.md:5: …`), never the server's storage path."""
+    try:
+        return publish_folder(session, folder)
+    except IssueSourceError as exc:
+        raise IssueSourceError(
+            Problem(_as_uploaded(p.file, folder), p.line, _as_uploaded(p.message, folder))
+            for p in exc.problems
+        ) from None

@@ -25,7 +25,7 @@ from dispatch.web import api_campaigns, api_issues, api_subscribers
 from dispatch.web.auth import AdminUser, EditorUser
 from dispatch.web.chart import opens_clicks_svg
 from dispatch.web.deps import BodyId, DbSession, RowId
-from dispatch.web.issue_upload import publish_folder, store_upload
+from dispatch.web.issue_upload import publish_upload, store_upload
 from dispatch.web.queueing import batch_queue
 from dispatch.web.stats import campaign_stats
 from dispatch.web.templating import render_page, request_locale
@@ -213,7 +213,7 @@ async def issues_upload(
 ) -> Response:
     payload = [(f.filename or "", await f.read()) for f in files]
     try:
-        issue = publish_folder(session, store_upload(request.app.state.settings, payload))
+        issue = publish_upload(session, store_upload(request.app.state.settings, payload))
     except ValueError as exc:
         session.rollback()
         problems = [str(p) for p in getattr(exc, "problems", ())]
