@@ -143,7 +143,8 @@ def test_signer_repr_hides_the_key(key_pair):
 
 def test_the_message_a_recipient_gets_carries_a_valid_signature(key_pair, smtp_server):  # noqa: F811
     from dispatch.channels.base import CampaignContext, Recipient
-    from dispatch.channels.smtp import SmtpChannel, build_campaign_source
+    from dispatch.channels.email_source import build_campaign_source
+    from dispatch.channels.smtp import SmtpChannel
 
     class Rendered:
         subject = "工作简报"

@@ -13,7 +13,8 @@ import pytest
 
 from dispatch.channels import make_channel
 from dispatch.channels.base import CampaignContext, Recipient
-from dispatch.channels.smtp import SmtpChannel, build_campaign_source
+from dispatch.channels.email_source import build_campaign_source
+from dispatch.channels.smtp import SmtpChannel
 from dispatch.config import Settings, load_settings
 from dispatch.log import JsonFormatter
 from dispatch.outbox import LocalOutbox, free_port
@@ -350,7 +351,7 @@ def test_the_local_outbox_writes_one_eml_per_recipient(tmp_path):
 def test_smtp_data_dot_stuffs_only_when_needed(smtp_server):  # noqa: F811
     import smtplib
 
-    from dispatch.channels.smtp import smtp_data
+    from dispatch.channels.smtp_conversation import smtp_data
 
     with_dots = b"Subject: dots\r\n\r\n.first line\r\nmiddle\r\n..two\r\n.\r\nend"
     smtp = smtplib.SMTP("127.0.0.1", smtp_server.port)

@@ -6,11 +6,11 @@ import smtplib
 
 import pytest
 
-from dispatch.channels.smtp import (
+from dispatch.channels.smtp_conversation import parse_smtp_url
+from dispatch.channels.smtp_replies import (
     classify_smtp_error,
     classify_smtp_reply,
     enhanced_code,
-    parse_smtp_url,
 )
 
 

@@ -6,7 +6,8 @@ import email
 import email.policy
 
 from dispatch.channels.base import CampaignContext, Recipient
-from dispatch.channels.smtp import SmtpChannel, load_campaign_source
+from dispatch.channels.email_source import load_campaign_source
+from dispatch.channels.smtp import SmtpChannel
 from dispatch.content.store import publish_source
 from dispatch.paths import PROJECT_ROOT
 from smtp_server import smtp_server  # noqa: F401
@@ -88,7 +89,7 @@ def test_without_smtp_url_messages_go_to_the_local_outbox(session, settings):
 
 def test_prepare_channel_warms_the_per_process_source(session, settings):
     from dispatch.channels import prepare_channel
-    from dispatch.channels.smtp import _SOURCE_CACHE
+    from dispatch.channels.email_source import _SOURCE_CACHE
 
     issue = publish_source(session, SAMPLE_ISSUE)
     session.commit()

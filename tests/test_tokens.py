@@ -12,6 +12,7 @@ from dispatch.models import Event
 from dispatch.models.subscriber import Subscriber, Subscription
 from dispatch.render.slots import RecipientSlots
 from dispatch.subscribers import service
+from dispatch.subscribers.service import unsubscribe_by_token
 from dispatch.tokens import (
     TokenError,
     make_click_token,
@@ -19,7 +20,6 @@ from dispatch.tokens import (
     make_open_token,
     make_unsubscribe_token,
     tracking_slots,
-    unsubscribe_by_token,
     verify_click_token,
     verify_confirmation_token,
     verify_open_token,

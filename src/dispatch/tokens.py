@@ -6,6 +6,10 @@ its payload fields joined by "." and a truncated HMAC-SHA256 (96 bits) over them
 derived per purpose from `settings.signing_key()` so a token made for one purpose is refused
 for any other. Verification compares in constant time and raises `TokenError` for anything
 forged, altered, expired, of the wrong purpose or signed with another key.
+
+This module only makes and checks tokens; acting on one (unsubscribing, confirming) is the
+subscriber service's job (`dispatch.subscribers.service.unsubscribe_by_token`), which imports
+this module and never the other way round.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ from dispatch.config import Settings
 from dispatch.i18n import Catalog
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sqlalchemy.orm import Session
-
     from dispatch.render.slots import RecipientSlots
 
 SIG_CHARS = 16  # base64url chars of the HMAC kept: 96 bits
@@ -225,12 +227,3 @@ def tracking_slots(
     return RecipientSlots(
         name=name, unsubscribe_url=unsub, open_url=open_url, click_urls=click_urls
     )
-
-
-def unsubscribe_by_token(
-    session: Session, settings: Settings, token: str, *, source: str = "link"
-) -> bool:
-    """Process an unsubscribe link or List-Unsubscribe POST (see subscribers.service)."""
-    from dispatch.subscribers.service import unsubscribe_by_token as _impl
-
-    return _impl(session, settings, token, source=source)

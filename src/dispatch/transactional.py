@@ -45,7 +45,7 @@ def _write_outbox(settings: Settings, message: EmailMessage) -> Path:
 
 def _smtp_send(settings: Settings, message: EmailMessage) -> None:
     # one URL grammar for the whole project: smtp://host:port[?starttls=1][&cafile=…][&verify=0]
-    from dispatch.channels.smtp import parse_smtp_url
+    from dispatch.channels.smtp_conversation import parse_smtp_url
 
     try:
         endpoint = parse_smtp_url(settings.smtp_url)

@@ -71,7 +71,7 @@ def prepare_channel(kind: str, settings: Settings, context: CampaignContext) -> 
     if kind == "email":
         from sqlalchemy.orm import Session
 
-        from dispatch.channels.smtp import load_campaign_source
+        from dispatch.channels.email_source import load_campaign_source
         from dispatch.db import get_engine
 
         with Session(bind=get_engine(settings)) as session:

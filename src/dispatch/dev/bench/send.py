@@ -136,7 +136,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> 
 def sample_messages(settings: Settings, n: int) -> list[tuple[str, bytes]]:
     """(recipient, bytes) of `n` personalised, tracked messages of the sample issue."""
     from dispatch.channels.base import CampaignContext, Recipient
-    from dispatch.channels.smtp import build_campaign_source
+    from dispatch.channels.email_source import build_campaign_source
     from dispatch.content.parse import parse_issue
     from dispatch.render.email import render_email
 
@@ -178,19 +178,20 @@ def wire_ceiling(settings: Settings, messages: list[tuple[str, bytes]], total: i
     (PIPELINING when offered, no regex dot-stuffing, TCP_NODELAY) with nothing else around it:
     the stricter ceiling, which isolates what the pipeline itself costs."""
     from dispatch.channels.base import CampaignContext
-    from dispatch.channels.smtp import SmtpChannel, _Progress
+    from dispatch.channels.smtp import SmtpChannel
+    from dispatch.channels.smtp_conversation import Progress
 
     context = CampaignContext(campaign_id=1, issue_id=1, batch_no=0, list_ids=(1,), tracking=True)
     channel = SmtpChannel(settings, context)
     channel.open()
-    smtp = channel._smtp
-    if smtp is None:
+    conn = channel._conn
+    if conn is None:
         raise click.ClickException("cannot connect to the sink")
     try:
         started = time.perf_counter()
         for i in range(total):
             rcpt, data = messages[i % len(messages)]
-            code, _ = channel._transaction(smtp, rcpt, data, _Progress())
+            code, _ = conn.transaction(settings.from_address, rcpt, data, Progress())
             if code != 250:
                 raise click.ClickException(f"the sink refused message {i}: {code}")
         return time.perf_counter() - started

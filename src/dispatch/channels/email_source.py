@@ -1,0 +1,181 @@
+"""What an email campaign's messages are made of: the rendered issue and the message template,
+built once per process, and the cheap per-recipient step that fills them.
+
+Why its own module: rendering and encoding belong to the campaign, not to the SMTP
+conversation; the email channel (and any relay) asks `message_for(recipient)` and sends bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from dispatch.channels.base import CampaignContext, Recipient
+from dispatch.channels.dkim import DkimSigner, signer_from_settings
+from dispatch.channels.email_message import MessageBuildError, MessageTemplate, build_template
+from dispatch.config import Settings
+from dispatch.i18n import Catalog
+
+__all__ = [
+    "CampaignSourceError",
+    "EmailCampaignSource",
+    "build_campaign_source",
+    "load_campaign_source",
+    "load_source_from_database",
+]
+
+MESSAGES = Catalog(
+    {
+        "test_prefix": ("[测试] ", "[Test] "),
+        "no_issue": (
+            "活动 {campaign_id} 的期刊 {issue_id} 不存在",
+            "campaign {campaign_id}: issue {issue_id} not found",
+        ),
+    }
+)
+
+
+class RenderedLike(Protocol):
+    """What the channel needs from dispatch.render.email.RenderedEmail."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def link_count(self) -> int: ...
+
+    def personalize(self, slots: Any) -> tuple[str, str]: ...
+
+
+class CampaignSourceError(RuntimeError):
+    """The campaign's issue cannot be loaded or rendered (the batch is paused, not failed)."""
+
+
+@dataclass
+class EmailCampaignSource:
+    """Everything one campaign's messages are made of; `message_for` is the cheap per-recipient step."""
+
+    settings: Settings
+    context: CampaignContext
+    rendered: RenderedLike
+    template: MessageTemplate
+    signer: DkimSigner | None = None
+    slots_for: Callable[[Recipient], Any] | None = None  # default: dispatch.tokens.tracking_slots
+
+    @property
+    def unsubscribe_list_id(self) -> int | None:
+        """The list an unsubscribe link leaves: the campaign's list, or all lists (None) when several."""
+        return self.context.list_ids[0] if len(self.context.list_ids) == 1 else None
+
+    def slots(self, recipient: Recipient) -> Any:
+        if self.slots_for is not None:
+            return self.slots_for(recipient)
+        from dispatch.tokens import tracking_slots
+
+        return tracking_slots(
+            self.settings,
+            delivery_id=recipient.delivery_id,
+            subscriber_id=recipient.subscriber_id,
+            list_id=self.unsubscribe_list_id,
+            name=recipient.name,
+            n_links=self.rendered.link_count,
+            tracking=self.context.tracking,
+        )
+
+    def message_for(self, recipient: Recipient) -> tuple[str, bytes]:
+        """(Message-ID, message bytes) for one recipient; MessageBuildError if it cannot be built."""
+        if not recipient.email:
+            raise MessageBuildError("recipient has no email address")
+        if not recipient.email.isascii():
+            raise MessageBuildError("internationalised address (SMTPUTF8) is not supported")
+        slots = self.slots(recipient)
+        html, text = self.rendered.personalize(slots)
+        data = self.template.fill(
+            delivery_id=recipient.delivery_id,
+            to_address=recipient.email,
+            to_name=recipient.name,
+            unsubscribe_url=slots.unsubscribe_url,
+            html=html,
+            text=text,
+        )
+        if self.signer is not None:
+            data = self.signer.sign(data)
+        return self.template.message_id(recipient.delivery_id), data
+
+
+def build_campaign_source(
+    settings: Settings, context: CampaignContext, rendered: RenderedLike, **kwargs: Any
+) -> EmailCampaignSource:
+    """Encode the campaign's shared headers once (subject marked when it is a test send)."""
+    subject = rendered.subject
+    if context.is_test:
+        subject = MESSAGES.get("test_prefix", settings.locale) + subject
+    template = build_template(
+        campaign_id=context.campaign_id,
+        subject=subject,
+        from_address=settings.from_address,
+        from_name=settings.from_name,
+        list_id=settings.list_id,
+        reply_to=settings.reply_to,
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+    )
+    return EmailCampaignSource(
+        settings=settings,
+        context=context,
+        rendered=rendered,
+        template=template,
+        signer=signer_from_settings(settings),
+        **kwargs,
+    )
+
+
+_SOURCE_CACHE: dict[tuple[Any, ...], EmailCampaignSource] = {}
+_SOURCE_CACHE_SIZE = 8
+
+
+def load_campaign_source(
+    session: Session, context: CampaignContext, settings: Settings
+) -> EmailCampaignSource:
+    """Issue row → IssueDoc → rendered email (cached by content) → message template.
+
+    Cached per process by campaign and the issue's content hash, so a worker serving many
+    batches of one campaign renders and encodes once.
+    """
+    from dispatch.content.store import load_issue_doc
+    from dispatch.models import Issue
+    from dispatch.render.email import render_email
+
+    issue = session.get(Issue, context.issue_id)
+    if issue is None:
+        raise CampaignSourceError(
+            MESSAGES.both("no_issue", campaign_id=context.campaign_id, issue_id=context.issue_id)
+        )
+    key = (
+        context.campaign_id,
+        context.issue_id,
+        issue.content_hash,
+        context.tracking,
+        context.is_test,
+        context.list_ids,
+        repr(settings),  # in-memory key only (never logged); Settings holds a dict, so no hash
+    )
+    source = _SOURCE_CACHE.get(key)
+    if source is None:
+        rendered = render_email(load_issue_doc(issue), settings, tracking=context.tracking)
+        source = build_campaign_source(settings, context, rendered)
+        if len(_SOURCE_CACHE) >= _SOURCE_CACHE_SIZE:
+            _SOURCE_CACHE.pop(next(iter(_SOURCE_CACHE)))
+        _SOURCE_CACHE[key] = source
+    elif source.context != context:  # same campaign, another batch: keep the template
+        source = EmailCampaignSource(**{**source.__dict__, "context": context})
+    return source
+
+
+def load_source_from_database(settings: Settings, context: CampaignContext) -> EmailCampaignSource:
+    from dispatch.db import get_engine
+
+    with Session(bind=get_engine(settings)) as session:
+        return load_campaign_source(session, context, settings)
