@@ -69,6 +69,24 @@ MESSAGES = Catalog(
 )
 
 
+STATUS_WORDS = Catalog(
+    {
+        "draft": ("草稿", "draft"),
+        "scheduled": ("已定时", "scheduled"),
+        "running": ("发送中", "running"),
+        "paused": ("已暂停", "paused"),
+        "finished": ("已完成", "finished"),
+        "cancelled": ("已取消", "cancelled"),
+        "failed": ("失败", "failed"),
+    }
+)
+
+
+def status_word(status: str) -> str:
+    """A campaign status in both languages ("发送中 / running"); unknown ones as they are."""
+    return STATUS_WORDS.both(status) if status in STATUS_WORDS.messages else status
+
+
 @contextmanager
 def _session() -> Iterator[Session]:
     settings = settings_or_exit()
@@ -136,8 +154,10 @@ def _progress(campaign_id: int) -> dict[str, Any]:
 def _print_progress(d: dict[str, Any]) -> None:
     c = d["counts"]
     test = " [test]" if d["is_test"] else ""
+    lists = ", ".join(d["list_slugs"]) or "-"
     click.echo(
-        f"#{d['id']}{test}  issue {d['issue_id']}  {d['channel']}  lists {d['list_ids']}  {d['status']}"
+        f"#{d['id']}{test}  {d['issue_slug']} «{d['issue_title']}»  {d['channel']}  "
+        f"lists / 列表: {lists}  {status_word(d['status'])}"
     )
     if d["paused_reason"]:
         click.echo(f"  reason / 原因: {d['paused_reason']}")
@@ -270,8 +290,10 @@ def list_cmd(limit: int, as_json: bool) -> None:
         for d in rows:
             c = d["counts"]
             test = " [test]" if d["is_test"] else ""
+            lists = ",".join(d["list_slugs"]) or "-"
             click.echo(
-                f"#{d['id']}{test}  issue {d['issue_id']}  {d['channel']}  {d['status']}  "
+                f"#{d['id']}{test}  {d['issue_slug']}  {d['channel']}  {lists}  "
+                f"{status_word(d['status'])}  "
                 f"{c['sent']}/{d['total']} sent, {c['failed'] + c['bounced']} failed/bounced"
             )
 

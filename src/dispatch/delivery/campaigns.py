@@ -398,25 +398,56 @@ def counts(session: Session, campaign_id: int) -> dict[str, int]:
     return out
 
 
+def send_rate(
+    session: Session,
+    campaign: Campaign,
+    *,
+    window_seconds: float = 60.0,
+    now: datetime | None = None,
+) -> float:
+    """Messages per second, counted from the first send (never from when it was queued: a
+    campaign waiting for a worker is not slow). While running: over the last `window_seconds`
+    (or since the first send, if later); afterwards: the average from first to last send."""
+    now = now or utcnow()
+    sent = Delivery.campaign_id == campaign.id, Delivery.status == "sent"
+    first, last, n = session.execute(
+        select(func.min(Delivery.sent_at), func.max(Delivery.sent_at), func.count()).where(*sent)
+    ).one()
+    if not n or first is None:
+        return 0.0
+    if campaign.status != "running":
+        return round(n / max((last - first).total_seconds(), 1.0), 2)
+    since = max(now - timedelta(seconds=window_seconds), first)
+    recent = session.scalar(select(func.count()).where(*sent, Delivery.sent_at >= since)) or 0
+    return round(recent / max((now - since).total_seconds(), 1.0), 2)
+
+
 def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0) -> dict[str, Any]:
-    """Counts by status, done fraction and the recent send rate (messages per second)."""
+    """Counts by status, done fraction, the send rate (messages per second, `send_rate`) and
+    the issue's and lists' names beside their ids (people read names)."""
+    from dispatch.models.subscriber import MailingList
+
     campaign = get(session, campaign_id)
     by_status = counts(session, campaign_id)
     total = sum(by_status.values())
-    since = utcnow() - timedelta(seconds=window_seconds)
-    recent = session.scalar(
-        select(func.count()).where(
-            Delivery.campaign_id == campaign_id,
-            Delivery.status == "sent",
-            Delivery.sent_at >= since,
-        )
-    )
     done = sum(by_status[s] for s in ("sent", "failed", "bounced", "skipped"))
+    issue = session.get(Issue, campaign.issue_id)
+    list_ids = list(campaign.list_ids)
+    slugs = dict(
+        session.execute(
+            select(MailingList.id, MailingList.slug).where(MailingList.id.in_(list_ids))
+        )
+        .tuples()
+        .all()
+    )
     return {
         "id": campaign.id,
         "issue_id": campaign.issue_id,
+        "issue_slug": issue.slug if issue else None,
+        "issue_title": issue.title if issue else None,
         "channel": campaign.channel,
-        "list_ids": list(campaign.list_ids),
+        "list_ids": list_ids,
+        "list_slugs": [slugs.get(i, f"#{i}") for i in list_ids],
         "status": campaign.status,
         "is_test": campaign.is_test,
         "tracking": campaign.tracking,
@@ -427,7 +458,7 @@ def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0
         "total": total,
         "done": done,
         "counts": by_status,
-        "rate_per_second": round((recent or 0) / window_seconds, 2),
+        "rate_per_second": send_rate(session, campaign, window_seconds=window_seconds),
     }
 
 
