@@ -43,6 +43,14 @@ MESSAGES = Catalog(
             "--json 需与 --out 同用（否则 CSV 输出到标准输出）",
             "--json needs --out (without it the CSV goes to stdout)",
         ),
+        "no_merges": (
+            "没有合并过的重复地址",
+            "no duplicate addresses were merged",
+        ),
+        "merge": (
+            "{at}：{table} 保留 #{kept}，合并 {merged}：{addresses}",
+            "{at}: {table} kept #{kept}, merged {merged}: {addresses}",
+        ),
         "problem": ("第 {line} 行：{reason}", "line {line}: {reason}"),
         "more_problems": (
             "……另有 {n} 行问题（用 --json 查看全部）",
@@ -467,6 +475,36 @@ def unsuppress_cmd(address: str, as_json: bool) -> None:
             MESSAGES.both("unsuppressed" if removed else "not_suppressed", address=address)
         ),
     )
+
+
+@subscribers_group.command("merges")
+@json_option
+def merges_cmd(as_json: bool) -> None:
+    """列出因大小写不同而合并的重复地址 / List duplicate addresses merged by canonical email."""
+    from sqlalchemy import select
+
+    from dispatch.models import Event
+
+    with cli_session() as session:
+        rows = session.scalars(select(Event).where(Event.kind == "merged").order_by(Event.id))
+        data = [{"at": e.occurred_at, **(e.data or {})} for e in rows]
+
+    def human(items: list[dict[str, Any]]) -> None:
+        if not items:
+            click.echo(MESSAGES.both("no_merges"))
+        for d in items:
+            click.echo(
+                MESSAGES.both(
+                    "merge",
+                    at=d["at"].isoformat(timespec="seconds"),
+                    table=d.get("table", ""),
+                    kept=d.get("kept"),
+                    merged=", ".join(f"#{i}" for i in d.get("merged", [])),
+                    addresses=", ".join(d.get("addresses", [])),
+                )
+            )
+
+    emit(data, as_json, human)
 
 
 def register(main: click.Group) -> None:

@@ -28,6 +28,7 @@ EVENT_KINDS = (
     "suppressed",
     "opened",
     "clicked",
+    "merged",  # one mailbox's duplicate rows merged (canonical email), see migration i18
 )
 
 

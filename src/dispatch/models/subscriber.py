@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
+from dispatch.canonical import canonical_email
 from dispatch.models.base import Base, utcnow
 
 __all__ = [
@@ -32,12 +33,19 @@ OPTIN_MODES = ("single", "double")
 SUPPRESSION_REASONS = ("bounced", "complained", "blocklisted", "manual")
 
 
+def _key_of_inserted_email(context) -> str | None:
+    """Column default: a Core INSERT that names only `email` still gets its key."""
+    return canonical_email(context.get_current_parameters().get("email"))
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # normalised (trimmed, domain lower-cased); NULL for WeChat-only followers
+    # as given (trimmed, domain lower-cased): what we send to; NULL for WeChat-only followers
     email: Mapped[str | None] = mapped_column(String(320), unique=True, default=None)
+    # canonical_email(email): identity, dedupe and suppression compare on this, never on email
+    email_key: Mapped[str | None] = mapped_column(String(320), default=_key_of_inserted_email)
     openid: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
     name: Mapped[str] = mapped_column(String(200), default="")
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
@@ -45,6 +53,13 @@ class Subscriber(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("uq_subscribers_email_key", "email_key", unique=True),)
+
+    @validates("email")
+    def _keep_key(self, _name: str, value: str | None) -> str | None:
+        self.email_key = canonical_email(value)
+        return value
 
 
 class MailingList(Base):
@@ -76,11 +91,20 @@ class Subscription(Base):
 
 class Suppression(Base):
     __tablename__ = "suppressions"
-    __table_args__ = (CheckConstraint("email IS NOT NULL OR openid IS NOT NULL", name="address"),)
+    __table_args__ = (
+        CheckConstraint("email IS NOT NULL OR openid IS NOT NULL", name="address"),
+        Index("uq_suppressions_email_key", "email_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320), unique=True, default=None)
+    email_key: Mapped[str | None] = mapped_column(String(320), default=_key_of_inserted_email)
     openid: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
     reason: Mapped[str] = mapped_column(String(32), default="manual")
     source: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @validates("email")
+    def _keep_key(self, _name: str, value: str | None) -> str | None:
+        self.email_key = canonical_email(value)
+        return value

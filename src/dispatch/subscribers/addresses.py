@@ -14,6 +14,10 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 from email_validator.syntax import validate_email_local_part
 
+from dispatch.canonical import canonical_email
+
+__all__ = ["InvalidEmail", "canonical_email", "check_email", "normalise_email"]
+
 _SIMPLE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
 
 
@@ -22,7 +26,9 @@ class InvalidEmail(ValueError):
 
 
 def normalise_email(raw: str) -> str:
-    """Trim and lower-case the domain (the local part is case-sensitive by RFC 5321)."""
+    """The address as stored and sent to: trimmed, domain lower-cased, local part as given.
+
+    Identity never compares this form: see `canonical_email`."""
     value = raw.strip()
     local, at, domain = value.rpartition("@")
     if not at:

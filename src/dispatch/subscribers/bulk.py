@@ -84,7 +84,7 @@ def _on_conflict_nothing(conn: Connection, table: Any) -> Any:
 def insert_subscribers(
     conn: Connection, rows: list[dict[str, Any]], list_id: int, now: datetime
 ) -> None:
-    """New active subscribers (keys email, openid, name, locale, attributes), each with a
+    """New active subscribers (keys email, email_key, openid, name, locale, attributes), each with a
     confirmed subscription to the list.
 
     The caller has just looked these addresses up and found none, so this is a plain INSERT
@@ -97,9 +97,9 @@ def insert_subscribers(
         conn.execute(
             text(
                 "WITH t AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) "
-                "  AS t(email text, openid text, name text, locale text, attributes json)), "
-                "new AS (INSERT INTO subscribers (email, openid, name, locale, attributes, status, created_at, confirmed_at) "
-                "  SELECT email, openid, name, locale, attributes, 'active', :now, :now FROM t RETURNING id) "
+                "  AS t(email text, email_key text, openid text, name text, locale text, attributes json)), "
+                "new AS (INSERT INTO subscribers (email, email_key, openid, name, locale, attributes, status, created_at, confirmed_at) "
+                "  SELECT email, email_key, openid, name, locale, attributes, 'active', :now, :now FROM t RETURNING id) "
                 "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) "
                 "SELECT id, :list_id, 'confirmed', :now, :now FROM new"
             ).bindparams(bindparam("now", type_=UTCDateTime())),
@@ -114,21 +114,23 @@ def insert_subscribers(
         conn,
         list_id,
         now,
-        emails=[r["email"] for r in rows if r["email"]],
-        openids=[r["openid"] for r in rows if r["openid"] and not r["email"]],
+        email_keys=[r["email_key"] for r in rows if r["email_key"]],
+        openids=[r["openid"] for r in rows if r["openid"] and not r["email_key"]],
     )
 
 
 def update_subscribers(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Set email, openid, name, locale, attributes, status of existing subscribers by id."""
+    """Set email (and its key), openid, name, locale, attributes, status of subscribers by id."""
     if not rows:
         return
     if is_postgres(conn):
         conn.execute(
             text(
-                "UPDATE subscribers AS s SET email = t.email, openid = t.openid, name = t.name, "
+                "UPDATE subscribers AS s SET email = t.email, email_key = t.email_key, "
+                "openid = t.openid, name = t.name, "
                 "locale = t.locale, attributes = t.attributes, status = t.status "
-                "FROM json_to_recordset(CAST(:rows AS json)) AS t(id integer, email text, openid text, "
+                "FROM json_to_recordset(CAST(:rows AS json)) AS t(id integer, email text, "
+                "email_key text, openid text, "
                 "name text, locale text, attributes json, status text) WHERE s.id = t.id"
             ),
             {"rows": json.dumps(rows, ensure_ascii=False)},
@@ -140,6 +142,7 @@ def update_subscribers(conn: Connection, rows: list[dict[str, Any]]) -> None:
         .where(c.id == bindparam("b_id"))
         .values(
             email=bindparam("b_email"),
+            email_key=bindparam("b_email_key"),
             openid=bindparam("b_openid"),
             name=bindparam("b_name"),
             locale=bindparam("b_locale"),
@@ -156,14 +159,14 @@ def add_confirmed_subscriptions(
     now: datetime,
     *,
     ids: Sequence[int] = (),
-    emails: Sequence[str] = (),
+    email_keys: Sequence[str] = (),
     openids: Sequence[str] = (),
 ) -> None:
-    """INSERT … SELECT confirmed subscriptions for the subscribers with these ids, emails or
+    """INSERT … SELECT confirmed subscriptions for the subscribers with these ids, email keys or
     openids (new rows need no id round trip); an existing subscription is left alone."""
     c = subscribers.c
     columns = ["subscriber_id", "list_id", "status", "created_at", "confirmed_at"]
-    for column, values in ((c.id, ids), (c.email, emails), (c.openid, openids)):
+    for column, values in ((c.id, ids), (c.email_key, email_keys), (c.openid, openids)):
         for part in _parts(conn, list(values)):
             source = select(
                 c.id,

@@ -34,7 +34,7 @@ from dispatch.log import get_logger
 from dispatch.models import Event, utcnow
 from dispatch.models.subscriber import MailingList, Subscriber, Subscription, Suppression
 from dispatch.subscribers import bulk
-from dispatch.subscribers.addresses import InvalidEmail, check_email
+from dispatch.subscribers.addresses import InvalidEmail, canonical_email, check_email
 
 log = get_logger(__name__)
 CHUNK_ROWS = 2000
@@ -230,6 +230,7 @@ class _Existing(NamedTuple):
 
     id: int
     email: str | None
+    email_key: str | None
     openid: str | None
     name: str
     locale: str
@@ -250,6 +251,7 @@ class _Piece:
 class _Row:
     line: int
     email: str | None
+    email_key: str | None  # canonical_email(email): what identity and dedupe compare
     openid: str | None
     name: str | None
     locale: str | None
@@ -372,13 +374,14 @@ def _parse(
         if value is not None and len(value) > MAX_LEN[key]:
             result.skip(row_line, "field_too_long", f"{key} > {MAX_LEN[key]}")
             return None
-    if (email is not None and email in seen_emails) or (
+    email_key = canonical_email(email)
+    if (email_key is not None and email_key in seen_emails) or (
         openid is not None and openid in seen_openids
     ):
         result.skip(row_line, "duplicate_in_file", email or openid or "")
         return None
-    if email is not None:
-        seen_emails.add(email)
+    if email_key is not None:
+        seen_emails.add(email_key)
     if openid is not None:
         seen_openids.add(openid)
     attributes = {}
@@ -386,7 +389,7 @@ def _parse(
         value = cells[index].strip()
         if value:
             attributes[key] = value
-    return _Row(row_line, email, openid, name, locale, attributes)
+    return _Row(row_line, email, email_key, openid, name, locale, attributes)
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -402,22 +405,23 @@ def _apply_chunk(
     resubscribe: bool,
 ) -> None:
     s, sub, sup = Subscriber.__table__, Subscription.__table__, Suppression.__table__
-    emails = [r.email for r in rows if r.email]
+    emails = [r.email_key for r in rows if r.email_key]
     openids = [r.openid for r in rows if r.openid]
     by_email: dict[str, _Existing] = {}
     by_openid: dict[str, _Existing] = {}
     cols = select(
         s.c.id,
         s.c.email,
+        s.c.email_key,
         s.c.openid,
         s.c.name,
         s.c.locale,
         cast(s.c.attributes, Text).label("attributes"),
         s.c.status,
     )
-    for rec in bulk.select_in(conn, cols, s.c.email, emails):
+    for rec in bulk.select_in(conn, cols, s.c.email_key, emails):
         found = _Existing._make(rec)
-        by_email[found.email] = found
+        by_email[found.email_key] = found
         if found.openid:
             by_openid[found.openid] = found
     # openids still unknown: the row's openid may belong to another subscriber (a conflict)
@@ -425,14 +429,14 @@ def _apply_chunk(
     for rec in bulk.select_in(conn, cols, s.c.openid, unknown):
         found = _Existing._make(rec)
         by_openid[found.openid] = found
-        if found.email:
-            by_email.setdefault(found.email, found)
+        if found.email_key:
+            by_email.setdefault(found.email_key, found)
     suppressed_emails: set[str] = set()
     suppressed_openids: set[str] = set()
-    for column, values in ((sup.c.email, emails), (sup.c.openid, openids)):
-        for rec in bulk.select_in(conn, select(sup.c.email, sup.c.openid), column, values):
-            if rec.email:
-                suppressed_emails.add(rec.email)
+    for column, values in ((sup.c.email_key, emails), (sup.c.openid, openids)):
+        for rec in bulk.select_in(conn, select(sup.c.email_key, sup.c.openid), column, values):
+            if rec.email_key:
+                suppressed_emails.add(rec.email_key)
             if rec.openid:
                 suppressed_openids.add(rec.openid)
     existing_ids = list(
@@ -452,7 +456,7 @@ def _apply_chunk(
     unsuppress_openids: list[str] = []
     resubscribed_ids: list[int] = []
     for row in rows:
-        match_email = by_email.get(row.email) if row.email else None
+        match_email = by_email.get(row.email_key) if row.email_key else None
         match_openid = by_openid.get(row.openid) if row.openid else None
         if (
             match_email is not None
@@ -466,7 +470,7 @@ def _apply_chunk(
             continue
         existing = match_email or match_openid
         is_suppressed = (
-            (row.email is not None and row.email in suppressed_emails)
+            (row.email_key is not None and row.email_key in suppressed_emails)
             or (row.openid is not None and row.openid in suppressed_openids)
             or (existing is not None and existing.status in SUPPRESSED_STATUSES)
         )
@@ -482,13 +486,13 @@ def _apply_chunk(
             continue
         comes_back = is_suppressed or was_unsubscribed
         if is_suppressed:
-            if row.email:
-                unsuppress_emails.append(row.email)
+            if row.email_key:
+                unsuppress_emails.append(row.email_key)
             if row.openid:
                 unsuppress_openids.append(row.openid)
             if existing is not None:
-                if existing.email and existing.email != row.email:
-                    unsuppress_emails.append(existing.email)
+                if existing.email_key and existing.email_key != row.email_key:
+                    unsuppress_emails.append(existing.email_key)
                 if existing.openid and existing.openid != row.openid:
                     unsuppress_openids.append(existing.openid)
 
@@ -496,6 +500,7 @@ def _apply_chunk(
             new_subscribers.append(
                 {
                     "email": row.email,
+                    "email_key": row.email_key,
                     "openid": row.openid,
                     "name": row.name or "",
                     "locale": row.locale or "zh-CN",
@@ -531,6 +536,7 @@ def _apply_chunk(
                 {
                     "id": existing.id,
                     "email": email,
+                    "email_key": canonical_email(email),
                     "openid": openid,
                     "name": name,
                     "locale": locale,
@@ -554,7 +560,7 @@ def _apply_chunk(
 
     if dry_run:
         return
-    bulk.delete_where_in(conn, sup, sup.c.email, unsuppress_emails)
+    bulk.delete_where_in(conn, sup, sup.c.email_key, unsuppress_emails)
     bulk.delete_where_in(conn, sup, sup.c.openid, unsuppress_openids)
     bulk.update_subscribers(conn, subscriber_updates)
     bulk.insert_subscribers(conn, new_subscribers, list_id, now)

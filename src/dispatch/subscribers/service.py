@@ -27,7 +27,7 @@ from dispatch.models.subscriber import (
     Subscription,
     Suppression,
 )
-from dispatch.subscribers.addresses import InvalidEmail, check_email, normalise_email
+from dispatch.subscribers.addresses import InvalidEmail, canonical_email, check_email
 from dispatch.tokens import TokenError, verify_unsubscribe_token
 
 CHANNELS = ("email", "wechat")
@@ -212,7 +212,8 @@ def find_subscriber(
     if id is not None:
         return session.get(Subscriber, id) if 0 < id <= MAX_ID else None
     if email:
-        return session.scalar(select(Subscriber).where(Subscriber.email == normalise_email(email)))
+        key = canonical_email(email)
+        return session.scalar(select(Subscriber).where(Subscriber.email_key == key))
     if openid:
         return session.scalar(select(Subscriber).where(Subscriber.openid == openid.strip()))
     return None
@@ -237,7 +238,8 @@ def _ensure_free(
     session: Session, email: str | None, openid: str | None, own_id: int | None = None
 ) -> None:
     if email:
-        other = session.scalar(select(Subscriber.id).where(Subscriber.email == email))
+        key = canonical_email(email)
+        other = session.scalar(select(Subscriber.id).where(Subscriber.email_key == key))
         if other is not None and other != own_id:
             raise SubscriberError("email_taken", email=email, id=other)
     if openid:
@@ -539,7 +541,8 @@ def unsubscribe_by_token(
 
 
 def _address(email: str | None, openid: str | None) -> tuple[str | None, str | None]:
-    email = normalise_email(email) if email and email.strip() else None
+    """(email as given, trimmed; openid) of a suppression request; matching uses the key."""
+    email = email.strip() if email and email.strip() else None
     openid = openid.strip() if openid and openid.strip() else None
     if email is None and openid is None:
         raise SubscriberError("no_address")
@@ -549,17 +552,17 @@ def _address(email: str | None, openid: str | None) -> tuple[str | None, str | N
 def _matching(
     model: type[Subscriber] | type[Suppression], email: str | None, openid: str | None
 ) -> Any:
-    """WHERE clause: rows of `model` with this email or this openid."""
+    """WHERE clause: rows of `model` with this mailbox (canonical form) or this openid."""
     conditions = []
     if email:
-        conditions.append(model.email == email)
+        conditions.append(model.email_key == canonical_email(email))
     if openid:
         conditions.append(model.openid == openid)
     return or_(*conditions)
 
 
 def is_suppressed(session: Session, *, email: str | None = None, openid: str | None = None) -> bool:
-    email = normalise_email(email) if email and email.strip() else None
+    email = email.strip() if email and email.strip() else None
     openid = openid.strip() if openid and openid.strip() else None
     if email is None and openid is None:
         return False
@@ -620,7 +623,7 @@ def _reachable_elsewhere(
 ) -> bool:
     """Has the subscriber an address besides the suppressed one that is not suppressed?"""
     others = []
-    if subscriber.email and subscriber.email != email:
+    if subscriber.email and subscriber.email_key != canonical_email(email):
         others.append({"email": subscriber.email})
     if subscriber.openid and subscriber.openid != openid:
         others.append({"openid": subscriber.openid})
@@ -683,7 +686,7 @@ def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
     )
     if channel == "email":
         address = Subscriber.email
-        suppressed = exists().where(Suppression.email == Subscriber.email)
+        suppressed = exists().where(Suppression.email_key == Subscriber.email_key)
     else:
         address = Subscriber.openid
         suppressed = exists().where(Suppression.openid == Subscriber.openid)
