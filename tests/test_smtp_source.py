@@ -98,3 +98,27 @@ def test_prepare_channel_warms_the_per_process_source(session, settings):
     )
     prepare_channel("email", settings, context)
     assert any(key[0] == 24 for key in _SOURCE_CACHE)
+
+
+def test_the_greeting_follows_the_subscribers_language(session, settings):
+    """Issue 9: an English-named subscriber was greeted "Partner 07，您好！"."""
+    issue = publish_source(session, SAMPLE_ISSUE)
+    session.commit()
+    context = CampaignContext(
+        campaign_id=23, issue_id=issue.id, batch_no=0, list_ids=(4,), tracking=False
+    )
+    source = load_campaign_source(session, context, settings)
+
+    def parts(recipient: Recipient) -> tuple[str, str]:
+        _, data = source.message_for(recipient)
+        msg = email.message_from_bytes(data, policy=email.policy.default)
+        plain, html = list(msg.iter_parts())
+        return plain.get_content(), html.get_content()
+
+    text_en, html_en = parts(Recipient(1, 41, "p07@example.com", "Partner 07", "en"))
+    assert "Hello Partner 07," in text_en and "Hello Partner 07," in html_en
+    assert "Partner 07，您好" not in text_en + html_en
+    text_zh, _ = parts(Recipient(2, 42, "li@example.net", "李四", "zh-CN"))
+    assert "李四，您好！" in text_zh
+    text_anon, _ = parts(Recipient(3, 43, "x@example.com", "", "en"))
+    assert "Hello," in text_anon

@@ -210,6 +210,7 @@ def tracking_slots(
     name: str,
     n_links: int,
     tracking: bool,
+    locale: str | None = None,
 ) -> RecipientSlots:
     """The per-recipient values the renderer fills into an already-rendered email."""
     from dispatch.render.slots import RecipientSlots
@@ -217,7 +218,9 @@ def tracking_slots(
     base = settings.public_base_url.rstrip("/")
     unsub = f"{base}/u/{_make(settings, 'unsubscribe', subscriber_id, _NONE if list_id is None else list_id)}"
     if not tracking:
-        return RecipientSlots(name=name, unsubscribe_url=unsub, open_url=None, click_urls=None)
+        return RecipientSlots(
+            name=name, unsubscribe_url=unsub, open_url=None, click_urls=None, locale=locale
+        )
     open_url = f"{base}/t/o/{_make(settings, 'open', delivery_id)}.gif"
     click_key = _key(settings, "click")
     click_urls = []
@@ -225,5 +228,5 @@ def tracking_slots(
         payload = f"{delivery_id}.{index}"
         click_urls.append(f"{base}/t/c/{payload}.{_sign(click_key, payload)}")
     return RecipientSlots(
-        name=name, unsubscribe_url=unsub, open_url=open_url, click_urls=click_urls
+        name=name, unsubscribe_url=unsub, open_url=open_url, click_urls=click_urls, locale=locale
     )

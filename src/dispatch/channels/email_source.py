@@ -83,6 +83,7 @@ class EmailCampaignSource:
             name=recipient.name,
             n_links=self.rendered.link_count,
             tracking=self.context.tracking,
+            locale=recipient.locale,
         )
 
     def message_for(self, recipient: Recipient) -> tuple[str, bytes]:

@@ -41,7 +41,7 @@ from dispatch.content.model import (
     Strong,
     Video,
 )
-from dispatch.i18n import Catalog
+from dispatch.i18n import LOCALES, Catalog
 from dispatch.log import get_logger
 from dispatch.render.slots import RecipientSlots
 
@@ -149,6 +149,8 @@ class RenderedEmail:
     greeting_text: str = field(repr=False)
     greeting_anon_html: str = field(repr=False)
     greeting_anon_text: str = field(repr=False)
+    # locale -> (html, text, anonymous html, anonymous text): the greeting in each language
+    greetings: dict[str, tuple[str, str, str, str]] = field(default_factory=dict, repr=False)
     shortened: tuple[str, ...] = ()  # anchors of articles shown as a lead + "Read more"
     article_char_budget: int | None = None
 
@@ -168,11 +170,17 @@ class RenderedEmail:
         name = slots.name
         unsubscribe = slots.unsubscribe_url
         esc = html.escape
+        g_html, g_text, anon_html, anon_text = self.greetings.get(slots.locale or "") or (
+            self.greeting_html,
+            self.greeting_text,
+            self.greeting_anon_html,
+            self.greeting_anon_text,
+        )
         if name:
-            greet_html = self.greeting_html.replace("\x00", esc(name))
-            greet_text = self.greeting_text.replace("\x00", name)
+            greet_html = g_html.replace("\x00", esc(name))
+            greet_text = g_text.replace("\x00", name)
         else:
-            greet_html, greet_text = self.greeting_anon_html, self.greeting_anon_text
+            greet_html, greet_text = anon_html, anon_text
         pixel = ""
         if self.tracking and slots.open_url:
             pixel = (
@@ -478,8 +486,15 @@ def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Re
         budget=budget,
     )
     name_marker = "\x00"
-    greet = TEXT.get("greeting", locale, name=name_marker)
-    greet_anon = TEXT.get("greeting_anon", locale)
+
+    def greeting(lang: str) -> tuple[str, str, str, str]:
+        greet = TEXT.get("greeting", lang, name=name_marker)
+        anon = TEXT.get("greeting_anon", lang)
+        marked = html.escape(greet).replace(html.escape(name_marker), name_marker)
+        return marked, greet, html.escape(anon), anon
+
+    greetings = {lang: greeting(lang) for lang in LOCALES}
+    greet_html, greet, greet_anon_html, greet_anon = greeting(locale)
     return RenderedEmail(
         subject=email_subject(doc),
         preheader=doc.meta.preheader,
@@ -488,10 +503,11 @@ def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Re
         links=doc.links,
         html_layout=html_layout,
         text_layout=text_layout,
-        greeting_html=html.escape(greet).replace(html.escape(name_marker), name_marker),
+        greeting_html=greet_html,
         greeting_text=greet,
-        greeting_anon_html=html.escape(greet_anon),
+        greeting_anon_html=greet_anon_html,
         greeting_anon_text=greet_anon,
+        greetings=greetings,
         shortened=shortened,
         article_char_budget=budget,
     )

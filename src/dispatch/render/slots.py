@@ -12,10 +12,12 @@ class RecipientSlots:
 
     `name` is subscriber-provided and is escaped by the renderer. `open_url` None means no
     open pixel. `click_urls[i]` replaces `doc.links[i]` when the email was rendered with
-    tracking; None keeps the original links.
+    tracking; None keeps the original links. `locale` is the subscriber's language: the
+    greeting follows it ("Hello Partner 07," for an English reader of a Chinese issue).
     """
 
     name: str
     unsubscribe_url: str
     open_url: str | None = None
     click_urls: Sequence[str] | None = None
+    locale: str | None = None

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatch import __version__
@@ -27,6 +28,7 @@ from dispatch.web import (
     routes_unsubscribe,
     routes_wechat,
 )
+from dispatch.web.auth import optional_principal
 from dispatch.web.errors import install_error_handlers
 from dispatch.web.hits import HitRecorder
 from dispatch.web.linktable import LinkTableCache
@@ -115,6 +117,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             key = {403: "forbidden", 404: "not_found"}.get(exc.status_code, "error_title")
             if exc.status_code == 403 and "CSRF" in str(exc.detail):
                 key = "csrf_failed"
+            if request.url.path.startswith("/admin") and exc.status_code == 404:
+                # no route matched, so no guard ran: find the signed-in user ourselves, so the
+                # page keeps the admin navigation instead of stranding them
+                await run_in_threadpool(optional_principal, request)
             return render_page(
                 request,
                 "error.html",
