@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dispatch.models import EVENT_KINDS, Event, utcnow
+from dispatch.vocabulary import Channel
 
 
 def record(
     session: Session,
     kind: str,
     *,
-    channel: str = "email",
+    channel: str = Channel.EMAIL,
     campaign_id: int | None = None,
     delivery_id: int | None = None,
     subscriber_id: int | None = None,

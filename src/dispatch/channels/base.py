@@ -2,7 +2,7 @@
 
 The delivery engine (dispatch.delivery) hands a channel a batch of recipients of one campaign
 and gets back one SendResult per recipient; it never knows how the channel talks to the world.
-A channel classifies its own errors into the outcomes below; the engine owns what follows
+A channel classifies its own errors into the outcomes of dispatch.vocabulary.Outcome; the engine owns what follows
 (retry timing, suppression, pausing the campaign).
 """
 
@@ -10,15 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-Outcome = Literal["sent", "deferred", "bounced", "failed", "paused"]
-# sent      accepted by the next hop (SMTP 250 / WeChat msg_id)
-# deferred  transient: retry later with backoff (4xx, timeout, dropped connection, -1 busy)
-# bounced   permanent for this recipient: suppress the address (5xx on RCPT / DATA)
-# failed    permanent for this message but not the address's fault (bad content, 40007)
-# paused    the sender side is refused (5.7.x policy, rate-limit reply, quota exhausted):
-#           stop the whole campaign with the reason instead of blaming recipients
+from dispatch.vocabulary import Outcome  # what a channel says per recipient (meanings there)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from dispatch.channels.smtp_replies import (
 from dispatch.config import Settings
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
+from dispatch.vocabulary import Channel
 
 # Names that used to live here, re-exported so `from dispatch.channels.smtp import …` keeps
 # working; new code imports them from their own modules.
@@ -99,7 +100,7 @@ class _BatchState:
 class SmtpChannel:
     """Channel protocol over SMTP: open() once, send(batch) per recipient, close()."""
 
-    name = "email"
+    name = Channel.EMAIL
     max_reconnects = 1
 
     def __init__(
@@ -168,7 +169,7 @@ class SmtpChannel:
                 stage=stage,
                 reason=reason,
             )
-            return "paused", None, reason
+            return Outcome.PAUSED, None, reason
         except Exception as exc:  # noqa: BLE001 - every fault is classified, none escapes
             outcome, code, text = classify_smtp_error(exc, progress.stage)
             log.warning(
@@ -214,7 +215,7 @@ class SmtpChannel:
         except Exception as exc:  # noqa: BLE001 - cannot render: pause the campaign with the reason
             text = MESSAGES.both("build_failed", error=str(exc))
             log.error("smtp.source_failed", campaign_id=self.context.campaign_id, reason=str(exc))
-            state.halt = _Halt("paused", None, text)
+            state.halt = _Halt(Outcome.PAUSED, None, text)
             source = None
         if state.halt is None and self._connect_error is not None:
             state.halt = _Halt(*self._connect_error)
@@ -222,7 +223,7 @@ class SmtpChannel:
         if (
             state.halt is None and self._drops > self.max_reconnects
         ):  # an earlier chunk lost it twice
-            state.halt = _Halt("deferred", None, MESSAGES.both("dropped_twice"))
+            state.halt = _Halt(Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"))
         results: list[SendResult] = []
         built: dict[int, tuple[str, bytes] | Exception] = {}  # at most the next recipient's message
 
@@ -234,7 +235,7 @@ class SmtpChannel:
 
         for index, recipient in enumerate(batch):
             if state.halt is not None or source is None:
-                halt = state.halt or _Halt("paused", None, "")
+                halt = state.halt or _Halt(Outcome.PAUSED, None, "")
                 result = SendResult(recipient.delivery_id, halt.outcome, halt.code, halt.text)
             else:
                 following = batch[index + 1] if index + 1 < len(batch) else None
@@ -275,7 +276,10 @@ class SmtpChannel:
                 reason=str(exc),
             )
             return SendResult(
-                recipient.delivery_id, "failed", None, MESSAGES.both("build_failed", error=str(exc))
+                recipient.delivery_id,
+                Outcome.FAILED,
+                None,
+                MESSAGES.both("build_failed", error=str(exc)),
             )
         message_id, data = message
         assert recipient.email is not None
@@ -309,7 +313,7 @@ class SmtpChannel:
                 self._drop()
                 self._drops += 1
                 if self._drops > self.max_reconnects:
-                    state.halt = _Halt("deferred", None, MESSAGES.both("dropped_twice"))
+                    state.halt = _Halt(Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"))
                     return self._result(recipient, message_id, outcome, code, text, stage=stage)
                 if progress.body_sent:  # the server may have taken it: retry later, not now
                     return self._result(recipient, message_id, outcome, code, text, stage=stage)
@@ -320,7 +324,7 @@ class SmtpChannel:
                     reason=text,
                 )
                 continue  # nothing of this message went out: reconnect and send it again
-            if outcome != "sent":
+            if outcome != Outcome.SENT:
                 if code == 421:  # the server is closing the connection
                     self._drop()
                     self._drops += 1
@@ -338,8 +342,8 @@ class SmtpChannel:
         stage: Stage,
         state: _BatchState,
     ) -> SendResult:
-        if outcome == "paused":
-            state.halt = _Halt("paused", code, text)
+        if outcome == Outcome.PAUSED:
+            state.halt = _Halt(Outcome.PAUSED, code, text)
         return self._result(recipient, message_id, outcome, code, text, stage=stage)
 
     def _result(
@@ -352,7 +356,7 @@ class SmtpChannel:
         *,
         stage: Stage,
     ) -> SendResult:
-        if outcome != "sent":
+        if outcome != Outcome.SENT:
             log.info(
                 "smtp.not_sent",
                 campaign_id=self.context.campaign_id,
@@ -368,7 +372,7 @@ class SmtpChannel:
             code=code,
             text=text[:1000],
             message_id=message_id,
-            data={"stage": stage} if outcome != "sent" else {},
+            data={"stage": stage} if outcome != Outcome.SENT else {},
         )
 
     def _rset(self) -> None:

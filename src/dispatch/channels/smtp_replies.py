@@ -81,29 +81,29 @@ def classify_smtp_reply(
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     if code is None or not 100 <= code <= 599:
-        return "deferred"  # rule 9
+        return Outcome.DEFERRED  # rule 9
     klass = code // 100
     if klass in (2, 3):
-        return "sent"  # rule 1
+        return Outcome.SENT  # rule 1
     if code in AUTH_CODES:
-        return "paused"  # rule 2
+        return Outcome.PAUSED  # rule 2
     if klass in (4, 5) and _RATE_TEXT.search(text):
-        return "paused"  # rule 3
+        return Outcome.PAUSED  # rule 3
     enhanced = enhanced_code(text)
     if klass == 5 and enhanced and enhanced[1] == 7 and _SENDER_TEXT.search(text):
-        return "paused"  # rule 4
+        return Outcome.PAUSED  # rule 4
     if klass == 5 and stage in ("connect", "helo", "auth", "mail"):
-        return "paused"  # rule 5
+        return Outcome.PAUSED  # rule 5
     if klass == 4:
-        return "deferred"  # rule 6
+        return Outcome.DEFERRED  # rule 6
     if klass == 5:
         if stage == "data" and (
             (enhanced and (enhanced[1] == 6 or enhanced[1:] in ((3, 4), (2, 3))))
             or _CONTENT_TEXT.search(text)
         ):
-            return "failed"  # rule 7
-        return "bounced"  # rule 8
-    return "deferred"  # rule 9
+            return Outcome.FAILED  # rule 7
+        return Outcome.BOUNCED  # rule 8
+    return Outcome.DEFERRED  # rule 9
 
 
 def classify_smtp_error(exc: BaseException, stage: Stage) -> tuple[Outcome, int | None, str]:
@@ -122,18 +122,18 @@ def classify_smtp_error(exc: BaseException, stage: Stage) -> tuple[Outcome, int 
             stage = "helo"
         return classify_smtp_reply(exc.smtp_code, text, stage=stage), exc.smtp_code, text
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return "paused", None, f"server does not support a configured feature: {exc}"
+        return Outcome.PAUSED, None, f"server does not support a configured feature: {exc}"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return "paused", None, f"TLS certificate rejected: {exc.verify_message}"
+        return Outcome.PAUSED, None, f"TLS certificate rejected: {exc.verify_message}"
     if isinstance(exc, smtplib.SMTPServerDisconnected):  # smtplib wraps read timeouts in it
         if "timed out" in str(exc):
-            return "deferred", None, f"timeout ({stage})"
-        return "deferred", None, f"connection lost ({stage}): {exc}"
+            return Outcome.DEFERRED, None, f"timeout ({stage})"
+        return Outcome.DEFERRED, None, f"connection lost ({stage}): {exc}"
     if isinstance(exc, TimeoutError | socket.timeout):
-        return "deferred", None, f"timeout ({stage})"
+        return Outcome.DEFERRED, None, f"timeout ({stage})"
     if isinstance(exc, OSError):
-        return "deferred", None, f"connection error ({stage}): {exc.strerror or exc}"
-    return "deferred", None, f"{type(exc).__name__} ({stage}): {exc}"
+        return Outcome.DEFERRED, None, f"connection error ({stage}): {exc.strerror or exc}"
+    return Outcome.DEFERRED, None, f"{type(exc).__name__} ({stage}): {exc}"
 
 
 def is_connection_fault(exc: BaseException) -> bool:

@@ -29,6 +29,7 @@ from dispatch.config import Settings
 from dispatch.i18n import Catalog
 from dispatch.models import Issue
 from dispatch.models.wechat import WechatTemplateMessage
+from dispatch.vocabulary import Channel
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy, WechatError, call_with_retries, error_from
 from dispatch.wechat.mass import MAX_OPENIDS, MIN_OPENIDS, clientmsgid_for, send_chunk
@@ -54,12 +55,12 @@ MESSAGES = Catalog(
 )
 
 ACTION_OUTCOME: dict[str, Outcome] = {
-    "retry": "deferred",
-    "backoff": "deferred",
-    "refresh_token": "deferred",
-    "pause": "paused",
-    "fail": "failed",
-    "already_sent": "sent",
+    "retry": Outcome.DEFERRED,
+    "backoff": Outcome.DEFERRED,
+    "refresh_token": Outcome.DEFERRED,
+    "pause": Outcome.PAUSED,
+    "fail": Outcome.FAILED,
+    "already_sent": Outcome.SENT,
 }
 
 
@@ -70,7 +71,7 @@ def outcome_text(err: WechatError) -> str:
 
 
 class WechatChannel:
-    name = "wechat"
+    name = Channel.WECHAT
     # one send() per batch: a batch is one mass-send chunk (≤ 10,000 openids), so the engine
     # must hand over the whole batch at once rather than in small rate-limit chunks
     chunk_size = MAX_OPENIDS
@@ -129,7 +130,9 @@ class WechatChannel:
             issue = session.get(Issue, ctx.issue_id)
             if issue is None:
                 return self._all(
-                    batch, "failed", text=MESSAGES.get("no_issue", "en", issue_id=ctx.issue_id)
+                    batch,
+                    Outcome.FAILED,
+                    text=MESSAGES.get("no_issue", "en", issue_id=ctx.issue_id),
                 )
             options = self._options(session)
             try:
@@ -138,7 +141,7 @@ class WechatChannel:
                 PublishError,
                 ValueError,
             ) as exc:  # bad content: renderer or publisher refused it
-                return self._all(batch, "failed", text=str(exc)[:2000])
+                return self._all(batch, Outcome.FAILED, text=str(exc)[:2000])
             except Exception as exc:  # noqa: BLE001 - classified by the table
                 err = error_from(exc)
                 return self._all(
@@ -146,7 +149,7 @@ class WechatChannel:
                 )
             with_openid = [r for r in batch if r.openid]
             results = [
-                SendResult(r.delivery_id, "failed", text=MESSAGES.get("no_openid", "en"))
+                SendResult(r.delivery_id, Outcome.FAILED, text=MESSAGES.get("no_openid", "en"))
                 for r in batch
                 if not r.openid
             ]
@@ -199,7 +202,7 @@ class WechatChannel:
             if mode == "openids" and len(openids) < MIN_OPENIDS:
                 text = MASS_MESSAGES.get("too_few", "en", count=len(openids))
                 results += [
-                    SendResult(r.delivery_id, "failed", code=40130, text=text) for r in piece
+                    SendResult(r.delivery_id, Outcome.FAILED, code=40130, text=text) for r in piece
                 ]
                 continue
             if mode == "tag":
@@ -229,7 +232,7 @@ class WechatChannel:
                     "already_sent": outcome.already_sent,
                 }
                 results += [
-                    SendResult(r.delivery_id, "sent", external_id=outcome.msg_id, data=data)
+                    SendResult(r.delivery_id, Outcome.SENT, external_id=outcome.msg_id, data=data)
                     for r in piece
                 ]
             else:
@@ -261,7 +264,7 @@ class WechatChannel:
                 results.append(
                     SendResult(
                         r.delivery_id,
-                        "sent",
+                        Outcome.SENT,
                         external_id=str(answer.get("msg_id", "")) or None,
                         data={"preview": True},
                     )
@@ -286,11 +289,11 @@ class WechatChannel:
     ) -> list[SendResult]:
         template_id = str(options.get("wechat_template_id") or "")
         if not template_id:
-            return self._all(recipients, "failed", text=MESSAGES.get("no_template", "en"))
+            return self._all(recipients, Outcome.FAILED, text=MESSAGES.get("no_template", "en"))
         draft = find_draft(session, self.client, issue)
         url = options.get("wechat_article_url") or (draft.article_url if draft else None)
         if not url:
-            return self._all(recipients, "failed", text=MESSAGES.get("no_article_url", "en"))
+            return self._all(recipients, Outcome.FAILED, text=MESSAGES.get("no_article_url", "en"))
         results = []
         for r in recipients:
             data = {
@@ -309,7 +312,7 @@ class WechatChannel:
                     log_context=f"template delivery_id={r.delivery_id}",
                 )
             except WechatError as err:
-                kind: Outcome = "bounced" if err.errcode == 43004 else ACTION_OUTCOME[err.action]
+                kind = Outcome.BOUNCED if err.errcode == 43004 else ACTION_OUTCOME[err.action]
                 results.append(
                     SendResult(r.delivery_id, kind, code=err.errcode, text=outcome_text(err))
                 )
@@ -327,7 +330,7 @@ class WechatChannel:
             )
             session.commit()
             results.append(
-                SendResult(r.delivery_id, "sent", external_id=msgid, data={"template": True})
+                SendResult(r.delivery_id, Outcome.SENT, external_id=msgid, data={"template": True})
             )
         return results
 

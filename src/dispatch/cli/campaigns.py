@@ -24,6 +24,8 @@ from dispatch.cli.common import emit, fail, json_option, settings_or_exit
 from dispatch.db import get_engine
 from dispatch.delivery import campaigns as service
 from dispatch.i18n import Catalog
+from dispatch.models.delivery import CHANNEL_KINDS
+from dispatch.vocabulary import CAMPAIGN_FINAL, CampaignStatus, Channel
 
 MESSAGES = Catalog(
     {
@@ -174,7 +176,7 @@ def _print_progress(d: dict[str, Any]) -> None:
     "--lists", "lists_", default="", help="List slugs, comma separated / 列表（逗号分隔）"
 )
 @click.option(
-    "--channel", type=click.Choice(["email", "wechat"]), default="email", show_default=True
+    "--channel", type=click.Choice(CHANNEL_KINDS), default=Channel.EMAIL.value, show_default=True
 )
 @click.option("--at", "at", default=None, help="Start later (ISO 8601) / 定时发送")
 @click.option(
@@ -242,7 +244,7 @@ def send_cmd(
         campaign_id, status = campaign.id, campaign.status
         if created and when is not None:
             service.schedule(session, campaign_id, when)
-    if not created and status != "draft":
+    if not created and status != CampaignStatus.DRAFT:
         data = {"id": campaign_id, "status": status, "created": False}
         emit(
             data,
@@ -251,7 +253,12 @@ def send_cmd(
         )
         return
     if when is not None:
-        data = {"id": campaign_id, "status": "scheduled", "scheduled_at": when, "created": True}
+        data = {
+            "id": campaign_id,
+            "status": CampaignStatus.SCHEDULED.value,
+            "scheduled_at": when,
+            "created": True,
+        }
         emit(
             data,
             as_json,
@@ -317,7 +324,7 @@ def pause_cmd(campaign_id: int, reason: str, as_json: bool) -> None:
     with _session() as session:
         service.pause(session, campaign_id, reason)
     emit(
-        {"id": campaign_id, "status": "paused"},
+        {"id": campaign_id, "status": CampaignStatus.PAUSED.value},
         as_json,
         lambda d: click.echo(MESSAGES.both("paused", id=d["id"])),
     )
@@ -331,7 +338,7 @@ def resume_cmd(campaign_id: int, as_json: bool) -> None:
     settings = settings_or_exit()
     batches = _run(service.resume, get_engine(settings), settings, campaign_id, _queue())
     emit(
-        {"id": campaign_id, "status": "running", "batches": len(batches)},
+        {"id": campaign_id, "status": CampaignStatus.RUNNING.value, "batches": len(batches)},
         as_json,
         lambda d: click.echo(MESSAGES.both("resumed", id=d["id"], batches=d["batches"])),
     )
@@ -345,13 +352,13 @@ def cancel_cmd(campaign_id: int, as_json: bool) -> None:
     with _session() as session:
         service.cancel(session, campaign_id)
     emit(
-        {"id": campaign_id, "status": "cancelled"},
+        {"id": campaign_id, "status": CampaignStatus.CANCELLED.value},
         as_json,
         lambda d: click.echo(MESSAGES.both("cancelled", id=d["id"])),
     )
 
 
-TERMINAL = ("finished", "cancelled", "failed")
+TERMINAL = CAMPAIGN_FINAL
 
 
 def watch(
@@ -399,7 +406,7 @@ def watch(
                 bounced=c["bounced"],
                 rate=d["rate_per_second"],
             )
-            if d["status"] in TERMINAL or d["status"] == "paused":
+            if d["status"] in TERMINAL or d["status"] == CampaignStatus.PAUSED:
                 break
             if timeout is not None and time.monotonic() - started > timeout:
                 break

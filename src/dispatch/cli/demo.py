@@ -21,6 +21,7 @@ from dispatch.cli.common import emit, fail, json_option, settings_or_exit
 from dispatch.config import Settings, set_settings
 from dispatch.i18n import Catalog
 from dispatch.paths import SAMPLE_ISSUE_DIR
+from dispatch.vocabulary import CAMPAIGN_FINAL, CampaignStatus, Channel, SuppressionReason
 
 MESSAGES = Catalog(
     {
@@ -112,7 +113,9 @@ def sample_people(session: Session) -> tuple[list[int], int]:
         )
         if not subscribers.is_suppressed(session, email=email):
             subscribers.subscribe(session, sub, mailing_list, send_confirmation=False)
-    subscribers.suppress(session, email="reader07@example.org", reason="bounced", source="demo")
+    subscribers.suppress(
+        session, email="reader07@example.org", reason=SuppressionReason.BOUNCED, source="demo"
+    )
     return sorted([readers.id, partners.id]), READERS + PARTNERS
 
 
@@ -160,7 +163,7 @@ def run_demo(
         list_ids, people = sample_people(session)
         echo(MESSAGES.both("people", total=people))
         campaign, created = campaigns.create_or_get(
-            session, issue_id=issue.id, channel="email", list_ids=list_ids
+            session, issue_id=issue.id, channel=Channel.EMAIL, list_ids=list_ids
         )
     configure(app, settings)
     queue = CeleryQueue(app)
@@ -179,7 +182,7 @@ def run_demo(
                         pass
 
             threading.Thread(target=beat, daemon=True).start()
-            if created or campaign.status == "draft":
+            if created or campaign.status == CampaignStatus.DRAFT:
                 campaigns.start(engine, settings, campaign.id, queue)
             else:
                 echo(MESSAGES.both("exists", id=campaign.id, status=campaign.status))
@@ -187,7 +190,7 @@ def run_demo(
             while True:
                 with Session(engine) as session:
                     progress = campaigns.progress(session, campaign.id)
-                if progress["status"] in ("finished", "cancelled", "failed", "paused"):
+                if progress["status"] in (*CAMPAIGN_FINAL, CampaignStatus.PAUSED):
                     break
                 if time.monotonic() > deadline:
                     fail(MESSAGES.both("timeout", seconds=int(timeout)))

@@ -25,6 +25,7 @@ from dispatch.subscribers import service
 from dispatch.subscribers.csv_export import export_csv
 from dispatch.subscribers.csv_import import CsvImportError, ImportAborted, import_csv
 from dispatch.subscribers.views import subscriber_view
+from dispatch.vocabulary import EventKind
 
 MESSAGES = Catalog(
     {
@@ -486,7 +487,9 @@ def merges_cmd(as_json: bool) -> None:
     from dispatch.models import Event
 
     with cli_session() as session:
-        rows = session.scalars(select(Event).where(Event.kind == "merged").order_by(Event.id))
+        rows = session.scalars(
+            select(Event).where(Event.kind == EventKind.MERGED).order_by(Event.id)
+        )
         data = [{"at": e.occurred_at, **(e.data or {})} for e in rows]
 
     def human(items: list[dict[str, Any]]) -> None:

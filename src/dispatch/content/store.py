@@ -17,6 +17,7 @@ from dispatch.content.model import IssueDoc
 from dispatch.content.parse import SOURCE_FILE_NAME, parse_issue, parse_issue_text
 from dispatch.models.base import utcnow
 from dispatch.models.issue import Issue
+from dispatch.vocabulary import IssueStatus
 
 
 def issue_summary(doc: IssueDoc) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def publish_issue(session: Session, doc: IssueDoc) -> Issue:
     issue.period_to = meta.period_to
     issue.publisher = meta.publisher
     issue.locale = meta.locale
-    issue.status = "published"
+    issue.status = IssueStatus.PUBLISHED.value
     issue.source_path = str(doc.source_dir)
     issue.source_text = doc.source_text
     if issue.content_hash != doc.content_hash or issue.published_at is None:

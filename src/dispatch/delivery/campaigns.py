@@ -21,7 +21,18 @@ from dispatch.config import Settings
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, Issue, utcnow
-from dispatch.models.delivery import CHANNEL_KINDS, DELIVERY_STATUSES, OPEN_DELIVERY_STATUSES
+from dispatch.models.delivery import CHANNEL_KINDS
+from dispatch.vocabulary import (
+    CAMPAIGN_FINAL,
+    CAMPAIGN_TRANSITIONS,
+    DELIVERY_CLAIMABLE,
+    DELIVERY_DONE,
+    DELIVERY_OPEN,
+    CampaignStatus,
+    Channel,
+    DeliveryStatus,
+    IssueStatus,
+)
 
 log = get_logger(__name__)
 
@@ -50,15 +61,7 @@ MESSAGES = Catalog(
     }
 )
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "draft": frozenset({"scheduled", "running", "cancelled"}),
-    "scheduled": frozenset({"running", "cancelled", "draft"}),
-    "running": frozenset({"paused", "finished", "cancelled", "failed"}),
-    "paused": frozenset({"running", "cancelled", "failed"}),
-    "finished": frozenset(),
-    "cancelled": frozenset(),
-    "failed": frozenset(),
-}
+TRANSITIONS = CAMPAIGN_TRANSITIONS  # the table lives in dispatch.vocabulary
 
 
 class CampaignError(ValueError):
@@ -67,7 +70,8 @@ class CampaignError(ValueError):
 
 class InvalidTransition(CampaignError):
     def __init__(self, campaign_id: int, current: str, wanted: str):
-        allowed = ", ".join(sorted(TRANSITIONS.get(current, ()))) or "-"
+        current, wanted = str(current), str(wanted)  # plain strings in the message
+        allowed = ", ".join(sorted(TRANSITIONS.get(CampaignStatus(current), ()))) or "-"
         super().__init__(
             MESSAGES.both(
                 "bad_transition", id=campaign_id, current=current, wanted=wanted, allowed=allowed
@@ -77,7 +81,7 @@ class InvalidTransition(CampaignError):
 
 
 def check_transition(campaign_id: int, current: str, wanted: str) -> None:
-    if wanted not in TRANSITIONS.get(current, frozenset()):
+    if wanted not in TRANSITIONS.get(CampaignStatus(current), frozenset()):
         raise InvalidTransition(campaign_id, current, wanted)
 
 
@@ -93,14 +97,16 @@ def transition(
     now = now or utcnow()
     current = campaign.status
     check_transition(campaign.id, current, wanted)
-    values: dict[str, Any] = {"status": wanted, "updated_at": now}
-    if wanted == "running" and campaign.started_at is None:
+    wanted = CampaignStatus(wanted)
+    values: dict[str, Any] = {"status": wanted.value, "updated_at": now}
+    if wanted == CampaignStatus.RUNNING and campaign.started_at is None:
         values["started_at"] = now
-    if wanted == "running":
+    if wanted == CampaignStatus.RUNNING:
         values["paused_reason"] = None
-    if wanted in ("paused", "failed", "cancelled") and reason:
+    stopping = (CampaignStatus.PAUSED, CampaignStatus.FAILED, CampaignStatus.CANCELLED)
+    if wanted in stopping and reason:
         values["paused_reason"] = reason[:2000]
-    if wanted in ("finished", "cancelled", "failed"):
+    if wanted in CAMPAIGN_FINAL:
         values["finished_at"] = now
     result = session.execute(
         update(Campaign.__table__)
@@ -116,7 +122,7 @@ def transition(
         "campaign.transition",
         campaign_id=campaign.id,
         from_status=current,
-        to_status=wanted,
+        to_status=wanted.value,
         reason=reason,
     )
     return campaign
@@ -140,7 +146,7 @@ def _check_issue(session: Session, issue_id: int) -> Issue:
     issue = session.get(Issue, issue_id)
     if issue is None:
         raise CampaignError(MESSAGES.both("no_issue", id=issue_id))
-    if issue.status != "published":
+    if issue.status != IssueStatus.PUBLISHED:
         raise CampaignError(MESSAGES.both("not_published", slug=issue.slug, status=issue.status))
     return issue
 
@@ -176,7 +182,7 @@ def create_or_get(
         channel=channel,
         list_ids=ids,
         dedupe_key=key,
-        status="draft",
+        status=CampaignStatus.DRAFT.value,
         is_test=False,
         tracking=tracking,
         options=dict(options or {}),
@@ -222,7 +228,7 @@ def create_test(
         channel=channel,
         list_ids=[],
         dedupe_key=f"test:{issue_id}:{channel}:{uuid.uuid4().hex}",
-        status="draft",
+        status=CampaignStatus.DRAFT.value,
         is_test=True,
         tracking=tracking,
         options={**(options or {}), "test_subscriber_ids": ids},
@@ -254,7 +260,7 @@ def create_test_send(
 
     ids = []
     for address in addresses:
-        key = {"email": address} if channel == "email" else {"openid": address}
+        key = {"email": address} if channel == Channel.EMAIL else {"openid": address}
         found = subscribers.find_subscriber(session, **key)
         if found is None:
             found = subscribers.add_subscriber(session, **key, name="")
@@ -274,8 +280,8 @@ def schedule(session: Session, campaign_id: int, at: datetime) -> Campaign:
     if at.tzinfo is None:
         raise CampaignError(MESSAGES.both("naive_time"))
     campaign = get(session, campaign_id)
-    if campaign.status != "scheduled":
-        transition(session, campaign, "scheduled")
+    if campaign.status != CampaignStatus.SCHEDULED:
+        transition(session, campaign, CampaignStatus.SCHEDULED)
     campaign.scheduled_at = at
     session.flush()
     log.info("campaign.scheduled", campaign_id=campaign_id, at=at.isoformat())
@@ -291,7 +297,7 @@ def begin_running(
 
     now = now or utcnow()
     campaign = get(session, campaign_id, for_update=True)
-    transition(session, campaign, "running", now=now)
+    transition(session, campaign, CampaignStatus.RUNNING, now=now)
     total, batches = fan_out(session, settings, campaign, now=now)
     session.execute(
         update(Campaign.__table__)
@@ -320,13 +326,13 @@ def start(
 def pause(session: Session, campaign_id: int, reason: str = "paused by operator") -> Campaign:
     """Stop claiming; batches in flight stop at their next chunk and give rows back."""
     campaign = get(session, campaign_id)
-    return transition(session, campaign, "paused", reason=reason)
+    return transition(session, campaign, CampaignStatus.PAUSED, reason=reason)
 
 
 def open_batches(session: Session, campaign_id: int) -> list[int]:
     rows = session.execute(
         select(Delivery.batch_no)
-        .where(Delivery.campaign_id == campaign_id, Delivery.status.in_(("pending", "deferred")))
+        .where(Delivery.campaign_id == campaign_id, Delivery.status.in_(DELIVERY_CLAIMABLE))
         .distinct()
         .order_by(Delivery.batch_no)
     )
@@ -338,13 +344,13 @@ def resume(engine: Engine, settings: Settings, campaign_id: int, queue) -> list[
     now = utcnow()
     with Session(engine, expire_on_commit=False) as session, session.begin():
         campaign = get(session, campaign_id, for_update=True)
-        transition(session, campaign, "running", now=now)
+        transition(session, campaign, CampaignStatus.RUNNING, now=now)
         batches = open_batches(session, campaign_id)
         session.execute(
             update(Delivery.__table__)
             .where(
                 Delivery.__table__.c.campaign_id == campaign_id,
-                Delivery.__table__.c.status.in_(("pending", "deferred")),
+                Delivery.__table__.c.status.in_(DELIVERY_CLAIMABLE),
             )
             .values(lease_until=now + timedelta(seconds=settings.lease_seconds))
         )
@@ -358,12 +364,12 @@ def resume(engine: Engine, settings: Settings, campaign_id: int, queue) -> list[
 def cancel(session: Session, campaign_id: int, reason: str = "cancelled by operator") -> Campaign:
     """Stop for good: rows not yet sent stay pending (never sent); in-flight chunks finish."""
     campaign = get(session, campaign_id)
-    return transition(session, campaign, "cancelled", reason=reason)
+    return transition(session, campaign, CampaignStatus.CANCELLED, reason=reason)
 
 
 def fail(session: Session, campaign_id: int, reason: str) -> Campaign:
     campaign = get(session, campaign_id)
-    return transition(session, campaign, "failed", reason=reason)
+    return transition(session, campaign, CampaignStatus.FAILED, reason=reason)
 
 
 def finish_if_done(session: Session, campaign_id: int, now: datetime | None = None) -> bool:
@@ -372,14 +378,14 @@ def finish_if_done(session: Session, campaign_id: int, now: datetime | None = No
     c, d = Campaign.__table__.c, Delivery.__table__
     still_open = (
         select(d.c.id)
-        .where(d.c.campaign_id == campaign_id, d.c.status.in_(OPEN_DELIVERY_STATUSES))
+        .where(d.c.campaign_id == campaign_id, d.c.status.in_(DELIVERY_OPEN))
         .limit(1)
         .exists()
     )
     result = session.execute(
         update(Campaign.__table__)
-        .where(c.id == campaign_id, c.status == "running", ~still_open)
-        .values(status="finished", finished_at=now, updated_at=now)
+        .where(c.id == campaign_id, c.status == CampaignStatus.RUNNING, ~still_open)
+        .values(status=CampaignStatus.FINISHED.value, finished_at=now, updated_at=now)
     )
     if result.rowcount:
         log.info("campaign.finished", campaign_id=campaign_id)
@@ -387,7 +393,7 @@ def finish_if_done(session: Session, campaign_id: int, now: datetime | None = No
 
 
 def counts(session: Session, campaign_id: int) -> dict[str, int]:
-    out = dict.fromkeys(DELIVERY_STATUSES, 0)
+    out = {status.value: 0 for status in DeliveryStatus}
     rows = session.execute(
         select(Delivery.status, func.count())
         .where(Delivery.campaign_id == campaign_id)
@@ -409,13 +415,13 @@ def send_rate(
     campaign waiting for a worker is not slow). While running: over the last `window_seconds`
     (or since the first send, if later); afterwards: the average from first to last send."""
     now = now or utcnow()
-    sent = Delivery.campaign_id == campaign.id, Delivery.status == "sent"
+    sent = Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.SENT
     first, last, n = session.execute(
         select(func.min(Delivery.sent_at), func.max(Delivery.sent_at), func.count()).where(*sent)
     ).one()
     if not n or first is None:
         return 0.0
-    if campaign.status != "running":
+    if campaign.status != CampaignStatus.RUNNING:
         return round(n / max((last - first).total_seconds(), 1.0), 2)
     since = max(now - timedelta(seconds=window_seconds), first)
     recent = session.scalar(select(func.count()).where(*sent, Delivery.sent_at >= since)) or 0
@@ -430,7 +436,7 @@ def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0
     campaign = get(session, campaign_id)
     by_status = counts(session, campaign_id)
     total = sum(by_status.values())
-    done = sum(by_status[s] for s in ("sent", "failed", "bounced", "skipped"))
+    done = sum(by_status[s] for s in DELIVERY_DONE)
     issue = session.get(Issue, campaign.issue_id)
     list_ids = list(campaign.list_ids)
     slugs = dict(

@@ -20,10 +20,11 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from dispatch.models import Campaign, Delivery, utcnow
+from dispatch.vocabulary import DELIVERY_CLAIMABLE, CampaignStatus, DeliveryStatus
 
 D = Delivery.__table__
 C = Campaign.__table__
-CLAIMABLE = ("pending", "deferred")
+CLAIMABLE = DELIVERY_CLAIMABLE  # kept for callers importing it from here
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ def new_claim_token(worker: str | None = None) -> str:
 
 def _due(now: datetime):
     return and_(
-        D.c.status.in_(CLAIMABLE), or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now)
+        D.c.status.in_(DELIVERY_CLAIMABLE),
+        or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
     )
 
 
@@ -60,7 +62,7 @@ def claim_batch(
 ) -> list[ClaimedRow]:
     """Claim the batch's due rows for this token, only while the campaign is running."""
     now = now or utcnow()
-    running = exists().where(C.c.id == campaign_id, C.c.status == "running")
+    running = exists().where(C.c.id == campaign_id, C.c.status == CampaignStatus.RUNNING)
     pick = (
         select(D.c.id)
         .where(D.c.campaign_id == campaign_id, D.c.batch_no == batch_no, _due(now), running)
@@ -76,7 +78,7 @@ def claim_batch(
         update(D)
         .where(D.c.id.in_(select(picked.c.id)), _due(now))
         .values(
-            status="sending",
+            status=DeliveryStatus.SENDING.value,
             lease_until=now + timedelta(seconds=lease_seconds),
             claimed_by=token,
             updated_at=now,
@@ -100,7 +102,7 @@ def renew(
     now = now or utcnow()
     stmt = (
         update(D)
-        .where(D.c.id.in_(ids), D.c.status == "sending", D.c.claimed_by == token)
+        .where(D.c.id.in_(ids), D.c.status == DeliveryStatus.SENDING, D.c.claimed_by == token)
         .values(lease_until=now + timedelta(seconds=lease_seconds))
         .returning(D.c.id)
     )
@@ -122,9 +124,9 @@ def release(
     now = now or utcnow()
     result = session.execute(
         update(D)
-        .where(D.c.id.in_(ids), D.c.status == "sending", D.c.claimed_by == token)
+        .where(D.c.id.in_(ids), D.c.status == DeliveryStatus.SENDING, D.c.claimed_by == token)
         .values(
-            status="pending",
+            status=DeliveryStatus.PENDING.value,
             lease_until=queued_until,
             next_attempt_at=next_attempt_at,
             updated_at=now,
@@ -142,7 +144,7 @@ def expire_leases(
     failed instead of looping; returns the (campaign, batch) pairs affected.
     """
     now = now or utcnow()
-    expired = (D.c.status == "sending") & (D.c.lease_until < now)
+    expired = (D.c.status == DeliveryStatus.SENDING) & (D.c.lease_until < now)
     pairs = {
         (int(c), int(b))
         for c, b in session.execute(select(D.c.campaign_id, D.c.batch_no).where(expired).distinct())
@@ -153,7 +155,7 @@ def expire_leases(
         update(D)
         .where(expired, D.c.attempts + 1 >= max_attempts)
         .values(
-            status="failed",
+            status=DeliveryStatus.FAILED.value,
             attempts=D.c.attempts + 1,
             lease_until=None,
             last_text="lease expired: the worker was lost on every attempt",
@@ -164,7 +166,7 @@ def expire_leases(
         update(D)
         .where(expired)
         .values(
-            status="pending",
+            status=DeliveryStatus.PENDING.value,
             attempts=D.c.attempts + 1,
             lease_until=None,
             last_text="lease expired: the worker was lost",
@@ -185,7 +187,7 @@ def due_batches(
     """
     now = now or utcnow()
     unqueued = or_(D.c.lease_until.is_(None), D.c.lease_until < now)
-    running = select(C.c.id).where(C.c.status == "running").scalar_subquery()
+    running = select(C.c.id).where(C.c.status == CampaignStatus.RUNNING).scalar_subquery()
     cond = and_(_due(now), unqueued, D.c.campaign_id.in_(running))
     pairs = sorted(
         (int(c), int(b))

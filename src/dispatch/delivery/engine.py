@@ -41,6 +41,8 @@ from dispatch.delivery.ratelimit import Limit, RateLimiter, make_rate_limiter
 from dispatch.delivery.retry import next_attempt
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, Event, utcnow
+from dispatch.vocabulary import CampaignStatus, DeliveryStatus, EventKind, Outcome
+from dispatch.vocabulary import Channel as ChannelKind
 
 log = get_logger(__name__)
 
@@ -99,8 +101,8 @@ def _eligible(session: Session, campaign: Campaign, rows: Sequence[ClaimedRow]) 
             for r in rows
             if not subscribers.is_suppressed(
                 session,
-                email=r.email if campaign.channel == "email" else None,
-                openid=r.openid if campaign.channel == "wechat" else None,
+                email=r.email if campaign.channel == ChannelKind.EMAIL else None,
+                openid=r.openid if campaign.channel == ChannelKind.WECHAT else None,
             )
         }
     eligible = (
@@ -117,9 +119,9 @@ def _skip(
     ids = [r.id for r in rows]
     session.execute(
         update(D)
-        .where(D.c.id.in_(ids), D.c.status == "sending", D.c.claimed_by == token)
+        .where(D.c.id.in_(ids), D.c.status == DeliveryStatus.SENDING, D.c.claimed_by == token)
         .values(
-            status="skipped",
+            status=DeliveryStatus.SKIPPED.value,
             lease_until=None,
             last_text="suppressed or unsubscribed after fan-out",
             updated_at=now,
@@ -128,7 +130,7 @@ def _skip(
     for r in rows:
         events.record(
             session,
-            "skipped",
+            EventKind.SKIPPED,
             channel=campaign.channel,
             campaign_id=campaign.id,
             delivery_id=r.id,
@@ -140,25 +142,25 @@ def _skip(
 
 @dataclass
 class _Outcome:
-    status: str
+    status: DeliveryStatus
     attempts_inc: int
     next_attempt_at: datetime | None
-    event: str | None
+    event: EventKind | None
 
 
 def _decide(settings: Settings, row: ClaimedRow, result: SendResult, now: datetime) -> _Outcome:
-    if result.outcome == "sent":
-        return _Outcome("sent", 1, None, "sent")
-    if result.outcome == "deferred":
+    if result.outcome == Outcome.SENT:
+        return _Outcome(DeliveryStatus.SENT, 1, None, EventKind.SENT)
+    if result.outcome == Outcome.DEFERRED:
         due = next_attempt(settings, row.attempts + 1, now)
         if due is None:
-            return _Outcome("failed", 1, None, "failed")
-        return _Outcome("deferred", 1, due, "deferred")
-    if result.outcome == "bounced":
-        return _Outcome("bounced", 1, None, "bounced")
-    if result.outcome == "paused":
-        return _Outcome("pending", 0, None, None)
-    return _Outcome("failed", 1, None, "failed")
+            return _Outcome(DeliveryStatus.FAILED, 1, None, EventKind.FAILED)
+        return _Outcome(DeliveryStatus.DEFERRED, 1, due, EventKind.DEFERRED)
+    if result.outcome == Outcome.BOUNCED:
+        return _Outcome(DeliveryStatus.BOUNCED, 1, None, EventKind.BOUNCED)
+    if result.outcome == Outcome.PAUSED:  # given back: no attempt counted, no event
+        return _Outcome(DeliveryStatus.PENDING, 0, None, None)
+    return _Outcome(DeliveryStatus.FAILED, 1, None, EventKind.FAILED)
 
 
 @dataclass(frozen=True)
@@ -186,28 +188,28 @@ def record_results(
     pause_reason: str | None = None
     for row in rows:
         result = by_id.get(row.id) or SendResult(
-            row.id, "deferred", text="no result from the channel"
+            row.id, Outcome.DEFERRED, text="no result from the channel"
         )
         outcome = _decide(settings, row, result, now)
-        if result.outcome == "paused" and pause_reason is None:
+        if result.outcome == Outcome.PAUSED and pause_reason is None:
             pause_reason = (f"{result.code} " if result.code else "") + (
                 result.text or "refused by the server"
             )
         text = result.text
-        if result.outcome == "deferred" and outcome.status == "failed":
+        if result.outcome == Outcome.DEFERRED and outcome.status == DeliveryStatus.FAILED:
             text = f"gave up after {row.attempts + 1} attempts: {result.text}"
         params.append(
             {
                 "b_id": row.id,
                 "b_token": token,
-                "b_status": outcome.status,
+                "b_status": outcome.status.value,
                 "b_inc": outcome.attempts_inc,
                 "b_next": outcome.next_attempt_at,
                 "b_code": result.code,
                 "b_text": (text or "")[:2000] or None,
                 "b_message_id": result.message_id,
                 "b_external_id": result.external_id,
-                "b_sent_at": now if outcome.status == "sent" else None,
+                "b_sent_at": now if outcome.status == DeliveryStatus.SENT else None,
                 "b_now": now,
             }
         )
@@ -216,7 +218,7 @@ def record_results(
         update(D)
         .where(
             D.c.id == bindparam("b_id"),
-            D.c.status == "sending",
+            D.c.status == DeliveryStatus.SENDING,
             D.c.claimed_by == bindparam("b_token"),
         )
         .values(
@@ -241,7 +243,7 @@ def record_results(
         owned = set(
             session.scalars(
                 select(D.c.id).where(
-                    D.c.id.in_(ids), D.c.claimed_by == token, D.c.status != "sending"
+                    D.c.id.in_(ids), D.c.claimed_by == token, D.c.status != DeliveryStatus.SENDING
                 )
             )
         )
@@ -250,7 +252,8 @@ def record_results(
             if row.id not in owned:  # our lease expired and someone else owns the row now
                 log.warning("delivery.lost_claim", campaign_id=campaign.id, delivery_id=row.id)
                 continue
-            report.add(outcome.status if outcome.status != "pending" else "paused")
+            paused = outcome.status == DeliveryStatus.PENDING
+            report.add(Outcome.PAUSED.value if paused else outcome.status.value)
             if outcome.event is None:
                 continue
             data: dict = {"code": result.code, "attempt": row.attempts + 1}
@@ -264,7 +267,7 @@ def record_results(
                 data["retry_at"] = outcome.next_attempt_at.isoformat()
             event_rows.append(
                 {
-                    "kind": outcome.event,
+                    "kind": outcome.event.value,
                     "channel": campaign.channel,
                     "occurred_at": now,
                     "campaign_id": campaign.id,
@@ -274,9 +277,11 @@ def record_results(
                     "data": data,
                 }
             )
-            if outcome.status == "bounced":
+            if outcome.status == DeliveryStatus.BOUNCED:
                 address = (
-                    {"openid": row.openid} if campaign.channel == "wechat" else {"email": row.email}
+                    {"openid": row.openid}
+                    if campaign.channel == ChannelKind.WECHAT
+                    else {"email": row.email}
                 )
                 if address.get("openid") or address.get("email"):
                     subscribers.suppress(
@@ -291,9 +296,9 @@ def record_results(
             session.execute(insert(Event.__table__), event_rows)
         if pause_reason:
             current = campaign_service.get(session, campaign.id)
-            if current.status == "running":
+            if current.status == CampaignStatus.RUNNING:
                 campaign_service.transition(
-                    session, current, "paused", reason=pause_reason, now=now
+                    session, current, CampaignStatus.PAUSED, reason=pause_reason, now=now
                 )
                 log.warning(
                     "campaign.paused_by_server", campaign_id=campaign.id, reason=pause_reason
@@ -304,7 +309,7 @@ def record_results(
             else set()
         )
         status = session.scalar(select(C.c.status).where(C.c.id == campaign.id))
-    return ChunkOutcome(pause_reason, status == "running", ours)
+    return ChunkOutcome(pause_reason, status == CampaignStatus.RUNNING, ours)
 
 
 def _release(engine: Engine, ids: list[int], token: str, report: BatchReport, **kwargs) -> None:
@@ -358,7 +363,7 @@ def deliver_batch(
     token = new_claim_token(worker)
     with Session(engine, expire_on_commit=False) as session:
         campaign = session.get(Campaign, campaign_id)
-        if campaign is None or campaign.status != "running":
+        if campaign is None or campaign.status != CampaignStatus.RUNNING:
             report.stopped = f"campaign {campaign.status if campaign else 'missing'}"
             return report
     _prepare_channel(channel_factory, settings, campaign, batch_no)
@@ -397,8 +402,10 @@ def deliver_batch(
             remaining = []
             with Session(engine) as session, session.begin():
                 current = campaign_service.get(session, campaign_id)
-                if current.status == "running":
-                    campaign_service.transition(session, current, "failed", reason=reason)
+                if current.status == CampaignStatus.RUNNING:
+                    campaign_service.transition(
+                        session, current, CampaignStatus.FAILED, reason=reason
+                    )
             log.error(
                 "campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason
             )
@@ -445,7 +452,8 @@ def deliver_batch(
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 results = [
-                    SendResult(r.id, "deferred", text=f"{type(exc).__name__}: {exc}") for r in chunk
+                    SendResult(r.id, Outcome.DEFERRED, text=f"{type(exc).__name__}: {exc}")
+                    for r in chunk
                 ]
                 if opened:
                     try:
@@ -520,7 +528,7 @@ def sweep(
         due_ids = list(
             session.scalars(
                 select(Campaign.id).where(
-                    Campaign.status == "scheduled", Campaign.scheduled_at <= now
+                    Campaign.status == CampaignStatus.SCHEDULED, Campaign.scheduled_at <= now
                 )
             )
         )
@@ -537,7 +545,9 @@ def sweep(
     for campaign_id, batch_no in report.enqueued:
         queue.enqueue(campaign_id, batch_no)
     with Session(engine) as session:
-        running = list(session.scalars(select(Campaign.id).where(Campaign.status == "running")))
+        running = list(
+            session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING))
+        )
     for campaign_id in running:
         with Session(engine) as session, session.begin():
             if campaign_service.finish_if_done(session, campaign_id):

@@ -17,6 +17,7 @@ from dispatch.channels import fanout_batch_size
 from dispatch.config import Settings
 from dispatch.models import Campaign, Delivery, utcnow
 from dispatch.models.base import UTCDateTime
+from dispatch.vocabulary import DeliveryStatus
 
 INSERT_COLUMNS = (
     "campaign_id",
@@ -74,7 +75,7 @@ def fan_out(
         func.coalesce(src.c.name, ""),
         func.coalesce(src.c.locale, settings.locale),
         batch_no,
-        literal("pending", String),
+        literal(DeliveryStatus.PENDING.value, String),
         literal(0, Integer),
         literal(queued_until, UTCDateTime()),
         literal(now, UTCDateTime()),

@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, utcnow
+from dispatch.vocabulary import DELIVERY_CHANNELS, DELIVERY_OPEN, CampaignStatus, DeliveryStatus
 
 __all__ = [
     "CAMPAIGN_STATUSES",
@@ -33,11 +34,12 @@ __all__ = [
     "Delivery",
 ]
 
-CHANNEL_KINDS = ("email", "wechat")
-CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "finished", "cancelled", "failed")
-DELIVERY_STATUSES = ("pending", "sending", "sent", "deferred", "failed", "bounced", "skipped")
+# plain-string views of the vocabulary (dispatch.vocabulary), e.g. for Literal[...] API types
+CHANNEL_KINDS = tuple(c.value for c in DELIVERY_CHANNELS)
+CAMPAIGN_STATUSES = tuple(s.value for s in CampaignStatus)
+DELIVERY_STATUSES = tuple(s.value for s in DeliveryStatus)
 # rows that still need work: the campaign is finished when none is left
-OPEN_DELIVERY_STATUSES = ("pending", "sending", "deferred")
+OPEN_DELIVERY_STATUSES = tuple(s.value for s in DELIVERY_OPEN)
 
 
 class Campaign(Base):
@@ -50,7 +52,7 @@ class Campaign(Base):
     list_ids: Mapped[list] = mapped_column(JSON, default=list)  # sorted list ids
     # f"{issue_id}:{channel}:{sorted list ids}" makes triggering the same send twice a no-op
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT.value)
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
     scheduled_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -86,7 +88,7 @@ class Delivery(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     batch_no: Mapped[int] = mapped_column(Integer)  # fixed at fan-out, stable across retries
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
     # sending: the claim expires then; pending/deferred: the sweep may re-enqueue after it

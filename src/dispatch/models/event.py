@@ -13,23 +13,9 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, utcnow
+from dispatch.vocabulary import Channel, EventKind
 
-EVENT_KINDS = (
-    "queued",
-    "sent",
-    "deferred",
-    "failed",
-    "bounced",
-    "complained",
-    "skipped",
-    "unsubscribed",
-    "subscribed",
-    "confirmed",
-    "suppressed",
-    "opened",
-    "clicked",
-    "merged",  # one mailbox's duplicate rows merged (canonical email), see migration i18
-)
+EVENT_KINDS = tuple(k.value for k in EventKind)
 
 
 class Event(Base):
@@ -44,7 +30,7 @@ class Event(Base):
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
     )
     kind: Mapped[str] = mapped_column(String(16))
-    channel: Mapped[str] = mapped_column(String(16), default="email")  # email | wechat | web
+    channel: Mapped[str] = mapped_column(String(16), default=Channel.EMAIL.value)  # a Channel
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     campaign_id: Mapped[int | None] = mapped_column(default=None)
     delivery_id: Mapped[int | None] = mapped_column(default=None)

@@ -8,8 +8,9 @@ from sqlalchemy import JSON, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, utcnow
+from dispatch.vocabulary import IssueStatus
 
-ISSUE_STATUSES = ("draft", "published")
+ISSUE_STATUSES = tuple(s.value for s in IssueStatus)
 
 
 class Issue(Base):
@@ -23,7 +24,7 @@ class Issue(Base):
     period_to: Mapped[date]
     publisher: Mapped[str] = mapped_column(String(200))
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default=IssueStatus.DRAFT.value)
     source_path: Mapped[str] = mapped_column(Text)  # folder holding issue.md and its images
     source_text: Mapped[str] = mapped_column(Text)  # the Markdown as published
     content_hash: Mapped[str] = mapped_column(String(64))  # sha256 of source text + image bytes

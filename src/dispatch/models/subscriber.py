@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from dispatch.canonical import canonical_email
 from dispatch.models.base import Base, utcnow
+from dispatch.vocabulary import SubscriberStatus, SubscriptionStatus, SuppressionReason
 
 __all__ = [
     "Subscriber",
@@ -27,10 +28,11 @@ __all__ = [
     "SUPPRESSION_REASONS",
 ]
 
-SUBSCRIBER_STATUSES = ("active", "unsubscribed", "bounced", "complained", "blocklisted")
-SUBSCRIPTION_STATUSES = ("unconfirmed", "confirmed", "unsubscribed")
+# plain-string views of the vocabulary (dispatch.vocabulary), e.g. for Literal[...] API types
+SUBSCRIBER_STATUSES = tuple(s.value for s in SubscriberStatus)
+SUBSCRIPTION_STATUSES = tuple(s.value for s in SubscriptionStatus)
 OPTIN_MODES = ("single", "double")
-SUPPRESSION_REASONS = ("bounced", "complained", "blocklisted", "manual")
+SUPPRESSION_REASONS = tuple(r.value for r in SuppressionReason)
 
 
 def _key_of_inserted_email(context) -> str | None:
@@ -50,7 +52,7 @@ class Subscriber(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     attributes: Mapped[dict] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.ACTIVE.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -83,7 +85,7 @@ class Subscription(Base):
     list_id: Mapped[int] = mapped_column(
         ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True
     )
-    status: Mapped[str] = mapped_column(String(16), default="unconfirmed")
+    status: Mapped[str] = mapped_column(String(16), default=SubscriptionStatus.UNCONFIRMED.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -100,7 +102,7 @@ class Suppression(Base):
     email: Mapped[str | None] = mapped_column(String(320), unique=True, default=None)
     email_key: Mapped[str | None] = mapped_column(String(320), default=_key_of_inserted_email)
     openid: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
-    reason: Mapped[str] = mapped_column(String(32), default="manual")
+    reason: Mapped[str] = mapped_column(String(32), default=SuppressionReason.MANUAL.value)
     source: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -37,6 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatch.models.base import UTCDateTime
 from dispatch.models.subscriber import Subscriber, Subscription
+from dispatch.vocabulary import SubscriberStatus, SubscriptionStatus
 
 SQLITE_IN_LIMIT = 900
 subscribers = Subscriber.__table__
@@ -99,16 +100,26 @@ def insert_subscribers(
                 "WITH t AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) "
                 "  AS t(email text, email_key text, openid text, name text, locale text, attributes json)), "
                 "new AS (INSERT INTO subscribers (email, email_key, openid, name, locale, attributes, status, created_at, confirmed_at) "
-                "  SELECT email, email_key, openid, name, locale, attributes, 'active', :now, :now FROM t RETURNING id) "
+                "  SELECT email, email_key, openid, name, locale, attributes, :active, :now, :now FROM t "
+                "  RETURNING id) "
                 "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) "
-                "SELECT id, :list_id, 'confirmed', :now, :now FROM new"
+                "SELECT id, :list_id, :confirmed, :now, :now FROM new"
             ).bindparams(bindparam("now", type_=UTCDateTime())),
-            {"rows": json.dumps(rows, ensure_ascii=False), "now": now, "list_id": list_id},
+            {
+                "rows": json.dumps(rows, ensure_ascii=False),
+                "now": now,
+                "list_id": list_id,
+                "active": SubscriberStatus.ACTIVE.value,
+                "confirmed": SubscriptionStatus.CONFIRMED.value,
+            },
         )
         return
     conn.execute(
         insert(subscribers),
-        [{**r, "status": "active", "created_at": now, "confirmed_at": now} for r in rows],
+        [
+            {**r, "status": SubscriberStatus.ACTIVE.value, "created_at": now, "confirmed_at": now}
+            for r in rows
+        ],
     )
     add_confirmed_subscriptions(
         conn,
@@ -171,7 +182,7 @@ def add_confirmed_subscriptions(
             source = select(
                 c.id,
                 literal(list_id, Integer()),
-                literal("confirmed", String()),
+                literal(SubscriptionStatus.CONFIRMED.value, String()),
                 literal(now, UTCDateTime()),
                 literal(now, UTCDateTime()),
             ).where(_in(conn, column, part))
@@ -187,7 +198,9 @@ def confirm_subscriptions(
         conn.execute(
             update(subscriptions)
             .where(and_(c.list_id == list_id, _in(conn, c.subscriber_id, part)))
-            .values(status="confirmed", confirmed_at=now, unsubscribed_at=None)
+            .values(
+                status=SubscriptionStatus.CONFIRMED.value, confirmed_at=now, unsubscribed_at=None
+            )
         )
 
 

@@ -35,6 +35,13 @@ from dispatch.models import Event, utcnow
 from dispatch.models.subscriber import MailingList, Subscriber, Subscription, Suppression
 from dispatch.subscribers import bulk
 from dispatch.subscribers.addresses import InvalidEmail, canonical_email, check_email
+from dispatch.vocabulary import (
+    SUPPRESSED_SUBSCRIBER,
+    Channel,
+    EventKind,
+    SubscriberStatus,
+    SubscriptionStatus,
+)
 
 log = get_logger(__name__)
 CHUNK_ROWS = 2000
@@ -62,7 +69,7 @@ HEADER_ALIASES = {
     "微信openid": "openid",
 }
 MAX_LEN = {"email": 320, "name": 200, "openid": 128}
-SUPPRESSED_STATUSES = ("bounced", "complained", "blocklisted")
+SUPPRESSED_STATUSES = SUPPRESSED_SUBSCRIBER
 
 # reason key -> (zh-CN, en); the order is the order of the checks and of the summary
 REASONS = Catalog(
@@ -475,8 +482,8 @@ def _apply_chunk(
             or (existing is not None and existing.status in SUPPRESSED_STATUSES)
         )
         was_unsubscribed = existing is not None and (
-            existing.status == "unsubscribed"
-            or subscription_status.get(existing.id) == "unsubscribed"
+            existing.status == SubscriberStatus.UNSUBSCRIBED
+            or subscription_status.get(existing.id) == SubscriptionStatus.UNSUBSCRIBED
         )
         if is_suppressed and not resubscribe:
             result.skip(row.line, "suppressed", row.email or row.openid or "")
@@ -517,7 +524,7 @@ def _apply_chunk(
         openid = row.openid or existing.openid
         name = row.name if row.name is not None else existing.name
         locale = row.locale or existing.locale
-        status = "active" if comes_back else existing.status
+        status = SubscriberStatus.ACTIVE.value if comes_back else existing.status
         changed = (
             email != existing.email
             or openid != existing.openid
@@ -547,12 +554,12 @@ def _apply_chunk(
         subscribed = subscription_status.get(existing.id)
         if subscribed is None:
             subscriptions_to_add.append(existing.id)
-        elif subscribed != "confirmed":
+        elif subscribed != SubscriptionStatus.CONFIRMED:
             subscriptions_to_confirm.append(existing.id)
         if comes_back:
             result.resubscribed += 1
             resubscribed_ids.append(existing.id)
-        elif changed or subscribed != "confirmed":
+        elif changed or subscribed != SubscriptionStatus.CONFIRMED:
             result.updated += 1
         else:
             result.unchanged += 1
@@ -572,8 +579,8 @@ def _apply_chunk(
             Event.__table__,
             [
                 {
-                    "kind": "subscribed",
-                    "channel": "email",
+                    "kind": EventKind.SUBSCRIBED.value,
+                    "channel": Channel.EMAIL.value,
                     "occurred_at": now,
                     "subscriber_id": i,
                     "list_id": list_id,

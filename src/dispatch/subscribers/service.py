@@ -29,12 +29,24 @@ from dispatch.models.subscriber import (
 )
 from dispatch.subscribers.addresses import InvalidEmail, canonical_email, check_email
 from dispatch.tokens import TokenError, verify_unsubscribe_token
+from dispatch.vocabulary import (
+    DELIVERY_CHANNELS,
+    SUPPRESSED_SUBSCRIBER,
+    Channel,
+    EventKind,
+    SubscriberStatus,
+    SubscriptionStatus,
+    SuppressionReason,
+)
 
-CHANNELS = ("email", "wechat")
+CHANNELS = tuple(c.value for c in DELIVERY_CHANNELS)
 MAX_ID = 2**31 - 1  # INTEGER columns: a larger id names nothing (and would overflow the driver)
 # a suppression's reason decides which status the subscriber gets
-STATUS_FOR_REASON = {"bounced": "bounced", "complained": "complained"}
-SUPPRESSED_STATUSES = ("bounced", "complained", "blocklisted")
+STATUS_FOR_REASON: dict[str, SubscriberStatus] = {
+    SuppressionReason.BOUNCED: SubscriberStatus.BOUNCED,
+    SuppressionReason.COMPLAINED: SubscriberStatus.COMPLAINED,
+}
+SUPPRESSED_STATUSES = SUPPRESSED_SUBSCRIBER
 
 MESSAGES = Catalog(
     {
@@ -269,7 +281,7 @@ def add_subscriber(
         name=(name or "").strip(),
         locale=_valid_locale(locale),
         attributes=dict(attributes or {}),
-        status="active",
+        status=SubscriberStatus.ACTIVE.value,
     )
     session.add(subscriber)
     session.flush()
@@ -395,18 +407,18 @@ def subscribe(
             raise SubscriberError("suppressed", address=address)
         unsuppress(session, email=subscriber.email, openid=subscriber.openid)
     existing = session.get(Subscription, (subscriber.id, mailing_list.id))
-    was_unsubscribed = subscriber.status == "unsubscribed" or (
-        existing is not None and existing.status == "unsubscribed"
+    was_unsubscribed = subscriber.status == SubscriberStatus.UNSUBSCRIBED or (
+        existing is not None and existing.status == SubscriptionStatus.UNSUBSCRIBED
     )
     if was_unsubscribed and not resubscribe:
         raise SubscriberError("was_unsubscribed", address=address)
-    if subscriber.status != "active":
-        subscriber.status = "active"
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        subscriber.status = SubscriberStatus.ACTIVE.value
     now = utcnow()
     double = mailing_list.optin == "double" and subscriber.email is not None
-    if existing is not None and existing.status == "confirmed":
+    if existing is not None and existing.status == SubscriptionStatus.CONFIRMED:
         return existing
-    if existing is not None and existing.status == "unconfirmed" and double:
+    if existing is not None and existing.status == SubscriptionStatus.UNCONFIRMED and double:
         if send_confirmation and settings is not None:  # a repeated request re-sends the link
             _send_confirmation(session, settings, subscriber, mailing_list)
         return existing
@@ -415,19 +427,23 @@ def subscribe(
     )
     subscription.unsubscribed_at = None
     if not double:
-        subscription.status = "confirmed"
+        subscription.status = SubscriptionStatus.CONFIRMED.value
         subscription.confirmed_at = now
         if subscriber.confirmed_at is None:
             subscriber.confirmed_at = now
     else:
-        subscription.status = "unconfirmed"
+        subscription.status = SubscriptionStatus.UNCONFIRMED.value
         subscription.confirmed_at = None
     if existing is None:
         session.add(subscription)
     events.record(
         session,
-        "subscribed",
-        channel="web" if source == "web" else "email" if subscriber.email else "wechat",
+        EventKind.SUBSCRIBED,
+        channel=Channel.WEB
+        if source == "web"
+        else Channel.EMAIL
+        if subscriber.email
+        else Channel.WECHAT,
         subscriber_id=subscriber.id,
         list_id=mailing_list.id,
         data={"source": source, "optin": mailing_list.optin, "resubscribe": was_unsubscribed},
@@ -454,21 +470,19 @@ def confirm(session: Session, subscriber_id: int, list_id: int, *, source: str =
     subscriber = session.get(Subscriber, subscriber_id)
     if subscription is None or subscriber is None:
         raise SubscriberError("no_subscription", id=subscriber_id, slug=list_id)
-    if subscription.status == "confirmed":
+    if subscription.status == SubscriptionStatus.CONFIRMED:
         return False
-    if (
-        subscription.status == "unsubscribed"
-    ):  # an old confirmation link must not undo an unsubscribe
-        return False
+    if subscription.status == SubscriptionStatus.UNSUBSCRIBED:
+        return False  # an old confirmation link must not undo an unsubscribe
     now = utcnow()
-    subscription.status = "confirmed"
+    subscription.status = SubscriptionStatus.CONFIRMED.value
     subscription.confirmed_at = now
     if subscriber.confirmed_at is None:
         subscriber.confirmed_at = now
     events.record(
         session,
-        "confirmed",
-        channel="web",
+        EventKind.CONFIRMED,
+        channel=Channel.WEB,
         subscriber_id=subscriber_id,
         list_id=list_id,
         data={"source": source},
@@ -483,7 +497,7 @@ def unsubscribe(
     list_id: int | None,
     *,
     source: str = "link",
-    channel: str = "email",
+    channel: str = Channel.EMAIL,
     campaign_id: int | None = None,
 ) -> bool:
     """Leave one list, or everything (list_id None). Idempotent: True only when something changed,
@@ -493,25 +507,26 @@ def unsubscribe(
         raise SubscriberError("no_subscriber", ref=subscriber_id)
     now = utcnow()
     query = update(Subscription).where(
-        Subscription.subscriber_id == subscriber_id, Subscription.status != "unsubscribed"
+        Subscription.subscriber_id == subscriber_id,
+        Subscription.status != SubscriptionStatus.UNSUBSCRIBED,
     )
     if list_id is not None:
         query = query.where(Subscription.list_id == list_id)
     changed = (
         session.execute(
-            query.values(status="unsubscribed", unsubscribed_at=now).execution_options(
-                synchronize_session="fetch"
-            )
+            query.values(
+                status=SubscriptionStatus.UNSUBSCRIBED.value, unsubscribed_at=now
+            ).execution_options(synchronize_session="fetch")
         ).rowcount
         > 0
     )
-    if list_id is None and subscriber.status == "active":
-        subscriber.status = "unsubscribed"
+    if list_id is None and subscriber.status == SubscriberStatus.ACTIVE:
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED.value
         changed = True
     if changed:
         events.record(
             session,
-            "unsubscribed",
+            EventKind.UNSUBSCRIBED,
             channel=channel,
             subscriber_id=subscriber_id,
             list_id=list_id,
@@ -574,7 +589,7 @@ def suppress(
     *,
     email: str | None = None,
     openid: str | None = None,
-    reason: str = "manual",
+    reason: str = SuppressionReason.MANUAL,
     source: str = "admin",
     campaign_id: int | None = None,
     delivery_id: int | None = None,
@@ -592,13 +607,13 @@ def suppress(
     if suppression is None:
         suppression = Suppression(email=email, openid=openid, reason=reason, source=source)
         session.add(suppression)
-    status = STATUS_FOR_REASON.get(suppression.reason, "blocklisted")
+    status = STATUS_FOR_REASON.get(suppression.reason, SubscriberStatus.BLOCKLISTED).value
     subscribers = session.scalars(
         select(Subscriber).where(_matching(Subscriber, email, openid))
     ).all()
     session.flush()
     for subscriber in subscribers:
-        if suppression.reason == "bounced" and _reachable_elsewhere(
+        if suppression.reason == SuppressionReason.BOUNCED and _reachable_elsewhere(
             session, subscriber, email, openid
         ):
             continue
@@ -607,8 +622,8 @@ def suppress(
     if existing is None:
         events.record(
             session,
-            "suppressed",
-            channel="wechat" if email is None else "email",
+            EventKind.SUPPRESSED,
+            channel=Channel.WECHAT if email is None else Channel.EMAIL,
             subscriber_id=subscribers[0].id if subscribers else None,
             campaign_id=campaign_id,
             delivery_id=delivery_id,
@@ -651,7 +666,7 @@ def unsuppress(session: Session, *, email: str | None = None, openid: str | None
     session.execute(
         update(Subscriber)
         .where(_matching(Subscriber, email, openid), Subscriber.status.in_(SUPPRESSED_STATUSES))
-        .values(status="active")
+        .values(status=SubscriberStatus.ACTIVE.value)
         .execution_options(synchronize_session="fetch")
     )
     session.flush()
@@ -682,9 +697,9 @@ def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
     on_a_list = exists().where(
         Subscription.subscriber_id == Subscriber.id,
         Subscription.list_id.in_(ids),
-        Subscription.status == "confirmed",
+        Subscription.status == SubscriptionStatus.CONFIRMED,
     )
-    if channel == "email":
+    if channel == Channel.EMAIL:
         address = Subscriber.email
         suppressed = exists().where(Suppression.email_key == Subscriber.email_key)
     else:
@@ -694,7 +709,14 @@ def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
         select(
             Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.locale, Subscriber.openid
         )
-        .where(and_(Subscriber.status == "active", address.is_not(None), on_a_list, ~suppressed))
+        .where(
+            and_(
+                Subscriber.status == SubscriberStatus.ACTIVE,
+                address.is_not(None),
+                on_a_list,
+                ~suppressed,
+            )
+        )
         .order_by(Subscriber.id)
     )
 

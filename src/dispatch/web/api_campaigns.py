@@ -18,8 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatch.delivery import campaigns as engine_campaigns
 from dispatch.models import Event
-from dispatch.models.delivery import DELIVERY_STATUSES, Campaign, Delivery
+from dispatch.models.delivery import CHANNEL_KINDS, DELIVERY_STATUSES, Campaign, Delivery
 from dispatch.models.web import TrackingHit
+from dispatch.vocabulary import Channel
 from dispatch.web.auth import require_admin, require_editor
 from dispatch.web.deps import BodyId, DbSession, RowId
 from dispatch.web.queueing import batch_queue
@@ -32,14 +33,14 @@ admin = [Depends(require_admin)]
 
 class CampaignIn(BaseModel):
     issue_id: int = Field(ge=1, le=2**31 - 1)
-    channel: Literal["email", "wechat"] = "email"
+    channel: Literal[CHANNEL_KINDS] = Channel.EMAIL.value  # type: ignore[valid-type]
     list_ids: list[BodyId] = Field(min_length=1, max_length=100)
     tracking: bool = True
 
 
 class TestSendIn(BaseModel):
     issue_id: int = Field(ge=1, le=2**31 - 1)
-    channel: Literal["email", "wechat"] = "email"
+    channel: Literal[CHANNEL_KINDS] = Channel.EMAIL.value  # type: ignore[valid-type]
     addresses: list[str] = Field(
         min_length=1, max_length=20, description="emails, or openids for WeChat"
     )

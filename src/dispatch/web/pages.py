@@ -21,6 +21,7 @@ from dispatch.models.delivery import Campaign
 from dispatch.models.issue import Issue
 from dispatch.models.subscriber import MailingList, Subscriber
 from dispatch.subscribers import service
+from dispatch.vocabulary import IssueStatus
 from dispatch.web import api_campaigns, api_issues, api_subscribers
 from dispatch.web.auth import AdminUser, EditorUser
 from dispatch.web.chart import opens_clicks_svg
@@ -64,7 +65,7 @@ def overview(request: Request, principal: EditorUser, session: DbSession) -> Res
         "count_lists": session.scalar(select(func.count(MailingList.id))) or 0,
         "count_subscribers": session.scalar(select(func.count(Subscriber.id))) or 0,
         "count_issues": session.scalar(
-            select(func.count(Issue.id)).where(Issue.status == "published")
+            select(func.count(Issue.id)).where(Issue.status == IssueStatus.PUBLISHED)
         )
         or 0,
         "count_campaigns": session.scalar(select(func.count(Campaign.id))) or 0,

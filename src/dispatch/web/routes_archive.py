@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
 
 from dispatch.models.issue import Issue
+from dispatch.vocabulary import IssueStatus
 from dispatch.web.issuedocs import image_files, issue_doc
 from dispatch.web.templating import render_page
 
@@ -22,7 +23,9 @@ router = APIRouter(include_in_schema=False)
 
 def _published(request: Request, slug: str) -> Issue:
     with request.app.state.session_factory() as session:
-        issue = session.scalar(select(Issue).where(Issue.slug == slug, Issue.status == "published"))
+        issue = session.scalar(
+            select(Issue).where(Issue.slug == slug, Issue.status == IssueStatus.PUBLISHED)
+        )
     if issue is None:
         raise HTTPException(status_code=404, detail="no such issue")
     return issue
@@ -34,7 +37,7 @@ def archive_index(request: Request) -> Response:
         issues = list(
             session.scalars(
                 select(Issue)
-                .where(Issue.status == "published")
+                .where(Issue.status == IssueStatus.PUBLISHED)
                 .order_by(Issue.period_from.desc(), Issue.id.desc())
             )
         )

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.models import Event
 from dispatch.models.delivery import Campaign, Delivery
+from dispatch.vocabulary import DeliveryStatus, EventKind
 
 BUCKET_CHOICES = (300, 900, 3600, 6 * 3600, 86400)  # seconds; the smallest giving ≤ 48 buckets
 
@@ -38,32 +39,36 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
         session.scalar(
             select(func.count()).where(
                 Delivery.campaign_id == campaign.id,
-                Delivery.status == "bounced",
+                Delivery.status == DeliveryStatus.BOUNCED,
                 Delivery.sent_at.is_not(None),
             )
         )
         or 0
     )
-    delivered = int(by_status.get("sent", 0))
+    delivered = int(by_status.get(DeliveryStatus.SENT, 0))
     sent = delivered + int(bounced_after_send)
-    bounced = int(by_status.get("bounced", 0))
+    bounced = int(by_status.get(DeliveryStatus.BOUNCED, 0))
     kinds = dict(
         session.execute(
             select(Event.kind, func.count(func.distinct(Event.delivery_id)))
-            .where(Event.campaign_id == campaign.id, Event.kind.in_(("opened", "clicked")))
+            .where(
+                Event.campaign_id == campaign.id,
+                Event.kind.in_((EventKind.OPENED, EventKind.CLICKED)),
+            )
             .group_by(Event.kind)
         ).all()
     )
     recipients = select(Delivery.subscriber_id).where(Delivery.campaign_id == campaign.id)
     unsub_query = select(func.count(func.distinct(Event.subscriber_id))).where(
-        Event.kind == "unsubscribed",
+        Event.kind == EventKind.UNSUBSCRIBED,
         Event.subscriber_id.in_(recipients),
         or_(Event.campaign_id.is_(None), Event.campaign_id == campaign.id),
     )
     if campaign.started_at is not None:
         unsub_query = unsub_query.where(Event.occurred_at >= campaign.started_at)
     unsubscribed = int(session.scalar(unsub_query) or 0) if total else 0
-    opened, clicked = int(kinds.get("opened", 0)), int(kinds.get("clicked", 0))
+    opened = int(kinds.get(EventKind.OPENED, 0))
+    clicked = int(kinds.get(EventKind.CLICKED, 0))
     return {
         "campaign_id": campaign.id,
         "status": campaign.status,
@@ -73,7 +78,7 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
             "sent": sent,
             "delivered": delivered,
             "bounced": bounced,
-            "failed": int(by_status.get("failed", 0)),
+            "failed": int(by_status.get(DeliveryStatus.FAILED, 0)),
             "opened": opened,
             "clicked": clicked,
             "unsubscribed": unsubscribed,
@@ -93,7 +98,9 @@ def timeline(session: Session, campaign: Campaign) -> dict[str, Any]:
     """First opens and clicks per time bucket since the campaign started."""
     rows = session.execute(
         select(Event.kind, Event.occurred_at)
-        .where(Event.campaign_id == campaign.id, Event.kind.in_(("opened", "clicked")))
+        .where(
+            Event.campaign_id == campaign.id, Event.kind.in_((EventKind.OPENED, EventKind.CLICKED))
+        )
         .order_by(Event.occurred_at)
     ).all()
     if not rows:

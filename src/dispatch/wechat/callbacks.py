@@ -26,6 +26,7 @@ from wechatpy.utils import check_signature
 from dispatch import events
 from dispatch.config import Settings
 from dispatch.models.wechat import WechatDraft, WechatMassChunk, WechatTemplateMessage
+from dispatch.vocabulary import Channel, EventKind
 from dispatch.wechat.mass import record_mass_result
 
 log = logging.getLogger("dispatch.wechat.callbacks")
@@ -150,8 +151,8 @@ def record_template_finish(
     if status != "success":  # "failed:user block", "failed: system failed"
         events.record(
             session,
-            "failed",
-            channel="wechat",
+            EventKind.FAILED,
+            channel=Channel.WECHAT,
             campaign_id=row.campaign_id,
             delivery_id=row.delivery_id,
             subscriber_id=row.subscriber_id,

@@ -1,0 +1,183 @@
+"""The shared vocabulary: every status, channel, outcome and event kind the service stores.
+
+Why one module at the bottom of the import graph (it imports nothing from dispatch): a
+word that is written to the database or compared in a branch is defined once, with its
+meaning next to it, the way django-anymail's EventType is. The enums are StrEnums, so a
+member equals its string ("sent" == DeliveryStatus.SENT) and the database keeps plain
+strings; code that reads a row back compares against members without converting.
+
+Adding a word: one member, one line, with a one-line meaning. Adding a campaign state also
+needs its row in CAMPAIGN_TRANSITIONS.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+__all__ = [
+    "CAMPAIGN_FINAL",
+    "CAMPAIGN_TRANSITIONS",
+    "DELIVERY_CHANNELS",
+    "DELIVERY_CLAIMABLE",
+    "DELIVERY_DONE",
+    "DELIVERY_OPEN",
+    "SUPPRESSED_SUBSCRIBER",
+    "CampaignStatus",
+    "Channel",
+    "DeliveryStatus",
+    "EventKind",
+    "IssueStatus",
+    "Outcome",
+    "SubscriberStatus",
+    "SubscriptionStatus",
+    "SuppressionReason",
+]
+
+
+class Channel(StrEnum):
+    """Where a message goes (campaigns, deliveries) or where an event came from (events)."""
+
+    EMAIL = "email"  # an email over SMTP, one message per recipient
+    WECHAT = "wechat"  # a WeChat Official Account mass send to followers' openids
+    WEB = "web"  # events only: the subscriber acted on one of our pages; nothing is sent on it
+
+
+# the channels a campaign can be sent on out of the box (dispatch.channels registers them;
+# a registered extra channel, e.g. the tests' webhook, is a plain string key there)
+DELIVERY_CHANNELS: Final = (Channel.EMAIL, Channel.WECHAT)
+
+
+class CampaignStatus(StrEnum):
+    """Where a campaign (one send of an issue over one channel to some lists) stands."""
+
+    DRAFT = "draft"  # created, nothing fanned out; may be scheduled, started or cancelled
+    SCHEDULED = "scheduled"  # waiting for scheduled_at; the sweep starts it then
+    RUNNING = "running"  # deliveries exist and workers send its batches
+    PAUSED = "paused"  # stopped by the editor or a server's policy refusal; resumable
+    FINISHED = "finished"  # no delivery is open any more (final)
+    CANCELLED = "cancelled"  # stopped for good by the editor; open rows stay unsent (final)
+    FAILED = "failed"  # stopped for good by an error (e.g. the channel cannot be built) (final)
+
+
+# which state may follow which; every change goes through delivery.campaigns.transition
+CAMPAIGN_TRANSITIONS: Final[dict[CampaignStatus, frozenset[CampaignStatus]]] = {
+    CampaignStatus.DRAFT: frozenset(
+        {CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.CANCELLED}
+    ),
+    CampaignStatus.SCHEDULED: frozenset(
+        {CampaignStatus.RUNNING, CampaignStatus.CANCELLED, CampaignStatus.DRAFT}
+    ),
+    CampaignStatus.RUNNING: frozenset(
+        {
+            CampaignStatus.PAUSED,
+            CampaignStatus.FINISHED,
+            CampaignStatus.CANCELLED,
+            CampaignStatus.FAILED,
+        }
+    ),
+    CampaignStatus.PAUSED: frozenset(
+        {CampaignStatus.RUNNING, CampaignStatus.CANCELLED, CampaignStatus.FAILED}
+    ),
+    CampaignStatus.FINISHED: frozenset(),
+    CampaignStatus.CANCELLED: frozenset(),
+    CampaignStatus.FAILED: frozenset(),
+}
+# states nothing follows: finished_at is set on entering them
+CAMPAIGN_FINAL: Final = (CampaignStatus.FINISHED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
+
+
+class DeliveryStatus(StrEnum):
+    """Where one recipient of one campaign stands (the row is the source of truth)."""
+
+    PENDING = "pending"  # waiting to be claimed by a worker
+    SENDING = "sending"  # claimed: a worker holds its lease and is sending it now
+    SENT = "sent"  # accepted by the next hop (SMTP 250 / WeChat msg_id) (done)
+    DEFERRED = "deferred"  # a transient failure; claimable again at next_attempt_at
+    FAILED = "failed"  # gave up: permanent for this message, or out of attempts (done)
+    BOUNCED = "bounced"  # permanent for this address: it is suppressed too (done)
+    SKIPPED = "skipped"  # not sent: unsubscribed or suppressed after fan-out (done)
+
+
+# rows a worker may claim (when due)
+DELIVERY_CLAIMABLE: Final = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
+# rows that still need work: a running campaign is finished when none is left
+DELIVERY_OPEN: Final = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.DEFERRED)
+# rows whose story (as far as sending goes) has ended
+DELIVERY_DONE: Final = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.BOUNCED,
+    DeliveryStatus.SKIPPED,
+)
+
+
+class Outcome(StrEnum):
+    """What a channel says about one recipient it tried; the engine decides what follows."""
+
+    SENT = "sent"  # accepted by the next hop (SMTP 250 / WeChat msg_id)
+    DEFERRED = "deferred"  # transient: retry later with backoff (4xx, timeout, -1 busy)
+    BOUNCED = "bounced"  # permanent for this recipient: suppress the address (5xx)
+    FAILED = "failed"  # permanent for this message, not the address's fault (bad content)
+    PAUSED = "paused"  # the sender side is refused (policy, rate reply, quota): pause all
+
+
+class EventKind(StrEnum):
+    """One normalised thing that happened to a recipient (one row in the events table)."""
+
+    QUEUED = "queued"  # a delivery was created for the recipient at fan-out
+    SENT = "sent"  # the next hop accepted the message
+    DEFERRED = "deferred"  # a transient failure; another attempt is scheduled
+    FAILED = "failed"  # the message will not be sent (permanent, or out of attempts)
+    BOUNCED = "bounced"  # the address rejected the message permanently
+    COMPLAINED = "complained"  # the recipient reported the message as spam
+    SKIPPED = "skipped"  # not sent: the recipient left or was suppressed after fan-out
+    UNSUBSCRIBED = "unsubscribed"  # the recipient left a list (or everything)
+    SUBSCRIBED = "subscribed"  # the recipient joined a list
+    CONFIRMED = "confirmed"  # the recipient confirmed a double opt-in subscription
+    SUPPRESSED = "suppressed"  # the address went on the suppression list
+    OPENED = "opened"  # the open pixel was loaded (first time per delivery)
+    CLICKED = "clicked"  # a tracked link was followed
+    MERGED = "merged"  # one mailbox's duplicate subscriber rows were merged (canonical email)
+
+
+class IssueStatus(StrEnum):
+    """Whether an issue may be sent."""
+
+    DRAFT = "draft"  # stored, not yet sendable
+    PUBLISHED = "published"  # final: campaigns may send it
+
+
+class SubscriberStatus(StrEnum):
+    """A person's own status; anything but active overrides all their subscriptions."""
+
+    ACTIVE = "active"  # reachable on every list they are subscribed to
+    UNSUBSCRIBED = "unsubscribed"  # left everything
+    BOUNCED = "bounced"  # their address bounced permanently
+    COMPLAINED = "complained"  # they reported a message as spam
+    BLOCKLISTED = "blocklisted"  # an operator blocked them
+
+
+# subscriber statuses that keep a person's address on the suppression list
+SUPPRESSED_SUBSCRIBER: Final = (
+    SubscriberStatus.BOUNCED,
+    SubscriberStatus.COMPLAINED,
+    SubscriberStatus.BLOCKLISTED,
+)
+
+
+class SubscriptionStatus(StrEnum):
+    """A person's membership of one list."""
+
+    UNCONFIRMED = "unconfirmed"  # double opt-in list: waiting for the confirmation click
+    CONFIRMED = "confirmed"  # receives the list's campaigns
+    UNSUBSCRIBED = "unsubscribed"  # left this list
+
+
+class SuppressionReason(StrEnum):
+    """Why an address may not be sent to."""
+
+    BOUNCED = "bounced"  # a permanent bounce
+    COMPLAINED = "complained"  # a spam complaint
+    BLOCKLISTED = "blocklisted"  # an operator blocked it
+    MANUAL = "manual"  # added by hand (CLI, admin, CSV import)
