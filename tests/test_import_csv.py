@@ -343,12 +343,11 @@ def test_export_round_trip(engine, session, news, tmp_path):
     copy = service.create_list(session, "copy", "Copy")
     session.commit()
     result = import_csv(engine, out, "copy")
-    assert (result.imported, result.updated, result.unchanged, result.skipped_total) == (
-        0,
-        3,
-        0,
-        0,
-    )  # joined list
+    # the same three people joined a second list: added, their details untouched (issue 9)
+    assert (result.imported, result.added, result.updated, result.unchanged) == (0, 3, 0, 0)
+    assert result.skipped_total == 0
+    assert "imported 0, added to the list 3, details updated 0" in result.summary()
+    assert "加入列表 3，资料更新 0" in result.summary()
     assert import_csv(engine, out, "news").unchanged == 3
     recipients = session.execute(service.recipients_select([copy.id], "email")).all()
     assert [(r.email, r.name) for r in recipients] == [

@@ -157,7 +157,9 @@ def test_import_and_export_commands(run, tmp_path):
     assert report["skipped_by_reason"] == {"invalid_email": 1, "unknown_locale": 1}
     assert [p["line"] for p in report["problems"]] == [3, 4]
     again = run("subscribers", "import", str(source), "--list", "news")
-    assert "imported 0, updated 0, unchanged 2, skipped 2" in again.stdout
+    assert (
+        "imported 0, added to the list 0, details updated 0, unchanged 2, skipped 2" in again.stdout
+    )
 
     out = tmp_path / "export.csv"
     summary = json.loads(
@@ -179,7 +181,7 @@ def test_import_and_export_commands(run, tmp_path):
     assert "李雷" in stdout_export
     run("lists", "create", "copy")
     copied = json.loads(run("subscribers", "import", str(out), "--list", "copy", "--json").stdout)
-    assert (copied["updated"], copied["skipped"]) == (2, 0)
+    assert (copied["added"], copied["skipped"]) == (2, 0), copied
 
     noheader = tmp_path / "noheader.csv"
     noheader.write_text("li@example.org,李雷\n", encoding="utf-8")

@@ -18,3 +18,36 @@ def test_admin_404_keeps_the_admin_navigation(client, engine, settings):
     client.cookies.clear()
     anonymous = client.get("/admin/no-such-page", headers={"accept": "text/html"})
     assert anonymous.status_code == 404 and 'href="/admin/campaigns"' not in anonymous.text
+
+
+def test_web_import_needs_an_explicit_list_and_reports_additions(client, engine, settings):
+    from sqlalchemy.orm import Session
+
+    from dispatch.subscribers import service
+
+    make_user(engine, "admin")
+    csrf = login(client, "admin@example.org")
+    with Session(engine) as session, session.begin():
+        first = service.create_list(session, "aaa", "AAA first alphabetically")
+        second = service.create_list(session, "zzz", "ZZZ")
+        first_id, second_id = first.id, second.id
+    page = client.get("/admin/subscribers")
+    form = page.text.split('id="import-form"')[1]
+    assert '<option value="" disabled selected>' in form  # nothing chosen for the editor
+    csv_text = b"email,name\nann@example.org,Ann\nbob@example.org,Bob\n"
+
+    def upload(list_id: str):
+        return client.post(
+            "/admin/subscribers/import",
+            data={"csrf_token": csrf, "list_id": list_id},
+            files={"file": ("people.csv", csv_text, "text/csv")},
+        )
+
+    refused = upload("")
+    assert refused.status_code == 422 and "choose the list" in refused.text.lower() + " "
+    with Session(engine) as session:
+        assert service.count_recipients(session, [first_id], "email") == 0
+    assert upload(str(first_id)).status_code == 200
+    again = upload(str(second_id))
+    assert again.status_code == 200
+    assert "added to the list 2, details updated 0" in again.text

@@ -208,6 +208,8 @@ def test_admin_sends_the_sample_issue_and_a_reader_unsubscribes(stack, tmp_path,
             page.wait_for_selector("text=test-readers")
             page.goto(f"{base}/admin/subscribers")
             page.set_input_files("#import-form input[type=file]", str(csv_file))
+            # the list is chosen explicitly (the form starts on "choose a list")
+            page.select_option("#import-form select[name=list_id]", label="测试读者")
             page.click("#import-form button[type=submit]")
             page.wait_for_selector("#import-report")
             report = page.inner_text("#import-report")

@@ -113,8 +113,9 @@ MESSAGES = Catalog(
             "{file}:{line}: import stopped here ({cause}); rows before it are stored, resume with --start-line {line}",
         ),
         "summary": (
-            "导入 {imported}，更新 {updated}，未变 {unchanged}，跳过 {skipped}",
-            "imported {imported}, updated {updated}, unchanged {unchanged}, skipped {skipped}",
+            "导入 {imported}，加入列表 {added}，资料更新 {updated}，未变 {unchanged}，跳过 {skipped}",
+            "imported {imported}, added to the list {added}, details updated {updated}, "
+            "unchanged {unchanged}, skipped {skipped}",
         ),
         "resubscribed": (
             "按 --resubscribe 重新订阅 {n}",
@@ -156,8 +157,9 @@ class ImportResult:
     encoding: str = ""
     dry_run: bool = False
     resubscribe: bool = False
-    imported: int = 0
-    updated: int = 0
+    imported: int = 0  # new people
+    added: int = 0  # people already stored, newly (or again) on this list
+    updated: int = 0  # people already stored whose details changed
     unchanged: int = 0
     resubscribed: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
@@ -172,6 +174,7 @@ class ImportResult:
     def merge(self, part: ImportResult) -> None:
         """Add a committed chunk's counts and problems."""
         self.imported += part.imported
+        self.added += part.added
         self.updated += part.updated
         self.unchanged += part.unchanged
         self.resubscribed += part.resubscribed
@@ -188,6 +191,7 @@ class ImportResult:
         """One line, both languages: the counts and skipped rows by reason."""
         counts = {
             "imported": self.imported,
+            "added": self.added,
             "updated": self.updated,
             "unchanged": self.unchanged,
             "skipped": self.skipped_total,
@@ -219,6 +223,7 @@ class ImportResult:
             "resubscribe": self.resubscribe,
             "rows": self.rows,
             "imported": self.imported,
+            "added": self.added,
             "updated": self.updated,
             "unchanged": self.unchanged,
             "resubscribed": self.resubscribed,
@@ -559,10 +564,15 @@ def _apply_chunk(
         if comes_back:
             result.resubscribed += 1
             resubscribed_ids.append(existing.id)
-        elif changed or subscribed != SubscriptionStatus.CONFIRMED:
-            result.updated += 1
         else:
-            result.unchanged += 1
+            # joining the list and changed details are told apart: "updated 28" for 28 people
+            # merely added to a second list read as if their details had been rewritten
+            if subscribed != SubscriptionStatus.CONFIRMED:
+                result.added += 1
+            if changed:
+                result.updated += 1
+            if subscribed == SubscriptionStatus.CONFIRMED and not changed:
+                result.unchanged += 1
         # later rows of this chunk cannot match the same subscriber (duplicates were removed)
 
     if dry_run:
@@ -729,6 +739,7 @@ def import_csv(
         dry_run=dry_run,
         rows=result.rows,
         imported=result.imported,
+        added=result.added,
         updated=result.updated,
         unchanged=result.unchanged,
         resubscribed=result.resubscribed,

@@ -164,8 +164,15 @@ async def subscribers_import(
     request: Request,
     principal: AdminUser,
     file: Annotated[UploadFile, File()],
-    list_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
+    list_id: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
+    # the list is an explicit choice (the form starts on "choose a list"), never a default
+    chosen = int(list_id) if list_id.isdigit() and 0 < int(list_id) < 2**31 else None
+    if chosen is None:
+        locale = request_locale(request)
+        needs = {"flash": TEXTS.get("import_needs_list", locale), "flash_kind": ""}
+        with request.app.state.session_factory() as session:
+            return _subscribers_page(request, session, None, None, 1, needs, 422)
     data = await file.read(api_subscribers.MAX_IMPORT_BYTES + 1)
     extra: dict[str, Any]
     status_code = 200
@@ -173,7 +180,7 @@ async def subscribers_import(
         if len(data) > api_subscribers.MAX_IMPORT_BYTES:
             raise ValueError("CSV too large")
         report = await run_in_threadpool(
-            api_subscribers.import_upload, request, data, file.filename or "upload.csv", list_id
+            api_subscribers.import_upload, request, data, file.filename or "upload.csv", chosen
         )
         extra = {"report": report}
     except Exception as exc:  # every import problem is shown on the page, named
@@ -181,7 +188,7 @@ async def subscribers_import(
             raise
         extra, status_code = _error(request, exc), 422
     with request.app.state.session_factory() as session:
-        return _subscribers_page(request, session, None, list_id, 1, extra, status_code)
+        return _subscribers_page(request, session, None, chosen, 1, extra, status_code)
 
 
 # -- issues --------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ TEXTS = Catalog(
         ),
         "import_file": ("CSV 文件", "CSV file"),
         "import_list": ("导入到列表", "Into list"),
+        "choose_list": ("— 请选择列表 —", "— choose a list —"),
+        "import_needs_list": ("请选择要导入到的列表", "choose the list to import into"),
         "import_button": ("导入", "Import"),
         "import_report": ("导入报告", "Import report"),
         "import_summary": (
