@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dispatch.config import Settings
+from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,8 +43,10 @@ MESSAGES = Catalog(
 )
 
 
-class TokenError(ValueError):
+class TokenError(DispatchError):
     """A token was forged, altered, expired, made for another purpose or with another key."""
+
+    kind = ErrorKind.NOT_FOUND  # a bad link names nothing we can show
 
     def __init__(self, reason: str):
         self.reason = reason  # malformed | bad_signature | expired | unknown

@@ -26,6 +26,7 @@ __all__ = [
     "CampaignStatus",
     "Channel",
     "DeliveryStatus",
+    "ErrorKind",
     "EventKind",
     "IssueStatus",
     "Outcome",
@@ -139,6 +140,16 @@ class EventKind(StrEnum):
     OPENED = "opened"  # the open pixel was loaded (first time per delivery)
     CLICKED = "clicked"  # a tracked link was followed
     MERGED = "merged"  # one mailbox's duplicate subscriber rows were merged (canonical email)
+
+
+class ErrorKind(StrEnum):
+    """What kind of problem a refused request is (dispatch.errors); the web maps it to HTTP."""
+
+    NOT_FOUND = "not_found"  # the thing the request names does not exist
+    CONFLICT = "conflict"  # the request clashes with what is stored (taken, wrong state)
+    INVALID = "invalid"  # the input itself is wrong (format, range, unknown value)
+    FORBIDDEN = "forbidden"  # the caller may not do this
+    UNAVAILABLE = "unavailable"  # something it needs is not configured or not reachable now
 
 
 class IssueStatus(StrEnum):

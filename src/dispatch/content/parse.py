@@ -32,6 +32,7 @@ from dispatch.content.model import (
     Text,
     Video,
 )
+from dispatch.errors import DispatchError
 from dispatch.i18n import Catalog
 
 SOURCE_FILE_NAME = "issue.md"
@@ -164,7 +165,7 @@ class Problem:
         return f"{self.file}:{self.line}: {self.message}"
 
 
-class IssueSourceError(ValueError):
+class IssueSourceError(DispatchError):
     """The source has problems; `.problems` lists every one of them."""
 
     def __init__(self, problems: Iterable[Problem]):

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.config import Settings
+from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, Issue, utcnow
@@ -64,8 +65,10 @@ MESSAGES = Catalog(
 TRANSITIONS = CAMPAIGN_TRANSITIONS  # the table lives in dispatch.vocabulary
 
 
-class CampaignError(ValueError):
+class CampaignError(DispatchError):
     """A campaign request that cannot be done; the message says which campaign and why."""
+
+    kind = ErrorKind.CONFLICT  # most refusals depend on stored state (status, issue)
 
 
 class InvalidTransition(CampaignError):
@@ -138,14 +141,14 @@ def get(session: Session, campaign_id: int, *, for_update: bool = False) -> Camp
         stmt = stmt.with_for_update()
     campaign = session.scalars(stmt).one_or_none()
     if campaign is None:
-        raise CampaignError(MESSAGES.both("not_found", id=campaign_id))
+        raise CampaignError(MESSAGES.both("not_found", id=campaign_id), kind=ErrorKind.NOT_FOUND)
     return campaign
 
 
 def _check_issue(session: Session, issue_id: int) -> Issue:
     issue = session.get(Issue, issue_id)
     if issue is None:
-        raise CampaignError(MESSAGES.both("no_issue", id=issue_id))
+        raise CampaignError(MESSAGES.both("no_issue", id=issue_id), kind=ErrorKind.NOT_FOUND)
     if issue.status != IssueStatus.PUBLISHED:
         raise CampaignError(MESSAGES.both("not_published", slug=issue.slug, status=issue.status))
     return issue

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from dispatch import events
@@ -40,7 +40,7 @@ from dispatch.delivery.queue import BatchQueue
 from dispatch.delivery.ratelimit import Limit, RateLimiter, make_rate_limiter
 from dispatch.delivery.retry import next_attempt
 from dispatch.log import get_logger
-from dispatch.models import Campaign, Delivery, Event, utcnow
+from dispatch.models import Campaign, Delivery, utcnow
 from dispatch.vocabulary import CampaignStatus, DeliveryStatus, EventKind, Outcome
 from dispatch.vocabulary import Channel as ChannelKind
 
@@ -266,16 +266,15 @@ def record_results(
             if outcome.next_attempt_at:
                 data["retry_at"] = outcome.next_attempt_at.isoformat()
             event_rows.append(
-                {
-                    "kind": outcome.event.value,
-                    "channel": campaign.channel,
-                    "occurred_at": now,
-                    "campaign_id": campaign.id,
-                    "delivery_id": row.id,
-                    "subscriber_id": row.subscriber_id,
-                    "list_id": None,
-                    "data": data,
-                }
+                events.event_row(
+                    outcome.event,
+                    channel=campaign.channel,
+                    campaign_id=campaign.id,
+                    delivery_id=row.id,
+                    subscriber_id=row.subscriber_id,
+                    data=data,
+                    at=now,
+                )
             )
             if outcome.status == DeliveryStatus.BOUNCED:
                 address = (
@@ -292,8 +291,7 @@ def record_results(
                         campaign_id=campaign.id,
                         delivery_id=row.id,
                     )
-        if event_rows:  # the same Event rows events.record() makes, in one multi-row INSERT
-            session.execute(insert(Event.__table__), event_rows)
+        events.insert_rows(session, event_rows)  # one multi-row INSERT
         if pause_reason:
             current = campaign_service.get(session, campaign.id)
             if current.status == CampaignStatus.RUNNING:

@@ -209,11 +209,6 @@ def delete_where_in(conn: Connection, table: Any, column: Any, values: Sequence[
         conn.execute(table.delete().where(_in(conn, column, part)))
 
 
-def insert_rows(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(table), rows)
-
-
 __all__ = [
     "select_in",
     "insert_subscribers",
@@ -221,5 +216,4 @@ __all__ = [
     "add_confirmed_subscriptions",
     "confirm_subscriptions",
     "delete_where_in",
-    "insert_rows",
 ]

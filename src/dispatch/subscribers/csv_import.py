@@ -29,9 +29,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, Text, cast, select
 from sqlalchemy.exc import IntegrityError
 
+from dispatch import events
+from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog, normalise_locale
 from dispatch.log import get_logger
-from dispatch.models import Event, utcnow
+from dispatch.models import utcnow
 from dispatch.models.subscriber import MailingList, Subscriber, Subscription, Suppression
 from dispatch.subscribers import bulk
 from dispatch.subscribers.addresses import InvalidEmail, canonical_email, check_email
@@ -126,7 +128,7 @@ MESSAGES = Catalog(
 )
 
 
-class CsvImportError(ValueError):
+class CsvImportError(DispatchError):
     """The file as a whole cannot be imported (no header, unreadable encoding, no list)."""
 
 
@@ -136,6 +138,8 @@ class _EarlierChunkFailed(RuntimeError):
 
 class ImportAborted(RuntimeError):
     """A chunk failed: earlier chunks are stored; `resume_line` is where to start again."""
+
+    kind = ErrorKind.CONFLICT  # not a ValueError: the file may be fine, the database refused
 
     def __init__(self, file: str, resume_line: int, cause: str, result: ImportResult):
         self.resume_line = resume_line
@@ -584,18 +588,17 @@ def _apply_chunk(
     bulk.add_confirmed_subscriptions(conn, list_id, now, ids=subscriptions_to_add)
     bulk.confirm_subscriptions(conn, list_id, subscriptions_to_confirm, now)
     if resubscribed_ids:
-        bulk.insert_rows(
+        events.insert_rows(
             conn,
-            Event.__table__,
             [
-                {
-                    "kind": EventKind.SUBSCRIBED.value,
-                    "channel": Channel.EMAIL.value,
-                    "occurred_at": now,
-                    "subscriber_id": i,
-                    "list_id": list_id,
-                    "data": {"source": "import", "resubscribe": True},
-                }
+                events.event_row(
+                    EventKind.SUBSCRIBED,
+                    channel=Channel.EMAIL,
+                    subscriber_id=i,
+                    list_id=list_id,
+                    data={"source": "import", "resubscribe": True},
+                    at=now,
+                )
                 for i in resubscribed_ids
             ],
         )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from dispatch import events
 from dispatch.config import Settings
+from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import DEFAULT_LOCALE, Catalog, normalise_locale
 from dispatch.models import utcnow
 from dispatch.models.subscriber import (
@@ -99,12 +100,26 @@ MESSAGES = Catalog(
 )
 
 
-class SubscriberError(ValueError):
+# the kind of each refusal (MESSAGES key); a key not listed is invalid input
+ERROR_KINDS: dict[str, ErrorKind] = {
+    "no_address": ErrorKind.NOT_FOUND,
+    "no_list": ErrorKind.NOT_FOUND,
+    "no_subscriber": ErrorKind.NOT_FOUND,
+    "no_subscription": ErrorKind.NOT_FOUND,
+    "email_taken": ErrorKind.CONFLICT,
+    "openid_taken": ErrorKind.CONFLICT,
+    "list_exists": ErrorKind.CONFLICT,
+    "suppressed": ErrorKind.CONFLICT,
+    "was_unsubscribed": ErrorKind.CONFLICT,
+}
+
+
+class SubscriberError(DispatchError):
     """A request the subscriber rules refuse; the message is bilingual and names the value."""
 
     def __init__(self, key: str, **kwargs: Any):
         self.key = key
-        super().__init__(MESSAGES.both(key, **kwargs))
+        super().__init__(MESSAGES.both(key, **kwargs), kind=ERROR_KINDS.get(key, ErrorKind.INVALID))
 
 
 # -- lists ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Domain errors of the other areas mapped to HTTP answers with their clear messages.
 
-Each service raises its own ValueError subclass naming the value at fault; the API answers
-with that message (never a 500) and a status that says what kind of problem it is.
+Each area raises a dispatch.errors.DispatchError naming the value at fault and saying what
+kind of problem it is; the API answers with that message (never a 500) and the status of its
+kind from the one table below. Nothing here looks at class names or message text.
 """
 
 from __future__ import annotations
@@ -10,25 +11,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
+from dispatch.errors import DispatchError, ErrorKind
 
-def _status_for(exc: Exception) -> int:
-    name = type(exc).__name__
-    key = getattr(exc, "key", "") or ""
-    if name == "SubscriberError":
-        if key.startswith("no_"):
-            return 404
-        if (
-            key.endswith("_taken")
-            or key.endswith("_exists")
-            or key in ("suppressed", "was_unsubscribed")
-        ):
-            return 409
-        return 422
-    if name == "InvalidTransition":
-        return 409
-    if name == "CampaignError":
-        return 404 if "not found" in str(exc) else 409
-    return 422
+HTTP_STATUS: dict[ErrorKind, int] = {
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.INVALID: 422,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.UNAVAILABLE: 503,
+}
+
+
+def http_status(exc: BaseException) -> int:
+    """The HTTP status for an error of this kind (invalid input when it names none)."""
+    return HTTP_STATUS[ErrorKind(getattr(exc, "kind", ErrorKind.INVALID))]
 
 
 def _body(exc: Exception) -> dict:
@@ -42,30 +38,18 @@ def _body(exc: Exception) -> dict:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    from dispatch.content.parse import IssueSourceError
-    from dispatch.delivery.campaigns import CampaignError
-    from dispatch.subscribers.csv_import import CsvImportError, ImportAborted
-    from dispatch.subscribers.service import SubscriberError
-    from dispatch.web.issue_upload import UploadError
-    from dispatch.web.users import UserError
+    from dispatch.subscribers.csv_import import ImportAborted
 
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(_body(exc), status_code=_status_for(exc))
+        return JSONResponse(_body(exc), status_code=http_status(exc))
 
-    for kind in (
-        IssueSourceError,
-        CampaignError,
-        CsvImportError,
-        SubscriberError,
-        UploadError,
-        UserError,
-    ):
-        app.add_exception_handler(kind, domain_error)
+    app.add_exception_handler(DispatchError, domain_error)
 
     async def import_aborted(request: Request, exc: Exception) -> JSONResponse:
         result = getattr(exc, "result", None)
         return JSONResponse(
-            {"detail": str(exc), "report": result.as_dict() if result else None}, status_code=409
+            {"detail": str(exc), "report": result.as_dict() if result else None},
+            status_code=http_status(exc),
         )
 
     app.add_exception_handler(ImportAborted, import_aborted)
@@ -74,7 +58,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # e.g. a NUL character PostgreSQL refuses in text: the input's fault, not a server error
         return JSONResponse(
             {"detail": "a value cannot be stored (invalid characters or out of range)"},
-            status_code=422,
+            status_code=HTTP_STATUS[ErrorKind.INVALID],
         )
 
     app.add_exception_handler(DataError, bad_value)

@@ -10,7 +10,7 @@ Why plain SQL on the pooled DBAPI connection here (and not the ORM, as elsewhere
 hot path (target 1,000 hits/s on two cores) and SQLAlchemy's per-statement machinery cost more
 than the database work. The SQL is the same on SQLite (≥ 3.35) and PostgreSQL; values pass
 through the columns' own SQLAlchemy bind processors, so rows are stored exactly as the models
-write them, and the event row has the shape `dispatch.events.record` writes.
+write them, and the event row comes from `dispatch.events.event_row` like every other event.
 
 On SQLite a process-wide lock serialises the hit transactions of this process, so threads
 queue in Python instead of spinning in SQLite's busy handler.
@@ -27,9 +27,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from dispatch.events import EVENT_COLUMNS, event_row
 from dispatch.log import get_logger
-from dispatch.models import EVENT_KINDS, Event, utcnow
+from dispatch.models import Event, utcnow
 from dispatch.models.web import OPEN_LINK_INDEX, TrackingHit
+from dispatch.vocabulary import Channel, EventKind
 
 log = get_logger("dispatch.web.tracking")
 _sqlite_write_lock = threading.Lock()
@@ -46,15 +48,15 @@ BUMP_SQL = (
 )
 # PostgreSQL: counter and first-hit event in ONE statement (a data-modifying CTE) in autocommit,
 # so a hit costs one round trip; SQLite (in-process, no round trips) runs the two statements
+_EVENT_INSERT = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
 BUMP_AND_EVENT_PG = (
-    "WITH bump AS (" + BUMP_SQL.format(p="%s") + ") "
-    "INSERT INTO events (kind, channel, occurred_at, campaign_id, delivery_id, subscriber_id, list_id, data) "
-    "SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM bump WHERE bump.count = 1"
+    "WITH bump AS ("
+    + BUMP_SQL.format(p="%s")
+    + ") "
+    + _EVENT_INSERT
+    + f"SELECT {', '.join(['%s'] * len(EVENT_COLUMNS))} FROM bump WHERE bump.count = 1"
 )
-EVENT_SQL = (
-    "INSERT INTO events (kind, channel, occurred_at, campaign_id, delivery_id, subscriber_id, list_id, data) "
-    "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
-)
+EVENT_SQL = _EVENT_INSERT + f"VALUES ({', '.join(['{p}'] * len(EVENT_COLUMNS))})"
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ class HitRecorder:
         row = cursor.fetchone()
         if row is None:
             return None
-        ref = DeliveryRef(delivery_id, int(row[0]), row[1], None, row[2] or "email")
+        ref = DeliveryRef(delivery_id, int(row[0]), row[1], None, row[2] or Channel.EMAIL)
         if len(self._refs) >= REF_CACHE_SIZE:
             self._refs.pop(next(iter(self._refs)))  # oldest first (dicts keep insertion order)
         self._refs[delivery_id] = ref
@@ -172,56 +174,41 @@ class HitRecorder:
         cursor.execute(self._bump_sql, (ref.delivery_id, link_index, ref.campaign_id, now, now))
         return int(cursor.fetchone()[0])
 
-    def _record(self, cursor: Any, kind: str, ref: DeliveryRef, data: dict[str, Any]) -> None:
-        assert kind in EVENT_KINDS
-        cursor.execute(
-            self._event_sql,
-            (
-                kind,
-                ref.channel,
-                self._event_time(utcnow()),
-                ref.campaign_id,
-                ref.delivery_id,
-                ref.subscriber_id,
-                ref.list_id,
-                self._event_data(data),
-            ),
+    def _event_params(self, kind: str, ref: DeliveryRef, data: dict[str, Any]) -> tuple:
+        """The event row (events.event_row) as DBAPI parameters in EVENT_COLUMNS order."""
+        row = event_row(
+            kind,
+            channel=ref.channel,
+            campaign_id=ref.campaign_id,
+            delivery_id=ref.delivery_id,
+            subscriber_id=ref.subscriber_id,
+            list_id=ref.list_id,
+            data=data,
         )
+        row["occurred_at"] = self._event_time(row["occurred_at"])
+        row["data"] = self._event_data(row["data"])
+        return tuple(row[column] for column in EVENT_COLUMNS)
+
+    def _record(self, cursor: Any, kind: str, ref: DeliveryRef, data: dict[str, Any]) -> None:
+        cursor.execute(self._event_sql, self._event_params(kind, ref, data))
 
     def _hit(
         self, cursor: Any, kind: str, ref: DeliveryRef, link_index: int, data: dict[str, Any]
     ) -> bool:
         """Bump the counter; write the event when this was the first hit. True if it was."""
-        assert kind in EVENT_KINDS
         if self.is_sqlite:
             first = self._count(cursor, ref, link_index) == 1
             if first:
                 self._record(cursor, kind, ref, data)
             return first
         now = self._hit_time(utcnow())
-        cursor.execute(
-            self._bump_and_event,
-            (
-                ref.delivery_id,
-                link_index,
-                ref.campaign_id,
-                now,
-                now,
-                kind,
-                ref.channel,
-                self._event_time(utcnow()),
-                ref.campaign_id,
-                ref.delivery_id,
-                ref.subscriber_id,
-                ref.list_id,
-                self._event_data(data),
-            ),
-        )
+        bump = (ref.delivery_id, link_index, ref.campaign_id, now, now)
+        cursor.execute(self._bump_and_event, bump + self._event_params(kind, ref, data))
         return cursor.rowcount == 1
 
     def record_open(self, cursor: Any, ref: DeliveryRef) -> bool:
         """Count an open; True when it was the delivery's first (and the event was written)."""
-        first = self._hit(cursor, "opened", ref, OPEN_LINK_INDEX, {})
+        first = self._hit(cursor, EventKind.OPENED, ref, OPEN_LINK_INDEX, {})
         if first:
             log.debug("tracking.opened", campaign_id=ref.campaign_id, delivery_id=ref.delivery_id)
         return first
@@ -229,7 +216,7 @@ class HitRecorder:
     def record_click(self, cursor: Any, ref: DeliveryRef, link_index: int, url: str) -> bool:
         """Count a click on link `link_index`; True when it was the first for that link."""
         first = self._hit(
-            cursor, "clicked", ref, link_index, {"link_index": link_index, "url": url}
+            cursor, EventKind.CLICKED, ref, link_index, {"link_index": link_index, "url": url}
         )
         if first:
             log.debug(

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from dispatch.config import Settings
 from dispatch.content.parse import SOURCE_FILE_NAME, IssueSourceError, Problem, parse_issue
 from dispatch.content.store import publish_issue
+from dispatch.errors import DispatchError
 from dispatch.models.issue import Issue
 from dispatch.paths import EXAMPLES_DIR
 
@@ -28,7 +29,7 @@ MAX_FILES = 200
 MAX_TOTAL_BYTES = 50 * 1024 * 1024
 
 
-class UploadError(ValueError):
+class UploadError(DispatchError):
     """The upload cannot become an issue folder; the message names the file."""
 
 

@@ -10,6 +10,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from dispatch.web.errors import http_status
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -28,8 +30,10 @@ async def wechat_callback(request: Request) -> Response:
 
     try:
         reply = await run_in_threadpool(work)
-    except CallbackConfigError:
-        raise HTTPException(status_code=503, detail="WeChat callbacks are not configured") from None
+    except CallbackConfigError as exc:
+        raise HTTPException(
+            status_code=http_status(exc), detail="WeChat callbacks are not configured"
+        ) from None
     except PermissionError:
         raise HTTPException(status_code=403, detail="bad signature") from None
     except ValueError:

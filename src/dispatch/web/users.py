@@ -15,6 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dispatch.errors import DispatchError
 from dispatch.i18n import normalise_locale
 from dispatch.models.base import utcnow
 from dispatch.models.web import USER_ROLES, ApiToken, User
@@ -24,7 +25,7 @@ MIN_PASSWORD_LENGTH = 8
 TOKEN_PREFIX = "dsp_"
 
 
-class UserError(ValueError):
+class UserError(DispatchError):
     """Bad input for a user or token; the message names the field."""
 
 

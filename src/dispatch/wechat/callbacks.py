@@ -25,6 +25,7 @@ from wechatpy.utils import check_signature
 
 from dispatch import events
 from dispatch.config import Settings
+from dispatch.errors import DispatchError, ErrorKind
 from dispatch.models.wechat import WechatDraft, WechatMassChunk, WechatTemplateMessage
 from dispatch.vocabulary import Channel, EventKind
 from dispatch.wechat.mass import record_mass_result
@@ -34,8 +35,10 @@ log = logging.getLogger("dispatch.wechat.callbacks")
 SUCCESS = "success"  # WeChat expects "success" (or an empty body) and retries otherwise
 
 
-class CallbackConfigError(ValueError):
+class CallbackConfigError(DispatchError):
     """The callback cannot be checked because settings are missing."""
+
+    kind = ErrorKind.UNAVAILABLE
 
 
 def verify(settings: Settings, query: Mapping[str, str]) -> None:
