@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dispatch.errors import DispatchError
 from dispatch.paths import PROJECT_ROOT, TEMPLATES_DIR
 
 ENV_PREFIX = "DISPATCH_"
@@ -24,7 +25,7 @@ SECRET_FIELDS = frozenset(
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(DispatchError):
     """A setting is missing or malformed; the message names the setting and its source."""
 
 

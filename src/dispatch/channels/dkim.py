@@ -15,6 +15,7 @@ from pathlib import Path
 import dkim
 
 from dispatch.config import Settings
+from dispatch.errors import DispatchError
 
 SIGNED_HEADERS: tuple[bytes, ...] = (
     b"From",
@@ -37,7 +38,7 @@ OVERSIGNED_HEADERS: tuple[bytes, ...] = (
 )
 
 
-class DkimConfigError(ValueError):
+class DkimConfigError(DispatchError):
     """DKIM is half-configured or its key cannot be read; the message names the setting."""
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from functools import lru_cache
 
+from dispatch.errors import DispatchError
+
 CRLF = b"\r\n"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 _ADDRESS = re.compile(r"^[^\s<>()\[\],;:\"\\@\x00-\x1f\x7f]+@[A-Za-z0-9.\-\[\]:]+$")
@@ -38,7 +40,7 @@ _NAME_WORD_BYTES = 45
 _SUBJECT_WORD_BYTES = 42
 
 
-class MessageBuildError(ValueError):
+class MessageBuildError(DispatchError):
     """A value cannot go into a message header (e.g. a malformed recipient address)."""
 
 

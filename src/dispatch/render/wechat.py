@@ -37,6 +37,7 @@ from dispatch.content.model import (
     Video,
 )
 from dispatch.content.parse import inlines_to_text
+from dispatch.errors import DispatchError
 from dispatch.i18n import Catalog
 from dispatch.render.email import lead_blocks
 
@@ -92,7 +93,7 @@ FORBIDDEN_TAGS = frozenset(
 FORBIDDEN_ATTRIBUTES = frozenset({"class", "id", "onclick", "onload", "onerror"})
 
 
-class WechatRenderError(ValueError):
+class WechatRenderError(DispatchError):
     """The issue cannot become a valid WeChat message; the message says what to change."""
 
 

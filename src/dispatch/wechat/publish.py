@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.config import Settings
+from dispatch.errors import DispatchError
 from dispatch.i18n import Catalog
 from dispatch.models import Issue
 from dispatch.models.wechat import WechatDraft, WechatMedia
@@ -66,7 +67,7 @@ THUMB_MAX = 64 * 1024  # thumb material: JPG, at most 64 KB
 _IMG_SRC = re.compile(r"(<img\b[^>]*?\bsrc\s*=\s*)([\"'])([^\"']*)\2", re.I)
 
 
-class PublishError(ValueError):
+class PublishError(DispatchError):
     """Publishing cannot succeed with this input (the message says which article / image)."""
 
 
