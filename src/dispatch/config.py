@@ -55,6 +55,19 @@ class Settings:
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_key_file: str = ""
+    dkim_allow_unaligned: bool = False  # sign with a d= that does not align with From (DMARC fails)
+    postal_address: str = ""  # the sender's postal address, shown in every email footer
+    # deliverability (dispatch doctor, the reputation guard)
+    dns_nameservers: str = ""  # "host[:port],…" for doctor's lookups; empty: the system resolver
+    dns_timeout: float = 3.0  # seconds per DNS question
+    relay_spf_include: str = ""  # the relay's SPF include, e.g. spf.mail.qq.com (checked in SPF)
+    bounce_mx_hosts: str = ""  # host(s) the bounce domain's MX must name (where bounces arrive)
+    doctor_enforce: bool = False  # refuse sends to real lists while doctor reports failures
+    reputation_window: int = 1000  # recent deliveries a campaign's bounce/complaint rates cover
+    reputation_min_sample: int = 100  # no verdict on fewer deliveries than this
+    reputation_max_bounce_rate: float = 0.05  # hard bounces / window; above: pause the campaign
+    reputation_max_complaint_rate: float = 0.001  # complaints / window; above: pause
+    list_max_risky_share: float = 0.05  # role or invalid addresses in a list; above: warn
     # delivery policy
     batch_size: int = 200
     max_attempts: int = 5

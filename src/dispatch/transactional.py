@@ -3,14 +3,18 @@
 Why separate from the campaign channel: a confirmation must go out now, one message, without a
 Campaign or Delivery row. With `smtp_url` empty it writes the message as an .eml file into
 data_dir/outbox, the embedded local outbox, so a bare machine needs no mail server.
+
+Signed with the campaigns' DKIM key when one is configured: an unsigned confirmation from a
+domain with a DMARC policy is exactly the message receivers quarantine.
 """
 
 from __future__ import annotations
 
 import smtplib
 import uuid
+from email import policy
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 
 from dispatch.config import ConfigError, Settings
@@ -33,17 +37,26 @@ def _prepare(settings: Settings, message: EmailMessage) -> None:
         message["From"] = settings.from_address
 
 
-def _write_outbox(settings: Settings, message: EmailMessage) -> Path:
+def message_bytes(settings: Settings, message: EmailMessage) -> bytes:
+    """The wire form (CRLF line ends), DKIM-signed when keys are configured."""
+    from dispatch.channels.dkim import signer_from_settings
+
+    data = message.as_bytes(policy=policy.SMTP)
+    signer = signer_from_settings(settings)
+    return signer.sign(data) if signer is not None else data
+
+
+def _write_outbox(settings: Settings, data: bytes) -> Path:
     folder = outbox_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"transactional-{uuid.uuid4().hex}.eml"
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(message.as_bytes())
+    tmp.write_bytes(data)
     tmp.rename(path)  # readers never see a half-written file
     return path
 
 
-def _smtp_send(settings: Settings, message: EmailMessage) -> None:
+def _smtp_send(settings: Settings, message: EmailMessage, data: bytes) -> None:
     # one URL grammar for the whole project: smtp://host:port[?starttls=1][&cafile=…][&verify=0]
     from dispatch.channels.smtp_conversation import parse_smtp_url
 
@@ -65,7 +78,15 @@ def _smtp_send(settings: Settings, message: EmailMessage) -> None:
             client.ehlo()
         if settings.smtp_username:
             client.login(settings.smtp_username, settings.smtp_password)
-        client.send_message(message)
+        sender = getaddresses([str(message["From"])])[0][1] or settings.from_address
+        recipients = [
+            address
+            for _, address in getaddresses(
+                [str(v) for key in ("To", "Cc") for v in message.get_all(key, [])]
+            )
+            if address
+        ]
+        client.sendmail(sender, recipients, data)
     finally:
         try:
             client.quit()
@@ -76,11 +97,12 @@ def _smtp_send(settings: Settings, message: EmailMessage) -> None:
 def send_transactional(settings: Settings, message: EmailMessage) -> str:
     """Send now; returns the Message-ID. SMTP errors propagate (the caller decides)."""
     _prepare(settings, message)
+    data = message_bytes(settings, message)
     if settings.smtp_url:
-        _smtp_send(settings, message)
+        _smtp_send(settings, message, data)
         log.info("transactional.sent", via="smtp", message_id=str(message["Message-ID"]))
     else:
-        path = _write_outbox(settings, message)
+        path = _write_outbox(settings, data)
         log.info(
             "transactional.sent",
             via="outbox",

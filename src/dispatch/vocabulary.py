@@ -140,6 +140,7 @@ class EventKind(StrEnum):
     OPENED = "opened"  # the open pixel was loaded (first time per delivery)
     CLICKED = "clicked"  # a tracked link was followed
     MERGED = "merged"  # one mailbox's duplicate subscriber rows were merged (canonical email)
+    CAMPAIGN_PAUSED = "campaign_paused"  # a campaign paused itself (data: by, the figures)
 
 
 class ErrorKind(StrEnum):

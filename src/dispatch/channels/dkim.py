@@ -1,10 +1,15 @@
-"""Optional DKIM signing (dkimpy) of the finished message bytes.
+"""DKIM signing (dkimpy) of the finished message bytes: campaigns and transactional mail alike.
 
 Why an explicit header list: dkimpy's default list of signed headers leaves out
 List-Unsubscribe-Post, and RFC 8058 asks that both List-Unsubscribe and List-Unsubscribe-Post
 be covered by the signature (otherwise a forwarder could add a one-click POST target).
-From and List-Unsubscribe* are over-signed (listed once more than they occur) so a header of
-that name cannot be added later without breaking the signature.
+Every signed header is over-signed (listed once more than it occurs, RFC 6376 8.15), so a
+second copy of To, Date, Message-ID, List-Id … added later breaks the signature instead of
+riding on it.
+
+Why the key and the domain are checked when the signer is built: a 1024-bit RSA key is
+refused by Gmail's guidelines and a d= that does not align with the From domain makes DMARC
+fail although the signature verifies; both used to pass silently.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from dispatch.config import Settings
 from dispatch.errors import DispatchError
@@ -20,22 +27,31 @@ from dispatch.errors import DispatchError
 SIGNED_HEADERS: tuple[bytes, ...] = (
     b"From",
     b"To",
+    b"Cc",
     b"Subject",
     b"Date",
     b"Message-ID",
     b"Reply-To",
+    b"In-Reply-To",
+    b"References",
     b"MIME-Version",
     b"Content-Type",
+    b"Content-Transfer-Encoding",
     b"List-Id",
     b"List-Unsubscribe",
     b"List-Unsubscribe-Post",
 )
-OVERSIGNED_HEADERS: tuple[bytes, ...] = (
-    b"From",
-    b"Subject",
-    b"List-Unsubscribe",
-    b"List-Unsubscribe-Post",
-)
+# listed a second time: signing a header name once more than it occurs asserts there is no
+# further copy, so one added in transit breaks the signature (RFC 6376 8.15)
+OVERSIGNED_HEADERS: tuple[bytes, ...] = SIGNED_HEADERS
+MIN_RSA_BITS = 2048
+
+
+def dkim_aligned(dkim_domain: str, from_domain: str) -> bool:
+    """Relaxed DMARC alignment of d= with the From domain (same organisational domain)."""
+    from dispatch.deliverability.records import aligned
+
+    return aligned(dkim_domain, from_domain, "r")
 
 
 class DkimConfigError(DispatchError):
@@ -68,8 +84,54 @@ class DkimSigner:
         return self.signature_header(message) + message
 
 
+def check_private_key(key: bytes, path: str | Path) -> rsa.RSAPrivateKey:
+    """The RSA key of these PEM bytes, refusing anything else with a reason.
+
+    RSA of at least 2048 bits: Gmail and Yahoo want 2048, and a shorter key is factorable.
+    Ed25519 (RFC 8463) is refused as the only key: many receivers (Exmail, NetEase among
+    them) do not verify it, so it can only ever be a second signature beside an RSA one.
+    """
+    try:
+        loaded = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as exc:
+        why = "encrypted with a passphrase" if "encrypted" in str(exc).lower() else str(exc)
+        raise DkimConfigError(
+            f"dkim_key_file {path}: not a usable PEM private key ({why})"
+        ) from None
+    if isinstance(loaded, ed25519.Ed25519PrivateKey):
+        raise DkimConfigError(
+            f"dkim_key_file {path}: an Ed25519 key alone is not verified by many receivers; "
+            f"use RSA of at least {MIN_RSA_BITS} bits (Ed25519 only beside it)"
+        )
+    if not isinstance(loaded, rsa.RSAPrivateKey):
+        raise DkimConfigError(
+            f"dkim_key_file {path}: a {type(loaded).__name__} key; DKIM needs RSA "
+            f"of at least {MIN_RSA_BITS} bits"
+        )
+    if loaded.key_size < MIN_RSA_BITS:
+        raise DkimConfigError(
+            f"dkim_key_file {path}: RSA key of {loaded.key_size} bits; at least {MIN_RSA_BITS} "
+            "are needed (make one with `dispatch dkim generate`)"
+        )
+    return loaded
+
+
+def public_key_record(private_key: rsa.RSAPrivateKey) -> str:
+    """The DNS TXT value publishing the public half: "v=DKIM1; k=rsa; p=…"."""
+    import base64
+
+    der = private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
+
+
 def signer_from_settings(settings: Settings) -> DkimSigner | None:
-    """A signer when dkim_key_file, dkim_selector and dkim_domain are all set; else None."""
+    """A signer when dkim_key_file, dkim_selector and dkim_domain are all set; else None.
+
+    DkimConfigError when half-configured, when the key is weak or of the wrong type, or when
+    the signing domain does not align with the From domain (unless dkim_allow_unaligned).
+    """
     values = {
         "dkim_key_file": settings.dkim_key_file,
         "dkim_selector": settings.dkim_selector,
@@ -89,6 +151,12 @@ def signer_from_settings(settings: Settings) -> DkimSigner | None:
         raise DkimConfigError(
             f"dkim_key_file {path}: cannot read the private key ({exc.strerror})"
         ) from None
-    if b"PRIVATE KEY-----" not in key:
-        raise DkimConfigError(f"dkim_key_file {path}: not a PEM private key")
+    check_private_key(key, path)
+    from_domain = settings.from_address.rpartition("@")[2]
+    if not settings.dkim_allow_unaligned and not dkim_aligned(settings.dkim_domain, from_domain):
+        raise DkimConfigError(
+            f"dkim_domain {settings.dkim_domain!r} does not align with the From domain "
+            f"{from_domain!r}: DMARC would fail although the signature verifies (sign with "
+            f"{from_domain} or a parent of it; dkim_allow_unaligned accepts it knowingly)"
+        )
     return DkimSigner(selector=settings.dkim_selector, domain=settings.dkim_domain, private_key=key)

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "dispatch.cli.campaigns",
     "dispatch.cli.wechat",
     "dispatch.cli.web",
+    "dispatch.cli.doctor",
 )
 
 

@@ -217,6 +217,7 @@ def send_cmd(
         for k, v in (("rate_per_second", rate_per_second), ("rate_per_hour", rate_per_hour))
         if v
     }
+    warnings: list[str] = []  # deliverability.preflight: domain check and list hygiene
     with _session() as session:
         issue_id = resolve_issue(session, issue)
         if test_addresses:
@@ -233,6 +234,15 @@ def send_cmd(
             from dispatch.subscribers.service import get_lists
 
             list_ids = [m.id for m in get_lists(session, slugs)]
+            from dispatch.deliverability.preflight import preflight
+
+            check = preflight(session, settings, channel=channel, list_ids=list_ids)
+            warnings = check.warnings
+            if not as_json:  # --json carries them in its output
+                for warning in warnings:
+                    click.echo(f"warning: {warning}", err=True)
+            if check.refused:
+                fail(check.refused)
             campaign, created = service.create_or_get(
                 session,
                 issue_id=issue_id,
@@ -258,6 +268,7 @@ def send_cmd(
             "status": CampaignStatus.SCHEDULED.value,
             "scheduled_at": when,
             "created": True,
+            "warnings": warnings,
         }
         emit(
             data,
@@ -268,7 +279,12 @@ def send_cmd(
         )
         return
     batches = _run(service.start, get_engine(settings), settings, campaign_id, _queue())
-    data = {**_progress(campaign_id), "batches": len(batches), "created": True}
+    data = {
+        **_progress(campaign_id),
+        "batches": len(batches),
+        "created": True,
+        "warnings": warnings,
+    }
     key = "test_created" if test_addresses else "created"
 
     def human(d: dict) -> None:

@@ -348,6 +348,8 @@ def resume(engine: Engine, settings: Settings, campaign_id: int, queue) -> list[
     with Session(engine, expire_on_commit=False) as session, session.begin():
         campaign = get(session, campaign_id, for_update=True)
         transition(session, campaign, CampaignStatus.RUNNING, now=now)
+        # the reputation guard starts a fresh window: what paused it does not pause it again
+        campaign.options = {**(campaign.options or {}), "reputation_since": now.isoformat()}
         batches = open_batches(session, campaign_id)
         session.execute(
             update(Delivery.__table__)

@@ -27,6 +27,7 @@ from dispatch import events
 from dispatch.channels.base import CampaignContext, Channel, Recipient, SendResult
 from dispatch.config import Settings
 from dispatch.delivery import campaigns as campaign_service
+from dispatch.delivery import reputation
 from dispatch.delivery.claiming import (
     ClaimedRow,
     claim_batch,
@@ -391,6 +392,7 @@ def deliver_batch(
     channel: Channel | None = None
     opened = False
     remaining = list(rows)
+    chunk_index = 0
     try:
         try:
             channel = factory(campaign.channel, settings, context) if remaining else None
@@ -481,6 +483,18 @@ def deliver_batch(
             if outcome.pause_reason:
                 report.stopped = "paused by the server"
                 break
+            # the reputation guard: hard bounces and complaints over the recent window pause
+            # the campaign (its own transaction, after this chunk's results are committed)
+            had_bounce = any(r.outcome == Outcome.BOUNCED for r in results)
+            if (
+                outcome.running
+                and not campaign.is_test
+                and reputation.due(chunk_index, had_bounce)
+                and reputation.guard(engine, settings, campaign_id)
+            ):
+                report.stopped = "paused by the reputation guard"
+                break
+            chunk_index += 1
             if not outcome.running:
                 report.stopped = "campaign not running"
                 break

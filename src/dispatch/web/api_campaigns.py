@@ -136,14 +136,23 @@ def campaigns_progress(campaign_id: RowId, session: DbSession) -> dict:
 
 @router.post("/{campaign_id}/start", dependencies=editor, summary="Start sending now")
 async def campaigns_start(campaign_id: RowId, request: Request, session: DbSession) -> dict:
-    get_campaign_or_404(session, campaign_id)
-    session.close()
+    from dispatch.deliverability.preflight import for_campaign
+
+    campaign = get_campaign_or_404(session, campaign_id)
     settings, engine = request.app.state.settings, request.app.state.engine
+    check = await run_in_threadpool(for_campaign, session, settings, campaign)
+    if check.refused:
+        raise HTTPException(status_code=409, detail=check.refused)
+    session.close()
     batches = await run_in_threadpool(
         engine_campaigns.start, engine, settings, campaign_id, batch_queue(request)
     )
     with request.app.state.session_factory() as fresh:
-        return {**engine_campaigns.progress(fresh, campaign_id), "batches": len(batches)}
+        return {
+            **engine_campaigns.progress(fresh, campaign_id),
+            "batches": len(batches),
+            "warnings": check.warnings,
+        }
 
 
 @router.post("/{campaign_id}/pause", dependencies=admin, summary="Pause sending")

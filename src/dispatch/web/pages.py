@@ -360,15 +360,36 @@ def campaign_page(
             "chart": Markup(chart),
             "confirm_text": _send_confirmation(request, session, campaign),
             "deliveries": deliveries,
+            "preflight_warnings": _preflight_warnings(request, session, campaign),
             **_flash(request),
         },
     )
+
+
+def _preflight_warnings(request: Request, session, campaign: Campaign) -> list[str]:
+    """Domain and list warnings shown beside the send button (deliverability.preflight)."""
+    if campaign.status not in ("draft", "scheduled"):
+        return []
+    from dispatch.deliverability.preflight import for_campaign
+
+    return for_campaign(session, request.app.state.settings, campaign).warnings
+
+
+def _refuse_if_enforced(request: Request, campaign_id: int) -> None:
+    from dispatch.deliverability.preflight import SendRefused, for_campaign
+
+    with request.app.state.session_factory() as session:
+        campaign = api_campaigns.get_campaign_or_404(session, campaign_id)
+        check = for_campaign(session, request.app.state.settings, campaign)
+    if check.refused:
+        raise SendRefused(check.refused)
 
 
 async def _campaign_action(request: Request, campaign_id: int, action: str) -> Response:
     settings, engine = request.app.state.settings, request.app.state.engine
     try:
         if action == "start":
+            await run_in_threadpool(_refuse_if_enforced, request, campaign_id)
             await run_in_threadpool(
                 engine_campaigns.start, engine, settings, campaign_id, batch_queue(request)
             )
