@@ -85,7 +85,7 @@ def publish_cmd(source: str, as_json: bool) -> None:
     settings = settings_or_exit()
     doc = _parse_or_exit(source)
     with session_scope(get_engine(settings)) as session:
-        issue = publish_issue(session, doc)
+        issue = publish_issue(session, doc, settings=settings)
         data = {
             "id": issue.id,
             "slug": issue.slug,

@@ -9,7 +9,9 @@ document that parsed cleanly.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -127,6 +129,10 @@ MESSAGES = Catalog(
             "图片须为 .png/.jpg/.jpeg/.gif 文件：{src}",
             "image must be a .png/.jpg/.jpeg/.gif file: {src}",
         ),
+        "image_not_decodable": (
+            "{src} 不是有效的 {expected} 图片（{why}）",
+            "{src} is not a valid {expected} image ({why})",
+        ),
         "bad_image_syntax": (
             '图片写法应为 ![替代文字](路径 "说明")',
             'image must be written ![alt](path "caption")',
@@ -139,6 +145,10 @@ MESSAGES = Catalog(
         "unclosed_block": ("::: {kind} 块没有以 ::: 结束", "::: {kind} block is not closed by :::"),
         "stray_close": ("多余的 :::（没有打开的块）", "stray ::: with no open block"),
         "nested_block": ("专栏内不能再开 ::: 块", "::: blocks cannot be nested"),
+        "control_char": (
+            "第 {col} 列有不可见的控制字符 {char}（常见于从 PDF 或 Word 复制），请删除",
+            "invisible control character {char} at column {col} (often pasted from a PDF or Word); remove it",
+        ),
         "unknown_block": (
             "未知的 ::: 块类型 {kind!r}（可用：sidebar, video）",
             "unknown ::: block {kind!r} (known: sidebar, video)",
@@ -245,6 +255,56 @@ class _SidebarDraft:
     title: str
     line: int
     blocks: list[Block] = field(default_factory=list)
+
+
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF"}
+
+
+def image_problem(data: bytes, suffix: str) -> str | None:
+    """Why these bytes are not an image of the format their name claims (None if they are).
+
+    Checked by content with a real decoder (Pillow opens, verifies and fully decodes), never
+    by the name: a file of HTML or SVG called photo.png would otherwise be published and
+    served as an image. Verdicts are cached by content digest (stored issues re-parse often)."""
+    return _image_verdict(hashlib.sha256(data).digest(), suffix, data)
+
+
+_verdicts: dict[tuple[bytes, str], str | None] = {}
+
+
+def _image_verdict(digest: bytes, suffix: str, data: bytes) -> str | None:
+    key = (digest, suffix)
+    if key in _verdicts:
+        return _verdicts[key]
+    verdict = _decode(data, IMAGE_FORMATS[suffix])
+    if len(_verdicts) > 1024:
+        _verdicts.clear()
+    _verdicts[key] = verdict
+    return verdict
+
+
+def _decode(data: bytes, expected: str) -> str | None:
+    from PIL import Image as PILImage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(data)) as im:
+                found = im.format
+                if found != expected:
+                    return f"its content is {found or 'unknown'}"
+                im.verify()
+            with PILImage.open(io.BytesIO(data)) as im:
+                im.load()
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        return "too many pixels"
+    except Exception as exc:  # any decoder complaint: not an image we can publish
+        text = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        return "cannot be decoded: " + text
+    return None
+
+
+CONTROL_CHAR_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 
 
 class _Parser:
@@ -417,7 +477,13 @@ class _Parser:
         if full.suffix.lower() not in (".png", ".jpg", ".jpeg", ".gif"):
             self.problem(line, "image_not_file", src=src)
             return None
-        self.image_bytes.append(src.encode() + b"\0" + full.read_bytes())
+        data = full.read_bytes()
+        why = image_problem(data, full.suffix.lower())
+        if why is not None:
+            expected = IMAGE_FORMATS[full.suffix.lower()]
+            self.problem(line, "image_not_decodable", src=src, expected=expected, why=why)
+            return None
+        self.image_bytes.append(src.encode() + b"\0" + data)
         if not ok:
             return None
         return Image(
@@ -500,7 +566,17 @@ class _Parser:
 
     # --- the body -----------------------------------------------------------------------
 
+    def control_characters(self) -> None:
+        """Control characters (other than tab) have no place in an issue: HTML forbids them
+        and mail clients show them as boxes; name each line that has one."""
+        for number, line in enumerate(self.lines, start=1):
+            m = CONTROL_CHAR_RE.search(line)
+            if m:
+                char = f"U+{ord(m.group()):04X}"
+                self.problem(number, "control_char", char=char, col=m.start() + 1)
+
     def run(self) -> IssueDoc:
+        self.control_characters()
         values, body_start = self.front_matter()
         header_line = 1
         for idx, raw in enumerate(self.lines):

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatch.config import Settings, get_settings
 from dispatch.content.model import IssueDoc
 from dispatch.content.parse import SOURCE_FILE_NAME, parse_issue, parse_issue_text
 from dispatch.models.base import utcnow
@@ -46,8 +47,14 @@ def issue_summary(doc: IssueDoc) -> dict[str, Any]:
     }
 
 
-def publish_issue(session: Session, doc: IssueDoc) -> Issue:
-    """Insert or update the issue with this slug as published; flushes, the caller commits."""
+def publish_issue(session: Session, doc: IssueDoc, *, settings: Settings | None = None) -> Issue:
+    """Insert or update the issue with this slug as published; flushes, the caller commits.
+
+    An issue that cannot render (a crash, or an email over the size limit even with every
+    article as title and link) raises IssueSourceError first, and nothing is written."""
+    from dispatch.render.check import check_renderable
+
+    check_renderable(doc, settings or get_settings())
     meta = doc.meta
     issue = session.scalars(select(Issue).where(Issue.slug == meta.slug)).one_or_none()
     if issue is None:
@@ -70,9 +77,11 @@ def publish_issue(session: Session, doc: IssueDoc) -> Issue:
     return issue
 
 
-def publish_source(session: Session, path: str | Path) -> Issue:
+def publish_source(
+    session: Session, path: str | Path, *, settings: Settings | None = None
+) -> Issue:
     """Parse then publish; an invalid source raises IssueSourceError before anything is written."""
-    return publish_issue(session, parse_issue(path))
+    return publish_issue(session, parse_issue(path), settings=settings)
 
 
 def load_issue_doc(issue: Issue) -> IssueDoc:

@@ -5,9 +5,16 @@ issue (cached by content hash, tracking mode and base URL). Its output keeps uni
 where per-recipient values go; the markers are cut out once into static segments, and
 `RenderedEmail.personalize` only joins those segments with the recipient's escaped values.
 
-Gmail clips HTML over 102,400 bytes, so articles whose text exceeds a length budget show a
-lead and a "阅读全文 / Read more" link into the web archive; the budget shrinks if the result
-(measured with worst-case tracking URLs) would still exceed `settings.email_size_budget`.
+Gmail clips HTML over 102,400 bytes (and the footer with the unsubscribe link and the open
+pixel must sit before the clip), so the budget holds for the WHOLE message, measured with
+worst-case tracking URLs and name: articles whose text exceeds a per-article length show a
+lead and a "阅读全文 / Read more" link into the web archive, that length shrinks step by step,
+and past it the last articles become title-and-link entries. An issue that still cannot fit
+raises `EmailTooLarge` (publish refuses it; see `dispatch.render.check`).
+
+Why the slot markers carry a random nonce: editor text can contain anything, including text
+that looks like a marker. A marker made per rendering (`__DSLOT_<nonce>_UNSUB__`) cannot be
+written in advance, so editor text is never replaced by a recipient's URL or name.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import html
 import logging
 import operator
 import re
+import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,9 +66,10 @@ LEAD_MAX_BLOCKS = 4
 # a signed click URL is ~100 characters; 200 leaves room for long base URLs.
 TRACKED_URL_ALLOWANCE = 200
 INLINE_GROWTH = 1.5  # premailer's style attributes add ~35-45% to the sample's HTML
-NAME_ALLOWANCE = 200  # bytes kept free for the greeting name (escaped, UTF-8)
+# bytes kept free for the greeting name: 200 characters (the column's limit), each at worst
+# six bytes once escaped (`&quot;`)
+NAME_ALLOWANCE = 1_200
 
-SLOT_RE = re.compile(r"__DSLOT_(GREETING|UNSUB|PIXEL)__|__DLINK_(\d+)__")
 SLOT_GREETING, SLOT_UNSUB, SLOT_PIXEL = 0, 1, 2
 LINK_SLOT_BASE = 3  # slot id of link i is LINK_SLOT_BASE + i
 BLANK_RUNS_RE = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
@@ -92,6 +101,41 @@ TEXT = Catalog(
 )
 
 
+class RenderError(ValueError):
+    """The issue cannot be rendered into a correct email; the message says why."""
+
+
+class EmailTooLarge(RenderError):
+    """Even with every article cut down to title and link the email exceeds the size limit."""
+
+    def __init__(self, size: int, limit: int, articles: int):
+        self.size, self.limit = size, limit
+        super().__init__(
+            f"the email would be {size:,} bytes with all {articles} articles as title and link, "
+            f"over the {limit:,}-byte limit (Gmail clips at {GMAIL_CLIP_BYTES:,}): split the "
+            f"issue / 即使每篇文章只保留标题和链接，邮件仍有 {size:,} 字节，超过 {limit:,} 字节上限，"
+            "请拆分本期"
+        )
+
+
+@dataclass(frozen=True)
+class _Markers:
+    """The slot markers of one rendering: a random nonce no editor text can contain."""
+
+    nonce: str = field(default_factory=lambda: secrets.token_hex(12))
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        n = self.nonce
+        return re.compile(rf"__DSLOT_{n}_(GREETING|UNSUB|PIXEL)__|__DLINK_{n}_(\d+)__")
+
+    def slot(self, kind: str) -> str:
+        return f"__DSLOT_{self.nonce}_{kind}__"
+
+    def link(self, index: int) -> str:
+        return f"__DLINK_{self.nonce}_{index}__"
+
+
 @dataclass(frozen=True)
 class _Layout:
     """A rendered body cut at its slots: statics[0] slot statics[1] slot … statics[-1]."""
@@ -100,13 +144,14 @@ class _Layout:
     slot_ids: tuple[int, ...]
 
     @classmethod
-    def cut(cls, rendered: str, baked: dict[int, str]) -> _Layout:
+    def cut(cls, rendered: str, baked: dict[int, str], markers: _Markers, links: int) -> _Layout:
         """Split at markers; slots found in `baked` become static text right away."""
         statics: list[str] = []
         slot_ids: list[int] = []
         current: list[str] = []
         pos = 0
-        for m in SLOT_RE.finditer(rendered):
+        seen: set[int] = set()
+        for m in markers.pattern.finditer(rendered):
             current.append(rendered[pos : m.start()])
             pos = m.end()
             kind, link = m.group(1), m.group(2)
@@ -115,6 +160,9 @@ class _Layout:
                 if link is not None
                 else {"GREETING": SLOT_GREETING, "UNSUB": SLOT_UNSUB, "PIXEL": SLOT_PIXEL}[kind]
             )
+            if slot >= LINK_SLOT_BASE + links:
+                raise RenderError(f"link slot {slot - LINK_SLOT_BASE} names no link of the issue")
+            seen.add(slot)
             if slot in baked:
                 current.append(baked[slot])
                 continue
@@ -123,6 +171,8 @@ class _Layout:
             slot_ids.append(slot)
         current.append(rendered[pos:])
         statics.append("".join(current))
+        if SLOT_UNSUB not in seen:
+            raise RenderError("the rendered email has no unsubscribe link (template error)")
         return cls(tuple(statics), tuple(slot_ids))
 
     def fill(self, values: Sequence[str]) -> str:
@@ -274,13 +324,15 @@ class ArticleView:
     blocks: tuple[Block, ...]
     shortened: bool
     archive_url: str
+    link_only: bool = False  # past the whole-message budget: title, source and a link only
 
 
 class _Urls:
-    def __init__(self, doc: IssueDoc, settings: Settings):
+    def __init__(self, doc: IssueDoc, settings: Settings, markers: _Markers):
         base = settings.public_base_url.rstrip("/")
         self.archive = f"{base}/issues/{doc.meta.slug}"
         self.link_index = {url: i for i, url in enumerate(doc.links)}
+        self.markers = markers
 
     def image(self, img: Image) -> str:
         return f"{self.archive}/{img.src}"
@@ -290,7 +342,7 @@ class _Urls:
 
     def link(self, url: str) -> str:
         """The marker standing for link `url` until a recipient's (tracked) URL fills it."""
-        return f"__DLINK_{self.link_index[url]}__"
+        return self.markers.link(self.link_index[url])
 
 
 def _inline_html(inlines: Sequence[Inline], urls: _Urls) -> Markup:
@@ -342,21 +394,35 @@ def _env_for(templates_dir: Path) -> jinja2.Environment:
     return env
 
 
+@dataclass(frozen=True)
+class _Stage:
+    """How much of the issue is shown: per-article text budget, and from which article on
+    (in issue order) only title and link remain."""
+
+    budget: int | None
+    link_only_from: int | None = None
+
+
 def _render_sources(
-    doc: IssueDoc, settings: Settings, budget: int | None
+    doc: IssueDoc, settings: Settings, stage: _Stage, markers: _Markers
 ) -> tuple[str, str, str, tuple[str, ...]]:
     """Jinja output before inlining: (html, text, css, shortened anchors)."""
     locale = doc.meta.locale
-    urls = _Urls(doc, settings)
+    budget = stage.budget
+    urls = _Urls(doc, settings, markers)
     views: list[list[ArticleView]] = []
     shortened: list[str] = []
+    position = 0
     for section in doc.sections:
         row = []
         for a in section.articles:
-            short = budget is not None and block_text_length(a.blocks) > budget
+            link_only = stage.link_only_from is not None and position >= stage.link_only_from
+            position += 1
+            short = link_only or (budget is not None and block_text_length(a.blocks) > budget)
             if short:
                 shortened.append(a.anchor)
-            row.append(ArticleView(a, lead_blocks(a) if short else a.blocks, short, urls.anchor(a)))
+            blocks = () if link_only else lead_blocks(a) if short else a.blocks
+            row.append(ArticleView(a, blocks, short, urls.anchor(a), link_only))
         views.append(row)
     env = _env_for(Path(settings.templates_dir))
     ctx = {
@@ -377,9 +443,9 @@ def _render_sources(
         "inline_html": lambda inl: _inline_html(inl, urls),
         "inline_text": lambda inl: _inline_text(inl, urls),
         "TEXT_EN_WHY": TEXT.get("why", "en", title=doc.meta.title, publisher=doc.meta.publisher),
-        "GREETING": Markup("__DSLOT_GREETING__"),
-        "UNSUB": Markup("__DSLOT_UNSUB__"),
-        "PIXEL": Markup("__DSLOT_PIXEL__"),
+        "GREETING": Markup(markers.slot("GREETING")),
+        "UNSUB": Markup(markers.slot("UNSUB")),
+        "PIXEL": Markup(markers.slot("PIXEL")),
     }
     html_src = env.get_template("email/issue.html").render(ctx)
     text_src = BLANK_RUNS_RE.sub("\n\n", env.get_template("email/issue.txt").render(ctx))
@@ -407,10 +473,11 @@ def inline_css(html_src: str, css: str) -> str:
     return inliner.transform(pretty_print=False)
 
 
-def _worst_case_size(layout: _Layout) -> int:
+def _worst_case_size(layout: _Layout, settings: Settings) -> int:
     """Bytes of the HTML once filled with long tracking URLs and a long name."""
     static = sum(len(s.encode("utf-8")) for s in layout.statics)
-    return static + len(layout.slot_ids) * TRACKED_URL_ALLOWANCE + NAME_ALLOWANCE
+    per_url = TRACKED_URL_ALLOWANCE + len(settings.public_base_url.encode("utf-8"))
+    return static + len(layout.slot_ids) * per_url + NAME_ALLOWANCE
 
 
 _cache: dict[tuple[str, bool, str, str, int], RenderedEmail] = {}
@@ -454,28 +521,49 @@ def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Re
             baked[LINK_SLOT_BASE + i] = html.escape(url)
             baked_text[LINK_SLOT_BASE + i] = url
         baked[SLOT_PIXEL] = baked_text[SLOT_PIXEL] = ""
-    budgets: tuple[int | None, ...] = (None, *ARTICLE_CHAR_BUDGETS)
-    # Start with the first budget whose uninlined HTML, grown by what inlining typically adds,
+    markers = _Markers()
+    links = len(doc.links)
+
+    def attempt(stage: _Stage) -> tuple[_Layout, str, tuple[str, ...], int]:
+        html_src, text_src, css, shortened = _render_sources(doc, settings, stage, markers)
+        layout = _Layout.cut(inline_css(html_src, css), baked, markers, links)
+        return layout, text_src, shortened, _worst_case_size(layout, settings)
+
+    stages = [_Stage(None), *(_Stage(b) for b in ARTICLE_CHAR_BUDGETS)]
+    # Start with the first stage whose uninlined HTML, grown by what inlining typically adds,
     # fits; Jinja is cheap next to premailer, which then runs once unless that guess was short.
-    for budget in budgets:
-        html_src, text_src, css, shortened = _render_sources(doc, settings, budget)
-        if (
-            len(html_src.encode("utf-8")) * INLINE_GROWTH < limit
-            or budget == ARTICLE_CHAR_BUDGETS[-1]
-        ):
+    start = len(stages) - 1
+    for i, stage in enumerate(stages):
+        html_src, _, _, _ = _render_sources(doc, settings, stage, markers)
+        if len(html_src.encode("utf-8")) * INLINE_GROWTH < limit:
+            start = i
             break
-    start = budgets.index(budget)
-    for budget in budgets[start:]:
-        if budget != budgets[start]:
-            html_src, text_src, css, shortened = _render_sources(doc, settings, budget)
-        html_layout = _Layout.cut(inline_css(html_src, css), baked)
-        size = _worst_case_size(html_layout)
+    fitted = None
+    for stage in stages[start:]:
+        html_layout, text_src, shortened, size = attempt(stage)
         if size <= limit:
+            fitted = stage
             break
-        log.warning(
-            "email.over_budget", issue=doc.meta.slug, budget=budget, bytes=size, limit=limit
-        )
-    text_layout = _Layout.cut(text_src, baked_text)
+        log.info("email.over_budget", issue=doc.meta.slug, budget=stage.budget, bytes=size)
+    if fitted is None:
+        # Past the budget: the last articles become title-and-link entries; as few as fit,
+        # found by binary search (the size only grows as fewer articles are link-only).
+        total = len(doc.articles)
+        lo, hi = 0, total  # link_only_from: lo fits (checked next), hi does not (tried above)
+        best = attempt(_Stage(0, link_only_from=0))
+        if best[3] > limit:
+            raise EmailTooLarge(best[3], limit, total)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            tried = attempt(_Stage(0, link_only_from=mid))
+            if tried[3] <= limit:
+                lo, best = mid, tried
+            else:
+                hi = mid
+        html_layout, text_src, shortened, size = best
+        fitted = _Stage(0, link_only_from=lo)
+    budget = fitted.budget
+    text_layout = _Layout.cut(text_src, baked_text, markers, links)
     log.info(
         "email.rendered",
         issue=doc.meta.slug,
@@ -484,6 +572,7 @@ def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Re
         bytes=size,
         shortened=list(shortened),
         budget=budget,
+        link_only_from=fitted.link_only_from,
     )
     name_marker = "\x00"
 

@@ -104,13 +104,13 @@ async def issues_upload(
 ) -> dict:
     payload = [(f.filename or "", await f.read()) for f in files]
     folder = store_upload(request.app.state.settings, payload)
-    return issue_out(publish_upload(session, folder))
+    return issue_out(publish_upload(session, folder, request.app.state.settings))
 
 
 @router.post("/publish", status_code=201, summary="Publish a source folder on the server")
 def issues_publish_path(body: PublishPath, request: Request, session: DbSession) -> dict:
     folder = allowed_source_dir(request.app.state.settings, body.path)
-    return issue_out(publish_folder(session, folder))
+    return issue_out(publish_folder(session, folder, request.app.state.settings))
 
 
 @router.get("/{issue_id}", summary="One issue")

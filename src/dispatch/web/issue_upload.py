@@ -107,9 +107,9 @@ def allowed_source_dir(settings: Settings, path: str) -> Path:
     return folder
 
 
-def publish_folder(session: Session, folder: Path) -> Issue:
+def publish_folder(session: Session, folder: Path, settings: Settings | None = None) -> Issue:
     """Parse (raising IssueSourceError with every problem) and publish; flushes only."""
-    return publish_issue(session, parse_issue(folder))
+    return publish_issue(session, parse_issue(folder), settings=settings)
 
 
 def _as_uploaded(text: str, folder: Path) -> str:
@@ -119,11 +119,11 @@ def _as_uploaded(text: str, folder: Path) -> str:
     return text
 
 
-def publish_upload(session: Session, folder: Path) -> Issue:
+def publish_upload(session: Session, folder: Path, settings: Settings | None = None) -> Issue:
     """`publish_folder` for a folder made by `store_upload`: problems name the files as the
     editor uploaded them (`issue.md:5: …`), never the server's storage path."""
     try:
-        return publish_folder(session, folder)
+        return publish_folder(session, folder, settings)
     except IssueSourceError as exc:
         raise IssueSourceError(
             Problem(_as_uploaded(p.file, folder), p.line, _as_uploaded(p.message, folder))

@@ -221,7 +221,8 @@ async def issues_upload(
 ) -> Response:
     payload = [(f.filename or "", await f.read()) for f in files]
     try:
-        issue = publish_upload(session, store_upload(request.app.state.settings, payload))
+        settings = request.app.state.settings
+        issue = publish_upload(session, store_upload(settings, payload), settings)
     except ValueError as exc:
         session.rollback()
         problems = [str(p) for p in getattr(exc, "problems", ())]
