@@ -267,5 +267,6 @@ def test_control_characters_are_refused_with_their_line(tmp_path, char):
         parse_issue(folder)
     code = f"U+{ord(char):04X}"
     assert re.search(
-        rf"issue\.md:\d+: invisible control character {re.escape(code)} at column 4", str(caught.value)
+        rf"issue\.md:\d+: invisible control character {re.escape(code)} at column 4",
+        str(caught.value),
     )

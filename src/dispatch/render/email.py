@@ -49,6 +49,7 @@ from dispatch.content.model import (
     Strong,
     Video,
 )
+from dispatch.errors import DispatchError
 from dispatch.i18n import LOCALES, Catalog
 from dispatch.log import get_logger
 from dispatch.render.slots import RecipientSlots
@@ -101,7 +102,7 @@ TEXT = Catalog(
 )
 
 
-class RenderError(ValueError):
+class RenderError(DispatchError):
     """The issue cannot be rendered into a correct email; the message says why."""
 
 
