@@ -438,6 +438,7 @@ def _render_sources(
             "issue_no", locale, year=doc.meta.period_from.year, number=doc.meta.number
         ),
         "archive_url": urls.archive,
+        "postal_address": settings.postal_address.strip(),  # the sender's, in every footer
         "urls": urls,
         "L": lambda key, **kw: _label(key, locale, **kw),
         "T": lambda key, **kw: TEXT.get(key, locale, **kw),
@@ -501,6 +502,7 @@ def render_email(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Render
         settings.public_base_url,
         str(settings.templates_dir),
         settings.email_size_budget,
+        settings.postal_address,
     )
     with _cache_lock:
         cached = _cache.get(key)
