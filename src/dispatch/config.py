@@ -21,7 +21,15 @@ from dispatch.paths import PROJECT_ROOT, TEMPLATES_DIR
 ENV_PREFIX = "DISPATCH_"
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "dispatch.toml"
 SECRET_FIELDS = frozenset(
-    {"secret_key", "smtp_password", "wechat_app_secret", "wechat_aes_key", "wechat_token"}
+    {
+        "secret_key",
+        "smtp_password",
+        "wechat_app_secret",
+        "wechat_aes_key",
+        "wechat_token",
+        "bounce_mailbox_password",
+        "bounce_webhook_secret",
+    }
 )
 
 
@@ -68,6 +76,18 @@ class Settings:
     reputation_max_bounce_rate: float = 0.05  # hard bounces / window; above: pause the campaign
     reputation_max_complaint_rate: float = 0.001  # complaints / window; above: pause
     list_max_risky_share: float = 0.05  # role or invalid addresses in a list; above: warn
+    # bounces and complaints (dispatch.bounces)
+    bounce_address: str = ""  # e.g. bounces@bulletin.example.org: VERP MAIL FROM; empty: off
+    bounce_mailbox_url: str = ""  # imaps://user@host/INBOX or pop3s://user@host; empty: off
+    bounce_mailbox_password: str = ""  # from the environment, never in the URL
+    bounce_mailbox_done_folder: str = "dispatch-processed"  # IMAP; empty: delete when done
+    bounce_poll_seconds: float = 300.0  # beat: how often the bounce mailbox is polled
+    soft_bounce_limit: int = 3  # this many soft bounces ...
+    soft_bounce_days: int = 30  # ... within this many days suppress the address
+    bounce_raw_max_bytes: int = 200_000  # raw message kept per bounce (before compression)
+    bounce_webhook_secret: str = ""  # generic signed JSON webhook (HMAC-SHA256); empty: off
+    bounce_webhook_tolerance_seconds: int = 300  # accepted clock skew of its timestamp
+    ses_topic_arns: str = ""  # comma-separated SNS topic ARNs accepted at /webhooks/ses
     # delivery policy
     batch_size: int = 200
     max_attempts: int = 5

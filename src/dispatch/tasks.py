@@ -32,6 +32,7 @@ def _structured_worker_logs(loglevel=None, **_kwargs) -> None:
 DELIVER_BATCH = "dispatch.deliver_batch"
 START_CAMPAIGN = "dispatch.start_campaign"
 SWEEP = "dispatch.sweep"
+POLL_BOUNCES = "dispatch.poll_bounces"
 
 
 def broker_url_for(settings: Settings) -> str:
@@ -72,6 +73,16 @@ def celery_config(settings: Settings) -> dict:
                 "task": SWEEP,
                 "schedule": timedelta(seconds=settings.sweep_seconds),
             },
+            **(
+                {
+                    "dispatch-poll-bounces": {
+                        "task": POLL_BOUNCES,
+                        "schedule": timedelta(seconds=max(settings.bounce_poll_seconds, 10.0)),
+                    }
+                }
+                if settings.bounce_mailbox_url
+                else {}
+            ),
         },
         "timezone": "UTC",
         "enable_utc": True,
@@ -152,3 +163,14 @@ def sweep() -> dict:
         "expired": len(report.expired),
         "enqueued": len(report.enqueued),
     }
+
+
+@app.task(name=POLL_BOUNCES, ignore_result=True)
+def poll_bounces() -> dict:
+    """Beat: read the bounce mailbox once (each message processed once, then moved/deleted)."""
+    from dispatch.bounces.mailbox import poll_mailbox
+
+    engine, settings = _deps()
+    if not settings.bounce_mailbox_url:
+        return {"skipped": "bounce_mailbox_url is not set"}
+    return poll_mailbox(engine, settings).as_dict()

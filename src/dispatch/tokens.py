@@ -1,4 +1,4 @@
-"""Signed tokens for unsubscribe, confirmation, open and click links.
+"""Signed tokens for unsubscribe, confirmation, open and click links, and VERP bounce addresses.
 
 Why hand-rolled HMAC and not itsdangerous: open and click tokens are minted for every
 recipient and every link of every email, so they must cost about a microsecond. A token is
@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SIG_CHARS = 16  # base64url chars of the HMAC kept: 96 bits
 CONFIRM_TTL_SECONDS = 7 * 24 * 3600
-PURPOSES = ("unsubscribe", "confirm", "open", "click")
+PURPOSES = ("unsubscribe", "confirm", "open", "click", "bounce")
+BOUNCE_SIG_CHARS = 16  # hex chars of the HMAC in a VERP address: 64 bits, case-insensitive
 _NONE = "-"  # list id "None" (unsubscribe from everything)
 
 MESSAGES = Catalog(
@@ -67,6 +68,14 @@ class Confirmation(NamedTuple):
 class Click(NamedTuple):
     delivery_id: int
     link_index: int
+
+
+class BounceClaim(NamedTuple):
+    """What a VERP envelope sender names: a campaign delivery ("c") or transactional mail ("t")."""
+
+    kind: str
+    campaign_id: int  # 0 for transactional mail
+    ref_id: int  # delivery id ("c"), subscriber id or 0 ("t")
 
 
 _Hash = Any  # hashlib's sha256 object (no public type)
@@ -233,3 +242,68 @@ def tracking_slots(
     return RecipientSlots(
         name=name, unsubscribe_url=unsub, open_url=open_url, click_urls=click_urls, locale=locale
     )
+
+
+# -- VERP envelope sender (bounces come back to an address that names the delivery) ----------
+#
+# `bounces+c12-3456-0123456789abcdef@bounce.example.org`: kind and campaign id, delivery id,
+# and 64 bits of HMAC in lower-case hex. Hex (not base64) because some MTAs fold the local
+# part to lower case on the way back; the token is only digits, letters a-f, "c"/"t" and "-".
+
+BOUNCE_KINDS = ("c", "t")
+
+
+def _bounce_sig(settings: Settings, payload: str) -> str:
+    key = _key(settings, "bounce")
+    inner = key[0].copy()
+    inner.update(payload.encode())
+    outer = key[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()[:BOUNCE_SIG_CHARS]
+
+
+def make_bounce_token(settings: Settings, kind: str, campaign_id: int, ref_id: int) -> str:
+    if kind not in BOUNCE_KINDS:
+        raise ValueError(f"unknown bounce token kind {kind!r}")
+    payload = f"{kind}{int(campaign_id)}-{int(ref_id)}"
+    return f"{payload}-{_bounce_sig(settings, payload)}"
+
+
+def verify_bounce_token(settings: Settings, token: str) -> BounceClaim:
+    """The delivery a VERP token names; TokenError if it is forged, altered or malformed."""
+    if not isinstance(token, str) or len(token) > 80:
+        raise TokenError("malformed")
+    token = token.lower()
+    payload, dash, sig = token.rpartition("-")
+    head, dash2, ref = payload.partition("-")
+    if not dash or not dash2 or len(sig) != BOUNCE_SIG_CHARS or head[:1] not in BOUNCE_KINDS:
+        raise TokenError("malformed")
+    campaign, ref_id = _int(head[1:]), _int(ref)
+    expected = _bounce_sig(settings, payload)
+    if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace")):
+        raise TokenError("bad_signature")
+    return BounceClaim(head[0], campaign, ref_id)
+
+
+def verp_address(settings: Settings, kind: str, campaign_id: int, ref_id: int) -> str:
+    """`local+token@domain` from settings.bounce_address (which must be set)."""
+    local, _, domain = settings.bounce_address.rpartition("@")
+    return f"{local}+{make_bounce_token(settings, kind, campaign_id, ref_id)}@{domain}"
+
+
+def bounce_token_in(settings: Settings, address: str) -> str | None:
+    """The token of an address of the form `<bounce local>+<token>@<bounce domain>`, else None.
+
+    Matching is case-insensitive; an address at another domain or local part is not ours.
+    """
+    if not settings.bounce_address or not address:
+        return None
+    address = address.strip().strip("<>").lower()
+    local, _, domain = settings.bounce_address.lower().rpartition("@")
+    at_local, at, at_domain = address.rpartition("@")
+    if not at or at_domain != domain:
+        return None
+    base, plus, token = at_local.partition("+")
+    if not plus or base != local or not token:
+        return None
+    return token

@@ -56,7 +56,9 @@ def _write_outbox(settings: Settings, data: bytes) -> Path:
     return path
 
 
-def _smtp_send(settings: Settings, message: EmailMessage, data: bytes) -> None:
+def _smtp_send(
+    settings: Settings, message: EmailMessage, data: bytes, envelope_from: str | None = None
+) -> None:
     # one URL grammar for the whole project: smtp://host:port[?starttls=1][&cafile=…][&verify=0]
     from dispatch.channels.smtp_conversation import parse_smtp_url
 
@@ -78,7 +80,9 @@ def _smtp_send(settings: Settings, message: EmailMessage, data: bytes) -> None:
             client.ehlo()
         if settings.smtp_username:
             client.login(settings.smtp_username, settings.smtp_password)
-        sender = getaddresses([str(message["From"])])[0][1] or settings.from_address
+        sender = (
+            envelope_from or getaddresses([str(message["From"])])[0][1] or settings.from_address
+        )
         recipients = [
             address
             for _, address in getaddresses(
@@ -94,12 +98,23 @@ def _smtp_send(settings: Settings, message: EmailMessage, data: bytes) -> None:
             client.close()
 
 
-def send_transactional(settings: Settings, message: EmailMessage) -> str:
+def envelope_sender(settings: Settings, subscriber_id: int = 0) -> str | None:
+    """MAIL FROM for transactional mail: a VERP address of its own kind ("t") when
+    settings.bounce_address is set, so a bounced confirmation is tied to its subscriber;
+    None (the From address) otherwise."""
+    if not settings.bounce_address:
+        return None
+    from dispatch.tokens import verp_address
+
+    return verp_address(settings, "t", 0, subscriber_id)
+
+
+def send_transactional(settings: Settings, message: EmailMessage, *, subscriber_id: int = 0) -> str:
     """Send now; returns the Message-ID. SMTP errors propagate (the caller decides)."""
     _prepare(settings, message)
     data = message_bytes(settings, message)
     if settings.smtp_url:
-        _smtp_send(settings, message, data)
+        _smtp_send(settings, message, data, envelope_sender(settings, subscriber_id))
         log.info("transactional.sent", via="smtp", message_id=str(message["Message-ID"]))
     else:
         path = _write_outbox(settings, data)

@@ -23,6 +23,8 @@ __all__ = [
     "DELIVERY_DONE",
     "DELIVERY_OPEN",
     "SUPPRESSED_SUBSCRIBER",
+    "BounceKind",
+    "BounceSource",
     "CampaignStatus",
     "Channel",
     "DeliveryStatus",
@@ -141,6 +143,12 @@ class EventKind(StrEnum):
     CLICKED = "clicked"  # a tracked link was followed
     MERGED = "merged"  # one mailbox's duplicate subscriber rows were merged (canonical email)
     CAMPAIGN_PAUSED = "campaign_paused"  # a campaign paused itself (data: by, the figures)
+    # after the send (dispatch.bounces): one per inbound message, tied to its delivery if any
+    BOUNCE_HARD = "bounce_hard"  # a later DSN says the address is dead; suppressed on email
+    BOUNCE_SOFT = "bounce_soft"  # a later temporary failure; counted, the limit suppresses
+    COMPLAINT = "complaint"  # a spam-button report (ARF / webhook); unsubscribed everywhere
+    AUTO_REPLY = "auto_reply"  # an out-of-office reply (RFC 3834); never a bounce
+    BOUNCE_UNKNOWN = "bounce_unknown"  # an inbound message not understood or ignored (reason)
 
 
 class ErrorKind(StrEnum):
@@ -151,6 +159,26 @@ class ErrorKind(StrEnum):
     INVALID = "invalid"  # the input itself is wrong (format, range, unknown value)
     FORBIDDEN = "forbidden"  # the caller may not do this
     UNAVAILABLE = "unavailable"  # something it needs is not configured or not reachable now
+
+
+class BounceKind(StrEnum):
+    """What an inbound message after the send says (bounce_messages.kind)."""
+
+    HARD = "hard"  # the address is dead (5.1.x, user unknown ...)
+    SOFT = "soft"  # a temporary or sender-side refusal (4.x.x, full mailbox, rate limits)
+    COMPLAINT = "complaint"  # the recipient pressed the spam button
+    AUTO_REPLY = "auto_reply"  # vacation / out-of-office, not a bounce
+    UNKNOWN = "unknown"  # not a bounce, or ignored with a reason (loop, forged VERP token)
+
+
+class BounceSource(StrEnum):
+    """Which way an inbound message came in (bounce_messages.source)."""
+
+    IMAP = "imap"  # the bounce mailbox, polled over IMAP
+    POP3 = "pop3"  # the bounce mailbox, polled over POP3
+    SMTP = "smtp"  # handed over by the MTA to `dispatch bounces serve`
+    WEBHOOK = "webhook"  # a provider's webhook (SES via SNS, generic signed JSON)
+    FILE = "file"  # `dispatch bounces ingest` of .eml / .mbox files
 
 
 class IssueStatus(StrEnum):

@@ -50,6 +50,7 @@ from dispatch.channels.smtp_replies import (
 from dispatch.config import Settings
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
+from dispatch.tokens import verp_address
 from dispatch.vocabulary import Channel
 
 # Names that used to live here, re-exported so `from dispatch.channels.smtp import …` keeps
@@ -198,8 +199,16 @@ class SmtpChannel:
     # -- sending ------------------------------------------------------------------------------
 
     def envelope_sender(self, recipient: Recipient) -> str:
-        """MAIL FROM for this recipient: where the receiving servers send bounces."""
-        return self.settings.from_address
+        """MAIL FROM for this recipient: where the receiving servers send bounces.
+
+        With settings.bounce_address set it is a VERP address naming this delivery
+        (`bounces+c12-3456-<sig>@bounce domain`; test sends get their own kind "t"), so a
+        DSN maps to exactly one Delivery whatever its body says; otherwise the From address.
+        """
+        if not self.settings.bounce_address:
+            return self.settings.from_address
+        kind = "t" if self.context.is_test else "c"
+        return verp_address(self.settings, kind, self.context.campaign_id, recipient.delivery_id)
 
     def source(self) -> EmailCampaignSource:
         if self._source is None:

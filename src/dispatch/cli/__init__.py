@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "dispatch.cli.wechat",
     "dispatch.cli.web",
     "dispatch.cli.doctor",
+    "dispatch.cli.bounces",
 )
 
 

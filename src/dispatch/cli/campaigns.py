@@ -168,6 +168,14 @@ def _print_progress(d: dict[str, Any]) -> None:
         f"deferred {c['deferred']}  failed {c['failed']}  bounced {c['bounced']}  skipped {c['skipped']}  "
         f"rate {d['rate_per_second']}/s"
     )
+    after = d.get("after_send")
+    if after:
+        n, r = after["counts"], after["rates"]
+        click.echo(
+            f"  after the send / 发送后: hard bounces 硬退信 {n['hard']} ({r['hard']:.2%})  "
+            f"soft bounces 软退信 {n['soft']} ({r['soft']:.2%})  "
+            f"complaints 投诉 {n['complaint']} ({r['complaint']:.2%})"
+        )
 
 
 @click.command("send")
@@ -329,6 +337,24 @@ def list_cmd(limit: int, as_json: bool) -> None:
 def show_cmd(campaign_id: int, as_json: bool) -> None:
     """One campaign's progress / 活动进度."""
     emit(_progress(campaign_id), as_json, _print_progress)
+
+
+@campaigns_group.command("retry-failed")
+@click.argument("campaign_id", type=int)
+@json_option
+def retry_failed_cmd(campaign_id: int, as_json: bool) -> None:
+    """重试已完成活动中失败和延迟的收件人（已送达者不重发） / Retry a finished campaign's failed
+    and deferred recipients (never anyone already delivered)."""
+    settings = settings_or_exit()
+    result = _run(service.retry_failed, get_engine(settings), settings, campaign_id, _queue())
+    emit(
+        result,
+        as_json,
+        lambda d: click.echo(
+            f"campaign #{campaign_id}: retrying 重试 {d['retried']}, "
+            f"skipped (suppressed) 跳过（已屏蔽） {d['skipped']}"
+        ),
+    )
 
 
 @campaigns_group.command("pause")

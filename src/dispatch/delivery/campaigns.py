@@ -44,6 +44,10 @@ MESSAGES = Catalog(
             "campaign {id}: cannot go from {current!r} to {wanted!r} (allowed from {current!r}: {allowed})",
         ),
         "not_found": ("活动 {id} 不存在", "campaign {id} not found"),
+        "retry_not_finished": (
+            "活动 {id} 状态为 {status}：只有已完成的活动可以重试失败的收件人",
+            "campaign {id} is {status}: only a finished campaign can retry its failed recipients",
+        ),
         "no_issue": ("期刊 {id} 不存在", "issue {id} not found"),
         "not_published": (
             "期刊 {slug!r} 尚未发布（状态 {status!r}）",
@@ -470,8 +474,77 @@ def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0
         "done": done,
         "counts": by_status,
         "rate_per_second": send_rate(session, campaign, window_seconds=window_seconds),
+        "after_send": _after_send(session, campaign),
     }
+
+
+def _after_send(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """Bounces and complaints that came back after the send, with their rates over sent."""
+    from dispatch.bounces.record import campaign_bounce_rates
+
+    return campaign_bounce_rates(session, campaign)
 
 
 def list_campaigns(session: Session, limit: int = 50) -> list[Campaign]:
     return list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(limit)))
+
+
+def retry_failed(engine: Engine, settings: Settings, campaign_id: int, queue) -> dict[str, Any]:
+    """finished → running again for its failed and deferred recipients only.
+
+    Delivered (sent), bounced and skipped rows are never touched, so nobody who got the issue
+    gets it twice; a failed recipient whose address has been suppressed since is skipped, not
+    retried. Each retried row starts with fresh attempts; its batch number is kept.
+    """
+    from dispatch.models.subscriber import Suppression
+
+    now = utcnow()
+    d = Delivery.__table__
+    retry_statuses = ("failed", "deferred")
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        campaign = get(session, campaign_id, for_update=True)
+        if campaign.status != "finished":
+            raise CampaignError(
+                MESSAGES.both("retry_not_finished", id=campaign_id, status=campaign.status)
+            )
+        suppressed = select(Suppression.id).where(Suppression.email == d.c.email).exists()
+        skipped = session.execute(
+            update(d)
+            .where(d.c.campaign_id == campaign_id, d.c.status.in_(retry_statuses), suppressed)
+            .values(status="skipped", updated_at=now)
+        ).rowcount
+        retried = session.execute(
+            update(d)
+            .where(d.c.campaign_id == campaign_id, d.c.status.in_(retry_statuses))
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=None,
+                claimed_by=None,
+                lease_until=now + timedelta(seconds=settings.lease_seconds),
+                updated_at=now,
+            )
+        ).rowcount
+        batches = open_batches(session, campaign_id)
+        if retried:  # the one way out of "finished": guarded by the status it had
+            reopened = session.execute(
+                update(Campaign.__table__)
+                .where(
+                    Campaign.__table__.c.id == campaign_id,
+                    Campaign.__table__.c.status == "finished",
+                )
+                .values(status="running", finished_at=None, paused_reason=None, updated_at=now)
+            ).rowcount
+            if reopened != 1:
+                raise InvalidTransition(campaign_id, campaign.status, "running")
+            log.info(
+                "campaign.transition",
+                campaign_id=campaign_id,
+                from_status="finished",
+                to_status="running",
+                reason="retry failed",
+            )
+    for batch_no in batches if retried else []:
+        queue.enqueue(campaign_id, batch_no)
+    log.info("campaign.retry_failed", campaign_id=campaign_id, retried=retried, skipped=skipped)
+    return {"campaign_id": campaign_id, "retried": retried, "skipped": skipped, "batches": batches}

@@ -5,6 +5,7 @@ dispatch/migrations/versions/.
 """
 
 from dispatch.models.base import Base, utcnow
+from dispatch.models.bounce import *  # noqa: F403
 from dispatch.models.delivery import *  # noqa: F403
 from dispatch.models.event import EVENT_KINDS, Event
 from dispatch.models.issue import ISSUE_STATUSES, Issue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from dispatch.canonical import canonical_email
@@ -105,6 +105,8 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(32), default=SuppressionReason.MANUAL.value)
     source: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")  # an administrator's words
+    bounce_id: Mapped[int | None] = mapped_column(Integer, default=None)  # the message behind it
 
     @validates("email")
     def _keep_key(self, _name: str, value: str | None) -> str | None:

@@ -81,7 +81,9 @@ def send_confirmation(
     if not subscriber.email:
         return None
     return send_transactional(
-        settings, build_confirmation_email(settings, subscriber, mailing_list)
+        settings,
+        build_confirmation_email(settings, subscriber, mailing_list),
+        subscriber_id=subscriber.id,
     )
 
 
