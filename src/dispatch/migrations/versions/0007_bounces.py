@@ -1,7 +1,7 @@
 """bounces: bounce_messages (raw inbound bounce/complaint mail), suppression note and bounce_id
 
 Revision ID: i10_bounces
-Revises: 0005
+Revises: i18_canonical_email
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from dispatch.models.base import UTCDateTime
 
 revision = "i10_bounces"
-down_revision = "0005"
+down_revision = "i18_canonical_email"
 branch_labels = None
 depends_on = None
 
