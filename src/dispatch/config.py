@@ -37,6 +37,11 @@ class ConfigError(DispatchError):
     """A setting is missing or malformed; the message names the setting and its source."""
 
 
+def _both(zh: str, en: str) -> str:
+    """'中文 / English' (config sits below dispatch.i18n's users, so it formats its own)."""
+    return f"{zh} / {en}"
+
+
 @dataclass(frozen=True)
 class Settings:
     # storage and queue
@@ -165,7 +170,12 @@ def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
         if kind_name == "str":
             return str(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: setting {name!r} must be {kind_name}, got {raw!r}") from None
+        raise ConfigError(
+            _both(
+                f"{source}：设置 {name!r} 应为 {kind_name}，实际为 {raw!r}",
+                f"{source}: setting {name!r} must be {kind_name}, got {raw!r}",
+            )
+        ) from None
     return raw
 
 
@@ -181,7 +191,7 @@ def load_settings(
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(_both(f"{path}：TOML 格式错误：{exc}", f"{path}: {exc}")) from None
         flat: dict[str, Any] = {}
         for key, value in data.items():
             if isinstance(value, dict):  # [section] tables flatten to section_key
@@ -191,10 +201,12 @@ def load_settings(
                 flat[key] = value
         for key, value in flat.items():
             if key not in known:
-                raise ConfigError(f"{path}: unknown setting {key!r}")
+                raise ConfigError(
+                    _both(f"{path}：未知设置 {key!r}", f"{path}: unknown setting {key!r}")
+                )
             values[key] = _coerce(key, known[key].type, value, str(path))
     elif config_file is not None:
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(_both(f"{path}：找不到配置文件", f"{path}: config file not found"))
     for name, f in known.items():
         env_name = ENV_PREFIX + name.upper()
         if env_name in env:

@@ -65,7 +65,7 @@ def _smtp_send(
     try:
         endpoint = parse_smtp_url(settings.smtp_url)
     except ValueError as exc:
-        raise ConfigError(f"setting 'smtp_url': {exc}") from None
+        raise ConfigError(f"设置 'smtp_url' 无效 / setting 'smtp_url': {exc}") from None
     timeout = settings.smtp_timeout
     if endpoint.security == "tls":
         client: smtplib.SMTP = smtplib.SMTP_SSL(

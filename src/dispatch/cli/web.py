@@ -11,7 +11,25 @@ from sqlalchemy.orm import Session
 
 from dispatch.cli.common import emit, fail, json_option, settings_or_exit
 from dispatch.db import get_engine, make_engine, upgrade
+from dispatch.i18n import Catalog
 from dispatch.models.web import USER_ROLES, User
+
+MESSAGES = Catalog(
+    {
+        "no_user": ("用户 {email} 不存在", "no user {email}"),
+        "no_terminal": (
+            "没有终端可以输入密码：请用 --password-stdin 从标准输入传入，例如 "
+            "printf '%s\\n' \"$PASSWORD\" | dispatch users create --email … --password-stdin",
+            "no terminal to ask for the password: pass it on standard input with "
+            "--password-stdin, e.g. printf '%s\\n' \"$PASSWORD\" | dispatch users create "
+            "--email … --password-stdin",
+        ),
+        "empty_password": (
+            "标准输入中没有密码（--password-stdin 读取第一行）",
+            "no password on standard input (--password-stdin reads its first line)",
+        ),
+    }
+)
 
 
 @click.command("web")
@@ -74,8 +92,16 @@ def _session() -> Session:
 
 
 def _read_password(from_stdin: bool) -> str:
+    """The new user's password: the first line of stdin with --password-stdin, else asked for
+    twice on the terminal. Without a terminal (a script, CI, a container) asking would abort
+    ("Password: Aborted!"), so that case says how to pass it instead."""
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail(MESSAGES.both("empty_password"))
+        return password
+    if not sys.stdin.isatty():
+        fail(MESSAGES.both("no_terminal"))
     return click.prompt("Password / 密码", hide_input=True, confirmation_prompt=True)
 
 
@@ -118,7 +144,7 @@ def users_token(email: str, name: str, as_json: bool) -> None:
     with _session() as session:
         user = session.scalar(select(User).where(User.email == normalise_email(email)))
         if user is None:
-            fail(f"no user {email} / 用户不存在")
+            fail(MESSAGES.both("no_user", email=email))
         token = create_api_token(session, user, name)
         session.commit()
     emit(

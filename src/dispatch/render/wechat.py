@@ -352,7 +352,7 @@ def render_wechat(doc: IssueDoc, settings: Settings) -> list[WechatArticle]:
     else:
         raise WechatRenderError(
             f"the issue needs {len(groups)} WeChat articles, at most {MAX_ARTICLES_PER_MESSAGE} fit"
-            " one message / 本期需要的图文数超过单条消息上限"
+            f" one message / 本期需要 {len(groups)} 篇图文，单条消息最多 {MAX_ARTICLES_PER_MESSAGE} 篇"
         )
     articles = [r.article(g, i) for i, g in enumerate(groups)]
     for a in articles:
@@ -383,7 +383,10 @@ def to_draft_articles(
                 f'src="{escape(str(path))}"', f'src="{escape(image_url_for(path))}"'
             )
         if len(content) >= CONTENT_MAX_CHARS:
-            raise WechatRenderError(f"content of {a.title!r} grew past the limit after uploads")
+            raise WechatRenderError(
+                f"content of {a.title!r} grew past the limit after uploads"
+                f" / 图文 {a.title!r} 在替换图片地址后超出长度上限"
+            )
         out.append(
             {
                 "title": a.title,

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatch.errors import DispatchError
-from dispatch.i18n import normalise_locale
+from dispatch.i18n import Catalog, normalise_locale
 from dispatch.models.base import utcnow
 from dispatch.models.web import USER_ROLES, ApiToken, User
 
@@ -25,8 +25,24 @@ MIN_PASSWORD_LENGTH = 8
 TOKEN_PREFIX = "dsp_"
 
 
+MESSAGES = Catalog(
+    {
+        "bad_email": ("email：不是有效的邮箱地址（{error}）", "email: {error}"),
+        "bad_role": (
+            "role：应为 {roles} 之一，实际为 {role!r}",
+            "role: must be one of {roles}, got {role!r}",
+        ),
+        "short_password": (
+            "password：至少 {n} 个字符",
+            "password: at least {n} characters",
+        ),
+        "user_exists": ("email：用户 {address} 已存在", "email: a user {address} already exists"),
+    }
+)
+
+
 class UserError(DispatchError):
-    """Bad input for a user or token; the message names the field."""
+    """Bad input for a user or token; the message names the field (in both languages)."""
 
 
 def use_hasher(hasher: PasswordHasher) -> None:
@@ -51,7 +67,7 @@ def normalise_email(email: str) -> str:
     try:
         return validate_email(email.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise UserError(f"email: {exc}") from None
+        raise UserError(MESSAGES.both("bad_email", error=exc)) from None
 
 
 def create_user(
@@ -60,11 +76,11 @@ def create_user(
     """Add a user; refuses a duplicate email, an unknown role or a short password."""
     address = normalise_email(email)
     if role not in USER_ROLES:
-        raise UserError(f"role: must be one of {', '.join(USER_ROLES)}, got {role!r}")
+        raise UserError(MESSAGES.both("bad_role", roles=", ".join(USER_ROLES), role=role))
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+        raise UserError(MESSAGES.both("short_password", n=MIN_PASSWORD_LENGTH))
     if session.scalar(select(User.id).where(User.email == address)) is not None:
-        raise UserError(f"email: a user {address} already exists")
+        raise UserError(MESSAGES.both("user_exists", address=address))
     user = User(
         email=address,
         password_hash=hash_password(password),

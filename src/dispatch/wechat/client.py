@@ -46,6 +46,22 @@ def upload_file(path: Path) -> tuple[str, bytes, str]:
     return (path.name, path.read_bytes(), mime)
 
 
+class WechatSettingsMissing(ValueError):
+    """The Official Account is not configured; the message names the settings to set."""
+
+
+def check_wechat_settings(settings: Settings) -> None:
+    """Raise WechatSettingsMissing unless the app id and secret are set (checked before a
+    WeChat campaign is created, so nothing is stored for a send that cannot happen)."""
+    if not settings.wechat_app_id or not settings.wechat_app_secret:
+        raise WechatSettingsMissing(
+            "需要设置 wechat_app_id 和 wechat_app_secret"
+            "（环境变量 DISPATCH_WECHAT_APP_ID / DISPATCH_WECHAT_APP_SECRET） / "
+            "settings wechat_app_id and wechat_app_secret are required "
+            "(DISPATCH_WECHAT_APP_ID / DISPATCH_WECHAT_APP_SECRET)"
+        )
+
+
 class WechatClient(WeChatClient):
     """wechatpy's client with a configurable base URL, a shared token and one token retry."""
 
@@ -57,11 +73,7 @@ class WechatClient(WeChatClient):
         token_key: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ):
-        if not settings.wechat_app_id or not settings.wechat_app_secret:
-            raise ValueError(
-                "settings wechat_app_id and wechat_app_secret are required "
-                "(DISPATCH_WECHAT_APP_ID / DISPATCH_WECHAT_APP_SECRET)"
-            )
+        check_wechat_settings(settings)
         super().__init__(
             settings.wechat_app_id, settings.wechat_app_secret, timeout=timeout, auto_retry=False
         )

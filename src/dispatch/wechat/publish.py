@@ -117,7 +117,7 @@ def prepare_image(path: Path, kind: str) -> tuple[str, bytes]:
     except PublishError:
         raise PublishError(MESSAGES.both("image_too_large", path=path, limit=limit)) from None
     except OSError as exc:
-        raise PublishError(f"{path}: not a readable image ({exc})") from None
+        raise PublishError(f"{path}: 无法读取的图片 / not a readable image ({exc})") from None
 
 
 # -- locking ---------------------------------------------------------------------------------
