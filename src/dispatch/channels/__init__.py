@@ -1,33 +1,51 @@
 """Channels: one small interface (channels.base.Channel), one module per way of reaching people.
 
-`make_channel(kind, settings, context)` is the registry the delivery engine uses; modules are
-imported lazily so a worker that only sends email never imports the WeChat client. A third
-channel (SMS, WeCom) is one new module plus one line here.
+The registry below maps a channel's name to its class; modules are imported lazily so a
+worker that only sends email never imports the WeChat client. Everything the rest of the
+service needs to know about a channel comes from the class's `traits` (channels.base.
+ChannelTraits): the address column, batch and chunk sizes, opens and clicks. So a new
+channel is one module (a class with `name`, `traits`, open/send/close) plus one
+`register_channel` line; tests/test_channel_webhook.py proves it with a webhook channel.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from dispatch.channels.base import CampaignContext, Channel
+from dispatch.channels.base import CampaignContext, Channel, ChannelTraits
 from dispatch.config import Settings
+from dispatch.errors import DispatchError
+from dispatch.vocabulary import Channel as ChannelName
 
 __all__ = [
     "CHANNEL_CLASSES",
     "UnknownChannel",
+    "channel_traits",
     "fanout_batch_size",
     "make_channel",
     "prepare_channel",
+    "register_channel",
+    "registered_channels",
 ]
 
-CHANNEL_CLASSES: dict[str, str] = {
-    "email": "dispatch.channels.smtp:SmtpChannel",
-    "wechat": "dispatch.channels.wechat:WechatChannel",
+# name → "module:Class" (imported on first use) or the class itself
+CHANNEL_CLASSES: dict[str, str | type] = {
+    ChannelName.EMAIL.value: "dispatch.channels.smtp:SmtpChannel",
+    ChannelName.WECHAT.value: "dispatch.channels.wechat:WechatChannel",
 }
 
 
-class UnknownChannel(ValueError):
+class UnknownChannel(DispatchError):
     """No channel of that kind is registered."""
+
+
+def register_channel(name: str, target: str | type) -> None:
+    """Add (or replace) a channel: `target` is "module:Class" or the class."""
+    CHANNEL_CLASSES[str(name)] = target
+
+
+def registered_channels() -> tuple[str, ...]:
+    return tuple(CHANNEL_CLASSES)
 
 
 def channel_class(kind: str) -> type:
@@ -36,18 +54,22 @@ def channel_class(kind: str) -> type:
         raise UnknownChannel(
             f"unknown channel {kind!r} (known: {', '.join(sorted(CHANNEL_CLASSES))})"
         )
+    if isinstance(target, type):
+        return target
     module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def fanout_batch_size(kind: str, settings: Settings) -> int:
-    """How many deliveries fan-out puts in one batch for this channel.
+def channel_traits(kind: str) -> ChannelTraits:
+    """What the channel of `kind` declares about itself (address column, sizes, tracking)."""
+    return channel_class(kind).traits
 
-    A channel whose one send is a whole batch (a WeChat mass-send chunk of up to 10,000
-    openids, each chunk using a month's quota of its followers) says so with a `batch_size`
-    class attribute; others use the configured email batch size.
-    """
-    fixed = getattr(channel_class(kind), "batch_size", None)
+
+def fanout_batch_size(kind: str, settings: Settings) -> int:
+    """How many deliveries fan-out puts in one batch for this channel: its declared
+    `batch_size` (a WeChat batch is one mass send of up to 10,000 openids), else the
+    configured batch size."""
+    fixed = channel_traits(kind).batch_size
     return max(int(fixed or settings.batch_size), 1)
 
 
@@ -61,18 +83,8 @@ def prepare_channel(kind: str, settings: Settings, context: CampaignContext) -> 
 
     The engine calls this before it claims rows, so a claim's lease only has to cover the
     sending itself. A channel class opts in with a `prepare_campaign(settings, context)`
-    static/class method; for email the per-process campaign source cache is warmed.
+    static/class method.
     """
-    cls = channel_class(kind)
-    prepare = getattr(cls, "prepare_campaign", None)
+    prepare = getattr(channel_class(kind), "prepare_campaign", None)
     if prepare is not None:
         prepare(settings, context)
-        return
-    if kind == "email":
-        from sqlalchemy.orm import Session
-
-        from dispatch.channels.email_source import load_campaign_source
-        from dispatch.db import get_engine
-
-        with Session(bind=get_engine(settings)) as session:
-            load_campaign_source(session, context, settings)

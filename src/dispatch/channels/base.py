@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from dispatch.vocabulary import Outcome  # what a channel says per recipient (meanings there)
 
@@ -39,6 +39,28 @@ class SendResult:
 
 
 @dataclass(frozen=True)
+class ChannelTraits:
+    """What the engine, fan-out and subscriber rules need to know about a channel, declared
+    by the channel class (its `traits`) so none of them branches on the channel's name."""
+
+    # the subscriber/delivery column holding the address: who is eligible (address present,
+    # not suppressed), what a test send looks up, what a bounce suppresses
+    address: Literal["email", "openid"]
+    # deliveries per fan-out batch; None: settings.batch_size
+    batch_size: int | None = None
+    # recipients per send() call and per recording transaction; None: the engine's default
+    chunk_size: int | None = None
+    # whether its messages can report opens (pixel) and clicks (tracked links): a campaign's
+    # tracking is only switched on where the channel has them
+    opens: bool = False
+    clicks: bool = False
+
+    @property
+    def tracks(self) -> bool:
+        return self.opens or self.clicks
+
+
+@dataclass(frozen=True)
 class CampaignContext:
     """Per-campaign facts a channel builds its messages from (computed once per batch)."""
 
@@ -52,6 +74,7 @@ class CampaignContext:
 
 class Channel(Protocol):
     name: str
+    traits: ClassVar[ChannelTraits]
 
     def open(self) -> None:
         """Connect (one SMTP connection / one API client) for a whole batch."""

@@ -25,7 +25,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dispatch.channels.base import CampaignContext, Outcome, Recipient, SendResult
+from dispatch.channels.base import (
+    CampaignContext,
+    ChannelTraits,
+    Outcome,
+    Recipient,
+    SendResult,
+)
 from dispatch.channels.email_source import (
     CampaignSourceError,
     EmailCampaignSource,
@@ -102,6 +108,9 @@ class SmtpChannel:
     """Channel protocol over SMTP: open() once, send(batch) per recipient, close()."""
 
     name = Channel.EMAIL
+    # one message per recipient; batches and chunks as configured; opens (pixel) and clicks
+    # (tracked links) when the campaign tracks
+    traits = ChannelTraits(address="email", opens=True, clicks=True)
     max_reconnects = 1
 
     def __init__(

@@ -24,7 +24,13 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from dispatch.channels.base import CampaignContext, Outcome, Recipient, SendResult
+from dispatch.channels.base import (
+    CampaignContext,
+    ChannelTraits,
+    Outcome,
+    Recipient,
+    SendResult,
+)
 from dispatch.config import Settings
 from dispatch.i18n import Catalog
 from dispatch.models import Issue
@@ -72,12 +78,17 @@ def outcome_text(err: WechatError) -> str:
 
 class WechatChannel:
     name = Channel.WECHAT
-    # one send() per batch: a batch is one mass-send chunk (≤ 10,000 openids), so the engine
-    # must hand over the whole batch at once rather than in small rate-limit chunks
-    chunk_size = MAX_OPENIDS
-    # fan-out puts up to 10,000 followers in one batch: every batch is one mass send, and each
-    # mass send counts against the followers' monthly quota, so batches must be as large as allowed
-    batch_size = MAX_OPENIDS
+    traits = ChannelTraits(
+        address="openid",
+        # fan-out puts up to 10,000 followers in one batch: every batch is one mass send, and
+        # each counts against the followers' monthly quota, so batches are as large as allowed
+        batch_size=MAX_OPENIDS,
+        # one send() per batch: a batch is one mass-send chunk (≤ 10,000 openids), so the
+        # engine must hand over the whole batch at once rather than in small rate-limit chunks
+        chunk_size=MAX_OPENIDS,
+        opens=False,  # WeChat reports neither opens nor clicks to the sender
+        clicks=False,
+    )
 
     def __init__(
         self,

@@ -17,12 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from dispatch.channels import channel_traits, registered_channels
 from dispatch.config import Settings
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, Issue, utcnow
-from dispatch.models.delivery import CHANNEL_KINDS
 from dispatch.vocabulary import (
     CAMPAIGN_FINAL,
     CAMPAIGN_TRANSITIONS,
@@ -30,7 +30,6 @@ from dispatch.vocabulary import (
     DELIVERY_DONE,
     DELIVERY_OPEN,
     CampaignStatus,
-    Channel,
     DeliveryStatus,
     IssueStatus,
 )
@@ -135,6 +134,12 @@ def transition(
     return campaign
 
 
+def _check_channel(channel: str) -> None:
+    known = registered_channels()
+    if channel not in known:
+        raise CampaignError(MESSAGES.both("bad_channel", channel=channel, known=", ".join(known)))
+
+
 def dedupe_key(issue_id: int, channel: str, list_ids: Iterable[int]) -> str:
     return f"{issue_id}:{channel}:{','.join(str(i) for i in sorted(set(list_ids)))}"
 
@@ -172,10 +177,7 @@ def create_or_get(
     Returns (campaign, created). Triggering the same send twice therefore finds the first
     campaign and, since it is no longer a draft, sends nothing more.
     """
-    if channel not in CHANNEL_KINDS:
-        raise CampaignError(
-            MESSAGES.both("bad_channel", channel=channel, known=", ".join(CHANNEL_KINDS))
-        )
+    _check_channel(channel)
     ids = sorted(set(int(i) for i in list_ids))
     if not ids:
         raise CampaignError(MESSAGES.both("no_lists"))
@@ -222,10 +224,7 @@ def create_test(
     """A test send: its own campaign (never deduplicated) to the given subscribers only."""
     import uuid
 
-    if channel not in CHANNEL_KINDS:
-        raise CampaignError(
-            MESSAGES.both("bad_channel", channel=channel, known=", ".join(CHANNEL_KINDS))
-        )
+    _check_channel(channel)
     ids = sorted(set(int(i) for i in subscriber_ids))
     if not ids:
         raise CampaignError(MESSAGES.both("no_addresses"))
@@ -265,9 +264,10 @@ def create_test_send(
     subscribers or added (on no list), then `create_test`."""
     from dispatch.subscribers import service as subscribers
 
+    _check_channel(channel)
     ids = []
     for address in addresses:
-        key = {"email": address} if channel == Channel.EMAIL else {"openid": address}
+        key = {channel_traits(channel).address: address}
         found = subscribers.find_subscriber(session, **key)
         if found is None:
             found = subscribers.add_subscriber(session, **key, name="")

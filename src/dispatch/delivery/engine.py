@@ -24,6 +24,7 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from dispatch import events
+from dispatch.channels import channel_traits, make_channel, prepare_channel
 from dispatch.channels.base import CampaignContext, Channel, Recipient, SendResult
 from dispatch.config import Settings
 from dispatch.delivery import campaigns as campaign_service
@@ -42,15 +43,20 @@ from dispatch.delivery.ratelimit import Limit, RateLimiter, make_rate_limiter
 from dispatch.delivery.retry import next_attempt
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, utcnow
-from dispatch.vocabulary import CampaignStatus, DeliveryStatus, EventKind, Outcome
-from dispatch.vocabulary import Channel as ChannelKind
+from dispatch.vocabulary import (
+    CampaignStatus,
+    DeliveryStatus,
+    EventKind,
+    Outcome,
+    SuppressionReason,
+)
 
 log = get_logger(__name__)
 
 D = Delivery.__table__
 C = Campaign.__table__
 CHUNK_SIZE = 25  # messages per recording transaction (also: pause/rate checks, lease heartbeat);
-# a channel overrides it with a `chunk_size` attribute (WeChat sends a whole batch in one call)
+# a channel overrides it with its traits' chunk_size (WeChat sends a whole batch in one call)
 MAX_RATE_SLEEP = 5.0  # longer waits for the limiter give the rows back with a due time
 
 ChannelFactory = Callable[[str, Settings, CampaignContext], Channel]
@@ -68,12 +74,6 @@ class BatchReport:
 
     def add(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-
-
-def _default_channel_factory(kind: str, settings: Settings, context: CampaignContext) -> Channel:
-    from dispatch.channels import make_channel
-
-    return make_channel(kind, settings, context)
 
 
 def campaign_limits(settings: Settings, campaign: Campaign) -> list[Limit]:
@@ -97,14 +97,11 @@ def _eligible(session: Session, campaign: Campaign, rows: Sequence[ClaimedRow]) 
 
     ids = [r.subscriber_id for r in rows]
     if campaign.is_test:
+        address = channel_traits(campaign.channel).address
         return {
             r.subscriber_id
             for r in rows
-            if not subscribers.is_suppressed(
-                session,
-                email=r.email if campaign.channel == ChannelKind.EMAIL else None,
-                openid=r.openid if campaign.channel == ChannelKind.WECHAT else None,
-            )
+            if not subscribers.is_suppressed(session, **{address: getattr(r, address)})
         }
     eligible = (
         subscribers.recipients_select(list(campaign.list_ids), campaign.channel)
@@ -278,16 +275,12 @@ def record_results(
                 )
             )
             if outcome.status == DeliveryStatus.BOUNCED:
-                address = (
-                    {"openid": row.openid}
-                    if campaign.channel == ChannelKind.WECHAT
-                    else {"email": row.email}
-                )
-                if address.get("openid") or address.get("email"):
+                address = channel_traits(campaign.channel).address
+                if getattr(row, address):
                     subscribers.suppress(
                         session,
-                        **address,
-                        reason="bounced",
+                        **{address: getattr(row, address)},
+                        reason=SuppressionReason.BOUNCED,
                         source=f"campaign:{campaign.id}",
                         campaign_id=campaign.id,
                         delivery_id=row.id,
@@ -326,13 +319,18 @@ def _prepare_channel(
     if channel_factory is not None:  # a caller-supplied channel prepares itself
         return
     try:
-        from dispatch.channels import prepare_channel
-
         prepare_channel(campaign.channel, settings, _context(campaign, batch_no))
     except Exception as exc:  # noqa: BLE001 - the send itself reports the problem properly
         log.warning(
             "batch.prepare_failed", campaign_id=campaign.id, error=f"{type(exc).__name__}: {exc}"
         )
+
+
+def _chunk_size(channel: Channel, kind: str) -> int:
+    """Recipients per send() call: what the channel declares (WeChat: a whole batch, one
+    mass send per call, quota-limited), else CHUNK_SIZE."""
+    traits = getattr(channel, "traits", None) or channel_traits(kind)
+    return int(traits.chunk_size or CHUNK_SIZE)
 
 
 def _context(campaign: Campaign, batch_no: int) -> CampaignContext:
@@ -341,7 +339,8 @@ def _context(campaign: Campaign, batch_no: int) -> CampaignContext:
         issue_id=campaign.issue_id,
         batch_no=batch_no,
         list_ids=tuple(campaign.list_ids),
-        tracking=campaign.tracking,
+        # tracking only where the channel can report opens or clicks
+        tracking=campaign.tracking and channel_traits(campaign.channel).tracks,
         is_test=campaign.is_test,
     )
 
@@ -386,7 +385,7 @@ def deliver_batch(
     rows = [r for r in rows if r.subscriber_id in eligible]
 
     context = _context(campaign, batch_no)
-    factory = channel_factory or _default_channel_factory
+    factory = channel_factory or make_channel
     limits = campaign_limits(settings, campaign)
     limiter = limiter if limiter is not None else (make_rate_limiter(settings) if limits else None)
     channel: Channel | None = None
@@ -410,8 +409,7 @@ def deliver_batch(
                 "campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason
             )
             report.stopped = "channel failed"
-        # a channel may need whole batches (WeChat: one mass send per call, quota-limited)
-        chunk_size = int(getattr(channel, "chunk_size", 0) or CHUNK_SIZE)
+        chunk_size = _chunk_size(channel, campaign.channel) if channel is not None else 0
         while remaining:
             wanted = min(len(remaining), chunk_size)
             if limits and limiter is not None:

@@ -8,13 +8,14 @@ Event are stored together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dispatch import events
+from dispatch.channels import channel_traits, registered_channels
 from dispatch.config import Settings
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import DEFAULT_LOCALE, Catalog, normalise_locale
@@ -40,7 +41,14 @@ from dispatch.vocabulary import (
     SuppressionReason,
 )
 
+# the built-in channels (list views count recipients on each); the registry may hold more
 CHANNELS = tuple(c.value for c in DELIVERY_CHANNELS)
+# per address column a channel declares (ChannelTraits.address): the subscriber's column, and
+# when a suppression covers it (an email is compared in its canonical form)
+ADDRESS_RULES: dict[str, tuple[Any, Callable[[], Any]]] = {
+    "email": (Subscriber.email, lambda: Suppression.email_key == Subscriber.email_key),
+    "openid": (Subscriber.openid, lambda: Suppression.openid == Subscriber.openid),
+}
 MAX_ID = 2**31 - 1  # INTEGER columns: a larger id names nothing (and would overflow the driver)
 # a suppression's reason decides which status the subscriber gets
 STATUS_FOR_REASON: dict[str, SubscriberStatus] = {
@@ -706,7 +714,7 @@ def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
     confirmed subscription to any of the lists, subscriber active, the channel's address
     present and not suppressed. EXISTS (not a join) keeps each person to one row.
     """
-    if channel not in CHANNELS:
+    if channel not in registered_channels():
         raise SubscriberError("bad_channel", value=channel)
     ids = [int(i) for i in list_ids if 0 < int(i) <= MAX_ID]  # others name no list
     on_a_list = exists().where(
@@ -714,12 +722,8 @@ def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
         Subscription.list_id.in_(ids),
         Subscription.status == SubscriptionStatus.CONFIRMED,
     )
-    if channel == Channel.EMAIL:
-        address = Subscriber.email
-        suppressed = exists().where(Suppression.email_key == Subscriber.email_key)
-    else:
-        address = Subscriber.openid
-        suppressed = exists().where(Suppression.openid == Subscriber.openid)
+    address, suppressed_when = ADDRESS_RULES[channel_traits(channel).address]
+    suppressed = exists().where(suppressed_when())
     return (
         select(
             Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.locale, Subscriber.openid
