@@ -24,6 +24,7 @@ from dispatch.web import (
     api_subscribers,
     pages,
     pages_auth,
+    pages_deliverability,
     routes_archive,
     routes_unsubscribe,
     routes_wechat,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_campaigns,
         pages_auth,
         pages,
+        pages_deliverability,
     ):
         app.include_router(module.router)
 

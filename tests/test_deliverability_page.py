@@ -1,0 +1,127 @@
+"""The admin deliverability page: doctor findings, 30-day rates, suppression growth, providers."""
+
+from __future__ import annotations
+
+from dispatch import events
+from dispatch.content.store import publish_source
+from dispatch.deliverability.doctor import CheckResult, DoctorReport, save_report
+from dispatch.delivery import campaigns
+from dispatch.delivery.engine import drain
+from dispatch.delivery.queue import ListQueue
+from dispatch.models import Delivery
+from dispatch.paths import PROJECT_ROOT
+from dns_server import silent_dns_server
+from smtp_server import smtp_server  # noqa: F401
+from test_delivery_support import make_list_with
+from test_web_support import client, login, make_user, web_app  # noqa: F401
+
+SAMPLE_ISSUE = PROJECT_ROOT / "examples" / "2023-02"
+
+
+def _send(engine, session, settings, server) -> int:
+    emails = [f"q{i}@qq.com" for i in range(8)] + ["gone1@163.com", "ok@163.com"]
+    server.script.rcpt["gone1@163.com"] = "550 5.1.1 User unknown"
+    issue = publish_source(session, SAMPLE_ISSUE)
+    list_id = make_list_with(session, "members", emails)
+    campaign, _ = campaigns.create_or_get(
+        session, issue_id=issue.id, channel="email", list_ids=[list_id], tracking=False
+    )
+    session.commit()
+    queue = ListQueue()
+    campaigns.start(engine, settings, campaign.id, queue)
+    drain(engine, settings, queue)
+    first = session.query(Delivery).filter_by(email="q0@qq.com").one()
+    events.record(session, "complained", campaign_id=campaign.id, delivery_id=first.id)
+    session.commit()
+    return campaign.id
+
+
+def test_page_shows_rates_providers_suppression_and_doctor(
+    engine,
+    session,
+    settings,
+    smtp_server,  # noqa: F811
+    web_app,  # noqa: F811
+    client,  # noqa: F811
+):
+    settings = settings.replace(smtp_url=smtp_server.url)
+    web_app.state.settings = settings
+    _send(engine, session, settings, smtp_server)
+    make_user(engine, "admin", "admin@example.org")
+    csrf = login(client, "admin@example.org")
+
+    page = client.get("/admin/deliverability")
+    assert page.status_code == 200
+    text = page.text
+    assert "Not checked yet" in text  # no doctor report yet (the admin reads English)
+    assert 'id="bounce-rate">10.0 %' in text  # 1 of 10 hard-bounced
+    assert 'id="complaint-rate">10.0 %' in text  # 1 complaint of 10
+    assert "<td>QQ</td><td>8</td><td>8</td><td>100.0 %</td>" in text
+    assert "<td>NetEase</td><td>2</td><td>1</td><td>50.0 %</td>" in text
+    assert "1 addresses in all" in text  # the bounced address was suppressed
+    assert 'id="warmup"' not in text  # no warm-up plan installed here
+
+    report = DoctorReport(
+        "example.org",
+        [
+            CheckResult("spf", "pass", "spf.ok", {"lookups": 1, "relay": "relay"}),
+            CheckResult(
+                "dmarc",
+                "fail",
+                "dmarc.none",
+                {"domain": "example.org"},
+                '_dmarc.example.org. IN TXT "v=DMARC1; p=quarantine"',
+            ),
+        ],
+    )
+    save_report(settings, report)
+    page = client.get("/admin/deliverability").text
+    assert "example.org has no DMARC record" in page
+    assert "_dmarc.example.org. IN TXT" in page
+    assert 'id="doctor-status">fail' in page
+    chinese = client.get("/lang/zh-CN?next=/admin/deliverability").text
+    assert "没有 DMARC 记录" in chinese and "失败" in chinese
+
+    # "check now" runs the doctor (here against a DNS server that never answers) and saves it
+    with silent_dns_server() as nameservers:
+        web_app.state.settings = settings.replace(dns_nameservers=nameservers, dns_timeout=0.2)
+        done = client.post(
+            "/admin/deliverability/check", data={"csrf_token": csrf}, follow_redirects=False
+        )
+    assert done.status_code == 303 and done.headers["location"].endswith("msg=checked")
+    after = client.get("/admin/deliverability").text
+    assert "DNS 服务器在 0.2 秒内没有回答" in after  # the language chosen above
+
+
+def test_send_is_refused_while_doctor_fails_when_enforced(
+    engine,
+    session,
+    settings,
+    smtp_server,  # noqa: F811
+    web_app,  # noqa: F811
+    client,  # noqa: F811
+):
+    settings = settings.replace(smtp_url=smtp_server.url, doctor_enforce=True)
+    web_app.state.settings = settings
+    issue = publish_source(session, SAMPLE_ISSUE)
+    list_id = make_list_with(session, "members", ["a@example.net"])
+    campaign, _ = campaigns.create_or_get(
+        session, issue_id=issue.id, channel="email", list_ids=[list_id]
+    )
+    session.commit()
+    save_report(
+        settings,
+        DoctorReport("example.org", [CheckResult("dkim", "fail", "dkim.unconfigured")]),
+    )
+    make_user(engine, "admin", "admin@example.org")
+    csrf = login(client, "admin@example.org")
+    page = client.get(f"/admin/campaigns/{campaign.id}").text
+    assert "dkim" in page and "dispatch doctor" in page  # the warning beside the send button
+    refused = client.post(
+        f"/admin/campaigns/{campaign.id}/start", data={"csrf_token": csrf}, follow_redirects=False
+    )
+    assert refused.status_code == 409
+    assert "doctor_enforce" in refused.text
+    session.expire_all()
+    assert campaigns.get(session, campaign.id).status == "draft"  # nothing was sent
+    assert not smtp_server.messages
