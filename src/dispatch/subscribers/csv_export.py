@@ -1,19 +1,20 @@
 """CSV export of a list's members, in the columns the import reads back.
 
 Columns: email, name, locale, openid, then every attribute key (sorted). Files are UTF-8 with a
-BOM so Excel opens Chinese names correctly; the import strips the BOM. Rows are streamed,
+BOM so Excel opens Chinese names correctly; the import strips the BOM. Cells that would run
+as spreadsheet formulas are neutralised (`dispatch.csv_safe`); the import undoes that exactly. Rows are streamed,
 never all loaded: a first pass collects the attribute keys, a second writes.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from typing import TextIO
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from dispatch import csv_safe
 from dispatch.models.subscriber import SUBSCRIPTION_STATUSES, Subscriber, Subscription
 from dispatch.subscribers.service import SubscriberError, get_list
 
@@ -56,7 +57,7 @@ def export_csv(
     ):
         keys.update((row.attributes or {}).keys())
     extra = sorted(k for k in keys if k not in BASE_COLUMNS)
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = csv_safe.writer(out, lineterminator="\r\n")  # no cell can run as a formula
     writer.writerow([*BASE_COLUMNS, *extra])
     count = 0
     for row in session.execute(query.execution_options(yield_per=STREAM_ROWS)):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +31,7 @@ from sqlalchemy import Connection, Engine, Text, cast, select
 from sqlalchemy.exc import IntegrityError
 
 from dispatch import events
+from dispatch.csv_safe import restore
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog, normalise_locale
 from dispatch.log import get_logger
@@ -70,17 +72,29 @@ HEADER_ALIASES = {
     "wechat openid": "openid",
     "微信openid": "openid",
 }
-MAX_LEN = {"email": 320, "name": 200, "openid": 128}
+MAX_LEN = {"email": 320, "name": 200, "openid": 128, "attribute": 2000}
+# csv's own per-field limit (131,072 characters) would make one long field an unreadable
+# record; raised so a long field is read whole (quotes stay in step) and reported as a bad
+# row (field_too_long). Anything beyond this is a malformed record, also just a bad row.
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
+DETAIL_CHARS = 80  # a problem's detail quotes at most this much of the offending value
+# no control characters in a stored value (PostgreSQL refuses NUL outright: one such cell
+# would fail its whole chunk, and the suggested resume line would fail again); attributes
+# may hold tabs and line breaks
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+ATTRIBUTE_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 SUPPRESSED_STATUSES = SUPPRESSED_SUBSCRIBER
 
 # reason key -> (zh-CN, en); the order is the order of the checks and of the summary
 REASONS = Catalog(
     {
+        "malformed_record": ("CSV 记录格式错误", "malformed CSV record"),
         "too_many_fields": ("字段多于表头", "more fields than the header"),
         "missing_address": ("既无邮箱也无 openid", "neither email nor openid"),
         "invalid_email": ("邮箱无效", "invalid email"),
         "unknown_locale": ("未知语言", "unknown locale"),
         "field_too_long": ("字段过长", "field too long"),
+        "control_character": ("含控制字符", "control character in a field"),
         "duplicate_in_file": ("文件内重复", "duplicate in file"),
         "openid_conflict": ("openid 属于另一位订阅者", "openid belongs to another subscriber"),
         "unsubscribed": ("已退订", "unsubscribed"),
@@ -331,8 +345,11 @@ def _header(path: Path, cells: list[str]) -> _Layout:
     )
 
 
-def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str]]]:
-    """(first physical line of the record, cells), blank lines (also ",,,") left out."""
+def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str] | None, str]]:
+    """(first physical line of the record, cells, ""), blank lines (also ",,,") left out; a
+    record csv cannot read comes as (line, None, why) and reading goes on after it."""
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     with path.open(encoding=encoding, newline="") as f:
         reader = csv.reader(f)
         previous_end = 0
@@ -341,15 +358,17 @@ def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str]]]:
                 cells = next(reader)
             except StopIteration:
                 return
-            except csv.Error as exc:  # e.g. a field over csv's size limit
-                raise CsvImportError(
-                    MESSAGES.both("csv_error", file=path, line=previous_end + 1, error=exc)
-                ) from None
+            except csv.Error as exc:  # e.g. a field over the size limit: a bad row, not the end
+                start, previous_end = previous_end + 1, reader.line_num
+                yield start, None, str(exc)
+                continue
             start = previous_end + 1
             previous_end = reader.line_num
             if not cells or (not cells[0].strip() and not any(c.strip() for c in cells)):
                 continue
-            yield start, cells
+            if any(c[:1] == "'" for c in cells):  # undo the export's formula guard, exactly
+                cells = [restore(c) for c in cells]
+            yield start, cells, ""
 
 
 def _parse(
@@ -366,6 +385,18 @@ def _parse(
         return None
     if len(cells) < layout.width:  # short record: pad once, index freely below
         cells = cells + [""] * (layout.width - len(cells))
+    known = (layout.email, layout.name, layout.locale, layout.openid)
+    for index, cell in enumerate(cells):
+        limit = MAX_LEN["email"] if index in known else MAX_LEN["attribute"]
+        if len(cell) > limit:  # checked first: nothing below reads a huge value
+            result.skip(row_line, "field_too_long", f"column {index + 1}: {len(cell):,} > {limit}")
+            return None
+        pattern = CONTROL_RE if index in known else ATTRIBUTE_CONTROL_RE
+        found = pattern.search(cell)
+        if found:
+            code = f"U+{ord(found.group()):04X}"
+            result.skip(row_line, "control_character", f"column {index + 1}: {code}")
+            return None
     raw_email = cells[layout.email].strip() if layout.email is not None else ""
     openid = (cells[layout.openid].strip() or None) if layout.openid is not None else None
     if not raw_email and openid is None:
@@ -376,14 +407,14 @@ def _parse(
         try:
             email = check_email(raw_email)
         except InvalidEmail as exc:
-            result.skip(row_line, "invalid_email", f"{raw_email}: {exc}")
+            result.skip(row_line, "invalid_email", f"{raw_email[:DETAIL_CHARS]}: {exc}")
             return None
     locale = None
     raw_locale = cells[layout.locale].strip() if layout.locale is not None else ""
     if raw_locale:
         locale = normalise_locale(raw_locale)
         if locale is None:
-            result.skip(row_line, "unknown_locale", raw_locale)
+            result.skip(row_line, "unknown_locale", raw_locale[:DETAIL_CHARS])
             return None
     name = (cells[layout.name].strip() or None) if layout.name is not None else None
     for key, value in (("email", email), ("name", name), ("openid", openid)):
@@ -630,6 +661,8 @@ def import_csv(
     first = next(records, None)
     if first is None:
         raise CsvImportError(MESSAGES.both("empty", file=path))
+    if first[1] is None:
+        raise CsvImportError(MESSAGES.both("csv_error", file=path, line=first[0], error=first[2]))
     layout = _header(path, first[1])
     seen_emails: set[str] = set()
     seen_openids: set[str] = set()
@@ -701,13 +734,16 @@ def import_csv(
 
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="csv-import") as writer:
         try:
-            for line, cells in records:
+            for line, cells, unreadable in records:
                 if line < start_line:
                     continue
                 if piece is None:
                     piece = new_piece(line)
                 piece.part.last_line = line
                 piece.part.rows += 1
+                if cells is None:
+                    piece.part.skip(line, "malformed_record", unreadable[:DETAIL_CHARS])
+                    continue
                 row = _parse(line, layout, cells, piece.part, seen_emails, seen_openids)
                 if row is None:
                     continue
@@ -717,16 +753,6 @@ def import_csv(
                         settle(in_flight.popleft())
                     submit(piece)
                     piece = None
-        except CsvImportError as exc:  # unreadable record mid-file: keep what is done, say where
-            while in_flight:
-                settle(in_flight.popleft())
-            resume = (
-                piece.first_line
-                if piece is not None
-                else (pieces_started or [result.last_line + 1])[0]
-            )
-            raise ImportAborted(str(path), resume, str(exc), result) from exc
-        else:
             if piece is not None:
                 submit(piece)
             while in_flight:
