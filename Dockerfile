@@ -8,7 +8,7 @@ COPY templates ./templates
 COPY examples ./examples
 COPY config ./config
 COPY worker.py ./
-RUN pip install --no-cache-dir -e . \
+RUN pip install --no-cache-dir -e '.[monitoring]' \
  && useradd --create-home --uid 1000 dispatch \
  && mkdir -p /app/var && chown dispatch /app/var
 USER dispatch
