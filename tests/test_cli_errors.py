@@ -95,3 +95,16 @@ def test_a_bad_setting_is_named_in_both_languages(tmp_path):
     done = dispatch_process(["campaigns", "list"], tmp_path, DISPATCH_WEB_PORT="eighty")
     assert done.returncode == 1
     assert "DISPATCH_WEB_PORT" in done.stderr and bilingual(done.stderr.splitlines()[0])
+
+
+def test_cli_test_send_skips_and_names_a_bad_address(settings, engine, tmp_path):
+    from test_delivery_workers import _small_issue
+
+    source = str(_small_issue(tmp_path / "issue"))
+    result = cli("send", source, "--test", "tester@example.org", "--test", "bad-address")
+    assert result.exit_code == 0, result.output
+    assert "test send #" in result.stdout and "1 addresses" in result.stdout
+    assert "not sent to bad-address" in result.stderr and "不发送给 bad-address" in result.stderr
+    refused = cli("send", source, "--test", "bad-address")
+    assert refused.exit_code == 1 and bilingual(refused.stderr.splitlines()[0])
+    assert "bad-address" in refused.stderr

@@ -51,3 +51,38 @@ def test_web_import_needs_an_explicit_list_and_reports_additions(client, engine,
     again = upload(str(second_id))
     assert again.status_code == 200
     assert "added to the list 2, details updated 0" in again.text
+
+
+def test_a_test_send_with_one_bad_address_goes_to_the_good_one(client, engine, settings):
+    """Issue 9: "tester@example.org, bad-address" rejected the whole test and landed on the
+    issues list; now the good address gets it, the bad one is named, on the preview."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from dispatch.content.store import publish_source
+    from dispatch.models import Campaign, Delivery
+    from dispatch.paths import SAMPLE_ISSUE_DIR
+
+    make_user(engine, "editor")
+    csrf = login(client, "editor@example.org")
+    with Session(engine) as session, session.begin():
+        issue_id = publish_source(session, SAMPLE_ISSUE_DIR).id
+    answer = client.post(
+        f"/admin/issues/{issue_id}/test",
+        data={"csrf_token": csrf, "emails": "tester@example.org, bad-address"},
+    )
+    assert answer.status_code == 200
+    assert answer.url.path == f"/admin/issues/{issue_id}"
+    assert "tester@example.org" in answer.text and "bad-address" in answer.text
+    with Session(engine) as session:
+        campaign = session.scalars(select(Campaign)).one()
+        emails = session.scalars(
+            select(Delivery.email).where(Delivery.campaign_id == campaign.id)
+        ).all()
+    assert campaign.is_test and emails == ["tester@example.org"]
+
+    refused = client.post(
+        f"/admin/issues/{issue_id}/test", data={"csrf_token": csrf, "emails": "bad-address"}
+    )
+    assert refused.status_code == 422 and "bad-address" in refused.text
+    assert 'id="preview-phone"' in refused.text  # still on the preview, not the issues list

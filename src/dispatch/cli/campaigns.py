@@ -46,6 +46,10 @@ MESSAGES = Catalog(
             "相同的发送已存在：活动 #{id}（状态 {status}），不会重复发送",
             "the same send exists already: campaign #{id} (status {status}); nothing more is sent",
         ),
+        "rejected": (
+            "不发送给 {address}：{reason}",
+            "not sent to {address}: {reason}",
+        ),
         "test_created": (
             "测试发送 #{id}：{total} 个地址，已排队",
             "test send #{id}: {total} addresses, queued",
@@ -238,6 +242,10 @@ def send_cmd(
                 options=options,
             )
             created = True
+            for bad in (campaign.options or {}).get("rejected_addresses") or []:
+                warnings.append(MESSAGES.both("rejected", **bad))
+                if not as_json:
+                    click.echo(f"warning: {warnings[-1]}", err=True)
         else:
             from dispatch.subscribers.service import get_lists
 

@@ -58,6 +58,10 @@ MESSAGES = Catalog(
         ),
         "no_lists": ("活动至少需要一个列表", "a campaign needs at least one list"),
         "no_addresses": ("测试发送至少需要一个地址", "a test send needs at least one address"),
+        "no_valid_address": (
+            "测试发送没有可用的地址：{rejected}",
+            "no usable address for the test send: {rejected}",
+        ),
         "naive_time": (
             "定时时间需要时区（例如 2026-03-01T09:00+08:00）",
             "the scheduled time needs a timezone (e.g. 2026-03-01T09:00+08:00)",
@@ -261,17 +265,39 @@ def create_test_send(
     options: dict[str, Any] | None = None,
 ) -> Campaign:
     """A test send to these addresses (emails, or openids for WeChat): each is found among the
-    subscribers or added (on no list), then `create_test`."""
+    subscribers or added (on no list), then `create_test`.
+
+    One bad address does not spoil the test: it goes to the valid ones, and the rejected ones
+    are kept with their reason in `options["rejected_addresses"]` for the page to name.
+    Only when no address is usable is the whole test refused (naming each)."""
     from dispatch.subscribers import service as subscribers
+    from dispatch.subscribers.addresses import InvalidEmail, check_email
 
     _check_channel(channel)
-    ids = []
-    for address in addresses:
-        key = {channel_traits(channel).address: address}
-        found = subscribers.find_subscriber(session, **key)
-        if found is None:
-            found = subscribers.add_subscriber(session, **key, name="")
-        ids.append(found.id)
+    ids: list[int] = []
+    rejected: list[dict[str, str]] = []
+    for raw in addresses:
+        address = raw.strip()
+        try:
+            field = channel_traits(channel).address
+            if field == "email":
+                check_email(address)
+            key = {field: address}
+            found = subscribers.find_subscriber(session, **key)
+            if found is None:
+                with session.begin_nested():
+                    found = subscribers.add_subscriber(session, **key, name="")
+        except (InvalidEmail, subscribers.SubscriberError) as exc:
+            rejected.append({"address": address, "reason": str(exc).splitlines()[0]})
+            continue
+        if found.id not in ids:
+            ids.append(found.id)
+    if not ids and rejected:
+        named = "; ".join(f"{r['address']} ({r['reason']})" for r in rejected)
+        raise CampaignError(MESSAGES.both("no_valid_address", rejected=named))
+    options = dict(options or {})
+    if rejected:
+        options["rejected_addresses"] = rejected
     return create_test(
         session,
         issue_id=issue_id,

@@ -232,15 +232,39 @@ async def issues_upload(
     return _redirect(f"/admin/issues/{issue.id}")
 
 
-@router.get("/issues/{issue_id}")
-def issue_preview(
-    request: Request, principal: EditorUser, session: DbSession, issue_id: RowId
+def _test_send_flash(request: Request, session, issue_id: int) -> dict[str, Any]:
+    """After a test send (`?test=<campaign id>`): who it went to and which addresses were
+    refused, with the reason, so the editor stays on the preview and knows what happened."""
+    raw = request.query_params.get("test", "")
+    campaign = session.get(Campaign, int(raw)) if raw.isdigit() and int(raw) < 2**31 else None
+    if campaign is None or not campaign.is_test or campaign.issue_id != issue_id:
+        return {}
+    locale = request_locale(request)
+    options = campaign.options or {}
+    ids = list(options.get("test_subscriber_ids") or [])
+    sent = session.scalars(select(Subscriber.email).where(Subscriber.id.in_(ids))).all()
+    text = TEXTS.get("test_sent", locale, id=campaign.id, sent=", ".join(sorted(sent)))
+    rejected = options.get("rejected_addresses") or []
+    if rejected:
+        named = "; ".join(f"{r['address']} ({r['reason']})" for r in rejected)
+        text += " " + TEXTS.get("test_rejected", locale, rejected=named)
+    return {"flash": text, "flash_kind": "" if rejected else "ok"}
+
+
+def _issue_preview_page(
+    request: Request,
+    session,
+    issue_id: int,
+    extra: dict[str, Any] | None = None,
+    status_code: int = 200,
 ) -> Response:
     issue = api_issues.get_issue_or_404(session, issue_id)
     context: dict[str, Any] = {
         "issue": issue,
         "lists": service.all_lists(session),
         **_flash(request),
+        **_test_send_flash(request, session, issue_id),
+        **(extra or {}),
     }
     try:
         email = api_issues.preview_email(request, issue)
@@ -254,7 +278,14 @@ def issue_preview(
         context["wechat"] = api_issues.preview_wechat(request, issue)
     except Exception as exc:
         context["wechat_error"] = getattr(exc, "detail", None) or str(exc)
-    return render_page(request, "admin/issue_preview.html", context)
+    return render_page(request, "admin/issue_preview.html", context, status_code=status_code)
+
+
+@router.get("/issues/{issue_id}")
+def issue_preview(
+    request: Request, principal: EditorUser, session: DbSession, issue_id: RowId
+) -> Response:
+    return _issue_preview_page(request, session, issue_id)
 
 
 # -- campaigns -----------------------------------------------------------------------------
@@ -458,16 +489,23 @@ async def issue_test_send(
 ) -> Response:
     addresses = [e.strip() for e in emails.replace(";", ",").split(",") if e.strip()][:20]
 
-    def create() -> int:
+    settings, engine = request.app.state.settings, request.app.state.engine
+
+    def create_and_start() -> int:
         with request.app.state.session_factory() as session, session.begin():
             api_issues.get_issue_or_404(session, issue_id)
-            return engine_campaigns.create_test_send(
+            campaign_id = engine_campaigns.create_test_send(
                 session, issue_id=issue_id, channel="email", addresses=addresses, tracking=False
             ).id
+        engine_campaigns.start(engine, settings, campaign_id, batch_queue(request))
+        return campaign_id
 
     try:
-        campaign_id = await run_in_threadpool(create)
-    except ValueError as exc:
+        campaign_id = await run_in_threadpool(create_and_start)
+    except ValueError as exc:  # no usable address at all: back on the preview, each named
         with request.app.state.session_factory() as session:
-            return _issues_page(request, session, _error(request, exc), status_code=422)
-    return await _campaign_action(request, campaign_id, "start")
+            return _issue_preview_page(
+                request, session, issue_id, _error(request, exc), status_code=422
+            )
+    # back to the preview, which names who got the test and which addresses were refused
+    return RedirectResponse(f"/admin/issues/{issue_id}?test={campaign_id}", status_code=303)

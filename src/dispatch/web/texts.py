@@ -102,6 +102,11 @@ TEXTS = Catalog(
         ),
         "import_file": ("CSV 文件", "CSV file"),
         "import_list": ("导入到列表", "Into list"),
+        "test_sent": ("测试邮件 #{id} 正在发往：{sent}。", "Test #{id} is on its way to: {sent}."),
+        "test_rejected": (
+            "以下地址未发送：{rejected}",
+            "Not sent to these addresses: {rejected}",
+        ),
         "choose_list": ("— 请选择列表 —", "— choose a list —"),
         "import_needs_list": ("请选择要导入到的列表", "choose the list to import into"),
         "import_button": ("导入", "Import"),
