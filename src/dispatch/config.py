@@ -110,6 +110,16 @@ class Settings:
     wechat_api_base_url: str = ""  # empty: the real API; set to a fake's URL in tests/demo
     wechat_token: str = ""  # callback signature token
     wechat_aes_key: str = ""  # callback EncodingAESKey
+    # public subscription form (issue 13): abuse limits; 0 switches a limit off
+    signup_pow_bits: int = 16  # leading zero bits of the form's hashcash (browser: < 1 s)
+    signup_address_interval_seconds: float = 600.0  # one confirmation email per address per …
+    signup_address_per_day: float = 3.0
+    signup_ip_per_minute: float = 30.0  # form posts from one client IP
+    signup_ip_per_day: float = 500.0  # confirmation emails caused by one client IP
+    signup_nojs_per_hour: float = 20.0  # posts without proof-of-work, all clients together
+    signup_check_mx: bool = True  # refuse a domain that has no MX (nor A) record
+    dns_nameserver: str = ""  # "host[:port]" for MX checks; empty: the system resolver
+    wechat_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
     # rendering
     email_size_budget: int = 95_000  # bytes; Gmail clips at 102,400
     locale: str = "zh-CN"

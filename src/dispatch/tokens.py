@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -30,8 +31,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SIG_CHARS = 16  # base64url chars of the HMAC kept: 96 bits
 CONFIRM_TTL_SECONDS = 7 * 24 * 3600
-PURPOSES = ("unsubscribe", "confirm", "open", "click", "bounce")
+PURPOSES = (
+    "unsubscribe",
+    "confirm",
+    "open",
+    "click",
+    "bounce",
+    "optin",
+    "prefs",
+    "email-change",
+    "signup",
+)
 BOUNCE_SIG_CHARS = 16  # hex chars of the HMAC in a VERP address: 64 bits, case-insensitive
+PREFS_TTL_SECONDS = 400 * 24 * 3600  # a preference link in an old issue works for over a year
+EMAIL_CHANGE_TTL_SECONDS = 2 * 24 * 3600
 _NONE = "-"  # list id "None" (unsubscribe from everything)
 
 MESSAGES = Catalog(
@@ -125,7 +138,7 @@ def _make(settings: Settings, purpose: str, *fields: object) -> str:
 
 def _open(settings: Settings, purpose: str, token: str, n_fields: int) -> list[str]:
     """Check the signature and return the payload fields (still strings)."""
-    if not isinstance(token, str) or len(token) > 200:
+    if not isinstance(token, str) or len(token) > 600:
         raise TokenError("malformed")
     payload, dot, sig = token.rpartition(".")
     fields = payload.split(".")
@@ -201,6 +214,111 @@ def make_click_token(settings: Settings, delivery_id: int, link_index: int) -> s
 def verify_click_token(settings: Settings, token: str) -> Click:
     delivery, index = _open(settings, "click", token, 2)
     return Click(_int(delivery), _int(index))
+
+
+# -- opt-in for several lists at once (the public form: one email, one button) -----------
+
+
+class OptIn(NamedTuple):
+    subscriber_id: int
+    list_ids: tuple[int, ...]
+    expires_at: int
+
+
+def make_optin_token(
+    settings: Settings,
+    subscriber_id: int,
+    list_ids: Sequence[int],
+    *,
+    ttl_seconds: int = CONFIRM_TTL_SECONDS,
+    now: float | None = None,
+) -> str:
+    expires = int((time.time() if now is None else now) + ttl_seconds)
+    lists = "-".join(str(int(i)) for i in sorted(set(list_ids)))
+    return _make(settings, "optin", int(subscriber_id), lists, expires)
+
+
+def verify_optin_token(settings: Settings, token: str, *, now: float | None = None) -> OptIn:
+    sub, lists, expires = _open(settings, "optin", token, 3)
+    ids = tuple(_int(part) for part in lists.split("-")) if lists else ()
+    result = OptIn(_int(sub), ids, _int(expires))
+    if not ids:
+        raise TokenError("malformed")
+    if (time.time() if now is None else now) > result.expires_at:
+        raise TokenError("expired")
+    return result
+
+
+# -- preference centre (long-lived: it sits in every email's footer) ----------------------
+
+
+def make_prefs_token(settings: Settings, subscriber_id: int, *, now: float | None = None) -> str:
+    expires = int((time.time() if now is None else now) + PREFS_TTL_SECONDS)
+    return _make(settings, "prefs", int(subscriber_id), expires)
+
+
+def verify_prefs_token(settings: Settings, token: str, *, now: float | None = None) -> int:
+    sub, expires = _open(settings, "prefs", token, 2)
+    if (time.time() if now is None else now) > _int(expires):
+        raise TokenError("expired")
+    return _int(sub)
+
+
+def prefs_url(settings: Settings, subscriber_id: int) -> str:
+    base = settings.public_base_url.rstrip("/")
+    return f"{base}/p/{make_prefs_token(settings, subscriber_id)}"
+
+
+# -- a new email address, confirmed at that address before it replaces the old one --------
+
+
+class EmailChange(NamedTuple):
+    subscriber_id: int
+    new_email: str
+
+
+def make_email_change_token(
+    settings: Settings, subscriber_id: int, new_email: str, *, now: float | None = None
+) -> str:
+    expires = int((time.time() if now is None else now) + EMAIL_CHANGE_TTL_SECONDS)
+    encoded = base64.urlsafe_b64encode(new_email.encode()).decode().rstrip("=")
+    return _make(settings, "email-change", int(subscriber_id), encoded, expires)
+
+
+def verify_email_change_token(
+    settings: Settings, token: str, *, now: float | None = None
+) -> EmailChange:
+    sub, encoded, expires = _open(settings, "email-change", token, 3)
+    if (time.time() if now is None else now) > _int(expires):
+        raise TokenError("expired")
+    try:
+        email = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise TokenError("malformed") from None
+    return EmailChange(_int(sub), email)
+
+
+# -- the public form's challenge (proof-of-work seed and the time the form was shown) ------
+
+
+class SignupChallenge(NamedTuple):
+    nonce: str
+    issued_at: int
+    bits: int
+
+
+def make_signup_challenge(
+    settings: Settings, nonce: str, bits: int, *, now: float | None = None
+) -> str:
+    issued = int(time.time() if now is None else now)
+    return _make(settings, "signup", nonce, issued, int(bits))
+
+
+def verify_signup_challenge(settings: Settings, token: str) -> SignupChallenge:
+    nonce, issued, bits = _open(settings, "signup", token, 3)
+    if not nonce.isalnum():
+        raise TokenError("malformed")
+    return SignupChallenge(nonce, _int(issued), _int(bits))
 
 
 def unsubscribe_url(settings: Settings, subscriber_id: int, list_id: int | None) -> str:

@@ -149,6 +149,13 @@ class EventKind(StrEnum):
     COMPLAINT = "complaint"  # a spam-button report (ARF / webhook); unsubscribed everywhere
     AUTO_REPLY = "auto_reply"  # an out-of-office reply (RFC 3834); never a bounce
     BOUNCE_UNKNOWN = "bounce_unknown"  # an inbound message not understood or ignored (reason)
+    OPTIN_SENT = "optin_sent"  # a confirmation email went out (public form, import)
+    OPTIN_CAPPED = "optin_capped"  # a confirmation was withheld: address or IP at its cap
+    PREFERENCES_CHANGED = "preferences_changed"  # lists/language/channel/name changed
+    EMAIL_CHANGED = "email_changed"  # the address was replaced, confirmed at the new one
+    BOUND = "bound"  # a WeChat openid was tied to a person (web authorisation or code)
+    EXPORTED = "exported"  # the person downloaded their data
+    DELETED = "deleted"  # a person was deleted (no subscriber id kept; the suppression stays)
 
 
 class ErrorKind(StrEnum):

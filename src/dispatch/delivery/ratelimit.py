@@ -20,11 +20,14 @@ from dispatch.config import Settings
 
 @dataclass(frozen=True)
 class Limit:
-    """`per_second` / `per_hour` messages for one scope ("global", "campaign:12"); 0 = none."""
+    """`per_second` / `per_minute` / `per_hour` / `per_day` messages for one scope ("global",
+    "campaign:12"); 0 = none."""
 
     scope: str
     per_second: float = 0.0
     per_hour: float = 0.0
+    per_day: float = 0.0
+    per_minute: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,12 @@ def _window_shape(rate: float, per: int) -> tuple[int, int]:
 def windows_for(limits: Sequence[Limit], now: float) -> list[Window]:
     out: list[Window] = []
     for limit in limits:
-        for rate, per, tag in ((limit.per_second, 1, "s"), (limit.per_hour, 3600, "h")):
+        for rate, per, tag in (
+            (limit.per_second, 1, "s"),
+            (limit.per_minute, 60, "m"),
+            (limit.per_hour, 3600, "h"),
+            (limit.per_day, 86400, "d"),
+        ):
             if rate <= 0:
                 continue
             capacity, seconds = _window_shape(rate, per)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from dispatch.canonical import canonical_email
@@ -26,6 +26,8 @@ __all__ = [
     "SUBSCRIPTION_STATUSES",
     "OPTIN_MODES",
     "SUPPRESSION_REASONS",
+    "PREFERRED_CHANNELS",
+    "BindCode",
 ]
 
 # plain-string views of the vocabulary (dispatch.vocabulary), e.g. for Literal[...] API types
@@ -33,6 +35,8 @@ SUBSCRIBER_STATUSES = tuple(s.value for s in SubscriberStatus)
 SUBSCRIPTION_STATUSES = tuple(s.value for s in SubscriptionStatus)
 OPTIN_MODES = ("single", "double")
 SUPPRESSION_REASONS = tuple(r.value for r in SuppressionReason)
+# where a person who has both an email address and a WeChat openid wants the bulletin
+PREFERRED_CHANNELS = ("email", "wechat", "both")
 
 
 def _key_of_inserted_email(context) -> str | None:
@@ -53,6 +57,8 @@ class Subscriber(Base):
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     attributes: Mapped[dict] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.ACTIVE.value)
+    # email | wechat | both: a send on both channels reaches the person once, here
+    preferred_channel: Mapped[str] = mapped_column(String(8), default="email")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -72,6 +78,8 @@ class MailingList(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     optin: Mapped[str] = mapped_column(String(8), default="single")
+    # offered on the public /subscribe form and in the preference centre
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -89,6 +97,8 @@ class Subscription(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # consent evidence: how this person came onto the list (web-form, import, admin, ...)
+    source: Mapped[str] = mapped_column(String(64), default="")
 
 
 class Suppression(Base):
@@ -112,3 +122,17 @@ class Suppression(Base):
     def _keep_key(self, _name: str, value: str | None) -> str | None:
         self.email_key = canonical_email(value)
         return value
+
+
+class BindCode(Base):
+    """A short-lived secret that ties a WeChat openid to a person: a one-time code the person
+    sends to the Official Account, or the `state` of a snsapi_base web authorisation."""
+
+    __tablename__ = "bind_codes"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # message | oauth
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column()

@@ -1,7 +1,9 @@
 """Double opt-in: the confirmation email and what its link does.
 
-The link carries a signed, expiring token (dispatch.tokens) naming subscriber and list, so the
-web side needs no stored state to confirm; an old link for an unsubscribed person does nothing.
+The link carries a signed, expiring token (dispatch.tokens) naming the subscriber and the
+list(s), so the web side needs no stored state to confirm; an old link for an unsubscribed
+person does nothing. The link only opens a page: the page's button (a POST) confirms, because
+corporate mail scanners fetch every link of an incoming message with GET.
 """
 
 from __future__ import annotations
@@ -12,11 +14,19 @@ from html import escape
 
 from sqlalchemy.orm import Session
 
+from dispatch import events
 from dispatch.config import Settings, get_settings
 from dispatch.i18n import Catalog
-from dispatch.models.subscriber import MailingList, Subscriber
+from dispatch.models import utcnow
+from dispatch.models.subscriber import MailingList, Subscriber, Subscription
 from dispatch.subscribers import service
-from dispatch.tokens import TokenError, confirmation_url, verify_confirmation_token
+from dispatch.tokens import (
+    TokenError,
+    confirmation_url,
+    make_optin_token,
+    verify_confirmation_token,
+    verify_optin_token,
+)
 from dispatch.transactional import send_transactional
 
 MESSAGES = Catalog(
@@ -98,3 +108,155 @@ def confirm_subscription(
     except service.SubscriberError:
         raise TokenError("unknown") from None
     return claim.subscriber_id, claim.list_id, changed
+
+
+def build_optin_email(
+    settings: Settings, subscriber: Subscriber, lists: list[MailingList]
+) -> EmailMessage:
+    """One confirmation for every list of one request (the public form, an import)."""
+    if not subscriber.email or not lists:
+        raise service.SubscriberError("no_address")
+    token = make_optin_token(settings, subscriber.id, [m.id for m in lists])
+    url = f"{settings.public_base_url.rstrip('/')}/confirm/{token}"
+    names = (
+        "、".join(m.name for m in lists)
+        if subscriber.locale != "en"
+        else ", ".join(m.name for m in lists)
+    )
+    return _compose(settings, subscriber, names, url)
+
+
+def _compose(settings: Settings, subscriber: Subscriber, list_name: str, url: str) -> EmailMessage:
+    locale = subscriber.locale
+    greeting = (
+        MESSAGES.get("greeting", locale, name=subscriber.name)
+        if subscriber.name
+        else MESSAGES.get("greeting_anon", locale)
+    )
+    body = MESSAGES.get("body", locale, list_name=list_name, days=7)
+    ignore = MESSAGES.get("ignore", locale)
+    message = EmailMessage()
+    message["Subject"] = MESSAGES.get("subject", locale, list_name=list_name)
+    message["From"] = Address(display_name=settings.from_name, addr_spec=settings.from_address)
+    message["To"] = Address(display_name=subscriber.name, addr_spec=subscriber.email or "")
+    if settings.reply_to:
+        message["Reply-To"] = settings.reply_to
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(f"{greeting}\n\n{body}\n\n{url}\n\n{ignore}\n")
+    html_lang = "zh-CN" if locale != "en" else "en"
+    message.add_alternative(
+        f'<!doctype html><html lang="{html_lang}"><body style="font-family:sans-serif;line-height:1.6">'
+        f"<p>{escape(greeting)}</p><p>{escape(body)}</p>"
+        f'<p><a href="{escape(url)}" style="display:inline-block;padding:8px 16px;background:#1a5fb4;'
+        f'color:#fff;text-decoration:none;border-radius:4px">{escape(MESSAGES.get("button", locale))}</a></p>'
+        f'<p style="font-size:12px;color:#666">{escape(url)}</p>'
+        f'<p style="font-size:12px;color:#666">{escape(ignore)}</p></body></html>',
+        subtype="html",
+    )
+    return message
+
+
+def send_optin(session: Session, settings: Settings, subscriber_id: int, list_ids) -> str | None:
+    """Send the confirmation for these lists (those still awaiting it); records `optin_sent`."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or not subscriber.email:
+        return None
+    lists = [session.get(MailingList, i) for i in list_ids]
+    lists = [m for m in lists if m is not None]
+    if not lists:
+        return None
+    message_id = send_transactional(settings, build_optin_email(settings, subscriber, lists))
+    events.record(
+        session,
+        "optin_sent",
+        channel="email",
+        subscriber_id=subscriber.id,
+        data={"lists": [m.id for m in lists], "message_id": message_id},
+    )
+    return message_id
+
+
+def peek(session: Session, settings: Settings, token: str) -> tuple[Subscriber, list[MailingList]]:
+    """Who and which lists a confirmation link names (for the page; changes nothing)."""
+    subscriber_id, list_ids = _claim(settings, token)
+    subscriber = session.get(Subscriber, subscriber_id) if 0 < subscriber_id < 2**31 else None
+    lists = [session.get(MailingList, i) for i in list_ids if 0 < i < 2**31]
+    if subscriber is None or not all(lists):
+        raise TokenError("unknown")
+    return subscriber, [m for m in lists if m is not None]
+
+
+def _claim(settings: Settings, token: str) -> tuple[int, tuple[int, ...]]:
+    try:
+        claim = verify_optin_token(settings, token)
+        return claim.subscriber_id, claim.list_ids
+    except TokenError as first:
+        try:
+            legacy = verify_confirmation_token(settings, token)
+        except TokenError:
+            raise first from None
+        return legacy.subscriber_id, (legacy.list_id,)
+
+
+def confirm_token(session: Session, settings: Settings, token: str, *, ip: str = "") -> int:
+    """The button's POST: confirm every list the link names that still awaits it. Returns how
+    many subscriptions changed (0 when pressed twice). A person who had left everything and
+    asked again becomes active; a list they left after this link was made stays left."""
+    subscriber, lists = peek(session, settings, token)
+    now = utcnow()
+    changed = 0
+    for mailing_list in lists:
+        subscription = session.get(Subscription, (subscriber.id, mailing_list.id))
+        if subscription is None or subscription.status != "unconfirmed":
+            continue
+        subscription.status = "confirmed"
+        subscription.confirmed_at = now
+        subscription.unsubscribed_at = None
+        changed += 1
+        events.record(
+            session,
+            "confirmed",
+            channel="web",
+            subscriber_id=subscriber.id,
+            list_id=mailing_list.id,
+            data={"source": "confirm-button", "ip": ip},
+        )
+    if changed:
+        subscriber.confirmed_at = subscriber.confirmed_at or now
+        if subscriber.status == "unsubscribed":
+            subscriber.status = "active"
+    session.flush()
+    return changed
+
+
+CHANGE_MESSAGES = Catalog(
+    {
+        "subject": ("请确认新的邮箱地址", "Please confirm your new email address"),
+        "body": (
+            "有人请求把简报的收件地址改为本邮箱。请打开下面的链接并按下确认按钮（48 小时内有效）：",
+            "Someone asked to send the bulletin to this address instead. Open the link below "
+            "and press the button to confirm (valid for 48 hours):",
+        ),
+        "ignore": (
+            "如果这不是您本人的操作，请忽略本邮件，地址不会更改。",
+            "If you did not ask for this, ignore this email and nothing changes.",
+        ),
+    }
+)
+
+
+def send_email_change(
+    settings: Settings, subscriber: Subscriber, new_email: str, token: str
+) -> str:
+    """The confirmation of a new address goes to the new address (proof it is theirs)."""
+    locale = subscriber.locale
+    url = f"{settings.public_base_url.rstrip('/')}/p/email/{token}"
+    message = EmailMessage()
+    message["Subject"] = CHANGE_MESSAGES.get("subject", locale)
+    message["From"] = Address(display_name=settings.from_name, addr_spec=settings.from_address)
+    message["To"] = Address(display_name=subscriber.name, addr_spec=new_email)
+    message["Auto-Submitted"] = "auto-generated"
+    body = CHANGE_MESSAGES.get("body", locale)
+    ignore = CHANGE_MESSAGES.get("ignore", locale)
+    message.set_content(f"{body}\n\n{url}\n\n{ignore}\n")
+    return send_transactional(settings, message)

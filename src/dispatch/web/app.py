@@ -26,6 +26,8 @@ from dispatch.web import (
     pages_auth,
     pages_deliverability,
     routes_archive,
+    routes_preferences,
+    routes_subscribe,
     routes_unsubscribe,
     routes_wechat,
 )
@@ -40,6 +42,8 @@ PUBLIC_PATH_PREFIXES = (
     "/t/",
     "/u/",
     "/confirm/",
+    "/subscribe",
+    "/p/",
     "/issues",
     "/wechat/",
     "/admin/login",
@@ -88,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         TrackingShortcut, tracking=TrackingApp(settings, app.state.hits, app.state.link_tables)
     )
     for module in (
+        routes_subscribe,
+        routes_preferences,
         routes_unsubscribe,
         routes_archive,
         routes_wechat,

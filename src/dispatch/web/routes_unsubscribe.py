@@ -1,4 +1,4 @@
-"""Unsubscribe and double opt-in confirmation: public, no login and no cookie needed.
+"""Unsubscribe: public, no login and no cookie needed (confirmation: routes_subscribe).
 
 The signed token in the path is the authorisation, so these forms carry no CSRF token.
 GET never changes anything (link scanners prefetch it); POST with `List-Unsubscribe=One-Click`
@@ -127,25 +127,4 @@ async def unsubscribe_post(token: str, request: Request) -> Response:
         "public/message.html",
         {"title_key": "unsub_title", "message_key": "unsub_done"},
         locale=ctx["subscriber_locale"],
-    )
-
-
-@router.get("/confirm/{token}")
-def confirm(token: str, request: Request) -> Response:
-    from dispatch.subscribers.optin import confirm_subscription
-
-    settings: Settings = request.app.state.settings
-    invalid = {"title_key": "confirm_title", "message_key": "confirm_invalid"}
-    try:
-        with request.app.state.session_factory() as session, session.begin():
-            subscriber_id, _list_id, _changed = confirm_subscription(session, token, settings)
-            subscriber = session.get(Subscriber, subscriber_id)
-            locale = subscriber.locale if subscriber is not None else None
-    except TokenError:
-        return render_page(request, "public/message.html", invalid, status_code=404)
-    return render_page(
-        request,
-        "public/message.html",
-        {"title_key": "confirm_title", "message_key": "confirm_done"},
-        locale=locale,
     )

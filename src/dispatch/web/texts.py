@@ -218,3 +218,8 @@ TEXTS = Catalog(
         "issue_no": ("{year}年第{number}期", "{year}, No. {number}"),
     }
 )
+
+# the subscriber's own pages keep their texts in their own module (issue 13)
+from dispatch.web.texts_subscriber import SUBSCRIBER_TEXTS  # noqa: E402
+
+TEXTS.messages.update(SUBSCRIBER_TEXTS)

@@ -1,0 +1,92 @@
+"""Texts of the subscriber's own pages (subscribe, confirm, preference centre) in zh-CN and
+English; merged into dispatch.web.texts.TEXTS so templates use one `_()`."""
+
+SUBSCRIBER_TEXTS: dict[str, tuple[str, str]] = {
+    # subscribe form
+    "subscribe_title": ("订阅简报", "Subscribe to the bulletin"),
+    "subscribe_link": ("订阅", "Subscribe"),
+    "subscribe_intro": (
+        "填写邮箱即可按月收到简报。我们只用此地址发送简报，可随时退订。",
+        "Enter your email to receive the bulletin every month. We use the address for the "
+        "bulletin only, and you can leave at any time.",
+    ),
+    "subscribe_email": ("邮箱", "Email"),
+    "subscribe_name": ("姓名（可选）", "Name (optional)"),
+    "subscribe_lists": ("订阅内容", "Lists"),
+    "subscribe_language": ("语言", "Language"),
+    "subscribe_button": ("订阅", "Subscribe"),
+    "subscribe_working": ("正在校验…", "Checking…"),
+    "subscribe_nojs": (
+        "未启用 JavaScript 时也可提交，但每小时可处理的数量有限。",
+        "You can send the form without JavaScript too, but only a few such requests are "
+        "accepted each hour.",
+    ),
+    "subscribe_no_lists": ("目前没有开放订阅的列表。", "No list is open for subscription."),
+    "subscribe_honeypot": ("请勿填写此项", "Leave this empty"),
+    "signup_done_title": ("请查收邮件", "Check your inbox"),
+    "signup_done": (
+        "谢谢！如需确认，我们已向 {email} 发送一封确认邮件，请点击其中的链接并按下确认按钮。"
+        "若未收到，请检查垃圾邮件箱，10 分钟后可再次提交。",
+        "Thank you! If a confirmation is needed we have sent one to {email}: open its link and "
+        "press the button there. If nothing arrives, check your spam folder; you can ask again "
+        "after 10 minutes.",
+    ),
+    "lang_zh": ("中文", "Chinese (中文)"),
+    "lang_en": ("英文 (English)", "English"),
+    # confirm (one button: only the POST confirms)
+    "confirm_question": (
+        "确认以 {email} 订阅：{lists}？",
+        "Confirm the subscription of {email} to: {lists}?",
+    ),
+    "confirm_button": ("确认订阅", "Confirm subscription"),
+    "confirm_already": ("此订阅已确认，无需再次操作。", "This subscription is already confirmed."),
+    # preference centre
+    "prefs_title": ("订阅设置", "Subscription preferences"),
+    "prefs_link": ("管理订阅设置", "Manage your preferences"),
+    "prefs_lists": ("我的订阅", "My lists"),
+    "prefs_channel": ("接收方式", "Receive it by"),
+    "channel_email": ("邮件", "Email"),
+    "channel_wechat": ("微信", "WeChat"),
+    "channel_both": ("邮件和微信", "Email and WeChat"),
+    "prefs_save": ("保存设置", "Save"),
+    "prefs_saved": ("已保存。", "Saved."),
+    "prefs_email_change": ("更换邮箱", "Change email address"),
+    "prefs_email_change_sent": (
+        "我们已向新地址发送确认邮件；确认后才会更换。",
+        "We sent a confirmation to the new address; the change takes effect once confirmed.",
+    ),
+    "prefs_email_changed": ("邮箱已更换。", "Your email address is changed."),
+    "prefs_email_taken": (
+        "无法更换到此地址（已被使用或被屏蔽）。",
+        "This address cannot be used (it is taken or blocked).",
+    ),
+    "prefs_unsub_all": ("退订全部", "Unsubscribe from everything"),
+    "prefs_download": ("下载我的数据（JSON）", "Download my data (JSON)"),
+    "prefs_delete": ("删除我的全部数据", "Delete all my data"),
+    "prefs_delete_warning": (
+        "删除后无法恢复。为防止再次误发，此邮箱会保留在屏蔽名单中。",
+        "This cannot be undone. The address stays on the suppression list so that nothing is "
+        "ever sent to it again.",
+    ),
+    "prefs_deleted": (
+        "您的数据已删除，此地址今后不会再收到任何邮件。",
+        "Your data is deleted; this address will receive nothing more from us.",
+    ),
+    "prefs_invalid": ("设置链接无效或已过期。", "This preferences link is invalid or has expired."),
+    "prefs_wechat_title": ("绑定微信", "Link your WeChat"),
+    "prefs_wechat_bound": ("已绑定微信。", "Your WeChat is linked."),
+    "prefs_wechat_code": (
+        "在微信中向公众号发送以下验证码即可绑定（30 分钟内有效）：",
+        "Send this code to our Official Account in WeChat to link it (valid for 30 minutes):",
+    ),
+    "prefs_wechat_code_button": ("获取验证码", "Get a code"),
+    "prefs_wechat_oauth": (
+        "在微信中打开此页可一键绑定。",
+        "Open this page in WeChat to link it in one tap.",
+    ),
+    "prefs_wechat_oauth_button": ("用微信绑定", "Link with WeChat"),
+    "prefs_wechat_failed": ("微信绑定失败：{reason}", "Linking WeChat failed: {reason}"),
+    "prefs_name": ("姓名", "Name"),
+    "prefs_address": ("邮箱", "Email"),
+    "prefs_none": ("（无）", "(none)"),
+}
