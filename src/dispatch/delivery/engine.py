@@ -104,7 +104,9 @@ def _eligible(session: Session, campaign: Campaign, rows: Sequence[ClaimedRow]) 
             if not subscribers.is_suppressed(session, **{address: getattr(r, address)})
         }
     eligible = (
-        subscribers.recipients_select(list(campaign.list_ids), campaign.channel)
+        subscribers.recipients_select(
+            list(campaign.list_ids), campaign.channel, (campaign.options or {}).get("channels")
+        )
         .order_by(None)
         .subquery()
     )

@@ -53,7 +53,9 @@ def recipients_source(campaign: Campaign):
         return select(s.c.id, s.c.email, s.c.name, s.c.locale, s.c.openid).where(s.c.id.in_(ids))
     from dispatch.subscribers.service import recipients_select
 
-    return recipients_select(list(campaign.list_ids), campaign.channel)
+    return recipients_select(
+        list(campaign.list_ids), campaign.channel, (campaign.options or {}).get("channels")
+    )
 
 
 def fan_out(

@@ -706,13 +706,20 @@ def list_suppressions(session: Session, limit: int | None = 100) -> list[Suppres
 # -- recipients ----------------------------------------------------------------------------
 
 
-def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
+def recipients_select(
+    list_ids: Sequence[int], channel: str, channels: Sequence[str] | None = None
+) -> Select:
     """Eligible recipients of these lists on this channel, each person once.
 
     Columns: id, email, name, locale, openid. Plain columns (no ORM entities) so the delivery
     engine can use it in INSERT … SELECT and fan out in the database. Eligible means: a
     confirmed subscription to any of the lists, subscriber active, the channel's address
     present and not suppressed. EXISTS (not a join) keeps each person to one row.
+
+    `channels`: every channel of the same send (an issue sent by email AND WeChat). Then a
+    person is reached once, on their preferred channel: `both` takes both; a preference for
+    the other channel is honoured only while that channel can reach them (address present,
+    not suppressed), so nobody falls between the two.
     """
     if channel not in registered_channels():
         raise SubscriberError("bad_channel", value=channel)
@@ -722,24 +729,33 @@ def recipients_select(list_ids: Sequence[int], channel: str) -> Select:
         Subscription.list_id.in_(ids),
         Subscription.status == SubscriptionStatus.CONFIRMED,
     )
-    address, suppressed_when = ADDRESS_RULES[channel_traits(channel).address]
-    suppressed = exists().where(suppressed_when())
+
+    def reachable(name: str) -> Any:
+        """The person has this channel's address and it is not suppressed."""
+        address, suppressed_when = ADDRESS_RULES[channel_traits(name).address]
+        return and_(address.is_not(None), ~exists().where(suppressed_when()))
+
+    conditions = [Subscriber.status == SubscriberStatus.ACTIVE, on_a_list, reachable(channel)]
+    known = registered_channels()
+    others = [c for c in dict.fromkeys(channels or ()) if c in known and c != channel]
+    if others:  # a send on both channels: the person's preference picks (while reachable)
+        conditions.append(
+            or_(Subscriber.preferred_channel.in_((channel, "both")), ~reachable(others[0]))
+        )
     return (
         select(
             Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.locale, Subscriber.openid
         )
-        .where(
-            and_(
-                Subscriber.status == SubscriberStatus.ACTIVE,
-                address.is_not(None),
-                on_a_list,
-                ~suppressed,
-            )
-        )
+        .where(and_(*conditions))
         .order_by(Subscriber.id)
     )
 
 
-def count_recipients(session: Session, list_ids: Sequence[int], channel: str) -> int:
-    query = recipients_select(list_ids, channel).order_by(None).subquery()
+def count_recipients(
+    session: Session,
+    list_ids: Sequence[int],
+    channel: str,
+    channels: Sequence[str] | None = None,
+) -> int:
+    query = recipients_select(list_ids, channel, channels).order_by(None).subquery()
     return session.scalar(select(func.count()).select_from(query)) or 0
