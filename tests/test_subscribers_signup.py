@@ -49,8 +49,9 @@ def _solved(settings, email: str) -> tuple[str, str]:
     return challenge, str(proof.solve(challenge, email, settings.signup_pow_bits))
 
 
-def _post(session, settings, guards, email="reader@example.org", *, pow=True, ip="192.0.2.1",
-          **fields):
+def _post(
+    session, settings, guards, email="reader@example.org", *, pow=True, ip="192.0.2.1", **fields
+):
     challenge, counter = _solved(settings, email) if pow else ("", "")
     form = signup.SignupForm(
         email=email,
@@ -146,11 +147,16 @@ def test_proof_of_work_is_checked_and_used_once(session, form_settings, lists):
     guards = make_guards(form_settings)
     email = "worker@example.org"
     challenge, counter = _solved(form_settings, email)
-    bad = signup.SignupForm(email=email, lists=["news"], challenge=challenge, pow="1", client_ip="x")
+    bad = signup.SignupForm(
+        email=email, lists=["news"], challenge=challenge, pow="1", client_ip="x"
+    )
     # a wrong counter is (almost surely) refused; find one that really fails
-    while proof.leading_zero_bits(
-        __import__("hashlib").sha256(proof.work_input(challenge, email, bad.pow)).digest()
-    ) >= form_settings.signup_pow_bits:
+    while (
+        proof.leading_zero_bits(
+            __import__("hashlib").sha256(proof.work_input(challenge, email, bad.pow)).digest()
+        )
+        >= form_settings.signup_pow_bits
+    ):
         bad.pow = str(int(bad.pow) + 1)
     refused = signup.process(session, form_settings, guards.limiter, guards.ledger, bad)
     assert (refused.outcome, refused.message_key) == ("invalid", "pow_invalid")

@@ -101,7 +101,7 @@ def test_forged_unsubscribe_token_changes_nothing(client, engine, settings):
     assert _unsub_events(engine) == []
 
 
-def test_confirmation_link_confirms_a_double_opt_in_subscription(client, engine, settings):
+def test_confirmation_link_opens_a_page_whose_button_confirms(client, engine, settings):
     s = seed(engine, settings)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         double = service.create_list(session, "double", "Double", optin="double")
@@ -110,9 +110,13 @@ def test_confirmation_link_confirms_a_double_opt_in_subscription(client, engine,
         sub_id, list_id = subscriber.id, double.id
     assert _subscription_status(engine, sub_id, list_id) == "unconfirmed"
     token = make_confirmation_token(settings, sub_id, list_id)
-    r = client.get(f"/confirm/{token}")
+    r = client.get(f"/confirm/{token}")  # what a mail scanner does: nothing changes
+    assert r.status_code == 200 and 'id="confirm-button"' in r.text
+    assert _subscription_status(engine, sub_id, list_id) == "unconfirmed"
+    r = client.post(f"/confirm/{token}")
     assert r.status_code == 200 and "confirmed" in r.text
     assert _subscription_status(engine, sub_id, list_id) == "confirmed"
-    assert client.get(f"/confirm/{token}").status_code == 200  # idempotent
+    assert client.post(f"/confirm/{token}").status_code == 200  # idempotent
     assert client.get(f"/confirm/{token[:-3]}xyz").status_code == 404
+    assert client.post(f"/confirm/{token[:-3]}xyz").status_code == 404
     assert s.list_id != list_id

@@ -151,7 +151,7 @@ class EventKind(StrEnum):
     BOUNCE_UNKNOWN = "bounce_unknown"  # an inbound message not understood or ignored (reason)
     OPTIN_SENT = "optin_sent"  # a confirmation email went out (public form, import)
     OPTIN_CAPPED = "optin_capped"  # a confirmation was withheld: address or IP at its cap
-    PREFERENCES_CHANGED = "preferences_changed"  # lists/language/channel/name changed
+    PREFS_CHANGED = "prefs_changed"  # lists/language/channel/name changed
     EMAIL_CHANGED = "email_changed"  # the address was replaced, confirmed at the new one
     BOUND = "bound"  # a WeChat openid was tied to a person (web authorisation or code)
     EXPORTED = "exported"  # the person downloaded their data

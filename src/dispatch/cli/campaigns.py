@@ -29,6 +29,10 @@ from dispatch.vocabulary import CAMPAIGN_FINAL, CampaignStatus, Channel
 
 MESSAGES = Catalog(
     {
+        "both_no_test": (
+            "测试发送只能选一个渠道（--channel email 或 wechat）",
+            "a test send goes to one channel (--channel email or wechat)",
+        ),
         "no_issue": (
             "找不到期刊 {ref!r}（既不是已存储的 slug，也不是源文件夹）",
             "no issue {ref!r} (neither a stored slug nor a source folder)",
@@ -180,6 +184,13 @@ def _print_progress(d: dict[str, Any]) -> None:
             f"soft bounces 软退信 {n['soft']} ({r['soft']:.2%})  "
             f"complaints 投诉 {n['complaint']} ({r['complaint']:.2%})"
         )
+    if d.get("reach"):
+        r = d["reach"]
+        ids = ", ".join(f"#{i}" for i in r["campaign_ids"])
+        click.echo(
+            f"  send on both channels / 双渠道发送 ({ids}): people / 人数 {r['people']}  "
+            f"messages / 消息 {r['messages']}"
+        )
 
 
 @click.command("send")
@@ -188,9 +199,15 @@ def _print_progress(d: dict[str, Any]) -> None:
     "--lists", "lists_", default="", help="List slugs, comma separated / 列表（逗号分隔）"
 )
 @click.option(
-    "--channel", type=click.Choice(CHANNEL_KINDS), default=Channel.EMAIL.value, show_default=True
+    "--channel",
+    type=click.Choice([*CHANNEL_KINDS, "both"]),
+    default=Channel.EMAIL.value,
+    show_default=True,
+    help="both: one campaign per channel, each person once on their preferred channel / "
+    "两个渠道：每人只按其偏好渠道收到一次",
 )
 @click.option("--at", "at", default=None, help="Start later (ISO 8601) / 定时发送")
+@click.option("--in-group", "group", default="", hidden=True)
 @click.option(
     "--test",
     "test_addresses",
@@ -215,8 +232,28 @@ def send_cmd(
     rate_per_second: float,
     rate_per_hour: float,
     as_json: bool,
+    group: str = "",
 ) -> None:
     """Send ISSUE (stored slug or source folder) to lists / 发送期刊到列表."""
+    if channel == "both":
+        if test_addresses:
+            fail(MESSAGES.both("both_no_test"))
+        ctx = click.get_current_context()
+        for one in CHANNEL_KINDS:
+            ctx.invoke(
+                send_cmd,
+                issue=issue,
+                lists_=lists_,
+                channel=one,
+                at=at,
+                test_addresses=(),
+                no_tracking=no_tracking,
+                rate_per_second=rate_per_second,
+                rate_per_hour=rate_per_hour,
+                as_json=as_json,
+                group=",".join(CHANNEL_KINDS),
+            )
+        return
     settings = settings_or_exit()
     slugs = [s.strip() for s in lists_.split(",") if s.strip()]
     if not slugs and not test_addresses:
@@ -229,6 +266,8 @@ def send_cmd(
         for k, v in (("rate_per_second", rate_per_second), ("rate_per_hour", rate_per_hour))
         if v
     }
+    if group:  # one campaign of a send on several channels: each person once (see recipients)
+        options["channels"] = group.split(",")
     warnings: list[str] = []  # deliverability.preflight: domain check and list hygiene
     with _session() as session:
         issue_id = resolve_issue(session, issue)

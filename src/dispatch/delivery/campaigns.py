@@ -501,6 +501,7 @@ def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0
         "counts": by_status,
         "rate_per_second": send_rate(session, campaign, window_seconds=window_seconds),
         "after_send": _after_send(session, campaign),
+        "reach": reach(session, campaign),
     }
 
 
@@ -509,6 +510,27 @@ def _after_send(session: Session, campaign: Campaign) -> dict[str, Any]:
     from dispatch.bounces.record import campaign_bounce_rates
 
     return campaign_bounce_rates(session, campaign)
+
+
+def reach(session: Session, campaign: Campaign) -> dict[str, Any] | None:
+    """For one campaign of a send on several channels (options["channels"]): the campaigns of
+    that send, the messages sent and the people reached (a person counted once however many
+    channels reached them). None for a single-channel campaign."""
+    group = sorted((campaign.options or {}).get("channels") or [])
+    if len(group) < 2:
+        return None
+    siblings = [
+        c.id
+        for c in session.scalars(
+            select(Campaign).where(Campaign.issue_id == campaign.issue_id, ~Campaign.is_test)
+        )
+        if sorted((c.options or {}).get("channels") or []) == group
+        and sorted(c.list_ids or []) == sorted(campaign.list_ids or [])
+    ]
+    sent = (Delivery.campaign_id.in_(siblings), Delivery.status == "sent")
+    messages = session.scalar(select(func.count()).where(*sent)) or 0
+    people = session.scalar(select(func.count(func.distinct(Delivery.subscriber_id))).where(*sent))
+    return {"campaign_ids": sorted(siblings), "messages": messages, "people": people or 0}
 
 
 def list_campaigns(session: Session, limit: int = 50) -> list[Campaign]:

@@ -93,6 +93,8 @@ class FakeState:
     token_expires_in: int = 7200
     token_overlap: float = 300.0  # the old token keeps working this long after a new one
     token_delay: float = 0.0  # seconds to wait before answering cgi-bin/token (stampede tests)
+    # web authorisation (snsapi_base): code a reader's WeChat would hand back -> their openid
+    oauth_codes: dict[str, str] = field(default_factory=dict)
     mass_quota: int | None = None  # mass sends left (None: unlimited); 0 → 45028
     tag_sizes: dict[int, int] = field(default_factory=dict)  # tag_id -> follower count
     filter_ratio: float = 0.0  # share of openids WeChat filters (e.g. 4 per month rule)
@@ -215,6 +217,25 @@ class FakeWechatApi:
             self.state.tokens[token] = now + self.state.token_expires_in
             self.state.token_fetches += 1
             return {"access_token": token, "expires_in": self.state.token_expires_in}
+
+    def sns_access_token(self, query: dict[str, str]) -> dict[str, Any]:
+        """Web authorisation: a code is usable once (40029 invalid code otherwise)."""
+        if (
+            query.get("grant_type") != "authorization_code"
+            or query.get("appid") != self.state.app_id
+        ):
+            raise ApiError(40013, "invalid appid")
+        with self.state.lock:
+            openid = self.state.oauth_codes.pop(query.get("code", ""), None)
+        if openid is None:
+            raise ApiError(40029, "invalid code")
+        return {
+            "access_token": f"sns-{openid}",
+            "expires_in": 7200,
+            "refresh_token": f"refresh-{openid}",
+            "openid": openid,
+            "scope": "snsapi_base",
+        }
 
     def uploadimg(self, files: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
         if "media" not in files:
@@ -633,6 +654,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> dict[str, Any]:
         if path == "token":
             return api.token(query)
+        if path == "sns/oauth2/access_token":
+            return api.sns_access_token(query)
         with api.state.lock:
             api._check_token(query)
         if path in ("media/uploadimg", "material/add_material"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from dispatch import events
@@ -72,7 +72,7 @@ def update_preferences(
     name: str | None = None,
     source: str = "preference-centre",
 ) -> dict[str, Any]:
-    """Apply the form; returns what changed (also recorded as one `preferences_changed` event).
+    """Apply the form; returns what changed (also recorded as one `prefs_changed` event).
     Joining is limited to public lists (and lists the person is already on)."""
     changes: dict[str, Any] = {}
     if name is not None and name.strip() != subscriber.name:
@@ -122,7 +122,7 @@ def update_preferences(
     if changes:
         events.record(
             session,
-            "preferences_changed",
+            "prefs_changed",
             channel="web",
             subscriber_id=subscriber.id,
             data={"source": source, "changes": changes},
@@ -237,12 +237,9 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
 
 
 def _addresses(model: Any, subscriber: Subscriber) -> Any:
-    conditions = []
-    if subscriber.email:
-        conditions.append(model.email == subscriber.email)
-    if subscriber.openid:
-        conditions.append(model.openid == subscriber.openid)
-    return or_(*conditions) if conditions else model.id.is_(None)
+    if not subscriber.email and not subscriber.openid:
+        return model.id.is_(None)
+    return service._matching(model, subscriber.email, subscriber.openid)
 
 
 def forget(session: Session, subscriber: Subscriber, *, source: str = "preference-centre") -> None:
