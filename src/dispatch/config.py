@@ -117,8 +117,7 @@ class Settings:
     signup_ip_per_minute: float = 30.0  # form posts from one client IP
     signup_ip_per_day: float = 500.0  # confirmation emails caused by one client IP
     signup_nojs_per_hour: float = 20.0  # posts without proof-of-work, all clients together
-    signup_check_mx: bool = True  # refuse a domain that has no MX (nor A) record
-    dns_nameserver: str = ""  # "host[:port]" for MX checks; empty: the system resolver
+    signup_check_mx: bool = True  # refuse a domain with no MX (nor A) record (dns_nameservers)
     wechat_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
     # rendering
     email_size_budget: int = 95_000  # bytes; Gmail clips at 102,400

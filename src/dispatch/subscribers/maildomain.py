@@ -19,17 +19,17 @@ _lock = threading.Lock()
 
 
 def _resolver(settings: Settings) -> dns.resolver.Resolver:
-    if not settings.dns_nameserver:
+    """The same nameservers as `dispatch doctor` (setting dns_nameservers), short timeout."""
+    from dispatch.deliverability.dns import parse_nameservers
+
+    servers = parse_nameservers(settings.dns_nameservers)
+    if not servers:
         resolver = dns.resolver.Resolver()
     else:
         resolver = dns.resolver.Resolver(configure=False)
-        host, _, port = settings.dns_nameserver.rpartition(":")
-        if not host or not port.isdigit():  # "1.2.3.4" without a port
-            host, port = settings.dns_nameserver, "53"
-        resolver.nameservers = [host]
-        resolver.port = int(port)
-    resolver.lifetime = 2.0
-    resolver.timeout = 2.0
+        resolver.nameservers = [host for host, _port in servers]
+        resolver.port = servers[0][1]
+    resolver.lifetime = resolver.timeout = min(settings.dns_timeout, 2.0)
     return resolver
 
 
@@ -58,7 +58,7 @@ def _lookup(settings: Settings, domain: str) -> bool | None:
 
 def accepts_mail(settings: Settings, domain: str) -> bool | None:
     """True / False, or None when DNS could not tell (cached for ten minutes)."""
-    key = (settings.dns_nameserver, domain.lower())
+    key = (settings.dns_nameservers, domain.lower())
     now = time.monotonic()
     with _lock:
         hit = _cache.get(key)
