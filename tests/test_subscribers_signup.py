@@ -11,10 +11,12 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import func, select
 
+from dispatch.delivery.ratelimit import RedisRateLimiter
 from dispatch.models import Event
 from dispatch.models.subscriber import Subscriber, Subscription
 from dispatch.subscribers import proof, service, signup
-from dispatch.web.signup_guards import make_guards
+from dispatch.web.signup_guards import Guards
+from dispatch.web.signup_guards import make_guards as _make_guards
 from dns_server import DnsmasqServer, Zone
 
 
@@ -42,6 +44,19 @@ def lists(session):
     service.create_list(session, "staff", "Staff")  # private
     session.commit()
     return {"news": news.id, "open": open_list.id}
+
+
+def make_guards(settings) -> Guards:
+    """The app's guards, but with the rate limiter's clock frozen mid-window (a test that
+    crosses a 10-minute boundary would otherwise be granted a second confirmation)."""
+    real = _make_guards(settings)
+    frozen = (time.time() // 86400) * 86400 + 300
+    limiter = RedisRateLimiter(
+        redis_lib.Redis.from_url(settings.redis_url),
+        prefix=settings.redis_key_prefix,
+        clock=lambda: frozen,
+    )
+    return Guards(limiter, real.ledger)
 
 
 def _solved(settings, email: str) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """subscriber's door: public lists, preferred channel, consent source, WeChat bind codes
 
 Revision ID: i13_subscriber_door
-Revises: i18_canonical_email
+Revises: i10_bounces
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from dispatch.models.base import UTCDateTime
 
 revision = "i13_subscriber_door"
-down_revision = "i18_canonical_email"
+down_revision = "i10_bounces"
 branch_labels = None
 depends_on = None
 
