@@ -84,16 +84,22 @@ class BounceResult:
 # Hard or soft
 # ---------------------------------------------------------------------------------------------
 
-# refusals about the sender, the content or the moment, not the address (checked first)
+# refusals about us (our IP, volume, content), not the address: soft whatever the code says
+_ABOUT_US = re.compile(
+    r"frequency limit|rate limit|rate-limit|too many|throttl|try again later|reputation"
+    r"|spam|junk|unsolicited|block ?list|black ?list|blacklisted|\brbl\b|blocked|spamhaus"
+    r"|access deni?e?n?i?ed|unavailable or access|suspected|connection (denied|refused)"
+    r"|content (denied|rejected)|relay access denied|not permitted to relay|greylist|graylist"
+    r"|\bDT:SPM\b|\bDT:SUM\b|\bMI:(SFQ|STC|SPB|NHD)\b|\bHL:(IHU|IPB|MEP|ICC)\b"
+    r"|\bRP:(RCL|TRC|QRC|CEL)\b|IP in blacklist|\bspf\b|\bdkim\b|\bdmarc\b"
+    r"|频率|频繁|垃圾邮件|拦截|黑名单",
+    re.I,
+)
+# temporary conditions of the mailbox or the moment: soft unless the address is also dead
 _SOFT_TEXT = re.compile(
-    r"frequency limit|rate limit|rate-limit|too many|try again|temporar|throttl|deferr"
-    r"|mailbox (is )?full|mailbox full|quota|over ?quota|insufficient (system )?storage"
-    r"|exceed(ed|s)? (the )?(storage|size|mailbox)|out of storage|storage space"
-    r"|spam|junk|blocked|block ?list|black ?list|blacklisted|\brbl\b|reputation|policy"
-    r"|suspected|connection (denied|refused)|access denie?n?i?ed|unavailable or access"
-    r"|content (denied|rejected)|message too (large|big)|size limit|greylist|graylist"
-    r"|\bDT:SPM\b|\bDT:SUM\b|\bMI:(SFQ|STC|SPB|NHD)\b|\bHL:(IHU|IPB|MEP|ICC)\b|\bRP:(RCL|TRC|QRC|CEL)\b"
-    r"|\bIP in blacklist\b|频率|频繁|暂时|稍后|空间不足|容量|已满|垃圾邮件|拦截|限制|黑名单",
+    r"temporar|deferr|mailbox (is )?full|quota|insufficient (system )?storage|out of storage"
+    r"|exceed(ed|s)? (the )?(storage|size|mailbox)|storage space|message too (large|big)"
+    r"|size limit|policy|暂时|稍后|空间不足|容量|已满|限制",
     re.I,
 )
 # refusals that say the address itself is dead
@@ -105,6 +111,7 @@ _HARD_TEXT = re.compile(
     r"|deactivated|account (has been )?(closed|expired|suspended)|user suspended|inactive"
     r"|unrouteable|host or domain name not found|domain (does not|doesn't) exist|no mx"
     r"|name service error|bad destination|undeliverable address|unknown local part"
+    r"|bad address syntax|not listed in (the )?(domino )?directory|no such account"
     r"|用户不存在|收件人不存在|地址不存在|帐[户号]不存在|账[户号]不存在|邮箱不存在|无此用户"
     r"|用户名不存在|不存在的|已注销|已停用|已冻结",
     re.I,
@@ -128,8 +135,10 @@ def classify(status: str | None, diagnostic: str) -> Kind:
 
     Order: a 4.x.x status or 4xx reply is soft; a specific status decides (5.1.x bad
     mailbox/domain and 5.2.1 disabled are hard, 5.2.2 full and 5.2.3 too big soft); then
-    the words (a refusal about us is soft, one about the address hard); then the status
-    class (5.3-5.7: system, network, protocol, content, policy: soft); else hard.
+    the words: a refusal about us (rate or frequency limits, spam, blocklists: QQ's
+    "frequency limited", NetEase's DT:SPM) is soft, one about the address hard, a full
+    mailbox soft; then the status class (5.3-5.7: system, network, protocol, content,
+    policy: soft); else hard.
     """
     text = diagnostic or ""
     klass = status[0] if status else None
@@ -144,6 +153,8 @@ def classify(status: str | None, diagnostic: str) -> Kind:
     if (subject == "1" and detail != "0") or (subject, detail) == ("2", "1"):
         return "hard"
     if (subject, detail) in (("2", "2"), ("2", "3")):
+        return "soft"
+    if _ABOUT_US.search(text):
         return "soft"
     if _SOFT_TEXT.search(text) and not _HARD_TEXT.search(text):
         return "soft"
@@ -286,6 +297,11 @@ def _verp_candidates(msg: Message, envelope_to: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
+# RFC 5965 feedback types that mean "a recipient did not want this"; auth-failure (RFC 6591
+# DMARC forensic reports) and not-spam are recorded but are not complaints
+COMPLAINT_FEEDBACK_TYPES = frozenset({"abuse", "fraud", "virus", "other", "opt-out"})
+
+
 def _parse_arf(msg: Message, report: Message) -> BounceResult:
     fields = report
     payload = report.get_payload()
@@ -296,6 +312,7 @@ def _parse_arf(msg: Message, report: Message) -> BounceResult:
             payload.encode("utf-8", "replace"), headersonly=True
         )
     feedback = _header(fields, "Feedback-Type").lower() or "abuse"
+    complaint = feedback in COMPLAINT_FEEDBACK_TYPES
     original = _returned_headers(msg)
     recipients = [
         a for a in (_clean_address(v) for v in fields.get_all("Original-Rcpt-To") or []) if a
@@ -305,14 +322,16 @@ def _parse_arf(msg: Message, report: Message) -> BounceResult:
             a.lower() for _, a in getaddresses([_header(original, "To")]) if "@" in (a or "")
         ]
     result = BounceResult(
-        kind="complaint" if feedback != "not-spam" else "unknown",
+        kind="complaint" if complaint else "unknown",
         recipients=recipients,
         diagnostic=f"feedback-type: {feedback}; user-agent: {_header(fields, 'User-Agent')}",
         reporting_mta=_field_value(_header(fields, "Reporting-MTA")) or None,
         original_message_id=_header(original, "Message-ID") if original is not None else None,
         detector="arf",
         feedback_type=feedback,
-        reason="" if feedback != "not-spam" else "a not-spam report is not a complaint",
+        reason=""
+        if complaint
+        else f"a {feedback} report (e.g. a DMARC failure report) is not a complaint",
     )
     for value in fields.get_all("Original-Mail-From") or []:
         result.verp_candidates.append(_field_value(str(value)))
