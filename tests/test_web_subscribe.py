@@ -181,6 +181,22 @@ def test_unsubscribe_link_opens_the_preference_centre(client, engine, settings, 
     assert f'href="/p/{token}"' in client.get(f"/u/{token}").text
     assert client.get(f"/p/{token}").status_code == 200
     assert client.get("/p/1.2.AAAAAAAAAAAAAAAA").status_code == 404
+    # the email footer's "preferences" link is the unsubscribe link with ?prefs=1
+    hop = client.get(f"/u/{token}?prefs=1", follow_redirects=False)
+    assert hop.status_code == 303 and hop.headers["location"] == f"/p/{token}"
+
+
+def test_every_email_footer_links_preferences_and_the_form(engine, settings):
+    from dispatch.content.parse import parse_issue
+    from dispatch.render.email import render_email
+    from dispatch.render.slots import RecipientSlots
+
+    rendered = render_email(parse_issue(SAMPLE_ISSUE_DIR / "issue.md"), settings, tracking=False)
+    unsub = "https://bulletin.example.org/u/7.-.SIGNATURESIGNATU"
+    html, text_part = rendered.personalize(RecipientSlots(name="A", unsubscribe_url=unsub))
+    for body in (html, text_part):
+        assert f"{unsub}?prefs=1" in body
+        assert "https://bulletin.example.org/subscribe" in body
 
 
 def test_email_change_is_confirmed_at_the_new_address_first(client, engine, settings, public_lists):

@@ -227,3 +227,39 @@ def test_publishjobfinish_records_the_article_url(session, wechat_settings, fake
     session.expire_all()
     draft = session.scalars(select(WechatDraft)).one()
     assert (draft.article_id, draft.article_url) == ("ART1", "https://mp.weixin.qq.com/s/ART1")
+
+
+def test_a_binding_code_sent_as_a_message_ties_the_follower_to_the_email_person(
+    session, wechat_settings, fake
+):
+    from wechatpy.crypto import WeChatCrypto
+
+    from dispatch.models.subscriber import Subscriber
+    from dispatch.subscribers import binding, service
+
+    person = service.add_subscriber(session, email="reader@example.org")
+    code = binding.issue_message_code(session, person)
+    session.commit()
+    xml = (
+        "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName>"
+        "<FromUserName><![CDATA[oTEXTER]]></FromUserName><CreateTime>1700000000</CreateTime>"
+        f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ {code} ]]></Content>"
+        "<MsgId>1234567890123456</MsgId></xml>"
+    )
+    params, body = fake.api.sign_and_encrypt(xml, openid="oTEXTER")
+    reply = handle_callback(session, wechat_settings, params, body)
+    session.commit()
+    assert session.get(Subscriber, person.id).openid == "oTEXTER"
+    crypto = WeChatCrypto(
+        wechat_settings.wechat_token, wechat_settings.wechat_aes_key, wechat_settings.wechat_app_id
+    )
+    plain = crypto.decrypt_message(
+        reply,
+        reply.split("<MsgSignature><![CDATA[")[1].split("]]>")[0],
+        reply.split("<TimeStamp>")[1].split("</TimeStamp>")[0],
+        reply.split("<Nonce><![CDATA[")[1].split("]]>")[0],
+    )
+    assert "oTEXTER" in plain and "绑定" in plain
+    # any other text is no business of ours: "success", nothing bound
+    params, body = fake.api.sign_and_encrypt(xml.replace(code, "hello"), openid="oOTHER")
+    assert handle_callback(session, wechat_settings, params, body) == "success"

@@ -90,6 +90,8 @@ TEXT = Catalog(
         "author": ("作者", "Author"),
         "original": ("原文链接", "Original"),
         "unsubscribe": ("退订", "Unsubscribe"),
+        "preferences": ("订阅设置", "Preferences"),
+        "subscribe": ("订阅", "Subscribe"),
         "why": (
             "您收到这封邮件，是因为您订阅了{publisher}的《{title}》。",
             "You receive this email because you subscribed to {title} from {publisher}.",
@@ -332,6 +334,7 @@ class _Urls:
     def __init__(self, doc: IssueDoc, settings: Settings, markers: _Markers):
         base = settings.public_base_url.rstrip("/")
         self.archive = f"{base}/issues/{doc.meta.slug}"
+        self.subscribe = f"{base}/subscribe"  # a forwarded copy's reader can join too
         self.link_index = {url: i for i, url in enumerate(doc.links)}
         self.markers = markers
 
@@ -438,6 +441,7 @@ def _render_sources(
             "issue_no", locale, year=doc.meta.period_from.year, number=doc.meta.number
         ),
         "archive_url": urls.archive,
+        "subscribe_url": urls.subscribe,
         "postal_address": settings.postal_address.strip(),  # the sender's, in every footer
         "urls": urls,
         "L": lambda key, **kw: _label(key, locale, **kw),

@@ -10,7 +10,7 @@ records the events.
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -56,6 +56,8 @@ def _unsubscribe(session: Session, settings: Settings, token: str, scope: str, s
 @router.get("/u/{token}")
 def unsubscribe_page(token: str, request: Request) -> Response:
     settings: Settings = request.app.state.settings
+    if request.query_params.get("prefs"):  # the footer's "preferences" link: same token
+        return RedirectResponse(f"/p/{token}", status_code=303)
     try:
         target = verify_unsubscribe_token(settings, token)
     except TokenError:

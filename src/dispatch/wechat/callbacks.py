@@ -106,9 +106,34 @@ def handle_callback(
         record_template_finish(session, message, raw)
     elif kind == "PUBLISHJOBFINISH":
         record_publish_finish(session, raw)
+    elif kind == "TEXT":  # a follower's message: a binding code from the preference centre?
+        from dispatch.subscribers.binding import bind_by_message
+
+        answer = bind_by_message(
+            session, str(raw.get("FromUserName") or ""), str(raw.get("Content") or "")
+        )
+        if answer is not None:
+            return _text_reply(settings, query_params, message, answer)
     else:
         log.info("wechat.callback.ignored kind=%s", kind or "?")
     return SUCCESS
+
+
+def _text_reply(
+    settings: Settings, query_params: Mapping[str, str], message: Any, text: str
+) -> str:
+    """A passive reply to the follower (encrypted when the callback came encrypted)."""
+    from wechatpy.replies import TextReply
+
+    xml = TextReply(content=text, message=message).render()
+    if query_params.get("encrypt_type") != "aes":
+        return xml
+    from wechatpy.crypto import WeChatCrypto
+
+    crypto = WeChatCrypto(settings.wechat_token, settings.wechat_aes_key, settings.wechat_app_id)
+    return crypto.encrypt_message(
+        xml, str(query_params.get("nonce", "")), str(query_params.get("timestamp", ""))
+    )
 
 
 def record_mass_finish(session: Session, event: Any, raw: dict[str, Any]) -> WechatMassChunk | None:
