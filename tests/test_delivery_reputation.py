@@ -150,3 +150,29 @@ def test_no_verdict_below_the_minimum_sample(engine, session, settings, smtp_ser
     drain(engine, settings, queue)
     session.expire_all()
     assert session.get(Campaign, campaign_id).status == "finished"
+
+
+def test_hard_bounces_reported_later_by_dsn_count_too(engine, session, settings, smtp_server):  # noqa: F811
+    """A relay accepts everyone; the DSNs arrive afterwards as bounce_hard events (dispatch.bounces)."""
+    settings = _guard_settings(settings, smtp_server)
+    emails = _addresses(300, every=1000)  # the relay refuses nobody
+    campaign_id, queue = _campaign(session, settings, smtp_server, emails)
+    deliver_batch(engine, settings, campaign_id, 0)
+    sent = session.scalars(
+        select(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status == "sent")
+    ).all()
+    for row in sent[:8]:
+        events.record(
+            session,
+            "bounce_hard",
+            campaign_id=campaign_id,
+            delivery_id=row.id,
+            data={"status": "5.1.1"},
+        )
+    session.commit()
+    drain(engine, settings, queue)  # the next batch consults the guard after its chunks
+    session.expire_all()
+    campaign = session.get(Campaign, campaign_id)
+    assert campaign.status == "paused"
+    assert "8 hard bounces" in campaign.paused_reason
+    assert campaigns.counts(session, campaign_id)["pending"] > 0

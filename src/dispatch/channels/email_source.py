@@ -7,7 +7,7 @@ conversation; the email channel (and any relay) asks `message_for(recipient)` an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,11 +107,22 @@ class EmailCampaignSource:
         return self.template.message_id(recipient.delivery_id), data
 
 
+AD_MARKER = "(AD) "  # NetEase's marker for advertising mail, at the start of the subject
+
+
 def build_campaign_source(
-    settings: Settings, context: CampaignContext, rendered: RenderedLike, **kwargs: Any
+    settings: Settings,
+    context: CampaignContext,
+    rendered: RenderedLike,
+    *,
+    ad_marker: bool = False,
+    **kwargs: Any,
 ) -> EmailCampaignSource:
-    """Encode the campaign's shared headers once (subject marked when it is a test send)."""
+    """Encode the campaign's shared headers once (subject marked when it is a test send, and
+    with "(AD)" when one of its lists asks for it)."""
     subject = rendered.subject
+    if ad_marker:
+        subject = AD_MARKER + subject
     if context.is_test:
         subject = MESSAGES.get("test_prefix", settings.locale) + subject
     template = build_template(
@@ -154,10 +165,12 @@ def load_campaign_source(
         raise CampaignSourceError(
             MESSAGES.both("no_issue", campaign_id=context.campaign_id, issue_id=context.issue_id)
         )
+    ad_marker = _lists_want_ad_marker(session, context.list_ids)
     key = (
         context.campaign_id,
         context.issue_id,
         issue.content_hash,
+        ad_marker,
         context.tracking,
         context.is_test,
         context.list_ids,
@@ -166,13 +179,30 @@ def load_campaign_source(
     source = _SOURCE_CACHE.get(key)
     if source is None:
         rendered = render_email(load_issue_doc(issue), settings, tracking=context.tracking)
-        source = build_campaign_source(settings, context, rendered)
+        source = build_campaign_source(settings, context, rendered, ad_marker=ad_marker)
         if len(_SOURCE_CACHE) >= _SOURCE_CACHE_SIZE:
             _SOURCE_CACHE.pop(next(iter(_SOURCE_CACHE)))
         _SOURCE_CACHE[key] = source
     elif source.context != context:  # same campaign, another batch: keep the template
         source = EmailCampaignSource(**{**source.__dict__, "context": context})
     return source
+
+
+def _lists_want_ad_marker(session: Session, list_ids: Sequence[int]) -> bool:
+    """Whether any of the campaign's lists carries the "(AD)" subject marker setting."""
+    if not list_ids:
+        return False
+    from sqlalchemy import select
+
+    from dispatch.models.subscriber import MailingList
+
+    return bool(
+        session.scalar(
+            select(MailingList.id)
+            .where(MailingList.id.in_(list(list_ids)), MailingList.ad_marker.is_(True))
+            .limit(1)
+        )
+    )
 
 
 def load_source_from_database(settings: Settings, context: CampaignContext) -> EmailCampaignSource:

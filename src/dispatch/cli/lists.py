@@ -20,6 +20,14 @@ from dispatch.subscribers.views import list_view
 MESSAGES = Catalog(
     {
         "created": ("已创建列表 {slug}（{optin} opt-in）", "created list {slug} ({optin} opt-in)"),
+        "ad_marker_on": (
+            "列表 {slug}：邮件主题前加“(AD)”（网易要求营销邮件带此标记）",
+            'list {slug}: subjects start with "(AD)" (NetEase\'s marker for marketing mail)',
+        ),
+        "ad_marker_off": (
+            "列表 {slug}：邮件主题不加“(AD)”（会员简报不是广告）",
+            'list {slug}: no "(AD)" before subjects (a member bulletin is not advertising)',
+        ),
         "deleted": ("已删除列表 {slug}", "deleted list {slug}"),
         "none": ("还没有列表", "no lists yet"),
         "confirm_delete": (
@@ -64,13 +72,23 @@ def lists_group() -> None:
     show_default=True,
     help="Double opt-in sends a confirmation email / 双重确认会发送确认邮件",
 )
+@click.option(
+    "--ad-marker/--no-ad-marker",
+    default=False,
+    show_default=True,
+    help='Start subjects with "(AD)" (marketing mail to NetEase) / 主题前加“(AD)”',
+)
 @json_option
-def create_cmd(slug: str, name: str, description: str, optin: str, as_json: bool) -> None:
+def create_cmd(
+    slug: str, name: str, description: str, optin: str, ad_marker: bool, as_json: bool
+) -> None:
     """创建列表 SLUG / Create list SLUG."""
     with cli_session() as session:
         mailing_list = service.create_list(
             session, slug, name, description=description, optin=optin
         )
+        mailing_list.ad_marker = ad_marker
+        session.flush()
         data = list_info(session, mailing_list)
     emit(
         data,
@@ -87,6 +105,26 @@ def _print_list(data: dict[str, Any]) -> None:
     recipients = ", ".join(f"{k} {v}" for k, v in data["recipients"].items())
     click.echo(f"  订阅 / members: {members}")
     click.echo(f"  可投递 / recipients: {recipients}")
+
+
+@lists_group.command("set")
+@click.argument("slug")
+@click.option(
+    "--ad-marker/--no-ad-marker",
+    default=None,
+    help='Start subjects with "(AD)" (marketing mail to NetEase) / 主题前加“(AD)”',
+)
+@json_option
+def set_cmd(slug: str, ad_marker: bool | None, as_json: bool) -> None:
+    """修改列表设置 / Change a list's settings."""
+    with cli_session() as session:
+        mailing_list = service.get_list(session, slug)
+        if ad_marker is not None:
+            mailing_list.ad_marker = ad_marker
+            session.flush()
+        data = list_info(session, mailing_list)
+    key = "ad_marker_on" if data["ad_marker"] else "ad_marker_off"
+    emit(data, as_json, lambda d: click.echo(MESSAGES.both(key, slug=d["slug"])))
 
 
 @lists_group.command("show")

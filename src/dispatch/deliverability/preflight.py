@@ -46,6 +46,12 @@ MESSAGES = Catalog(
             "已拒绝发送：doctor_enforce 已开启且域名检查有失败项；先修复或运行 dispatch doctor 查看",
             "send refused: doctor_enforce is on and the domain check has failures; fix them (see dispatch doctor)",
         ),
+        "risky_import": (
+            "列表 {slug!r} 最近一次导入（{file}）：{rows} 行中 {invalid} 个无效地址、{role} 个角色地址"
+            "（如 {examples}），占 {share}，超过 {limit}；这份名单可能过时",
+            "list {slug!r}, last import ({file}): {invalid} invalid and {role} role addresses "
+            "(e.g. {examples}) in {rows} rows, {share}, over {limit}; the list may be stale",
+        ),
         "never_checked": (
             "发信域名尚未检查：先运行 dispatch doctor（或打开送达率页面）",
             "the sending domain has not been checked: run dispatch doctor (or open the deliverability page) first",
@@ -123,7 +129,7 @@ def list_health(session: Session, list_ids: list[int]) -> list[ListHealth]:
         rows = session.execute(
             select(Subscriber.email, Suppression.reason)
             .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-            .outerjoin(Suppression, Suppression.email == Subscriber.email)
+            .outerjoin(Suppression, Suppression.email_key == Subscriber.email_key)
             .where(
                 and_(
                     Subscription.list_id == mailing_list.id,
@@ -149,6 +155,26 @@ def preflight(
     result = Preflight()
     if channel != "email":
         return result
+    from dispatch.models.subscriber import MailingList
+
+    for mailing_list in session.scalars(select(MailingList).where(MailingList.id.in_(list_ids))):
+        stats = mailing_list.import_stats or {}
+        rows = int(stats.get("rows") or 0)
+        bad = int(stats.get("invalid") or 0) + int(stats.get("role") or 0)
+        if rows >= MIN_LIST_SAMPLE and bad / rows > settings.list_max_risky_share:
+            result.warnings.append(
+                MESSAGES.both(
+                    "risky_import",
+                    slug=mailing_list.slug,
+                    file=stats.get("file", "?"),
+                    rows=rows,
+                    invalid=stats.get("invalid", 0),
+                    role=stats.get("role", 0),
+                    examples=", ".join(stats.get("role_examples") or []) or "-",
+                    share=f"{bad / rows:.1%}",
+                    limit=f"{settings.list_max_risky_share:.0%}",
+                )
+            )
     for health in list_health(session, list_ids):
         result.lists.append(health)
         if health.members >= MIN_LIST_SAMPLE and health.share > settings.list_max_risky_share:

@@ -36,15 +36,8 @@ log = get_logger(__name__)
 
 # event kinds that mark a delivery as hard-bounced / complained (the engine's synchronous
 # bounces write "bounced"; DSN and ARF processing adds the others)
-# (a kind issue 10's DSN processing adds joins these tuples as a vocabulary member)
-HARD_BOUNCE_KINDS: tuple[str, ...] = (
-    EventKind.BOUNCED,
-    *(k for k in EventKind if k.value in ("hard_bounce", "bounce_hard")),
-)
-COMPLAINT_KINDS: tuple[str, ...] = (
-    EventKind.COMPLAINED,
-    *(k for k in EventKind if k.value == "complaint"),
-)
+HARD_BOUNCE_KINDS: tuple[str, ...] = (EventKind.BOUNCED, EventKind.BOUNCE_HARD)
+COMPLAINT_KINDS: tuple[str, ...] = (EventKind.COMPLAINED, EventKind.COMPLAINT)
 PAUSE_EVENT = EventKind.CAMPAIGN_PAUSED
 FINISHED_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 CHECK_EVERY_CHUNKS = 4  # without a bounce in the chunk, look every this many chunks
@@ -110,14 +103,20 @@ def _since(campaign: Campaign) -> datetime | None:
 
 
 def read(session: Session, settings: Settings, campaign: Campaign) -> Reading:
-    """Hard bounces and complaints among the campaign's most recent finished deliveries."""
+    """Hard bounces and complaints among the campaign's most recent finished deliveries.
+
+    The window is the last `reputation_window` deliveries by their last change. A signal that
+    arrives later (a DSN, an ARF report) counts when it names a delivery in the window, or
+    when it arrived during the window's time span even if its delivery is older: the rate is
+    what receivers are seeing now.
+    """
     d, e = Delivery.__table__.c, Event.__table__.c
     conditions = [d.campaign_id == campaign.id, d.status.in_(FINISHED_STATUSES)]
     since = _since(campaign)
     if since is not None:
         conditions.append(d.updated_at >= since)
     window = (
-        select(d.id, d.email, d.status)
+        select(d.id, d.email, d.status, d.updated_at)
         .where(and_(*conditions))
         .order_by(d.updated_at.desc(), d.id.desc())
         .limit(max(settings.reputation_window, 1))
@@ -127,28 +126,45 @@ def read(session: Session, settings: Settings, campaign: Campaign) -> Reading:
     complaint_event = exists().where(e.delivery_id == window.c.id, e.kind.in_(COMPLAINT_KINDS))
     rows = session.execute(
         select(
+            window.c.id,
             window.c.email,
+            window.c.updated_at,
             (window.c.status == DeliveryStatus.BOUNCED) | bounce_event,
             complaint_event,
         )
     ).all()
-    per_domain: Counter[str] = Counter()
-    bad_per_domain: Counter[str] = Counter()
-    bounces = complaints = 0
-    for email, bounced, complained in rows:
-        domain = (email or "").rpartition("@")[2].lower() or "-"
-        per_domain[domain] += 1
-        if bounced:
-            bounces += 1
-        if complained:
-            complaints += 1
-        if bounced or complained:
-            bad_per_domain[domain] += 1
+    email_of = {row[0]: row[1] for row in rows}
+    bounced = {row[0] for row in rows if row[3]}
+    complained = {row[0] for row in rows if row[4]}
+    if rows:
+        window_start = min(row[2] for row in rows)
+        late_conditions = [
+            e.campaign_id == campaign.id,
+            e.kind.in_((*HARD_BOUNCE_KINDS, *COMPLAINT_KINDS)),
+            e.occurred_at >= window_start,
+            e.delivery_id.is_not(None),
+        ]
+        if since is not None:
+            late_conditions.append(e.occurred_at >= since)
+        late = session.execute(
+            select(e.delivery_id, e.kind, d.email)
+            .join(Delivery.__table__, d.id == e.delivery_id)
+            .where(and_(*late_conditions))
+        ).all()
+        for delivery_id, kind, email in late:
+            email_of.setdefault(delivery_id, email)
+            (bounced if kind in HARD_BOUNCE_KINDS else complained).add(delivery_id)
+    per_domain: Counter[str] = Counter(_domain(email) for _, email, *_ in rows)
+    bad_per_domain: Counter[str] = Counter(_domain(email_of[i]) for i in bounced | complained)
     worst = [
-        (domain, bad, per_domain[domain])
+        (domain, bad, max(per_domain[domain], bad))
         for domain, bad in sorted(bad_per_domain.items(), key=lambda kv: (-kv[1], kv[0]))
     ][:WORST_DOMAINS]
-    return Reading(len(rows), bounces, complaints, worst)
+    return Reading(len(rows), len(bounced), len(complained), worst)
+
+
+def _domain(email: str | None) -> str:
+    return (email or "").rpartition("@")[2].lower() or "-"
 
 
 def verdict(settings: Settings, reading: Reading) -> str | None:
@@ -219,5 +235,7 @@ def guard(engine: Engine, settings: Settings, campaign_id: int) -> str | None:
 
 
 def due(chunk_index: int, chunk_had_bounce: bool) -> bool:
-    """Whether the engine should consult the guard after this chunk (cheap to ask often)."""
-    return chunk_had_bounce or chunk_index % CHECK_EVERY_CHUNKS == CHECK_EVERY_CHUNKS - 1
+    """Whether the engine consults the guard after this chunk: after a chunk with a bounce,
+    after a batch's first chunk (signals that arrived since the last batch), then every
+    CHECK_EVERY_CHUNKS chunks."""
+    return chunk_had_bounce or chunk_index % CHECK_EVERY_CHUNKS == 0

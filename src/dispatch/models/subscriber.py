@@ -81,6 +81,11 @@ class MailingList(Base):
     # offered on the public /subscribe form and in the preference centre
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # "(AD)" before the subject: NetEase treats marketing mail without it as advertising;
+    # off for member bulletins, which are not advertising
+    ad_marker: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the last CSV import's hygiene (rows, invalid, role addresses), checked before a send
+    import_stats: Mapped[dict | None] = mapped_column(JSON, default=None)
 
 
 class Subscription(Base):

@@ -761,6 +761,8 @@ def import_csv(
             for future in in_flight:
                 future.cancel()
     result.problems.sort(key=lambda p: p.line)
+    if not dry_run:
+        _remember_hygiene(engine, list_id, path, result, seen_emails)
     log.info(
         "subscribers.import_done",
         list=list_slug,
@@ -775,3 +777,27 @@ def import_csv(
         skipped=result.skipped_total,
     )
     return result
+
+
+def _remember_hygiene(
+    engine: Engine, list_id: int, path: Path, result: ImportResult, emails: set[str]
+) -> None:
+    """Keep the import's share of invalid and role addresses on the list: a send to it is
+    flagged beforehand when the share is high (dispatch.deliverability.preflight)."""
+    from dispatch.deliverability.preflight import is_role_address
+
+    role = sorted(e for e in emails if is_role_address(e))
+    stats = {
+        "at": utcnow().isoformat(),
+        "file": path.name,
+        "rows": result.rows,
+        "invalid": result.skipped.get("invalid_email", 0),
+        "role": len(role),
+        "role_examples": role[:3],
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            MailingList.__table__.update()
+            .where(MailingList.__table__.c.id == list_id)
+            .values(import_stats=stats)
+        )

@@ -20,6 +20,8 @@ def list_view(
         "name": mailing_list.name,
         "description": mailing_list.description,
         "optin": mailing_list.optin,
+        "ad_marker": bool(mailing_list.ad_marker),
+        "import_stats": mailing_list.import_stats,
         "created_at": mailing_list.created_at,
         "members": service.list_member_counts(session, mailing_list.id),
     }
