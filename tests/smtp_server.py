@@ -11,7 +11,14 @@ fixture), or build one with `ScriptedSmtpServer(...)` for TLS / AUTH variants:
     smtp_server.script.data["x@example.net"] = "DROP_AFTER_DATA"  # take it, never answer
     smtp_server.script.data_delay = 2.0    # seconds before answering DATA
 
-A reply "DROP" closes the connection at that point (the client sees it vanish). Every accepted
+A reply "DROP" closes the connection at that point (the client sees it vanish). A provider MX
+that throttles after N messages (issue 12):
+
+    smtp_server.script.throttle_after = 50                    # after 50 accepted messages...
+    smtp_server.script.throttle_reply = "421 HL:IFC ..."      # ...every RCPT gets this...
+    smtp_server.script.throttle_seconds = 2.0                 # ...for 2 s, then OK again
+    smtp_server.script.encoding = "gb18030"                   # replies sent in GB18030 bytes
+ Every accepted
 message is recorded (`smtp_server.messages`: envelope + raw bytes) and, when `record_dir` is
 given, also written there as `<n>.eml` + `<n>.json`, so tests whose workers or server run in
 other processes can count what arrived.
@@ -25,6 +32,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +58,12 @@ class SmtpScript:
     drop_after: int | None = None  # per connection: drop on the MAIL after N accepted messages
     max_drops: int | None = None  # total scripted drops (None: unlimited)
     data_delay: float = 0.0
+    throttle_after: int | None = None  # after N accepted messages (in total) ...
+    throttle_reply: str = "421 4.7.0 slow down"  # ... RCPT gets this ...
+    throttle_seconds: float = 1.0  # ... for this long, then accepts again (and counts afresh)
+    encoding: str = ""  # non-empty: replies go out as raw bytes in this encoding
+    throttle_until: float = 0.0
+    throttled_replies: int = 0
 
     @staticmethod
     def take(replies: dict[str, Reply], key: str) -> str | None:
@@ -75,6 +89,7 @@ class ReceivedMessage:
     rcpt_tos: tuple[str, ...]
     data: bytes
     connection: int
+    received_at: float = 0.0  # time.monotonic() when accepted
 
 
 class _ScriptedHandler:
@@ -111,16 +126,36 @@ class _ScriptedHandler:
         envelope.mail_options.extend(options)
         return reply or "250 2.1.0 OK"
 
+    def _encode(self, reply: str) -> Any:
+        encoding = self.owner.script.encoding
+        return reply.encode(encoding) if encoding else reply
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list
-    ) -> str:
-        with self.owner.lock:
-            reply = SmtpScript.take(self.owner.script.rcpt, address)
+    ) -> Any:
+        owner, script = self.owner, self.owner.script
+        with owner.lock:
+            reply = SmtpScript.take(script.rcpt, address)
+            now = time.monotonic()
+            if reply is None and script.throttle_after is not None:
+                if now < script.throttle_until:
+                    reply = script.throttle_reply
+                elif owner.accepted_since_throttle >= script.throttle_after:
+                    script.throttle_until = now + script.throttle_seconds
+                    owner.accepted_since_throttle = 0
+                    reply = script.throttle_reply
+                if reply is not None:
+                    script.throttled_replies += 1
+                    owner.throttle_log.append((now, address))
+        if reply is not None and reply.startswith("421"):
+            await server.push(self._encode(reply))
+            self._drop(server)
+            return "421 closing"
         if reply == "DROP":
             self._drop(server)
             return "421 4.4.2 dropped (scripted)"
         if reply and not reply.startswith("2"):
-            return reply
+            return self._encode(reply)
         envelope.rcpt_tos.append(address)
         return reply or "250 2.1.5 OK"
 
@@ -143,9 +178,12 @@ class _ScriptedHandler:
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 data=envelope.original_content or b"",
                 connection=getattr(session, "connection_no", 0),
+                received_at=time.monotonic(),
             )
         )
         session.accepted = getattr(session, "accepted", 0) + 1
+        with owner.lock:
+            owner.accepted_since_throttle += 1
         if reply == "DROP_AFTER_DATA":
             self._drop(server)
             return "421 4.4.2 dropped after DATA (scripted)"
@@ -210,6 +248,8 @@ class ScriptedSmtpServer:
         self.lock = threading.Lock()
         self.connections = 0
         self.drops = 0
+        self.accepted_since_throttle = 0
+        self.throttle_log: list[tuple[float, str]] = []
         self.auth_attempts: list[tuple[str, bool]] = []
         self.record_dir = record_dir
         self.starttls_cert = starttls_cert

@@ -165,14 +165,18 @@ def test_sender_policy_refusal_pauses_the_rest_of_the_batch(smtp_server):  # noq
     assert smtp_server.messages == []
 
 
-def test_a_rate_limit_reply_pauses_and_does_not_bounce(smtp_server):  # noqa: F811
+def test_a_rate_limit_reply_throttles_that_provider_and_does_not_bounce(smtp_server):  # noqa: F811
+    """Issue 12: a rate reply slows down only the recipient's provider: the rest of that
+    provider's recipients in the send are held untried (not bounced, not paused)."""
     smtp_server.script.rcpt["b@example.net"] = "451 4.7.0 Rate limit exceeded, try again later"
     results = send(
         channel_settings(smtp_server.url),
         recipients("a@example.net", "b@example.net", "c@example.net"),
     )
-    assert outcomes(results) == ["sent", "paused", "paused"]
+    assert outcomes(results) == ["sent", "throttled", "throttled"]
     assert results[1].code == 451 and "Rate limit" in results[2].text
+    assert results[2].data["stage"] == "not_attempted"
+    assert [m.rcpt_tos for m in smtp_server.messages] == [("a@example.net",)]
 
 
 def test_a_421_defers_and_the_channel_reconnects(smtp_server):  # noqa: F811

@@ -24,12 +24,17 @@ from dispatch.channels.smtp_replies import (
         (530, "5.7.0 Authentication required", "mail", "paused"),
         (535, "5.7.8 Authentication credentials invalid", "auth", "paused"),
         (534, "5.7.9 Please log in with your web browser", "auth", "paused"),
-        # rule 3: rate limits, temporary or permanent
-        (421, "4.7.0 Try again later, closing connection. Rate limit exceeded", "mail", "paused"),
-        (450, "4.7.1 Too many messages from your account, slow down", "rcpt", "paused"),
-        (451, "4.7.0 Temporary rate limit: throttled", "data", "paused"),
-        (550, "5.7.1 Message rate too high for this sender", "data", "paused"),
-        (554, "5.4.5 Daily user sending quota exceeded", "data", "paused"),
+        # rule 3: rate limits, temporary or permanent: slow down (that provider / relay), not pause
+        (
+            421,
+            "4.7.0 Try again later, closing connection. Rate limit exceeded",
+            "mail",
+            "throttled",
+        ),
+        (450, "4.7.1 Too many messages from your account, slow down", "rcpt", "throttled"),
+        (451, "4.7.0 Temporary rate limit: throttled", "data", "throttled"),
+        (550, "5.7.1 Message rate too high for this sender", "data", "throttled"),
+        (554, "5.4.5 Daily user sending quota exceeded", "data", "throttled"),
         # rule 4: policy refuses our sender
         (550, "5.7.1 Sender rejected: not permitted to send for this domain", "rcpt", "paused"),
         (554, "5.7.1 <x@example.net>: Relay access denied", "rcpt", "paused"),

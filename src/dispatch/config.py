@@ -8,6 +8,7 @@ anything (secrets included) without writing files.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import tomllib
@@ -119,6 +120,24 @@ class Settings:
     signup_nojs_per_hour: float = 20.0  # posts without proof-of-work, all clients together
     signup_check_mx: bool = True  # refuse a domain with no MX (nor A) record (dns_nameservers)
     wechat_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    # good-citizen sending (dispatch.delivery.relays / providers / throttle / windows / warmup)
+    relays: list[dict[str, Any]] = field(default_factory=list)  # [[relays]]; empty: smtp_url
+    relay_down_seconds: float = 300.0  # a relay that failed to connect rests this long
+    providers_file: str = ""  # TOML overriding/extending the shipped provider table
+    provider_mx_lookup: bool = True  # unknown recipient domains: provider by MX (cached a day;
+    # asked through dns_nameservers)
+    provider_mx_lookup_max: int = 200  # distinct unknown domains looked up per fan-out
+    throttle_base_seconds: float = 60.0  # first backoff of a throttling provider
+    throttle_max_seconds: float = 3600.0
+    throttle_recovery_seconds: float = 600.0  # back to full speed over this long after backoff
+    send_timezone: str = "Asia/Shanghai"  # sending windows and "a day" of quotas and warm-up
+    send_window: str = ""  # default hours for every campaign, e.g. "08:00-21:00"; empty: any
+    warmup_domains: list[str] = field(default_factory=list)  # From domains being warmed up
+    warmup_start: int = 200  # day one's volume
+    warmup_growth: float = 2.0  # next day's allowance = today's x this, while stats are good
+    warmup_target: int = 200_000  # allowance at which warm-up is complete
+    warmup_max_bounce_rate: float = 0.02
+    warmup_max_complaint_rate: float = 0.001
     # rendering
     email_size_budget: int = 95_000  # bytes; Gmail clips at 102,400
     locale: str = "zh-CN"
@@ -178,6 +197,16 @@ def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
             raise ValueError(raw)
         if kind_name == "str":
             return str(raw)
+        if kind_name.startswith("list"):
+            if isinstance(raw, str):  # from the environment: JSON, or comma-separated strings
+                text = raw.strip()
+                if text.startswith("["):
+                    raw = json.loads(text)
+                else:
+                    raw = [part.strip() for part in text.split(",") if part.strip()]
+            if not isinstance(raw, list):
+                raise ValueError(raw)
+            return raw
     except (TypeError, ValueError):
         raise ConfigError(
             _both(

@@ -123,6 +123,7 @@ class Outcome(StrEnum):
     BOUNCED = "bounced"  # permanent for this recipient: suppress the address (5xx)
     FAILED = "failed"  # permanent for this message, not the address's fault (bad content)
     PAUSED = "paused"  # the sender side is refused (policy, rate reply, quota): pause all
+    THROTTLED = "throttled"  # provider/relay says slow down: hold it, no attempt, slow that one
 
 
 class EventKind(StrEnum):
@@ -131,6 +132,7 @@ class EventKind(StrEnum):
     QUEUED = "queued"  # a delivery was created for the recipient at fan-out
     SENT = "sent"  # the next hop accepted the message
     DEFERRED = "deferred"  # a transient failure; another attempt is scheduled
+    THROTTLED = "throttled"  # the provider said slow down: held until its backoff ends
     FAILED = "failed"  # the message will not be sent (permanent, or out of attempts)
     BOUNCED = "bounced"  # the address rejected the message permanently
     COMPLAINED = "complained"  # the recipient reported the message as spam

@@ -25,6 +25,7 @@ class Recipient:
     name: str
     locale: str
     openid: str | None = None
+    provider: str | None = None  # receiving provider (qq, netease, …), fixed at fan-out
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class ChannelTraits:
     # tracking is only switched on where the channel has them
     opens: bool = False
     clicks: bool = False
+    # sends through the configured relays (dispatch.delivery.relays), one chosen per recipient
+    # provider, with provider throttling, quotas and warm-up (dispatch.delivery.routing)
+    relays: bool = False
 
     @property
     def tracks(self) -> bool:
@@ -70,6 +74,7 @@ class CampaignContext:
     list_ids: tuple[int, ...]
     tracking: bool
     is_test: bool = False
+    relay: Any = None  # dispatch.delivery.relays.Relay this channel sends through (email)
 
 
 class Channel(Protocol):

@@ -48,8 +48,10 @@ from dispatch.channels.smtp_conversation import (
 )
 from dispatch.channels.smtp_replies import (
     Stage,
+    classify_for_provider,
     classify_smtp_error,
     classify_smtp_reply,
+    decode_reply,
     enhanced_code,
     is_connection_fault,
 )
@@ -102,6 +104,8 @@ class _Halt:
 class _BatchState:
     halt: _Halt | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    # providers that said "slow down" in this send: their other recipients are held, untried
+    throttled: dict[str, _Halt] = field(default_factory=dict)
 
 
 class SmtpChannel:
@@ -110,7 +114,7 @@ class SmtpChannel:
     name = Channel.EMAIL
     # one message per recipient; batches and chunks as configured; opens (pixel) and clicks
     # (tracked links) when the campaign tracks
-    traits = ChannelTraits(address="email", opens=True, clicks=True)
+    traits = ChannelTraits(address="email", opens=True, clicks=True, relays=True)
     max_reconnects = 1
 
     def __init__(
@@ -142,6 +146,15 @@ class SmtpChannel:
     # -- connection ---------------------------------------------------------------------------
 
     def endpoint(self) -> SmtpEndpoint:
+        relay = self.context.relay
+        if self._endpoint is None and relay is not None:
+            self._endpoint = SmtpEndpoint(
+                host=relay.host,
+                port=relay.port,
+                security=relay.security,
+                cafile=relay.cafile,
+                verify=not relay.allow_invalid_certificate,
+            )
         if self._endpoint is None:
             url = self.settings.smtp_url
             if not url:  # embedded default: the process's local outbox under data_dir/outbox
@@ -165,8 +178,8 @@ class SmtpChannel:
                 self.endpoint(),
                 helo_name=self._helo_name,
                 timeout=self.settings.smtp_timeout,
-                username=self.settings.smtp_username,
-                password=self.settings.smtp_password,
+                username=self._relay_attr("username", self.settings.smtp_username),
+                password=self._relay_attr("password", self.settings.smtp_password),
                 pipelining=self.pipelining,
                 progress=progress,
             )
@@ -193,6 +206,23 @@ class SmtpChannel:
             )
             return outcome, code, text
         return None
+
+    def _relay_attr(self, name: str, default: str) -> str:
+        relay = self.context.relay
+        return getattr(relay, name) if relay is not None else default
+
+    @property
+    def relay_name(self) -> str | None:
+        relay = self.context.relay
+        return relay.name if relay is not None else None
+
+    def _provider(self, recipient: Recipient):
+        """The recipient's provider entry (its reply rules), from the shipped/overridden table."""
+        from dispatch.delivery.providers import domain_of, load_providers
+
+        table = load_providers(self.settings)
+        name = recipient.provider or table.by_domain(domain_of(recipient.email))
+        return table.get(name) if name else None
 
     def close(self) -> None:
         """QUIT politely, then close; safe to call twice."""
@@ -252,9 +282,16 @@ class SmtpChannel:
                 return exc
 
         for index, recipient in enumerate(batch):
-            if state.halt is not None or source is None:
-                halt = state.halt or _Halt(Outcome.PAUSED, None, "")
-                result = SendResult(recipient.delivery_id, halt.outcome, halt.code, halt.text)
+            held = state.throttled.get(recipient.provider or "")
+            if state.halt is not None or source is None or held is not None:
+                halt = state.halt or held or _Halt(Outcome.PAUSED, None, "")
+                result = SendResult(
+                    recipient.delivery_id,
+                    halt.outcome,
+                    halt.code,
+                    halt.text,
+                    data={"stage": "not_attempted", "relay": self.relay_name},
+                )
             else:
                 following = batch[index + 1] if index + 1 < len(batch) else None
 
@@ -317,8 +354,10 @@ class SmtpChannel:
                 if conn.broken:
                     self._drop()
                 stage = progress.stage
-                text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-                outcome = classify_smtp_reply(code, text, stage=stage)
+                text = decode_reply(reply) if isinstance(reply, bytes) else str(reply)
+                outcome, rule = classify_for_provider(
+                    code, text, stage=stage, provider=self._provider(recipient)
+                )
             except Exception as exc:  # noqa: BLE001 - classified below
                 stage = progress.stage
                 outcome, code, text = classify_smtp_error(exc, stage)
@@ -332,9 +371,19 @@ class SmtpChannel:
                 self._drops += 1
                 if self._drops > self.max_reconnects:
                     state.halt = _Halt(Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"))
-                    return self._result(recipient, message_id, outcome, code, text, stage=stage)
+                    return self._result(
+                        recipient,
+                        message_id,
+                        outcome,
+                        code,
+                        text,
+                        stage=stage,
+                        body_sent=progress.body_sent,
+                    )
                 if progress.body_sent:  # the server may have taken it: retry later, not now
-                    return self._result(recipient, message_id, outcome, code, text, stage=stage)
+                    return self._result(
+                        recipient, message_id, outcome, code, text, stage=stage, body_sent=True
+                    )
                 log.info(
                     "smtp.reconnect",
                     campaign_id=self.context.campaign_id,
@@ -345,10 +394,21 @@ class SmtpChannel:
             if outcome != Outcome.SENT:
                 if code == 421:  # the server is closing the connection
                     self._drop()
-                    self._drops += 1
+                    if outcome != Outcome.THROTTLED:  # a throttle's hang-up is no fault of the line
+                        self._drops += 1
                 elif not progress.body_sent:
                     self._rset()
-            return self._finish(recipient, message_id, outcome, code, text, stage, state)
+            return self._finish(
+                recipient,
+                message_id,
+                outcome,
+                code,
+                text,
+                stage,
+                state,
+                rule=rule,
+                body_sent=progress.body_sent,
+            )
 
     def _finish(
         self,
@@ -359,10 +419,27 @@ class SmtpChannel:
         text: str,
         stage: Stage,
         state: _BatchState,
+        *,
+        rule: str = "",
+        body_sent: bool = False,
     ) -> SendResult:
         if outcome == Outcome.PAUSED:
             state.halt = _Halt(Outcome.PAUSED, code, text)
-        return self._result(recipient, message_id, outcome, code, text, stage=stage)
+        elif outcome == Outcome.THROTTLED:
+            if stage in ("connect", "helo", "auth", "mail"):  # the relay itself slows us down
+                state.halt = _Halt(Outcome.THROTTLED, code, text)
+            else:  # the recipient's provider does: hold only its other recipients
+                state.throttled[recipient.provider or ""] = _Halt(Outcome.THROTTLED, code, text)
+        return self._result(
+            recipient,
+            message_id,
+            outcome,
+            code,
+            text,
+            stage=stage,
+            rule=rule,
+            body_sent=body_sent,
+        )
 
     def _result(
         self,
@@ -373,8 +450,16 @@ class SmtpChannel:
         text: str,
         *,
         stage: Stage,
+        rule: str = "",
+        body_sent: bool = False,
     ) -> SendResult:
+        data: dict = {"relay": self.relay_name}
         if outcome != Outcome.SENT:
+            data["stage"] = stage
+            if rule and rule != "generic":
+                data["rule"] = rule
+            if body_sent:
+                data["body_sent"] = True
             log.info(
                 "smtp.not_sent",
                 campaign_id=self.context.campaign_id,
@@ -390,7 +475,7 @@ class SmtpChannel:
             code=code,
             text=text[:1000],
             message_id=message_id,
-            data={"stage": stage} if outcome != Outcome.SENT else {},
+            data=data,
         )
 
     def _rset(self) -> None:

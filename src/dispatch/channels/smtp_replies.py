@@ -11,7 +11,7 @@ import re
 import smtplib
 import socket
 import ssl
-from typing import Literal
+from typing import Any, Literal
 
 from dispatch.channels.base import Outcome
 
@@ -20,6 +20,8 @@ __all__ = [
     "Stage",
     "classify_smtp_error",
     "classify_smtp_reply",
+    "classify_for_provider",
+    "decode_reply",
     "enhanced_code",
     "is_connection_fault",
 ]
@@ -34,10 +36,11 @@ Stage = Literal["connect", "helo", "auth", "mail", "rcpt", "data"]
 #  1  2xx, 3xx                                           sent      accepted (354 only mid-DATA)
 #  2  530, 534, 535, 538 (any stage)                     paused    our authentication is missing
 #                                                                  or wrong: every message fails
-#  3  4xx/5xx whose text speaks of a rate or volume      paused    the server throttles *us*
+#  3  4xx/5xx whose text speaks of a rate or volume      throttled the server throttles *us*
 #     limit ("rate limit", "too many messages",                    (421 4.7.0, 450/451 4.7.x,
-#     "throttled", "sending quota", "slow down")                   5.7.x "rate"): retrying each
-#                                                                  address would only make it worse
+#     "throttled", "sending quota", "slow down")                   5.7.x "rate"): hold the message,
+#                                                                  slow down only that provider
+#                                                                  (or relay, before RCPT)
 #  4  5xx with an enhanced code 5.7.x whose text is      paused    policy refuses our sender, not
 #     about the sender side ("authentication required",           the address: "sender rejected",
 #     "sender", "relay", SPF/DMARC, blocked client host)           "relay access denied"
@@ -68,6 +71,36 @@ _SENDER_TEXT = re.compile(
 _CONTENT_TEXT = re.compile(r"spam|virus|malware|content|message (is )?too (big|large)|size", re.I)
 
 
+def decode_reply(raw: bytes) -> str:
+    """A reply's text as sent: UTF-8, else GB18030 (Chinese servers answer in it), else
+    UTF-8 with replacement characters; never an exception."""
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("utf-8", "replace")
+
+
+def classify_for_provider(
+    code: int | None, text: str, *, stage: Stage, provider: Any = None
+) -> tuple[Outcome, str]:
+    """The provider's own reply rules first (dispatch.delivery.providers), then the generic
+    table above. Returns (outcome, which rule decided: "netease: HL:IFC" or "generic")."""
+    if provider is not None and code is not None and code >= 400:
+        rule = provider.rule_for(code, text)
+        if rule is not None:
+            outcome: Outcome = {
+                "throttle": "throttled",
+                "sender": "paused",
+                "deferred": "deferred",
+                "bounced": "bounced",
+                "failed": "failed",
+            }[rule.kind]  # type: ignore[assignment]
+            return outcome, f"{provider.name}: {rule.pattern}"
+    return classify_smtp_reply(code, text, stage=stage), "generic"
+
+
 def enhanced_code(text: str) -> tuple[int, int, int] | None:
     """The RFC 3463 enhanced status code (e.g. 5.7.1) at the start of a reply text, if any."""
     match = _ENHANCED.search(text[:32])
@@ -79,7 +112,7 @@ def classify_smtp_reply(
 ) -> Outcome:
     """Map one SMTP reply to an outcome (see the rule table above)."""
     if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
+        text = decode_reply(text)
     if code is None or not 100 <= code <= 599:
         return Outcome.DEFERRED  # rule 9
     klass = code // 100
@@ -88,7 +121,7 @@ def classify_smtp_reply(
     if code in AUTH_CODES:
         return Outcome.PAUSED  # rule 2
     if klass in (4, 5) and _RATE_TEXT.search(text):
-        return Outcome.PAUSED  # rule 3
+        return Outcome.THROTTLED  # rule 3
     enhanced = enhanced_code(text)
     if klass == 5 and enhanced and enhanced[1] == 7 and _SENDER_TEXT.search(text):
         return Outcome.PAUSED  # rule 4
@@ -110,7 +143,7 @@ def classify_smtp_error(exc: BaseException, stage: Stage) -> tuple[Outcome, int 
     """Map an exception raised while talking SMTP to (outcome, code, text)."""
     if isinstance(exc, smtplib.SMTPResponseException):
         text = (
-            exc.smtp_error.decode("utf-8", "replace")
+            decode_reply(exc.smtp_error)
             if isinstance(exc.smtp_error, bytes)
             else str(exc.smtp_error)
         )

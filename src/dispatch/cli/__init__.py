@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "dispatch.cli.lists",
     "dispatch.cli.subscribers",
     "dispatch.cli.campaigns",
+    "dispatch.cli.sending",
     "dispatch.cli.wechat",
     "dispatch.cli.web",
     "dispatch.cli.doctor",

@@ -36,6 +36,7 @@ class ClaimedRow:
     name: str
     locale: str
     attempts: int
+    provider: str | None = None
 
 
 def new_claim_token(worker: str | None = None) -> str:
@@ -84,7 +85,14 @@ def claim_batch(
             updated_at=now,
         )
         .returning(
-            D.c.id, D.c.subscriber_id, D.c.email, D.c.openid, D.c.name, D.c.locale, D.c.attempts
+            D.c.id,
+            D.c.subscriber_id,
+            D.c.email,
+            D.c.openid,
+            D.c.name,
+            D.c.locale,
+            D.c.attempts,
+            D.c.provider,
         )
     )
     rows = [ClaimedRow(*r) for r in session.execute(stmt)]

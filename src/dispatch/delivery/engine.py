@@ -39,11 +39,13 @@ from dispatch.delivery.claiming import (
     renew,
 )
 from dispatch.delivery.queue import BatchQueue
+from dispatch.delivery.quota import record_used
 from dispatch.delivery.ratelimit import Limit, RateLimiter, make_rate_limiter
 from dispatch.delivery.retry import next_attempt
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, utcnow
 from dispatch.vocabulary import (
+    DELIVERY_CLAIMABLE,
     CampaignStatus,
     DeliveryStatus,
     EventKind,
@@ -160,6 +162,12 @@ def _decide(settings: Settings, row: ClaimedRow, result: SendResult, now: dateti
         return _Outcome(DeliveryStatus.BOUNCED, 1, None, EventKind.BOUNCED)
     if result.outcome == Outcome.PAUSED:  # given back: no attempt counted, no event
         return _Outcome(DeliveryStatus.PENDING, 0, None, None)
+    if result.outcome == Outcome.THROTTLED:  # the provider/relay said slow down: no attempt
+        due = (result.data or {}).get("retry_at") or now + timedelta(
+            seconds=settings.throttle_base_seconds
+        )
+        attempted = (result.data or {}).get("stage") != "not_attempted"
+        return _Outcome(DeliveryStatus.DEFERRED, 0, due, EventKind.THROTTLED if attempted else None)
     return _Outcome(DeliveryStatus.FAILED, 1, None, EventKind.FAILED)
 
 
@@ -179,10 +187,15 @@ def record_results(
     token: str,
     report: BatchReport,
     renew_ids: Sequence[int] = (),
+    *,
+    usage: dict[str, int] | None = None,
+    now: datetime | None = None,
 ) -> ChunkOutcome:
     """Apply the channel's results in one transaction, and in the same one extend the lease on
-    the rows still to send (`renew_ids`) and read the campaign's status: one commit per chunk."""
-    now = utcnow()
+    the rows still to send (`renew_ids`) and read the campaign's status: one commit per chunk.
+    `usage` (daily counter scope -> messages sent) is added to the database's daily counts in
+    the same transaction, so quota and warm-up counts survive a Redis restart."""
+    now = now or utcnow()
     by_id = {r.delivery_id: r for r in results}
     params, decided = [], []
     pause_reason: str | None = None
@@ -259,6 +272,9 @@ def record_results(
             data: dict = {"code": result.code, "attempt": row.attempts + 1}
             if result.text:
                 data["text"] = result.text[:500]
+            for key in ("relay", "rule", "stage"):
+                if (result.data or {}).get(key):
+                    data[key] = result.data[key]
             if result.message_id:
                 data["message_id"] = result.message_id
             if result.external_id:
@@ -288,6 +304,14 @@ def record_results(
                         delivery_id=row.id,
                     )
         events.insert_rows(session, event_rows)  # one multi-row INSERT
+        if usage:
+            record_used(session, usage, settings.send_timezone, now)
+        if any(o.status == DeliveryStatus.SENT for _, _, o in decided):
+            session.execute(
+                update(C)
+                .where(C.c.id == campaign.id, C.c.waiting_reason.is_not(None))
+                .values(waiting_reason=None, waiting_until=None)
+            )
         if pause_reason:
             current = campaign_service.get(session, campaign.id)
             if current.status == CampaignStatus.RUNNING:
@@ -335,7 +359,7 @@ def _chunk_size(channel: Channel, kind: str) -> int:
     return int(traits.chunk_size or CHUNK_SIZE)
 
 
-def _context(campaign: Campaign, batch_no: int) -> CampaignContext:
+def _context(campaign: Campaign, batch_no: int, relay=None) -> CampaignContext:
     return CampaignContext(
         campaign_id=campaign.id,
         issue_id=campaign.issue_id,
@@ -344,7 +368,79 @@ def _context(campaign: Campaign, batch_no: int) -> CampaignContext:
         # tracking only where the channel can report opens or clicks
         tracking=campaign.tracking and channel_traits(campaign.channel).tracks,
         is_test=campaign.is_test,
+        relay=relay,
     )
+
+
+def _hold(
+    engine: Engine,
+    rows: Sequence[ClaimedRow],
+    token: str,
+    report: BatchReport,
+    until: datetime,
+    spread_seconds: float = 0.0,
+) -> None:
+    """Give rows back with a due time (no attempt counted), optionally spread over a span so
+    held rows of one provider do not all return in the same second."""
+    if not rows:
+        return
+    if spread_seconds <= 0:
+        _release(engine, [r.id for r in rows], token, report, next_attempt_at=until)
+        return
+    step = spread_seconds / max(len(rows), 1)
+    with Session(engine) as session, session.begin():
+        for i, row in enumerate(rows):
+            report.released += release(
+                session, [row.id], token, next_attempt_at=until + timedelta(seconds=i * step)
+            )
+
+
+def _set_waiting(engine: Engine, campaign_id: int, reason: str, until: datetime) -> None:
+    """Show why a running campaign is held back (quota, window, warm-up, relays down)."""
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(C)
+            .where(C.c.id == campaign_id, C.c.status == CampaignStatus.RUNNING)
+            .values(waiting_reason=reason[:2000], waiting_until=until)
+        )
+    log.info("campaign.waiting", campaign_id=campaign_id, reason=reason, until=until.isoformat())
+
+
+def _outside_window(
+    engine: Engine, settings: Settings, campaign: Campaign, batch_no: int, now: datetime
+) -> bool:
+    """Outside the campaign's sending window: move the batch's due rows to the opening time
+    (the sweep enqueues them then) without claiming anything."""
+    from dispatch.delivery.windows import WindowError, campaign_window
+
+    try:
+        window = campaign_window(campaign.options, settings.send_window, settings.send_timezone)
+    except WindowError as exc:  # validated at creation; a bad setting must not stop sending
+        log.error("campaign.bad_window", campaign_id=campaign.id, error=str(exc))
+        return False
+    if window is None or window.contains(now):
+        return False
+    opens = window.next_open(now)
+    with Session(engine) as session, session.begin():
+        session.execute(
+            update(D)
+            .where(
+                D.c.campaign_id == campaign.id,
+                D.c.batch_no == batch_no,
+                D.c.status.in_(DELIVERY_CLAIMABLE),
+                (D.c.next_attempt_at.is_(None)) | (D.c.next_attempt_at < opens),
+            )
+            .values(next_attempt_at=opens, lease_until=None, updated_at=now)
+        )
+    _set_waiting(engine, campaign.id, window.reason(now), opens)
+    return True
+
+
+def _uses_relays(kind: str) -> bool:
+    try:
+        return bool(channel_traits(kind).relays)
+    except Exception:  # noqa: BLE001 - an unknown kind fails later with a clear reason
+        return False
 
 
 def deliver_batch(
@@ -357,8 +453,11 @@ def deliver_batch(
     channel_factory: ChannelFactory | None = None,
     limiter: RateLimiter | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], datetime] = utcnow,
 ) -> BatchReport:
-    """Send the due rows of one batch. Idempotent: rows already done are never claimed."""
+    """Send the due rows of one batch. Idempotent: rows already done are never claimed.
+
+    `clock` is the engine's "now" (tests simulate the next day or a time outside a window)."""
     report = BatchReport(campaign_id, batch_no)
     token = new_claim_token(worker)
     with Session(engine, expire_on_commit=False) as session:
@@ -366,9 +465,14 @@ def deliver_batch(
         if campaign is None or campaign.status != CampaignStatus.RUNNING:
             report.stopped = f"campaign {campaign.status if campaign else 'missing'}"
             return report
+    if _outside_window(engine, settings, campaign, batch_no, clock()):
+        report.stopped = "outside the sending window"
+        return report
     _prepare_channel(channel_factory, settings, campaign, batch_no)
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        rows = claim_batch(session, campaign_id, batch_no, token, settings.lease_seconds)
+        rows = claim_batch(
+            session, campaign_id, batch_no, token, settings.lease_seconds, now=clock()
+        )
     report.claimed = len(rows)
     if not rows:
         with Session(engine) as session, session.begin():
@@ -382,128 +486,58 @@ def deliver_batch(
         eligible = _eligible(session, campaign, rows)
         gone = [r for r in rows if r.subscriber_id not in eligible]
         if gone:
-            _skip(session, campaign, gone, token, utcnow())
+            _skip(session, campaign, gone, token, clock())
             report.skipped = len(gone)
     rows = [r for r in rows if r.subscriber_id in eligible]
 
-    context = _context(campaign, batch_no)
     factory = channel_factory or make_channel
     limits = campaign_limits(settings, campaign)
-    limiter = limiter if limiter is not None else (make_rate_limiter(settings) if limits else None)
-    channel: Channel | None = None
-    opened = False
+    policy = None
     remaining = list(rows)
-    chunk_index = 0
+    channels: dict[str | None, Channel] = {}
     try:
-        try:
-            channel = factory(campaign.channel, settings, context) if remaining else None
-        except Exception as exc:  # noqa: BLE001 - a channel that cannot even be built fails the campaign
-            reason = f"cannot build the {campaign.channel} channel: {type(exc).__name__}: {exc}"
-            _release(engine, [r.id for r in remaining], token, report)
-            remaining = []
-            with Session(engine) as session, session.begin():
-                current = campaign_service.get(session, campaign_id)
-                if current.status == CampaignStatus.RUNNING:
-                    campaign_service.transition(
-                        session, current, CampaignStatus.FAILED, reason=reason
-                    )
-            log.error(
-                "campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason
-            )
-            report.stopped = "channel failed"
-        chunk_size = _chunk_size(channel, campaign.channel) if channel is not None else 0
-        while remaining:
-            wanted = min(len(remaining), chunk_size)
-            if limits and limiter is not None:
-                try:
-                    grant = limiter.acquire(limits, wanted)
-                except Exception as exc:  # noqa: BLE001 - limiter store down: give the rows back
-                    log.warning(
-                        "batch.rate_limiter_unavailable", campaign_id=campaign_id, error=str(exc)
-                    )
-                    report.stopped = "rate limiter unavailable"
-                    break
-                if grant.granted == 0:
-                    if grant.wait_seconds > MAX_RATE_SLEEP:
-                        due = utcnow() + timedelta(seconds=grant.wait_seconds)
-                        _release(
-                            engine, [r.id for r in remaining], token, report, next_attempt_at=due
-                        )
-                        remaining = []
-                        report.stopped = "rate limit window full"
-                        break
-                    sleep(grant.wait_seconds)
-                    continue
-                wanted = grant.granted
-            chunk, remaining = remaining[:wanted], remaining[wanted:]
-            recipients = [
-                Recipient(r.id, r.subscriber_id, r.email, r.name, r.locale, r.openid) for r in chunk
-            ]
-            try:
-                if not opened:
-                    channel.open()
-                    opened = True
-                results = channel.send(recipients)
-            except Exception as exc:  # noqa: BLE001 - a channel bug must not lose the rows
-                log.error(
-                    "batch.channel_error",
-                    campaign_id=campaign_id,
-                    batch_no=batch_no,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                results = [
-                    SendResult(r.id, Outcome.DEFERRED, text=f"{type(exc).__name__}: {exc}")
-                    for r in chunk
-                ]
-                if opened:
-                    try:
-                        channel.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                    opened = False
-            # results, plus a heartbeat: the lease only has to outlast one chunk
-            outcome = record_results(
-                engine,
-                settings,
-                campaign,
-                chunk,
-                results,
-                token,
-                report,
-                renew_ids=[r.id for r in remaining],
-            )
-            if len(outcome.still_ours) < len(remaining):  # lost to an expired lease: never send
-                log.warning(
-                    "batch.lease_lost",
-                    campaign_id=campaign_id,
-                    batch_no=batch_no,
-                    rows=len(remaining) - len(outcome.still_ours),
-                )
-                remaining = [r for r in remaining if r.id in outcome.still_ours]
-            if outcome.pause_reason:
-                report.stopped = "paused by the server"
-                break
-            # the reputation guard: hard bounces and complaints over the recent window pause
-            # the campaign (its own transaction, after this chunk's results are committed)
-            had_bounce = any(r.outcome == Outcome.BOUNCED for r in results)
-            if (
-                outcome.running
-                and not campaign.is_test
-                and reputation.due(chunk_index, had_bounce)
-                and reputation.guard(engine, settings, campaign_id)
-            ):
-                report.stopped = "paused by the reputation guard"
-                break
-            chunk_index += 1
-            if not outcome.running:
-                report.stopped = "campaign not running"
-                break
+        if _uses_relays(campaign.channel) and remaining:
+            from dispatch.delivery.routing import SendingPolicy
+
+            policy = SendingPolicy(engine, settings, clock=clock)
+        if limiter is None and (limits or policy is not None):
+            limiter = make_rate_limiter(settings)
+        remaining = _send_rows(
+            engine,
+            settings,
+            campaign,
+            batch_no,
+            remaining,
+            token,
+            report,
+            factory=factory,
+            channels=channels,
+            limits=limits,
+            limiter=limiter,
+            policy=policy,
+            sleep=sleep,
+            clock=clock,
+        )
+    except _ChannelBuildError as exc:
+        reason = str(exc)
+        _release(engine, [r.id for r in remaining], token, report)
+        remaining = []
+        with Session(engine) as session, session.begin():
+            current = campaign_service.get(session, campaign_id)
+            if current.status == CampaignStatus.RUNNING:
+                campaign_service.transition(session, current, CampaignStatus.FAILED, reason=reason)
+        log.error(
+            "campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason
+        )
+        report.stopped = "channel failed"
     finally:
-        if opened and channel is not None:
+        for channel in channels.values():
             try:
                 channel.close()
             except Exception:  # noqa: BLE001
                 pass
+        if policy is not None:
+            policy.close()
         # whatever we claimed but did not get to goes straight back to pending
         _release(engine, [r.id for r in remaining], token, report)
     with Session(engine) as session, session.begin():
@@ -519,6 +553,314 @@ def deliver_batch(
         **report.outcomes,
     )
     return report
+
+
+class _ChannelBuildError(RuntimeError):
+    """The channel cannot even be built: the campaign fails with this reason."""
+
+
+def _send_rows(
+    engine: Engine,
+    settings: Settings,
+    campaign: Campaign,
+    batch_no: int,
+    remaining: list[ClaimedRow],
+    token: str,
+    report: BatchReport,
+    *,
+    factory: ChannelFactory,
+    channels: dict,
+    limits: list[Limit],
+    limiter: RateLimiter | None,
+    policy,
+    sleep: Callable[[float], None],
+    clock: Callable[[], datetime],
+) -> list[ClaimedRow]:
+    """The chunk loop; returns the rows it did not get to (the caller releases them)."""
+    from dispatch.delivery.routing import is_relay_fault, may_reroute
+
+    campaign_id = campaign.id
+
+    def channel_for(relay) -> Channel:
+        key = relay.name if relay is not None else None
+        if key not in channels:
+            # the embedded outbox relay has no URL: the channel finds the outbox itself
+            context = _context(
+                campaign, batch_no, relay if relay is not None and relay.url else None
+            )
+            try:
+                channel = factory(campaign.channel, settings, context)
+            except Exception as exc:  # noqa: BLE001 - reported as the campaign's failure
+                raise _ChannelBuildError(
+                    f"cannot build the {campaign.channel} channel: {type(exc).__name__}: {exc}"
+                ) from exc
+            channel.open()
+            channels[key] = channel
+        return channels[key]
+
+    if not remaining:
+        return remaining
+    if policy is None:
+        channel_for(None)  # build (and open) now: a channel that cannot be built fails early
+    chunk_index = 0
+    probe = next(iter(channels.values()), None)
+    chunk_size = (
+        _chunk_size(probe, campaign.channel)
+        if probe is not None
+        else int(channel_traits(campaign.channel).chunk_size or CHUNK_SIZE)
+    )
+    while remaining:
+        # 1. providers backing off: their rows wait for the end of the backoff
+        if policy is not None:
+            remaining, held = policy.split_held(remaining)
+            for provider, rows_held in held.items():
+                until = policy.held_until(provider)
+                _hold(engine, rows_held, token, report, until, spread_seconds=30.0)
+                report.add("held")
+            if not remaining:
+                report.stopped = "providers backing off"
+                break
+        # 2. provider rates (each provider's own scope), then the global/campaign limits
+        candidates = remaining[: chunk_size * 4]
+        if policy is not None and limiter is not None:
+            chosen, waits = [], []
+            by_provider: dict[str, list[ClaimedRow]] = {}
+            for r in candidates:
+                by_provider.setdefault(r.provider or "other", []).append(r)
+            budget = chunk_size
+            for provider, rows_p in by_provider.items():
+                if budget <= 0:
+                    break
+                if not policy.take_provider_slot(provider):
+                    continue  # held on the next round (split_held sees no_slot)
+                limit = policy.provider_limit(provider)
+                want = min(len(rows_p), budget)
+                if limit is not None:
+                    try:
+                        grant = limiter.acquire([limit], want)
+                    except Exception as exc:  # noqa: BLE001
+                        log.warning("batch.rate_limiter_unavailable", error=str(exc))
+                        report.stopped = "rate limiter unavailable"
+                        return remaining
+                    if grant.granted == 0:
+                        waits.append(grant.wait_seconds)
+                        continue
+                    want = grant.granted
+                chosen.extend(rows_p[:want])
+                budget -= want
+            if not chosen:
+                if not waits:
+                    continue  # no slot for some provider: split_held holds them next round
+                wait = min(waits)
+                if wait > MAX_RATE_SLEEP:
+                    due = clock() + timedelta(seconds=wait)
+                    _release(engine, [r.id for r in remaining], token, report, next_attempt_at=due)
+                    report.stopped = "provider rate window full"
+                    return []
+                sleep(wait)
+                continue
+            chosen_ids = {r.id for r in chosen}
+            chunk = sorted(chosen, key=lambda r: r.id)
+            rest = [r for r in remaining if r.id not in chosen_ids]
+        else:
+            chunk, rest = remaining[:chunk_size], remaining[chunk_size:]
+        if limits and limiter is not None:
+            try:
+                grant = limiter.acquire(limits, len(chunk))
+            except Exception as exc:  # noqa: BLE001 - limiter store down: give the rows back
+                log.warning(
+                    "batch.rate_limiter_unavailable", campaign_id=campaign_id, error=str(exc)
+                )
+                report.stopped = "rate limiter unavailable"
+                return remaining
+            if grant.granted == 0:
+                if grant.wait_seconds > MAX_RATE_SLEEP:
+                    due = clock() + timedelta(seconds=grant.wait_seconds)
+                    _release(engine, [r.id for r in remaining], token, report, next_attempt_at=due)
+                    report.stopped = "rate limit window full"
+                    return []
+                sleep(grant.wait_seconds)
+                continue
+            rest = chunk[grant.granted :] + rest
+            chunk = chunk[: grant.granted]
+        # 3. warm-up allowance of the From domain
+        warmup_taken = 0
+        if policy is not None:
+            warmup_taken, wait = policy.warmup_reserve(len(chunk))
+            if wait is not None:
+                later = chunk[warmup_taken:] + rest
+                chunk = chunk[:warmup_taken]
+                _hold(engine, later, token, report, wait.until)
+                _set_waiting(engine, campaign_id, wait.reason, wait.until)
+                report.stopped = "warm-up allowance used"
+                rest = []
+                if not chunk:
+                    return []
+        remaining = rest
+        # 4. relays (quota reserved per row), send, fail over
+        results: list[SendResult] = []
+        usage: dict[str, int] = {}
+        if policy is None:
+            results = _send_through(channel_for(None), chunk, campaign_id, batch_no)
+        else:
+            to_send = list(chunk)
+            tried: set[str] = set()
+            while to_send:
+                assignment = policy.assign(to_send, exclude=tried)
+                again: list[ClaimedRow] = []
+                for relay_name, group in assignment.groups.items():
+                    channel = channel_for(policy.by_name[relay_name])
+                    group_results = _send_through(channel, group, campaign_id, batch_no)
+                    policy.give_back(
+                        relay_name, sum(r.outcome != Outcome.SENT for r in group_results)
+                    )
+                    usage[f"relay:{relay_name}"] = usage.get(f"relay:{relay_name}", 0) + sum(
+                        r.outcome == Outcome.SENT for r in group_results
+                    )
+                    faults = [r for r in group_results if is_relay_fault(r)]
+                    retry_ids: set[int] = set()
+                    if faults:
+                        fault = faults[0]
+                        rest_seconds = (
+                            settings.throttle_base_seconds
+                            if fault.outcome == Outcome.THROTTLED
+                            else None
+                        )
+                        reason = f"{fault.code or ''} {fault.text or fault.outcome}".strip()
+                        if policy.relay_failed(relay_name, reason, rest_seconds):
+                            tried.add(relay_name)
+                            closing = channels.pop(relay_name, None)
+                            if closing is not None:
+                                closing.close()
+                            retry_ids = {r.delivery_id for r in group_results if may_reroute(r)}
+                    results.extend(r for r in group_results if r.delivery_id not in retry_ids)
+                    again.extend(r for r in group if r.id in retry_ids)
+                    if retry_ids:
+                        log.info(
+                            "relay.failover",
+                            campaign_id=campaign_id,
+                            relay=relay_name,
+                            rows=len(retry_ids),
+                        )
+                if assignment.waiting:  # no relay can take these now: they wait, no attempt
+                    wait = assignment.wait
+                    assert wait is not None
+                    for r in assignment.waiting:
+                        results.append(
+                            SendResult(
+                                r.id,
+                                Outcome.THROTTLED,
+                                text=wait.reason,
+                                data={
+                                    "stage": "not_attempted",
+                                    "retry_at": wait.until,
+                                    "waiting": True,
+                                },
+                            )
+                        )
+                    _set_waiting(engine, campaign_id, wait.reason, wait.until)
+                to_send = again
+            sent = sum(1 for r in results if r.outcome == Outcome.SENT)
+            if warmup_taken:
+                policy.warmup_give_back(warmup_taken - sent)
+                if sent:
+                    from dispatch.delivery.warmup import scope
+
+                    usage[scope(policy.from_domain)] = sent
+            # a provider's throttle reply slows that provider down for everyone
+            provider_of = {r.id: (r.provider or "other") for r in chunk}
+            for result in results:
+                if result.outcome == Outcome.THROTTLED and (result.data or {}).get("stage") in (
+                    "rcpt",
+                    "data",
+                ):
+                    policy.throttled(provider_of.get(result.delivery_id, "other"), result.text)
+            for index, result in enumerate(results):
+                if result.outcome == Outcome.THROTTLED and "retry_at" not in (result.data or {}):
+                    provider = provider_of.get(result.delivery_id, "other")
+                    due = policy.held_until(provider)
+                    results[index] = SendResult(
+                        result.delivery_id,
+                        result.outcome,
+                        result.code,
+                        result.text,
+                        result.message_id,
+                        result.external_id,
+                        {**(result.data or {}), "retry_at": due},
+                    )
+        # results, plus a heartbeat: the lease only has to outlast one chunk
+        outcome = record_results(
+            engine,
+            settings,
+            campaign,
+            chunk,
+            results,
+            token,
+            report,
+            renew_ids=[r.id for r in remaining],
+            usage=usage,
+            now=clock(),
+        )
+        if len(outcome.still_ours) < len(remaining):  # lost to an expired lease: never send
+            log.warning(
+                "batch.lease_lost",
+                campaign_id=campaign_id,
+                batch_no=batch_no,
+                rows=len(remaining) - len(outcome.still_ours),
+            )
+            remaining = [r for r in remaining if r.id in outcome.still_ours]
+        if outcome.pause_reason:
+            report.stopped = "paused by the server"
+            break
+        # the reputation guard: hard bounces and complaints over the recent window pause
+        # the campaign (its own transaction, after this chunk's results are committed)
+        had_bounce = any(r.outcome == Outcome.BOUNCED for r in results)
+        if (
+            outcome.running
+            and not campaign.is_test
+            and reputation.due(chunk_index, had_bounce)
+            and reputation.guard(engine, settings, campaign_id)
+        ):
+            report.stopped = "paused by the reputation guard"
+            break
+        chunk_index += 1
+        if not outcome.running:
+            report.stopped = "campaign not running"
+            break
+        waiting = [r for r in results if (r.data or {}).get("waiting")]
+        if waiting and remaining:  # no relay could take rows: the rest would wait the same way
+            _hold(engine, remaining, token, report, waiting[0].data["retry_at"])
+            remaining = []
+            report.stopped = "waiting for relays"
+            break
+    return remaining
+
+
+def _send_through(
+    channel: Channel, rows: Sequence[ClaimedRow], campaign_id: int, batch_no: int
+) -> list[SendResult]:
+    """channel.send for these rows; a channel bug defers them instead of losing them."""
+    recipients = [
+        Recipient(r.id, r.subscriber_id, r.email, r.name, r.locale, r.openid, r.provider)
+        for r in rows
+    ]
+    try:
+        return channel.send(recipients)
+    except Exception as exc:  # noqa: BLE001 - a channel bug must not lose the rows
+        log.error(
+            "batch.channel_error",
+            campaign_id=campaign_id,
+            batch_no=batch_no,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        try:
+            channel.close()
+            channel.open()
+        except Exception:  # noqa: BLE001
+            pass
+        return [
+            SendResult(r.id, Outcome.DEFERRED, text=f"{type(exc).__name__}: {exc}") for r in rows
+        ]
 
 
 @dataclass

@@ -10,10 +10,23 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, String, column, func, insert, literal, select, table
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    case,
+    cast,
+    column,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    table,
+)
 from sqlalchemy.orm import Session
 
-from dispatch.channels import fanout_batch_size
+from dispatch.channels import channel_traits, fanout_batch_size
 from dispatch.config import Settings
 from dispatch.models import Campaign, Delivery, utcnow
 from dispatch.models.base import UTCDateTime
@@ -27,6 +40,7 @@ INSERT_COLUMNS = (
     "name",
     "locale",
     "batch_no",
+    "provider",
     "status",
     "attempts",
     "lease_until",
@@ -58,25 +72,118 @@ def recipients_source(campaign: Campaign):
     )
 
 
+def domain_expression(email, dialect: str):
+    """The lower-cased domain part of an address column, in this database's SQL."""
+    if dialect == "postgresql":
+        return func.lower(func.split_part(email, "@", 2))
+    return func.lower(func.substr(email, func.instr(email, "@") + 1))
+
+
+def provider_expression(session: Session, settings: Settings, src) -> object:
+    """A CASE mapping each recipient's domain to its provider (table first, then MX)."""
+    from dispatch.delivery.providers import OTHER, provider_for_domains
+    from dispatch.delivery.relays import redis_for
+
+    dialect = session.get_bind().dialect.name
+    domain = domain_expression(src.c.email, dialect)
+    counted = session.execute(
+        select(domain.label("d"), func.count()).group_by(domain).order_by(func.count().desc())
+    ).all()
+    domains = [d for d, _ in counted if d]
+    lookup_settings = settings
+    known = provider_for_domains(
+        settings.replace(provider_mx_lookup=False), domains
+    )  # the table alone: cheap
+    unknown = [d for d in domains if known.get(d) == OTHER and not _reserved(d)]
+    if unknown and settings.provider_mx_lookup:  # MX for the biggest unknown domains only
+        try:
+            redis_client = redis_for(settings)
+        except Exception:  # noqa: BLE001 - the cache is optional
+            redis_client = None
+        known.update(
+            provider_for_domains(
+                lookup_settings,
+                unknown[: settings.provider_mx_lookup_max],
+                redis_client=redis_client,
+            )
+        )
+    by_provider: dict[str, list[str]] = {}
+    for d, name in known.items():
+        if name != OTHER:
+            by_provider.setdefault(name, []).append(d)
+    if not by_provider:
+        return literal(OTHER, String)
+    return case(
+        *(
+            (domain.in_(sorted(ds)), literal(name, String))
+            for name, ds in sorted(by_provider.items())
+        ),
+        else_=literal(OTHER, String),
+    )
+
+
+def _reserved(domain: str) -> bool:
+    """Documentation / test domains (RFC 2606, 6761): never worth a DNS query."""
+    return domain in ("example.org", "example.com", "example.net") or domain.endswith(
+        (
+            ".example",
+            ".test",
+            ".invalid",
+            ".localhost",
+            ".example.org",
+            ".example.com",
+            ".example.net",
+        )
+    )
+
+
 def fan_out(
     session: Session, settings: Settings, campaign: Campaign, now: datetime | None = None
 ) -> tuple[int, list[int]]:
-    """Create the campaign's deliveries (in the caller's transaction). Returns (count, batches)."""
+    """Create the campaign's deliveries (in the caller's transaction). Returns (count, batches).
+
+    For a channel that sends through relays (email) each delivery gets its receiving
+    provider, and the batches interleave providers: recipients are ordered by their relative
+    position within their provider (the k-th of n QQ recipients sorts at k/n), so every batch
+    holds each provider's share and a slowed-down provider is spread over the whole campaign
+    instead of being the tail everyone waits on.
+    """
     now = now or utcnow()
     batch_size = fanout_batch_size(campaign.channel, settings)
     src = recipients_source(campaign).subquery("recipients")
-    row_number = func.row_number().over(order_by=src.c.id)
+    if channel_traits(campaign.channel).relays:
+        provider = provider_expression(session, settings, src)
+    else:
+        provider = null()
+    inner = select(
+        src.c.id,
+        src.c.email,
+        src.c.openid,
+        src.c.name,
+        src.c.locale,
+        provider.label("provider"),
+    ).subquery("with_provider")
+    rank = func.row_number().over(partition_by=inner.c.provider, order_by=inner.c.id)
+    size = func.count().over(partition_by=inner.c.provider)
+    ranked = select(
+        inner,
+        ((cast(rank, Float) - 0.5) / cast(size, Float)).label("position"),
+    ).subquery("ranked")
+    row_number = func.row_number().over(
+        order_by=(ranked.c.position, ranked.c.provider, ranked.c.id)
+    )
     batch_no = (row_number - 1).self_group().op("/")(literal(batch_size, Integer))
     # the sweep re-enqueues a pending batch only after this "queued until" time passes
     queued_until = now + timedelta(seconds=settings.lease_seconds)
     rows = select(
         literal(campaign.id, Integer),
-        src.c.id,
-        src.c.email,
-        src.c.openid,
-        func.coalesce(src.c.name, ""),
-        func.coalesce(src.c.locale, settings.locale),
+        ranked.c.id,
+        ranked.c.email,
+        ranked.c.openid,
+        func.coalesce(ranked.c.name, ""),
+        func.coalesce(ranked.c.locale, settings.locale),
         batch_no,
+        ranked.c.provider,
         literal(DeliveryStatus.PENDING.value, String),
         literal(0, Integer),
         literal(queued_until, UTCDateTime()),

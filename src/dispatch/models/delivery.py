@@ -59,6 +59,10 @@ class Campaign(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     paused_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # running but held back (every relay's quota used, outside the sending window, warm-up):
+    # why, and until when; cleared when it sends again
+    waiting_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    waiting_until: Mapped[datetime | None] = mapped_column(default=None)
     total: Mapped[int] = mapped_column(Integer, default=0)  # deliveries created at fan-out
     batch_count: Mapped[int] = mapped_column(Integer, default=0)
     options: Mapped[dict] = mapped_column(JSON, default=dict)  # rate limits, test addresses
@@ -74,6 +78,7 @@ class Delivery(Base):
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
         Index("ix_deliveries_status_lease", "status", "lease_until"),
         Index("ix_deliveries_status_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_campaign_provider", "campaign_id", "provider", "status"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -88,6 +93,8 @@ class Delivery(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     batch_no: Mapped[int] = mapped_column(Integer)  # fixed at fan-out, stable across retries
+    # receiving provider (qq, netease, gmail, … or other), fixed at fan-out from the domain
+    provider: Mapped[str | None] = mapped_column(String(32), default=None)
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
