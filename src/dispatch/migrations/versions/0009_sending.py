@@ -9,7 +9,7 @@ from alembic import op
 from dispatch.models.base import UTCDateTime
 
 revision = "i12_sending"
-down_revision = "i10_bounces"
+down_revision = "i13_subscriber_door"
 branch_labels = None
 depends_on = None
 
