@@ -9,7 +9,7 @@ from alembic import op
 from dispatch.models.base import UTCDateTime
 
 revision = "i12_sending"
-down_revision = "i13_subscriber_door"
+down_revision = "i16_deliverability"
 branch_labels = None
 depends_on = None
 
