@@ -127,8 +127,10 @@ def test_campaign_message_scores_at_most_zero_in_spamassassin(
         f"score: {score}\n\n{details}", encoding="utf-8"
     )
     assert score <= 0.0, details
-    for rule in ("HTML_FONT_LOW_CONTRAST", "MISSING_DATE", "MISSING_MID", "MISSING_HEADERS"):
-        assert rule not in details
+    fired = set(re.findall(r"^\s*-?\d+\.\d+ ([A-Z0-9_]+)\s", details, re.M))
+    # informational rules only: nothing about contrast, images, missing headers
+    # (WEIRD_QUOTING matches bytes of UTF-8 CJK text next to Chinese quotation marks; 0 points)
+    assert fired <= {"NO_RECEIVED", "NO_RELAYS", "HTML_MESSAGE", "WEIRD_QUOTING"}, details
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
