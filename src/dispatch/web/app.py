@@ -29,6 +29,7 @@ from dispatch.web import (
     routes_preferences,
     routes_subscribe,
     routes_unsubscribe,
+    routes_webhooks,
     routes_wechat,
 )
 from dispatch.web.auth import optional_principal
@@ -48,6 +49,7 @@ PUBLIC_PATH_PREFIXES = (
     "/wechat/",
     "/admin/login",
     "/healthz",
+    "/webhooks/",  # provider webhooks: authenticated by their signatures, not by a login
     "/openapi.json",
     "/api/docs",
     "/lang/",
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pages_auth,
         pages,
         pages_deliverability,
+        routes_webhooks,
     ):
         app.include_router(module.router)
 
