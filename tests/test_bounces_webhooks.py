@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from bounce_helpers import sent_campaign
@@ -20,12 +21,23 @@ from dispatch.bounces.webhooks import SnsVerifier, sign_generic
 from dispatch.models.bounce import BounceMessage
 from dispatch.models.subscriber import Subscription, Suppression
 from dispatch.tokens import verp_address
-from test_web_support import client, web_app  # noqa: F401
+from dispatch.web.app import create_app
 
 TOPIC = "arn:aws-cn:sns:cn-north-1:123456789012:ses-bounces"
 CERT_URL = "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-test.pem"
 SECRET = "generic-webhook-secret-for-tests"
 ADDRESSES = ["alice@example.net", "bob@example.net", "carol@example.net"]
+
+
+@pytest.fixture
+def webapp(settings, engine):
+    return create_app(settings)
+
+
+@pytest.fixture
+def http(webapp):
+    with TestClient(webapp, base_url="https://testserver") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +59,7 @@ def signing_key():
 
 
 @pytest.fixture
-def sns(web_app, signing_key):  # noqa: F811
+def sns(webapp, signing_key):
     """The app's SNS verifier, with AWS's certificate host answered by this test (no network)."""
     fetched: list[str] = []
 
@@ -55,16 +67,16 @@ def sns(web_app, signing_key):  # noqa: F811
         fetched.append(url)
         return signing_key[1] if url == CERT_URL else b"<ConfirmSubscriptionResponse/>"
 
-    web_app.state.sns_verifier = SnsVerifier(frozenset({TOPIC}), http_get=http_get)
+    webapp.state.sns_verifier = SnsVerifier(frozenset({TOPIC}), http_get=http_get)
     return fetched
 
 
 @pytest.fixture
-def wsettings(web_app):  # noqa: F811
-    web_app.state.settings = web_app.state.settings.replace(
+def wsettings(webapp):
+    webapp.state.settings = webapp.state.settings.replace(
         bounce_address="bounces@bounce.example.org", bounce_webhook_secret=SECRET
     )
-    return web_app.state.settings
+    return webapp.state.settings
 
 
 def sns_message(key, kind: str, body: dict, *, version: str = "2", topic: str = TOPIC) -> dict:
@@ -121,28 +133,28 @@ def _rows(session) -> int:
 
 @pytest.mark.parametrize("version", ["1", "2"])
 def test_ses_bounce_with_a_good_signature_suppresses(
-    client,
+    http,
     session,
     wsettings,
     sns,
     signing_key,
-    version,  # noqa: F811
+    version,
 ):
     sent = sent_campaign(session, ADDRESSES)
     source = verp_address(wsettings, "c", sent.campaign_id, sent.deliveries["bob@example.net"])
     message = sns_message(
         signing_key[0], "Notification", ses_bounce(source, "bob@example.net"), version=version
     )
-    answer = client.post("/webhooks/ses", content=json.dumps(message))
+    answer = http.post("/webhooks/ses", content=json.dumps(message))
     assert answer.status_code == 200, answer.text
     assert answer.json()["recorded"][0]["action"] == "suppressed"
-    again = client.post("/webhooks/ses", content=json.dumps(message))  # SNS retries
+    again = http.post("/webhooks/ses", content=json.dumps(message))  # SNS retries
     assert again.json() == {"recorded": [], "duplicates": 1}
     assert _rows(session) == 1
     assert {s.email for s in session.scalars(select(Suppression))} == {"bob@example.net"}
 
 
-def test_ses_complaint_unsubscribes_everywhere(client, session, wsettings, sns, signing_key):  # noqa: F811
+def test_ses_complaint_unsubscribes_everywhere(http, session, wsettings, sns, signing_key):
     sent = sent_campaign(session, ADDRESSES)
     source = verp_address(wsettings, "c", sent.campaign_id, sent.deliveries["carol@example.net"])
     body = {
@@ -153,7 +165,7 @@ def test_ses_complaint_unsubscribes_everywhere(client, session, wsettings, sns, 
         },
         "mail": {"messageId": "0001-ses", "source": source},
     }
-    answer = client.post(
+    answer = http.post(
         "/webhooks/ses", content=json.dumps(sns_message(signing_key[0], "Notification", body))
     )
     assert answer.status_code == 200 and answer.json()["recorded"][0]["action"] == "unsubscribed"
@@ -176,49 +188,47 @@ def test_ses_complaint_unsubscribes_everywhere(client, session, wsettings, sns, 
     ],
 )
 def test_ses_bad_signature_is_401_and_stores_nothing(
-    client,
+    http,
     session,
     wsettings,
     sns,
     signing_key,
-    tamper,  # noqa: F811
+    tamper,
 ):
     sent = sent_campaign(session, ADDRESSES)
     source = verp_address(wsettings, "c", sent.campaign_id, sent.deliveries["bob@example.net"])
     message = sns_message(signing_key[0], "Notification", ses_bounce(source, "bob@example.net"))
     tamper(message)
-    answer = client.post("/webhooks/ses", content=json.dumps(message))
+    answer = http.post("/webhooks/ses", content=json.dumps(message))
     assert answer.status_code == 401
     assert _rows(session) == 0
     assert session.scalar(select(func.count()).select_from(Suppression)) == 0
 
 
-def test_ses_foreign_topic_is_refused(client, session, wsettings, sns, signing_key):  # noqa: F811
+def test_ses_foreign_topic_is_refused(http, session, wsettings, sns, signing_key):
     message = sns_message(
         signing_key[0],
         "Notification",
         ses_bounce("x@example.org", "bob@example.net"),
         topic="arn:aws:sns:us-east-1:999999999999:someone-else",
     )
-    assert client.post("/webhooks/ses", content=json.dumps(message)).status_code == 401
+    assert http.post("/webhooks/ses", content=json.dumps(message)).status_code == 401
     assert _rows(session) == 0
 
 
-def test_ses_subscription_is_confirmed(client, wsettings, sns, signing_key):  # noqa: F811
+def test_ses_subscription_is_confirmed(http, wsettings, sns, signing_key):
     message = sns_message(signing_key[0], "SubscriptionConfirmation", {})
-    answer = client.post("/webhooks/ses", content=json.dumps(message))
+    answer = http.post("/webhooks/ses", content=json.dumps(message))
     assert answer.status_code == 200 and answer.json() == {"confirmed": True}
     assert message["SubscribeURL"] in sns
 
 
-def _generic(client, body: dict, *, secret: str = SECRET, timestamp: int | None = None):  # noqa: F811
+def _generic(http, body: dict, *, secret: str = SECRET, timestamp: int | None = None):
     raw = json.dumps(body).encode()
-    return client.post(
-        "/webhooks/generic", content=raw, headers=sign_generic(secret, raw, timestamp)
-    )
+    return http.post("/webhooks/generic", content=raw, headers=sign_generic(secret, raw, timestamp))
 
 
-def test_generic_webhook_good_signature_records(client, session, wsettings):  # noqa: F811
+def test_generic_webhook_good_signature_records(http, session, wsettings):
     sent = sent_campaign(session, ADDRESSES)
     body = {
         "events": [
@@ -235,19 +245,19 @@ def test_generic_webhook_good_signature_records(client, session, wsettings):  # 
             }
         ]
     }
-    answer = _generic(client, body)
+    answer = _generic(http, body)
     assert answer.status_code == 200, answer.text
     assert answer.json()["recorded"] == [
         {"kind": "hard", "recipient": "alice@example.net", "action": "suppressed"}
     ]
-    assert _generic(client, body).json()["duplicates"] == 1
+    assert _generic(http, body).json()["duplicates"] == 1
 
 
 @pytest.mark.parametrize(
     "how",
     ["wrong secret", "stale timestamp", "future timestamp", "no headers", "altered body"],
 )
-def test_generic_webhook_bad_signature_is_401(client, session, wsettings, how):  # noqa: F811
+def test_generic_webhook_bad_signature_is_401(http, session, wsettings, how):
     sent_campaign(session, ADDRESSES)
     body = {"id": "evt-2", "kind": "hard", "recipient": "alice@example.net"}
     raw = json.dumps(body).encode()
@@ -262,17 +272,17 @@ def test_generic_webhook_bad_signature_is_401(client, session, wsettings, how): 
         headers = {}
     elif how == "altered body":
         raw = raw.replace(b"alice", b"bob")
-    answer = client.post("/webhooks/generic", content=raw, headers=headers)
+    answer = http.post("/webhooks/generic", content=raw, headers=headers)
     assert answer.status_code == 401
     assert _rows(session) == 0
 
 
-def test_generic_webhook_bad_json_names_the_problem(client, wsettings):  # noqa: F811
-    answer = _generic(client, {"events": [{"id": "e", "kind": "hard", "recipient": "nobody"}]})
+def test_generic_webhook_bad_json_names_the_problem(http, wsettings):
+    answer = _generic(http, {"events": [{"id": "e", "kind": "hard", "recipient": "nobody"}]})
     assert answer.status_code == 422 and "events[0].recipient" in answer.json()["detail"]
 
 
-def test_generic_webhook_off_without_a_secret(client, web_app):  # noqa: F811
+def test_generic_webhook_off_without_a_secret(http, webapp):
     raw = b"{}"
-    answer = client.post("/webhooks/generic", content=raw, headers=sign_generic("x", raw))
+    answer = http.post("/webhooks/generic", content=raw, headers=sign_generic("x", raw))
     assert answer.status_code == 404
