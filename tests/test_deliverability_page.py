@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from dispatch import events
 from dispatch.content.store import publish_source
 from dispatch.deliverability.doctor import CheckResult, DoctorReport, save_report
@@ -58,7 +61,7 @@ def test_page_shows_rates_providers_suppression_and_doctor(
     assert 'id="complaint-rate">10.0 %' in text  # 1 complaint of 10
     assert "<td>QQ</td><td>8</td><td>8</td><td>100.0 %</td>" in text
     assert "<td>NetEase</td><td>2</td><td>1</td><td>50.0 %</td>" in text
-    assert "1 addresses in all" in text  # the bounced address was suppressed
+    assert "Suppressed in all: 1" in text  # the bounced address was suppressed
     assert 'id="warmup"' not in text  # no warm-up plan installed here
 
     report = DoctorReport(
@@ -125,3 +128,52 @@ def test_send_is_refused_while_doctor_fails_when_enforced(
     session.expire_all()
     assert campaigns.get(session, campaign.id).status == "draft"  # nothing was sent
     assert not smtp_server.messages
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_page_reads_on_a_375px_phone(
+    engine,
+    session,
+    settings,
+    smtp_server,  # noqa: F811
+    web_app,  # noqa: F811
+    client,  # noqa: F811
+    artifacts_dir,
+):
+    """The page with a failing report (long DKIM record to publish) in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from dispatch.channels.dkim import public_key_record
+    from test_web_browser import CHROMIUM, CHROMIUM_ARGS
+
+    settings = settings.replace(smtp_url=smtp_server.url)
+    web_app.state.settings = settings
+    _send(engine, session, settings, smtp_server)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    record = f'mail2026._domainkey.example.org. IN TXT "{public_key_record(key)}"'
+    save_report(
+        settings,
+        DoctorReport(
+            "example.org",
+            [
+                CheckResult(
+                    "dkim", "fail", "dkim.none", {"name": "mail2026._domainkey.example.org"}, record
+                ),
+                CheckResult("relay_tls", "pass", "tls.ok", {"version": "TLSv1.3"}),
+            ],
+        ),
+    )
+    make_user(engine, "admin", "admin@example.org")
+    login(client, "admin@example.org")
+    html = client.get("/admin/deliverability").text
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800})
+            page.set_content(html, wait_until="load")
+            width = page.evaluate("document.scrollingElement.scrollWidth")
+            page.screenshot(path=str(artifacts_dir / "deliverability-375.png"), full_page=True)
+        finally:
+            browser.close()
+    assert width <= 375, f"the deliverability page scrolls sideways at 375px ({width}px)"

@@ -38,7 +38,7 @@ TEXTS = Catalog(
             "A running campaign pauses itself above {bounce} hard bounces or {complaint} complaints.",
         ),
         "deliv_suppression": ("抑制名单增长", "Suppression list growth"),
-        "deliv_suppression_total": ("共 {n} 个地址", "{n} addresses in all"),
+        "deliv_suppression_total": ("共 {n} 个地址", "Suppressed in all: {n}"),
         "deliv_week": ("周", "Week"),
         "deliv_added": ("新增", "Added"),
         "deliv_providers": ("各收件服务商送达率", "Delivery rate per recipient provider"),
