@@ -86,3 +86,35 @@ def test_a_test_send_with_one_bad_address_goes_to_the_good_one(client, engine, s
     )
     assert refused.status_code == 422 and "bad-address" in refused.text
     assert 'id="preview-phone"' in refused.text  # still on the preview, not the issues list
+
+
+def test_finished_campaign_page_sends_to_those_not_yet_reached(client, engine, settings):
+    from sqlalchemy import select, update
+    from sqlalchemy.orm import Session
+
+    from dispatch.delivery import campaigns
+    from dispatch.delivery.queue import ListQueue
+    from dispatch.models import Delivery
+    from test_delivery_support import make_issue, make_list_with
+
+    make_user(engine, "editor")
+    csrf = login(client, "editor@example.org")
+    with Session(engine, expire_on_commit=False) as session:
+        issue = make_issue(session)
+        members = make_list_with(session, "members", ["a@example.org"])
+        campaign, _ = campaigns.create_or_get(
+            session, issue_id=issue.id, channel="email", list_ids=[members]
+        )
+        session.commit()
+        campaigns.start(engine, settings, campaign.id, ListQueue())
+        session.execute(update(Delivery).values(status="sent"))
+        campaigns.finish_if_done(session, campaign.id)
+        make_list_with(session, "members", ["new@example.org"])
+        session.commit()
+    page = client.get(f"/admin/campaigns/{campaign.id}")
+    assert 'id="include-new-button"' in page.text
+    done = client.post(f"/admin/campaigns/{campaign.id}/include-new", data={"csrf_token": csrf})
+    assert done.status_code == 200, done.text
+    with Session(engine) as session:
+        rows = session.execute(select(Delivery.email, Delivery.status).order_by(Delivery.id)).all()
+    assert [tuple(r) for r in rows] == [("a@example.org", "sent"), ("new@example.org", "pending")]

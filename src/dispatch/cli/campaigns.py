@@ -47,8 +47,19 @@ MESSAGES = Catalog(
         ),
         "scheduled": ("活动 #{id} 已定时于 {at}", "campaign #{id} scheduled for {at}"),
         "exists": (
-            "相同的发送已存在：活动 #{id}（状态 {status}），不会重复发送",
-            "the same send exists already: campaign #{id} (status {status}); nothing more is sent",
+            "相同的发送已存在：活动 #{id}（状态 {status}），不会重复发送；"
+            "要发给之后加入列表的人，加上 --include-new",
+            "the same send exists already: campaign #{id} (status {status}); nothing more is "
+            "sent. To reach people added to its lists since, add --include-new",
+        ),
+        "included": (
+            "活动 #{id}：新加入列表的 {added} 人已排队（{batches} 个批次），已收到的人不会重复收到",
+            "campaign #{id}: {added} people added to its lists since are queued ({batches} "
+            "batches); nobody already reached gets it twice",
+        ),
+        "none_new": (
+            "活动 #{id}：没有尚未送达的新成员，没有发送任何内容",
+            "campaign #{id}: nobody new to reach; nothing sent",
         ),
         "rejected": (
             "不发送给 {address}：{reason}",
@@ -216,6 +227,11 @@ def _print_progress(d: dict[str, Any]) -> None:
 )
 @click.option("--no-tracking", is_flag=True, help="No open/click tracking / 不跟踪打开与点击")
 @click.option(
+    "--include-new",
+    is_flag=True,
+    help="Same send again: reach only people added to its lists since / 补发给之后加入列表的人",
+)
+@click.option(
     "--rate-per-second", type=float, default=0.0, help="This campaign's limit / 本活动每秒上限"
 )
 @click.option(
@@ -229,6 +245,7 @@ def send_cmd(
     at: str | None,
     test_addresses: tuple[str, ...],
     no_tracking: bool,
+    include_new: bool,
     rate_per_second: float,
     rate_per_hour: float,
     as_json: bool,
@@ -258,6 +275,13 @@ def send_cmd(
     slugs = [s.strip() for s in lists_.split(",") if s.strip()]
     if not slugs and not test_addresses:
         fail(MESSAGES.both("need_lists"))
+    if channel == Channel.WECHAT:  # before anything is stored: a send that cannot happen
+        from dispatch.wechat.client import WechatSettingsMissing, check_wechat_settings
+
+        try:
+            check_wechat_settings(settings)
+        except WechatSettingsMissing as exc:
+            fail(str(exc))
     when = parse_time(at) if at else None
     if when is not None and when <= datetime.now(UTC):  # already due: start now
         when = None
@@ -309,6 +333,23 @@ def send_cmd(
         campaign_id, status = campaign.id, campaign.status
         if created and when is not None:
             service.schedule(session, campaign_id, when)
+    if not created and status != CampaignStatus.DRAFT and include_new:
+        added, new_batches = _run(
+            service.include_new, get_engine(settings), settings, campaign_id, _queue()
+        )
+        data = {**_progress(campaign_id), "added": added, "batches": len(new_batches)}
+        data["created"] = False
+
+        def told(d: dict) -> None:
+            if d["added"]:
+                click.echo(
+                    MESSAGES.both("included", id=d["id"], added=d["added"], batches=d["batches"])
+                )
+            else:
+                click.echo(MESSAGES.both("none_new", id=d["id"]))
+
+        emit(data, as_json, told)
+        return
     if not created and status != CampaignStatus.DRAFT:
         data = {"id": campaign_id, "status": status, "created": False}
         emit(

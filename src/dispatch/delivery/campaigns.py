@@ -57,6 +57,16 @@ MESSAGES = Catalog(
             "unknown channel {channel!r} (expected one of {known})",
         ),
         "no_lists": ("活动至少需要一个列表", "a campaign needs at least one list"),
+        "no_recipients": (
+            "活动 {id} 没有可送达的收件人（{channel}）：请先向列表添加订阅者；活动仍为草稿，之后可再发送",
+            "campaign {id} has nobody to reach on {channel}: add subscribers to its lists first; "
+            "it stays a draft and can be sent later",
+        ),
+        "cannot_include_new": (
+            "活动 {id}（{status}）不能补发新加入的人：只有已开始的正式活动可以",
+            "campaign {id} ({status}) cannot include new people: only a started, non-test "
+            "campaign can",
+        ),
         "no_addresses": ("测试发送至少需要一个地址", "a test send needs at least one address"),
         "no_valid_address": (
             "测试发送没有可用的地址：{rejected}",
@@ -76,6 +86,13 @@ class CampaignError(DispatchError):
     """A campaign request that cannot be done; the message says which campaign and why."""
 
     kind = ErrorKind.CONFLICT  # most refusals depend on stored state (status, issue)
+
+
+class NoRecipients(CampaignError):
+    """Starting would reach nobody: refused, so the campaign stays a draft and can start once
+    its lists have people (a campaign "finished" with 0 would block that send for good)."""
+
+    kind = ErrorKind.INVALID
 
 
 class InvalidTransition(CampaignError):
@@ -312,7 +329,13 @@ def schedule(session: Session, campaign_id: int, at: datetime) -> Campaign:
     """Start at `at` (the beat sweep starts due campaigns, so this survives worker restarts)."""
     if at.tzinfo is None:
         raise CampaignError(MESSAGES.both("naive_time"))
+    from dispatch.delivery.fanout import recipient_count
+
     campaign = get(session, campaign_id)
+    if not recipient_count(session, campaign):
+        raise NoRecipients(
+            MESSAGES.both("no_recipients", id=campaign_id, channel=str(campaign.channel))
+        )
     if campaign.status != CampaignStatus.SCHEDULED:
         transition(session, campaign, CampaignStatus.SCHEDULED)
     campaign.scheduled_at = at
@@ -332,6 +355,10 @@ def begin_running(
     campaign = get(session, campaign_id, for_update=True)
     transition(session, campaign, CampaignStatus.RUNNING, now=now)
     total, batches = fan_out(session, settings, campaign, now=now)
+    if not total:  # the caller's transaction rolls back: the campaign stays as it was
+        raise NoRecipients(
+            MESSAGES.both("no_recipients", id=campaign_id, channel=str(campaign.channel))
+        )
     session.execute(
         update(Campaign.__table__)
         .where(Campaign.__table__.c.id == campaign_id)
@@ -350,10 +377,67 @@ def start(
         batches = begin_running(session, settings, campaign_id, now=now)
     for batch_no in batches:
         queue.enqueue(campaign_id, batch_no)
-    if not batches:  # nobody to send to: finished at once
-        with Session(engine) as session, session.begin():
-            finish_if_done(session, campaign_id)
     return batches
+
+
+def include_new(
+    engine: Engine, settings: Settings, campaign_id: int, queue, now: datetime | None = None
+) -> tuple[int, list[int]]:
+    """Reach the people who joined the campaign's lists after it started ("send to those not
+    yet reached"): new deliveries for them only, so nobody already in it gets it twice. A
+    finished campaign runs again for them. Returns (people added, batches enqueued)."""
+    from dispatch.delivery.fanout import fan_out
+
+    now = now or utcnow()
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        campaign = get(session, campaign_id, for_update=True)
+        if campaign.is_test or campaign.status not in (
+            CampaignStatus.RUNNING,
+            CampaignStatus.PAUSED,
+            CampaignStatus.FINISHED,
+        ):
+            raise CampaignError(
+                MESSAGES.both("cannot_include_new", id=campaign_id, status=str(campaign.status))
+            )
+        added, batches = fan_out(session, settings, campaign, now=now, only_new=True)
+        if not added:
+            return 0, []
+        if campaign.status == CampaignStatus.FINISHED:
+            # like "retry failed", a guarded way out of "finished" (start still refuses it)
+            reopened = session.execute(
+                update(Campaign.__table__)
+                .where(
+                    Campaign.__table__.c.id == campaign_id,
+                    Campaign.__table__.c.status == CampaignStatus.FINISHED,
+                )
+                .values(status=CampaignStatus.RUNNING.value, updated_at=now)
+            ).rowcount
+            if reopened != 1:
+                raise InvalidTransition(campaign_id, campaign.status, CampaignStatus.RUNNING)
+            log.info(
+                "campaign.transition",
+                campaign_id=campaign_id,
+                from_status="finished",
+                to_status="running",
+                reason="include new",
+            )
+            set_committed_value(campaign, "status", CampaignStatus.RUNNING.value)
+        total, count = session.execute(
+            select(func.count(), func.count(func.distinct(Delivery.batch_no))).where(
+                Delivery.campaign_id == campaign_id
+            )
+        ).one()
+        session.execute(
+            update(Campaign.__table__)
+            .where(Campaign.__table__.c.id == campaign_id)
+            .values(total=total, batch_count=count, finished_at=None)
+        )
+        running = campaign.status == CampaignStatus.RUNNING
+    log.info("campaign.included_new", campaign_id=campaign_id, added=added, batches=len(batches))
+    if running:  # a paused campaign sends them when resumed
+        for batch_no in batches:
+            queue.enqueue(campaign_id, batch_no)
+    return added, batches
 
 
 def pause(session: Session, campaign_id: int, reason: str = "paused by operator") -> Campaign:

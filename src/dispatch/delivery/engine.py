@@ -890,6 +890,13 @@ def sweep(
         try:
             campaign_service.start(engine, settings, campaign_id, queue, now=now)
             report.started.append(campaign_id)
+        except campaign_service.NoRecipients as exc:  # its lists emptied since: back to draft
+            with Session(engine) as session, session.begin():
+                campaign = campaign_service.get(session, campaign_id)
+                campaign_service.transition(
+                    session, campaign, CampaignStatus.DRAFT, reason=str(exc), now=now
+                )
+            log.warning("sweep.no_recipients", campaign_id=campaign_id, reason=str(exc))
         except campaign_service.CampaignError as exc:  # another sweep started it first
             log.info("sweep.start_skipped", campaign_id=campaign_id, reason=str(exc))
     with Session(engine) as session, session.begin():

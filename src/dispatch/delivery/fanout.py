@@ -137,10 +137,25 @@ def _reserved(domain: str) -> bool:
     )
 
 
+def recipient_count(session: Session, campaign: Campaign) -> int:
+    """How many people a fan-out would reach now (scheduling refuses a send to nobody)."""
+    src = recipients_source(campaign).subquery("recipients")
+    return int(session.scalar(select(func.count()).select_from(src)) or 0)
+
+
 def fan_out(
-    session: Session, settings: Settings, campaign: Campaign, now: datetime | None = None
+    session: Session,
+    settings: Settings,
+    campaign: Campaign,
+    now: datetime | None = None,
+    *,
+    only_new: bool = False,
 ) -> tuple[int, list[int]]:
-    """Create the campaign's deliveries (in the caller's transaction). Returns (count, batches).
+    """Create the campaign's deliveries (in the caller's transaction). Returns (count, batches)
+    of the rows made now.
+
+    only_new: add only recipients who have no delivery in this campaign yet (people who joined
+    its lists after it started), in new batches numbered after the existing ones.
 
     For a channel that sends through relays (email) each delivery gets its receiving
     provider, and the batches interleave providers: recipients are ordered by their relative
@@ -150,7 +165,18 @@ def fan_out(
     """
     now = now or utcnow()
     batch_size = fanout_batch_size(campaign.channel, settings)
-    src = recipients_source(campaign).subquery("recipients")
+    first_batch = 0
+    source = recipients_source(campaign)
+    if only_new:
+        d = Delivery.__table__.c
+        last = session.scalar(select(func.max(d.batch_no)).where(d.campaign_id == campaign.id))
+        first_batch = 0 if last is None else int(last) + 1
+        candidates = source.subquery("candidates")
+        taken = select(d.subscriber_id).where(
+            d.campaign_id == campaign.id, d.subscriber_id == candidates.c.id
+        )
+        source = select(candidates).where(~taken.exists())
+    src = source.subquery("recipients")
     if channel_traits(campaign.channel).relays:
         provider = provider_expression(session, settings, src)
     else:
@@ -172,7 +198,9 @@ def fan_out(
     row_number = func.row_number().over(
         order_by=(ranked.c.position, ranked.c.provider, ranked.c.id)
     )
-    batch_no = (row_number - 1).self_group().op("/")(literal(batch_size, Integer))
+    batch_no = (row_number - 1).self_group().op("/")(literal(batch_size, Integer)) + literal(
+        first_batch, Integer
+    )
     # the sweep re-enqueues a pending batch only after this "queued until" time passes
     queued_until = now + timedelta(seconds=settings.lease_seconds)
     rows = select(
@@ -191,7 +219,9 @@ def fan_out(
     )
     session.execute(insert(Delivery.__table__).from_select(list(INSERT_COLUMNS), rows))
     total, last_batch = session.execute(
-        select(func.count(), func.max(Delivery.batch_no)).where(Delivery.campaign_id == campaign.id)
+        select(func.count(), func.max(Delivery.batch_no)).where(
+            Delivery.campaign_id == campaign.id, Delivery.batch_no >= first_batch
+        )
     ).one()
-    batches = list(range(int(last_batch) + 1)) if total else []
+    batches = list(range(first_batch, int(last_batch) + 1)) if total else []
     return int(total), batches

@@ -321,6 +321,10 @@ def campaigns_create(
     tracking: Annotated[bool, Form()] = False,
 ) -> Response:
     try:
+        if channel == "wechat":  # before anything is stored: a send that cannot happen
+            from dispatch.wechat.client import check_wechat_settings
+
+            check_wechat_settings(request.app.state.settings)
         campaign, _ = engine_campaigns.create_or_get(
             session, issue_id=issue_id, channel=channel, list_ids=list_ids, tracking=tracking
         )
@@ -429,6 +433,10 @@ async def _campaign_action(request: Request, campaign_id: int, action: str) -> R
             await run_in_threadpool(
                 engine_campaigns.resume, engine, settings, campaign_id, batch_queue(request)
             )
+        elif action == "include_new":
+            await run_in_threadpool(
+                engine_campaigns.include_new, engine, settings, campaign_id, batch_queue(request)
+            )
         else:
 
             def change() -> None:
@@ -463,6 +471,16 @@ async def campaign_start(request: Request, principal: EditorUser, campaign_id: R
     with request.app.state.session_factory() as session:
         api_campaigns.get_campaign_or_404(session, campaign_id)
     return await _campaign_action(request, campaign_id, "start")
+
+
+@router.post("/campaigns/{campaign_id}/include-new")
+async def campaign_include_new(
+    request: Request, principal: EditorUser, campaign_id: RowId
+) -> Response:
+    """“Send to those not yet reached”: people who joined the lists after the send."""
+    with request.app.state.session_factory() as session:
+        api_campaigns.get_campaign_or_404(session, campaign_id)
+    return await _campaign_action(request, campaign_id, "include_new")
 
 
 @router.post("/campaigns/{campaign_id}/pause")

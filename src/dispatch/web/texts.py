@@ -158,6 +158,7 @@ TEXTS = Catalog(
             "Send “{title}” to {count} subscribers of {lists}?",
         ),
         "pause": ("暂停", "Pause"),
+        "include_new": ("发送给尚未送达的新成员", "Send to those not yet reached"),
         "resume": ("继续", "Resume"),
         "cancel": ("取消", "Cancel"),
         "test_send": ("测试发送", "Test send"),
