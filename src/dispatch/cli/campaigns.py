@@ -237,6 +237,17 @@ def _print_progress(d: dict[str, Any]) -> None:
 @click.option(
     "--rate-per-hour", type=float, default=0.0, help="This campaign's limit / 本活动每小时上限"
 )
+@click.option(
+    "--window",
+    default="",
+    help="Send only between these hours, e.g. 08:00-21:00 (send_timezone) / 发送时段",
+)
+@click.option(
+    "--spread-hours",
+    type=float,
+    default=0.0,
+    help="Spread the send evenly over N hours / 在 N 小时内均匀发送",
+)
 @json_option
 def send_cmd(
     issue: str,
@@ -249,6 +260,8 @@ def send_cmd(
     rate_per_second: float,
     rate_per_hour: float,
     as_json: bool,
+    window: str = "",
+    spread_hours: float = 0.0,
     group: str = "",
 ) -> None:
     """Send ISSUE (stored slug or source folder) to lists / 发送期刊到列表."""
@@ -268,6 +281,8 @@ def send_cmd(
                 rate_per_second=rate_per_second,
                 rate_per_hour=rate_per_hour,
                 as_json=as_json,
+                window=window,
+                spread_hours=spread_hours,
                 group=",".join(CHANNEL_KINDS),
             )
         return
@@ -290,6 +305,15 @@ def send_cmd(
         for k, v in (("rate_per_second", rate_per_second), ("rate_per_hour", rate_per_hour))
         if v
     }
+    from dispatch.delivery.windows import WindowError, check_spread, parse_window
+
+    try:  # sending window and spreading (dispatch.delivery.windows), checked before anything
+        if parse_window(window, settings.send_timezone) is not None:
+            options["window"] = window.strip()
+        if check_spread(spread_hours):
+            options["spread_hours"] = spread_hours
+    except WindowError as exc:
+        fail(str(exc))
     if group:  # one campaign of a send on several channels: each person once (see recipients)
         options["channels"] = group.split(",")
     warnings: list[str] = []  # deliverability.preflight: domain check and list hygiene

@@ -89,6 +89,12 @@ def campaign_limits(settings: Settings, campaign: Campaign) -> list[Limit]:
             float(options.get("rate_per_hour") or 0),
         ),
     ]
+    spread = float(options.get("spread_hours") or 0)
+    if spread > 0 and campaign.total:  # evenly over N hours: total / N hours, per second
+        from dispatch.delivery.windows import spread_rate_per_hour
+
+        per_hour = spread_rate_per_hour(campaign.total, spread)
+        limits.append(Limit(f"campaign:{campaign.id}:spread", per_hour / 3600.0, 0.0))
     return [lim for lim in limits if lim.per_second > 0 or lim.per_hour > 0]
 
 
@@ -932,6 +938,7 @@ def drain(
     channel_factory: ChannelFactory | None = None,
     limiter: RateLimiter | None = None,
     max_rounds: int = 10_000,
+    clock: Callable[[], datetime] = utcnow,
 ) -> int:
     """Run queued batches in this process until the queue is empty (tests, tiny setups).
 
@@ -947,6 +954,7 @@ def drain(
             batch_no,
             channel_factory=channel_factory,
             limiter=limiter,
+            clock=clock,
         )
         runs += 1
     return runs

@@ -17,7 +17,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -356,15 +356,21 @@ def _load(override: str) -> ProviderTable:
     providers = read_table_file(SHIPPED_TABLE)
     sources = [str(SHIPPED_TABLE)]
     if override:
-        extra = read_table_file(Path(override))
-        # an operator's entry replaces the shipped one; its domains leave other providers
+        path = Path(override)
+        extra = read_table_file(path)
+        given = tomllib.loads(path.read_text(encoding="utf-8"))["providers"]
+        # an operator's entry changes the fields it names (a new name is a new provider);
+        # domains it claims leave the other providers
         moved = {d for p in extra.values() for d in p.domains}
         for name, p in list(providers.items()):
             if name not in extra and moved & set(p.domains):
-                providers[name] = Provider(
-                    **{**p.__dict__, "domains": tuple(d for d in p.domains if d not in moved)}
-                )
-        providers.update(extra)
+                providers[name] = replace(p, domains=tuple(d for d in p.domains if d not in moved))
+        for name, p in extra.items():
+            base = providers.get(name)
+            if base is None:
+                providers[name] = p
+            else:
+                providers[name] = replace(base, **{k: getattr(p, k) for k in given[name]})
         sources.append(override)
     return ProviderTable(providers, tuple(sources))
 
