@@ -54,6 +54,16 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    # hostile requests (dispatch.web.request_guard, dispatch.web.throttle)
+    request_max_bytes: int = 65_536  # body of a form, JSON or callback request; over it: 413
+    upload_max_bytes: int = 20 * 1024 * 1024  # an issue (with images) or CSV upload: 413 over
+    webhook_max_bytes: int = 1024 * 1024  # a bounce/complaint webhook under /webhooks/
+    login_window_seconds: int = 900  # failed log-ins counted over this window
+    login_free_failures_account: int = 5  # per account and client address before a delay
+    login_free_failures_client: int = 20  # per client address (any account) before a delay
+    login_free_failures_global: int = 100  # per account from all addresses before a delay
+    login_max_delay_seconds: int = 300  # the longest a throttled client waits
+    login_failure_pause_seconds: float = 1.0  # every failed log-in answers after this long
     secret_key: str = ""  # empty: generated once into data_dir/secret_key (never in git)
     templates_dir: Path = TEMPLATES_DIR
     # email

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -36,7 +38,9 @@ from dispatch.web.auth import optional_principal
 from dispatch.web.errors import install_error_handlers
 from dispatch.web.hits import HitRecorder
 from dispatch.web.linktable import LinkTableCache
+from dispatch.web.request_guard import RequestGuard
 from dispatch.web.routes_tracking import TrackingApp, TrackingShortcut
+from dispatch.web.security_headers import SecurityHeaders
 from dispatch.web.templating import make_environment, render_page
 
 PUBLIC_PATH_PREFIXES = (
@@ -53,7 +57,9 @@ PUBLIC_PATH_PREFIXES = (
     "/openapi.json",
     "/api/docs",
     "/lang/",
+    "/static/",
 )
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def _wants_html(request: Request) -> bool:
@@ -93,6 +99,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         TrackingShortcut, tracking=TrackingApp(settings, app.state.hits, app.state.link_tables)
     )
+    # body caps and authentication before any body is read; then, outermost, the security
+    # headers on every response (the tracking shortcut's and the guard's refusals too)
+    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(SecurityHeaders, settings=settings)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (
         routes_subscribe,
         routes_preferences,
