@@ -239,11 +239,8 @@ def test_admin_sends_the_sample_issue_and_a_reader_unsubscribes(stack, tmp_path,
             assert (
                 dialogs and "3" in dialogs[-1] and "测试读者" in dialogs[-1]
             )  # names the list and its size
-            page.wait_for_function(
-                "document.getElementById('progress-text') && "
-                "document.getElementById('progress-text').textContent.trim() === '100 %'",
-                timeout=90_000,
-            )
+            # a selector, not wait_for_function: the page's CSP forbids eval, which that uses
+            page.wait_for_selector("#progress-text:text-is('100 %')", timeout=90_000)
             page.wait_for_selector(".badge.finished", timeout=30_000)
             page.wait_for_timeout(1000)
             page.reload()  # the server-rendered stats and recipients, not only the polled bar
