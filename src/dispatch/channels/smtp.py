@@ -98,6 +98,7 @@ class _Halt:
     outcome: Outcome
     code: int | None
     text: str
+    stage: str = ""  # where the halting reply came (connect … data): the relay's fault or not
 
 
 @dataclass
@@ -266,12 +267,12 @@ class SmtpChannel:
             state.halt = _Halt(Outcome.PAUSED, None, text)
             source = None
         if state.halt is None and self._connect_error is not None:
-            state.halt = _Halt(*self._connect_error)
+            state.halt = _Halt(*self._connect_error, stage="connect")
             self._connect_error = None
         if (
             state.halt is None and self._drops > self.max_reconnects
         ):  # an earlier chunk lost it twice
-            state.halt = _Halt(Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"))
+            state.halt = _Halt(Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"), "connect")
         results: list[SendResult] = []
         built: dict[int, tuple[str, bytes] | Exception] = {}  # at most the next recipient's message
 
@@ -290,7 +291,11 @@ class SmtpChannel:
                     halt.outcome,
                     halt.code,
                     halt.text,
-                    data={"stage": "not_attempted", "relay": self.relay_name},
+                    data={
+                        "stage": "not_attempted",
+                        "halted_at": halt.stage,
+                        "relay": self.relay_name,
+                    },
                 )
             else:
                 following = batch[index + 1] if index + 1 < len(batch) else None
@@ -342,7 +347,7 @@ class SmtpChannel:
             if self._conn is None:
                 error = self._connect()
                 if error is not None:
-                    state.halt = _Halt(*error)
+                    state.halt = _Halt(*error, stage="connect")
                     return self._result(recipient, message_id, *error, stage="connect")
             conn = self._conn
             assert conn is not None
@@ -370,7 +375,9 @@ class SmtpChannel:
                 self._drop()
                 self._drops += 1
                 if self._drops > self.max_reconnects:
-                    state.halt = _Halt(Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"))
+                    state.halt = _Halt(
+                        Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"), "connect"
+                    )
                     return self._result(
                         recipient,
                         message_id,
@@ -424,10 +431,10 @@ class SmtpChannel:
         body_sent: bool = False,
     ) -> SendResult:
         if outcome == Outcome.PAUSED:
-            state.halt = _Halt(Outcome.PAUSED, code, text)
+            state.halt = _Halt(Outcome.PAUSED, code, text, stage)
         elif outcome == Outcome.THROTTLED:
             if stage in ("connect", "helo", "auth", "mail"):  # the relay itself slows us down
-                state.halt = _Halt(Outcome.THROTTLED, code, text)
+                state.halt = _Halt(Outcome.THROTTLED, code, text, stage)
             else:  # the recipient's provider does: hold only its other recipients
                 state.throttled[recipient.provider or ""] = _Halt(Outcome.THROTTLED, code, text)
         return self._result(

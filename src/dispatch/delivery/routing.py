@@ -302,7 +302,8 @@ class SendingPolicy:
 
 def is_relay_fault(result: Any) -> bool:
     """A result that says the relay (not the recipient or the provider) failed us."""
-    stage = (result.data or {}).get("stage")
+    data = result.data or {}
+    stage = data.get("halted_at") or data.get("stage")  # untried rows: why the send halted
     if result.outcome not in (Outcome.DEFERRED, Outcome.PAUSED, Outcome.THROTTLED):
         return False
     if stage in ("connect", "helo", "auth"):
