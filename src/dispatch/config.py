@@ -112,6 +112,7 @@ class Settings:
     lease_seconds: float = 600.0
     rate_per_second: float = 0.0  # 0: unlimited
     rate_per_hour: float = 0.0
+    heartbeat_seconds: float = 10.0  # workers and beat record that they run this often
     sweep_seconds: float = 15.0  # beat: lease expiry, due retries, due schedules
     celery_queue: str = "dispatch"
     redis_key_prefix: str = ""  # Celery global_keyprefix and rate-limit keys (tests isolate by it)

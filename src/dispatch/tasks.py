@@ -15,7 +15,14 @@ import socket
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import (
+    beat_embedded_init,
+    beat_init,
+    setup_logging,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from dispatch.config import Settings, get_settings
 from dispatch.log import configure_logging, get_logger
@@ -111,6 +118,40 @@ def _fresh_engines_after_fork(**_kwargs) -> None:
     from dispatch import db
 
     db._engine_for.cache_clear()  # each child builds its own engine and pool on first use
+
+
+_heartbeats: list = []
+
+
+def _start_heartbeat(kind: str) -> None:
+    from dispatch.db import get_engine
+    from dispatch.delivery.heartbeat import HeartbeatThread
+
+    settings = get_settings()
+    _heartbeats.append(HeartbeatThread(get_engine(settings), settings, kind).start())
+
+
+@worker_ready.connect
+def _worker_heartbeat(**_kwargs) -> None:
+    """A running worker says so every few seconds (`dispatch send` warns when none does)."""
+    from dispatch.vocabulary import ProcessKind
+
+    _start_heartbeat(ProcessKind.WORKER)
+
+
+@beat_init.connect
+@beat_embedded_init.connect
+def _beat_heartbeat(**_kwargs) -> None:
+    """Beat too: a scheduled campaign past its time with no beat says so."""
+    from dispatch.vocabulary import ProcessKind
+
+    _start_heartbeat(ProcessKind.BEAT)
+
+
+@worker_shutdown.connect
+def _stop_heartbeats(**_kwargs) -> None:
+    while _heartbeats:
+        _heartbeats.pop().stop()
 
 
 class CeleryQueue:

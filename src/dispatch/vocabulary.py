@@ -31,6 +31,7 @@ __all__ = [
     "ErrorKind",
     "EventKind",
     "IssueStatus",
+    "ProcessKind",
     "Outcome",
     "SubscriberStatus",
     "SubscriptionStatus",
@@ -230,3 +231,10 @@ class SuppressionReason(StrEnum):
     COMPLAINED = "complained"  # a spam complaint
     BLOCKLISTED = "blocklisted"  # an operator blocked it
     MANUAL = "manual"  # added by hand (CLI, admin, CSV import)
+
+
+class ProcessKind(StrEnum):
+    """A long-running process that records heartbeats (so commands can tell when none runs)."""
+
+    WORKER = "worker"  # a Celery worker: sends the queued batches
+    BEAT = "beat"  # Celery beat: starts due schedules, retries, returns expired leases

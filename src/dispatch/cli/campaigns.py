@@ -407,9 +407,17 @@ def send_cmd(
     }
     key = "test_created" if test_addresses else "created"
 
+    from dispatch.delivery.heartbeat import missing_process_message
+
+    with _session() as session:
+        data["worker_warning"] = missing_process_message(session, settings)
+
     def human(d: dict) -> None:
         click.echo(MESSAGES.both(key, id=d["id"], total=d["total"], batches=d["batches"]))
-        click.echo(MESSAGES.both("worker_hint"))
+        if d["worker_warning"]:
+            click.echo(f"warning: {d['worker_warning']}", err=True)
+        else:
+            click.echo(MESSAGES.both("worker_hint"))
 
     emit(data, as_json, human)
 
@@ -515,15 +523,76 @@ def cancel_cmd(campaign_id: int, as_json: bool) -> None:
 TERMINAL = CAMPAIGN_FINAL
 
 
+def _progress_and_warning(campaign_id: int) -> tuple[dict[str, Any], str | None]:
+    """Progress, and the "no worker / no beat seen" warning when the campaign waits for one."""
+    from dispatch.delivery.heartbeat import missing_process_message
+
+    settings = settings_or_exit()
+    with _session() as session:
+        d = service.progress(session, campaign_id)
+        warning = missing_process_message(session, settings, service.get(session, campaign_id))
+    return d, warning
+
+
+def _plain_line(d: dict[str, Any]) -> str:
+    c = d["counts"]
+    return (
+        f"#{d['id']} {status_word(d['status'])}  {d['done']}/{d['total']}  sent {c['sent']} · "
+        f"deferred {c['deferred']} · failed {c['failed']} · bounced {c['bounced']} · "
+        f"{d['rate_per_second']}/s"
+    )
+
+
+WARN_EVERY = 30.0  # seconds between repeats of the same warning
+PLAIN_EVERY = 10.0  # piped output: a line at least this often, and at every change
+
+
 def watch(
-    campaign_id: int, interval: float = 1.0, timeout: float | None = None, show: bool = True
+    campaign_id: int,
+    interval: float = 1.0,
+    timeout: float | None = None,
+    show: bool = True,
+    plain: bool | None = None,
 ) -> dict[str, Any]:
-    """A live progress bar (on stderr) until the campaign ends or pauses (or `timeout` passes)."""
+    """Progress until the campaign ends or pauses (or `timeout` passes): a live bar on a
+    terminal; piped (plain=None and stdout not a TTY), one line per change on stdout, so a log
+    or `| tee` shows it. Says when no worker (or, for a due schedule, no beat) is running."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    d = _progress(campaign_id)
+    if plain is None:
+        plain = not sys.stdout.isatty()
+    d, warning = _progress_and_warning(campaign_id)
     started = time.monotonic()
+    state = {"warned": None, "warned_at": 0.0}
+
+    def warn(text: str | None, echo) -> None:
+        now = time.monotonic()
+        if text and (text != state["warned"] or now - state["warned_at"] > WARN_EVERY):
+            echo(f"warning: {text}")
+            state["warned"], state["warned_at"] = text, now
+        if not text:
+            state["warned"] = None
+
+    def finished(d: dict[str, Any]) -> bool:
+        if d["status"] in TERMINAL or d["status"] == CampaignStatus.PAUSED:
+            return True
+        return timeout is not None and time.monotonic() - started > timeout
+
+    if plain:
+        last_line, last_at = "", 0.0
+        while True:
+            line = _plain_line(d)
+            if show and (line != last_line or time.monotonic() - last_at > PLAIN_EVERY):
+                click.echo(line)
+                last_line, last_at = line, time.monotonic()
+            if show:
+                warn(warning, lambda text: click.echo(text, err=True))
+            if finished(d):
+                return d
+            time.sleep(interval)
+            d, warning = _progress_and_warning(campaign_id)
+
     columns = (
         TextColumn("#{task.fields[id]} {task.fields[status]}"),
         BarColumn(),
@@ -560,22 +629,24 @@ def watch(
                 bounced=c["bounced"],
                 rate=d["rate_per_second"],
             )
-            if d["status"] in TERMINAL or d["status"] == CampaignStatus.PAUSED:
-                break
-            if timeout is not None and time.monotonic() - started > timeout:
+            warn(warning, lambda text: bar.console.print(text, markup=False, highlight=False))
+            if finished(d):
                 break
             time.sleep(interval)
-            d = _progress(campaign_id)
+            d, warning = _progress_and_warning(campaign_id)
     return d
 
 
 @campaigns_group.command("watch")
 @click.argument("campaign_id", type=int)
 @click.option("--interval", type=float, default=1.0, show_default=True)
+@click.option(
+    "--timeout", type=float, default=None, help="Stop watching after this many seconds / 超时秒数"
+)
 @json_option
-def watch_cmd(campaign_id: int, interval: float, as_json: bool) -> None:
+def watch_cmd(campaign_id: int, interval: float, timeout: float | None, as_json: bool) -> None:
     """Live progress until the campaign ends or pauses / 实时进度."""
-    d = watch(campaign_id, interval, show=not as_json)
+    d = watch(campaign_id, interval, timeout=timeout, show=not as_json)
     emit(d, as_json, _print_progress)
 
 

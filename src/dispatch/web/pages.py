@@ -369,6 +369,14 @@ def _send_confirmation(request: Request, session, campaign: Campaign) -> str:
     )
 
 
+def _process_warning(request: Request, session, campaign: Campaign) -> str | None:
+    """"No worker has been seen for N s…" in the reader's language, when the campaign waits."""
+    from dispatch.delivery.heartbeat import missing_process_message
+
+    settings = request.app.state.settings
+    return missing_process_message(session, settings, campaign, locale=request_locale(request))
+
+
 @router.get("/campaigns/{campaign_id}")
 def campaign_page(
     request: Request, principal: EditorUser, session: DbSession, campaign_id: RowId
@@ -396,6 +404,7 @@ def campaign_page(
             "chart": Markup(chart),
             "confirm_text": _send_confirmation(request, session, campaign),
             "deliveries": deliveries,
+            "process_warning": _process_warning(request, session, campaign),
             "preflight_warnings": _preflight_warnings(request, session, campaign),
             **_flash(request),
         },
