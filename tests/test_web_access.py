@@ -27,6 +27,8 @@ def _fill(path: str, s) -> str:
         "token": "x",
         "code": "en",
         "name": "images/cover.png",
+        "suppression_id": 1,
+        "bounce_id": 1,
     }
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(values[m.group(1)]), path)
 

@@ -152,6 +152,7 @@ class EventKind(StrEnum):
     COMPLAINT = "complaint"  # a spam-button report (ARF / webhook); unsubscribed everywhere
     AUTO_REPLY = "auto_reply"  # an out-of-office reply (RFC 3834); never a bounce
     BOUNCE_UNKNOWN = "bounce_unknown"  # an inbound message not understood or ignored (reason)
+    UNSUPPRESSED = "unsuppressed"  # an administrator lifted a suppression (data: the note)
     OPTIN_SENT = "optin_sent"  # a confirmation email went out (public form, import)
     OPTIN_CAPPED = "optin_capped"  # a confirmation was withheld: address or IP at its cap
     PREFS_CHANGED = "prefs_changed"  # lists/language/channel/name changed

@@ -637,7 +637,8 @@ def retry_failed(engine: Engine, settings: Settings, campaign_id: int, queue) ->
         campaign = get(session, campaign_id, for_update=True)
         if campaign.status != "finished":
             raise CampaignError(
-                MESSAGES.both("retry_not_finished", id=campaign_id, status=campaign.status)
+                MESSAGES.both("retry_not_finished", id=campaign_id, status=campaign.status),
+                kind=ErrorKind.CONFLICT,
             )
         suppressed = select(Suppression.id).where(Suppression.email == d.c.email).exists()
         skipped = session.execute(

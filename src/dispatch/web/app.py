@@ -24,8 +24,10 @@ from dispatch.web import (
     api_issues,
     api_lists,
     api_subscribers,
+    api_suppressions,
     pages,
     pages_auth,
+    pages_bounces,
     pages_deliverability,
     routes_archive,
     routes_preferences,
@@ -114,9 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         api_subscribers,
         api_issues,
         api_campaigns,
+        api_suppressions,
         pages_auth,
         pages,
         pages_deliverability,
+        pages_bounces,
         routes_webhooks,
     ):
         app.include_router(module.router)

@@ -224,3 +224,8 @@ TEXTS = Catalog(
 from dispatch.web.texts_subscriber import SUBSCRIBER_TEXTS  # noqa: E402
 
 TEXTS.messages.update(SUBSCRIBER_TEXTS)
+
+# the bounce and suppression pages (issue 10)
+from dispatch.web.texts_bounces import BOUNCE_TEXTS  # noqa: E402
+
+TEXTS.messages.update(BOUNCE_TEXTS)

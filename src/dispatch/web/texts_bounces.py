@@ -1,0 +1,53 @@
+"""Texts of the bounce and suppression pages (zh-CN and English), merged into web.texts."""
+
+BOUNCE_TEXTS = {
+    "nav_suppressions": ("屏蔽名单", "Suppressions"),
+    "suppressions_title": ("屏蔽名单", "Suppression list"),
+    "supp_reason": ("原因", "Reason"),
+    "supp_source": ("来源", "Source"),
+    "supp_date": ("日期", "Date"),
+    "supp_note": ("备注", "Note"),
+    "supp_bounce": ("退信", "Bounce"),
+    "supp_view_raw": ("查看原文", "Raw message"),
+    "supp_remove": ("解除", "Remove"),
+    "supp_remove_note": ("解除原因（必填）", "Why (required)"),
+    "supp_add": ("加入屏蔽", "Suppress"),
+    "supp_import": (
+        "导入 CSV（email 列，可选 reason、note 列）",
+        "Import a CSV (email column; reason, note optional)",
+    ),
+    "supp_import_done": (
+        "已屏蔽 {added} 个地址，{already} 个原已屏蔽，{problems} 行有问题。",
+        "Suppressed {added} addresses; {already} were already; {problems} lines had problems.",
+    ),
+    "supp_export": ("导出 CSV", "Export CSV"),
+    "supp_all_reasons": ("全部原因", "All reasons"),
+    "reason_bounced": ("退信", "bounced"),
+    "reason_complained": ("投诉", "complained"),
+    "reason_blocklisted": ("黑名单", "blocklisted"),
+    "reason_manual": ("手动", "manual"),
+    "bounce_title": ("退信 #{id}", "Bounce #{id}"),
+    "bounce_kind_hard": ("硬退信", "hard bounce"),
+    "bounce_kind_soft": ("软退信", "soft bounce"),
+    "bounce_kind_complaint": ("投诉", "complaint"),
+    "bounce_kind_auto_reply": ("自动回复", "auto-reply"),
+    "bounce_kind_unknown": ("未识别", "unknown"),
+    "bounce_raw": ("原始邮件", "Raw message"),
+    "bounce_truncated": ("（仅保存了前 {size} 字节）", "(only the first {size} bytes were kept)"),
+    "after_send": ("发送后的退信与投诉", "Bounces and complaints after the send"),
+    "after_hard": ("硬退信", "Hard bounces"),
+    "after_soft": ("软退信", "Soft bounces"),
+    "after_complaint": ("投诉", "Complaints"),
+    "reason_col": ("原因", "Reason"),
+    "retry_failed": ("重试失败的收件人", "Retry failed recipients"),
+    "retry_failed_hint": (
+        "只重发失败和延迟的收件人；已送达的人不会再收到，已屏蔽的地址会跳过。",
+        "Only failed and deferred recipients are sent again; nobody delivered gets it twice, "
+        "suppressed addresses are skipped.",
+    ),
+    "retried": (
+        "已重新排队 {retried} 个收件人（跳过 {skipped} 个已屏蔽地址）。",
+        "Queued {retried} recipients again ({skipped} suppressed skipped).",
+    ),
+    "removed": ("已解除屏蔽。", "The suppression is lifted."),
+}
