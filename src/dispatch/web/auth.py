@@ -90,7 +90,19 @@ def resolve_principal(request: Request, session: Session) -> Principal | None:
     principal: Principal | None = None
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
+        from dispatch.web import throttle
+
+        client = throttle.client_address(request)
+        verdict = throttle.check(session, settings, kind="token", client=client)
+        if not verdict.allowed:  # refused before the token is even looked up
+            raise HTTPException(
+                status_code=429,
+                detail=f"too many failed API tokens: try again in {verdict.retry_after} seconds",
+                headers={"Retry-After": str(verdict.retry_after)},
+            )
         user = user_for_token(session, auth[7:].strip())
+        if user is None:
+            throttle.record(session, kind="token", client=client, ok=False)
         session.commit()
         if user is not None:
             principal = Principal(user.id, user.email, user.role, user.locale, "token")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dispatch.config import Settings
 from dispatch.i18n import normalise_locale
+from dispatch.web import throttle
 from dispatch.web.auth import EditorUser, cookie_secure, end_session, start_session
 from dispatch.web.csrf import (
     LOGIN_CSRF_COOKIE,
@@ -38,7 +40,12 @@ def safe_next(value: str | None, default: str = "/admin/") -> str:
 
 
 def login_page(
-    request: Request, *, status_code: int = 200, message_key: str | None = None, email: str = ""
+    request: Request,
+    *,
+    status_code: int = 200,
+    message_key: str | None = None,
+    email: str = "",
+    message_args: dict[str, Any] | None = None,
 ) -> Response:
     """The login form with a fresh double-submit CSRF token (also the body of every 401 page)."""
     settings: Settings = request.app.state.settings
@@ -54,6 +61,7 @@ def login_page(
         {
             "login_csrf": token,
             "message_key": message_key,
+            "message_args": message_args or {},
             "email": email,
             "next": safe_next(next_path),
         },
@@ -89,12 +97,36 @@ async def login_submit(
     if not tokens_match(expected, csrf_token):
         return login_page(request, status_code=403, message_key="csrf_failed", email=email)
 
-    def check() -> object:
-        with request.app.state.session_factory() as session, session.begin():
-            return authenticate(session, email, password)
+    client = throttle.client_address(request)
+    account = throttle.account_key(email)
 
-    user = await run_in_threadpool(check)
+    def check() -> tuple[object, throttle.Verdict]:
+        """Throttled clients are refused before the password is even looked at."""
+        with request.app.state.session_factory() as session, session.begin():
+            verdict = throttle.check(
+                session, settings, kind="password", client=client, account=account
+            )
+            if not verdict.allowed:
+                return None, verdict
+            user = authenticate(session, email, password)
+            throttle.record(
+                session, kind="password", client=client, account=account, ok=user is not None
+            )
+            return user, verdict
+
+    user, verdict = await run_in_threadpool(check)
+    if not verdict.allowed:
+        response = login_page(
+            request,
+            status_code=429,
+            message_key="login_throttled",
+            message_args={"seconds": verdict.retry_after},
+            email=email,
+        )
+        response.headers["Retry-After"] = str(verdict.retry_after)
+        return response
     if user is None:
+        await asyncio.sleep(settings.login_failure_pause_seconds)  # every failure is slow
         return login_page(request, status_code=401, message_key="login_failed", email=email)
     response = RedirectResponse(safe_next(next), status_code=303)
     start_session(response, settings, user)  # type: ignore[arg-type]

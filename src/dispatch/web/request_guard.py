@@ -88,7 +88,15 @@ class RequestGuard:
             request = Request(scope, receive)
             from dispatch.web.auth import optional_principal
 
-            if await run_in_threadpool(optional_principal, request) is None:
+            try:
+                principal = await run_in_threadpool(optional_principal, request)
+            except HTTPException as exc:  # e.g. 429: a throttled client's token
+                response = JSONResponse(
+                    {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+                )
+                await response(scope, receive, send)
+                return
+            if principal is None:
                 await self._unauthenticated(request, scope, receive, send)
                 return
 

@@ -59,6 +59,10 @@ TEXTS = Catalog(
         "login_button": ("登录", "Log in"),
         "login_failed": ("邮箱或密码不正确。", "Wrong email or password."),
         "login_required": ("请先登录。", "Please log in first."),
+        "login_throttled": (
+            "登录失败次数过多，请在 {seconds} 秒后再试。",
+            "Too many failed log-ins: try again in {seconds} seconds.",
+        ),
         "forbidden": ("您的角色无权访问此页面。", "Your role may not use this page."),
         "csrf_failed": (
             "表单已过期，请刷新页面后重试。",
