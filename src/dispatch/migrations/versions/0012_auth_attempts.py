@@ -1,7 +1,7 @@
 """auth_attempts: failed (and successful) log-ins and API-token uses, for throttling
 
 Revision ID: i18_auth_attempts
-Revises: i12_sending
+Revises: i9_process_heartbeats
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from dispatch.models.base import UTCDateTime
 
 revision = "i18_auth_attempts"
-down_revision = "i12_sending"
+down_revision = "i9_process_heartbeats"
 branch_labels = None
 depends_on = None
 
