@@ -185,3 +185,19 @@ def test_dispatch_providers_prints_the_table_and_fails_on_a_bad_file(tmp_path, m
         assert f"{bad}:3:" in result.output
     finally:
         set_settings(None)
+
+
+def test_a_worker_refuses_to_start_on_a_bad_table(tmp_path):
+    from click.testing import CliRunner
+
+    from dispatch.cli import main
+    from dispatch.config import set_settings
+
+    bad = _write(tmp_path, '[providers.x]\ndomains = ["a.com"\n')
+    set_settings(load_settings(env={}).replace(data_dir=tmp_path, providers_file=str(bad)))
+    try:
+        result = CliRunner().invoke(main, ["worker"])
+    finally:
+        set_settings(None)
+    assert result.exit_code == 1
+    assert f"{bad}:2:" in result.output and "TOML" in result.output

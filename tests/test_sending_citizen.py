@@ -220,6 +220,19 @@ def test_163_throttling_slows_only_netease(engine, base, servers):
             )
         )
         assert never_held == 0
+    # the progress (campaign page, CLI, API) per provider, with NetEase's throttle state
+    from dispatch.config import set_settings
+
+    set_settings(settings)
+    with Session(engine) as session:
+        by_provider = {
+            p["provider"]: p for p in campaigns.progress(session, campaign_id)["providers"]
+        }
+    assert {k: v["sent"] for k, v in by_provider.items()} == {"qq": 120, "netease": 90, "gmail": 60}
+    assert by_provider["netease"]["throttle"]["strikes"] >= 1 or by_provider["netease"]["throttle"][
+        "state"
+    ] in ("normal", "recovering")
+    assert by_provider["qq"]["throttle"]["state"] == "normal"
     # and they did not wait for NetEase: all of them arrived before 163's last message
     last_netease = max(m.received_at for m in netease.messages)
     assert max(m.received_at for m in qq.messages + gmail.messages) < last_netease

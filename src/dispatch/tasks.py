@@ -19,6 +19,7 @@ from celery.signals import (
     beat_embedded_init,
     beat_init,
     setup_logging,
+    worker_init,
     worker_process_init,
     worker_ready,
     worker_shutdown,
@@ -110,6 +111,19 @@ def configure(app: Celery, settings: Settings) -> Celery:
 
 
 app = configure(Celery("dispatch"), get_settings())
+
+
+@worker_init.connect
+def _check_sending_settings(**_kwargs) -> None:
+    """A worker with a bad relay setting or provider table refuses to start, saying which
+    setting (or file:line) is wrong, instead of failing every batch later."""
+    from dispatch.delivery.relays import check_sending_settings
+
+    try:
+        check_sending_settings(get_settings())
+    except ValueError as exc:  # ConfigError, ProviderTableError
+        log.error("worker.bad_settings", error=str(exc))
+        raise SystemExit(f"dispatch: {exc}") from None
 
 
 @worker_process_init.connect

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dispatch.cli.common import emit, fail, json_option, settings_or_exit
+from dispatch.config import ConfigError
 from dispatch.db import get_engine
 from dispatch.delivery import campaigns as service
 from dispatch.i18n import Catalog
@@ -182,6 +183,19 @@ def _print_progress(d: dict[str, Any]) -> None:
     )
     if d["paused_reason"]:
         click.echo(f"  reason / 原因: {d['paused_reason']}")
+    if d.get("waiting_reason") and d["status"] == "running":
+        click.echo(f"  waiting / 等待: {d['waiting_reason']}")
+    for p in d.get("providers") or []:
+        throttle = p.get("throttle") or {}
+        state = throttle.get("state", "normal")
+        if state == "backoff":
+            state += f" {throttle.get('seconds_left')} s: {throttle.get('reason', '')[:80]}"
+        elif state == "recovering":
+            state += f" {throttle.get('speed', 1):.0%}"
+        click.echo(
+            f"  {p['provider']:<10} sent {p['sent']}  deferred {p['deferred']}  "
+            f"bounced {p['bounced']}  open {p['open']}  [{state}]"
+        )
     click.echo(
         f"  total {d['total']}  sent {c['sent']}  pending {c['pending']}  sending {c['sending']}  "
         f"deferred {c['deferred']}  failed {c['failed']}  bounced {c['bounced']}  skipped {c['skipped']}  "
@@ -664,6 +678,13 @@ def worker_cmd(ctx: click.Context, beat: bool, concurrency: int | None) -> None:
     celery = shutil.which("celery") or str(Path(sys.executable).with_name("celery"))
     if not Path(celery).exists():
         fail(MESSAGES.both("no_celery"))
+    from dispatch.delivery.providers import ProviderTableError
+    from dispatch.delivery.relays import check_sending_settings
+
+    try:  # a bad relay or provider table stops here, with the setting or file:line named
+        check_sending_settings(settings)
+    except (ConfigError, ProviderTableError) as exc:
+        fail(str(exc))
     if settings.is_embedded_db:  # migrate once here, not racing in every pool child
         get_engine(settings)
     args = [celery, "-A", "dispatch.tasks", "worker", "-Q", settings.celery_queue, "-l", "INFO"]

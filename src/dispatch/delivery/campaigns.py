@@ -577,6 +577,9 @@ def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0
         "is_test": campaign.is_test,
         "tracking": campaign.tracking,
         "paused_reason": campaign.paused_reason,
+        # running but held back (quota, sending window, warm-up, relays down) and until when
+        "waiting_reason": campaign.waiting_reason,
+        "waiting_until": campaign.waiting_until,
         "scheduled_at": campaign.scheduled_at,
         "started_at": campaign.started_at,
         "finished_at": campaign.finished_at,
@@ -586,7 +589,20 @@ def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0
         "rate_per_second": send_rate(session, campaign, window_seconds=window_seconds),
         "after_send": _after_send(session, campaign),
         "reach": reach(session, campaign),
+        "providers": _providers(session, campaign),
     }
+
+
+def _providers(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
+    """Per receiving provider: sent / deferred / bounced and its throttle state (email)."""
+    from dispatch.config import get_settings
+    from dispatch.delivery.provider_progress import provider_progress
+
+    try:
+        settings = get_settings()
+    except Exception:  # noqa: BLE001 - counts without throttle state
+        settings = None
+    return provider_progress(session, settings, campaign.id)
 
 
 def _after_send(session: Session, campaign: Campaign) -> dict[str, Any]:

@@ -197,9 +197,13 @@ def _line_of(text: str, name: str, key: str | None = None, reply: int | None = N
     return start + 1
 
 
-def _syntax_line(error: str) -> int | None:
+def _syntax_line(error: str, text: str = "") -> int | None:
     match = re.search(r"at line (\d+)", error)
-    return int(match[1]) if match else None
+    if match:
+        return int(match[1])
+    if "end of document" in error and text:
+        return max(len(text.splitlines()), 1)
+    return None
 
 
 def _number(value: Any) -> bool:
@@ -212,7 +216,7 @@ def parse_table(text: str, path: Path | str = "<providers>") -> dict[str, Provid
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProviderTableError(
-            path, _syntax_line(str(exc)), MESSAGES.both("syntax", error=exc)
+            path, _syntax_line(str(exc), text), MESSAGES.both("syntax", error=exc)
         ) from None
     unknown_top = set(data) - {"providers"}
     if unknown_top:

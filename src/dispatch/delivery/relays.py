@@ -408,3 +408,18 @@ def pick_relay(candidates: Sequence[Relay], rng: random.Random | None = None) ->
         if point <= 0:
             return relay
     return candidates[-1]
+
+
+def check_sending_settings(settings: Settings) -> None:
+    """Relays, provider table, window and time zone usable? Raises ConfigError /
+    ProviderTableError naming the setting (or file:line); called when a worker starts."""
+    from dispatch.delivery.providers import check_providers
+    from dispatch.delivery.windows import WindowError, check_zone, parse_window
+
+    parse_relays(settings)
+    check_providers(settings)
+    try:
+        check_zone(settings.send_timezone)
+        parse_window(settings.send_window, settings.send_timezone)
+    except WindowError as exc:
+        raise ConfigError(str(exc)) from None
