@@ -163,6 +163,8 @@ def resolve_issue(session: Session, ref: str) -> int:
             issue = publish_source(session, ref)
         except IssueSourceError as exc:
             fail(str(exc))
+        if issue.publish_note:
+            click.echo(f"warning: {issue.publish_note}", err=True)
     if issue is None:
         fail(MESSAGES.both("no_issue", ref=ref))
     return issue.id

@@ -89,9 +89,13 @@ def publish_cmd(source: str, as_json: bool) -> None:
         data = {
             "id": issue.id,
             "slug": issue.slug,
+            "revision": issue.revision,
+            "warning": issue.publish_note,
             "articles": len(doc.articles),
             "content_hash": issue.content_hash,
         }
+    if data["warning"] and not as_json:
+        click.echo(f"warning: {data['warning']}", err=True)
     emit(
         data,
         as_json,

@@ -3,6 +3,11 @@
 Why the source text is stored (not a rendering): renderers change, the source does not; a
 stored issue re-parses into the same `IssueDoc` (images are read from `source_path`), and its
 `content_hash` keys every render cache.
+
+Why revisions: once an issue has reached people, its row is what they received (the archive
+shows it, and retries or late additions of its campaigns send it). Publishing a changed source
+for it then makes a new revision, its own issue row `<slug>-r<N>` (revision N, revision_of the
+original), with a warning; a revision nobody received yet is simply updated.
 """
 
 from __future__ import annotations
@@ -10,15 +15,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatch.config import Settings, get_settings
 from dispatch.content.model import IssueDoc
 from dispatch.content.parse import SOURCE_FILE_NAME, parse_issue, parse_issue_text
+from dispatch.i18n import Catalog
 from dispatch.models.base import utcnow
 from dispatch.models.issue import Issue
 from dispatch.vocabulary import IssueStatus
+
+MESSAGES = Catalog(
+    {
+        "new_revision": (
+            "期刊 {slug} 已发送给订阅者，内容保持发送时的样子；改动后的源文件存为第 {revision} 版："
+            "期刊 {new_slug}（用 dispatch send {new_slug} … 发送）",
+            "issue {slug} has been sent: it stays as people received it; the changed source is "
+            "stored as revision {revision}, issue {new_slug} (send it with "
+            "dispatch send {new_slug} …)",
+        ),
+    }
+)
 
 
 def issue_summary(doc: IssueDoc) -> dict[str, Any]:
@@ -57,9 +75,15 @@ def publish_issue(session: Session, doc: IssueDoc, *, settings: Settings | None 
     check_renderable(doc, settings or get_settings())
     meta = doc.meta
     issue = session.scalars(select(Issue).where(Issue.slug == meta.slug)).one_or_none()
+    note = None
     if issue is None:
         issue = Issue(slug=meta.slug)
         session.add(issue)
+    else:
+        issue, note = _revision_for(session, issue, doc)
+        if issue.content_hash == doc.content_hash and issue.published_at is not None:
+            issue.publish_note = note
+            return issue  # the same content again: nothing to change
     issue.title = meta.title
     issue.number = meta.number
     issue.period_from = meta.period_from
@@ -74,7 +98,52 @@ def publish_issue(session: Session, doc: IssueDoc, *, settings: Settings | None 
     issue.content_hash = doc.content_hash
     issue.summary = issue_summary(doc)
     session.flush()
+    issue.publish_note = note
     return issue
+
+
+def has_been_sent(session: Session, issue_id: int) -> bool:
+    """Has this issue reached anyone (a message sent by a campaign that is not a test)?"""
+    from dispatch.models import Campaign, Delivery
+
+    return bool(
+        session.scalar(
+            select(Delivery.id)
+            .join(Campaign, Campaign.id == Delivery.campaign_id)
+            .where(
+                Campaign.issue_id == issue_id,
+                Campaign.is_test.is_(False),
+                Delivery.sent_at.is_not(None),
+            )
+            .limit(1)
+        )
+    )
+
+
+def _revision_for(session: Session, original: Issue, doc: IssueDoc) -> tuple[Issue, str | None]:
+    """The row a publish of `doc` (same slug as `original`) writes to, and a warning when the
+    sent content is kept and a new revision is made."""
+    family = [original] + list(
+        session.scalars(
+            select(Issue).where(Issue.revision_of_id == original.id).order_by(Issue.revision)
+        )
+    )
+    for member in family:  # this exact content is stored already (sent or not)
+        if member.content_hash == doc.content_hash:
+            return member, None
+    latest = family[-1]
+    if not has_been_sent(session, latest.id):
+        return latest, None  # nobody received it yet: update it in place
+    revision = max(m.revision for m in family) + 1
+    new_slug = f"{original.slug}-r{revision}"
+    taken = session.scalar(select(func.count()).where(Issue.slug == new_slug))
+    if taken:  # a slug of that name exists outside this family: keep counting
+        revision += taken
+        new_slug = f"{original.slug}-r{revision}"
+    fresh = Issue(slug=new_slug, revision=revision, revision_of_id=original.id)
+    session.add(fresh)
+    note = MESSAGES.both("new_revision", slug=latest.slug, revision=revision, new_slug=new_slug)
+    return fresh, note
 
 
 def publish_source(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, utcnow
@@ -31,3 +31,9 @@ class Issue(Base):
     summary: Mapped[dict] = mapped_column(JSON, default=dict)  # sections/articles outline
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(default=None)
+    # 1 for an issue as first published; a changed source of an issue already sent becomes a
+    # new row `<slug>-r<N>` with revision N pointing at the original (content_store docs)
+    revision: Mapped[int] = mapped_column(default=1, server_default="1")
+    revision_of_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id"), default=None)
+
+    publish_note = None  # not stored: publish_issue's warning (str), if any

@@ -34,7 +34,7 @@ from dispatch.web.texts import TEXTS
 
 log = get_logger("dispatch.web.pages")
 router = APIRouter(prefix="/admin", include_in_schema=False)
-FLASH_KEYS = {"saved", "done"}
+FLASH_KEYS = {"saved", "done", "new_revision"}
 
 
 def _flash(request: Request) -> dict[str, Any]:
@@ -229,7 +229,8 @@ async def issues_upload(
         return _issues_page(
             request, session, {**_error(request, exc), "problems": problems}, status_code=422
         )
-    return _redirect(f"/admin/issues/{issue.id}")
+    # a changed source of an issue already sent became a new revision: say so on its page
+    return _redirect(f"/admin/issues/{issue.id}", "new_revision" if issue.publish_note else "saved")
 
 
 def _test_send_flash(request: Request, session, issue_id: int) -> dict[str, Any]:
@@ -370,7 +371,7 @@ def _send_confirmation(request: Request, session, campaign: Campaign) -> str:
 
 
 def _process_warning(request: Request, session, campaign: Campaign) -> str | None:
-    """"No worker has been seen for N s…" in the reader's language, when the campaign waits."""
+    """ "No worker has been seen for N s…" in the reader's language, when the campaign waits."""
     from dispatch.delivery.heartbeat import missing_process_message
 
     settings = request.app.state.settings

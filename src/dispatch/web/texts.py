@@ -111,6 +111,11 @@ TEXTS = Catalog(
             "以下地址未发送：{rejected}",
             "Not sent to these addresses: {rejected}",
         ),
+        "new_revision": (
+            "原期刊已发送给订阅者，保持发送时的内容；这是改动后的新版本，可以单独发送。",
+            "The original issue has been sent and stays as people received it; this is the "
+            "changed source as a new revision, to be sent on its own.",
+        ),
         "choose_list": ("— 请选择列表 —", "— choose a list —"),
         "import_needs_list": ("请选择要导入到的列表", "choose the list to import into"),
         "import_button": ("导入", "Import"),
