@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "i9_issue_revisions"
-down_revision = "i9_process_heartbeats"
+down_revision = "i18_auth_attempts"
 branch_labels = None
 depends_on = None
 
