@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from dispatch import events
 from dispatch.bounces.parse import BounceResult, parse_bounce
+from dispatch.canonical import canonical_email
 from dispatch.config import Settings
 from dispatch.log import get_logger
 from dispatch.models import utcnow
@@ -219,7 +220,9 @@ def record_result(
     if subscriber_id is None and match.transactional_subscriber:
         subscriber_id = match.transactional_subscriber
     if subscriber_id is None and recipient and delivery is None and kind == "complaint":
-        subscriber_id = session.scalar(select(Subscriber.id).where(Subscriber.email == recipient))
+        subscriber_id = session.scalar(
+            select(Subscriber.id).where(Subscriber.email_key == canonical_email(recipient))
+        )
     tied = delivery is not None or match.transactional_subscriber is not None
     if kind in ("hard", "soft", "complaint") and not tied and not reason:
         reason = f"{match.how}: recorded, nobody suppressed"

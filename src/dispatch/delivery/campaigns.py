@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -644,7 +644,7 @@ def retry_failed(engine: Engine, settings: Settings, campaign_id: int, queue) ->
     gets it twice; a failed recipient whose address has been suppressed since is skipped, not
     retried. Each retried row starts with fresh attempts; its batch number is kept.
     """
-    from dispatch.models.subscriber import Suppression
+    from dispatch.models.subscriber import Subscriber, Suppression
 
     now = utcnow()
     d = Delivery.__table__
@@ -656,7 +656,14 @@ def retry_failed(engine: Engine, settings: Settings, campaign_id: int, queue) ->
                 MESSAGES.both("retry_not_finished", id=campaign_id, status=campaign.status),
                 kind=ErrorKind.CONFLICT,
             )
-        suppressed = select(Suppression.id).where(Suppression.email == d.c.email).exists()
+        # the mailbox in any spelling (canonical key of the recipient), or the exact address
+        suppressed = or_(
+            select(Suppression.id)
+            .join(Subscriber, Subscriber.email_key == Suppression.email_key)
+            .where(Subscriber.id == d.c.subscriber_id)
+            .exists(),
+            select(Suppression.id).where(Suppression.email == d.c.email).exists(),
+        )
         skipped = session.execute(
             update(d)
             .where(d.c.campaign_id == campaign_id, d.c.status.in_(retry_statuses), suppressed)
