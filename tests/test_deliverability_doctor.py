@@ -277,3 +277,32 @@ def test_dkim_generate_writes_a_key_doctor_accepts(tmp_path):
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     assert again.exit_code == 1 and "--force" in again.output
     assert weak.exit_code == 1 and "2048" in weak.output
+
+
+def test_ed25519_beside_rsa_must_be_published_too(tmp_path, dkim_key, relay):
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key_file, txt = dkim_key
+    ed_key = ed25519.Ed25519PrivateKey.generate()
+    ed_file = tmp_path / "ed.pem"
+    ed_file.write_bytes(
+        ed_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    zone = good_zone(txt)
+    with DnsmasqServer(zone, tmp_path / "dns") as dns:
+        settings = doctor_settings(tmp_path, key_file, _relay_url(relay), dns.nameservers).replace(
+            dkim_ed25519_selector="ed2026", dkim_ed25519_key_file=str(ed_file)
+        )
+        missing = run_doctor(settings).get("dkim")
+    assert (missing.status, missing.key) == ("fail", "dkim.none")
+    assert missing.record.startswith(
+        'ed2026._domainkey.example.org. IN TXT "v=DKIM1; k=ed25519; p='
+    )
+    zone.add_txt(f"ed2026._domainkey.{DOMAIN}", public_key_record(ed_key))
+    with DnsmasqServer(zone, tmp_path / "dns2") as dns:
+        report = run_doctor(settings.replace(dns_nameservers=dns.nameservers))
+    assert report.get("dkim").status == "pass", report.get("dkim").reason("en")

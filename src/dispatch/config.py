@@ -79,6 +79,8 @@ class Settings:
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_key_file: str = ""
+    dkim_ed25519_selector: str = ""  # optional second key (RFC 8463), only beside the RSA one
+    dkim_ed25519_key_file: str = ""
     dkim_allow_unaligned: bool = False  # sign with a d= that does not align with From (DMARC fails)
     postal_address: str = ""  # the sender's postal address, shown in every email footer
     # deliverability (dispatch doctor, the reputation guard)

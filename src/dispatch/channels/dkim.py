@@ -63,9 +63,14 @@ class DkimSigner:
     selector: str
     domain: str
     private_key: bytes  # PEM; never logged
+    # RFC 8463: an Ed25519 signature beside the RSA one (receivers that know Ed25519 use it,
+    # the others ignore it and verify the RSA signature)
+    ed25519_selector: str = ""
+    ed25519_seed: bytes = b""  # base64 of the 32-byte seed, dkimpy's format; never logged
 
     def __repr__(self) -> str:  # keep the key out of tracebacks and logs
-        return f"DkimSigner(selector={self.selector!r}, domain={self.domain!r})"
+        extra = f", ed25519_selector={self.ed25519_selector!r}" if self.ed25519_seed else ""
+        return f"DkimSigner(selector={self.selector!r}, domain={self.domain!r}{extra})"
 
     def signature_header(self, message: bytes) -> bytes:
         """The `DKIM-Signature: …` header (CRLF-terminated) for these message bytes."""
@@ -79,9 +84,24 @@ class DkimSigner:
             signature_algorithm=b"rsa-sha256",
         )
 
+    def ed25519_header(self, message: bytes) -> bytes:
+        """The Ed25519 `DKIM-Signature: …` header over the same headers and body."""
+        signer = dkim.DKIM(message, linesep=b"\r\n")
+        return signer.sign(
+            self.ed25519_selector.encode("ascii"),
+            self.domain.encode("ascii"),
+            self.ed25519_seed,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=[*SIGNED_HEADERS, *OVERSIGNED_HEADERS],
+            signature_algorithm=b"ed25519-sha256",
+        )
+
     def sign(self, message: bytes) -> bytes:
-        """The message with its DKIM-Signature header prepended."""
-        return self.signature_header(message) + message
+        """The message with its DKIM-Signature header(s) prepended (RSA; Ed25519 beside it)."""
+        headers = self.signature_header(message)
+        if self.ed25519_seed:
+            headers = self.ed25519_header(message) + headers
+        return headers + message
 
 
 def check_private_key(key: bytes, path: str | Path) -> rsa.RSAPrivateKey:
@@ -116,14 +136,44 @@ def check_private_key(key: bytes, path: str | Path) -> rsa.RSAPrivateKey:
     return loaded
 
 
-def public_key_record(private_key: rsa.RSAPrivateKey) -> str:
-    """The DNS TXT value publishing the public half: "v=DKIM1; k=rsa; p=…"."""
+def public_key_record(private_key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> str:
+    """The DNS TXT value publishing the public half: "v=DKIM1; k=rsa; p=…" (or k=ed25519 with
+    the raw 32-byte key, RFC 8463)."""
     import base64
 
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        raw = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return "v=DKIM1; k=ed25519; p=" + base64.b64encode(raw).decode("ascii")
     der = private_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
+
+
+def check_ed25519_key(key: bytes, path: str | Path) -> ed25519.Ed25519PrivateKey:
+    """The Ed25519 key of these PEM bytes (the second, RFC 8463 signature), or DkimConfigError."""
+    try:
+        loaded = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as exc:
+        raise DkimConfigError(
+            f"dkim_ed25519_key_file {path}: not a usable PEM private key ({exc})"
+        ) from None
+    if not isinstance(loaded, ed25519.Ed25519PrivateKey):
+        raise DkimConfigError(
+            f"dkim_ed25519_key_file {path}: a {type(loaded).__name__} key, not Ed25519"
+        )
+    return loaded
+
+
+def _ed25519_seed(key: ed25519.Ed25519PrivateKey) -> bytes:
+    import base64
+
+    raw = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return base64.b64encode(raw)
 
 
 def signer_from_settings(settings: Settings) -> DkimSigner | None:
@@ -138,6 +188,11 @@ def signer_from_settings(settings: Settings) -> DkimSigner | None:
         "dkim_domain": settings.dkim_domain,
     }
     if not any(values.values()):
+        if settings.dkim_ed25519_key_file or settings.dkim_ed25519_selector:
+            raise DkimConfigError(
+                "an Ed25519 DKIM key is only used beside an RSA one: set dkim_selector, "
+                "dkim_domain and dkim_key_file (RSA of at least 2048 bits) too"
+            )
         return None
     missing = [name for name, value in values.items() if not value]
     if missing:
@@ -159,4 +214,33 @@ def signer_from_settings(settings: Settings) -> DkimSigner | None:
             f"{from_domain!r}: DMARC would fail although the signature verifies (sign with "
             f"{from_domain} or a parent of it; dkim_allow_unaligned accepts it knowingly)"
         )
-    return DkimSigner(selector=settings.dkim_selector, domain=settings.dkim_domain, private_key=key)
+    ed_selector, ed_seed = _ed25519_from_settings(settings)
+    return DkimSigner(
+        selector=settings.dkim_selector,
+        domain=settings.dkim_domain,
+        private_key=key,
+        ed25519_selector=ed_selector,
+        ed25519_seed=ed_seed,
+    )
+
+
+def _ed25519_from_settings(settings: Settings) -> tuple[str, bytes]:
+    """(selector, seed) of the optional Ed25519 key beside the RSA one, or ("", b"")."""
+    selector, key_file = settings.dkim_ed25519_selector, settings.dkim_ed25519_key_file
+    if not selector and not key_file:
+        return "", b""
+    if not (selector and key_file):
+        missing = "dkim_ed25519_key_file" if selector else "dkim_ed25519_selector"
+        raise DkimConfigError(f"the Ed25519 DKIM key is half-configured: set {missing} as well")
+    if selector == settings.dkim_selector:
+        raise DkimConfigError(
+            "dkim_ed25519_selector must differ from dkim_selector (each key has its own record)"
+        )
+    path = Path(key_file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DkimConfigError(
+            f"dkim_ed25519_key_file {path}: cannot read the private key ({exc.strerror})"
+        ) from None
+    return selector, _ed25519_seed(check_ed25519_key(data, path))

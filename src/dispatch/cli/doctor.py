@@ -91,11 +91,25 @@ def dkim_group() -> None:
     required=True,
     help="where to write the private key (outside git) / 私钥写入路径",
 )
+@click.option(
+    "--type",
+    "key_type",
+    type=click.Choice(["rsa", "ed25519"]),
+    default="rsa",
+    show_default=True,
+    help="ed25519: a second key beside the RSA one (RFC 8463) / 第二把密钥",
+)
 @click.option("--bits", type=int, default=2048, show_default=True, help="RSA key size / 位数")
 @click.option("--force", is_flag=True, help="overwrite an existing key file / 覆盖已有文件")
 @json_option
 def dkim_generate(
-    selector: str, domain: str | None, key_file: Path, bits: int, force: bool, as_json: bool
+    selector: str,
+    domain: str | None,
+    key_file: Path,
+    key_type: str,
+    bits: int,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Make an RSA key pair and print the DNS record to publish.
 
@@ -104,19 +118,23 @@ def dkim_generate(
     import re
 
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
     from dispatch.channels.dkim import MIN_RSA_BITS, public_key_record
 
     if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?", selector):
         fail(MESSAGES.both("bad_selector", selector=selector))
-    if bits < MIN_RSA_BITS:
+    if key_type == "rsa" and bits < MIN_RSA_BITS:
         fail(MESSAGES.both("bad_bits"))
     if key_file.exists() and not force:
         fail(MESSAGES.both("exists", path=key_file))
     settings = settings_or_exit()
     domain = (domain or settings.from_address.rpartition("@")[2]).lower()
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    key = (
+        ed25519.Ed25519PrivateKey.generate()
+        if key_type == "ed25519"
+        else rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    )
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -136,15 +154,20 @@ def dkim_generate(
         "key_file": str(key_file),
         "selector": selector,
         "domain": domain,
-        "bits": bits,
+        "type": key_type,
+        "bits": bits if key_type == "rsa" else 256,
         "name": name,
         "txt": value,
         "zone_line": f"{name}. IN TXT ( {chunks} )",
-        "settings": {
-            "dkim_selector": selector,
-            "dkim_domain": domain,
-            "dkim_key_file": str(key_file),
-        },
+        "settings": (
+            {"dkim_ed25519_selector": selector, "dkim_ed25519_key_file": str(key_file)}
+            if key_type == "ed25519"
+            else {
+                "dkim_selector": selector,
+                "dkim_domain": domain,
+                "dkim_key_file": str(key_file),
+            }
+        ),
     }
 
     def human(_: object) -> None:

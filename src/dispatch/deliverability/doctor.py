@@ -474,8 +474,31 @@ def check_dkim(settings: Settings, resolver: Resolver) -> CheckResult:
         )
     if published.key_type == "rsa" and published.bits < 2048:
         return CheckResult("dkim", "fail", "dkim.weak", {"bits": published.bits}, record)
-    if wanted.rpartition("p=")[2] != txts[0].replace(" ", "").rpartition("p=")[2].rstrip(";"):
+    if _key_of(wanted) != _key_of(txts[0]):
         return CheckResult("dkim", "fail", "dkim.mismatch", {"name": name}, record)
+    if signer.ed25519_seed:  # the RFC 8463 key beside it must be published and match too
+        import base64
+
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        seed = base64.b64decode(signer.ed25519_seed)
+        ed_wanted = public_key_record(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
+        ed_name = f"{signer.ed25519_selector}._domainkey.{signer.domain}"
+        ed_record = f'{ed_name}. IN TXT "{ed_wanted}"'
+        try:
+            ed_txts = [t for t in resolver.txt_or_empty(ed_name) if "p=" in t]
+        except LookupFailed as exc:
+            return _dns_failure("dkim", exc, ed_record)
+        if not ed_txts:
+            return CheckResult("dkim", "fail", "dkim.none", {"name": ed_name}, ed_record)
+        try:
+            parse_dkim_key(ed_txts[0])
+        except RecordError as exc:
+            return CheckResult(
+                "dkim", "fail", "dkim.bad_record", {"name": ed_name, "error": str(exc)}, ed_record
+            )
+        if _key_of(ed_wanted) != _key_of(ed_txts[0]):
+            return CheckResult("dkim", "fail", "dkim.mismatch", {"name": ed_name}, ed_record)
     error = _verify_test_message(settings, signer, resolver)
     if error:
         return CheckResult("dkim", "fail", "dkim.verify_failed", {"error": error}, record)
@@ -508,6 +531,7 @@ def _verify_test_message(settings: Settings, signer, resolver: Resolver) -> str 
         text="dispatch doctor",
     )
     signed = signer.sign(message)
+    count = signed.count(b"\nDKIM-Signature:") + signed.startswith(b"DKIM-Signature:")
 
     def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
         try:
@@ -515,10 +539,22 @@ def _verify_test_message(settings: Settings, signer, resolver: Resolver) -> str 
         except LookupFailed:
             return None
 
-    try:
-        return None if dkim.verify(signed, dnsfunc=dnsfunc) else "signature does not verify"
-    except dkim.DKIMException as exc:
-        return str(exc)
+    for index in range(count):  # each signature (RSA, and Ed25519 beside it) on its own
+        try:
+            if not dkim.DKIM(signed).verify(idx=index, dnsfunc=dnsfunc):
+                return f"signature {index + 1} of {count} does not verify"
+        except dkim.DKIMException as exc:
+            return str(exc)
+    return None
+
+
+def _key_of(record: str) -> str:
+    """The p= value of a DKIM record, whitespace removed (how it compares)."""
+    for part in record.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.strip() == "p":
+            return "".join(value.split())
+    return ""
 
 
 def check_dmarc(settings: Settings, resolver: Resolver) -> CheckResult:
