@@ -51,7 +51,7 @@ class Settings:
     broker_url: str = ""  # empty: embedded broker (see delivery docs)
     redis_url: str = ""  # empty: in-process rate limiter and token cache
     # public web side
-    public_base_url: str = "http://127.0.0.1:8000"
+    public_base_url: str = ""  # empty: http://<web_host>:<web_port>, where `dispatch web` serves
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     # hostile requests (dispatch.web.request_guard, dispatch.web.throttle)
@@ -156,6 +156,14 @@ class Settings:
     locale: str = "zh-CN"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Unconfigured, the public URL is the embedded server's own address, so previews and
+        # email links point where `dispatch web` listens (it re-derives it for --host/--port).
+        derived = not self.public_base_url
+        if derived:
+            object.__setattr__(self, "public_base_url", served_url(self.web_host, self.web_port))
+        object.__setattr__(self, "public_base_url_derived", derived)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -189,6 +197,15 @@ class Settings:
                 value = "***"
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def served_url(host: str, port: int) -> str:
+    """The http URL of a server bound to host:port (a wildcard bind is reached on loopback)."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:

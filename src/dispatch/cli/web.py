@@ -3,13 +3,16 @@ API tokens). `dispatch users create --role admin` makes the first administrator.
 
 from __future__ import annotations
 
+import os
 import sys
+from urllib.parse import urlsplit
 
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.cli.common import emit, fail, json_option, settings_or_exit
+from dispatch.config import Settings, served_url, set_settings
 from dispatch.db import get_engine, make_engine, upgrade
 from dispatch.i18n import Catalog
 from dispatch.models.web import USER_ROLES, User
@@ -23,6 +26,22 @@ MESSAGES = Catalog(
             "no terminal to ask for the password: pass it on standard input with "
             "--password-stdin, e.g. printf '%s\\n' \"$PASSWORD\" | dispatch users create "
             "--email … --password-stdin",
+        ),
+        "public_url": (
+            "链接与预览图片使用 {url}",
+            "links and preview images use {url}",
+        ),
+        "url_elsewhere": (
+            "设置 public_base_url（{configured}）与本服务监听的地址（{served}）端口不同："
+            "邮件中的链接和预览图片会指向那里",
+            "setting public_base_url ({configured}) differs from where this server listens "
+            "({served}): links in emails and preview images point there",
+        ),
+        "workers_elsewhere": (
+            "worker 按 web_port {port} 生成邮件链接；请为它们也设置 DISPATCH_WEB_PORT={served_port}"
+            "（或 DISPATCH_PUBLIC_BASE_URL）",
+            "workers build email links from web_port {port}: set DISPATCH_WEB_PORT={served_port} "
+            "(or DISPATCH_PUBLIC_BASE_URL) for them too",
         ),
         "empty_password": (
             "标准输入中没有密码（--password-stdin 读取第一行）",
@@ -47,7 +66,7 @@ def web_cmd(host: str | None, port: int | None, workers: int) -> None:
     from dispatch.log import configure_logging
 
     configure_logging("INFO")  # one JSON object per line, uvicorn's own lines included
-    settings = settings_or_exit()
+    settings = public_url_for(settings_or_exit(), host, port)
     engine = get_engine(settings)
     if not settings.is_embedded_db:
         upgrade(engine)
@@ -74,6 +93,42 @@ def web_cmd(host: str | None, port: int | None, workers: int) -> None:
         proxy_headers=True,
         log_config=None,
     )
+
+
+def public_url_for(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """The settings this server runs with: an unconfigured public URL follows the host and
+    port actually served; a configured one that points at another port of this machine is
+    kept, with a warning (behind a proxy, a public name is expected and not warned about)."""
+    served_host, served_port = host or settings.web_host, port or settings.web_port
+    served = served_url(served_host, served_port)
+    if settings.public_base_url_derived:
+        if served_port != settings.web_port:
+            click.echo(
+                "warning: "
+                + MESSAGES.both(
+                    "workers_elsewhere", port=settings.web_port, served_port=served_port
+                ),
+                err=True,
+            )
+        settings = settings.replace(
+            public_base_url=served, web_host=served_host, web_port=served_port
+        )
+        os.environ["DISPATCH_PUBLIC_BASE_URL"] = served  # uvicorn's worker processes too
+        set_settings(settings)
+    else:
+        configured = urlsplit(settings.public_base_url)
+        local = {"127.0.0.1", "localhost", "::1", served_host}
+        default_port = 443 if configured.scheme == "https" else 80
+        if configured.hostname in local and (configured.port or default_port) != served_port:
+            click.echo(
+                "warning: "
+                + MESSAGES.both(
+                    "url_elsewhere", configured=settings.public_base_url, served=served
+                ),
+                err=True,
+            )
+    click.echo(MESSAGES.both("public_url", url=settings.public_base_url), err=True)
+    return settings
 
 
 @click.group("users")
