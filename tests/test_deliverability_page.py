@@ -59,10 +59,16 @@ def test_page_shows_rates_providers_suppression_and_doctor(
     assert "Not checked yet" in text  # no doctor report yet (the admin reads English)
     assert 'id="bounce-rate">10.0 %' in text  # 1 of 10 hard-bounced
     assert 'id="complaint-rate">10.0 %' in text  # 1 complaint of 10
-    assert "<td>QQ</td><td>8</td><td>8</td><td>100.0 %</td>" in text
-    assert "<td>NetEase</td><td>2</td><td>1</td><td>50.0 %</td>" in text
+    assert "<td>QQ 邮箱 / Tencent Exmail</td><td>8</td><td>8</td><td>100.0 %</td>" in text
+    assert "<td>网易邮箱 NetEase (163/126/yeah)</td><td>2</td><td>1</td><td>50.0 %</td>" in text
     assert "Suppressed in all: 1" in text  # the bounced address was suppressed
-    assert 'id="warmup"' not in text  # no warm-up plan installed here
+    assert 'id="warmup"' not in text  # the From domain is not under the warm-up plan
+
+    web_app.state.settings = settings.replace(warmup_domains=["example.org"], warmup_start=200)
+    warming = client.get("/admin/deliverability").text
+    assert 'id="warmup">' in warming and "/ 200</strong>" in warming
+    assert "day 1" in warming
+    web_app.state.settings = settings
 
     report = DoctorReport(
         "example.org",

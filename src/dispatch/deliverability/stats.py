@@ -2,8 +2,9 @@
 
 Hard bounces count a delivery refused during our SMTP conversation or named by a later
 hard-bounce event; complaints count complaint events (see dispatch.delivery.reputation, which
-watches the same signals per running campaign). Providers are grouped by the recipient's
-domain with a small built-in table of the big Chinese and international mailbox providers.
+watches the same signals per running campaign). Providers are the shipped provider table's
+(dispatch.delivery.providers: QQ, NetEase, Sina, Gmail, Microsoft, …); other domains stand
+for themselves.
 """
 
 from __future__ import annotations
@@ -22,39 +23,42 @@ from dispatch.models import Campaign, Delivery, Event, utcnow
 from dispatch.models.subscriber import Suppression
 from dispatch.vocabulary import Channel, DeliveryStatus
 
-PROVIDERS: dict[str, str] = {
-    **dict.fromkeys(("qq.com", "foxmail.com", "vip.qq.com"), "QQ"),
-    **dict.fromkeys(("163.com", "126.com", "yeah.net", "vip.163.com", "188.com"), "NetEase"),
-    **dict.fromkeys(("sina.com", "sina.cn", "vip.sina.com"), "Sina"),
-    **dict.fromkeys(("sohu.com",), "Sohu"),
-    **dict.fromkeys(("aliyun.com",), "Aliyun"),
-    **dict.fromkeys(("139.com",), "China Mobile"),
-    **dict.fromkeys(("gmail.com", "googlemail.com"), "Gmail"),
-    **dict.fromkeys(("outlook.com", "hotmail.com", "live.com", "msn.com"), "Microsoft"),
-    **dict.fromkeys(("yahoo.com", "yahoo.co.jp"), "Yahoo"),
-    **dict.fromkeys(("icloud.com", "me.com"), "Apple"),
-}
 FINISHED = (DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
 
-def provider_of(domain: str) -> str:
-    return PROVIDERS.get(domain.lower(), domain.lower() or "-")
-
-
-def warmup_allowance(session: Session, settings: Settings) -> Any | None:
-    """Today's warm-up allowance when the warm-up plan (dispatch.delivery.warmup) is installed."""
+def provider_namer(settings: Settings):
+    """domain -> provider label, from the shipped provider table (dispatch.delivery.providers,
+    the same one the throttling obeys); a domain it does not know is shown as itself."""
     try:
-        module = importlib.import_module("dispatch.delivery.warmup")
+        from dispatch.delivery.providers import load_providers
+
+        table = load_providers(settings)
+    except Exception:  # noqa: BLE001 - a broken override is reported where it is used
+        table = None
+
+    def name(domain: str) -> str:
+        domain = domain.lower() or "-"
+        found = table.by_domain(domain) if table is not None else None
+        return (table.get(found).label or found) if found else domain
+
+    return name
+
+
+def warmup_allowance(session: Session, settings: Settings) -> dict[str, Any] | None:
+    """Today's warm-up allowance of the From domain when it is under the warm-up plan
+    (dispatch.delivery.warmup, "Sending like a good citizen"); None otherwise."""
+    try:
+        warmup = importlib.import_module("dispatch.delivery.warmup")
     except ImportError:
         return None
-    for name in ("allowance_today", "todays_allowance", "today_allowance"):
-        function = getattr(module, name, None)
-        if callable(function):
-            try:
-                return function(session, settings)
-            except Exception:  # noqa: BLE001 - the page shows the rest without it
-                return None
-    return None
+    domain = settings.from_address.rpartition("@")[2].lower()
+    try:
+        if not warmup.under_warmup(settings, domain):
+            return None
+        # (the plan decides today's allowance on first use, as the engine would)
+        return warmup.allowance_today(session, settings, domain).as_dict()
+    except Exception:  # noqa: BLE001 - the page shows everything else without it
+        return None
 
 
 def overview(session: Session, settings: Settings, days: int = 30) -> dict[str, Any]:
@@ -83,6 +87,7 @@ def overview(session: Session, settings: Settings, days: int = 30) -> dict[str, 
     bounced_ids |= {d for d, kind in late if kind in HARD_BOUNCE_KINDS and d in ids}
     complained_ids = {d for d, kind in late if kind in COMPLAINT_KINDS and d in ids}
     per_provider: dict[str, Counter] = {}
+    provider_of = provider_namer(settings)
     for delivery_id, email, status in rows:
         provider = provider_of((email or "").rpartition("@")[2])
         counter = per_provider.setdefault(provider, Counter())

@@ -46,6 +46,8 @@ TEXTS = Catalog(
         "deliv_delivered": ("送达", "Delivered"),
         "deliv_rate": ("送达率", "Rate"),
         "deliv_warmup": ("预热计划：今日额度", "Warm-up plan: today's allowance"),
+        "deliv_warm": ("已完成预热，不限量", "warm: no cap"),
+        "deliv_warmup_day": ("第 {n} 天", "day {n}"),
         "deliv_none": ("最近没有邮件投递。", "No email deliveries recently."),
         "logout": ("退出", "Log out"),
         "language": ("语言", "Language"),
