@@ -265,3 +265,41 @@ def test_suggested_resume_line_works(engine, session, news, tmp_path, monkeypatc
 def runner_json(engine, path: Path) -> dict:
     """Importing the whole file once more changes nothing (every row already there)."""
     return json.loads(json.dumps(import_csv(engine, path, "news").as_dict()))
+
+
+# -- the suppression list's CSV (bounces area) ----------------------------------------------
+
+
+def test_suppression_export_is_neutralised_and_imports_back(session):
+    from dispatch.bounces import suppressions
+
+    for i, payload in enumerate(["=1+1", "@SUM(1)", "'x", "plain"]):
+        row = service.suppress(session, email=f"-s{i}@example.org", reason="manual", source=payload)
+        row.note = payload
+    session.commit()
+    text = suppressions.export_csv(session)
+    for row in _cells(text):
+        for cell in row:
+            assert not _is_formula(cell), cell
+    notes = {s.email: s.note for s in session.scalars(select(suppressions.Suppression))}
+    for s in session.scalars(select(suppressions.Suppression)):
+        session.delete(s)
+    session.commit()
+    report = suppressions.import_csv(session, text)
+    assert report.added == 4 and not report.problems
+    assert {s.email: s.note for s in session.scalars(select(suppressions.Suppression))} == notes
+
+
+def test_suppression_import_reports_an_unreadable_record_and_goes_on(session):
+    from dispatch.bounces import suppressions
+
+    old = csv.field_size_limit(131_072)  # csv's default: the field below is over it
+    try:
+        text = "email,note\na@example.org,x\nb@example.org," + "y" * 200_000 + "\nc@example.org,z\n"
+        report = suppressions.import_csv(session, text)
+    finally:
+        csv.field_size_limit(old)
+    assert report.added == 2
+    assert [(p["line"], "malformed" in p["detail"]) for p in report.problems] == [(3, True)]
+    stored = set(session.scalars(select(suppressions.Suppression.email)))
+    assert stored == {"a@example.org", "c@example.org"}

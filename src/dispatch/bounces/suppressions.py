@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from dispatch import events
+from dispatch import csv_safe, events
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog
 from dispatch.models.bounce import BounceMessage
@@ -208,7 +208,22 @@ def import_csv(
     if "email" not in fields:
         raise SuppressionError(MESSAGES.both("no_email_column"))
     report = ImportReport()
-    for row in reader:
+    rows = iter(reader)
+    previous_end = reader.line_num
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. an oversized field: a bad line, not the end
+            bad_line, previous_end = previous_end + 1, max(reader.line_num, previous_end + 1)
+            report.problems.append(
+                {"line": bad_line, "email": "", "detail": f"malformed CSV record: {exc}"}
+            )
+            continue
+        previous_end = reader.line_num
+        # undo the export's formula guard (csv_safe), so an export imports back unchanged
+        row = {k: csv_safe.restore(v) if isinstance(v, str) else v for k, v in row.items()}
         line = reader.line_num
         raw = (row.get(fields["email"]) or "").strip()
         if not raw:
@@ -242,7 +257,7 @@ def import_csv(
 
 def export_csv(session: Session) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_safe.writer(out)  # no cell can run as a spreadsheet formula
     writer.writerow(EXPORT_FIELDS)
     for row in session.scalars(select(Suppression).order_by(Suppression.id)):
         writer.writerow(
