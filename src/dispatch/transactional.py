@@ -13,7 +13,7 @@ from __future__ import annotations
 import smtplib
 import uuid
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 
@@ -27,7 +27,7 @@ def outbox_dir(settings: Settings) -> Path:
     return settings.data_dir / "outbox"
 
 
-def _prepare(settings: Settings, message: EmailMessage) -> None:
+def _prepare(settings: Settings, message: Message) -> None:
     if "Date" not in message:
         message["Date"] = formatdate(localtime=False)
     if "Message-ID" not in message:
@@ -37,11 +37,15 @@ def _prepare(settings: Settings, message: EmailMessage) -> None:
         message["From"] = settings.from_address
 
 
-def message_bytes(settings: Settings, message: EmailMessage) -> bytes:
-    """The wire form (CRLF line ends), DKIM-signed when keys are configured."""
+def message_bytes(settings: Settings, message: Message) -> bytes:
+    """The wire form (CRLF line ends), DKIM-signed when keys are configured. A classic
+    (compat32) message, already encoded by its builder, is written as it is: cheap."""
     from dispatch.channels.dkim import signer_from_settings
 
-    data = message.as_bytes(policy=policy.SMTP)
+    if isinstance(message, EmailMessage):
+        data = message.as_bytes(policy=policy.SMTP)
+    else:
+        data = message.as_bytes(policy=policy.compat32.clone(linesep="\r\n"))
     signer = signer_from_settings(settings)
     return signer.sign(data) if signer is not None else data
 
@@ -57,7 +61,7 @@ def _write_outbox(settings: Settings, data: bytes) -> Path:
 
 
 def _smtp_send(
-    settings: Settings, message: EmailMessage, data: bytes, envelope_from: str | None = None
+    settings: Settings, message: Message, data: bytes, envelope_from: str | None = None
 ) -> None:
     # one URL grammar for the whole project: smtp://host:port[?starttls=1][&cafile=…][&verify=0]
     from dispatch.channels.smtp_conversation import parse_smtp_url
@@ -109,7 +113,7 @@ def envelope_sender(settings: Settings, subscriber_id: int = 0) -> str | None:
     return verp_address(settings, "t", 0, subscriber_id)
 
 
-def send_transactional(settings: Settings, message: EmailMessage, *, subscriber_id: int = 0) -> str:
+def send_transactional(settings: Settings, message: Message, *, subscriber_id: int = 0) -> str:
     """Send now; returns the Message-ID. SMTP errors propagate (the caller decides)."""
     _prepare(settings, message)
     data = message_bytes(settings, message)

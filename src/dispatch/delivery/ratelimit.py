@@ -87,6 +87,7 @@ class LocalRateLimiter:
 
     def __init__(self, clock=time.time):
         self._counts: dict[str, tuple[int, float]] = {}
+        self._next_purge = 0.0
         self._lock = threading.Lock()
         self._clock = clock
 
@@ -96,7 +97,9 @@ class LocalRateLimiter:
         if not windows or wanted <= 0:
             return Grant(max(wanted, 0))
         with self._lock:
-            self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+            if now >= self._next_purge:  # expired windows go once a second, not on every call
+                self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+                self._next_purge = now + 1.0
             grant, blocking = wanted, windows[0]
             for w in windows:
                 left = w.capacity - self._counts.get(w.key, (0, 0.0))[0]

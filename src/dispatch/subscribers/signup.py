@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from email.message import Message
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,8 +22,8 @@ from dispatch.config import Settings
 from dispatch.delivery.ratelimit import Limit, RateLimiter
 from dispatch.i18n import Catalog, normalise_locale
 from dispatch.models import utcnow
-from dispatch.models.subscriber import MailingList, Subscription
-from dispatch.subscribers import maildomain, proof, service
+from dispatch.models.subscriber import MailingList, Subscriber, Subscription
+from dispatch.subscribers import maildomain, optin, proof, service
 from dispatch.subscribers.addresses import InvalidEmail, check_email
 
 NAME_MAX = 200
@@ -92,8 +93,10 @@ class SignupResult:
     message_key: str = "signup_done"
     field_name: str | None = None
     message_args: dict = field(default_factory=dict)
-    # (subscriber id, list ids) when a confirmation email was granted: send it after commit
+    # (subscriber id, list ids) when a confirmation email was granted, and the message
+    # itself (its optin_sent event is in the transaction): send it after the commit
     confirmation: tuple[int, tuple[int, ...]] | None = None
+    email: Message | None = None
 
     def message(self, locale: str) -> str:
         return MESSAGES.get(self.message_key, locale, **self.message_args)
@@ -205,7 +208,10 @@ def process(
             data={"source": "web-form"},
         )
         return SignupResult("accepted")
-    return SignupResult("accepted", confirmation=(subscriber_id, list_ids))
+    subscriber = session.get(Subscriber, subscriber_id)
+    lists = [m for m in chosen if m.id in list_ids]
+    message = optin.prepare_optin(session, settings, subscriber, lists)
+    return SignupResult("accepted", confirmation=(subscriber_id, list_ids), email=message)
 
 
 def _subscribe(

@@ -21,6 +21,7 @@ from dispatch.i18n import normalise_locale
 from dispatch.log import get_logger
 from dispatch.subscribers import optin, proof, signup
 from dispatch.tokens import TokenError
+from dispatch.transactional import send_transactional
 from dispatch.web.signup_guards import client_ip, guards
 from dispatch.web.templating import render_page, request_locale
 
@@ -86,11 +87,9 @@ def subscribe_script() -> Response:
     )
 
 
-def _send_later(app, subscriber_id: int, list_ids: tuple[int, ...]) -> None:
-    settings: Settings = app.state.settings
+def _send_later(settings: Settings, message, subscriber_id: int) -> None:
     try:
-        with app.state.session_factory() as session, session.begin():
-            optin.send_optin(session, settings, subscriber_id, list_ids)
+        send_transactional(settings, message, subscriber_id=subscriber_id)
     except Exception as exc:  # noqa: BLE001 - the visitor has their answer; log and move on
         log.warning("signup.confirmation_failed", subscriber_id=subscriber_id, error=str(exc))
 
@@ -120,7 +119,7 @@ async def subscribe_post(request: Request) -> Response:
     if result.outcome == "accepted":
         task = None
         if result.confirmation is not None:
-            task = BackgroundTask(_send_later, request.app, *result.confirmation)
+            task = BackgroundTask(_send_later, settings, result.email, result.confirmation[0])
         response = render_page(
             request,
             "public/message.html",
