@@ -11,12 +11,10 @@ from sqlalchemy import select
 from dispatch.channels.base import CampaignContext, Recipient
 from dispatch.channels.wechat import WechatChannel
 from dispatch.delivery import campaigns as campaign_service
-from dispatch.delivery.engine import drain
-from dispatch.delivery.queue import ListQueue
 from dispatch.dev.wechat_fake import new_aes_key
 from dispatch.dev.wechat_testing import make_issue, seed_followers, stub_articles
-from dispatch.models import Delivery, Event
-from dispatch.models.wechat import WechatMassChunk, WechatTemplateMessage
+from dispatch.models import Delivery
+from dispatch.models.wechat import WechatMassChunk
 from dispatch.wechat.callbacks import handle_callback
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy
@@ -101,11 +99,12 @@ def test_bad_signatures_are_refused_and_nothing_recorded(session, wechat_setting
 def test_url_verification_echoes_echostr(session, wechat_settings, fake):
     from dispatch.dev.wechat_fake import _sha1_sorted
 
+    now = str(int(time.time()))
     query = {
-        "timestamp": "1700000000",
+        "timestamp": now,
         "nonce": "abc",
         "echostr": "hello-wechat",
-        "signature": _sha1_sorted(CALLBACK_TOKEN, "1700000000", "abc"),
+        "signature": _sha1_sorted(CALLBACK_TOKEN, now, "abc"),
     }
     assert handle_callback(session, wechat_settings, query, b"") == "hello-wechat"
     with pytest.raises(PermissionError):
@@ -115,63 +114,26 @@ def test_url_verification_echoes_echostr(session, wechat_settings, fake):
 def test_malformed_body_is_a_value_error(session, wechat_settings, fake):
     from dispatch.dev.wechat_fake import _sha1_sorted
 
-    query = {"timestamp": "1", "nonce": "n", "signature": _sha1_sorted(CALLBACK_TOKEN, "1", "n")}
+    now = str(int(time.time()))
+    query = {"timestamp": now, "nonce": "n", "signature": _sha1_sorted(CALLBACK_TOKEN, now, "n")}
+    plain = wechat_settings.replace(wechat_aes_key="")
     with pytest.raises(ValueError):
-        handle_callback(session, wechat_settings, query, b"<not-xml")
+        handle_callback(session, plain, query, b"<not-xml")
 
 
-def test_templatesendjobfinish_reaches_the_recipients_delivery(
-    session, engine, wechat_settings, fake, issue
-):
+def test_template_mode_is_refused_before_a_campaign_exists(session, wechat_settings, issue):
+    """Template messages may not push content (WeChat's rules): no campaign is created."""
     list_id = seed_followers(session, 3)
-    campaign, _ = campaign_service.create_or_get(
-        session,
-        issue_id=issue.id,
-        channel="wechat",
-        list_ids=[list_id],
-        options={
-            "wechat_mode": "template",
-            "wechat_template_id": "TPL1",
-            "wechat_article_url": "https://mp.weixin.qq.com/s/published",
-        },
-    )
-    session.commit()
-    queue = ListQueue()
-    campaign_service.start(engine, wechat_settings, campaign.id, queue)
-    drain(
-        engine,
-        wechat_settings,
-        queue,
-        channel_factory=lambda k, s, c: WechatChannel(s, c, policy=RetryPolicy(attempts=1)),
-    )
-
-    rows = session.scalars(select(WechatTemplateMessage).order_by(WechatTemplateMessage.id)).all()
-    assert len(rows) == 3 and len(fake.state.templates) == 3
-    assert all(
-        t["url"] == "https://mp.weixin.qq.com/s/published" for t in fake.state.templates.values()
-    )
-    externals = dict(
-        session.execute(
-            select(Delivery.id, Delivery.external_id).where(Delivery.campaign_id == campaign.id)
-        ).all()
-    )
-    assert {externals[r.delivery_id] for r in rows} == {r.msg_id for r in rows}
-
-    ok, blocked = rows[0], rows[1]
-    for row, status in ((ok, "success"), (blocked, "failed:user block")):
-        params, body = fake.api.sign_and_encrypt(
-            fake.api.template_finish_xml(int(row.msg_id), status=status), openid=row.openid
+    with pytest.raises(campaign_service.CampaignError, match="template"):
+        campaign_service.create_or_get(
+            session,
+            issue_id=issue.id,
+            channel="wechat",
+            list_ids=[list_id],
+            options={"wechat_mode": "template", "wechat_template_id": "TPL1"},
+            settings=wechat_settings,
         )
-        assert handle_callback(session, wechat_settings, params, body) == "success"
-    session.commit()
-    session.expire_all()
-    assert session.get(WechatTemplateMessage, ok.id).status == "success"
-    assert session.get(WechatTemplateMessage, blocked.id).status == "failed:user block"
-    failed = session.scalars(
-        select(Event).where(Event.kind == "failed", Event.channel == "wechat")
-    ).all()
-    assert [e.delivery_id for e in failed] == [blocked.delivery_id]
-    assert failed[0].data["status"] == "failed:user block"
+    assert session.scalars(select(Delivery)).first() is None
 
 
 def test_fake_posts_event_to_the_web_callback_over_http(session, wechat_settings, fake, issue):
@@ -206,19 +168,22 @@ def test_fake_posts_event_to_the_web_callback_over_http(session, wechat_settings
         thread.join(timeout=10)
 
 
-def test_publishjobfinish_records_the_article_url(session, wechat_settings, fake, issue):
+def test_publishjobfinish_takes_the_article_url_from_the_api_not_the_callback(
+    session, wechat_settings, fake, issue
+):
     from dispatch.models.wechat import WechatDraft
 
+    fake.state.publish_polls = 0  # freepublish/get answers "published" at once
     draft = session.scalars(select(WechatDraft)).one()
-    draft.publish_id = "2247483999"
+    draft.publish_id = WechatClient(wechat_settings).freepublish_submit(draft.media_id)
     session.commit()
     xml = (
         "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName><FromUserName><![CDATA[oSys]]></FromUserName>"
-        "<CreateTime>1700000000</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-        "<Event><![CDATA[PUBLISHJOBFINISH]]></Event><PublishEventInfo><publish_id>2247483999</publish_id>"
-        "<publish_status>0</publish_status><article_id><![CDATA[ART1]]></article_id>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<Event><![CDATA[PUBLISHJOBFINISH]]></Event><PublishEventInfo><publish_id>{draft.publish_id}</publish_id>"
+        "<publish_status>0</publish_status><article_id><![CDATA[FORGED]]></article_id>"
         "<article_detail><count>1</count><item><idx>1</idx>"
-        "<article_url><![CDATA[https://mp.weixin.qq.com/s/ART1]]></article_url></item></article_detail>"
+        "<article_url><![CDATA[https://evil.example/phish]]></article_url></item></article_detail>"
         "</PublishEventInfo></xml>"
     )
     params, body = fake.api.sign_and_encrypt(xml)
@@ -226,7 +191,8 @@ def test_publishjobfinish_records_the_article_url(session, wechat_settings, fake
     session.commit()
     session.expire_all()
     draft = session.scalars(select(WechatDraft)).one()
-    assert (draft.article_id, draft.article_url) == ("ART1", "https://mp.weixin.qq.com/s/ART1")
+    assert draft.article_url.startswith("https://mp.weixin.qq.com/s/")  # freepublish/get's
+    assert "evil" not in draft.article_url and draft.article_id != "FORGED"
 
 
 def test_a_binding_code_sent_as_a_message_ties_the_follower_to_the_email_person(
@@ -242,7 +208,7 @@ def test_a_binding_code_sent_as_a_message_ties_the_follower_to_the_email_person(
     session.commit()
     xml = (
         "<xml><ToUserName><![CDATA[gh_fake]]></ToUserName>"
-        "<FromUserName><![CDATA[oTEXTER]]></FromUserName><CreateTime>1700000000</CreateTime>"
+        f"<FromUserName><![CDATA[oTEXTER]]></FromUserName><CreateTime>{int(time.time())}</CreateTime>"
         f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ {code} ]]></Content>"
         "<MsgId>1234567890123456</MsgId></xml>"
     )

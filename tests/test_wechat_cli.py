@@ -37,10 +37,22 @@ def test_publish_preview_and_status_commands(session, wechat_settings, fake, sam
     out = runner.invoke(main, ["wechat", "publish", sample_issue.slug, "--free-publish", "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
-    assert data["draft_media_id"] in fake.state.drafts and data["article_url"]
+    assert data["article_url"]
+    assert data["draft_media_id"] in fake.state.consumed_drafts  # published: left the draft box
 
+    again = runner.invoke(
+        main, ["wechat", "publish", sample_issue.slug, "--free-publish", "--json"]
+    )
+    assert json.loads(again.output)["reused"] is True  # the same rendering is published once
+    assert json.loads(again.output)["article_url"] == data["article_url"]
+
+    draft = json.loads(
+        runner.invoke(main, ["wechat", "publish", sample_issue.slug, "--json"]).output
+    )
+    assert draft["reused"] is False  # a fresh draft: the published one cannot be used again
+    assert draft["draft_media_id"] in fake.state.drafts and draft["uploads"] == 0
     again = runner.invoke(main, ["wechat", "publish", sample_issue.slug, "--json"])
-    assert json.loads(again.output)["reused"] is True
+    assert json.loads(again.output)["draft_media_id"] == draft["draft_media_id"]
 
     out = runner.invoke(main, ["wechat", "preview", sample_issue.slug, "--openid", "oEditor"])
     assert out.exit_code == 0, out.output

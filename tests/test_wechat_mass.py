@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from dispatch.channels.base import CampaignContext, Recipient
 from dispatch.channels.wechat import WechatChannel
@@ -104,7 +104,7 @@ def test_25000_openids_go_out_in_three_chunks_each_once(
     drain(engine, wechat_settings, queue, channel_factory=factory_with())
 
     sends = fake.state.mass_sends("openids")
-    assert sorted(len(m.openids) for m in sends) == [5_000, 10_000, 10_000]
+    assert sorted(len(m.openids) for m in sends) == [8_333, 8_333, 8_334]  # spread evenly
     assert sorted(m.clientmsgid for m in sends) == sorted(
         f"dispatch-{campaign.id}-{b}" for b in range(3)
     )
@@ -186,10 +186,8 @@ def test_dropped_connection_retried_in_process_still_sends_once(
     assert {r.external_id for r in results} == {str(fake.state.mass_sends()[0].msg_id)}
 
 
-def test_45009_backs_off_with_jitter_then_succeeds(session, wechat_settings, fake, issue):
-    fake.state.add_fault(
-        "message/mass/send", errcode=45009, times=2, errmsg="reach max api daily quota limit"
-    )
+def test_minute_limit_backs_off_with_jitter_then_succeeds(session, wechat_settings, fake, issue):
+    fake.state.add_fault("message/mass/send", errcode=45011, times=2, errmsg="api minute-quota")
     sleeps: list[float] = []
     channel = WechatChannel(
         wechat_settings,
@@ -203,21 +201,37 @@ def test_45009_backs_off_with_jitter_then_succeeds(session, wechat_settings, fak
     assert fake.state.calls["message/mass/send"] == 3 and len(fake.state.mass_sends()) == 1
 
 
-def test_45009_that_does_not_clear_is_deferred_not_retried_forever(
+def test_45009_pauses_the_campaign_until_the_next_quota_day(
     session, engine, wechat_settings, fake, issue
 ):
+    from dispatch.wechat.account import next_quota_day
+
     list_id = seed_followers(session, 4)
     campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
     fake.state.add_fault("message/mass/send", errcode=45009, times=100)
     drain(engine, wechat_settings, queue, channel_factory=factory_with())
-    assert fake.state.calls["message/mass/send"] == FAST.attempts
-    rows = session.execute(
-        select(Delivery.status, Delivery.last_code, Delivery.next_attempt_at).where(
-            Delivery.campaign_id == campaign.id
-        )
-    ).all()
-    assert {r.status for r in rows} == {"deferred"} and {r.last_code for r in rows} == {45009}
-    assert all(r.next_attempt_at is not None for r in rows)
+    assert fake.state.calls["message/mass/send"] == 1  # a daily quota: no retry within minutes
+    session.expire_all()
+    paused = session.get(Campaign, campaign.id)
+    assert paused.status == "paused" and "45009" in paused.paused_reason
+    until = next_quota_day().strftime("%Y-%m-%d %H:%M")
+    assert until in paused.paused_reason and "额度" in paused.paused_reason  # both languages
+    rows = session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))
+    assert set(rows) == {"pending"}
+
+
+@pytest.mark.parametrize(("code", "action"), [(48003, "群发"), (48004, "banned"), (40164, "IP")])
+def test_account_refusals_pause_with_the_operators_action(
+    session, engine, wechat_settings, fake, issue, code, action
+):
+    list_id = seed_followers(session, 3)
+    campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
+    fake.state.add_fault("message/mass/send", errcode=code, times=5)
+    drain(engine, wechat_settings, queue, channel_factory=factory_with())
+    session.expire_all()
+    paused = session.get(Campaign, campaign.id)
+    assert paused.status == "paused" and str(code) in paused.paused_reason
+    assert action in paused.paused_reason
 
 
 def test_45028_pauses_the_campaign_with_a_clear_reason(
@@ -242,7 +256,7 @@ def test_invalid_media_fails_with_code_and_message_kept(
 ):
     list_id = seed_followers(session, 3)
     campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
-    fake.state.drafts.clear()  # the draft is gone on WeChat's side → 40007
+    fake.state.add_fault("message/mass/send", errcode=40007, errmsg="invalid media_id")
     drain(engine, wechat_settings, queue, channel_factory=factory_with())
     rows = session.execute(
         select(Delivery.status, Delivery.last_code, Delivery.last_text).where(
@@ -254,6 +268,65 @@ def test_invalid_media_fails_with_code_and_message_kept(
     assert session.scalar(
         select(Event.id).where(Event.campaign_id == campaign.id, Event.kind == "failed")
     )
+
+
+def test_a_consumed_draft_is_never_reused(session, engine, wechat_settings, fake, issue):
+    """Two campaigns of one issue, and a draft published from the console in between: each
+    mass send uses a draft nobody used, and a gone draft is replaced (no 40007)."""
+    from dispatch.models.wechat import WechatDraft
+
+    first_list = seed_followers(session, 3, list_slug="one", openid_prefix="oOne")
+    second_list = seed_followers(session, 3, list_slug="two", openid_prefix="oTwo")
+    for list_id in (first_list, second_list):
+        campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
+        drain(engine, wechat_settings, queue, channel_factory=factory_with())
+        assert set(
+            session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))
+        ) == {"sent"}
+        fake.state.drafts.clear()  # any draft left is published from the console meanwhile
+    used = [m.media_id for m in fake.state.mass_sends()]
+    assert len(used) == 2 and len(set(used)) == 2  # two sends, two drafts
+    assert fake.state.calls["draft/add"] >= 2
+    session.expire_all()
+    drafts = session.scalars(select(WechatDraft)).all()
+    assert all(d.consumed_at is not None for d in drafts if d.media_id in used)
+    assert fake.state.calls["media/uploadimg"] == 2  # the fixture's two images: uploads reused
+
+
+def test_20001_followers_produce_no_batch_under_two(session, engine, wechat_settings, fake, issue):
+    list_id = seed_followers(session, 20_001)
+    campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
+    sizes = dict(
+        session.execute(
+            select(Delivery.batch_no, func.count())
+            .where(Delivery.campaign_id == campaign.id)
+            .group_by(Delivery.batch_no)
+        ).all()
+    )
+    assert min(sizes.values()) >= 2 and max(sizes.values()) <= 10_000
+    assert sum(sizes.values()) == 20_001 and len(sizes) == 3
+
+
+def test_job_finish_err_fails_its_chunk(session, engine, wechat_settings, fake, issue):
+    from dispatch.dev.wechat_fake import new_aes_key
+    from dispatch.wechat.callbacks import handle_callback
+
+    fake.state.callback_token, fake.state.callback_aes_key = "tok", new_aes_key()
+    hooked = wechat_settings.replace(wechat_token="tok", wechat_aes_key=fake.state.callback_aes_key)
+    list_id = seed_followers(session, 5)
+    campaign, queue = start_campaign(session, engine, hooked, issue, list_id)
+    drain(engine, hooked, queue, channel_factory=factory_with())
+    msg_id = fake.state.mass_sends()[0].msg_id
+    params, body = fake.api.sign_and_encrypt(fake.api.mass_finish_xml(msg_id, status="err(10001)"))
+    assert handle_callback(session, hooked, params, body) == "success"
+    session.commit()
+    rows = session.execute(
+        select(Delivery.status, Delivery.last_text).where(Delivery.campaign_id == campaign.id)
+    ).all()
+    assert {r.status for r in rows} == {"failed"}
+    assert all("err(10001)" in r.last_text for r in rows)
+    chunk = session.scalars(select(WechatMassChunk)).one()
+    assert (chunk.error_count, chunk.event["status"]) == (5, "err(10001)")
 
 
 def test_tag_mode_sends_one_sendall_with_tag_id(session, engine, wechat_settings, fake, issue):
@@ -291,21 +364,20 @@ def test_test_campaign_sends_previews(session, engine, wechat_settings, fake, is
     assert len(previews) == 2 and not fake.state.mass_sends("openids")
 
 
-def test_prepare_campaign_creates_the_draft_before_claiming(
-    session, wechat_settings, fake, tmp_path
-):
+def test_prepare_campaign_uploads_before_claiming(session, wechat_settings, fake, tmp_path):
     from dispatch.channels import prepare_channel
     from dispatch.content.store import publish_source
-    from dispatch.models.wechat import WechatDraft
     from dispatch.paths import SAMPLE_ISSUE_DIR
 
     sample = publish_source(session, SAMPLE_ISSUE_DIR)
     session.commit()
     prepare_channel("wechat", wechat_settings, CampaignContext(1, sample.id, 0, (1,), False))
-    assert len(fake.state.drafts) == 1
-    assert session.scalars(select(WechatDraft).where(WechatDraft.issue_id == sample.id)).one()
+    uploads = fake.state.calls["media/uploadimg"] + fake.state.calls["material/add_material"]
+    assert uploads > 0 and fake.state.calls["draft/add"] == 0  # a draft is made per send
+    assert set(fake.state.materials.values()) == {"image"}  # the cover: permanent image material
     prepare_channel("wechat", wechat_settings, CampaignContext(1, sample.id, 1, (1,), False))
-    assert len(fake.state.drafts) == 1 and fake.state.calls["draft/add"] == 1
+    again = fake.state.calls["media/uploadimg"] + fake.state.calls["material/add_material"]
+    assert again == uploads  # cached: nothing uploaded twice
 
 
 def test_system_busy_is_retried_then_sent(session, wechat_settings, fake, issue):

@@ -13,7 +13,8 @@ from dispatch.wechat.client import WechatClient
 
 @pytest.fixture
 def fake(fake):
-    fake.state.drafts["DRAFT1"] = [{"title": "t"}]
+    fake.state.drafts["DRAFT1"] = [{"title": "t"}]  # a draft is used once: one per send
+    fake.state.drafts["DRAFT2"] = [{"title": "t"}]
     return fake
 
 
@@ -31,7 +32,7 @@ def _worker(settings, n, barrier, results) -> None:
     try:
         client = WechatClient(settings)
         barrier.wait(timeout=30)
-        answer = client.mass_send_openids([f"o{n}a", f"o{n}b"], "DRAFT1", f"proc-{n}")
+        answer = client.mass_send_openids([f"o{n}a", f"o{n}b"], f"DRAFT{n}", f"proc-{n}")
         results.put((n, "ok", answer["msg_id"]))
     except Exception as exc:  # reported to the parent, which fails the test
         results.put((n, "error", repr(exc)))
@@ -70,7 +71,8 @@ def test_token_and_its_refresh_time_live_in_redis(wechat_settings, fake, redis_u
     assert float(r.hget(store.key, "refresh_at")) < float(r.hget(store.key, "expires_at"))
     assert 0 < r.ttl(store.key) <= 7200
     r.hset(store.key, "refresh_at", 0)  # the refresh time has come: refreshed before expiry
-    assert second.access_token != token and fake.state.token_fetches == 2
+    assert second.access_token == token  # stable_token: the same token while it is valid
+    assert fake.state.calls["stable_token"] == 2 and float(r.hget(store.key, "refresh_at")) > 0
 
 
 def test_token_rejected_again_after_refresh_is_not_retried_forever(wechat_settings, fake):

@@ -123,7 +123,15 @@ class Settings:
     wechat_app_secret: str = ""
     wechat_api_base_url: str = ""  # empty: the real API; set to a fake's URL in tests/demo
     wechat_token: str = ""  # callback signature token
-    wechat_aes_key: str = ""  # callback EncodingAESKey
+    wechat_aes_key: str = ""  # callback EncodingAESKey; set: only safe-mode callbacks accepted
+    # subscription | service, and whether WeChat verified it (认证): what the account may send
+    wechat_account_type: str = "service"
+    wechat_verified: bool = True
+    wechat_token_endpoint: str = "stable_token"  # stable_token (recommended) | token (classic)
+    wechat_token_url: str = ""  # a central token service to read the token from instead
+    wechat_callback_window: int = 300  # seconds a callback's timestamp may be off
+    wechat_sync_list: str = "wechat-followers"  # the list follower sync fills
+    wechat_sync_hour: int = 3  # UTC hour of the daily follower sync (beat)
     # public subscription form (issue 13): abuse limits; 0 switches a limit off
     signup_pow_bits: int = 16  # leading zero bits of the form's hashcash (browser: < 1 s)
     signup_address_interval_seconds: float = 600.0  # one confirmation email per address per …

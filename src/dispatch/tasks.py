@@ -15,6 +15,7 @@ import socket
 from datetime import timedelta
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import (
     beat_embedded_init,
     beat_init,
@@ -41,6 +42,7 @@ DELIVER_BATCH = "dispatch.deliver_batch"
 START_CAMPAIGN = "dispatch.start_campaign"
 SWEEP = "dispatch.sweep"
 POLL_BOUNCES = "dispatch.poll_bounces"
+WECHAT_SYNC = "dispatch.wechat_sync_followers"
 
 
 def broker_url_for(settings: Settings) -> str:
@@ -76,25 +78,29 @@ def celery_config(settings: Settings) -> dict:
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
-        "beat_schedule": {
-            "dispatch-sweep": {
-                "task": SWEEP,
-                "schedule": timedelta(seconds=settings.sweep_seconds),
-            },
-            **(
-                {
-                    "dispatch-poll-bounces": {
-                        "task": POLL_BOUNCES,
-                        "schedule": timedelta(seconds=max(settings.bounce_poll_seconds, 10.0)),
-                    }
-                }
-                if settings.bounce_mailbox_url
-                else {}
-            ),
-        },
+        "beat_schedule": beat_schedule(settings),
         "timezone": "UTC",
         "enable_utc": True,
     }
+
+
+def beat_schedule(settings: Settings) -> dict:
+    """The sweep always; the bounce mailbox poll and the daily WeChat follower sync when
+    they are configured."""
+    schedule: dict = {
+        "dispatch-sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)}
+    }
+    if settings.bounce_mailbox_url:
+        schedule["dispatch-poll-bounces"] = {
+            "task": POLL_BOUNCES,
+            "schedule": timedelta(seconds=max(settings.bounce_poll_seconds, 10.0)),
+        }
+    if settings.wechat_app_id and settings.wechat_app_secret:
+        schedule["dispatch-wechat-followers"] = {
+            "task": WECHAT_SYNC,
+            "schedule": crontab(minute=17, hour=settings.wechat_sync_hour),
+        }
+    return schedule
 
 
 def configure(app: Celery, settings: Settings) -> Celery:
@@ -229,3 +235,15 @@ def poll_bounces() -> dict:
     if not settings.bounce_mailbox_url:
         return {"skipped": "bounce_mailbox_url is not set"}
     return poll_mailbox(engine, settings).as_dict()
+
+
+@app.task(name=WECHAT_SYNC, ignore_result=True)
+def wechat_sync_followers() -> dict:
+    """Daily: the account's followers into settings.wechat_sync_list (resumes a broken run)."""
+    from dispatch.wechat.client import WechatClient
+    from dispatch.wechat.followers import sync_followers
+
+    engine, settings = _deps()
+    report = sync_followers(engine, WechatClient(settings), settings)
+    log.info("wechat.followers.synced", **report.as_dict())
+    return report.as_dict()

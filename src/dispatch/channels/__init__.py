@@ -21,6 +21,7 @@ __all__ = [
     "CHANNEL_CLASSES",
     "UnknownChannel",
     "channel_traits",
+    "check_campaign",
     "fanout_batch_size",
     "make_channel",
     "prepare_channel",
@@ -71,6 +72,19 @@ def fanout_batch_size(kind: str, settings: Settings) -> int:
     configured batch size."""
     fixed = channel_traits(kind).batch_size
     return max(int(fixed or settings.batch_size), 1)
+
+
+def check_campaign(kind: str, settings: Settings, options: dict | None) -> None:
+    """Refuse, before anything is created, a campaign the channel cannot send (ValueError with
+    the reason). A channel class opts in with a `check_campaign(settings, options)` method."""
+    check = getattr(channel_class(kind), "check_campaign", None)
+    if check is not None:
+        check(settings, dict(options or {}))
+
+
+def min_batch_size(kind: str) -> int:
+    """The fewest recipients one batch may hold (WeChat's openid mass send takes 2 or more)."""
+    return max(int(channel_traits(kind).min_batch_size), 1)
 
 
 def make_channel(kind: str, settings: Settings, context: CampaignContext) -> Channel:

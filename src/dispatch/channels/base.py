@@ -51,6 +51,9 @@ class ChannelTraits:
     batch_size: int | None = None
     # recipients per send() call and per recording transaction; None: the engine's default
     chunk_size: int | None = None
+    # the fewest deliveries a fan-out batch may hold (a WeChat openid mass send takes 2 or
+    # more): above 1, fan-out spreads recipients evenly so the last batch is never smaller
+    min_batch_size: int = 1
     # whether its messages can report opens (pixel) and clicks (tracked links): a campaign's
     # tracking is only switched on where the channel has them
     opens: bool = False

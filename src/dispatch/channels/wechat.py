@@ -1,16 +1,21 @@
-"""The WeChat channel: one batch of a campaign → one mass send (or previews / template messages).
+"""The WeChat channel: one batch of a campaign → one mass send (or previews).
 
 Why a batch is a chunk: the engine fixes batch numbers at fan-out and the WeChat batch holds at
-most 10,000 recipients, so the chunk's clientmsgid (dispatch-{campaign}-{batch}) is stable and a
-retried batch is never sent twice. Every recipient of a chunk gets that chunk's msg_id as
-external_id. Errors go through dispatch.wechat.errors: token → refreshed inside the client;
-busy / rate limits → a few in-process retries, then `deferred` for the engine's own retry;
-quota and account refusals → `paused` with the reason; content and media errors → `failed`
-with WeChat's code and message.
+most 10,000 recipients (fan-out spreads them so none holds fewer than 2), so the chunk's
+clientmsgid (dispatch-{campaign}-{batch}) is stable and a retried batch is never sent twice.
+Every mass send uses a draft of its own (a draft leaves the draft box once sent). Every
+recipient of a chunk gets that chunk's msg_id as external_id; WeChat's MASSSENDJOBFINISH later
+fails the chunk's deliveries if its Status is not success. Errors go through
+dispatch.wechat.errors: token → refreshed inside the client; busy / rate limits → a few
+in-process retries, then `deferred`; the daily quota (45009) → the campaign pauses until
+WeChat's quota day turns; account refusals (48001/48003/48004/40164) → `paused` with the
+action for the operator; content and media errors → `failed` with WeChat's code and message.
 
-Modes (campaign.options["wechat_mode"]): "openids" (default, mass/send), "tag" (mass/sendall
-to options["wechat_tag_id"], or everyone when absent), "template" (message/template/send per
-recipient with options["wechat_template_id"], linking the published article). A test campaign
+Modes (campaign.options["wechat_mode"], checked against the account type by
+dispatch.wechat.account before a campaign is created): "openids" (mass/send, verified service
+accounts), "all" (mass/sendall is_to_all: shown in the account's history), "tag" (mass/sendall
+to options["wechat_tag_id"]). Template messages are not a content channel (WeChat's rules
+forbid pushing content as service notices), so there is no template mode. A test campaign
 (context.is_test) sends mass/preview to each recipient's openid.
 """
 
@@ -34,13 +39,19 @@ from dispatch.channels.base import (
 from dispatch.config import Settings
 from dispatch.i18n import Catalog
 from dispatch.models import Issue
-from dispatch.models.wechat import WechatTemplateMessage
 from dispatch.vocabulary import Channel
+from dispatch.wechat.account import campaign_send_options, check_campaign, next_quota_day
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy, WechatError, call_with_retries, error_from
 from dispatch.wechat.mass import MAX_OPENIDS, MIN_OPENIDS, clientmsgid_for, send_chunk
 from dispatch.wechat.mass import MESSAGES as MASS_MESSAGES
-from dispatch.wechat.publish import PublishError, ensure_draft, find_draft
+from dispatch.wechat.publish import (
+    PublishError,
+    draft_for_send,
+    ensure_draft,
+    mark_consumed,
+    upload_media,
+)
 
 log = logging.getLogger("dispatch.channels.wechat")
 
@@ -48,15 +59,15 @@ MESSAGES = Catalog(
     {
         "no_openid": ("该订阅者没有微信 OpenID", "the subscriber has no WeChat openid"),
         "no_issue": ("期刊 {issue_id} 不存在", "issue {issue_id} not found"),
+        "quota_pause": (
+            "微信每日接口额度已用完（45009），活动暂停至 {until}（北京时间零点额度重置）后自动继续",
+            "WeChat's daily API quota is used up (45009): the campaign pauses until {until} "
+            "(the quota resets at midnight Beijing time) and then resumes",
+        ),
         "no_template": (
-            "模板消息模式需要 wechat_template_id",
-            "template mode needs wechat_template_id",
+            "模板消息不能用于推送内容（微信规则），请改用群发",
+            "template messages may not push content (WeChat's rules): use a mass send",
         ),
-        "no_article_url": (
-            "模板消息需要已发布文章的链接：请先 dispatch wechat publish --free-publish",
-            "template messages link the published article: run dispatch wechat publish --free-publish first",
-        ),
-        "template_title": ("{title} 已发布", "{title} is out"),
     }
 )
 
@@ -65,14 +76,18 @@ ACTION_OUTCOME: dict[str, Outcome] = {
     "backoff": Outcome.DEFERRED,
     "refresh_token": Outcome.DEFERRED,
     "pause": Outcome.PAUSED,
+    "quota": Outcome.PAUSED,
     "fail": Outcome.FAILED,
     "already_sent": Outcome.SENT,
 }
 
 
 def outcome_text(err: WechatError) -> str:
-    return MASS_MESSAGES.get(
-        "refused", "en", reason=err.rule.reason, code=err.errcode, errmsg=err.errmsg
+    """The reason a recipient (and, for pauses, the campaign) shows, in both languages."""
+    if err.action == "quota":
+        return MESSAGES.both("quota_pause", until=next_quota_day().strftime("%Y-%m-%d %H:%M UTC"))
+    return MASS_MESSAGES.both(
+        "refused", reason=err.rule.reason, code=err.errcode, errmsg=err.errmsg
     )
 
 
@@ -86,6 +101,8 @@ class WechatChannel:
         # one send() per batch: a batch is one mass-send chunk (≤ 10,000 openids), so the
         # engine must hand over the whole batch at once rather than in small rate-limit chunks
         chunk_size=MAX_OPENIDS,
+        # mass send by openid takes 2 to 10,000: fan-out spreads a tail so no batch is smaller
+        min_batch_size=MIN_OPENIDS,
         opens=False,  # WeChat reports neither opens nor clicks to the sender
         clicks=False,
     )
@@ -109,16 +126,21 @@ class WechatChannel:
         )
         self.sleep = sleep
 
+    @staticmethod
+    def check_campaign(settings: Settings, options: dict[str, Any]) -> None:
+        """Refuse what the account type cannot send (dispatch.wechat.account)."""
+        check_campaign(settings, options)
+
     @classmethod
     def prepare_campaign(cls, settings: Settings, context: CampaignContext) -> None:
-        """Upload the images and create the draft before the engine claims rows (slow, cached
-        per issue), so a claim's lease covers only the mass send itself."""
+        """Upload the images and covers before the engine claims rows (slow, cached per
+        issue), so a claim's lease covers only the draft/add and the mass send itself."""
         from dispatch.db import get_engine
 
         with Session(get_engine(settings), expire_on_commit=False) as session:
             issue = session.get(Issue, context.issue_id)
             if issue is not None:
-                ensure_draft(session, WechatClient(settings), settings, issue)
+                upload_media(session, WechatClient(settings), settings, issue)
 
     # -- Channel protocol ---------------------------------------------------------------------
     def open(self) -> None:
@@ -146,41 +168,30 @@ class WechatChannel:
                     text=MESSAGES.get("no_issue", "en", issue_id=ctx.issue_id),
                 )
             options = self._options(session)
-            try:
-                draft = ensure_draft(session, self.client, self.settings, issue)
-            except (
-                PublishError,
-                ValueError,
-            ) as exc:  # bad content: renderer or publisher refused it
-                return self._all(batch, Outcome.FAILED, text=str(exc)[:2000])
-            except Exception as exc:  # noqa: BLE001 - classified by the table
-                err = error_from(exc)
-                return self._all(
-                    batch, ACTION_OUTCOME[err.action], code=err.errcode, text=outcome_text(err)
-                )
+            send_options = campaign_send_options(options)
             with_openid = [r for r in batch if r.openid]
             results = [
                 SendResult(r.delivery_id, Outcome.FAILED, text=MESSAGES.get("no_openid", "en"))
                 for r in batch
                 if not r.openid
             ]
-            mode = str(options.get("wechat_mode") or "openids")
-            if ctx.is_test:
-                results += self._preview(with_openid, draft.draft_media_id)
-            elif mode == "template":
-                results += self._template(session, with_openid, issue, options)
-            elif mode == "tag":
-                tag = options.get("wechat_tag_id")
-                results += self._mass(
-                    session,
-                    with_openid,
-                    draft.draft_media_id,
-                    "tag",
-                    tag_id=int(tag) if tag is not None else None,
+            mode = send_options.mode
+            if mode == "template":
+                return results + self._all(
+                    with_openid, Outcome.FAILED, text=MESSAGES.both("no_template")
                 )
-            else:
-                results += self._mass(session, with_openid, draft.draft_media_id, "openids")
-            return results
+            try:
+                if ctx.is_test:
+                    preview = ensure_draft(session, self.client, self.settings, issue, check=True)
+                    return results + self._preview(with_openid, preview.draft_media_id)
+                return results + self._mass(session, issue, with_openid, send_options)
+            except (PublishError, ValueError) as exc:  # bad content: renderer/publisher refused
+                return self._all(batch, Outcome.FAILED, text=str(exc)[:2000])
+            except Exception as exc:  # noqa: BLE001 - classified by the table
+                err = error_from(exc)
+                return self._all(
+                    batch, ACTION_OUTCOME[err.action], code=err.errcode, text=outcome_text(err)
+                )
 
     # -- modes ------------------------------------------------------------------------------
     def _options(self, session: Session) -> dict[str, Any]:
@@ -192,14 +203,11 @@ class WechatChannel:
         return dict(campaign.options or {}) if campaign is not None else {}
 
     def _mass(
-        self,
-        session: Session,
-        recipients: Sequence[Recipient],
-        media_id: str,
-        mode: str,
-        tag_id: int | None = None,
+        self, session: Session, issue: Issue, recipients: Sequence[Recipient], opts: Any
     ) -> list[SendResult]:
         ctx = self.context
+        mode = "tag" if opts.mode in ("tag", "all") else "openids"
+        tag_id = opts.tag_id if opts.mode == "tag" else None
         if mode == "tag":  # one sendall per campaign; every batch shares its msg_id
             pieces = [list(recipients)]
         else:
@@ -211,32 +219,42 @@ class WechatChannel:
                 continue
             openids = list(dict.fromkeys(r.openid for r in piece if r.openid))
             if mode == "openids" and len(openids) < MIN_OPENIDS:
-                text = MASS_MESSAGES.get("too_few", "en", count=len(openids))
+                text = MASS_MESSAGES.both("too_few", count=len(openids))
                 results += [
                     SendResult(r.delivery_id, Outcome.FAILED, code=40130, text=text) for r in piece
                 ]
                 continue
             if mode == "tag":
-                clientmsgid, digest = f"dispatch-{ctx.campaign_id}-tag", None
+                clientmsgid, digest = f"dispatch-{ctx.campaign_id}-{opts.mode}", None
             else:  # after the previous piece's row exists, so each piece gets its own id
                 clientmsgid, digest = clientmsgid_for(
                     session, ctx.campaign_id, ctx.batch_no, openids
                 )
+            draft = draft_for_send(
+                session,
+                self.client,
+                self.settings,
+                issue,
+                clientmsgid,
+                comments=opts.comments,
+            )
             outcome = send_chunk(
                 session,
                 self.client,
                 campaign_id=ctx.campaign_id,
                 batch_no=ctx.batch_no,
                 clientmsgid=clientmsgid,
-                draft_media_id=media_id,
+                draft_media_id=draft.media_id,
                 mode=mode,
                 openids=openids,
                 tag_id=tag_id,
                 digest=digest,
+                ignore_reprint=opts.ignore_reprint,
                 policy=self.policy,
                 sleep=self.sleep,
             )
             if outcome.sent:
+                mark_consumed(session, draft)  # WeChat took it out of the draft box
                 data = {
                     "clientmsgid": clientmsgid,
                     "msg_id": outcome.msg_id,
@@ -249,6 +267,8 @@ class WechatChannel:
             else:
                 err = outcome.error
                 assert err is not None
+                if err.errcode == 40007:  # the draft is gone (sent or published elsewhere)
+                    mark_consumed(session, draft)
                 outcome_kind = ACTION_OUTCOME[err.action]
                 results += [
                     SendResult(
@@ -289,60 +309,6 @@ class WechatChannel:
                         text=outcome_text(err),
                     )
                 )
-        return results
-
-    def _template(
-        self,
-        session: Session,
-        recipients: Sequence[Recipient],
-        issue: Issue,
-        options: dict[str, Any],
-    ) -> list[SendResult]:
-        template_id = str(options.get("wechat_template_id") or "")
-        if not template_id:
-            return self._all(recipients, Outcome.FAILED, text=MESSAGES.get("no_template", "en"))
-        draft = find_draft(session, self.client, issue)
-        url = options.get("wechat_article_url") or (draft.article_url if draft else None)
-        if not url:
-            return self._all(recipients, Outcome.FAILED, text=MESSAGES.get("no_article_url", "en"))
-        results = []
-        for r in recipients:
-            data = {
-                "first": {"value": MESSAGES.get("template_title", r.locale, title=issue.title)},
-                "keyword1": {"value": issue.title},
-                "keyword2": {"value": f"{issue.period_from:%Y-%m-%d} – {issue.period_to:%Y-%m-%d}"},
-                "remark": {"value": issue.publisher},
-            }
-            try:
-                msgid = call_with_retries(
-                    lambda r=r, data=data: self.client.template_send(
-                        r.openid, template_id, data, url
-                    ),
-                    self.policy,
-                    self.sleep,
-                    log_context=f"template delivery_id={r.delivery_id}",
-                )
-            except WechatError as err:
-                kind = Outcome.BOUNCED if err.errcode == 43004 else ACTION_OUTCOME[err.action]
-                results.append(
-                    SendResult(r.delivery_id, kind, code=err.errcode, text=outcome_text(err))
-                )
-                continue
-            session.add(
-                WechatTemplateMessage(
-                    msg_id=msgid,
-                    campaign_id=self.context.campaign_id,
-                    delivery_id=r.delivery_id,
-                    subscriber_id=r.subscriber_id,
-                    openid=r.openid or "",
-                    status="sent",
-                    event={},
-                )
-            )
-            session.commit()
-            results.append(
-                SendResult(r.delivery_id, Outcome.SENT, external_id=msgid, data={"template": True})
-            )
         return results
 
     @staticmethod

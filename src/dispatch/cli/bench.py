@@ -9,7 +9,7 @@ import importlib
 
 import click
 
-BENCH_MODULES = ("render", "importing", "send", "web")
+BENCH_MODULES = ("render", "importing", "send", "web", "wechat_sync")
 
 
 @click.group("bench")

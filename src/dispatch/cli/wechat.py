@@ -1,4 +1,4 @@
-"""`dispatch wechat publish|preview|status|fake-server`: the WeChat Official Account by hand.
+"""`dispatch wechat publish|preview|status|followers sync|fake-server`: the Official Account by hand.
 
 Why these four: an editor publishes (and checks) the draft before a campaign, previews it on
 their own phone, watches a campaign's chunks, and anyone can run the fake API locally to try
@@ -212,6 +212,63 @@ def status_cmd(campaign: int, poll: bool, as_json: bool) -> None:
 
 def _n(value: int | None) -> str:
     return "-" if value is None else str(value)
+
+
+@wechat_group.group("followers")
+def followers_group() -> None:
+    """Followers of the Official Account / 公众号关注者."""
+
+
+@followers_group.command("sync")
+@click.option(
+    "--list",
+    "list_slug",
+    default=None,
+    help="The list followers go to (default: setting wechat_sync_list) / 目标列表",
+)
+@json_option
+@_wechat_errors
+def followers_sync_cmd(list_slug: str | None, as_json: bool) -> None:
+    """Page through user/get + user/info/batchget into a list; resumes if interrupted / 同步关注者."""
+    from dispatch.db import get_engine
+    from dispatch.wechat.client import WechatClient
+    from dispatch.wechat.followers import MESSAGES as SYNC
+    from dispatch.wechat.followers import sync_followers
+
+    settings = settings_or_exit()
+    client = WechatClient(settings)
+    engine = get_engine(settings)
+    if as_json:
+        report = sync_followers(engine, client, settings, list_slug=list_slug)
+        emit(report.as_dict(), True, lambda d: None)
+        return
+    bar = None
+    shown = 0
+
+    def progress(r) -> None:
+        nonlocal bar, shown
+        if bar is None:
+            if r.resumed:
+                click.echo(SYNC.both("resumed", pages=r.pages - 1), err=True)
+            bar = click.progressbar(length=max(r.total, 1), label="关注者 / followers", file=None)
+            bar.__enter__()
+        bar.update(r.seen - shown)
+        shown = r.seen
+
+    try:
+        report = sync_followers(engine, client, settings, list_slug=list_slug, progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(
+        SYNC.both(
+            "done",
+            seen=report.seen,
+            created=report.created,
+            updated=report.updated,
+            unfollowed=report.unfollowed,
+        )
+    )
 
 
 @wechat_group.command("fake-server")

@@ -184,6 +184,19 @@ def _check_issue(session: Session, issue_id: int) -> Issue:
     return issue
 
 
+def _check_channel_options(
+    channel: str, options: dict[str, Any] | None, settings: Settings | None
+) -> None:
+    """The channel refuses what it cannot send (e.g. a mode the WeChat account type lacks)."""
+    from dispatch.channels import check_campaign
+    from dispatch.config import get_settings
+
+    try:
+        check_campaign(channel, settings or get_settings(), options)
+    except ValueError as exc:
+        raise CampaignError(str(exc)) from None
+
+
 def create_or_get(
     session: Session,
     *,
@@ -192,6 +205,7 @@ def create_or_get(
     list_ids: Iterable[int],
     tracking: bool = True,
     options: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> tuple[Campaign, bool]:
     """The campaign for issue × channel × lists: created as a draft, or the existing one.
 
@@ -203,6 +217,7 @@ def create_or_get(
     if not ids:
         raise CampaignError(MESSAGES.both("no_lists"))
     _check_issue(session, issue_id)
+    _check_channel_options(channel, options, settings)
     key = dedupe_key(issue_id, channel, ids)
     existing = session.scalars(select(Campaign).where(Campaign.dedupe_key == key)).one_or_none()
     if existing is not None:
@@ -249,7 +264,7 @@ def create_test(
     ids = sorted(set(int(i) for i in subscriber_ids))
     if not ids:
         raise CampaignError(MESSAGES.both("no_addresses"))
-    _check_issue(session, issue_id)
+    _check_issue(session, issue_id)  # no channel check: a test send (a preview) is always allowed
     campaign = Campaign(
         issue_id=issue_id,
         channel=channel,

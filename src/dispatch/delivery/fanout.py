@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from dispatch.channels import channel_traits, fanout_batch_size
+from dispatch.channels import channel_traits, fanout_batch_size, min_batch_size
 from dispatch.config import Settings
 from dispatch.models import Campaign, Delivery, utcnow
 from dispatch.models.base import UTCDateTime
@@ -201,6 +201,14 @@ def fan_out(
     batch_no = (row_number - 1).self_group().op("/")(literal(batch_size, Integer)) + literal(
         first_batch, Integer
     )
+    if min_batch_size(campaign.channel) > 1:
+        # spread evenly over ceil(n / size) batches, so the tail is never a batch of one
+        # (20,001 followers: 6,667 + 6,667 + 6,667, not 10,000 + 10,000 + 1)
+        n = int(session.scalar(select(func.count()).select_from(src)) or 0)
+        batches = max(1, -(-n // batch_size))
+        batch_no = ((row_number - 1) * literal(batches, Integer)).self_group().op("/")(
+            literal(max(n, 1), Integer)
+        ) + literal(first_batch, Integer)
     # the sweep re-enqueues a pending batch only after this "queued until" time passes
     queued_until = now + timedelta(seconds=settings.lease_seconds)
     rows = select(

@@ -103,6 +103,19 @@ class FakeState:
     callback_token: str = ""
     callback_aes_key: str = ""
     auto_emit: bool = False
+    # the account: "service" or "subscription", verified or not (what it may call)
+    account_type: str = "service"
+    verified: bool = True
+    ip_whitelist_error: bool = False  # every API call answers 40164 (server IP not whitelisted)
+    mass_per_minute: int | None = 60  # mass-send requests accepted per rolling minute (45009)
+    stable_force_refreshes: int = 20  # stable_token force_refresh a day
+    stable_force_at: float = 0.0  # last forced refresh (30 s apart)
+    # followers: openid -> info (insertion order = user/get order); tags: id -> name
+    followers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: dict[int, str] = field(default_factory=dict)
+    user_get_page: int = 10_000  # openids per user/get page (WeChat: 10,000)
+    finish_status: str = "send success"  # MASSSENDJOBFINISH Status for auto-emitted events
+    article_stats: dict[str, dict[str, int]] = field(default_factory=dict)  # msgid -> counts
     lock: threading.RLock = field(default_factory=threading.RLock)
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expires_at
     calls: Counter = field(default_factory=Counter)  # endpoint -> requests received
@@ -113,6 +126,12 @@ class FakeState:
     publishes: dict[str, dict[str, Any]] = field(default_factory=dict)
     mass: dict[int, MassRecord] = field(default_factory=dict)
     clientmsgids: dict[str, tuple[int, float]] = field(default_factory=dict)
+    stable_token: str | None = None
+    mass_times: list[float] = field(default_factory=list)  # accepted mass sends (rate window)
+    sendall_days: dict[str, int] = field(default_factory=dict)  # subscription: day -> sendalls
+    monthly_received: Counter = field(default_factory=Counter)  # service: openid -> this month
+    consumed_drafts: set[str] = field(default_factory=set)
+    sent_articles: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # msg_data_id
     templates: dict[int, dict[str, Any]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     emitted: list[dict[str, Any]] = field(default_factory=list)
@@ -144,6 +163,28 @@ class FakeState:
                     path, times, errcode, errmsg or f"fake fault {errcode}", drop, after_processing
                 )
             )
+
+    def add_followers(
+        self, count: int, *, prefix: str = "oFOLLOW", tags: tuple[int, ...] = (), start: int = 0
+    ) -> list[str]:
+        """`count` followers with predictable openids, appended in user/get order."""
+        openids = [f"{prefix}{i:09d}" for i in range(start, start + count)]
+        with self.lock:
+            now = int(time.time())
+            for n, openid in enumerate(openids):
+                self.followers[openid] = {
+                    "openid": openid,
+                    "unionid": "u" + openid,
+                    "language": "en" if n % 10 == 0 else "zh_CN",
+                    "subscribe_time": now - n,
+                    "tagid_list": list(tags),
+                }
+        return openids
+
+    def unfollow(self, openids: list[str]) -> None:
+        with self.lock:
+            for openid in openids:
+                self.followers.pop(openid, None)
 
     def mass_sends(self, mode: str | None = None) -> list[MassRecord]:
         with self.lock:
@@ -210,12 +251,7 @@ class FakeWechatApi:
                 raise ApiError(40013, "invalid appid")
             if query.get("secret") != self.state.app_secret:
                 raise ApiError(40125, "invalid appsecret")
-            now = time.time()
-            for old, expires in list(self.state.tokens.items()):  # old token: 5 minutes' grace
-                self.state.tokens[old] = min(expires, now + self.state.token_overlap)
-            token = "FAKE" + secrets.token_urlsafe(24)
-            self.state.tokens[token] = now + self.state.token_expires_in
-            self.state.token_fetches += 1
+            token = self._issue_token()
             return {"access_token": token, "expires_in": self.state.token_expires_in}
 
     def sns_access_token(self, query: dict[str, str]) -> dict[str, Any]:
@@ -236,6 +272,197 @@ class FakeWechatApi:
             "openid": openid,
             "scope": "snsapi_base",
         }
+
+    def _issue_token(self) -> str:
+        now = time.time()
+        for old, expires in list(self.state.tokens.items()):  # old token: 5 minutes' grace
+            self.state.tokens[old] = min(expires, now + self.state.token_overlap)
+        token = "FAKE" + secrets.token_urlsafe(24)
+        self.state.tokens[token] = now + self.state.token_expires_in
+        self.state.token_fetches += 1
+        return token
+
+    def stable_token(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST stable_token: normal mode returns the current token while it is valid;
+        force_refresh replaces it (20 a day, 30 s apart). Isolated from cgi-bin/token."""
+        if self.state.token_delay:
+            time.sleep(self.state.token_delay)
+        with self.state.lock:
+            if body.get("grant_type") != "client_credential":
+                raise ApiError(40002, "invalid grant_type")
+            if body.get("appid") != self.state.app_id:
+                raise ApiError(40013, "invalid appid")
+            if body.get("secret") != self.state.app_secret:
+                raise ApiError(40125, "invalid appsecret")
+            current = self.state.stable_token
+            now = time.time()
+            if body.get("force_refresh"):
+                if self.state.stable_force_refreshes <= 0:
+                    raise ApiError(45009, "reach max api daily quota limit (force_refresh)")
+                if now - self.state.stable_force_at < 30:
+                    raise ApiError(45011, "api minute-quota reach limit (force_refresh 30 s)")
+                self.state.stable_force_refreshes -= 1
+                self.state.stable_force_at = now
+                current = None
+            # normal mode: the current token while it has more than 5 minutes left (WeChat
+            # renews it 5 minutes early), else a fresh one
+            if current is not None and self.state.tokens.get(current, 0) > now + 300:
+                remaining = int(self.state.tokens[current] - now)
+                return {"access_token": current, "expires_in": remaining}
+            token = self._issue_token()
+            self.state.stable_token = token
+            return {"access_token": token, "expires_in": self.state.token_expires_in}
+
+    # -- followers ------------------------------------------------------------------------------
+    def user_get(self, query: dict[str, str]) -> dict[str, Any]:
+        """user/get: up to 10,000 openids after next_openid, in follow order."""
+        after = query.get("next_openid") or ""
+        with self.state.lock:
+            order = list(self.state.followers)
+            total = len(order)
+            if after:
+                try:
+                    start = order.index(after) + 1
+                except ValueError:
+                    raise ApiError(40003, "invalid next_openid") from None
+            else:
+                start = 0
+            page = order[start : start + self.state.user_get_page]
+        if not page:
+            return {"total": total, "count": 0, "next_openid": ""}
+        more = start + len(page) < total
+        return {
+            "total": total,
+            "count": len(page),
+            "data": {"openid": page},
+            "next_openid": page[-1] if more else "",
+        }
+
+    def user_batchget(self, body: dict[str, Any]) -> dict[str, Any]:
+        users = body.get("user_list")
+        if not isinstance(users, list) or not users:
+            raise ApiError(40003, "invalid user_list")
+        if len(users) > 100:
+            raise ApiError(45032, "user_list size out of limit (100)")
+        out = []
+        with self.state.lock:
+            for item in users:
+                openid = (item or {}).get("openid", "")
+                info = self.state.followers.get(openid)
+                if info is None:
+                    out.append({"subscribe": 0, "openid": openid})
+                    continue
+                out.append(
+                    {
+                        "subscribe": 1,
+                        "openid": openid,
+                        "language": info["language"],
+                        "subscribe_time": info["subscribe_time"],
+                        "unionid": info["unionid"],
+                        "remark": "",
+                        "groupid": 0,
+                        "tagid_list": list(info["tagid_list"]),
+                        "subscribe_scene": "ADD_SCENE_QR_CODE",
+                        "qr_scene": 0,
+                        "qr_scene_str": "",
+                    }
+                )
+        return {"user_info_list": out}
+
+    def tags_get(self) -> dict[str, Any]:
+        with self.state.lock:
+            counts: Counter = Counter()
+            for info in self.state.followers.values():
+                counts.update(info["tagid_list"])
+            return {
+                "tags": [
+                    {"id": tag_id, "name": name, "count": counts[tag_id]}
+                    for tag_id, name in sorted(self.state.tags.items())
+                ]
+            }
+
+    def subscribe_xml(self, openid: str, *, event: str = "subscribe", at: int | None = None) -> str:
+        """A subscribe / unsubscribe event as WeChat posts it (updates the fake's followers)."""
+        with self.state.lock:
+            if event == "subscribe":
+                self.state.followers.setdefault(
+                    openid,
+                    {
+                        "openid": openid,
+                        "unionid": "u" + openid,
+                        "language": "zh_CN",
+                        "subscribe_time": int(time.time()),
+                        "tagid_list": [],
+                    },
+                )
+            else:
+                self.state.followers.pop(openid, None)
+        return (
+            "<xml>"
+            f"<ToUserName><![CDATA[{self.state.original_id}]]></ToUserName>"
+            f"<FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{at or int(time.time())}</CreateTime>"
+            "<MsgType><![CDATA[event]]></MsgType>"
+            f"<Event><![CDATA[{event}]]></Event>"
+            "</xml>"
+        )
+
+    # -- statistics ------------------------------------------------------------------------------
+    def datacube(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """getarticlesummary / getarticletotal: one day at a time, per article of a mass send."""
+        begin, end = body.get("begin_date", ""), body.get("end_date", "")
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", begin or "") or begin != end:
+            raise ApiError(61500, "date format error or range exceeds the limit (1 day)")
+        out = []
+        with self.state.lock:
+            for record in self.state.mass.values():
+                if record.mode == "preview":
+                    continue
+                day = time.strftime("%Y-%m-%d", time.gmtime(record.at))
+                if path.endswith("getarticletotal") and day != begin:
+                    continue
+                if path.endswith("getarticlesummary") and day > begin:
+                    continue
+                articles = self.state.sent_articles.get(record.msg_data_id, [])
+                for idx, article in enumerate(articles, 1):
+                    msgid = f"{record.msg_data_id}_{idx}"
+                    stats = self.state.article_stats.get(msgid) or {
+                        "read_user": 3 * idx + 10,
+                        "read_count": 4 * idx + 12,
+                        "share_user": idx,
+                        "share_count": idx + 1,
+                        "fav_user": 1,
+                        "fav_count": 1,
+                    }
+                    figures = {
+                        "int_page_read_user": stats["read_user"],
+                        "int_page_read_count": stats["read_count"],
+                        "ori_page_read_user": 0,
+                        "ori_page_read_count": 0,
+                        "share_user": stats["share_user"],
+                        "share_count": stats["share_count"],
+                        "add_to_fav_user": stats["fav_user"],
+                        "add_to_fav_count": stats["fav_count"],
+                    }
+                    title = article.get("title", "")
+                    if path.endswith("getarticlesummary"):
+                        out.append({"ref_date": begin, "msgid": msgid, "title": title, **figures})
+                    else:
+                        out.append(
+                            {
+                                "ref_date": day,
+                                "msgid": msgid,
+                                "title": title,
+                                "details": [
+                                    {
+                                        "stat_date": begin,
+                                        "target_user": len(record.openids),
+                                        **figures,
+                                    }
+                                ],
+                            }
+                        )
+        return {"list": out}
 
     def uploadimg(self, files: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
         if "media" not in files:
@@ -322,11 +549,24 @@ class FakeWechatApi:
             if a.get(flag, 0) not in (0, 1):
                 raise ApiError(40097, f"{where}: invalid args {flag}")
 
+    def draft_get(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self.state.lock:
+            articles = self.state.drafts.get(body.get("media_id", ""))
+            if articles is None:
+                raise ApiError(40007, "invalid media_id")
+            return {"news_item": articles}
+
+    def _require_verified(self, what: str) -> None:
+        if not self.state.verified:
+            raise ApiError(48001, f"api unauthorized: {what} needs a verified account")
+
     def freepublish_submit(self, body: dict[str, Any]) -> dict[str, Any]:
         media_id = body.get("media_id", "")
+        self._require_verified("freepublish")
         with self.state.lock:
             if media_id not in self.state.drafts:
                 raise ApiError(40007, "invalid media_id")
+            self.state.consumed_drafts.add(media_id)
             publish_id = str(self.state.next_id())
             self.state.publishes[publish_id] = {"media_id": media_id, "polls": 0}
         return {
@@ -345,7 +585,10 @@ class FakeWechatApi:
             job["polls"] += 1
             if job["polls"] <= self.state.publish_polls:
                 return {"publish_id": publish_id, "publish_status": 1}
-            articles = self.state.drafts[job["media_id"]]
+            articles = self.state.drafts.pop(job["media_id"], None) or job.setdefault(
+                "articles", []
+            )
+            job["articles"] = articles
             article_id = "FAKEART" + hashlib.sha1(publish_id.encode()).hexdigest()[:16]
             return {
                 "publish_id": publish_id,
@@ -378,17 +621,50 @@ class FakeWechatApi:
         if seen and time.time() - seen[1] < CLIENTMSGID_TTL:
             raise ApiError(45065, "clientmsgid exist", msg_id=seen[0])
 
+    def _rate(self) -> None:
+        """About 60 mass-send requests a minute: more answer 45011 (too frequent)."""
+        if self.state.mass_per_minute is None:
+            return
+        now = time.time()
+        self.state.mass_times = [t for t in self.state.mass_times if now - t < 60]
+        if len(self.state.mass_times) >= self.state.mass_per_minute:
+            raise ApiError(45011, "api minute-quota reach limit, mass send too frequent")
+        self.state.mass_times.append(now)
+
+    def _account_allows(self, mode: str, openids: list[str]) -> None:
+        """What the account type may send: openid lists need a verified service account; a
+        subscription account sends to all or one tag, once a day."""
+        if mode == "preview":
+            return
+        self._require_verified("mass send")
+        if mode == "openids" and self.state.account_type != "service":
+            raise ApiError(48001, "api unauthorized: mass send by openid needs a service account")
+        if mode == "tag" and self.state.account_type == "subscription":
+            day = time.strftime("%Y-%m-%d", time.gmtime())
+            if self.state.sendall_days.get(day, 0) >= 1:
+                raise ApiError(45028, "has no masssend quota (one mass send a day)")
+            self.state.sendall_days[day] = self.state.sendall_days.get(day, 0) + 1
+
     def _record_mass(
         self, mode: str, body: dict[str, Any], openids: list[str], tag_id: int | None
     ) -> dict[str, Any]:
-        media_id = self._check_mpnews(body)
         clientmsgid = body.get("clientmsgid")
         with self.state.lock:
-            self._dedup(clientmsgid)
+            self._dedup(clientmsgid)  # before the media check: a retry of a sent chunk is 45065
+            media_id = self._check_mpnews(body)
+            if mode != "preview":
+                self._rate()
+            self._account_allows(mode, openids)
             if mode != "preview" and self.state.mass_quota is not None:
                 if self.state.mass_quota <= 0:
                     raise ApiError(45028, "has no masssend quota")
                 self.state.mass_quota -= 1
+            if mode != "preview":  # a draft leaves the draft box once it is mass-sent
+                articles = self.state.drafts.pop(media_id)
+                self.state.consumed_drafts.add(media_id)
+                self.state.monthly_received.update(openids)
+            else:
+                articles = self.state.drafts[media_id]
             record = MassRecord(
                 self.state.next_id(),
                 self.state.next_id(),
@@ -400,6 +676,7 @@ class FakeWechatApi:
                 time.time(),
             )
             self.state.mass[record.msg_id] = record
+            self.state.sent_articles[record.msg_data_id] = articles
             if clientmsgid is not None:
                 self.state.clientmsgids[clientmsgid] = (record.msg_id, record.at)
         if mode != "preview" and self.state.auto_emit and self.state.callback_url:
@@ -435,7 +712,12 @@ class FakeWechatApi:
     def mass_preview(self, body: dict[str, Any]) -> dict[str, Any]:
         if not body.get("touser") and not body.get("towxname"):
             raise ApiError(40003, "invalid openid")
-        return self._record_mass("preview", body, [body.get("touser", "")], None)
+        if body.get("towxname") and not re.fullmatch(
+            r"[A-Za-z][-_A-Za-z0-9]{5,19}", body["towxname"]
+        ):
+            raise ApiError(40132, "invalid username (WeChat ID)")
+        target = body.get("touser") or "wxname:" + body["towxname"]
+        return self._record_mass("preview", body, [target], None)
 
     def mass_get(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.state.lock:
@@ -462,16 +744,21 @@ class FakeWechatApi:
         return {"errcode": 0, "errmsg": "ok", "msgid": msgid}
 
     # -- events ---------------------------------------------------------------------------------
-    def mass_finish_xml(self, msg_id: int, *, status: str = "send success") -> str:
+    def mass_finish_xml(self, msg_id: int, *, status: str | None = None) -> str:
+        status = status or self.state.finish_status
         with self.state.lock:
             record = self.state.mass[msg_id]
+            if status != "send success":  # mass/get agrees with the event
+                record.status = "SEND_FAIL"
             total = (
                 len(record.openids)
                 if record.mode == "openids"
                 else self.state.tag_sizes.get(record.tag_id or 0, 0)
             )
-        filtered = total - int(total * self.state.filter_ratio)
-        errors = 0
+            # a service account's follower receives at most 4 mass messages a month
+            over_monthly = sum(1 for o in record.openids if self.state.monthly_received[o] > 4)
+        filtered = total - int(total * self.state.filter_ratio) - over_monthly
+        errors = 0 if status == "send success" else filtered
         return (
             "<xml>"
             f"<ToUserName><![CDATA[{self.state.original_id}]]></ToUserName>"
@@ -596,6 +883,9 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str, byt
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY each keep-alive request
+    # waits ~40 ms for the client's delayed ACK (Nagle), which no real WeChat server does
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read counters instead
         log.debug("wechat.fake.request " + format, *args)
@@ -652,12 +942,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(
         self, api: FakeWechatApi, method: str, path: str, query: dict[str, str], raw: bytes
     ) -> dict[str, Any]:
+        if api.state.ip_whitelist_error:
+            raise ApiError(40164, "invalid ip 127.0.0.1, not in whitelist")
         if path == "token":
             return api.token(query)
         if path == "sns/oauth2/access_token":
             return api.sns_access_token(query)
+        if path == "stable_token":
+            return api.stable_token(json.loads(raw.decode("utf-8") or "{}"))
         with api.state.lock:
             api._check_token(query)
+        if path == "user/get":
+            return api.user_get(query)
+        if path == "tags/get":
+            return api.tags_get()
         if path in ("media/uploadimg", "material/add_material"):
             files = _parse_multipart(self.headers.get("Content-Type", ""), raw)
             return (
@@ -671,6 +969,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(47001, "data format error: body is not JSON") from None
         routes = {
             "draft/add": api.draft_add,
+            "draft/get": api.draft_get,
+            "user/info/batchget": api.user_batchget,
+            "datacube/getarticlesummary": lambda b: api.datacube("getarticlesummary", b),
+            "datacube/getarticletotal": lambda b: api.datacube("getarticletotal", b),
             "freepublish/submit": api.freepublish_submit,
             "freepublish/get": api.freepublish_get,
             "message/mass/send": api.mass_send,

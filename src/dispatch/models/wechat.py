@@ -15,9 +15,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, utcnow
 
-__all__ = ["WechatMedia", "WechatDraft", "WechatMassChunk", "WechatTemplateMessage", "MEDIA_KINDS"]
+__all__ = [
+    "WechatMedia",
+    "WechatDraft",
+    "WechatMassChunk",
+    "WechatTemplateMessage",
+    "WechatFollower",
+    "WechatTag",
+    "WechatSyncRun",
+    "WechatCallbackSeen",
+    "WechatArticleStat",
+    "MEDIA_KINDS",
+]
 
-MEDIA_KINDS = ("image", "thumb")  # image: media/uploadimg URL; thumb: permanent thumb material
+# image: media/uploadimg URL (article content); cover: permanent image material (draft cover);
+# thumb: permanent thumb material (64 KB, kept for rows made before covers became images)
+MEDIA_KINDS = ("image", "cover", "thumb")
 
 
 class WechatMedia(Base):
@@ -38,11 +51,14 @@ class WechatMedia(Base):
 
 
 class WechatDraft(Base):
-    """The draft (draft/add) made from one rendering of an issue; reused by every campaign."""
+    """One draft (draft/add) of one rendering of an issue. A draft is used once: WeChat takes
+    it out of the draft box when it is mass-sent or published, so each mass send claims its own
+    (`used_by` = the chunk's clientmsgid, or publish:<id>) and `consumed_at` marks it gone."""
 
     __tablename__ = "wechat_drafts"
     __table_args__ = (
-        UniqueConstraint("account", "issue_id", "content_hash", name="uq_wechat_drafts_key"),
+        UniqueConstraint("used_by", name="uq_wechat_drafts_used_by"),
+        Index("ix_wechat_drafts_key", "account", "issue_id", "content_hash"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -54,6 +70,11 @@ class WechatDraft(Base):
     publish_id: Mapped[str | None] = mapped_column(String(64), default=None)
     article_id: Mapped[str | None] = mapped_column(String(128), default=None)
     article_url: Mapped[str | None] = mapped_column(Text, default=None)
+    used_by: Mapped[str | None] = mapped_column(String(80), default=None)
+    # the draft/add articles (uploaded media ids and URLs in place): the next draft of the same
+    # rendering is made from it without rendering or uploading again
+    payload: Mapped[list] = mapped_column(JSON, default=list)
+    consumed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -112,4 +133,104 @@ class WechatTemplateMessage(Base):
     status: Mapped[str] = mapped_column(String(32), default="sent")  # sent | success | failed:…
     event: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WechatFollower(Base):
+    """What WeChat says about one follower of the account (user/get + user/info/batchget).
+
+    Why a table of its own: the subscriber row is the person (owned by the subscribers area);
+    this row is the account's view of the openid: whether it still follows, its unionid, tags
+    and the sync run that last saw it (a follower no run has seen since has unfollowed).
+    """
+
+    __tablename__ = "wechat_followers"
+    __table_args__ = (UniqueConstraint("account", "openid", name="uq_wechat_followers_openid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(200))
+    openid: Mapped[str] = mapped_column(String(128))
+    subscriber_id: Mapped[int | None] = mapped_column(default=None, index=True)
+    unionid: Mapped[str | None] = mapped_column(String(128), default=None)
+    language: Mapped[str] = mapped_column(String(16), default="")
+    subscribe_time: Mapped[int | None] = mapped_column(default=None)  # unix seconds
+    tag_ids: Mapped[list] = mapped_column(JSON, default=list)
+    subscribed: Mapped[bool] = mapped_column(default=True)
+    seen_run: Mapped[int] = mapped_column(default=0)  # the last sync run that saw it
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WechatTag(Base):
+    """A follower tag of the account (tags/get); a campaign may send to one (mass/sendall)."""
+
+    __tablename__ = "wechat_tags"
+    __table_args__ = (UniqueConstraint("account", "tag_id", name="uq_wechat_tags_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(200))
+    tag_id: Mapped[int]
+    name: Mapped[str] = mapped_column(String(64), default="")
+    count: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WechatSyncRun(Base):
+    """One pass of the follower sync; its cursor (next_openid) lets an interrupted run resume."""
+
+    __tablename__ = "wechat_sync_runs"
+    __table_args__ = (Index("ix_wechat_sync_runs_account", "account", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(200))
+    list_id: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running|finished|failed
+    next_openid: Mapped[str] = mapped_column(String(128), default="")
+    total: Mapped[int] = mapped_column(default=0)  # WeChat's follower count
+    pages: Mapped[int] = mapped_column(default=0)
+    seen: Mapped[int] = mapped_column(default=0)
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    unfollowed: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WechatCallbackSeen(Base):
+    """A callback nonce or event key already accepted: a second one is a replay or a retry.
+
+    Rows older than the timestamp window are useless (such callbacks are refused by time) and
+    are pruned as new ones arrive.
+    """
+
+    __tablename__ = "wechat_callback_seen"
+    __table_args__ = (UniqueConstraint("key", name="uq_wechat_callback_seen_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(160))  # nonce:<ts>:<nonce> | event:<...>
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WechatArticleStat(Base):
+    """WeChat's own reading figures for a sent article (datacube getarticletotal/summary)."""
+
+    __tablename__ = "wechat_article_stats"
+    __table_args__ = (
+        UniqueConstraint("account", "msgid", "stat_date", name="uq_wechat_article_stats_key"),
+        Index("ix_wechat_article_stats_campaign", "campaign_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(200))
+    campaign_id: Mapped[int | None] = mapped_column(default=None)
+    msgid: Mapped[str] = mapped_column(String(64))  # "{msg_data_id}_{article index}"
+    title: Mapped[str] = mapped_column(String(200), default="")
+    ref_date: Mapped[str] = mapped_column(String(10))  # the send day, YYYY-MM-DD
+    stat_date: Mapped[str] = mapped_column(String(10))  # the day counted
+    read_user: Mapped[int] = mapped_column(default=0)
+    read_count: Mapped[int] = mapped_column(default=0)
+    share_user: Mapped[int] = mapped_column(default=0)
+    share_count: Mapped[int] = mapped_column(default=0)
+    fav_user: Mapped[int] = mapped_column(default=0)
+    fav_count: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

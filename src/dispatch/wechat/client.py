@@ -21,6 +21,7 @@ from wechatpy.exceptions import WeChatClientException
 from dispatch.config import Settings
 from dispatch.wechat.errors import TOKEN_CODES
 from dispatch.wechat.token import FetchedToken, TokenStore, token_store_for
+from dispatch.wechat.token_source import token_source_for
 
 log = logging.getLogger("dispatch.wechat.client")
 
@@ -83,17 +84,19 @@ class WechatClient(WeChatClient):
         key = token_key or f"{prefix}dispatch:wechat:token:{settings.wechat_app_id}:{base_tag}"
         self.token_store = token_store or token_store_for(settings.redis_url, key)
         self.account = account_key(settings)
+        self.token_source = token_source_for(settings, self, key)
 
     # -- token ---------------------------------------------------------------------------------
     def fetch_access_token(self) -> dict[str, Any]:
-        """GET {base}token, the library's token call pointed at our base URL."""
-        return self._fetch_access_token(
-            url=self.API_BASE_URL + "token",
-            params={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
-        )
+        """The token by the configured source (see dispatch.wechat.token_source)."""
+        return self.token_source.fetch(force=False)
 
     def _fetch_shared(self) -> FetchedToken:
-        result = self.fetch_access_token()
+        result = self.token_source.fetch(force=False)
+        return FetchedToken(result["access_token"], float(result.get("expires_in", 7200)))
+
+    def _fetch_forced(self) -> FetchedToken:
+        result = self.token_source.fetch(force=True)
         return FetchedToken(result["access_token"], float(result.get("expires_in", 7200)))
 
     @property
@@ -110,7 +113,10 @@ class WechatClient(WeChatClient):
             if exc.errcode not in TOKEN_CODES:
                 raise
             log.info("wechat.token.rejected code=%s endpoint=%s", exc.errcode, url_or_endpoint)
-            params["access_token"] = self.token_store.replace(token, self._fetch_shared)
+            fresh = self.token_store.replace(token, self._fetch_shared)
+            if fresh == token:  # the stable endpoint still answers the refused token: force it
+                fresh = self.token_store.replace(token, self._fetch_forced)
+            params["access_token"] = fresh
             return super()._request(method, url_or_endpoint, params=params, **kwargs)
 
     # -- uploads -------------------------------------------------------------------------------
@@ -126,6 +132,30 @@ class WechatClient(WeChatClient):
     def draft_add(self, articles: list[dict[str, Any]]) -> str:
         return self.post("draft/add", data={"articles": articles})["media_id"]
 
+    def draft_get(self, media_id: str) -> dict[str, Any]:
+        """draft/get: the draft's articles; 40007 once it left the draft box (sent/published)."""
+        return self.post("draft/get", data={"media_id": media_id})
+
+    # -- followers -------------------------------------------------------------------------------
+    def user_get(self, next_openid: str = "") -> dict[str, Any]:
+        """user/get: up to 10,000 follower openids after next_openid."""
+        params = {"next_openid": next_openid} if next_openid else {}
+        return self.get("user/get", params=params)
+
+    def user_batchget(self, openids: list[str], lang: str = "zh_CN") -> list[dict[str, Any]]:
+        """user/info/batchget: up to 100 followers' unionid, language, subscribe time, tags."""
+        body = {"user_list": [{"openid": o, "lang": lang} for o in openids]}
+        return list(self.post("user/info/batchget", data=body).get("user_info_list") or [])
+
+    def tags_get(self) -> list[dict[str, Any]]:
+        return list(self.get("tags/get").get("tags") or [])
+
+    # -- statistics ------------------------------------------------------------------------------
+    def datacube(self, endpoint: str, day: str) -> list[dict[str, Any]]:
+        """datacube/<endpoint> for one day (YYYY-MM-DD); outside /cgi-bin/ on WeChat's host."""
+        url = self.API_BASE_URL.removesuffix("cgi-bin/") + "datacube/" + endpoint
+        return list(self.post(url, data={"begin_date": day, "end_date": day}).get("list") or [])
+
     def freepublish_submit(self, media_id: str) -> str:
         return str(self.post("freepublish/submit", data={"media_id": media_id})["publish_id"])
 
@@ -134,12 +164,25 @@ class WechatClient(WeChatClient):
 
     # -- mass send -----------------------------------------------------------------------------
     def mass_send_openids(
-        self, openids: list[str], media_id: str, clientmsgid: str
+        self, openids: list[str], media_id: str, clientmsgid: str, *, ignore_reprint: bool = False
     ) -> dict[str, Any]:
-        return self.message.send_mass_article(list(openids), media_id, client_msg_id=clientmsgid)
+        """mass/send to an openid list (2 to 10,000; verified service accounts only)."""
+        return self.post(
+            "message/mass/send",
+            data={
+                "touser": list(openids),
+                "mpnews": {"media_id": media_id},
+                "msgtype": "mpnews",
+                "send_ignore_reprint": int(ignore_reprint),
+                "clientmsgid": clientmsgid,
+            },
+        )
 
-    def mass_send_tag(self, tag_id: int | None, media_id: str, clientmsgid: str) -> dict[str, Any]:
-        """mass/sendall with WeChat's `tag_id` filter (wechatpy 1.8.18 still sends group_id)."""
+    def mass_send_tag(
+        self, tag_id: int | None, media_id: str, clientmsgid: str, *, ignore_reprint: bool = False
+    ) -> dict[str, Any]:
+        """mass/sendall with WeChat's `tag_id` filter (wechatpy 1.8.18 still sends group_id);
+        tag_id None sends to all followers (is_to_all: the only sends shown in 历史消息)."""
         filt: dict[str, Any] = {"is_to_all": tag_id is None}
         if tag_id is not None:
             filt["tag_id"] = tag_id
@@ -149,19 +192,19 @@ class WechatClient(WeChatClient):
                 "filter": filt,
                 "mpnews": {"media_id": media_id},
                 "msgtype": "mpnews",
-                "send_ignore_reprint": 0,
+                "send_ignore_reprint": int(ignore_reprint),
                 "clientmsgid": clientmsgid,
             },
         )
 
-    def mass_preview(self, openid: str, media_id: str) -> dict[str, Any]:
+    def mass_preview(
+        self, openid: str | None, media_id: str, *, wxname: str | None = None
+    ) -> dict[str, Any]:
+        """mass/preview to one follower's openid, or to a WeChat ID (towxname) instead."""
+        target = {"towxname": wxname} if wxname else {"touser": openid}
         return self.post(
             "message/mass/preview",
-            data={
-                "touser": openid,
-                "mpnews": {"media_id": media_id},
-                "msgtype": "mpnews",
-            },
+            data={**target, "mpnews": {"media_id": media_id}, "msgtype": "mpnews"},
         )
 
     def mass_get(self, msg_id: str) -> dict[str, Any]:

@@ -15,11 +15,12 @@ from typing import Literal
 
 from wechatpy.exceptions import WeChatClientException
 
-Action = Literal["retry", "refresh_token", "backoff", "pause", "fail", "already_sent"]
+Action = Literal["retry", "refresh_token", "backoff", "pause", "quota", "fail", "already_sent"]
 # retry          transient on WeChat's side: try again soon (short backoff with jitter)
 # refresh_token  the access token is stale: refresh it once (shared) and repeat the call once
 # backoff        a rate limit: wait longer (exponential with jitter), then try again
 # pause          the account (not the recipients) is refused: stop the campaign, say why
+# quota          a daily quota is used up: pause the campaign until the quota day turns
 # fail           the message or its data is wrong: retrying cannot help; keep code and message
 # already_sent   the clientmsgid was already used: the earlier msg_id means success
 
@@ -42,15 +43,29 @@ ERROR_TABLE: dict[int, Rule] = {
     40014: Rule("refresh_token", "access token malformed (40014)"),  # 不合法的 access_token
     42001: Rule("refresh_token", "access token expired (42001)"),  # access_token 超时
     # -- rate limits --------------------------------------------------------------------------
-    45009: Rule("backoff", "API call limit reached", 30.0),  # 接口调用超过限制 (daily/minute quota)
+    # 45009 is the DAILY quota: retrying within minutes cannot help; pause until it resets
+    45009: Rule("quota", "daily API quota reached; resets at midnight Beijing time"),
     45011: Rule("backoff", "API called too often", 10.0),  # API 调用太频繁，请稍候再试
     45047: Rule("backoff", "too many messages to this user", 60.0),  # 客服接口下行条数超过上限
     # -- the account is refused: pause the campaign -------------------------------------------
     45028: Rule("pause", "no mass-send quota left for this account"),  # has no masssend quota
     48001: Rule("pause", "this account is not authorised for this API"),  # api 功能未授权
-    40164: Rule(
-        "pause", "the server's IP is not on the account's whitelist"
-    ),  # 调用接口的IP地址不在白名单中
+    40164: Rule(  # 调用接口的IP地址不在白名单中
+        "pause",
+        "this server's IP is not on the account's IP whitelist: add it in the WeChat console "
+        "(设置与开发 → 基本配置 → IP白名单 / Settings → Basic configuration → IP whitelist)",
+    ),
+    48003: Rule(  # 用户未同意群发协议
+        "pause",
+        "the mass-send (群发) agreement is not accepted: an administrator must accept it in the "
+        "WeChat console (内容与互动 → 群发), then resume the campaign",
+    ),
+    48004: Rule(  # api 接口被封禁
+        "pause",
+        "WeChat has banned this API for the account: read the notice in the WeChat console "
+        "(mp.weixin.qq.com), resolve it, then resume the campaign",
+    ),
+    48002: Rule("fail", "the follower has blocked messages from the account"),  # 粉丝拒收消息
     40125: Rule("pause", "invalid AppSecret"),  # 无效的 appsecret
     40013: Rule("pause", "invalid AppID"),  # 不合法的 AppID
     50002: Rule("pause", "the account is restricted"),  # 用户受限，可能是违规后接口被封禁

@@ -118,6 +118,7 @@ def send_chunk(
     openids: Sequence[str] = (),
     tag_id: int | None = None,
     digest: str | None = None,
+    ignore_reprint: bool = False,
     policy: RetryPolicy = DEFAULT_POLICY,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ChunkOutcome:
@@ -141,8 +142,12 @@ def send_chunk(
 
     def call() -> dict[str, Any]:
         if mode == "tag":
-            return client.mass_send_tag(tag_id, draft_media_id, clientmsgid)
-        return client.mass_send_openids(list(openids), draft_media_id, clientmsgid)
+            return client.mass_send_tag(
+                tag_id, draft_media_id, clientmsgid, ignore_reprint=ignore_reprint
+            )
+        return client.mass_send_openids(
+            list(openids), draft_media_id, clientmsgid, ignore_reprint=ignore_reprint
+        )
 
     try:
         answer = call_with_retries(
@@ -161,7 +166,9 @@ def send_chunk(
                 row.msg_id,
             )
             return ChunkOutcome(clientmsgid, row.msg_id, already_sent=True)
-        row.status = {"pause": "paused", "fail": "failed"}.get(err.action, "deferred")
+        row.status = {"pause": "paused", "quota": "paused", "fail": "failed"}.get(
+            err.action, "deferred"
+        )
         row.errcode, row.errmsg = err.errcode, err.errmsg
         session.commit()
         log.warning(

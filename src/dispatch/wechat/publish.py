@@ -1,10 +1,15 @@
-"""Publish an issue to the Official Account: upload images, create the draft, free-publish.
+"""Publish an issue to the Official Account: upload images, create drafts, free-publish.
 
-Why everything is cached by content hash: uploads are slow and count against WeChat's daily
-quotas, and every chunk of every campaign needs the draft. The first caller uploads and stores
-the ids (wechat_media, wechat_drafts); a retry, a second worker or a second campaign finds
-them and uploads nothing. A per-issue lock (Redis when configured) keeps two workers from
-building the same draft at once.
+Why uploads are cached by content hash but drafts are not reused: uploads are slow and count
+against WeChat's daily quotas, so the first caller uploads and stores the ids (wechat_media)
+and every later draft reuses them. A draft, though, is used once: WeChat takes it out of the
+draft box when it is mass-sent or published, and a later send of its media_id gets 40007.
+So every mass send claims a draft of its own (`draft_for_send`, keyed by the chunk's
+clientmsgid so a retried chunk finds the same one and WeChat de-duplicates it), every
+free-publish claims one, and a draft that WeChat no longer has is marked consumed and replaced.
+Previews do not consume a draft. The cover is a permanent image material (not the 64 KB thumb
+type) with centred 2.35:1 and 1:1 crops. A per-issue lock (Redis when configured) keeps two
+workers from building the same draft at once.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from sqlalchemy.orm import Session
 from dispatch.config import Settings
 from dispatch.errors import DispatchError
 from dispatch.i18n import Catalog
-from dispatch.models import Issue
+from dispatch.models import Issue, utcnow
 from dispatch.models.wechat import WechatDraft, WechatMedia
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import WechatError, classify
@@ -64,6 +69,7 @@ MESSAGES = Catalog(
 
 UPLOADIMG_MAX = 1024 * 1024 - 1  # media/uploadimg: jpg/png, under 1 MB
 THUMB_MAX = 64 * 1024  # thumb material: JPG, at most 64 KB
+COVER_MAX = 2 * 1024 * 1024  # permanent image material takes 10 MB; covers need far less
 _IMG_SRC = re.compile(r"(<img\b[^>]*?\bsrc\s*=\s*)([\"'])([^\"']*)\2", re.I)
 
 
@@ -107,7 +113,9 @@ def prepare_image(path: Path, kind: str) -> tuple[str, bytes]:
         return path.name, data
     if kind == "thumb" and is_jpg and len(data) <= THUMB_MAX:
         return path.name, data
-    limit = THUMB_MAX if kind == "thumb" else UPLOADIMG_MAX
+    if kind == "cover" and (is_png or is_jpg) and len(data) <= COVER_MAX:
+        return path.name, data
+    limit = {"thumb": THUMB_MAX, "cover": COVER_MAX}.get(kind, UPLOADIMG_MAX)
     try:
         with PILImage.open(path) as img:
             img.load()
@@ -186,14 +194,15 @@ class MediaCache:
         return str(row.url)
 
     def thumb_media_id(self, path: Path) -> str:
+        """The cover: a permanent image material (material/add_material type=image)."""
         digest = sha256_bytes(path.read_bytes())
-        row = self._find(digest, "thumb")
+        row = self._find(digest, "cover")
         if row is None:
-            name, data = prepare_image(path, "thumb")
-            media_id = self.client.material.add("thumb", (name, data, _mime(name)))["media_id"]
+            name, data = prepare_image(path, "cover")
+            media_id = self.client.material.add("image", (name, data, _mime(name)))["media_id"]
             self.uploads += 1
-            log.info("wechat.upload kind=thumb file=%s", path.name)
-            row = self._remember(digest, "thumb", media_id, None)
+            log.info("wechat.upload kind=cover file=%s", path.name)
+            row = self._remember(digest, "cover", media_id, None)
         return str(row.media_id)
 
 
@@ -233,6 +242,9 @@ def build_draft_articles(
         )
     else:
         payload = [_draft_article(a, base_dir, thumb_media_id_for, image_url_for) for a in articles]
+    for item, article in zip(payload, articles, strict=True):
+        cover = _resolve(Path(article.thumb_image), base_dir)
+        item.update(cover_crops(cover))
     issued: set[str] = set()
     for n, item in enumerate(payload, 1):
         for match in _IMG_SRC.finditer(item.get("content", "")):
@@ -241,6 +253,27 @@ def build_draft_articles(
                 raise PublishError(MESSAGES.both("local_image_left", n=n, src=src))
             issued.add(src)
     return payload
+
+
+def _crop(width: int, height: int, ratio: float) -> str:
+    """A centred crop of this aspect ratio as WeChat's X1_Y1_X2_Y2 fractions of the image."""
+    if width / height > ratio:  # too wide: cut the sides
+        keep = height * ratio / width
+        x1, y1, x2, y2 = (1 - keep) / 2, 0.0, (1 + keep) / 2, 1.0
+    else:  # too tall: cut top and bottom
+        keep = width / ratio / height
+        x1, y1, x2, y2 = 0.0, (1 - keep) / 2, 1.0, (1 + keep) / 2
+    return "_".join(f"{v:.6f}" for v in (x1, y1, x2, y2))
+
+
+def cover_crops(path: Path) -> dict[str, str]:
+    """pic_crop_235_1 (the feed's wide card) and pic_crop_1_1 (the square) for a cover."""
+    try:
+        with PILImage.open(path) as img:
+            width, height = img.size
+    except OSError:
+        return {}
+    return {"pic_crop_235_1": _crop(width, height, 2.35), "pic_crop_1_1": _crop(width, height, 1)}
 
 
 def _draft_article(
@@ -284,14 +317,110 @@ def render_articles(issue: Issue, settings: Settings) -> tuple[list[Any], Path]:
 
 
 # -- the publishing flow -------------------------------------------------------------------------
+def upload_media(session: Session, client: WechatClient, settings: Settings, issue: Issue) -> int:
+    """Render the issue and upload every image and cover not uploaded yet (no draft made):
+    the slow part of a send, done before the engine claims rows. Returns the uploads done."""
+    articles, base_dir = render_articles(issue, settings)
+    cache = MediaCache(session, client)
+    build_draft_articles(articles, base_dir, cache.thumb_media_id, cache.image_url)
+    return cache.uploads
+
+
+def _drafts(client: WechatClient, issue: Issue):  # type: ignore[no-untyped-def]
+    return select(WechatDraft).where(
+        WechatDraft.account == client.account,
+        WechatDraft.issue_id == issue.id,
+        WechatDraft.content_hash == issue.content_hash,
+    )
+
+
 def find_draft(session: Session, client: WechatClient, issue: Issue) -> WechatDraft | None:
+    """A draft of this rendering nobody has claimed and WeChat has not consumed (for previews
+    and for the next send to claim)."""
     return session.scalars(
-        select(WechatDraft).where(
-            WechatDraft.account == client.account,
-            WechatDraft.issue_id == issue.id,
-            WechatDraft.content_hash == issue.content_hash,
-        )
+        _drafts(client, issue)
+        .where(WechatDraft.used_by.is_(None), WechatDraft.consumed_at.is_(None))
+        .order_by(WechatDraft.id)
     ).first()
+
+
+def draft_alive(client: WechatClient, draft: WechatDraft) -> bool:
+    """draft/get: is the draft still in the draft box (someone may have sent or published it
+    from the WeChat console)? 40007 means gone; other errors are raised."""
+    try:
+        client.draft_get(draft.media_id)
+    except Exception as exc:
+        err = WechatError.from_exception(exc)
+        if err.errcode == 40007:
+            return False
+        raise err from exc
+    return True
+
+
+def mark_consumed(session: Session, draft: WechatDraft) -> None:
+    if draft.consumed_at is None:
+        draft.consumed_at = utcnow()
+        session.commit()
+
+
+def _create_draft(
+    session: Session,
+    client: WechatClient,
+    settings: Settings,
+    issue: Issue,
+    *,
+    articles: Sequence[Any] | None,
+    base_dir: Path | None,
+    used_by: str | None,
+    comments: tuple[bool, bool] | None = None,
+) -> tuple[WechatDraft, int]:
+    cache = MediaCache(session, client)
+    earlier = (
+        next(
+            (
+                d.payload
+                for d in session.scalars(_drafts(client, issue).order_by(WechatDraft.id.desc()))
+                if d.payload
+            ),
+            None,
+        )
+        if articles is None
+        else None
+    )
+    if earlier:  # the same rendering, already uploaded
+        payload = [dict(item) for item in earlier]
+    else:
+        if articles is None:
+            articles, base_dir = render_articles(issue, settings)
+        payload = build_draft_articles(articles, base_dir, cache.thumb_media_id, cache.image_url)
+    stored = [dict(item) for item in payload]
+    if comments is not None:  # per-campaign comment settings
+        for item in payload:
+            item["need_open_comment"] = int(comments[0])
+            item["only_fans_can_comment"] = int(comments[0] and comments[1])
+    try:
+        media_id = client.draft_add(payload)
+    except Exception as exc:
+        raise WechatError.from_exception(exc) from exc
+    draft = WechatDraft(
+        account=client.account,
+        issue_id=issue.id,
+        content_hash=issue.content_hash,
+        media_id=media_id,
+        article_count=len(payload),
+        used_by=used_by,
+        payload=stored,
+    )
+    session.add(draft)
+    session.commit()
+    log.info(
+        "wechat.draft.created issue_id=%s articles=%s uploads=%s used_by=%s",
+        issue.id,
+        len(payload),
+        cache.uploads,
+        used_by,
+    )
+    return draft, cache.uploads
 
 
 def ensure_draft(
@@ -302,44 +431,70 @@ def ensure_draft(
     *,
     articles: Sequence[Any] | None = None,
     base_dir: Path | None = None,
+    check: bool = False,
 ) -> PublishResult:
-    """The issue's draft media_id, creating it (and uploading what is missing) only once."""
+    """An unclaimed draft of the issue (for previews, or ready for the next send), creating it
+    (and uploading what is missing) when there is none. `check` asks WeChat whether the draft
+    is still there first (a consumed one is marked and replaced)."""
     draft = find_draft(session, client, issue)
+    if draft is not None and check and not draft_alive(client, draft):
+        mark_consumed(session, draft)
+        draft = None
     if draft is not None:
-        return PublishResult(
-            draft.media_id, draft.article_count, 0, True, draft.publish_id, draft.article_url
-        )
+        return PublishResult(draft.media_id, draft.article_count, 0, True)
     with publish_lock(settings, f"{client.account}:{issue.id}:{issue.content_hash[:16]}"):
         session.expire_all()
         draft = find_draft(session, client, issue)
         if draft is not None:
-            return PublishResult(
-                draft.media_id, draft.article_count, 0, True, draft.publish_id, draft.article_url
-            )
-        if articles is None:
-            articles, base_dir = render_articles(issue, settings)
-        cache = MediaCache(session, client)
-        payload = build_draft_articles(articles, base_dir, cache.thumb_media_id, cache.image_url)
-        try:
-            media_id = client.draft_add(payload)
-        except Exception as exc:
-            raise WechatError.from_exception(exc) from exc
-        draft = WechatDraft(
-            account=client.account,
-            issue_id=issue.id,
-            content_hash=issue.content_hash,
-            media_id=media_id,
-            article_count=len(payload),
+            return PublishResult(draft.media_id, draft.article_count, 0, True)
+        draft, uploads = _create_draft(
+            session, client, settings, issue, articles=articles, base_dir=base_dir, used_by=None
         )
-        session.add(draft)
-        session.commit()
-        log.info(
-            "wechat.draft.created issue_id=%s articles=%s uploads=%s",
-            issue.id,
-            len(payload),
-            cache.uploads,
+        return PublishResult(draft.media_id, draft.article_count, uploads, False)
+
+
+def draft_for_send(
+    session: Session,
+    client: WechatClient,
+    settings: Settings,
+    issue: Issue,
+    use_key: str,
+    *,
+    comments: tuple[bool, bool] | None = None,
+    articles: Sequence[Any] | None = None,
+    base_dir: Path | None = None,
+) -> WechatDraft:
+    """The draft this mass send (or publish) uses: the one it claimed before (a retry: WeChat
+    de-duplicates the send by clientmsgid), else a fresh one claimed under `use_key`.
+
+    Never a draft another send used: a draft leaves the draft box once mass-sent or published.
+    """
+    mine = session.scalars(_drafts(client, issue).where(WechatDraft.used_by == use_key)).first()
+    if mine is not None:
+        return mine
+    with publish_lock(settings, f"{client.account}:{issue.id}:{issue.content_hash[:16]}"):
+        session.expire_all()
+        mine = session.scalars(_drafts(client, issue).where(WechatDraft.used_by == use_key)).first()
+        if mine is not None:
+            return mine
+        spare = find_draft(session, client, issue) if comments is None else None
+        if spare is not None and draft_alive(client, spare):
+            spare.used_by = use_key
+            session.commit()
+            return spare
+        if spare is not None:
+            mark_consumed(session, spare)
+        draft, _ = _create_draft(
+            session,
+            client,
+            settings,
+            issue,
+            articles=articles,
+            base_dir=base_dir,
+            used_by=use_key,
+            comments=comments,
         )
-        return PublishResult(media_id, len(payload), cache.uploads, False)
+        return draft
 
 
 def free_publish(
@@ -360,6 +515,7 @@ def free_publish(
         return draft
     if draft.publish_id is None:
         draft.publish_id = client.freepublish_submit(draft.media_id)
+        draft.consumed_at = utcnow()  # published: the draft leaves the draft box
         session.commit()
     waited = 0.0
     while True:
@@ -398,18 +554,19 @@ def publish(
     base_dir: Path | None = None,
     poll_interval: float = 2.0,
 ) -> PublishResult:
-    """Draft (cached) and, if asked, free-publish it: the `dispatch wechat publish` command."""
-    result = ensure_draft(session, client, settings, issue, articles=articles, base_dir=base_dir)
+    """Draft (uploads cached) and, if asked, free-publish it with a draft of its own: the
+    `dispatch wechat publish` command. Publishing the same rendering again reuses its result."""
     if not free:
-        return result
-    draft = find_draft(session, client, issue)
-    assert draft is not None
+        return ensure_draft(
+            session, client, settings, issue, articles=articles, base_dir=base_dir, check=True
+        )
+    key = f"publish:{issue.id}:{issue.content_hash[:32]}"
+    before = len(session.scalars(_drafts(client, issue)).all())
+    draft = draft_for_send(
+        session, client, settings, issue, key, articles=articles, base_dir=base_dir
+    )
+    reused = len(session.scalars(_drafts(client, issue)).all()) == before
     draft = free_publish(session, client, draft, poll_interval=poll_interval)
     return PublishResult(
-        result.draft_media_id,
-        result.article_count,
-        result.uploaded_images,
-        result.reused,
-        draft.publish_id,
-        draft.article_url,
+        draft.media_id, draft.article_count, 0, reused, draft.publish_id, draft.article_url
     )
