@@ -21,7 +21,8 @@ from dispatch.wechat.errors import (
         (40001, "refresh_token"),
         (40014, "refresh_token"),
         (42001, "refresh_token"),
-        (45009, "backoff"),
+        (45009, "quota"),
+        (45011, "backoff"),
         (45028, "pause"),
         (45065, "already_sent"),
         (45066, "retry"),
@@ -67,6 +68,6 @@ def test_content_errors_are_not_retried():
 def test_jitter_stays_within_bounds():
     policy = RetryPolicy(max_delay=100.0)
     for attempt in range(1, 10):
-        delay = policy.delay(classify(45009), attempt)
-        cap = min(30.0 * 2 ** (attempt - 1), 100.0)
+        delay = policy.delay(classify(45011), attempt)
+        cap = min(10.0 * 2 ** (attempt - 1), 100.0)  # 45011: 10 s base
         assert cap * 0.5 <= delay <= cap

@@ -29,6 +29,7 @@ from dispatch.models import utcnow
 from dispatch.models.subscriber import MailingList, Subscriber, Subscription
 from dispatch.models.wechat import WechatFollower, WechatSyncRun, WechatTag
 from dispatch.subscribers import bulk
+from dispatch.vocabulary import Channel, EventKind, SubscriptionStatus
 from dispatch.wechat.client import WechatClient
 
 BATCHGET_SIZE = 100  # user/info/batchget takes at most 100 openids
@@ -171,6 +172,7 @@ def store_page(
         [
             {
                 "email": None,
+                "email_key": None,
                 "openid": o,
                 "name": "",
                 "locale": locale_of(by_openid[o].get("language")),
@@ -303,17 +305,17 @@ def mark_unfollowed(session: Session, run: WechatSyncRun) -> int:
             .where(
                 and_(
                     subscriptions.c.list_id == run.list_id,
-                    subscriptions.c.status != "unsubscribed",
+                    subscriptions.c.status != SubscriptionStatus.UNSUBSCRIBED,
                     bulk._in(conn, subscriptions.c.subscriber_id, part),
                 )
             )
-            .values(status="unsubscribed", unsubscribed_at=now)
+            .values(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now)
         )
     for person in people:
         events.record(
             session,
-            "unsubscribed",
-            channel="wechat",
+            EventKind.UNSUBSCRIBED,
+            channel=Channel.WECHAT,
             subscriber_id=person,
             list_id=run.list_id,
             data={"source": "wechat_sync"},
@@ -418,7 +420,7 @@ def apply_follow_change(
         person = conn.execute(
             select(subscribers.c.id).where(subscribers.c.openid == openid)
         ).scalar()
-        kind = "subscribed"
+        kind = EventKind.SUBSCRIBED
     else:
         person = (
             row.subscriber_id
@@ -438,16 +440,16 @@ def apply_follow_change(
                 .where(
                     subscriptions.c.list_id == mailing_list.id,
                     subscriptions.c.subscriber_id == person,
-                    subscriptions.c.status != "unsubscribed",
+                    subscriptions.c.status != SubscriptionStatus.UNSUBSCRIBED,
                 )
-                .values(status="unsubscribed", unsubscribed_at=now)
+                .values(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now)
             )
-        kind = "unsubscribed"
+        kind = EventKind.UNSUBSCRIBED
     if person is not None:
         events.record(
             session,
             kind,
-            channel="wechat",
+            channel=Channel.WECHAT,
             subscriber_id=person,
             list_id=mailing_list.id,
             data={"source": "wechat_callback"},
