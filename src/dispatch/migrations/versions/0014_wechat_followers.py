@@ -1,7 +1,7 @@
 """wechat: followers, tags, sync runs, callback replay cache, article stats; drafts used once
 
 Revision ID: i11_wechat_followers
-Revises: i9_process_heartbeats
+Revises: i9_issue_revisions
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from dispatch.models.base import UTCDateTime
 
 revision = "i11_wechat_followers"
-down_revision = "i9_process_heartbeats"
+down_revision = "i9_issue_revisions"
 branch_labels = None
 depends_on = None
 
