@@ -25,7 +25,6 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch import events
@@ -246,17 +245,11 @@ def record_result(
             raw_size=len(raw),
             raw_truncated=truncated,
         )
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-        except IntegrityError:  # the same message arrived twice at once: the other one acts
-            seen = session.scalar(
-                select(BounceMessage.id).where(BounceMessage.digest == row.digest)
-            )
-            if seen is not None:
-                return _duplicate(session, seen)
-            raise
+        # the digest is unique: if the same message arrives twice at the same moment, the
+        # second transaction fails here and is retried by its door (the MTA after a 451, the
+        # poller on its next run), which then finds the digest and only reports a duplicate
+        session.add(row)
+        session.flush()
         if tied and recipient:
             action = _act(session, settings, kind, recipient, subscriber_id, delivery, row, result)
         row.action = action

@@ -9,7 +9,7 @@ import importlib
 
 import click
 
-BENCH_MODULES = ("render", "importing", "send", "web", "wechat_sync")
+BENCH_MODULES = ("render", "importing", "send", "web", "wechat_sync", "bounces")
 
 
 @click.group("bench")
