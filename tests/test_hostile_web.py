@@ -233,3 +233,27 @@ def test_no_template_has_an_inline_script():
         or re.search(r"\son[a-z]+\s*=", p.read_text(encoding="utf-8"))  # onclick= etc.
     ]
     assert offenders == []
+
+
+def test_every_upload_route_gets_the_upload_limit(web_app, settings):
+    """A route that takes a file (or a raw CSV body at …/import) is an upload; every other
+    route keeps the small limit."""
+    from dispatch.web.request_guard import limit_for
+    from dispatch.web.routes_index import _flat_routes
+
+    uploads = 0
+    for route in _flat_routes(web_app):
+        dependant = getattr(route, "dependant", None)
+        if dependant is None:
+            continue
+        takes_file = any(
+            "UploadFile" in str(getattr(p.field_info, "annotation", ""))
+            for p in dependant.body_params
+        )
+        for method in route.methods - {"HEAD", "GET"}:
+            if takes_file or route.path.endswith("/import"):
+                assert limit_for(settings, method, route.path) == settings.upload_max_bytes, (
+                    route.path
+                )
+                uploads += 1
+    assert uploads >= 5

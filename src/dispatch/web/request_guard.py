@@ -47,8 +47,10 @@ class BodyTooLarge(HTTPException):
 
 
 def limit_for(settings: Settings, method: str, path: str) -> int:
-    """The most bytes of body this route accepts."""
-    if (method, path.rstrip("/") or "/") in UPLOAD_ROUTES:
+    """The most bytes of body this route accepts (an upload: the named routes, and any POST
+    to a path ending in /import, so a new import route gets the upload limit too)."""
+    route = path.rstrip("/") or "/"
+    if (method, route) in UPLOAD_ROUTES or (method == "POST" and route.endswith("/import")):
         return settings.upload_max_bytes
     if path.startswith(WEBHOOK_PREFIX):
         return settings.webhook_max_bytes
