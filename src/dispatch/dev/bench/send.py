@@ -539,11 +539,28 @@ def _engine_ready() -> str | None:
     default=None,
     help="Messages for the raw ceilings (default: --recipients) / 裸上限所用邮件数",
 )
+@click.option(
+    "--providers",
+    "providers_mix",
+    is_flag=True,
+    help="Provider isolation: others' rate while NetEase throttles vs none / 服务商限速隔离",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object / 输出 JSON")
 def command(
-    recipients: int, workers: int, raw_only: bool, raw_messages: int | None, as_json: bool
+    recipients: int,
+    workers: int,
+    raw_only: bool,
+    raw_messages: int | None,
+    as_json: bool,
+    providers_mix: bool = False,
 ) -> None:
-    """Email sending: raw SMTP ceiling vs the full Celery pipeline / 邮件发送基准."""
+    """Email sending: raw SMTP ceiling vs the full Celery pipeline; with --providers, the
+    other providers' rate while NetEase throttles / 邮件发送基准."""
+    if providers_mix:
+        from dispatch.dev.bench.providers import run
+
+        run(recipients, workers, as_json)
+        return
     lines: list[str] = []
 
     def say(key: str, **kwargs: Any) -> None:
