@@ -306,3 +306,37 @@ def test_ed25519_beside_rsa_must_be_published_too(tmp_path, dkim_key, relay):
     with DnsmasqServer(zone, tmp_path / "dns2") as dns:
         report = run_doctor(settings.replace(dns_nameservers=dns.nameservers))
     assert report.get("dkim").status == "pass", report.get("dkim").reason("en")
+
+
+def test_every_relay_is_probed_and_named(tmp_path, dkim_key, relay):
+    """With several relays (dispatch.delivery.relays), each gets its own PTR and TLS finding,
+    and SPF must authorise all of them."""
+    key_file, txt = dkim_key
+    zone = good_zone(txt)
+    zone.txt[DOMAIN] = ["v=spf1 ip4:127.0.0.1 -all"]  # 127.0.0.2 (the second relay) missing
+    zone.a["relay2.example.org"] = "127.0.0.2"
+    plain = ScriptedSmtpServer()
+    plain.host = "127.0.0.2"  # a relay without STARTTLS on another loopback address
+    with plain, DnsmasqServer(zone, tmp_path / "dns") as dns:
+        plain_url = plain.url
+        settings = doctor_settings(tmp_path, key_file, "", dns.nameservers).replace(
+            relays=[
+                {"name": "exmail", "url": _relay_url(relay)},
+                {"name": "campus", "url": plain_url},
+            ]
+        )
+        report = run_doctor(settings)
+    tls = [r for r in report.results if r.check == "relay_tls"]
+    ptr = [r for r in report.results if r.check == "relay_ptr"]
+    assert [r.params["relay"] for r in tls] == ["exmail", "campus"]
+    assert [r.status for r in ptr] == ["pass", "pass"]
+    assert tls[0].status == "pass"
+    assert (tls[1].status, tls[1].key) == ("warn", "tls.plain")
+    assert tls[1].reason("en").startswith("[campus] the connection to the relay is not encrypted")
+    spf = report.get("spf")
+    assert (spf.status, spf.key, spf.params["address"]) == (
+        "fail",
+        "spf.relay_not_authorised",
+        "127.0.0.2",
+    )
+    assert "ip4:127.0.0.2" in spf.record

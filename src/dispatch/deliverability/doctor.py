@@ -249,7 +249,9 @@ class CheckResult:
     record: str | None = None  # the exact DNS record (or setting) to publish
 
     def reason(self, locale: str | None = None) -> str:
-        return MESSAGES.get(self.key, locale, **self.params)
+        text = MESSAGES.get(self.key, locale, **self.params)
+        relay = self.params.get("relay")
+        return f"[{relay}] {text}" if relay else text
 
     def label(self, locale: str | None = None) -> str:
         return MESSAGES.get(f"label.{self.check}", locale)
@@ -319,47 +321,65 @@ def bounce_domain(settings: Settings) -> str:
 
 @dataclass
 class _Relay:
+    """One relay to probe: smtp_url's, or each of the `relays` (dispatch.delivery.relays)."""
+
+    name: str
     host: str
     port: int
     addresses: list[str]
-    endpoint: Any
+    endpoint: Any  # security, ssl_context()
 
 
-def _relay(settings: Settings, resolver: Resolver) -> _Relay | None | CheckResult:
-    if not settings.smtp_url:
-        return None
-    from dispatch.channels.smtp_conversation import parse_smtp_url
+@dataclass
+class _Endpoint:
+    security: str
+    context: Any
+
+    def ssl_context(self):
+        return self.context()
+
+
+def _relays(settings: Settings, resolver: Resolver) -> list[_Relay] | CheckResult:
+    """The relays mail leaves through ([] for the local outbox), with their addresses."""
+    from dispatch.config import ConfigError
 
     try:
-        endpoint = parse_smtp_url(settings.smtp_url)
-    except ValueError as exc:
+        from dispatch.delivery.relays import parse_relays
+
+        configured = [r for r in parse_relays(settings) if r.host]
+    except ConfigError as exc:
         return CheckResult("relay", "fail", "relay.bad_url", {"error": str(exc)})
-    host = endpoint.host
-    if is_ip(host):
-        addresses = [host]
-    else:
-        try:
-            addresses = resolver.addresses(host)
-        except LookupFailed:
-            addresses = []
-        if not addresses:
+    relays = []
+    for relay in configured:
+        if is_ip(relay.host):
+            addresses = [relay.host]
+        else:
             try:
-                addresses = sorted({i[4][0] for i in socket.getaddrinfo(host, None)})
-            except OSError:
+                addresses = resolver.addresses(relay.host)
+            except LookupFailed:
                 addresses = []
-    return _Relay(host, endpoint.port, addresses, endpoint)
+            if not addresses:
+                try:
+                    addresses = sorted({i[4][0] for i in socket.getaddrinfo(relay.host, None)})
+                except OSError:
+                    addresses = []
+        endpoint = _Endpoint(relay.security, relay.ssl_context)
+        relays.append(_Relay(relay.name, relay.host, relay.port, addresses, endpoint))
+    return relays
 
 
 # -------------------------------------------------------------------------------------- checks
 
 
-def check_spf(settings: Settings, resolver: Resolver, relay: _Relay | None) -> CheckResult:
+def check_spf(settings: Settings, resolver: Resolver, relays: list[_Relay]) -> CheckResult:
     domain = from_domain(settings)
+    addresses = [(r, a) for r in relays for a in r.addresses]
     if settings.relay_spf_include:
         mechanism = f"include:{settings.relay_spf_include}"
-    elif relay is not None and relay.addresses:
-        first = relay.addresses[0]
-        mechanism = f"{'ip6' if ':' in first else 'ip4'}:{first}"
+    elif addresses:
+        mechanism = " ".join(
+            dict.fromkeys(f"{'ip6' if ':' in a else 'ip4'}:{a}" for _, a in addresses)
+        )
     else:
         mechanism = "mx"
     suggested = f'{domain}. IN TXT "v=spf1 {mechanism} -all"'
@@ -408,8 +428,8 @@ def check_spf(settings: Settings, resolver: Resolver, relay: _Relay | None) -> C
                 with_mechanism,
             )
         relay_text = f"include:{settings.relay_spf_include}"
-    elif relay is not None and relay.addresses:
-        for address in relay.addresses:
+    elif addresses:
+        for relay, address in addresses:
             result = spf_check_host(resolver, address, domain)
             if result != "pass":
                 return CheckResult(
@@ -419,7 +439,7 @@ def check_spf(settings: Settings, resolver: Resolver, relay: _Relay | None) -> C
                     {"host": relay.host, "address": address, "result": result},
                     with_mechanism,
                 )
-        relay_text = relay.host
+        relay_text = ", ".join(dict.fromkeys(r.host for r in relays))
     else:
         return CheckResult("spf", "warn", "spf.no_relay", {"lookups": walk.lookups}, None)
     if all_term is None or all_term.qualifier in ("~", "?"):
@@ -636,11 +656,7 @@ def check_bounce_mx(settings: Settings, resolver: Resolver) -> CheckResult:
     return CheckResult("bounce_mx", "pass", "mx.ok", {"domain": domain, "hosts": ", ".join(hosts)})
 
 
-def check_relay_ptr(relay: _Relay | None | CheckResult, resolver: Resolver) -> CheckResult:
-    if isinstance(relay, CheckResult):
-        return CheckResult("relay_ptr", relay.status, relay.key, relay.params)
-    if relay is None:
-        return CheckResult("relay_ptr", "warn", "relay.none")
+def check_relay_ptr(relay: _Relay, resolver: Resolver) -> CheckResult:
     if not relay.addresses:
         return CheckResult("relay_ptr", "fail", "ptr.unresolved", {"host": relay.host})
     address = relay.addresses[0]
@@ -673,11 +689,7 @@ def check_relay_ptr(relay: _Relay | None | CheckResult, resolver: Resolver) -> C
     )
 
 
-def check_relay_tls(settings: Settings, relay: _Relay | None | CheckResult) -> CheckResult:
-    if isinstance(relay, CheckResult):
-        return CheckResult("relay_tls", relay.status, relay.key, relay.params)
-    if relay is None:
-        return CheckResult("relay_tls", "warn", "relay.none")
+def check_relay_tls(settings: Settings, relay: _Relay) -> CheckResult:
     endpoint = relay.endpoint
     timeout = min(settings.smtp_timeout, 10.0)
     fix = f'smtp_url = "smtp://{relay.host}:587?starttls=1"'
@@ -759,19 +771,49 @@ def check_postal_address(settings: Settings) -> CheckResult:
 def run_doctor(settings: Settings, resolver: Resolver | None = None) -> DoctorReport:
     """Every check, in the order a person fixes them. Never raises for what DNS returns."""
     resolver = resolver or Resolver.from_settings(settings)  # ConfigError: bad dns_nameservers
-    relay = _relay(settings, resolver)
+    relays = _relays(settings, resolver)
+    relay_checks: list[Callable[[], CheckResult]] = []
+    if isinstance(relays, CheckResult):  # the relay settings themselves are wrong
+        bad = relays
+        relay_checks = [
+            lambda: CheckResult("relay_ptr", bad.status, bad.key, bad.params),
+            lambda: CheckResult("relay_tls", bad.status, bad.key, bad.params),
+        ]
+        relays = []
+    elif not relays:
+        relay_checks = [
+            lambda: CheckResult("relay_ptr", "warn", "relay.none"),
+            lambda: CheckResult("relay_tls", "warn", "relay.none"),
+        ]
+    for relay in relays:  # one PTR and one TLS finding per relay
+        relay_checks += [
+            lambda relay=relay: _named(check_relay_ptr(relay, resolver), relay, len(relays)),
+            lambda relay=relay: _named(check_relay_tls(settings, relay), relay, len(relays)),
+        ]
     checks: list[Callable[[], CheckResult]] = [
-        lambda: check_spf(settings, resolver, relay if isinstance(relay, _Relay) else None),
+        lambda: check_spf(settings, resolver, relays),
         lambda: check_dkim(settings, resolver),
         lambda: check_dmarc(settings, resolver),
         lambda: check_bounce_mx(settings, resolver),
-        lambda: check_relay_ptr(relay, resolver),
-        lambda: check_relay_tls(settings, relay),
+        *relay_checks,
         lambda: check_public_url(settings),
         lambda: check_unsubscribe(settings),
         lambda: check_postal_address(settings),
     ]
     return DoctorReport(from_domain(settings), [check() for check in checks])
+
+
+def _named(result: CheckResult, relay: _Relay, count: int) -> CheckResult:
+    """With several relays, say which one a finding is about."""
+    if count < 2:
+        return result
+    return CheckResult(
+        result.check,
+        result.status,
+        result.key,
+        {**result.params, "relay": relay.name},
+        result.record,
+    )
 
 
 REPORT_FILE = "doctor-report.json"
