@@ -183,3 +183,30 @@ def test_page_reads_on_a_375px_phone(
         finally:
             browser.close()
     assert width <= 375, f"the deliverability page scrolls sideways at 375px ({width}px)"
+
+
+def test_ad_marker_through_the_api_and_the_lists_page(engine, settings, web_app, client):  # noqa: F811
+    from test_web_support import bearer
+
+    token = make_user(engine, "admin", "admin@example.org")
+    created = client.post(
+        "/api/lists",
+        json={"slug": "promo", "name": "Promo", "ad_marker": True},
+        headers=bearer(token),
+    )
+    assert created.status_code == 201 and created.json()["ad_marker"] is True
+    default = client.post("/api/lists", json={"slug": "members"}, headers=bearer(token)).json()
+    assert default["ad_marker"] is False  # off by default: a member bulletin is not advertising
+    patched = client.patch(
+        f"/api/lists/{created.json()['id']}", json={"ad_marker": False}, headers=bearer(token)
+    )
+    assert patched.json()["ad_marker"] is False
+    csrf = login(client, "admin@example.org")
+    form = client.post(
+        "/admin/lists",
+        data={"slug": "ads", "name": "Ads", "ad_marker": "1", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert form.status_code == 303
+    page = client.get("/admin/lists").text
+    assert page.count(">(AD)</span>") == 1

@@ -22,12 +22,16 @@ class ListIn(BaseModel):
     name: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=2000)
     optin: Literal["single", "double"] = "single"
+    ad_marker: bool = Field(
+        default=False, description='"(AD)" before the subject (NetEase marketing mail)'
+    )
 
 
 class ListPatch(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     optin: Literal["single", "double"] | None = None
+    ad_marker: bool | None = None
 
 
 def list_out(session: Session, mailing_list: MailingList) -> dict:
@@ -51,6 +55,8 @@ def lists_create(body: ListIn, session: DbSession) -> dict:
     created = service.create_list(
         session, body.slug, body.name, description=body.description, optin=body.optin
     )
+    created.ad_marker = body.ad_marker
+    session.flush()
     return list_out(session, created)
 
 
@@ -59,10 +65,13 @@ def lists_show(list_id: RowId, session: DbSession) -> dict:
     return list_out(session, get_list_or_404(session, list_id))
 
 
-@router.patch("/{list_id}", summary="Change a list's name, description or opt-in mode")
+@router.patch("/{list_id}", summary="Change a list's name, description, opt-in mode or (AD) marker")
 def lists_update(list_id: RowId, body: ListPatch, session: DbSession) -> dict:
     found = get_list_or_404(session, list_id)
     updated = service.update_list(
         session, found.slug, name=body.name, description=body.description, optin=body.optin
     )
+    if body.ad_marker is not None:
+        updated.ad_marker = body.ad_marker
+        session.flush()
     return list_out(session, updated)

@@ -106,9 +106,12 @@ def lists_create(
     slug: Annotated[str, Form(max_length=64)],
     name: Annotated[str, Form(max_length=200)] = "",
     optin: Annotated[str, Form()] = "single",
+    ad_marker: Annotated[str, Form()] = "",
 ) -> Response:
     try:
-        service.create_list(session, slug, name, optin=optin)
+        created = service.create_list(session, slug, name, optin=optin)
+        created.ad_marker = ad_marker == "1"  # NetEase's "(AD)" subject marker, off by default
+        session.flush()
     except ValueError as exc:
         session.rollback()
         return _lists_page(request, session, _error(request, exc), status_code=422)

@@ -13,6 +13,11 @@ TEXTS = Catalog(
         "nav_campaigns": ("投递任务", "Campaigns"),
         "nav_archive": ("往期简报", "Archive"),
         "nav_deliverability": ("送达率", "Deliverability"),
+        "list_ad_marker": ("主题加“(AD)”", "Subject marked (AD)"),
+        "list_ad_marker_help": (
+            "网易邮箱把主题不带“(AD)”的营销邮件视为广告；会员简报不是广告，默认不加",
+            "NetEase treats marketing mail without (AD) in the subject as advertising; a member bulletin is not advertising, so it is off by default",
+        ),
         # deliverability page
         "deliverability_title": ("送达率与发信域名", "Deliverability and sending domain"),
         "deliv_domains": ("发信域名", "Sending domains"),
