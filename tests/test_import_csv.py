@@ -335,7 +335,8 @@ def test_export_round_trip(engine, session, news, tmp_path):
     buffer = io.StringIO()
     assert export_csv(session, "news", buffer) == 3
     exported = buffer.getvalue()
-    assert exported.splitlines()[0] == "email,name,locale,openid,city,部门"
+    assert exported.splitlines()[0] == "email,name,locale,openid,status,city,部门"
+    assert exported.splitlines()[1].startswith("a@example.org,王芳,zh-CN,oA,confirmed,")
     out = tmp_path / "out.csv"
     out.write_text(exported, encoding="utf-8-sig", newline="")
     assert out.read_bytes().startswith(b"\xef\xbb\xbf")
@@ -357,9 +358,11 @@ def test_export_round_trip(engine, session, news, tmp_path):
 
     service.unsubscribe(session, recipients[0].id, news.id)
     session.commit()
-    only = io.StringIO()
-    assert export_csv(session, "news", only, statuses=["unsubscribed"]) == 1
-    assert "a@example.org" in only.getvalue() and "b@example.org" not in only.getvalue()
+    only = io.StringIO()  # who left is never exported unless asked for
+    assert export_csv(session, "news", only, statuses=["unsubscribed"]) == 0
+    assert export_csv(session, "news", only, statuses=["unsubscribed"], include_all=True) == 1
+    assert "a@example.org,王芳,zh-CN,oA,unsubscribed" in only.getvalue()
+    assert "b@example.org" not in only.getvalue()
 
 
 def test_oversized_field_mid_file_is_one_bad_row(engine, session, news, tmp_path):

@@ -173,9 +173,9 @@ def test_import_and_export_commands(run, tmp_path):
     data = out.read_bytes()
     assert data.startswith(b"\xef\xbb\xbf")
     assert data.decode("utf-8-sig").splitlines() == [
-        "email,name,locale,openid,department",
-        "li@example.org,李雷,zh-CN,,研究所",
-        "lucy@example.org,Lucy,en,,Office",
+        "email,name,locale,openid,status,department",
+        "li@example.org,李雷,zh-CN,,confirmed,研究所",
+        "lucy@example.org,Lucy,en,,confirmed,Office",
     ]
     stdout_export = run("subscribers", "export", "--list", "news", "--status", "confirmed").stdout
     assert "李雷" in stdout_export

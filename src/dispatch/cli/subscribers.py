@@ -324,15 +324,29 @@ def unsubscribe_cmd(ref: str, list_slug: str | None, as_json: bool) -> None:
 @click.option(
     "--start-line", default=1, type=click.IntRange(1), help="Resume from this line / 从此行继续"
 )
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Consent was collected elsewhere (needed for double opt-in lists; recorded on each "
+    "subscription) / 已在别处取得同意（双重确认列表必需，逐条记录）",
+)
 @json_option
 def import_cmd(
-    file: Path, list_slug: str, dry_run: bool, resubscribe: bool, start_line: int, as_json: bool
+    file: Path,
+    list_slug: str,
+    dry_run: bool,
+    resubscribe: bool,
+    start_line: int,
+    as_json: bool,
+    confirmed: bool = False,
 ) -> None:
     """导入 CSV / Import subscribers from a CSV file.
 
-    编码 UTF-8（可带 BOM）或 GB18030；必须有表头：email, name, locale, openid，其余列存为属性。
+    编码 UTF-8（可带 BOM）或 GB18030；必须有表头：email, name, locale, openid；lists 列可列出
+    更多列表（以 ; 分隔）；其余列存为属性。
     Encoding UTF-8 (BOM or not) or GB18030; a header row is required: email, name, locale,
-    openid; other columns are kept as attributes.
+    openid; a lists column names more lists (slugs separated by ;); other columns are kept as
+    attributes.
     """
     settings = settings_or_exit()
     engine = get_engine(settings)
@@ -352,6 +366,7 @@ def import_cmd(
                     resubscribe=resubscribe,
                     start_line=start_line,
                     progress=lambda line: bar.update(task, completed=line),
+                    confirmed=confirmed,
                 )
         else:
             result = import_csv(
@@ -361,6 +376,7 @@ def import_cmd(
                 dry_run=dry_run,
                 resubscribe=resubscribe,
                 start_line=start_line,
+                confirmed=confirmed,
             )
     except (CsvImportError, SQLAlchemyError) as exc:
         fail(str(exc).strip().splitlines()[0])
@@ -404,8 +420,20 @@ def import_cmd(
     default=None,
     help="File (UTF-8 with BOM, for Excel); default stdout / 输出文件",
 )
+@click.option(
+    "--all",
+    "include_all",
+    is_flag=True,
+    help="Also unsubscribed and suppressed people / 包括已退订和已屏蔽的人",
+)
 @json_option
-def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None, as_json: bool) -> None:
+def export_cmd(
+    list_slug: str,
+    statuses: tuple[str, ...],
+    out: Path | None,
+    as_json: bool,
+    include_all: bool = False,
+) -> None:
     """导出列表为 CSV / Export a list as CSV.
 
     列与导入相同，可再导入；文件为带 BOM 的 UTF-8（Excel 可直接打开），标准输出不带 BOM。
@@ -415,13 +443,13 @@ def export_cmd(list_slug: str, statuses: tuple[str, ...], out: Path | None, as_j
         fail(MESSAGES.both("json_needs_out"))
     with cli_session() as session:
         if out is None:
-            export_csv(session, list_slug, sys.stdout, statuses=statuses)
+            export_csv(session, list_slug, sys.stdout, statuses=statuses, include_all=include_all)
             return
         service.get_list(session, list_slug)  # fail before creating the file
         tmp = out.with_name(out.name + ".part")
         try:
             with tmp.open("w", encoding="utf-8-sig", newline="") as f:
-                n = export_csv(session, list_slug, f, statuses=statuses)
+                n = export_csv(session, list_slug, f, statuses=statuses, include_all=include_all)
             tmp.replace(out)
         finally:
             tmp.unlink(missing_ok=True)

@@ -1,6 +1,10 @@
 """CSV export of a list's members, in the columns the import reads back.
 
-Columns: email, name, locale, openid, then every attribute key (sorted). Files are UTF-8 with a
+Columns: email, name, locale, openid, status, then every attribute key (sorted). The status
+is the person's standing on this list: confirmed, unconfirmed, unsubscribed, or the reason
+they are blocked (bounced, complained, blocklisted, suppressed). Unsubscribed and blocked
+people are left out unless asked for (`include_all`), so an export handed to another tool
+never revives someone who left; the import reads the status column back as nothing. Files are UTF-8 with a
 BOM so Excel opens Chinese names correctly; the import strips the BOM. Cells that would run
 as spreadsheet formulas are neutralised (`dispatch.csv_safe`); the import undoes that exactly. Rows are streamed,
 never all loaded: a first pass collects the attribute keys, a second writes.
@@ -9,20 +13,36 @@ never all loaded: a first pass collects the attribute keys, a second writes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from dispatch import csv_safe
-from dispatch.models.subscriber import SUBSCRIPTION_STATUSES, Subscriber, Subscription
+from dispatch.models.subscriber import (
+    SUBSCRIPTION_STATUSES,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
 from dispatch.subscribers.service import SubscriberError, get_list
+from dispatch.vocabulary import SubscriberStatus, SubscriptionStatus
 
-BASE_COLUMNS = ("email", "name", "locale", "openid")
+BASE_COLUMNS = ("email", "name", "locale", "openid", "status")
 STREAM_ROWS = 2000
 
 
-def _members(list_id: int, statuses: Sequence[str]) -> Select:
+def _suppressed() -> Any:
+    return exists().where(
+        or_(
+            and_(Subscriber.email_key.is_not(None), Suppression.email_key == Subscriber.email_key),
+            and_(Subscriber.openid.is_not(None), Suppression.openid == Subscriber.openid),
+        )
+    )
+
+
+def _members(list_id: int, statuses: Sequence[str], include_all: bool) -> Select:
+    suppressed = _suppressed()
     query = (
         select(
             Subscriber.email,
@@ -30,6 +50,9 @@ def _members(list_id: int, statuses: Sequence[str]) -> Select:
             Subscriber.locale,
             Subscriber.openid,
             Subscriber.attributes,
+            Subscriber.status.label("person_status"),
+            Subscription.status.label("status"),
+            suppressed.label("suppressed"),
         )
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .where(Subscription.list_id == list_id)
@@ -37,20 +60,40 @@ def _members(list_id: int, statuses: Sequence[str]) -> Select:
     )
     if statuses:
         query = query.where(Subscription.status.in_(list(statuses)))
+    if not include_all:
+        query = query.where(
+            Subscription.status != SubscriptionStatus.UNSUBSCRIBED,
+            Subscriber.status == SubscriberStatus.ACTIVE,
+            ~suppressed,
+        )
     return query
 
 
+def _status(row: Any) -> str:
+    if row.person_status != SubscriberStatus.ACTIVE:
+        return str(row.person_status)
+    if row.suppressed:
+        return "suppressed"
+    return str(row.status)
+
+
 def export_csv(
-    session: Session, list_slug: str, out: TextIO, *, statuses: Sequence[str] = ()
+    session: Session,
+    list_slug: str,
+    out: TextIO,
+    *,
+    statuses: Sequence[str] = (),
+    include_all: bool = False,
 ) -> int:
-    """Write the list's members (optionally only these subscription statuses); returns the row count."""
+    """Write the list's members (optionally only these subscription statuses); returns the row
+    count. Unsubscribed and blocked people only with `include_all`."""
     for status in statuses:
         if status not in SUBSCRIPTION_STATUSES:
             raise SubscriberError(
                 "bad_status", value=status, allowed=", ".join(SUBSCRIPTION_STATUSES)
             )
     mailing_list = get_list(session, list_slug)
-    query = _members(mailing_list.id, statuses)
+    query = _members(mailing_list.id, statuses, include_all)
     keys: set[str] = set()
     for row in session.execute(
         query.with_only_columns(Subscriber.attributes).execution_options(yield_per=STREAM_ROWS)
@@ -68,6 +111,7 @@ def export_csv(
                 row.name or "",
                 row.locale or "",
                 row.openid or "",
+                _status(row),
                 *(_cell(attributes.get(k)) for k in extra),
             ]
         )

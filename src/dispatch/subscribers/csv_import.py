@@ -6,11 +6,12 @@ suppressions and subscriptions are loaded in three queries, rows are classified 
 then written with a few bulk INSERT … ON CONFLICT DO NOTHING / executemany UPDATE
 statements. A failure rolls back only its own chunk and names the line to resume from.
 
-Rules: a header row is required (email and/or openid column); other columns become string
-attributes. Empty cells mean "not given" and never erase stored values. An address that
+Rules: a header row is required (email and/or openid column); a `lists` column names more
+lists for the row (slugs separated by ; or |); other columns become string attributes. Empty cells mean "not given" and never erase stored values. An address that
 unsubscribed or is suppressed is not brought back unless `resubscribe`. Imported
-subscriptions are confirmed, also on double opt-in lists (the administrator vouches for them;
-nobody gets 20,000 confirmation emails). Re-subscriptions are recorded as `subscribed` events;
+subscriptions are confirmed; into a double opt-in list only with `confirmed` (the
+administrator declares that consent was collected elsewhere), which is recorded on each
+subscription's source, as every import's file name is. Re-subscriptions are recorded as `subscribed` events;
 plain new rows are not (for 100,000 rows that would double the writes).
 """
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Text, cast, select
+from sqlalchemy import Connection, Engine, Integer, String, Text, cast, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dispatch import events
@@ -36,6 +37,7 @@ from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog, normalise_locale
 from dispatch.log import get_logger
 from dispatch.models import utcnow
+from dispatch.models.base import UTCDateTime
 from dispatch.models.subscriber import MailingList, Subscriber, Subscription, Suppression
 from dispatch.subscribers import bulk
 from dispatch.subscribers.addresses import InvalidEmail, canonical_email, check_email
@@ -50,7 +52,7 @@ from dispatch.vocabulary import (
 log = get_logger(__name__)
 CHUNK_ROWS = 2000
 WRITERS_POSTGRESQL = 2  # chunks written at once on PostgreSQL (committed in file order)
-KNOWN_COLUMNS = ("email", "name", "locale", "openid")
+KNOWN_COLUMNS = ("email", "name", "locale", "openid", "lists", "status")
 HEADER_ALIASES = {
     "email": "email",
     "e-mail": "email",
@@ -71,7 +73,16 @@ HEADER_ALIASES = {
     "openid": "openid",
     "wechat openid": "openid",
     "微信openid": "openid",
+    # more lists for the row, slugs separated by ; or | (the file's own list always applies)
+    "lists": "lists",
+    "list": "lists",
+    "列表": "lists",
+    "订阅列表": "lists",
+    # the export's status column: read back as nothing (status is the service's to decide)
+    "status": "status",
+    "状态": "status",
 }
+LIST_SEPARATORS = re.compile(r"[;|；，、\s]+")
 MAX_LEN = {"email": 320, "name": 200, "openid": 128, "attribute": 2000}
 # csv's own per-field limit (131,072 characters) would make one long field an unreadable
 # record; raised so a long field is read whole (quotes stay in step) and reported as a bad
@@ -96,6 +107,7 @@ REASONS = Catalog(
         "field_too_long": ("字段过长", "field too long"),
         "control_character": ("含控制字符", "control character in a field"),
         "duplicate_in_file": ("文件内重复", "duplicate in file"),
+        "unknown_list": ("lists 列中有不存在的列表", "unknown list in the lists column"),
         "openid_conflict": ("openid 属于另一位订阅者", "openid belongs to another subscriber"),
         "unsubscribed": ("已退订", "unsubscribed"),
         "suppressed": ("已屏蔽", "suppressed"),
@@ -138,6 +150,19 @@ MESSAGES = Catalog(
             "re-subscribed {n} because of --resubscribe",
         ),
         "dry_run": ("试运行，未写入任何数据", "dry run, nothing written"),
+    }
+)
+
+
+CONSENT_MESSAGES = Catalog(
+    {
+        "needs_consent": (
+            "列表 {slugs} 为双重确认：导入的地址未确认过订阅。若已在别处取得同意，请加 --confirmed"
+            "（每行记录为“导入：已在别处同意”），否则请让他们通过订阅表单自行订阅",
+            "list {slugs} is double opt-in and imported addresses never confirmed: pass "
+            "--confirmed if consent was collected elsewhere (recorded on each row as such), or "
+            "let the people subscribe through the form themselves",
+        ),
     }
 )
 
@@ -286,6 +311,7 @@ class _Row:
     name: str | None
     locale: str | None
     attributes: dict[str, str]
+    lists: tuple[int, ...] = ()  # ids of the lists column's lists (beyond the file's own list)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -320,6 +346,7 @@ class _Layout:
     locale: int | None
     openid: int | None
     attributes: tuple[tuple[int, str], ...]
+    lists: int | None = None
 
 
 def _header(path: Path, cells: list[str]) -> _Layout:
@@ -342,6 +369,7 @@ def _header(path: Path, cells: list[str]) -> _Layout:
         locale=positions.get("locale"),
         openid=positions.get("openid"),
         attributes=tuple((i, key) for key, i in positions.items() if key not in KNOWN_COLUMNS),
+        lists=positions.get("lists"),
     )
 
 
@@ -378,6 +406,7 @@ def _parse(
     result: ImportResult,
     seen_emails: set[str],
     seen_openids: set[str],
+    list_ids: dict[str, int] | None = None,
 ) -> _Row | None:
     """Validate one record; report it and return None when it cannot be imported."""
     if len(cells) > layout.width and any(c.strip() for c in cells[layout.width :]):
@@ -427,6 +456,15 @@ def _parse(
     ):
         result.skip(row_line, "duplicate_in_file", email or openid or "")
         return None
+    extra: list[int] = []
+    if layout.lists is not None and cells[layout.lists].strip():
+        for slug in LIST_SEPARATORS.split(cells[layout.lists].strip()):
+            if not slug:
+                continue
+            if list_ids is None or slug not in list_ids:
+                result.skip(row_line, "unknown_list", slug[:DETAIL_CHARS])
+                return None
+            extra.append(list_ids[slug])
     if email_key is not None:
         seen_emails.add(email_key)
     if openid is not None:
@@ -436,7 +474,7 @@ def _parse(
         value = cells[index].strip()
         if value:
             attributes[key] = value
-    return _Row(row_line, email, email_key, openid, name, locale, attributes)
+    return _Row(row_line, email, email_key, openid, name, locale, attributes, tuple(extra))
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -618,6 +656,7 @@ def _apply_chunk(
     bulk.insert_subscribers(conn, new_subscribers, list_id, now)
     bulk.add_confirmed_subscriptions(conn, list_id, now, ids=subscriptions_to_add)
     bulk.confirm_subscriptions(conn, list_id, subscriptions_to_confirm, now)
+    _add_to_more_lists(conn, rows, now)
     if resubscribed_ids:
         events.insert_rows(
             conn,
@@ -635,6 +674,54 @@ def _apply_chunk(
         )
 
 
+def _add_to_more_lists(conn: Connection, rows: list[_Row], now: Any) -> None:
+    """The lists column: a confirmed subscription to each named list for the row's person
+    (still active after this chunk; an existing subscription is left as it is)."""
+    s = Subscriber.__table__
+    wanted: dict[int, tuple[list[str], list[str]]] = {}
+    for row in rows:
+        for list_id in row.lists:
+            keys, openids = wanted.setdefault(list_id, ([], []))
+            if row.email_key:
+                keys.append(row.email_key)
+            elif row.openid:
+                openids.append(row.openid)
+    columns = ["subscriber_id", "list_id", "status", "created_at", "confirmed_at"]
+    for list_id, (keys, openids) in wanted.items():
+        for column, values in ((s.c.email_key, keys), (s.c.openid, openids)):
+            for part in bulk._parts(conn, values):
+                source = select(
+                    s.c.id,
+                    literal(list_id, Integer()),
+                    literal(SubscriptionStatus.CONFIRMED.value, String()),
+                    literal(now, UTCDateTime()),
+                    literal(now, UTCDateTime()),
+                ).where(bulk._in(conn, column, part), s.c.status == SubscriberStatus.ACTIVE.value)
+                conn.execute(
+                    bulk._on_conflict_nothing(conn, Subscription.__table__).from_select(
+                        columns, source
+                    )
+                )
+
+
+def _record_consent(
+    engine: Engine, list_ids: set[int], started: Any, *, confirmed: bool, file: str
+) -> None:
+    """Write on each subscription this import confirmed how consent was obtained."""
+    label = ("import:consent-elsewhere:" if confirmed else "import:") + Path(file).name
+    with engine.begin() as conn:
+        for list_id in list_ids:
+            conn.execute(
+                update(Subscription.__table__)
+                .where(
+                    Subscription.__table__.c.list_id == list_id,
+                    Subscription.__table__.c.source == "",
+                    Subscription.__table__.c.confirmed_at >= started,
+                )
+                .values(source=label[:64])
+            )
+
+
 def import_csv(
     engine: Engine,
     path: str | Path,
@@ -645,6 +732,7 @@ def import_csv(
     start_line: int = 1,
     chunk_rows: int = CHUNK_ROWS,
     progress: Callable[[int], None] | None = None,
+    confirmed: bool = False,
 ) -> ImportResult:
     """Import `path` into list `list_slug`; returns the counts. Raises CsvImportError for a file
     that cannot be read at all and ImportAborted (with the resume line) if a chunk fails."""
@@ -653,9 +741,24 @@ def import_csv(
         file=str(path), list_slug=list_slug, dry_run=dry_run, resubscribe=resubscribe
     )
     with engine.connect() as conn:
-        list_id = conn.scalar(select(MailingList.id).where(MailingList.slug == list_slug))
-    if list_id is None:
+        all_lists = {
+            slug: (lid, optin)
+            for slug, lid, optin in conn.execute(
+                select(MailingList.slug, MailingList.id, MailingList.optin)
+            )
+        }
+    if list_slug not in all_lists:
         raise CsvImportError(MESSAGES.both("no_list", slug=list_slug))
+    list_id = all_lists[list_slug][0]
+    if all_lists[list_slug][1] == "double" and not confirmed:
+        raise CsvImportError(CONSENT_MESSAGES.both("needs_consent", slugs=list_slug))
+    # the lists column may name single opt-in lists, and double opt-in ones with --confirmed
+    joinable = {
+        slug: lid
+        for slug, (lid, optin) in all_lists.items()
+        if slug == list_slug or optin != "double" or confirmed
+    }
+    started = utcnow()
     result.encoding = detect_encoding(path)
     records = _records(path, result.encoding)
     first = next(records, None)
@@ -744,7 +847,7 @@ def import_csv(
                 if cells is None:
                     piece.part.skip(line, "malformed_record", unreadable[:DETAIL_CHARS])
                     continue
-                row = _parse(line, layout, cells, piece.part, seen_emails, seen_openids)
+                row = _parse(line, layout, cells, piece.part, seen_emails, seen_openids, joinable)
                 if row is None:
                     continue
                 piece.rows.append(row)
@@ -763,6 +866,9 @@ def import_csv(
     result.problems.sort(key=lambda p: p.line)
     if not dry_run:
         _remember_hygiene(engine, list_id, path, result, seen_emails)
+        _record_consent(
+            engine, {list_id, *joinable.values()}, started, confirmed=confirmed, file=str(path)
+        )
     log.info(
         "subscribers.import_done",
         list=list_slug,

@@ -113,7 +113,12 @@ def _list_or_404(session: Session, list_id: RowId) -> MailingList:
 
 
 def import_upload(
-    request: Request, data: bytes, filename: str, list_id: RowId, resubscribe: bool = False
+    request: Request,
+    data: bytes,
+    filename: str,
+    list_id: RowId,
+    resubscribe: bool = False,
+    confirmed: bool = False,
 ) -> dict[str, Any]:
     """Run the subscriber area's CSV import on an uploaded file; the report names each line."""
     from dispatch.subscribers.csv_import import import_csv
@@ -128,7 +133,9 @@ def import_upload(
         handle.write(data)
         path = Path(handle.name)
     try:
-        result = import_csv(request.app.state.engine, path, slug, resubscribe=resubscribe)
+        result = import_csv(
+            request.app.state.engine, path, slug, resubscribe=resubscribe, confirmed=confirmed
+        )
     finally:
         path.unlink(missing_ok=True)
     report = result.as_dict()
@@ -170,6 +177,7 @@ async def subscribers_import(
     file: Annotated[UploadFile, File()],
     list_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
     resubscribe: Annotated[bool, Form()] = False,
+    confirmed: Annotated[bool, Form()] = False,
 ) -> dict:
     data = await file.read(MAX_IMPORT_BYTES + 1)
     if len(data) > MAX_IMPORT_BYTES:
@@ -177,7 +185,13 @@ async def subscribers_import(
             status_code=413, detail=f"CSV larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB"
         )
     return await run_in_threadpool(
-        import_upload, request, data, file.filename or "upload.csv", list_id, resubscribe
+        import_upload,
+        request,
+        data,
+        file.filename or "upload.csv",
+        list_id,
+        resubscribe,
+        confirmed,
     )
 
 
@@ -186,14 +200,24 @@ def subscribers_export(
     session: DbSession,
     list_id: Annotated[int, Query(ge=1, le=2**31 - 1)],
     status: Literal[SUBSCRIPTION_STATUSES] | None = None,  # type: ignore[valid-type]
+    include_all: Annotated[
+        bool, Query(alias="all", description="also unsubscribed and suppressed people")
+    ] = False,
 ) -> Response:
     from dispatch.subscribers.csv_export import export_csv
 
     mailing_list = _list_or_404(session, list_id)
     out = io.StringIO()
-    export_csv(session, mailing_list.slug, out, statuses=(status,) if status else ())
+    out.write("\ufeff")  # the BOM, as in the CLI's file: Excel then reads UTF-8 Chinese names
+    export_csv(
+        session,
+        mailing_list.slug,
+        out,
+        statuses=(status,) if status else (),
+        include_all=include_all,
+    )
     return Response(
-        out.getvalue(),
+        out.getvalue().encode("utf-8"),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{mailing_list.slug}.csv"'},
     )

@@ -168,6 +168,7 @@ async def subscribers_import(
     principal: AdminUser,
     file: Annotated[UploadFile, File()],
     list_id: Annotated[str, Form(max_length=12)] = "",
+    confirmed: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     # the list is an explicit choice (the form starts on "choose a list"), never a default
     chosen = int(list_id) if list_id.isdigit() and 0 < int(list_id) < 2**31 else None
@@ -183,7 +184,13 @@ async def subscribers_import(
         if len(data) > api_subscribers.MAX_IMPORT_BYTES:
             raise ValueError("CSV too large")
         report = await run_in_threadpool(
-            api_subscribers.import_upload, request, data, file.filename or "upload.csv", chosen
+            api_subscribers.import_upload,
+            request,
+            data,
+            file.filename or "upload.csv",
+            chosen,
+            False,
+            confirmed == "yes",
         )
         extra = {"report": report}
     except Exception as exc:  # every import problem is shown on the page, named

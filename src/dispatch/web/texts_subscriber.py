@@ -40,6 +40,11 @@ SUBSCRIBER_TEXTS: dict[str, tuple[str, str]] = {
     ),
     "confirm_button": ("确认订阅", "Confirm subscription"),
     "confirm_already": ("此订阅已确认，无需再次操作。", "This subscription is already confirmed."),
+    # admin import: double opt-in lists need the administrator's word on consent
+    "import_confirmed": (
+        "已在别处取得同意（双重确认列表必需，逐条记录）",
+        "Consent was collected elsewhere (needed for double opt-in lists; recorded on each row)",
+    ),
     # preference centre
     "prefs_title": ("订阅设置", "Subscription preferences"),
     "prefs_link": ("管理订阅设置", "Manage your preferences"),
