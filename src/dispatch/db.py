@@ -81,8 +81,29 @@ def downgrade(engine: Engine, revision: str) -> None:
 def _engine_for(url: str, auto_upgrade: bool) -> Engine:
     engine = make_engine(url)
     if auto_upgrade:
-        upgrade(engine)
+        with _migration_lock(url):
+            upgrade(engine)
     return engine
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """One process at a time migrates an embedded SQLite file: `dispatch worker &` and the
+    next command start together on a fresh data dir, and both would create the tables."""
+    import fcntl
+
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+    if not path or path == ":memory:":
+        yield
+        return
+    lock = Path(path + ".migrate-lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def get_engine(settings: Settings | None = None) -> Engine:

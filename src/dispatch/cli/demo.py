@@ -53,6 +53,15 @@ MESSAGES = Catalog(
             "messages (.eml) are in: {dir} ({count} files)",
         ),
         "timeout": ("演示在 {seconds} 秒内未完成", "the demo did not finish within {seconds} s"),
+        "see_it": (
+            "在浏览器中查看结果（演示数据在自己的目录，与之后的命令分开）：",
+            "See the results in the browser (the demo keeps its data in its own folder, apart "
+            "from later commands):",
+        ),
+        "login": (
+            "然后打开 {url} ，用 {email} / {password} 登录（演示管理员）",
+            "then open {url} and log in as {email} / {password} (the demo's admin)",
+        ),
         "wechat_later": (
             "微信步骤：未安装微信模块，已跳过",
             "WeChat step: the WeChat module is missing, skipped",
@@ -227,6 +236,7 @@ def run_demo(
         if sink is not None:
             sink.stop()
     files = sorted(Path(outbox_dir).glob("*.eml")) if sink is not None else []
+    web = demo_web_login(engine, settings, progress["id"])
     return {
         "data_dir": str(settings.data_dir),
         "database": "sqlite" if settings.is_embedded_db else "external",
@@ -234,7 +244,37 @@ def run_demo(
         "outbox": str(outbox_dir) if sink is not None else None,
         "outbox_files": len(files),
         "wechat": wechat,
+        "web": web,
     }
+
+
+DEMO_ADMIN = "admin@demo.example.org"
+
+
+def demo_web_login(engine, settings: Settings, campaign_id: int) -> dict[str, str]:
+    """The one command that shows the demo's results in the web admin, and a login for it:
+    the demo's admin gets a fresh random password each run (only its hash is stored)."""
+    import secrets
+    import shlex
+
+    from sqlalchemy import select
+
+    from dispatch.models.web import User
+    from dispatch.web.users import create_user, hash_password
+
+    password = secrets.token_urlsafe(12)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        user = session.scalar(select(User).where(User.email == DEMO_ADMIN))
+        if user is None:
+            create_user(session, DEMO_ADMIN, password, "admin", "zh-CN")
+        else:
+            user.password_hash = hash_password(password)
+    command = ""
+    if settings.is_embedded_db:
+        command = f"DISPATCH_DATA_DIR={shlex.quote(str(settings.data_dir))} "
+    command += "dispatch web"
+    url = f"{settings.public_base_url.rstrip('/')}/admin/campaigns/{campaign_id}"
+    return {"command": command, "url": url, "email": DEMO_ADMIN, "password": password}
 
 
 @click.command("demo")
@@ -270,6 +310,13 @@ def demo_cmd(fresh: bool, timeout: float, as_json: bool) -> None:
         )
         if d["outbox"]:
             click.echo(MESSAGES.both("outbox", dir=d["outbox"], count=d["outbox_files"]))
+        web = d["web"]
+        click.echo("")
+        click.echo(MESSAGES.both("see_it"))
+        click.echo(f"    {web['command']}")
+        click.echo(
+            MESSAGES.both("login", url=web["url"], email=web["email"], password=web["password"])
+        )
 
     emit(result, as_json, human)
 

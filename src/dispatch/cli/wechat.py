@@ -272,16 +272,27 @@ def followers_sync_cmd(list_slug: str | None, as_json: bool) -> None:
 
 
 @wechat_group.command("fake-server")
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option(
+    "--port",
+    default=None,
+    type=int,
+    help="Default: the port of setting wechat_api_base_url if it is local, else 8765 / 端口",
+)
 @click.option(
     "--callback-url", default=None, help="Post MASSSENDJOBFINISH events here / 事件回调地址"
 )
 @click.option("--token-expires-in", default=7200, show_default=True, type=int)
-def fake_server_cmd(port: int, callback_url: str | None, token_expires_in: int) -> None:
+def fake_server_cmd(port: int | None, callback_url: str | None, token_expires_in: int) -> None:
     """Run the fake WeChat API on 127.0.0.1 for local trials / 运行模拟微信 API."""
+    from urllib.parse import urlsplit
+
     from dispatch.dev.wechat_fake import FakeWechatServer
 
     settings = settings_or_exit()
+    if port is None:  # listen where DISPATCH_WECHAT_API_BASE_URL points, so both agree
+        configured = urlsplit(settings.wechat_api_base_url or "")
+        local = configured.hostname in ("127.0.0.1", "localhost")
+        port = configured.port if local and configured.port else 8765
     server = FakeWechatServer(port=port)
     state = server.state
     state.token_expires_in = token_expires_in
