@@ -436,3 +436,17 @@ def test_relays_status_shows_quota_use_throttles_and_warm_up(engine, base, serve
     assert data["warmup"]["allowance"] == 200 and data["warmup"]["used"] == 20
     text = CliRunner().invoke(main, ["relays", "status"]).output
     assert "only" in text and "预热" in text and "warm-up" in text
+
+
+def test_a_relays_own_rate_is_kept(engine, base, servers):
+    settings, issue_id = base
+    server = servers()
+    settings = settings.replace(relays=[relay("slow", server, rate_per_second=20)])
+    addresses = [f"r{i}@example.net" for i in range(70)]
+    list_id = people(engine, "relay-rate", addresses)
+    campaign_id, queue = start(engine, settings, issue_id, list_id)
+    campaign = run(engine, settings, campaign_id, queue)
+    assert campaign.status == "finished"
+    assert received(server) == Counter(dict.fromkeys(addresses, 1))
+    times = sorted(m.received_at for m in server.messages)
+    assert times[-1] - times[0] >= 2.0  # 70 at 20/s: at least three one-second windows

@@ -711,10 +711,23 @@ def _send_rows(
         else:
             to_send = list(chunk)
             tried: set[str] = set()
+            postponed: list[ClaimedRow] = []  # over a relay's own rate: back to `remaining`
+            relay_waits: list[float] = []
             while to_send:
                 assignment = policy.assign(to_send, exclude=tried)
                 again: list[ClaimedRow] = []
                 for relay_name, group in assignment.groups.items():
+                    relay_limit = policy.by_name[relay_name].limit
+                    if limiter is not None and (relay_limit.per_second or relay_limit.per_hour):
+                        grant = limiter.acquire([relay_limit], len(group))
+                        if grant.granted < len(group):  # the relay's own rate: later rounds
+                            later = group[grant.granted :]
+                            policy.give_back(relay_name, len(later))
+                            postponed.extend(later)
+                            relay_waits.append(grant.wait_seconds)
+                            group = group[: grant.granted]
+                        if not group:
+                            continue
                     channel = channel_for(policy.by_name[relay_name])
                     group_results = _send_through(channel, group, campaign_id, batch_no)
                     policy.give_back(
@@ -794,6 +807,21 @@ def _send_rows(
                         result.external_id,
                         {**(result.data or {}), "retry_at": due},
                     )
+            if postponed:
+                held_ids = {r.id for r in postponed}
+                chunk = [r for r in chunk if r.id not in held_ids]
+                remaining = postponed + remaining  # (their warm-up share was given back)
+                if not chunk:  # every relay is at its rate: wait a little, or come back later
+                    wait = min(relay_waits) if relay_waits else 1.0
+                    if wait > MAX_RATE_SLEEP:
+                        due = clock() + timedelta(seconds=wait)
+                        _release(
+                            engine, [r.id for r in remaining], token, report, next_attempt_at=due
+                        )
+                        report.stopped = "relay rate window full"
+                        return []
+                    sleep(wait)
+                    continue
         # results, plus a heartbeat: the lease only has to outlast one chunk
         outcome = record_results(
             engine,

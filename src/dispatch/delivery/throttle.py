@@ -129,8 +129,10 @@ class ProviderThrottle:
             }
         )
         if self.redis is not None:
-            # first writer wins while a backoff is in force (SET NX on a short lock key)
-            lock = self.redis.set(self.prefix + provider + ":lock", "1", nx=True, px=1000)
+            # workers that saw the same state race to escalate it: the first wins (SET NX on a
+            # key naming the state they saw), the others read the new state
+            seen = f"{current.until:.3f}:{current.strikes}"
+            lock = self.redis.set(f"{self.prefix}{provider}:lock:{seen}", "1", nx=True, ex=ttl)
             if not lock:
                 return self._read(provider)
             self.redis.set(self.prefix + provider, payload, ex=ttl)
