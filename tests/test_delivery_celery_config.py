@@ -39,3 +39,19 @@ def test_embedded_broker_needs_no_server(tmp_path: Path):
 def test_tasks_are_registered_by_name():
     assert {DELIVER_BATCH, SWEEP, "dispatch.start_campaign"} <= set(app.tasks)
     assert app.tasks[DELIVER_BATCH].acks_late
+
+
+def test_a_changed_broker_gets_a_fresh_connection_pool(tmp_path: Path):
+    from celery import Celery
+
+    from dispatch.tasks import configure
+
+    first = load_settings(env={}).replace(data_dir=tmp_path / "a")
+    second = first.replace(data_dir=tmp_path / "b")
+    app = configure(Celery("pool-test", set_as_current=False), first)
+    old_pool, old_producers = app.pool, app.amqp.producer_pool
+    assert "/a/" in old_pool.connection.as_uri()
+    configure(app, second)
+    assert app.pool is not old_pool and app.amqp.producer_pool is not old_producers
+    assert "/b/" in app.pool.connection.as_uri()
+    assert app.amqp.producer_pool.connections is app.pool

@@ -132,6 +132,7 @@ class Settings:
     wechat_callback_window: int = 300  # seconds a callback's timestamp may be off
     wechat_sync_list: str = "wechat-followers"  # the list follower sync fills
     wechat_sync_hour: int = 3  # UTC hour of the daily follower sync (beat)
+    wechat_retry_scale: float = 1.0  # multiplies WeChat retry waits (tests and demos shrink it)
     # public subscription form (issue 13): abuse limits; 0 switches a limit off
     signup_pow_bits: int = 16  # leading zero bits of the form's hashcash (browser: < 1 s)
     signup_address_interval_seconds: float = 600.0  # one confirmation email per address per …
@@ -162,7 +163,6 @@ class Settings:
     # rendering
     email_size_budget: int = 95_000  # bytes; Gmail clips at 102,400
     locale: str = "zh-CN"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Unconfigured, the public URL is the embedded server's own address, so previews and
@@ -260,7 +260,7 @@ def load_settings(
 ) -> Settings:
     """Build settings from defaults < TOML file < DISPATCH_* environment variables."""
     env = dict(os.environ if env is None else env)
-    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    known = {f.name: f for f in fields(Settings)}
     values: dict[str, Any] = {}
     path = Path(config_file or env.get(ENV_PREFIX + "CONFIG") or DEFAULT_CONFIG_FILE)
     if path.exists():

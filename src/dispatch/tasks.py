@@ -106,12 +106,12 @@ def beat_schedule(settings: Settings) -> dict:
 def configure(app: Celery, settings: Settings) -> Celery:
     """Apply settings; a changed broker drops the app's pooled connections to the old one."""
     config = celery_config(settings)
-    if app.configured and app.conf.broker_url != config["broker_url"] and app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-        amqp = app.__dict__.get("amqp")
-        if amqp is not None:
-            amqp._producer_pool = None
+    if app.configured and app.conf.broker_url != config["broker_url"]:
+        # the pooled connections and producers belong to the old broker; drop them through
+        # Celery's public API (close() forgets the pool, amqp is a resettable cached property)
+        app.pool.force_close_all()
+        app.close()
+        del app.amqp
     app.conf.update(config)
     return app
 

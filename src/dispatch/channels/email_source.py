@@ -174,7 +174,7 @@ def load_campaign_source(
         context.tracking,
         context.is_test,
         context.list_ids,
-        repr(settings),  # in-memory key only (never logged); Settings holds a dict, so no hash
+        repr(settings),  # in-memory key only (never logged); list-valued settings have no hash
     )
     source = _SOURCE_CACHE.get(key)
     if source is None:

@@ -122,7 +122,7 @@ class WechatChannel:
         self.client = client
         self.engine = engine
         self.policy = policy or RetryPolicy(
-            scale=float(settings.extra.get("wechat_retry_scale", 1.0))
+            scale=settings.wechat_retry_scale
         )
         self.sleep = sleep
 
