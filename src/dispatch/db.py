@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.config import Settings, get_settings
@@ -135,3 +136,8 @@ def committing(session: Session) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def affected(result: Result[Any]) -> int:
+    """Rows an UPDATE/DELETE matched (Session.execute is typed as returning a plain Result)."""
+    return cast(CursorResult[Any], result).rowcount or 0

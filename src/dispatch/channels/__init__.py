@@ -11,6 +11,7 @@ channel is one module (a class with `name`, `traits`, open/send/close) plus one
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from dispatch.channels.base import CampaignContext, Channel, ChannelTraits
 from dispatch.config import Settings
@@ -49,7 +50,7 @@ def registered_channels() -> tuple[str, ...]:
     return tuple(CHANNEL_CLASSES)
 
 
-def channel_class(kind: str) -> type:
+def channel_class(kind: str) -> type[Any]:
     target = CHANNEL_CLASSES.get(kind)
     if target is None:
         raise UnknownChannel(

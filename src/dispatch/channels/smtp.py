@@ -73,7 +73,6 @@ __all__ = [
     "classify_smtp_reply",
     "enhanced_code",
     "load_campaign_source",
-    "make_smtp_channel",
     "parse_smtp_url",
     "smtp_data",
 ]
@@ -352,6 +351,7 @@ class SmtpChannel:
             conn = self._conn
             assert conn is not None
             progress = Progress()
+            code: int | None
             try:
                 code, reply = conn.transaction(
                     self.envelope_sender(recipient), recipient.email, data, progress, while_waiting
@@ -489,8 +489,3 @@ class SmtpChannel:
         """RSET after a refused transaction; a dead connection is dropped (reconnect next time)."""
         if self._conn is not None and not self._conn.rset():
             self._drop()
-
-
-def make_smtp_channel(settings: Settings, context: CampaignContext) -> SmtpChannel:
-    """Factory used by dispatch.channels.make_channel("email", …)."""
-    return SmtpChannel(settings, context)

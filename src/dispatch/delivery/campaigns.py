@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.channels import channel_traits, registered_channels
 from dispatch.config import Settings
+from dispatch.db import affected
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
@@ -140,7 +141,7 @@ def transition(
         .where(Campaign.__table__.c.id == campaign.id, Campaign.__table__.c.status == current)
         .values(**values)
     )
-    if result.rowcount != 1:
+    if affected(result) != 1:
         session.refresh(campaign)
         raise InvalidTransition(campaign.id, campaign.status, wanted)
     for key, value in values.items():  # mirror the UPDATE without marking the object dirty
@@ -314,7 +315,7 @@ def create_test_send(
             field = channel_traits(channel).address
             if field == "email":
                 check_email(address)
-            key = {field: address}
+            key: dict[str, Any] = {field: address}
             found = subscribers.find_subscriber(session, **key)
             if found is None:
                 with session.begin_nested():
@@ -501,11 +502,6 @@ def cancel(session: Session, campaign_id: int, reason: str = "cancelled by opera
     return transition(session, campaign, CampaignStatus.CANCELLED, reason=reason)
 
 
-def fail(session: Session, campaign_id: int, reason: str) -> Campaign:
-    campaign = get(session, campaign_id)
-    return transition(session, campaign, CampaignStatus.FAILED, reason=reason)
-
-
 def finish_if_done(session: Session, campaign_id: int, now: datetime | None = None) -> bool:
     """running → finished when no delivery is left to send (atomic: one conditional UPDATE)."""
     now = now or utcnow()
@@ -521,9 +517,9 @@ def finish_if_done(session: Session, campaign_id: int, now: datetime | None = No
         .where(c.id == campaign_id, c.status == CampaignStatus.RUNNING, ~still_open)
         .values(status=CampaignStatus.FINISHED.value, finished_at=now, updated_at=now)
     )
-    if result.rowcount:
+    if affected(result):
         log.info("campaign.finished", campaign_id=campaign_id)
-    return bool(result.rowcount)
+    return bool(affected(result))
 
 
 def counts(session: Session, campaign_id: int) -> dict[str, int]:
@@ -553,7 +549,7 @@ def send_rate(
     first, last, n = session.execute(
         select(func.min(Delivery.sent_at), func.max(Delivery.sent_at), func.count()).where(*sent)
     ).one()
-    if not n or first is None:
+    if not n or first is None or last is None:
         return 0.0
     if campaign.status != CampaignStatus.RUNNING:
         return round(n / max((last - first).total_seconds(), 1.0), 2)
@@ -679,33 +675,39 @@ def retry_failed(engine: Engine, settings: Settings, campaign_id: int, queue) ->
             .exists(),
             select(Suppression.id).where(Suppression.email == d.c.email).exists(),
         )
-        skipped = session.execute(
-            update(d)
-            .where(d.c.campaign_id == campaign_id, d.c.status.in_(retry_statuses), suppressed)
-            .values(status="skipped", updated_at=now)
-        ).rowcount
-        retried = session.execute(
-            update(d)
-            .where(d.c.campaign_id == campaign_id, d.c.status.in_(retry_statuses))
-            .values(
-                status="pending",
-                attempts=0,
-                next_attempt_at=None,
-                claimed_by=None,
-                lease_until=now + timedelta(seconds=settings.lease_seconds),
-                updated_at=now,
+        skipped = affected(
+            session.execute(
+                update(d)
+                .where(d.c.campaign_id == campaign_id, d.c.status.in_(retry_statuses), suppressed)
+                .values(status="skipped", updated_at=now)
             )
-        ).rowcount
+        )
+        retried = affected(
+            session.execute(
+                update(d)
+                .where(d.c.campaign_id == campaign_id, d.c.status.in_(retry_statuses))
+                .values(
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=None,
+                    claimed_by=None,
+                    lease_until=now + timedelta(seconds=settings.lease_seconds),
+                    updated_at=now,
+                )
+            )
+        )
         batches = open_batches(session, campaign_id)
         if retried:  # the one way out of "finished": guarded by the status it had
-            reopened = session.execute(
-                update(Campaign.__table__)
-                .where(
-                    Campaign.__table__.c.id == campaign_id,
-                    Campaign.__table__.c.status == "finished",
+            reopened = affected(
+                session.execute(
+                    update(Campaign.__table__)
+                    .where(
+                        Campaign.__table__.c.id == campaign_id,
+                        Campaign.__table__.c.status == "finished",
+                    )
+                    .values(status="running", finished_at=None, paused_reason=None, updated_at=now)
                 )
-                .values(status="running", finished_at=None, paused_reason=None, updated_at=now)
-            ).rowcount
+            )
             if reopened != 1:
                 raise InvalidTransition(campaign_id, campaign.status, "running")
             log.info(

@@ -19,12 +19,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from dispatch.db import affected
 from dispatch.models import Campaign, Delivery, utcnow
 from dispatch.vocabulary import DELIVERY_CLAIMABLE, CampaignStatus, DeliveryStatus
 
 D = Delivery.__table__
 C = Campaign.__table__
-CLAIMABLE = DELIVERY_CLAIMABLE  # kept for callers importing it from here
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def release(
             updated_at=now,
         )
     )
-    return result.rowcount or 0
+    return affected(result) or 0
 
 
 def expire_leases(

@@ -9,6 +9,7 @@ a batch, and a WeChat chunk's clientmsgid derived from it, is stable across retr
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Float,
@@ -177,10 +178,11 @@ def fan_out(
         )
         source = select(candidates).where(~taken.exists())
     src = source.subquery("recipients")
-    if channel_traits(campaign.channel).relays:
-        provider = provider_expression(session, settings, src)
-    else:
-        provider = null()
+    provider: Any = (
+        provider_expression(session, settings, src)
+        if channel_traits(campaign.channel).relays
+        else null()
+    )
     inner = select(
         src.c.id,
         src.c.email,

@@ -52,7 +52,7 @@ def _upsert_add(session: Session, scope: str, day: str, n: int, now: datetime) -
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     stmt = insert(table).values(scope=scope, day=day, used=n, updated_at=now)
     stmt = stmt.on_conflict_do_update(
         index_elements=["scope", "day"],

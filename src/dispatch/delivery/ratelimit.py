@@ -140,7 +140,6 @@ class RedisRateLimiter:
     """Windows shared by every worker through Redis (keys expire with their window)."""
 
     def __init__(self, client, prefix: str = "", clock=time.time):
-        self._client = client
         self._prefix = prefix
         self._script = client.register_script(_ACQUIRE_LUA)
         self._clock = clock

@@ -112,7 +112,8 @@ class SendingPolicy:
         now = self.throttle.clock()
         blocked = {p for p, s in self.throttle.states(providers).items() if s.blocked(now)}
         blocked |= {p for p in providers if f"provider:{p}" in self.no_slot}
-        go, held = [], {}
+        go: list[Any] = []
+        held: dict[Any, list[Any]] = {}
         for r in rows:
             p = r.provider or OTHER
             if p in blocked:

@@ -104,7 +104,7 @@ def check_spread(hours: float | int | str | None) -> float:
     if hours in (None, "", 0, "0"):
         return 0.0
     try:
-        value = float(hours)  # type: ignore[arg-type]
+        value = float(hours)
     except (TypeError, ValueError):
         raise WindowError(MESSAGES.both("bad_spread", value=hours)) from None
     if not 1 <= value <= 720:

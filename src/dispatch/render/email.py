@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import premailer
@@ -486,7 +487,7 @@ def _worst_case_size(layout: _Layout, settings: Settings) -> int:
     return static + len(layout.slot_ids) * per_url + NAME_ALLOWANCE
 
 
-_cache: dict[tuple[str, bool, str, str, int], RenderedEmail] = {}
+_cache: dict[tuple[Any, ...], RenderedEmail] = {}  # key: what the rendering depends on
 _cache_lock = threading.Lock()
 
 

@@ -90,7 +90,6 @@ FORBIDDEN_TAGS = frozenset(
         "base",
     }
 )
-FORBIDDEN_ATTRIBUTES = frozenset({"class", "id", "onclick", "onload", "onerror"})
 
 
 class WechatRenderError(DispatchError):
@@ -192,7 +191,7 @@ class _Renderer:
                 "issue_no", self.locale, year=doc.meta.period_from.year, number=doc.meta.number
             ),
         )
-        self.macros = env.get_template("wechat/article.html").module
+        self.macros: Any = env.get_template("wechat/article.html").module  # the macros
 
     def units(self, article: Article, section: Section, *, shortened: bool) -> list[_Unit]:
         """The article as one unit, or as parts when it exceeds the content budget."""

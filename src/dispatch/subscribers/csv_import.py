@@ -506,6 +506,7 @@ def _apply_chunk(
     )
     for rec in bulk.select_in(conn, cols, s.c.email_key, emails):
         found = _Existing._make(rec)
+        assert found.email_key is not None  # selected by email_key
         by_email[found.email_key] = found
         if found.openid:
             by_openid[found.openid] = found
@@ -513,6 +514,7 @@ def _apply_chunk(
     unknown = [o for o in openids if o not in by_openid]
     for rec in bulk.select_in(conn, cols, s.c.openid, unknown):
         found = _Existing._make(rec)
+        assert found.openid is not None  # selected by openid
         by_openid[found.openid] = found
         if found.email_key:
             by_email.setdefault(found.email_key, found)

@@ -247,7 +247,11 @@ def forget(session: Session, subscriber: Subscriber, *, source: str = "preferenc
     delivery rows go; the addresses stay suppressed (the law lets, and the sender's reputation
     needs, a record that nothing may be sent to them again). A `deleted` event with no
     subscriber id says that it happened."""
-    for address in ({"email": subscriber.email}, {"openid": subscriber.openid}):
+    addresses: tuple[dict[str, Any], ...] = (
+        {"email": subscriber.email},
+        {"openid": subscriber.openid},
+    )
+    for address in addresses:
         if next(iter(address.values())):
             service.suppress(session, **address, reason="manual", source=f"deleted:{source}")
     sid = subscriber.id

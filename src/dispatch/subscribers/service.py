@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from dispatch import events
 from dispatch.channels import channel_traits, registered_channels
 from dispatch.config import Settings
+from dispatch.db import affected
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import DEFAULT_LOCALE, Catalog, normalise_locale
 from dispatch.models import utcnow
@@ -374,6 +375,7 @@ def list_subscribers(
 
     `status` filters on the subscription status when a list is given, else on the subscriber's.
     """
+    query: Any  # Select of (Subscriber, Subscription) or of Subscriber
     if list_id is not None:
         query = (
             select(Subscriber, Subscription)
@@ -536,11 +538,13 @@ def unsubscribe(
     if list_id is not None:
         query = query.where(Subscription.list_id == list_id)
     changed = (
-        session.execute(
-            query.values(
-                status=SubscriptionStatus.UNSUBSCRIBED.value, unsubscribed_at=now
-            ).execution_options(synchronize_session="fetch")
-        ).rowcount
+        affected(
+            session.execute(
+                query.values(
+                    status=SubscriptionStatus.UNSUBSCRIBED.value, unsubscribed_at=now
+                ).execution_options(synchronize_session="fetch")
+            )
+        )
         > 0
     )
     if list_id is None and subscriber.status == SubscriberStatus.ACTIVE:
@@ -683,9 +687,9 @@ def _blocked(session: Session, subscriber: Subscriber) -> bool:
 def unsuppress(session: Session, *, email: str | None = None, openid: str | None = None) -> bool:
     """Lift a suppression; a subscriber blocked by it becomes active again. True if one existed."""
     email, openid = _address(email, openid)
-    removed = session.execute(
-        delete(Suppression).where(_matching(Suppression, email, openid))
-    ).rowcount
+    removed = affected(
+        session.execute(delete(Suppression).where(_matching(Suppression, email, openid)))
+    )
     session.execute(
         update(Subscriber)
         .where(_matching(Subscriber, email, openid), Subscriber.status.in_(SUPPRESSED_STATUSES))

@@ -222,7 +222,9 @@ def campaigns_deliveries(
         for ev in session.scalars(
             select(Event).where(Event.delivery_id.in_(ids)).order_by(Event.occurred_at, Event.id)
         ):
-            events[ev.delivery_id].append({"kind": ev.kind, "at": ev.occurred_at, "data": ev.data})
+            events[int(ev.delivery_id or 0)].append(
+                {"kind": ev.kind, "at": ev.occurred_at, "data": ev.data}
+            )
         for delivery_id, link_index, count in session.execute(
             select(TrackingHit.delivery_id, TrackingHit.link_index, TrackingHit.count).where(
                 TrackingHit.delivery_id.in_(ids)

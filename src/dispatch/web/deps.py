@@ -9,7 +9,6 @@ from fastapi import Depends, Path, Request
 from pydantic import Field
 from sqlalchemy.orm import Session
 
-from dispatch.config import Settings
 from dispatch.db import committing
 
 
@@ -17,10 +16,6 @@ def get_db(request: Request) -> Iterator[Session]:
     """One session per request: committed when the route returns, rolled back on any error."""
     with committing(request.app.state.session_factory()) as session:
         yield session
-
-
-def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 # scope="function": commit when the route returns, before the response goes out, so a client

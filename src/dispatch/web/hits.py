@@ -117,7 +117,9 @@ class HitRecorder:
                     setup.execute("SET synchronous_commit = off")
                     setup.close()
                     proxied.commit()
-                    proxied.dbapi_connection.autocommit = True  # each hit is one statement
+                    dbapi = proxied.dbapi_connection
+                    assert dbapi is not None  # a live connection: just checked out
+                    dbapi.autocommit = True  # each hit is one statement
                 raw = self._local.connection = proxied
                 with self._opened_lock:
                     self._opened.append(proxied)

@@ -40,7 +40,7 @@ def load_links(session: Session | Connection, campaign_id: int) -> tuple[str, ..
             if isinstance(session, Connection)
             else nullcontext(session) as orm
         ):
-            links = list(load_issue_doc(orm.get(Issue, issue_id)).links)
+            links = list(load_issue_doc(orm.get_one(Issue, issue_id)).links)
     return tuple(str(u) for u in links)
 
 

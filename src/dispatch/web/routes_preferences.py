@@ -110,7 +110,7 @@ async def preferences_save(token: str, request: Request) -> Response:
     wanted = set()
     for value in form.getlist("lists"):
         if str(value).isdigit():
-            wanted.add(int(value))
+            wanted.add(int(str(value)))
 
     def action(session, settings, person):
         preferences.update_preferences(

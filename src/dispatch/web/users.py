@@ -12,7 +12,7 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.errors import DispatchError
@@ -107,10 +107,6 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
-
-
-def count_users(session: Session) -> int:
-    return session.scalar(select(func.count(User.id))) or 0
 
 
 def _token_digest(token: str) -> str:

@@ -120,10 +120,6 @@ class WechatClient(WeChatClient):
             return super()._request(method, url_or_endpoint, params=params, **kwargs)
 
     # -- uploads -------------------------------------------------------------------------------
-    def upload_content_image(self, path: Path) -> str:
-        """media/uploadimg: an image for article content; returns its mmbiz URL."""
-        return self.media.upload_image(upload_file(path))
-
     def add_thumb(self, path: Path) -> str:
         """material/add_material type=thumb: permanent cover material; returns media_id."""
         return self.material.add("thumb", upload_file(path))["media_id"]
@@ -214,7 +210,3 @@ class WechatClient(WeChatClient):
         self, openid: str, template_id: str, data: dict[str, Any], url: str | None
     ) -> str:
         return str(self.message.send_template(openid, template_id, data, url=url)["msgid"])
-
-
-def make_client(settings: Settings, **kwargs: Any) -> WechatClient:
-    return WechatClient(settings, **kwargs)

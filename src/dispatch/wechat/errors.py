@@ -169,7 +169,7 @@ def error_from(exc: Exception) -> WechatError:
     return err
 
 
-def call_with_retries(fn, policy: RetryPolicy, sleep, *, log_context: str = ""):  # type: ignore[no-untyped-def]
+def call_with_retries(fn, policy: RetryPolicy, sleep, *, log_context: str = ""):
     """Run fn(); on `retry`/`backoff` codes wait (exponential, jitter) and try again, at most
     policy.attempts times in all. Anything else, or the last failure, raises WechatError."""
     import logging

@@ -62,7 +62,8 @@ class RedisTokenStore(TokenStore):
         token = raw.get(b"token")
         if token is None:
             return None, 0.0
-        return token.decode(), float(raw.get(b"refresh_at", b"0"))
+        text = token.decode() if isinstance(token, bytes) else str(token)
+        return text, float(raw.get(b"refresh_at", b"0"))
 
     def _store(self, fetched: FetchedToken) -> str:
         now = time.time()
