@@ -48,6 +48,9 @@ if __name__ == "__main__":
     for line in found:
         print(line)
     if found:
-        print(f"{len(found)} unused name(s) in the core packages: remove them, or allow-list one "
-              "with its reason in scripts/vulture_allowlist.py", file=sys.stderr)
+        print(
+            f"{len(found)} unused name(s) in the core packages: remove them, or allow-list one "
+            "with its reason in scripts/vulture_allowlist.py",
+            file=sys.stderr,
+        )
     sys.exit(1 if found else 0)

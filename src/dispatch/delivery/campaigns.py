@@ -420,14 +420,16 @@ def include_new(
             return 0, []
         if campaign.status == CampaignStatus.FINISHED:
             # like "retry failed", a guarded way out of "finished" (start still refuses it)
-            reopened = session.execute(
-                update(Campaign.__table__)
-                .where(
-                    Campaign.__table__.c.id == campaign_id,
-                    Campaign.__table__.c.status == CampaignStatus.FINISHED,
+            reopened = affected(
+                session.execute(
+                    update(Campaign.__table__)
+                    .where(
+                        Campaign.__table__.c.id == campaign_id,
+                        Campaign.__table__.c.status == CampaignStatus.FINISHED,
+                    )
+                    .values(status=CampaignStatus.RUNNING.value, updated_at=now)
                 )
-                .values(status=CampaignStatus.RUNNING.value, updated_at=now)
-            ).rowcount
+            )
             if reopened != 1:
                 raise InvalidTransition(campaign_id, campaign.status, CampaignStatus.RUNNING)
             log.info(
