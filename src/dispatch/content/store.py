@@ -75,14 +75,14 @@ def publish_issue(session: Session, doc: IssueDoc, *, settings: Settings | None 
     check_renderable(doc, settings or get_settings())
     meta = doc.meta
     issue = session.scalars(select(Issue).where(Issue.slug == meta.slug)).one_or_none()
-    note = None
+    note: str | None = None
     if issue is None:
         issue = Issue(slug=meta.slug)
         session.add(issue)
     else:
         issue, note = _revision_for(session, issue, doc)
         if issue.content_hash == doc.content_hash and issue.published_at is not None:
-            issue.publish_note = note
+            issue.publish_note = note  # type: ignore[assignment]  # a plain attribute, not a column
             return issue  # the same content again: nothing to change
     issue.title = meta.title
     issue.number = meta.number
@@ -98,7 +98,7 @@ def publish_issue(session: Session, doc: IssueDoc, *, settings: Settings | None 
     issue.content_hash = doc.content_hash
     issue.summary = issue_summary(doc)
     session.flush()
-    issue.publish_note = note
+    issue.publish_note = note  # type: ignore[assignment]  # a plain attribute, not a column
     return issue
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from dispatch.config import Settings
+from dispatch.db import affected
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
 from dispatch.models import Campaign, utcnow
@@ -58,11 +59,13 @@ def record(engine: Engine, kind: str, name: str, now: datetime | None = None) ->
     """Write this process's heartbeat (insert the first time, update afterwards)."""
     now = now or utcnow()
     with Session(engine) as session, session.begin():
-        updated = session.execute(
-            update(ProcessHeartbeat)
-            .where(ProcessHeartbeat.name == name)
-            .values(seen_at=now, kind=str(kind))
-        ).rowcount
+        updated = affected(
+            session.execute(
+                update(ProcessHeartbeat)
+                .where(ProcessHeartbeat.name == name)
+                .values(seen_at=now, kind=str(kind))
+            )
+        )
         if not updated:
             try:
                 with session.begin_nested():
