@@ -17,3 +17,5 @@ _.mark_up  # delivery/relays.py: a relay back in service
 _.delivered_today  # delivery/warmup.py
 _.check_spread  # delivery/windows.py
 _.spread_rate_per_hour  # delivery/windows.py
+_.fetch_access_token  # wechatpy's client calls this hook to get a token
+send_optin  # subscribers/optin.py: for imports and the CLI (issue 13, not called yet)

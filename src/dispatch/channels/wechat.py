@@ -121,9 +121,7 @@ class WechatChannel:
         self.context = context
         self.client = client
         self.engine = engine
-        self.policy = policy or RetryPolicy(
-            scale=settings.wechat_retry_scale
-        )
+        self.policy = policy or RetryPolicy(scale=settings.wechat_retry_scale)
         self.sleep = sleep
 
     @staticmethod
@@ -205,6 +203,7 @@ class WechatChannel:
     def _mass(
         self, session: Session, issue: Issue, recipients: Sequence[Recipient], opts: Any
     ) -> list[SendResult]:
+        assert self.client is not None, "open() first"
         ctx = self.context
         mode = "tag" if opts.mode in ("tag", "all") else "openids"
         tag_id = opts.tag_id if opts.mode == "tag" else None
@@ -283,6 +282,7 @@ class WechatChannel:
         return results
 
     def _preview(self, recipients: Sequence[Recipient], media_id: str) -> list[SendResult]:
+        assert self.client is not None, "open() first"
         results = []
         for r in recipients:
             try:

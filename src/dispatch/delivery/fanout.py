@@ -207,8 +207,8 @@ def fan_out(
         # spread evenly over ceil(n / size) batches, so the tail is never a batch of one
         # (20,001 followers: 6,667 + 6,667 + 6,667, not 10,000 + 10,000 + 1)
         n = int(session.scalar(select(func.count()).select_from(src)) or 0)
-        batches = max(1, -(-n // batch_size))
-        batch_no = ((row_number - 1) * literal(batches, Integer)).self_group().op("/")(
+        spread = max(1, -(-n // batch_size))
+        batch_no = ((row_number - 1) * literal(spread, Integer)).self_group().op("/")(
             literal(max(n, 1), Integer)
         ) + literal(first_batch, Integer)
     # the sweep re-enqueues a pending batch only after this "queued until" time passes

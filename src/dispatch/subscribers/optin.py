@@ -152,7 +152,9 @@ def _compose(settings: Settings, subscriber: Subscriber, list_name: str, url: st
         f'<p style="font-size:12px;color:#666">{escape(ignore)}</p></body></html>'
     )
     message = MIMEMultipart("alternative")
-    message["Subject"] = Header(MESSAGES.get("subject", locale, list_name=list_name), "utf-8")
+    message["Subject"] = Header(  # type: ignore[assignment]  # email.message accepts a Header
+        MESSAGES.get("subject", locale, list_name=list_name), "utf-8"
+    )
     message["From"] = formataddr((settings.from_name, settings.from_address), "utf-8")
     message["To"] = formataddr((subscriber.name, subscriber.email or ""), "utf-8")
     if settings.reply_to:

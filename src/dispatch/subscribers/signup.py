@@ -208,7 +208,7 @@ def process(
             data={"source": "web-form"},
         )
         return SignupResult("accepted")
-    subscriber = session.get(Subscriber, subscriber_id)
+    subscriber = session.get_one(Subscriber, subscriber_id)  # written above in this transaction
     lists = [m for m in chosen if m.id in list_ids]
     message = optin.prepare_optin(session, settings, subscriber, lists)
     return SignupResult("accepted", confirmation=(subscriber_id, list_ids), email=message)

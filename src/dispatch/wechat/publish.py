@@ -225,23 +225,18 @@ def build_draft_articles(
 ) -> list[dict[str, Any]]:
     """draft/add articles from rendered WechatArticle objects, every <img src> replaced.
 
-    Uses the renderer's to_draft_articles when it exists (one definition of the payload);
-    then checks that no content still points at a local file.
+    Uses the renderer's to_draft_articles (one definition of the payload); then checks that
+    no content still points at a local file.
     """
+    from dispatch.render.wechat import to_draft_articles
+
     if len(articles) > 8:
         raise PublishError(MESSAGES.both("too_many_articles", count=len(articles)))
-    try:
-        from dispatch.render.wechat import to_draft_articles
-    except ImportError:  # renderer not installed: the same fields, built here
-        to_draft_articles = None
-    if to_draft_articles is not None:
-        payload = to_draft_articles(
-            list(articles),
-            lambda p: thumb_media_id_for(_resolve(Path(p), base_dir)),
-            lambda p: image_url_for(_resolve(Path(p), base_dir)),
-        )
-    else:
-        payload = [_draft_article(a, base_dir, thumb_media_id_for, image_url_for) for a in articles]
+    payload = to_draft_articles(
+        list(articles),
+        lambda p: thumb_media_id_for(_resolve(Path(p), base_dir)),
+        lambda p: image_url_for(_resolve(Path(p), base_dir)),
+    )
     for item, article in zip(payload, articles, strict=True):
         cover = _resolve(Path(article.thumb_image), base_dir)
         item.update(cover_crops(cover))
@@ -274,37 +269,6 @@ def cover_crops(path: Path) -> dict[str, str]:
     except OSError:
         return {}
     return {"pic_crop_235_1": _crop(width, height, 2.35), "pic_crop_1_1": _crop(width, height, 1)}
-
-
-def _draft_article(
-    article: Any,
-    base_dir: Path | None,
-    thumb_media_id_for: Callable[[Path], str],
-    image_url_for: Callable[[Path], str],
-) -> dict[str, Any]:
-    urls: dict[str, str] = {}
-    for image in getattr(article, "images", ()):
-        path = _resolve(Path(image), base_dir)
-        url = image_url_for(path)
-        urls[str(image)] = url
-        if base_dir is not None and path.is_relative_to(base_dir):
-            urls[str(path.relative_to(base_dir))] = url
-        urls[str(path)] = url
-
-    def swap(match: re.Match[str]) -> str:
-        src = match.group(3)
-        return f"{match.group(1)}{match.group(2)}{urls.get(src, src)}{match.group(2)}"
-
-    return {
-        "title": article.title,
-        "author": article.author,
-        "digest": article.digest,
-        "content": _IMG_SRC.sub(swap, article.content),
-        "content_source_url": article.content_source_url,
-        "thumb_media_id": thumb_media_id_for(_resolve(Path(article.thumb_image), base_dir)),
-        "need_open_comment": int(bool(article.need_open_comment)),
-        "only_fans_can_comment": int(bool(article.only_fans_can_comment)),
-    }
 
 
 def render_articles(issue: Issue, settings: Settings) -> tuple[list[Any], Path]:

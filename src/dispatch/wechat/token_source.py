@@ -61,10 +61,10 @@ class ForceBudget:
         with self._lock:
             if now - self._local.get("last", 0.0) < FORCE_SPACING_SECONDS:
                 return False
-            used = self._local.get(day, 0.0) + 1
-            if used > FORCE_PER_DAY:
+            count = self._local.get(day, 0.0) + 1
+            if count > FORCE_PER_DAY:
                 return False
-            self._local[day], self._local["last"] = used, now
+            self._local[day], self._local["last"] = count, now
             return True
 
 
