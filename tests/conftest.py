@@ -111,6 +111,7 @@ def settings(tmp_path: Path, database_url: str) -> Iterator[Settings]:
         database_url=database_url,
         secret_key="test-secret-key-not-for-production",
         public_base_url="https://bulletin.example.org",
+        provider_mx_lookup=False,  # no DNS beyond loopback: tests that need MX turn it on
     )
     set_settings(s)
     yield s

@@ -201,3 +201,49 @@ def test_a_worker_refuses_to_start_on_a_bad_table(tmp_path):
         set_settings(None)
     assert result.exit_code == 1
     assert f"{bad}:2:" in result.output and "TOML" in result.output
+
+
+def test_mx_fallback_through_a_real_dns_server(tmp_path, engine, settings):
+    """Institution domains hosted by Tencent Exmail / NetEase Qiye, answered by dnsmasq on
+    loopback, become QQ / NetEase at fan-out; an unknown host stays "other"."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from dispatch.delivery import campaigns
+    from dispatch.models import Delivery
+    from dns_server import DnsmasqServer, Zone
+    from test_delivery_support import make_issue, make_list_with
+
+    zone = Zone(
+        mx={
+            "pku.edu.cn": [("mxbiz1.qq.com", 5), ("mxbiz2.qq.com", 10)],
+            "zju.edu.cn": [("qiye163mx01.mxmail.netease.com", 10)],
+            "corp.cn": [("mail.corp.cn", 10)],
+        }
+    )
+    P._mx_cache.clear()
+    with DnsmasqServer(zone, tmp_path / "dns") as dns:
+        s = settings.replace(dns_nameservers=dns.nameservers, provider_mx_lookup=True)
+        with Session(engine) as session, session.begin():
+            issue = make_issue(session)
+            list_id = make_list_with(
+                session, "edu", ["a@pku.edu.cn", "b@zju.edu.cn", "c@corp.cn", "d@qq.com"]
+            )
+            campaign, _ = campaigns.create_or_get(
+                session, issue_id=issue.id, channel="email", list_ids=[list_id]
+            )
+            campaigns.begin_running(session, s, campaign.id)
+            got = dict(
+                session.execute(
+                    select(Delivery.email, Delivery.provider).where(
+                        Delivery.campaign_id == campaign.id
+                    )
+                ).all()
+            )
+    P._mx_cache.clear()
+    assert got == {
+        "a@pku.edu.cn": "qq",
+        "b@zju.edu.cn": "netease",
+        "c@corp.cn": "other",
+        "d@qq.com": "qq",
+    }
