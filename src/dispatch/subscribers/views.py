@@ -21,6 +21,7 @@ def list_view(
         "description": mailing_list.description,
         "optin": mailing_list.optin,
         "ad_marker": bool(mailing_list.ad_marker),
+        "public": bool(mailing_list.public),  # offered on the public subscribe form
         "import_stats": mailing_list.import_stats,
         "created_at": mailing_list.created_at,
         "members": service.list_member_counts(session, mailing_list.id),

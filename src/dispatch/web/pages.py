@@ -83,8 +83,12 @@ def _lists_page(
     request: Request, session, extra: dict[str, Any] | None = None, status_code: int = 200
 ) -> Response:
     from dispatch.web.api_lists import list_out
+    from dispatch.web.pages_subscribers import embed_snippet
 
     lists = [list_out(session, m) for m in service.all_lists(session)]
+    base = request.app.state.settings.public_base_url
+    for item in lists:
+        item["embed"] = embed_snippet(base, item["slug"]) if item["public"] else ""
     return render_page(
         request,
         "admin/lists.html",
@@ -107,10 +111,12 @@ def lists_create(
     name: Annotated[str, Form(max_length=200)] = "",
     optin: Annotated[str, Form()] = "single",
     ad_marker: Annotated[str, Form()] = "",
+    public: Annotated[str, Form()] = "",
 ) -> Response:
     try:
         created = service.create_list(session, slug, name, optin=optin)
         created.ad_marker = ad_marker == "1"  # NetEase's "(AD)" subject marker, off by default
+        created.public = public == "1"  # offered on the public subscribe form
         session.flush()
     except ValueError as exc:
         session.rollback()
@@ -129,9 +135,13 @@ def _subscribers_page(
     page: int,
     extra: dict[str, Any] | None = None,
     status_code: int = 200,
+    status: str | None = None,
 ) -> Response:
+    from dispatch.models.subscriber import SUBSCRIBER_STATUSES
+
+    status = status if status in SUBSCRIBER_STATUSES else None
     result = api_subscribers.search_subscribers(
-        session, q=q, list_id=list_id, status=None, page=page, per_page=50
+        session, q=q, list_id=list_id, status=status, page=page, per_page=50
     )
     return render_page(
         request,
@@ -141,6 +151,8 @@ def _subscribers_page(
             "q": q or "",
             "list_id": list_id,
             "lists": service.all_lists(session),
+            "status": status,
+            "statuses": SUBSCRIBER_STATUSES,
             "pages": max(1, -(-result["total"] // 50)),
             **_flash(request),
             **(extra or {}),
@@ -157,9 +169,11 @@ def subscribers_page(
     q: str | None = None,
     list_id: int | None = None,
     page: int = 1,
+    status: str | None = None,
 ) -> Response:
     list_id = list_id if list_id and 0 < list_id < 2**31 else None
-    return _subscribers_page(request, session, q, list_id, max(1, min(page, 100_000)))
+    page = max(1, min(page, 100_000))
+    return _subscribers_page(request, session, q, list_id, page, status=status)
 
 
 @router.post("/subscribers/import")
