@@ -161,7 +161,8 @@ def arf_report(
         "To: abuse@example.org\n"
         "Subject: FW: Earn money\n"
         "MIME-Version: 1.0\n"
-        'Content-Type: multipart/report; report-type=feedback-report; boundary="part1_13d.2e68ed54"\n\n'
+        "Content-Type: multipart/report; report-type=feedback-report; "
+        'boundary="part1_13d.2e68ed54"\n\n'
         "--part1_13d.2e68ed54\n"
         'Content-Type: text/plain; charset="US-ASCII"\n\n'
         "This is an email abuse report for an email message received from IP 192.0.2.1.\n\n"

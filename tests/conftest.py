@@ -136,5 +136,6 @@ def fake():
 
 @pytest.fixture
 def wechat_settings(settings, fake, redis_url, redis_prefix):
-    """Settings whose WeChat client talks to `fake`, sharing tokens through the test's Redis prefix."""
+    """Settings whose WeChat client talks to `fake`, sharing tokens through the test's Redis
+    prefix."""
     return fake.settings_for(settings).replace(redis_url=redis_url, redis_key_prefix=redis_prefix)

@@ -2,7 +2,8 @@
 
 Both are the Debian packages (scripts/test installs them), started as the test's own instance
 (`postfix -c DIR`, `dovecot -c FILE`) on free loopback ports with their queue, state and logs
-under a fresh /tmp folder of their own, so they never touch (or clash with) a system instance, and are
+under a fresh /tmp folder of their own, so they never touch (or clash with) a system instance, and
+are
 stopped afterwards.
 """
 

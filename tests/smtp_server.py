@@ -303,7 +303,8 @@ class ScriptedSmtpServer:
         if self.credentials is not None:
             kwargs["authenticator"] = self._authenticate
             kwargs["auth_required"] = True
-            # aiosmtpd only counts STARTTLS as TLS; with implicit TLS the socket is already encrypted
+            # aiosmtpd only counts STARTTLS as TLS; with implicit TLS the socket is already
+            # encrypted
             kwargs["auth_require_tls"] = bool(self.starttls_cert) and not self.implicit_tls
         self.port = free_port(self.host)
         self._controller = Controller(

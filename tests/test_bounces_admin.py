@@ -85,7 +85,13 @@ def test_suppression_api_search_raw_bounce_remove_with_note(http, admin, session
 
 
 def test_suppression_csv_import_reports_bad_lines_and_export_round_trips(http, admin, session):
-    body = "email,reason,note\nok1@example.net,,\nnot-an-address,,\nok2@example.net,complained,fbl\nok3@example.net,bogus,\n"
+    body = (
+        "email,reason,note\n"
+        "ok1@example.net,,\n"
+        "not-an-address,,\n"
+        "ok2@example.net,complained,fbl\n"
+        "ok3@example.net,bogus,\n"
+    )
     report = http.post(
         "/api/suppressions/import",
         content=body.encode(),

@@ -1,4 +1,5 @@
-"""`dispatch demo` on a bare machine: embedded SQLite, broker file, in-process worker, local sink."""
+"""`dispatch demo` on a bare machine: embedded SQLite, broker file, in-process worker, local
+sink."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The issue source format: the sample parses as the bulletin; every mistake is named by file:line."""
+"""The issue source format: the sample parses as the bulletin; every mistake is named by
+file:line."""
 
 from __future__ import annotations
 

@@ -153,7 +153,8 @@ def test_no_verdict_below_the_minimum_sample(engine, session, settings, smtp_ser
 
 
 def test_hard_bounces_reported_later_by_dsn_count_too(engine, session, settings, smtp_server):  # noqa: F811
-    """A relay accepts everyone; the DSNs arrive afterwards as bounce_hard events (dispatch.bounces)."""
+    """A relay accepts everyone; the DSNs arrive afterwards as bounce_hard events
+    (dispatch.bounces)."""
     settings = _guard_settings(settings, smtp_server)
     emails = _addresses(300, every=1000)  # the relay refuses nobody
     campaign_id, queue = _campaign(session, settings, smtp_server, emails)

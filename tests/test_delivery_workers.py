@@ -386,7 +386,8 @@ def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
     received = cluster.received(addresses)
     duplicates = sum(n - 1 for n in received.values() if n > 1)
     print(
-        f"\nSIGKILL: {in_flight} deliveries were claimed by the killed worker; duplicates after recovery: {duplicates}"
+        f"\nSIGKILL: {in_flight} deliveries were claimed by the killed worker; duplicates after "
+        f"recovery: {duplicates}"
     )
     assert set(received) == addresses - {ordered[3]}  # no recipient lost
     assert duplicates <= in_flight

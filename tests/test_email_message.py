@@ -80,7 +80,8 @@ def test_headers_are_present_and_decoded():
     assert msg["Date"].datetime is not None
     assert msg["List-Id"] == "<bulletin.example.org>"
     assert msg["List-Unsubscribe"] == (
-        "<https://bulletin.example.org/u/TOKEN123>, <mailto:unsubscribe@example.org?subject=unsubscribe>"
+        "<https://bulletin.example.org/u/TOKEN123>, <mailto:"
+        "unsubscribe@example.org?subject=unsubscribe>"
     )
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 

@@ -1,4 +1,5 @@
-"""DKIM: signed with List-Unsubscribe and List-Unsubscribe-Post, verified by dkimpy, tamper-evident."""
+"""DKIM: signed with List-Unsubscribe and List-Unsubscribe-Post, verified by dkimpy,
+tamper-evident."""
 
 from __future__ import annotations
 

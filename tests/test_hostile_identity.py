@@ -217,7 +217,8 @@ def test_migration_merges_duplicates_on_the_safe_side_and_reports_them(old_datab
             conn.execute(
                 text(
                     "INSERT INTO subscribers (id, email, openid, name, locale, attributes, status, "
-                    "created_at) VALUES (:id, :email, :openid, :name, 'zh-CN', :attrs, :status, :now)"
+                    "created_at) VALUES (:id, :email, :openid, :name, 'zh-CN', :attrs, :status, :"
+                    "now)"
                 ),
                 {
                     "id": pid,
@@ -263,7 +264,8 @@ def test_migration_merges_duplicates_on_the_safe_side_and_reports_them(old_datab
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT id, email, email_key, name, openid, status, attributes FROM subscribers ORDER BY id"
+                "SELECT id, email, email_key, name, openid, status, attributes FROM subscribers "
+                "ORDER BY id"
             )
         ).all()
         subs = dict(

@@ -149,7 +149,11 @@ def test_dry_run_writes_nothing_and_counts_the_same(engine, session, news, tmp_p
 @pytest.mark.parametrize("encoding", ["gb18030", "utf-8-sig", "utf-8"])
 def test_encodings_keep_chinese_names(engine, session, news, tmp_path, encoding):
     path = tmp_path / f"{encoding}.csv"
-    text_ = "邮箱,姓名,语言,部门\r\nwang@example.org,王小明,中文,标准化研究所\r\nzhao@example.org,赵䶮,en,质量部\r\n"
+    text_ = (
+        "邮箱,姓名,语言,部门\r\n"
+        "wang@example.org,王小明,中文,标准化研究所\r\n"
+        "zhao@example.org,赵䶮,en,质量部\r\n"
+    )
     path.write_bytes(text_.encode(encoding))
     result = import_csv(engine, path, "news")
     assert result.imported == 2, result.problems
@@ -264,7 +268,8 @@ def _install_failing_trigger(engine: Engine) -> None:
         if engine.dialect.name == "sqlite":
             conn.execute(
                 text(
-                    "CREATE TRIGGER boom BEFORE INSERT ON subscribers WHEN NEW.email = 'boom@example.org' "
+                    "CREATE TRIGGER boom BEFORE INSERT ON subscribers WHEN NEW.email = "
+                    "'boom@example.org' "
                     "BEGIN SELECT RAISE(ABORT, 'boom: refused by test trigger'); END"
                 )
             )
@@ -272,13 +277,15 @@ def _install_failing_trigger(engine: Engine) -> None:
             conn.execute(
                 text(
                     "CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
-                    "IF NEW.email = 'boom@example.org' THEN RAISE EXCEPTION 'boom: refused by test trigger'; END IF; "
+                    "IF NEW.email = 'boom@example.org' THEN RAISE EXCEPTION 'boom: refused by "
+                    "test trigger'; END IF; "
                     "RETURN NEW; END $$ LANGUAGE plpgsql"
                 )
             )
             conn.execute(
                 text(
-                    "CREATE TRIGGER boom BEFORE INSERT ON subscribers FOR EACH ROW EXECUTE FUNCTION boom()"
+                    "CREATE TRIGGER boom BEFORE INSERT ON subscribers FOR EACH ROW EXECUTE "
+                    "FUNCTION boom()"
                 )
             )
 

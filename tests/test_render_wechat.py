@@ -1,4 +1,5 @@
-"""The WeChat draft payload: ≤ 8 articles, every field within WeChat's limits, safe HTML, real images."""
+"""The WeChat draft payload: ≤ 8 articles, every field within WeChat's limits, safe HTML, real
+images."""
 
 from __future__ import annotations
 

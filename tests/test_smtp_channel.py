@@ -35,7 +35,8 @@ class SampleRendered:
         links = "".join(f'<a href="{escape(u)}">链接</a>' for u in slots.click_urls or ())
         html = (
             f"<html><body><p>{escape(slots.name)}，您好</p>{links}"
-            f'<img src="{escape(slots.open_url or "")}"><a href="{escape(slots.unsubscribe_url)}">退订</a></body></html>'
+            f'<img src="{escape(slots.open_url or "")}"><a '
+            f'href="{escape(slots.unsubscribe_url)}">退订</a></body></html>'
         )
         return html, f"{slots.name}，您好\n退订: {slots.unsubscribe_url}\n"
 

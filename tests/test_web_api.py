@@ -16,7 +16,13 @@ def test_lists_subscribers_search_edit_and_csv_round_trip(client, engine, settin
     assert created.status_code == 201
     list_id = created.json()["id"]
     assert client.post("/api/lists", json={"slug": "news"}, headers=h).status_code == 409
-    csv_text = "email,name,locale\nann@example.org,Ann,en\nnot-an-email,Bad,en\nbob@example.org,Bob,zh-CN\nann@example.org,Ann again,en\n"
+    csv_text = (
+        "email,name,locale\n"
+        "ann@example.org,Ann,en\n"
+        "not-an-email,Bad,en\n"
+        "bob@example.org,Bob,zh-CN\n"
+        "ann@example.org,Ann again,en\n"
+    )
     report = client.post(
         "/api/subscribers/import",
         headers=h,

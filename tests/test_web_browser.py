@@ -46,7 +46,13 @@ DISPATCH = [sys.executable, "-c", "from dispatch.cli import main; main()"]
 PG_ADMIN_URL = os.environ.get("DISPATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("DISPATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN_EMAIL, ADMIN_PASSWORD = "chief@example.org", "a long admin password"
-CSV = "email,name,locale\nalice@example.org,Alice,en\nbob@example.org,鲍勃,zh-CN\nnot-an-address,Broken,en\ncarol@example.org,Carol,en\n"
+CSV = (
+    "email,name,locale\n"
+    "alice@example.org,Alice,en\n"
+    "bob@example.org,鲍勃,zh-CN\n"
+    "not-an-address,Broken,en\n"
+    "carol@example.org,Carol,en\n"
+)
 
 
 def _free_port() -> int:

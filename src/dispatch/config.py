@@ -1,4 +1,5 @@
-"""Typed settings: defaults for the embedded setup, overridden by a TOML file, then by DISPATCH_* env.
+"""Typed settings: defaults for the embedded setup, overridden by a TOML file, then by DISPATCH_*
+env.
 
 Why this order: the defaults make `dispatch demo` run on a bare machine; a config file outside
 git holds a deployment's settings; the environment wins so containers and CI can override

@@ -164,7 +164,8 @@ def outbox_dir(settings: Settings) -> Path:
 
 
 def shared_outbox(settings: Settings) -> LocalOutbox:
-    """The process's outbox for settings.data_dir/outbox, started on first use (embedded default)."""
+    """The process's outbox for settings.data_dir/outbox, started on first use (embedded
+    default)."""
     folder = outbox_dir(settings)
     with _shared_lock:
         sink = _shared.get(folder)

@@ -346,7 +346,8 @@ def tracking_slots(
     from dispatch.render.slots import RecipientSlots
 
     base = settings.public_base_url.rstrip("/")
-    unsub = f"{base}/u/{_make(settings, 'unsubscribe', subscriber_id, _NONE if list_id is None else list_id)}"
+    unsub_list = _NONE if list_id is None else list_id
+    unsub = f"{base}/u/{_make(settings, 'unsubscribe', subscriber_id, unsub_list)}"
     if not tracking:
         return RecipientSlots(
             name=name, unsubscribe_url=unsub, open_url=None, click_urls=None, locale=locale

@@ -44,7 +44,8 @@ MESSAGES = Catalog(
 
 
 class MailboxError(RuntimeError):
-    """The mailbox cannot be reached or read; the message names the setting or the server's words."""
+    """The mailbox cannot be reached or read; the message names the setting or the server's
+    words."""
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,8 @@ def _clean_address(value: str) -> str | None:
 
 
 def _text_of(part: Message, limit: int = 200_000) -> str:
-    """A text part decoded (charset honoured, GB18030 for GB2312/GBK, undecodable bytes replaced)."""
+    """A text part decoded (charset honoured, GB18030 for GB2312/GBK, undecodable bytes
+    replaced)."""
     try:
         payload = part.get_payload(decode=True)
     except Exception:  # noqa: BLE001 - broken transfer encoding: take it as it is

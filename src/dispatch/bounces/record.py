@@ -417,7 +417,8 @@ def campaign_bounce_counts(session: Session, campaign_id: int) -> dict[str, int]
 
 
 def campaign_bounce_rates(session: Session, campaign: Campaign) -> dict[str, Any]:
-    """Counts and rates over the campaign's sent messages (the guard of issue 16 reads these too)."""
+    """Counts and rates over the campaign's sent messages (the guard of issue 16 reads these
+    too)."""
     counts = campaign_bounce_counts(session, campaign.id)
     sent = session.scalar(
         select(func.count())

@@ -2,7 +2,8 @@
 
 The delivery engine (dispatch.delivery) hands a channel a batch of recipients of one campaign
 and gets back one SendResult per recipient; it never knows how the channel talks to the world.
-A channel classifies its own errors into the outcomes of dispatch.vocabulary.Outcome; the engine owns what follows
+A channel classifies its own errors into the outcomes of dispatch.vocabulary.Outcome; the engine
+owns what follows
 (retry timing, suppression, pausing the campaign).
 """
 

@@ -56,7 +56,8 @@ class CampaignSourceError(RuntimeError):
 
 @dataclass
 class EmailCampaignSource:
-    """Everything one campaign's messages are made of; `message_for` is the cheap per-recipient step."""
+    """Everything one campaign's messages are made of; `message_for` is the cheap per-recipient
+    step."""
 
     settings: Settings
     context: CampaignContext
@@ -67,7 +68,8 @@ class EmailCampaignSource:
 
     @property
     def unsubscribe_list_id(self) -> int | None:
-        """The list an unsubscribe link leaves: the campaign's list, or all lists (None) when several."""
+        """The list an unsubscribe link leaves: the campaign's list, or all lists (None) when
+        several."""
         return self.context.list_ids[0] if len(self.context.list_ids) == 1 else None
 
     def slots(self, recipient: Recipient) -> Any:
@@ -87,7 +89,8 @@ class EmailCampaignSource:
         )
 
     def message_for(self, recipient: Recipient) -> tuple[str, bytes]:
-        """(Message-ID, message bytes) for one recipient; MessageBuildError if it cannot be built."""
+        """(Message-ID, message bytes) for one recipient; MessageBuildError if it cannot be
+        built."""
         if not recipient.email:
             raise MessageBuildError("recipient has no email address")
         if not recipient.email.isascii():

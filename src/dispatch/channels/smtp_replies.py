@@ -1,4 +1,5 @@
-"""SMTP reply classification: the ONE table that decides sent / deferred / bounced / failed / paused.
+"""SMTP reply classification: the ONE table that decides sent / deferred / bounced / failed /
+paused.
 
 Why its own module: the channel, the relays (one per provider) and the bounce parser all need
 the same reading of a reply code and its RFC 3463 enhanced status; none of them should have
@@ -64,7 +65,8 @@ _RATE_TEXT = re.compile(
     re.I,
 )
 _SENDER_TEXT = re.compile(
-    r"\bauth\b|authenticat|sender|relay|\bspf\b|dmarc|not permitted to send|not authori[sz]ed to send"
+    r"\bauth\b|authenticat|sender|relay|\bspf\b|dmarc|not permitted to send|not authori[sz]ed to "
+    r"send"
     r"|client host|blocked using|blocklist|blacklist|spamhaus|mail from",
     re.I,
 )

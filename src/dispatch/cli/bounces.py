@@ -23,7 +23,8 @@ MESSAGES = Catalog(
         "not_mail": ("{path} 不是 .eml/.mbox 文件", "{path} is not an .eml or .mbox file"),
         "serving": (
             "退信接收服务监听 {proto}://{host}:{port}（退信域 {domain}），Ctrl-C 停止",
-            "bounce intake listening on {proto}://{host}:{port} (bounce domain {domain}); Ctrl-C stops",
+            "bounce intake listening on {proto}://{host}:{port} (bounce domain {domain}); Ctrl-C "
+            "stops",
         ),
         "no_bounce_address": (
             "未设置 bounce_address：将接收任意收件人",

@@ -200,7 +200,8 @@ def _print_progress(d: dict[str, Any]) -> None:
         )
     click.echo(
         f"  total {d['total']}  sent {c['sent']}  pending {c['pending']}  sending {c['sending']}  "
-        f"deferred {c['deferred']}  failed {c['failed']}  bounced {c['bounced']}  skipped {c['skipped']}  "
+        f"deferred {c['deferred']}  failed {c['failed']}  bounced {c['bounced']}  skipped "
+        f"{c['skipped']}  "
         f"rate {d['rate_per_second']}/s"
     )
     after = d.get("after_send")
@@ -614,7 +615,8 @@ def watch(
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TextColumn(
-            "sent {task.fields[sent]} · deferred {task.fields[deferred]} · failed {task.fields[failed]} · "
+            "sent {task.fields[sent]} · deferred {task.fields[deferred]} · failed "
+            "{task.fields[failed]} · "
             "bounced {task.fields[bounced]} · {task.fields[rate]}/s"
         ),
         TimeElapsedColumn(),

@@ -42,11 +42,14 @@ MESSAGES = Catalog(
         ),
         "exists": (
             "活动 #{id} 已存在（状态 {status}），不会重复发送；用 --fresh 重新开始",
-            "campaign #{id} exists already (status {status}), nothing is sent twice; use --fresh to start over",
+            "campaign #{id} exists already (status {status}), nothing is sent twice; use --fresh "
+            "to start over",
         ),
         "summary": (
-            "活动 #{id}：{status}；已发送 {sent}，跳过 {skipped}，失败 {failed}，退回 {bounced}，共 {total}",
-            "campaign #{id}: {status}; sent {sent}, skipped {skipped}, failed {failed}, bounced {bounced}, of {total}",
+            "活动 #{id}：{status}；已发送 {sent}，跳过 {skipped}，失败 {failed}，退回 {bounced}，"
+            "共 {total}",
+            "campaign #{id}: {status}; sent {sent}, skipped {skipped}, failed {failed}, bounced "
+            "{bounced}, of {total}",
         ),
         "outbox": (
             "邮件（.eml）位于：{dir}（{count} 封）",
@@ -69,7 +72,8 @@ MESSAGES = Catalog(
         "wechat_failed": ("微信步骤失败：{error}", "WeChat step failed: {error}"),
         "wechat_done": (
             "微信：活动 #{campaign}（{status}），群发给 {sent} 位关注者，模拟接口 {url}",
-            "WeChat: campaign #{campaign} ({status}), mass-sent to {sent} followers via the fake API at {url}",
+            "WeChat: campaign #{campaign} ({status}), mass-sent to {sent} followers via the fake "
+            "API at {url}",
         ),
         "wechat_ids": (
             "微信草稿 media_id：{draft}（{articles} 篇图文）；群发 msg_id：{msg_ids}",

@@ -17,7 +17,8 @@ MESSAGES = Catalog(
         "publish": ("发布：", "publish:"),
         "exists": (
             "{path} 已存在；换一个路径，或用 --force 覆盖（旧密钥签过的邮件将无法再验证）",
-            "{path} exists; choose another path or pass --force (mail signed with the old key stops verifying)",
+            "{path} exists; choose another path or pass --force (mail signed with the old key "
+            "stops verifying)",
         ),
         "bad_selector": (
             "选择器 {selector!r} 无效：只能用字母、数字和连字符",

@@ -138,7 +138,8 @@ def add_cmd(
 ) -> None:
     """添加订阅者 / Add a subscriber.
 
-    EMAIL 和/或 --openid，可用 --list 同时订阅列表。 / EMAIL and/or --openid; --list subscribes at once.
+    EMAIL 和/或 --openid，可用 --list 同时订阅列表。 / EMAIL and/or --openid; --list subscribes at
+    once.
     """
     settings = settings_or_exit()
     attributes = _parse_attributes(attrs)
@@ -226,7 +227,8 @@ def list_cmd(
         for d in items:
             extra = f"  ({d['subscription']})" if "subscription" in d else ""
             click.echo(
-                f"#{d['id']}  {d['email'] or d['openid']}  {d['name']}  [{d['locale']}]  {d['status']}{extra}"
+                f"#{d['id']}  {d['email'] or d['openid']}  {d['name']}  [{d['locale']}]  "
+                f"{d['status']}{extra}"
             )
 
     emit(data, as_json, human)

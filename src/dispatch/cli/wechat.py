@@ -1,4 +1,5 @@
-"""`dispatch wechat publish|preview|status|followers sync|fake-server`: the Official Account by hand.
+"""`dispatch wechat publish|preview|status|followers sync|fake-server`: the Official Account by
+hand.
 
 Why these four: an editor publishes (and checks) the draft before a campaign, previews it on
 their own phone, watches a campaign's chunks, and anyone can run the fake API locally to try
@@ -34,7 +35,8 @@ MESSAGES = Catalog(
         ),
         "fake_running": (
             "模拟微信 API 运行中：{url}\n  app id {app_id}  app secret {secret}\n  按 Ctrl-C 停止",
-            "fake WeChat API running at {url}\n  app id {app_id}  app secret {secret}\n  press Ctrl-C to stop",
+            "fake WeChat API running at {url}\n  app id {app_id}  app secret {secret}\n  press "
+            "Ctrl-C to stop",
         ),
         "error": ("微信接口错误 {code}：{text}", "WeChat API error {code}: {text}"),
     }
@@ -202,8 +204,10 @@ def status_cmd(campaign: int, poll: bool, as_json: bool) -> None:
         click.echo("batch  status    msg_id        recipients  total  filtered  sent  errors  code")
         for r in rows:
             click.echo(
-                f"{r['batch_no']:>5}  {r['status']:<8}  {r['msg_id'] or '-':<12}  {r['recipients']:>10}  "
-                f"{_n(r['total']):>5}  {_n(r['filtered']):>8}  {_n(r['sent']):>4}  {_n(r['errors']):>6}  "
+                f"{r['batch_no']:>5}  {r['status']:<8}  {r['msg_id'] or '-':<12}  "
+                f"{r['recipients']:>10}  "
+                f"{_n(r['total']):>5}  {_n(r['filtered']):>8}  {_n(r['sent']):>4}  "
+                f"{_n(r['errors']):>6}  "
                 f"{r['errcode'] or ''} {r['errmsg'] or ''}"
             )
 
@@ -229,7 +233,8 @@ def followers_group() -> None:
 @json_option
 @_wechat_errors
 def followers_sync_cmd(list_slug: str | None, as_json: bool) -> None:
-    """Page through user/get + user/info/batchget into a list; resumes if interrupted / 同步关注者."""
+    """Page through user/get + user/info/batchget into a list; resumes if interrupted /
+    同步关注者."""
     from dispatch.db import get_engine
     from dispatch.wechat.client import WechatClient
     from dispatch.wechat.followers import MESSAGES as SYNC

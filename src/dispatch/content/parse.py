@@ -112,7 +112,8 @@ MESSAGES = Catalog(
         ),
         "bad_meta_line": (
             "标题后到空行前须为 key: value 元数据行",
-            "lines after an article heading up to the first blank line must be 'key: value' metadata",
+            "lines after an article heading up to the first blank line must be 'key: value' "
+            "metadata",
         ),
         "bad_heading_level": (
             "文章内只能用 ### 或 #### 小标题",
@@ -147,7 +148,8 @@ MESSAGES = Catalog(
         "nested_block": ("专栏内不能再开 ::: 块", "::: blocks cannot be nested"),
         "control_char": (
             "第 {col} 列有不可见的控制字符 {char}（常见于从 PDF 或 Word 复制），请删除",
-            "invisible control character {char} at column {col} (often pasted from a PDF or Word); remove it",
+            "invisible control character {char} at column {col} (often pasted from a PDF or Word);"
+            " remove it",
         ),
         "unknown_block": (
             "未知的 ::: 块类型 {kind!r}（可用：sidebar, video）",

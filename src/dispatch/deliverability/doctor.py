@@ -54,8 +54,10 @@ MESSAGES = Catalog(
         "status.fail": ("失败", "fail"),
         # DNS failures, shared
         "dns.timeout": (
-            "DNS 服务器在 {seconds} 秒内没有回答 {rtype} {name}（稍后重试，或检查 dns_nameservers）",
-            "the DNS server did not answer {rtype} {name} within {seconds} s (retry later, or check dns_nameservers)",
+            "DNS 服务器在 {seconds} 秒内没有回答 {rtype} {name}（稍后重试，或检查 "
+            "dns_nameservers）",
+            "the DNS server did not answer {rtype} {name} within {seconds} s (retry later, or "
+            "check dns_nameservers)",
         ),
         "dns.error": (
             "查询 {rtype} {name} 失败：{detail}",
@@ -64,13 +66,17 @@ MESSAGES = Catalog(
         # SPF
         "spf.none": ("{domain} 没有 SPF 记录", "{domain} has no SPF record"),
         "spf.many": (
-            "{domain} 有 {count} 条 SPF 记录，RFC 7208 只允许一条（收件方视为 permerror）：合并为一条",
-            "{domain} has {count} SPF records; RFC 7208 allows one (receivers treat it as a permerror): merge them",
+            "{domain} 有 {count} 条 SPF 记录，RFC 7208 只允许一条（收件方视为 permerror）："
+            "合并为一条",
+            "{domain} has {count} SPF records; RFC 7208 allows one (receivers treat it as a "
+            "permerror): merge them",
         ),
         "spf.syntax": ("SPF 语法错误：{error}", "SPF syntax error: {error}"),
         "spf.lookups": (
-            "SPF 需要 {count} 次 DNS 查询（经 include 展开），超过 RFC 7208 的上限 {limit}：收件方视为 permerror；减少 include 或改用 ip4/ip6",
-            "SPF needs {count} DNS lookups (through its includes), over RFC 7208's limit of {limit}: receivers treat it as a permerror; drop includes or use ip4/ip6",
+            "SPF 需要 {count} 次 DNS 查询（经 include 展开），超过 RFC 7208 的上限 {limit}："
+            "收件方视为 permerror；减少 include 或改用 ip4/ip6",
+            "SPF needs {count} DNS lookups (through its includes), over RFC 7208's limit of "
+            "{limit}: receivers treat it as a permerror; drop includes or use ip4/ip6",
         ),
         "spf.include_broken": (
             "SPF 引用的记录有问题：{problem}",
@@ -90,11 +96,13 @@ MESSAGES = Catalog(
         ),
         "spf.soft": (
             "SPF 有效（{lookups} 次查询），但以 {all} 结尾：确认无误后改为 -all",
-            "SPF is valid ({lookups} lookups) but ends in {all}: change it to -all once everything sends through it",
+            "SPF is valid ({lookups} lookups) but ends in {all}: change it to -all once "
+            "everything sends through it",
         ),
         "spf.no_relay": (
             "SPF 有效（{lookups} 次查询）；未配置中继（smtp_url），无法检查它是否被授权",
-            "SPF is valid ({lookups} lookups); no relay is configured (smtp_url), so whether it is authorised is not checked",
+            "SPF is valid ({lookups} lookups); no relay is configured (smtp_url), so whether it "
+            "is authorised is not checked",
         ),
         "spf.ok": (
             "SPF 有效（{lookups} 次查询），授权了中继 {relay}",
@@ -103,7 +111,8 @@ MESSAGES = Catalog(
         # DKIM
         "dkim.unconfigured": (
             "未配置 DKIM（dkim_selector、dkim_domain、dkim_key_file）：运行 dispatch dkim generate",
-            "DKIM is not configured (dkim_selector, dkim_domain, dkim_key_file): run dispatch dkim generate",
+            "DKIM is not configured (dkim_selector, dkim_domain, dkim_key_file): run dispatch "
+            "dkim generate",
         ),
         "dkim.config": ("DKIM 配置有误：{error}", "DKIM configuration problem: {error}"),
         "dkim.none": (
@@ -120,7 +129,8 @@ MESSAGES = Catalog(
         ),
         "dkim.mismatch": (
             "{name} 发布的公钥与 dispatch 签名用的私钥不匹配（换过密钥却没更新 DNS？）",
-            "the key published at {name} does not match the private key dispatch signs with (key rotated without updating DNS?)",
+            "the key published at {name} does not match the private key dispatch signs with (key "
+            "rotated without updating DNS?)",
         ),
         "dkim.verify_failed": (
             "用发布的公钥验证测试邮件失败：{error}",
@@ -132,7 +142,8 @@ MESSAGES = Catalog(
         ),
         "dkim.ok": (
             "{name} 发布了 {bits} 位 RSA 公钥，测试邮件签名验证通过，d={domain} 与发件域对齐",
-            "{name} publishes a {bits}-bit RSA key, a test message verifies against it, d={domain} aligns with the From domain",
+            "{name} publishes a {bits}-bit RSA key, a test message verifies against it, "
+            "d={domain} aligns with the From domain",
         ),
         # DMARC
         "dmarc.none": ("{domain} 没有 DMARC 记录", "{domain} has no DMARC record"),
@@ -143,7 +154,8 @@ MESSAGES = Catalog(
         "dmarc.syntax": ("DMARC 语法错误：{error}", "DMARC syntax error: {error}"),
         "dmarc.strict_dkim": (
             "DMARC 要求 adkim=s（严格），但 DKIM 签名域 {dkim} 不等于发件域 {domain}",
-            "DMARC asks adkim=s (strict) but the DKIM domain {dkim} is not the From domain {domain}",
+            "DMARC asks adkim=s (strict) but the DKIM domain {dkim} is not the From domain "
+            "{domain}",
         ),
         "dmarc.p_none": (
             "DMARC p=none 只监控不保护；查看报告确认无误后改为 p=quarantine",
@@ -179,11 +191,13 @@ MESSAGES = Catalog(
         "relay.bad_url": ("smtp_url 无效：{error}", "smtp_url is invalid: {error}"),
         "ptr.none": (
             "中继地址 {address} 没有反向解析（PTR）；Gmail 要求发信 IP 有一致的正反向解析",
-            "the relay address {address} has no reverse DNS (PTR); Gmail requires forward-confirmed reverse DNS for sending IPs",
+            "the relay address {address} has no reverse DNS (PTR); Gmail requires "
+            "forward-confirmed reverse DNS for sending IPs",
         ),
         "ptr.loopback": (
             "中继在本机（{address}）：起作用的是它对外发信的公网 IP 的 PTR，这里无法探测",
-            "the relay is on this host ({address}): what counts is the PTR of the public IP it sends from, not probed here",
+            "the relay is on this host ({address}): what counts is the PTR of the public IP it "
+            "sends from, not probed here",
         ),
         "ptr.mismatch": (
             "{address} 的 PTR 是 {names}，但这些名字不解析回 {address}",
@@ -204,7 +218,8 @@ MESSAGES = Catalog(
         ),
         "tls.plain": (
             "与中继的连接不加密（不支持 STARTTLS）：密码和邮件以明文传输",
-            "the connection to the relay is not encrypted (no STARTTLS): password and mail travel in clear",
+            "the connection to the relay is not encrypted (no STARTTLS): password and mail travel "
+            "in clear",
         ),
         "tls.bad": (
             "与中继的 TLS 握手失败：{error}",
@@ -223,7 +238,8 @@ MESSAGES = Catalog(
         # content
         "unsub.no_mailto": (
             "只有 https 退订；设置 unsubscribe_mailto 以便邮件客户端也能用 mailto 退订",
-            "unsubscribe is https only; set unsubscribe_mailto so mail clients can also unsubscribe by mailto",
+            "unsubscribe is https only; set unsubscribe_mailto so mail clients can also "
+            "unsubscribe by mailto",
         ),
         "unsub.ok": (
             "每封邮件带 List-Unsubscribe（https 与 mailto）和 One-Click",
@@ -231,7 +247,8 @@ MESSAGES = Catalog(
         ),
         "postal.none": (
             "未设置 postal_address：批量邮件页脚应写明发件单位的邮寄地址",
-            "postal_address is not set: a bulk message's footer should give the sender's postal address",
+            "postal_address is not set: a bulk message's footer should give the sender's postal "
+            "address",
         ),
         "postal.ok": ("页脚写明邮寄地址", "the footer gives the postal address"),
     }
@@ -580,7 +597,10 @@ def _key_of(record: str) -> str:
 def check_dmarc(settings: Settings, resolver: Resolver) -> CheckResult:
     domain = from_domain(settings)
     name = f"_dmarc.{domain}"
-    record = f'{name}. IN TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@{domain}; adkim=r; aspf=r"'
+    record = (
+        f'{name}. IN TXT "v=DMARC1; p=quarantine; '
+        f'rua=mailto:dmarc-reports@{domain}; adkim=r; aspf=r"'
+    )
     try:
         records = dmarc_records(resolver.txt_or_empty(name))
         org = organizational_domain(domain)

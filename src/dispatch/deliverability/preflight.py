@@ -43,27 +43,33 @@ MESSAGES = Catalog(
             "the sending domain check (dispatch doctor) has failures: {failures}",
         ),
         "doctor_refused": (
-            "已拒绝发送：doctor_enforce 已开启且域名检查有失败项；先修复或运行 dispatch doctor 查看",
-            "send refused: doctor_enforce is on and the domain check has failures; fix them (see dispatch doctor)",
+            "已拒绝发送：doctor_enforce 已开启且域名检查有失败项；先修复或运行 dispatch doctor "
+            "查看",
+            "send refused: doctor_enforce is on and the domain check has failures; fix them (see "
+            "dispatch doctor)",
         ),
         "risky_import": (
-            "列表 {slug!r} 最近一次导入（{file}）：{rows} 行中 {invalid} 个无效地址、{role} 个角色地址"
+            "列表 {slug!r} 最近一次导入（{file}）：{rows} 行中 {invalid} 个无效地址、{role} "
+            "个角色地址"
             "（如 {examples}），占 {share}，超过 {limit}；这份名单可能过时",
             "list {slug!r}, last import ({file}): {invalid} invalid and {role} role addresses "
             "(e.g. {examples}) in {rows} rows, {share}, over {limit}; the list may be stale",
         ),
         "never_checked": (
             "发信域名尚未检查：先运行 dispatch doctor（或打开送达率页面）",
-            "the sending domain has not been checked: run dispatch doctor (or open the deliverability page) first",
+            "the sending domain has not been checked: run dispatch doctor (or open the "
+            "deliverability page) first",
         ),
         "stale": (
             "域名检查结果已是 {hours} 小时前的：重新运行 dispatch doctor",
             "the domain check is {hours} hours old: run dispatch doctor again",
         ),
         "risky_list": (
-            "列表 {slug!r}：{members} 个地址中 {risky} 个（{share}）是角色地址（如 {examples}）或已退信，"
+            "列表 {slug!r}：{members} 个地址中 {risky} 个（{share}）是角色地址（如 {examples}）"
+            "或已退信，"
             "超过 {limit}；发送前请清理",
-            "list {slug!r}: {risky} of {members} addresses ({share}) are role addresses (e.g. {examples}) "
+            "list {slug!r}: {risky} of {members} addresses ({share}) are role addresses (e.g. "
+            "{examples}) "
             "or bounced before, over {limit}; clean it before sending",
         ),
     }

@@ -41,7 +41,8 @@ MESSAGES = Catalog(
     {
         "bad_transition": (
             "活动 {id}：不能从 {current!r} 变为 {wanted!r}（{current!r} 之后可以是：{allowed}）",
-            "campaign {id}: cannot go from {current!r} to {wanted!r} (allowed from {current!r}: {allowed})",
+            "campaign {id}: cannot go from {current!r} to {wanted!r} (allowed from {current!r}: "
+            "{allowed})",
         ),
         "not_found": ("活动 {id} 不存在", "campaign {id} not found"),
         "retry_not_finished": (
@@ -59,7 +60,8 @@ MESSAGES = Catalog(
         ),
         "no_lists": ("活动至少需要一个列表", "a campaign needs at least one list"),
         "no_recipients": (
-            "活动 {id} 没有可送达的收件人（{channel}）：请先向列表添加订阅者；活动仍为草稿，之后可再发送",
+            "活动 {id} 没有可送达的收件人（{channel}）：请先向列表添加订阅者；活动仍为草稿，"
+            "之后可再发送",
             "campaign {id} has nobody to reach on {channel}: add subscribers to its lists first; "
             "it stays a draft and can be sent later",
         ),

@@ -43,7 +43,8 @@ MESSAGES = Catalog(
             "`dispatch worker --beat`",
         ),
         "beat_gone": (
-            "活动 #{id} 已到定时时间，但已有 {seconds} 秒没有看到 beat：请用 `dispatch worker --beat` 启动",
+            "活动 #{id} 已到定时时间，但已有 {seconds} 秒没有看到 beat：请用 `dispatch worker "
+            "--beat` 启动",
             "campaign #{id} is due but no beat has been seen for {seconds} s: start it with "
             "`dispatch worker --beat`",
         ),

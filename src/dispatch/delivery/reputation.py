@@ -46,7 +46,8 @@ WORST_DOMAINS = 3
 MESSAGES = Catalog(
     {
         "paused": (
-            "信誉保护暂停：最近 {sample} 封中{what}；问题最多的收件域名：{domains}。清理列表后可恢复发送",
+            "信誉保护暂停：最近 {sample} 封中{what}；问题最多的收件域名：{domains}。"
+            "清理列表后可恢复发送",
             "paused by the reputation guard: of the last {sample} deliveries, {what_en}; worst "
             "recipient domains: {domains}. Clean the list, then resume",
         ),

@@ -54,7 +54,8 @@ MESSAGES = Catalog(
         ),
         "warmup": (
             "域名 {domain} 预热中：今日额度 {allowance} 已用完，{at} 继续",
-            "domain {domain} is warming up: today's allowance of {allowance} is used; continues at {at}",
+            "domain {domain} is warming up: today's allowance of {allowance} is used; continues "
+            "at {at}",
         ),
         "throttled": (
             "{provider} 要求放慢：{reason}",

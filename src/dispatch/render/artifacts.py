@@ -20,7 +20,8 @@ ARTIFACT_NAMES = ("email.html", "email.txt", "wechat.json")
 
 
 def sample_slots(doc: IssueDoc, settings: Settings) -> RecipientSlots:
-    """A stand-in recipient for previews: no tracking, an unsubscribe URL that shows where it goes."""
+    """A stand-in recipient for previews: no tracking, an unsubscribe URL that shows where it
+    goes."""
     base = settings.public_base_url.rstrip("/")
     return RecipientSlots(
         name=SAMPLE_RECIPIENT_NAME.get(doc.meta.locale, "读者"),

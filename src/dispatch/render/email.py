@@ -117,7 +117,8 @@ class EmailTooLarge(RenderError):
         super().__init__(
             f"the email would be {size:,} bytes with all {articles} articles as title and link, "
             f"over the {limit:,}-byte limit (Gmail clips at {GMAIL_CLIP_BYTES:,}): split the "
-            f"issue / 即使每篇文章只保留标题和链接，邮件仍有 {size:,} 字节，超过 {limit:,} 字节上限，"
+            f"issue / 即使每篇文章只保留标题和链接，邮件仍有 {size:,} 字节，超过 {limit:,} "
+            f"字节上限，"
             "请拆分本期"
         )
 

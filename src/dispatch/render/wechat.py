@@ -325,7 +325,8 @@ class _Renderer:
 def check_images(doc: IssueDoc) -> None:
     """uploadimg takes jpg/png under 1 MB; say which image breaks that before any upload."""
     bad = [
-        f"{img.src}: {'not jpg/png' if img.path.suffix.lower() not in IMAGE_SUFFIXES else 'over 1 MB'}"
+        f"{img.src}: "
+        f"{'not jpg/png' if img.path.suffix.lower() not in IMAGE_SUFFIXES else 'over 1 MB'}"
         for img in doc.images()
         if img.path.suffix.lower() not in IMAGE_SUFFIXES
         or img.path.stat().st_size >= IMAGE_MAX_BYTES
@@ -351,7 +352,8 @@ def render_wechat(doc: IssueDoc, settings: Settings) -> list[WechatArticle]:
     else:
         raise WechatRenderError(
             f"the issue needs {len(groups)} WeChat articles, at most {MAX_ARTICLES_PER_MESSAGE} fit"
-            f" one message / 本期需要 {len(groups)} 篇图文，单条消息最多 {MAX_ARTICLES_PER_MESSAGE} 篇"
+            f" one message / 本期需要 {len(groups)} 篇图文，单条消息最多 "
+            f"{MAX_ARTICLES_PER_MESSAGE} 篇"
         )
     articles = [r.article(g, i) for i, g in enumerate(groups)]
     for a in articles:

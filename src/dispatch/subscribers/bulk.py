@@ -98,11 +98,15 @@ def insert_subscribers(
         conn.execute(
             text(
                 "WITH t AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) "
-                "  AS t(email text, email_key text, openid text, name text, locale text, attributes json)), "
-                "new AS (INSERT INTO subscribers (email, email_key, openid, name, locale, attributes, status, created_at, confirmed_at) "
-                "  SELECT email, email_key, openid, name, locale, attributes, :active, :now, :now FROM t "
+                "  AS t(email text, email_key text, openid text, name text, locale text, "
+                "attributes json)), "
+                "new AS (INSERT INTO subscribers (email, email_key, openid, name, locale, "
+                "attributes, status, created_at, confirmed_at) "
+                "  SELECT email, email_key, openid, name, locale, attributes, :active, :now, :now "
+                "FROM t "
                 "  RETURNING id) "
-                "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, confirmed_at) "
+                "INSERT INTO subscriptions (subscriber_id, list_id, status, created_at, "
+                "confirmed_at) "
                 "SELECT id, :list_id, :confirmed, :now, :now FROM new"
             ).bindparams(bindparam("now", type_=UTCDateTime())),
             {

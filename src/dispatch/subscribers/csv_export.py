@@ -4,9 +4,11 @@ Columns: email, name, locale, openid, status, then every attribute key (sorted).
 is the person's standing on this list: confirmed, unconfirmed, unsubscribed, or the reason
 they are blocked (bounced, complained, blocklisted, suppressed). Unsubscribed and blocked
 people are left out unless asked for (`include_all`), so an export handed to another tool
-never revives someone who left; the import reads the status column back as nothing. Files are UTF-8 with a
+never revives someone who left; the import reads the status column back as nothing. Files are UTF-8
+with a
 BOM so Excel opens Chinese names correctly; the import strips the BOM. Cells that would run
-as spreadsheet formulas are neutralised (`dispatch.csv_safe`); the import undoes that exactly. Rows are streamed,
+as spreadsheet formulas are neutralised (`dispatch.csv_safe`); the import undoes that exactly. Rows
+are streamed,
 never all loaded: a first pass collects the attribute keys, a second writes.
 """
 

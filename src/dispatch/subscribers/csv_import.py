@@ -7,11 +7,13 @@ then written with a few bulk INSERT … ON CONFLICT DO NOTHING / executemany UPD
 statements. A failure rolls back only its own chunk and names the line to resume from.
 
 Rules: a header row is required (email and/or openid column); a `lists` column names more
-lists for the row (slugs separated by ; or |); other columns become string attributes. Empty cells mean "not given" and never erase stored values. An address that
+lists for the row (slugs separated by ; or |); other columns become string attributes. Empty cells
+mean "not given" and never erase stored values. An address that
 unsubscribed or is suppressed is not brought back unless `resubscribe`. Imported
 subscriptions are confirmed; into a double opt-in list only with `confirmed` (the
 administrator declares that consent was collected elsewhere), which is recorded on each
-subscription's source, as every import's file name is. Re-subscriptions are recorded as `subscribed` events;
+subscription's source, as every import's file name is. Re-subscriptions are recorded as
+`subscribed` events;
 plain new rows are not (for 100,000 rows that would double the writes).
 """
 
@@ -121,7 +123,8 @@ MESSAGES = Catalog(
         ),
         "no_header": (
             "{file}:1: 缺少表头行：第一行需含 email 或 openid 列，当前为 {first!r}",
-            "{file}:1: header row missing: the first line must name an email or openid column, got {first!r}",
+            "{file}:1: header row missing: the first line must name an email or openid column, "
+            "got {first!r}",
         ),
         "dup_header": (
             "{file}:1: 表头列 {name!r} 重复",
@@ -138,10 +141,12 @@ MESSAGES = Catalog(
         ),
         "aborted": (
             "{file}:{line}: 导入在此中止（{cause}）；之前的行已保存，请用 --start-line {line} 继续",
-            "{file}:{line}: import stopped here ({cause}); rows before it are stored, resume with --start-line {line}",
+            "{file}:{line}: import stopped here ({cause}); rows before it are stored, resume with "
+            "--start-line {line}",
         ),
         "summary": (
-            "导入 {imported}，加入列表 {added}，资料更新 {updated}，未变 {unchanged}，跳过 {skipped}",
+            "导入 {imported}，加入列表 {added}，资料更新 {updated}，未变 {unchanged}，跳过 "
+            "{skipped}",
             "imported {imported}, added to the list {added}, details updated {updated}, "
             "unchanged {unchanged}, skipped {skipped}",
         ),

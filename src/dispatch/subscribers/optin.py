@@ -77,10 +77,13 @@ def build_confirmation_email(
     message.set_content(f"{greeting}\n\n{body}\n\n{url}\n\n{ignore}\n")
     html_lang = "zh-CN" if locale != "en" else "en"
     message.add_alternative(
-        f'<!doctype html><html lang="{html_lang}"><body style="font-family:sans-serif;line-height:1.6">'
+        f'<!doctype html><html lang="{html_lang}"><body style="font-family:sans-serif;line-height:'
+        f'1.6">'
         f"<p>{escape(greeting)}</p><p>{escape(body)}</p>"
-        f'<p><a href="{escape(url)}" style="display:inline-block;padding:8px 16px;background:#1a5fb4;'
-        f'color:#fff;text-decoration:none;border-radius:4px">{escape(MESSAGES.get("button", locale))}</a></p>'
+        f'<p><a href="{escape(url)}" style="display:inline-block;padding:8px 16px;background:'
+        f"#1a5fb4;"
+        f"color:#fff;text-decoration:none;border-radius:"
+        f'4px">{escape(MESSAGES.get("button", locale))}</a></p>'
         f'<p style="font-size:12px;color:#666">{escape(url)}</p>'
         f'<p style="font-size:12px;color:#666">{escape(ignore)}</p></body></html>',
         subtype="html",
@@ -91,7 +94,8 @@ def build_confirmation_email(
 def send_confirmation(
     settings: Settings, subscriber: Subscriber, mailing_list: MailingList
 ) -> str | None:
-    """Send the confirmation email; WeChat-only followers (no email) get none. Returns Message-ID."""
+    """Send the confirmation email; WeChat-only followers (no email) get none. Returns
+    Message-ID."""
     if not subscriber.email:
         return None
     return send_transactional(
@@ -144,10 +148,13 @@ def _compose(settings: Settings, subscriber: Subscriber, list_name: str, url: st
     ignore = MESSAGES.get("ignore", locale)
     html_lang = "zh-CN" if locale != "en" else "en"
     html_part = (
-        f'<!doctype html><html lang="{html_lang}"><body style="font-family:sans-serif;line-height:1.6">'
+        f'<!doctype html><html lang="{html_lang}"><body style="font-family:sans-serif;line-height:'
+        f'1.6">'
         f"<p>{escape(greeting)}</p><p>{escape(body)}</p>"
-        f'<p><a href="{escape(url)}" style="display:inline-block;padding:8px 16px;background:#1a5fb4;'
-        f'color:#fff;text-decoration:none;border-radius:4px">{escape(MESSAGES.get("button", locale))}</a></p>'
+        f'<p><a href="{escape(url)}" style="display:inline-block;padding:8px 16px;background:'
+        f"#1a5fb4;"
+        f"color:#fff;text-decoration:none;border-radius:"
+        f'4px">{escape(MESSAGES.get("button", locale))}</a></p>'
         f'<p style="font-size:12px;color:#666">{escape(url)}</p>'
         f'<p style="font-size:12px;color:#666">{escape(ignore)}</p></body></html>'
     )

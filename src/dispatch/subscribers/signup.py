@@ -43,7 +43,8 @@ MESSAGES = Catalog(
         ),
         "name_invalid": (
             "姓名不能包含换行或控制字符，且不超过 200 字。",
-            "The name may not contain line breaks or control characters, nor exceed 200 characters.",
+            "The name may not contain line breaks or control characters, nor exceed 200 "
+            "characters.",
         ),
         "lists_required": ("请至少选择一个订阅列表。", "Please choose at least one list."),
         "lists_unknown": ("没有可订阅的列表 {slug}。", "There is no public list {slug}."),

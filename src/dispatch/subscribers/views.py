@@ -13,7 +13,8 @@ from dispatch.subscribers import service
 def list_view(
     session: Session, mailing_list: MailingList, *, with_recipients: bool = False
 ) -> dict[str, Any]:
-    """A list with its member counts by status (and, when asked, eligible recipients per channel)."""
+    """A list with its member counts by status (and, when asked, eligible recipients per
+    channel)."""
     data: dict[str, Any] = {
         "id": mailing_list.id,
         "slug": mailing_list.slug,

@@ -28,8 +28,10 @@ def opens_clicks_svg(
     slot = plot_w / len(buckets)
     bar = min(MAX_BAR, max(1.0, slot * 0.38))
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
-        f'aria-label="{escape(labels[0])} / {escape(labels[1])}" style="max-width:{WIDTH}px;background:#fff">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" '
+        f'role="img" '
+        f'aria-label="{escape(labels[0])} / {escape(labels[1])}" style="max-width:{WIDTH}px;'
+        f'background:#fff">'
     ]
     for value in sorted({0, peak // 2, peak}):
         y = PAD_TOP + plot_h * (1 - value / peak)
@@ -37,7 +39,8 @@ def opens_clicks_svg(
             f'<line x1="{PAD_LEFT}" x2="{WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e8ec"/>'
         )
         parts.append(
-            f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#61707d">{value}</text>'
+            f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" '
+            f'fill="#61707d">{value}</text>'
         )
     step = max(1, -(-len(buckets) // 6))
     for i, b in enumerate(buckets):
@@ -45,8 +48,10 @@ def opens_clicks_svg(
         for j, (key, colour) in enumerate((("opened", OPEN_COLOUR), ("clicked", CLICK_COLOUR))):
             h = plot_h * b[key] / peak
             parts.append(
-                f'<rect x="{x + j * bar:.1f}" y="{PAD_TOP + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{colour}"><title>{escape(str(b["start"]))}: {escape(labels[j])} {b[key]}</title></rect>'
+                f'<rect x="{x + j * bar:.1f}" y="{PAD_TOP + plot_h - h:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" '
+                f'fill="{colour}"><title>{escape(str(b["start"]))}: {escape(labels[j])} '
+                f"{b[key]}</title></rect>"
             )
         if i % step == 0:
             start = b["start"]
@@ -55,7 +60,8 @@ def opens_clicks_svg(
             )
             x = PAD_LEFT + i * slot
             parts.append(
-                f'<text x="{x:.1f}" y="{HEIGHT - 8}" font-size="10" fill="#61707d">{escape(label)}</text>'
+                f'<text x="{x:.1f}" y="{HEIGHT - 8}" font-size="10" '
+                f'fill="#61707d">{escape(label)}</text>'
             )
     parts.append(
         f'<rect x="{WIDTH - 170}" y="2" width="10" height="10" fill="{OPEN_COLOUR}"/>'

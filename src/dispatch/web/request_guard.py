@@ -42,7 +42,10 @@ class BodyTooLarge(HTTPException):
     def __init__(self, limit: int):
         super().__init__(
             status_code=413,
-            detail=f"request body too large (limit {limit:,} bytes) / 请求内容过大（上限 {limit:,} 字节）",
+            detail=(
+                f"request body too large (limit {limit:,} bytes) / "
+                f"请求内容过大（上限 {limit:,} 字节）"
+            ),
         )
 
 

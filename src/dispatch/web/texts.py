@@ -16,7 +16,8 @@ TEXTS = Catalog(
         "list_ad_marker": ("主题加“(AD)”", "Subject marked (AD)"),
         "list_ad_marker_help": (
             "网易邮箱把主题不带“(AD)”的营销邮件视为广告；会员简报不是广告，默认不加",
-            "NetEase treats marketing mail without (AD) in the subject as advertising; a member bulletin is not advertising, so it is off by default",
+            "NetEase treats marketing mail without (AD) in the subject as advertising; a member "
+            "bulletin is not advertising, so it is off by default",
         ),
         # deliverability page
         "deliverability_title": ("送达率与发信域名", "Deliverability and sending domain"),
@@ -40,7 +41,8 @@ TEXTS = Catalog(
         "deliv_complaint_rate": ("投诉率", "Complaint rate"),
         "deliv_thresholds": (
             "超过 {bounce} 退信或 {complaint} 投诉时，正在发送的活动会自动暂停。",
-            "A running campaign pauses itself above {bounce} hard bounces or {complaint} complaints.",
+            "A running campaign pauses itself above {bounce} hard bounces or {complaint} "
+            "complaints.",
         ),
         "deliv_suppression": ("抑制名单增长", "Suppression list growth"),
         "deliv_suppression_total": ("共 {n} 个地址", "Suppressed in all: {n}"),

@@ -24,7 +24,8 @@ BEIJING = timedelta(hours=8)
 MESSAGES = Catalog(
     {
         "bad_type": (
-            "设置 wechat_account_type 须为 subscription（订阅号）或 service（服务号），而非 {value!r}",
+            "设置 wechat_account_type 须为 subscription（订阅号）或 service（服务号），而非 "
+            "{value!r}",
             "setting wechat_account_type must be subscription or service, not {value!r}",
         ),
         "bad_mode": (

@@ -105,7 +105,8 @@ def _jpeg_within(img: PILImage.Image, limit: int) -> bytes:
 
 
 def prepare_image(path: Path, kind: str) -> tuple[str, bytes]:
-    """(filename, bytes) WeChat accepts for this kind: uploadimg jpg/png < 1 MB; thumb JPG ≤ 64 KB."""
+    """(filename, bytes) WeChat accepts for this kind: uploadimg jpg/png < 1 MB; thumb JPG ≤ 64
+    KB."""
     data = path.read_bytes()
     is_png = data.startswith(b"\x89PNG")
     is_jpg = data.startswith(b"\xff\xd8\xff")

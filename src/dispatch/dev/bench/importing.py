@@ -115,8 +115,12 @@ def run(database_url: str, rows: int) -> dict[str, Any]:
     return {
         "rows": rows,
         "file_bytes": size,
-        "database": f"{make_url(server_url).host}:{make_url(server_url).port or 5432}/{name} (created and dropped; "
-        f"server from {'settings.database_url' if where == 'settings' else 'the local default'})",
+        "database": (
+            f"{make_url(server_url).host}:{make_url(server_url).port or 5432}/{name} "
+            "(created and dropped; "
+            "server from "
+            f"{'settings.database_url' if where == 'settings' else 'the local default'})"
+        ),
         "import_seconds": round(wall, 3),
         "import_rows_per_second": round(rows / wall),
         "import_client_cpu_seconds": round(cpu, 3),
@@ -149,7 +153,8 @@ def command(rows: int, as_json: bool) -> None:
         figures = run(settings.resolved_database_url, rows)
     except Exception as exc:  # one line, not a traceback, e.g. PostgreSQL not reachable
         fail(
-            f"bench import: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+            f"bench import: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
         )
         return
     if as_json:
@@ -158,16 +163,20 @@ def command(rows: int, as_json: bool) -> None:
     click.echo(f"数据库 / database: {figures['database']}")
     click.echo(
         f"导入 / import: {figures['rows']:,} rows in {figures['import_seconds']} s = "
-        f"{figures['import_rows_per_second']:,} rows/s (client CPU {figures['import_client_cpu_seconds']} s)"
+        f"{figures['import_rows_per_second']:,} rows/s (client CPU "
+        f"{figures['import_client_cpu_seconds']} s)"
     )
     click.echo(
-        f"重复导入 / re-import (unchanged {figures['reimport_unchanged']:,}): {figures['reimport_seconds']} s = "
-        f"{figures['reimport_rows_per_second']:,} rows/s (client CPU {figures['reimport_client_cpu_seconds']} s)"
+        f"重复导入 / re-import (unchanged {figures['reimport_unchanged']:,}): "
+        f"{figures['reimport_seconds']} s = "
+        f"{figures['reimport_rows_per_second']:,} rows/s (client CPU "
+        f"{figures['reimport_client_cpu_seconds']} s)"
     )
     click.echo(f"峰值内存 / peak memory (ru_maxrss): {figures['peak_memory_mb']} MB")
     if figures["import_server_cpu_seconds"] is not None:
         click.echo(
-            f"服务器 CPU / PostgreSQL backend CPU: import {figures['import_server_cpu_seconds']} s, "
+            f"服务器 CPU / PostgreSQL backend CPU: import {figures['import_server_cpu_seconds']} "
+            f"s, "
             f"re-import {figures['reimport_server_cpu_seconds']} s"
         )
     click.echo(

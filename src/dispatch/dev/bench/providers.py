@@ -36,15 +36,19 @@ MESSAGES = Catalog(
     {
         "run_a": (
             "(A) 不限速：其他服务商 {n} 封 {s:.1f} 秒，{rate:.0f} 封/秒；网易已发 {ne} 封",
-            "(A) nobody throttles: other providers {n} messages in {s:.1f} s, {rate:.0f} msg/s; NetEase sent {ne}",
+            "(A) nobody throttles: other providers {n} messages in {s:.1f} s, {rate:.0f} msg/s; "
+            "NetEase sent {ne}",
         ),
         "run_b": (
-            "(B) 网易限速：其他服务商 {n} 封 {s:.1f} 秒，{rate:.0f} 封/秒；网易已发 {ne} 封，限速回复 {thr} 次",
-            "(B) NetEase throttles: other providers {n} messages in {s:.1f} s, {rate:.0f} msg/s; NetEase sent {ne}, throttle replies {thr}",
+            "(B) 网易限速：其他服务商 {n} 封 {s:.1f} 秒，{rate:.0f} 封/秒；网易已发 {ne} 封，"
+            "限速回复 {thr} 次",
+            "(B) NetEase throttles: other providers {n} messages in {s:.1f} s, {rate:.0f} msg/s; "
+            "NetEase sent {ne}, throttle replies {thr}",
         ),
         "ratio": (
             "网易限速时其他服务商保持 {ratio:.0%} 的速度（目标 ≥ 90%）",
-            "with NetEase throttling the other providers keep {ratio:.0%} of their rate (target ≥ 90%)",
+            "with NetEase throttling the other providers keep {ratio:.0%} of their rate (target ≥ "
+            "90%)",
         ),
     }
 )

@@ -145,7 +145,8 @@ def command(as_json: bool, rounds: int) -> None:
         )
         click.echo(f"render wechat / 微信渲染: {f['render_wechat_s'] * 1000:.1f} ms")
         click.echo(
-            f"fill one recipient / 逐人填充 (median of {f['rounds']}): {f['fill_median_us']:.1f} µs "
+            f"fill one recipient / 逐人填充 (median of {f['rounds']}): {f['fill_median_us']:.1f} "
+            f"µs "
             f"({f['sample_links']} links, {f['sample_slots']} slots; target < 50 µs)"
         )
         click.echo(

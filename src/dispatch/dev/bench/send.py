@@ -45,12 +45,16 @@ MESSAGES = Catalog(
             "(a) raw smtplib ceiling: {n} messages in {s:.1f} s, {rate:.0f} msg/s",
         ),
         "pipe": (
-            "(b) 完整流程（{w} 个 Celery 工作进程，PostgreSQL + Redis）：{n} 封，{s:.1f} 秒，{rate:.0f} 封/秒",
-            "(b) full pipeline ({w} Celery workers, PostgreSQL + Redis): {n} messages in {s:.1f} s, {rate:.0f} msg/s",
+            "(b) 完整流程（{w} 个 Celery 工作进程，PostgreSQL + Redis）：{n} 封，{s:.1f} 秒，"
+            "{rate:.0f} 封/秒",
+            "(b) full pipeline ({w} Celery workers, PostgreSQL + Redis): {n} messages in {s:.1f} "
+            "s, {rate:.0f} msg/s",
         ),
         "wire": (
-            "(a') 同一连接上本通道的发送路径（PIPELINING，无正则转义）：{n} 封，{s:.1f} 秒，{rate:.0f} 封/秒",
-            "(a') the channel's wire path on one connection (PIPELINING, no regex dot-stuffing): {n} messages in {s:.1f} s, {rate:.0f} msg/s",
+            "(a') 同一连接上本通道的发送路径（PIPELINING，无正则转义）：{n} 封，{s:.1f} 秒，{rate:"
+            ".0f} 封/秒",
+            "(a') the channel's wire path on one connection (PIPELINING, no regex dot-stuffing): "
+            "{n} messages in {s:.1f} s, {rate:.0f} msg/s",
         ),
         "ratio": (
             "流程 / 裸上限 = {ratio:.0%}（目标 ≥ 60%）",
@@ -62,8 +66,10 @@ MESSAGES = Catalog(
         ),
         "mem": ("峰值内存 {proc}：{mb:.0f} MB", "peak memory {proc}: {mb:.0f} MB"),
         "steady": (
-            "    其中：启动到首封发出 {first:.1f} 秒（扇出、每个进程渲染一次），之后 {rate:.0f} 封/秒",
-            "    of which: {first:.1f} s until the first message was sent (fan-out, one render per process), then {rate:.0f} msg/s",
+            "    其中：启动到首封发出 {first:.1f} 秒（扇出、每个进程渲染一次），之后 {rate:.0f} "
+            "封/秒",
+            "    of which: {first:.1f} s until the first message was sent (fan-out, one render "
+            "per process), then {rate:.0f} msg/s",
         ),
         "cpu": ("工作进程 CPU：每封 {ms:.1f} 毫秒", "worker CPU: {ms:.1f} ms per message"),
         "no_pipeline": ("未测流程：{why}", "pipeline not measured: {why}"),

@@ -620,10 +620,12 @@ def command(
 
     def human(f: dict) -> None:
         click.echo(
-            f"backend {f['backend']}, {f['workers']} uvicorn workers, {f['concurrency']} connections on loopback"
+            f"backend {f['backend']}, {f['workers']} uvicorn workers, {f['concurrency']} "
+            f"connections on loopback"
         )
         click.echo(
-            f"{f['requests']} tracking requests in {f['seconds']} s: {f['requests_per_second']} req/s, "
+            f"{f['requests']} tracking requests in {f['seconds']} s: {f['requests_per_second']} "
+            f"req/s, "
             f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, errors {f['errors']}"
         )
         click.echo(
@@ -633,7 +635,8 @@ def command(
         )
         click.echo(
             f"events: opened {f['opened_events']}/{f['expected_opened_events']}, clicked "
-            f"{f['clicked_events']}/{f['expected_clicked_events']}, hits {f['recorded_hits']}/{f['expected_hits']}"
+            f"{f['clicked_events']}/{f['expected_clicked_events']}, hits "
+            f"{f['recorded_hits']}/{f['expected_hits']}"
             f" → {'all recorded' if f['all_recorded'] else 'MISMATCH'}"
         )
         click.echo(f"target 1000 req/s, p99 < 50 ms: {'met' if f['meets_target'] else 'NOT met'}")
@@ -648,7 +651,8 @@ def command(
             click.echo(
                 f"signups: {g['new_subscribers']} people, {g['unconfirmed_subscriptions']} "
                 f"awaiting confirmation, {g['confirmation_emails']} confirmation emails, "
-                f"{g['optin_sent_events']} optin_sent events for {g['accepted_posts']} accepted posts"
+                f"{g['optin_sent_events']} optin_sent events for {g['accepted_posts']} accepted "
+                f"posts"
                 f" → {'all recorded' if g['all_recorded'] else 'MISMATCH'}"
             )
             click.echo(
