@@ -222,7 +222,8 @@ def _bulk_apply(session, action: str, ids: list[int], list_id: int | None, actor
 async def subscribers_bulk(request: Request, principal: AdminUser, session: DbSession) -> Response:
     form = await request.form()
     action = str(form.get("action") or "")
-    ids = sorted({int(v) for v in form.getlist("ids") if str(v).isdigit() and 0 < int(v) < 2**31})
+    raw_ids = [str(v) for v in form.getlist("ids")]
+    ids = sorted({int(v) for v in raw_ids if v.isdigit() and 0 < int(v) < 2**31})
     raw_list = str(form.get("list_id") or "")
     list_id = int(raw_list) if raw_list.isdigit() and 0 < int(raw_list) < 2**31 else None
     locale = request_locale(request)
