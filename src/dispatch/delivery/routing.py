@@ -218,6 +218,7 @@ class SendingPolicy:
         exhausted: set[str] = set(exclude or ())
         reasons: dict[str, str] = {}
         quota_full = False
+        usable_now: dict[str, bool] = {}  # one look per relay per call, only at candidates
         for row in rows:
             provider = row.provider or OTHER
             placed = False
@@ -227,7 +228,10 @@ class SendingPolicy:
                     for r in self.relays
                     if r.name not in exhausted and r.carries(self.from_domain, provider)
                 ]
-                usable = [r for r in candidates if self._usable(r)]
+                for r in candidates:
+                    if r.name not in usable_now:
+                        usable_now[r.name] = self._usable(r)
+                usable = [r for r in candidates if usable_now[r.name]]
                 relay = pick_relay(usable, self.rng)
                 if relay is None:
                     break
