@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,26 +35,7 @@ from dispatch.tasks import CeleryQueue, configure
 from smtp_server import ScriptedSmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_URL = os.environ.get("DISPATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("DISPATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_START = [
-    "redis-server",
-    "--daemonize",
-    "yes",
-    "--bind",
-    "127.0.0.1",
-    "-::1",
-    "--port",
-    "6379",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    "/var/lib/redis",
-    "--logfile",
-    "/var/log/redis/ci.log",
-]
 CELERY = [
     sys.executable,
     "-m",
@@ -81,6 +63,7 @@ class Cluster:
     app: Celery
     issue_id: int
     tmp: Path
+    redis: PrivateRedis
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def start_worker(self, name: str) -> subprocess.Popen:
@@ -164,27 +147,65 @@ def _pg_database() -> tuple[str, object]:
     return f"{base}/{name}", admin
 
 
-def _redis_up() -> bool:
-    try:
-        return bool(redis_lib.Redis.from_url(REDIS_URL, socket_timeout=2).ping())
-    except redis_lib.RedisError:
-        return False
+class PrivateRedis:
+    """A redis-server of this module's own on a free loopback port.
 
+    Why: the fault test shuts Redis down mid-campaign; doing that to the machine's shared
+    Redis would break every other test (and developer) using it at the same moment.
+    """
 
-def _ensure_redis() -> None:
-    """Always leave the shared Redis running (other tests use it too)."""
-    for _ in range(50):
-        if _redis_up():
-            return
-        subprocess.run(REDIS_START, check=False, capture_output=True)
-        time.sleep(0.2)
-    raise RuntimeError("could not restart redis-server")
+    def __init__(self, folder: Path):
+        self.folder = folder
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def up(self) -> bool:
+        try:
+            return bool(redis_lib.Redis.from_url(self.url, socket_timeout=2).ping())
+        except redis_lib.RedisError:
+            return False
+
+    def ensure(self) -> None:
+        """Start it when it is not running, and wait until it answers."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.folder),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        for _ in range(100):
+            if self.up():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"private redis-server on port {self.port} did not start")
+
+    def kill(self) -> None:
+        """Redis goes away with every queued task (it keeps nothing on disk)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    _ensure_redis()
     tmp = tmp_path_factory.mktemp("workers")
+    redis = PrivateRedis(tmp)
+    redis.ensure()
     url, admin = _pg_database()
     engine = make_engine(url)
     upgrade(engine)
@@ -193,7 +214,8 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     values = {
         "data_dir": str(tmp / "var"),
         "database_url": url,
-        "broker_url": REDIS_URL,
+        "broker_url": redis.url,
+        "redis_url": redis.url,
         "redis_key_prefix": f"dispatch-test:{run}:",
         "celery_queue": f"dispatch-test-{run}",
         "smtp_url": smtp.url,
@@ -213,7 +235,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     app = configure(Celery(f"dispatch-test-{run}"), settings)
     with Session(engine) as session, session.begin():
         issue_id = publish_source(session, _small_issue(tmp / "issue")).id
-    c = Cluster(settings, env, engine, smtp, app, issue_id, tmp)
+    c = Cluster(settings, env, engine, smtp, app, issue_id, tmp, redis)
     try:
         c.start_worker("w1")
         c.start_worker("w2")
@@ -229,11 +251,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         smtp.stop()
-        _ensure_redis()
-        client = redis_lib.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(match=f"{settings.redis_key_prefix}*", count=1000):
-            client.delete(key)
-        client.close()
+        redis.kill()
         engine.dispose()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)'))
@@ -369,12 +387,10 @@ def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
         while sum(cluster.received(addresses).values()) < 400 and time.monotonic() < deadline:
             time.sleep(0.02)
         # Redis goes away with every queued task (it keeps nothing on disk) and comes back
-        subprocess.run(
-            ["redis-cli", "-u", REDIS_URL, "shutdown", "nosave"], check=False, capture_output=True
-        )
+        cluster.redis.kill()
         time.sleep(1.0)
     finally:
-        _ensure_redis()
+        cluster.redis.ensure()
     # pause and resume while it recovers
     with Session(cluster.engine) as session, session.begin():
         campaigns.pause(session, campaign_id)
