@@ -257,3 +257,34 @@ def test_every_upload_route_gets_the_upload_limit(web_app, settings):
                 )
                 uploads += 1
     assert uploads >= 5
+
+
+@pytest.mark.browser
+def test_api_docs_work_under_the_csp_without_a_cdn(server):
+    """Chromium loads /api/docs with the strict CSP: Swagger UI renders the operations, no
+    request leaves this host and the console shows no CSP violation."""
+    from playwright import sync_api
+
+    from test_render_browser import CHROMIUM, CHROMIUM_ARGS
+
+    base = f"http://{server[0]}:{server[1]}"
+    foreign: list[str] = []
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on(
+                "request",
+                lambda r: None if r.url.startswith(base) else foreign.append(r.url),
+            )
+            page.on(
+                "console",
+                lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+            )
+            page.goto(base + "/api/docs")
+            page.wait_for_selector(".opblock", timeout=30_000)
+            assert page.locator(".opblock").count() >= 10
+        finally:
+            browser.close()
+    assert foreign == [] and problems == []

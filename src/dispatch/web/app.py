@@ -21,6 +21,7 @@ from dispatch.config import Settings, get_settings
 from dispatch.db import get_engine, session_factory
 from dispatch.web import (
     api_campaigns,
+    api_docs,
     api_issues,
     api_lists,
     api_subscribers,
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Admin API of the dispatch newsletter service / 简报投递管理接口",
         openapi_url="/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served by web.api_docs from the package (no CDN, no inline script)
         redoc_url=None,
     )
     app.state.settings = settings
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(SecurityHeaders, settings=settings)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    api_docs.install(app)
     for module in (
         routes_subscribe,
         routes_preferences,
