@@ -259,6 +259,22 @@ class _SidebarDraft:
     blocks: list[Block] = field(default_factory=list)
 
 
+@dataclass
+class _Body:
+    """Where the body walk stands: sections so far, the open article and sidebar, and the
+    paragraph lines not yet turned into blocks."""
+
+    sections: list[tuple[str, int, list[_Draft]]] = field(default_factory=list)
+    article: _Draft | None = None
+    sidebar: _SidebarDraft | None = None
+    chunk: list[tuple[str, int]] = field(default_factory=list)
+
+    def target(self) -> list[Block] | None:
+        if self.sidebar is not None:
+            return self.sidebar.blocks
+        return self.article.blocks if self.article is not None else None
+
+
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".gif": "GIF"}
 
 
@@ -578,132 +594,148 @@ class _Parser:
                 self.problem(number, "control_char", char=char, col=m.start() + 1)
 
     def run(self) -> IssueDoc:
+        """Front matter, then the body line by line (sections, articles, blocks), then the
+        checked document, or IssueSourceError listing every problem found."""
         self.control_characters()
         values, body_start = self.front_matter()
-        header_line = 1
+        header_line = self._first_text_line()
+        meta = self.meta(values, header_line)
+        body = _Body()
+        for idx in range(body_start, len(self.lines)):
+            self._body_line(body, self.lines[idx], idx + 1)
+        self._flush(body)
+        if body.sidebar is not None:
+            self.problem(body.sidebar.line, "unclosed_block", kind="sidebar")
+            self.close_sidebar(body.sidebar, body.article)
+        if not body.sections and not self.problems:
+            self.problem(len(self.lines), "no_sections")
+        return self._document(meta, body.sections, header_line)
+
+    # -- the phases of run() ---------------------------------------------------------------
+
+    def _first_text_line(self) -> int:
         for idx, raw in enumerate(self.lines):
             if raw.strip():
-                header_line = idx + 1
-                break
-        meta = self.meta(values, header_line)
+                return idx + 1
+        return 1
 
-        sections: list[tuple[str, int, list[_Draft]]] = []
-        article: _Draft | None = None
-        sidebar: _SidebarDraft | None = None
-        chunk: list[tuple[str, int]] = []
-
-        def target() -> list[Block] | None:
-            if sidebar is not None:
-                return sidebar.blocks
-            return article.blocks if article is not None else None
-
-        def flush_chunk() -> None:
-            if not chunk:
+    def _body_line(self, body: _Body, raw: str, lineno: int) -> None:
+        stripped = raw.strip()
+        if body.article is not None and body.article.in_meta:
+            if self._article_meta_line(body.article, stripped, lineno):
                 return
-            dest = target()
-            if dest is None:
-                key = "text_before_section" if not sections else "text_outside_article"
-                self.problem(chunk[0][1], key)
+        if not stripped:
+            self._flush(body)
+        elif stripped.startswith(":::"):
+            self._flush(body)
+            self._block_marker(body, stripped[3:].strip(), lineno)
+        elif stripped.startswith("#") and not stripped.startswith("###"):
+            self._flush(body)
+            self._heading(body, stripped, lineno)
+        else:
+            body.chunk.append((raw, lineno))
+
+    def _article_meta_line(self, article: _Draft, stripped: str, lineno: int) -> bool:
+        """A `key: value` line of the article's metadata; True when the line is used up."""
+        if not stripped:
+            article.in_meta = False
+            return True
+        m = META_LINE_RE.match(stripped)
+        if m and not stripped.startswith(("#", ":::", "![", "- ", "* ")):
+            key, value = m.group(1), m.group(2).strip()
+            if key not in ARTICLE_META_KEYS:
+                self.problem(lineno, "unknown_article_key", name=key)
+            elif key in article.meta:
+                self.problem(lineno, "duplicate_key", name=key)
             else:
-                dest.extend(self.blocks(chunk))
-            chunk.clear()
+                article.meta[key] = (value, lineno)
+            return True
+        article.in_meta = False
+        if not stripped.startswith(("#", ":::", "![")):
+            self.problem(lineno, "bad_meta_line")
+            return True
+        return False
 
-        for idx in range(body_start, len(self.lines)):
-            raw = self.lines[idx]
-            lineno = idx + 1
-            stripped = raw.strip()
-            if article is not None and article.in_meta:
-                if not stripped:
-                    article.in_meta = False
-                    continue
-                m = META_LINE_RE.match(stripped)
-                if m and not stripped.startswith(("#", ":::", "![", "- ", "* ")):
-                    key, value = m.group(1), m.group(2).strip()
-                    if key not in ARTICLE_META_KEYS:
-                        self.problem(lineno, "unknown_article_key", name=key)
-                    elif key in article.meta:
-                        self.problem(lineno, "duplicate_key", name=key)
-                    else:
-                        article.meta[key] = (value, lineno)
-                    continue
-                article.in_meta = False
-                if not stripped.startswith(("#", ":::", "![")):
-                    self.problem(lineno, "bad_meta_line")
-                    continue
-            if not stripped:
-                flush_chunk()
-                continue
-            if stripped.startswith(":::"):
-                flush_chunk()
-                rest = stripped[3:].strip()
-                if not rest:
-                    if sidebar is None:
-                        self.problem(lineno, "stray_close")
-                    else:
-                        self.close_sidebar(sidebar, article)
-                        sidebar = None
-                    continue
-                kind, _, arg = rest.partition(" ")
-                if kind == "video":
-                    label, sep, url = arg.partition("|")
-                    if not sep or not label.strip() or not url.strip():
-                        self.problem(lineno, "bad_video")
-                        continue
-                    url = url.strip()
-                    if not HTTP_URL_RE.match(url):
-                        self.problem(lineno, "bad_url", url=url)
-                        continue
-                    dest = target()
-                    if dest is None:
-                        self.problem(
-                            lineno,
-                            "text_before_section" if not sections else "text_outside_article",
-                        )
-                        continue
-                    dest.append(Video(label.strip(), url, line=lineno))
-                elif kind == "sidebar":
-                    if sidebar is not None:
-                        self.problem(lineno, "nested_block")
-                        continue
-                    if article is None:
-                        self.problem(
-                            lineno,
-                            "text_before_section" if not sections else "text_outside_article",
-                        )
-                    sidebar = _SidebarDraft(arg.strip(), lineno)
-                else:
-                    self.problem(lineno, "unknown_block", kind=kind)
-                continue
-            if stripped.startswith("#") and not stripped.startswith("###"):
-                flush_chunk()
-                level = 1 if not stripped.startswith("##") else 2
-                title = stripped[level:].strip()
-                if sidebar is not None:  # a heading ends the unclosed sidebar; say so once
-                    self.problem(sidebar.line, "unclosed_block", kind="sidebar")
-                    self.close_sidebar(sidebar, article)
-                    sidebar = None
-                if level == 1:
-                    if not title:
-                        self.problem(lineno, "empty_section_title")
-                    sections.append((title, lineno, []))
-                    article = None
-                else:
-                    if not sections:
-                        self.problem(lineno, "text_before_section")
-                        sections.append(("", lineno, []))
-                    if not title:
-                        self.problem(lineno, "empty_article_title")
-                    article = _Draft(title, lineno)
-                    sections[-1][2].append(article)
-                continue
-            chunk.append((raw, lineno))
-        flush_chunk()
-        if sidebar is not None:
-            self.problem(sidebar.line, "unclosed_block", kind="sidebar")
-            self.close_sidebar(sidebar, article)
-        if not sections and not self.problems:
-            self.problem(len(self.lines), "no_sections")
+    def _outside_article(self, body: _Body, lineno: int) -> None:
+        key = "text_before_section" if not body.sections else "text_outside_article"
+        self.problem(lineno, key)
 
+    def _flush(self, body: _Body) -> None:
+        """The paragraph lines gathered so far become blocks of the open sidebar or article."""
+        if not body.chunk:
+            return
+        dest = body.target()
+        if dest is None:
+            self._outside_article(body, body.chunk[0][1])
+        else:
+            dest.extend(self.blocks(body.chunk))
+        body.chunk.clear()
+
+    def _block_marker(self, body: _Body, rest: str, lineno: int) -> None:
+        """`:::` closes a sidebar; `::: video label|url` and `::: sidebar title` open blocks."""
+        if not rest:
+            if body.sidebar is None:
+                self.problem(lineno, "stray_close")
+            else:
+                self.close_sidebar(body.sidebar, body.article)
+                body.sidebar = None
+            return
+        kind, _, arg = rest.partition(" ")
+        if kind == "video":
+            self._video(body, arg, lineno)
+        elif kind == "sidebar":
+            if body.sidebar is not None:
+                self.problem(lineno, "nested_block")
+                return
+            if body.article is None:
+                self._outside_article(body, lineno)
+            body.sidebar = _SidebarDraft(arg.strip(), lineno)
+        else:
+            self.problem(lineno, "unknown_block", kind=kind)
+
+    def _video(self, body: _Body, arg: str, lineno: int) -> None:
+        label, sep, url = arg.partition("|")
+        if not sep or not label.strip() or not url.strip():
+            self.problem(lineno, "bad_video")
+            return
+        url = url.strip()
+        if not HTTP_URL_RE.match(url):
+            self.problem(lineno, "bad_url", url=url)
+            return
+        dest = body.target()
+        if dest is None:
+            self._outside_article(body, lineno)
+            return
+        dest.append(Video(label.strip(), url, line=lineno))
+
+    def _heading(self, body: _Body, stripped: str, lineno: int) -> None:
+        """`# Section` or `## Article` (an unclosed sidebar ends here; say so once)."""
+        level = 1 if not stripped.startswith("##") else 2
+        title = stripped[level:].strip()
+        if body.sidebar is not None:
+            self.problem(body.sidebar.line, "unclosed_block", kind="sidebar")
+            self.close_sidebar(body.sidebar, body.article)
+            body.sidebar = None
+        if level == 1:
+            if not title:
+                self.problem(lineno, "empty_section_title")
+            body.sections.append((title, lineno, []))
+            body.article = None
+            return
+        if not body.sections:
+            self.problem(lineno, "text_before_section")
+            body.sections.append(("", lineno, []))
+        if not title:
+            self.problem(lineno, "empty_article_title")
+        body.article = _Draft(title, lineno)
+        body.sections[-1][2].append(body.article)
+
+    def _document(
+        self,
+        meta: IssueMeta | None,
+        sections: list[tuple[str, int, list[_Draft]]],
+        header_line: int,
+    ) -> IssueDoc:
         built = self.build(sections)
         if self.problems or meta is None:
             if not self.problems:  # meta failed without a message: cannot happen, but be loud
