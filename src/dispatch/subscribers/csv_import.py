@@ -485,6 +485,30 @@ def _parse(
 # -- writing -------------------------------------------------------------------------------
 
 
+@dataclass
+class _Known:
+    """What the database already holds about a chunk's addresses (read in a few queries)."""
+
+    by_email: dict[str, _Existing] = field(default_factory=dict)
+    by_openid: dict[str, _Existing] = field(default_factory=dict)
+    suppressed_emails: set[str] = field(default_factory=set)
+    suppressed_openids: set[str] = field(default_factory=set)
+    subscription_status: dict[int, str] = field(default_factory=dict)  # on the import's list
+
+
+@dataclass
+class _Plan:
+    """The chunk's writes, gathered row by row and then done in bulk."""
+
+    new_subscribers: list[dict[str, Any]] = field(default_factory=list)
+    subscriber_updates: list[dict[str, Any]] = field(default_factory=list)
+    subscriptions_to_add: list[int] = field(default_factory=list)
+    subscriptions_to_confirm: list[int] = field(default_factory=list)
+    unsuppress_emails: list[str] = field(default_factory=list)
+    unsuppress_openids: list[str] = field(default_factory=list)
+    resubscribed_ids: list[int] = field(default_factory=list)
+
+
 def _apply_chunk(
     conn: Connection,
     list_id: int,
@@ -494,11 +518,21 @@ def _apply_chunk(
     dry_run: bool,
     resubscribe: bool,
 ) -> None:
+    """Look the chunk's people up, decide row by row, then write everything in bulk."""
+    known = _look_up(conn, list_id, rows)
+    plan = _Plan()
+    for row in rows:
+        _plan_row(row, known, plan, result, resubscribe=resubscribe)
+        # later rows of this chunk cannot match the same subscriber (duplicates were removed)
+    if not dry_run:
+        _write(conn, list_id, rows, plan, utcnow())
+
+
+def _look_up(conn: Connection, list_id: int, rows: list[_Row]) -> _Known:
     s, sub, sup = Subscriber.__table__, Subscription.__table__, Suppression.__table__
     emails = [r.email_key for r in rows if r.email_key]
     openids = [r.openid for r in rows if r.openid]
-    by_email: dict[str, _Existing] = {}
-    by_openid: dict[str, _Existing] = {}
+    known = _Known()
     cols = select(
         s.c.id,
         s.c.email,
@@ -512,159 +546,179 @@ def _apply_chunk(
     for rec in bulk.select_in(conn, cols, s.c.email_key, emails):
         found = _Existing._make(rec)
         assert found.email_key is not None  # selected by email_key
-        by_email[found.email_key] = found
+        known.by_email[found.email_key] = found
         if found.openid:
-            by_openid[found.openid] = found
+            known.by_openid[found.openid] = found
     # openids still unknown: the row's openid may belong to another subscriber (a conflict)
-    unknown = [o for o in openids if o not in by_openid]
+    unknown = [o for o in openids if o not in known.by_openid]
     for rec in bulk.select_in(conn, cols, s.c.openid, unknown):
         found = _Existing._make(rec)
         assert found.openid is not None  # selected by openid
-        by_openid[found.openid] = found
+        known.by_openid[found.openid] = found
         if found.email_key:
-            by_email.setdefault(found.email_key, found)
-    suppressed_emails: set[str] = set()
-    suppressed_openids: set[str] = set()
+            known.by_email.setdefault(found.email_key, found)
     for column, values in ((sup.c.email_key, emails), (sup.c.openid, openids)):
         for rec in bulk.select_in(conn, select(sup.c.email_key, sup.c.openid), column, values):
             if rec.email_key:
-                suppressed_emails.add(rec.email_key)
+                known.suppressed_emails.add(rec.email_key)
             if rec.openid:
-                suppressed_openids.add(rec.openid)
+                known.suppressed_openids.add(rec.openid)
     existing_ids = list(
-        {rec.id for rec in by_email.values()} | {rec.id for rec in by_openid.values()}
+        {rec.id for rec in known.by_email.values()} | {rec.id for rec in known.by_openid.values()}
     )
-    subscription_status: dict[int, str] = {}
     query = select(sub.c.subscriber_id, sub.c.status).where(sub.c.list_id == list_id)
     for rec in bulk.select_in(conn, query, sub.c.subscriber_id, existing_ids):
-        subscription_status[rec.subscriber_id] = rec.status
+        known.subscription_status[rec.subscriber_id] = rec.status
+    return known
 
-    now = utcnow()
-    new_subscribers: list[dict[str, Any]] = []
-    subscriber_updates: list[dict[str, Any]] = []
-    subscriptions_to_add: list[int] = []
-    subscriptions_to_confirm: list[int] = []
-    unsuppress_emails: list[str] = []
-    unsuppress_openids: list[str] = []
-    resubscribed_ids: list[int] = []
-    for row in rows:
-        match_email = by_email.get(row.email_key) if row.email_key else None
-        match_openid = by_openid.get(row.openid) if row.openid else None
-        if (
-            match_email is not None
-            and match_openid is not None
-            and match_email.id != match_openid.id
-        ):
-            result.skip(row.line, "openid_conflict", f"{row.openid} → #{match_openid.id}")
-            continue
-        if match_email is None and match_openid is not None and row.email and match_openid.email:
-            result.skip(row.line, "openid_conflict", f"{row.openid} → {match_openid.email}")
-            continue
-        existing = match_email or match_openid
-        is_suppressed = (
-            (row.email_key is not None and row.email_key in suppressed_emails)
-            or (row.openid is not None and row.openid in suppressed_openids)
-            or (existing is not None and existing.status in SUPPRESSED_STATUSES)
-        )
-        was_unsubscribed = existing is not None and (
-            existing.status == SubscriberStatus.UNSUBSCRIBED
-            or subscription_status.get(existing.id) == SubscriptionStatus.UNSUBSCRIBED
-        )
-        if is_suppressed and not resubscribe:
-            result.skip(row.line, "suppressed", row.email or row.openid or "")
-            continue
-        if was_unsubscribed and not resubscribe:
-            result.skip(row.line, "unsubscribed", row.email or row.openid or "")
-            continue
-        comes_back = is_suppressed or was_unsubscribed
-        if is_suppressed:
-            if row.email_key:
-                unsuppress_emails.append(row.email_key)
-            if row.openid:
-                unsuppress_openids.append(row.openid)
-            if existing is not None:
-                if existing.email_key and existing.email_key != row.email_key:
-                    unsuppress_emails.append(existing.email_key)
-                if existing.openid and existing.openid != row.openid:
-                    unsuppress_openids.append(existing.openid)
 
-        if existing is None:
-            new_subscribers.append(
-                {
-                    "email": row.email,
-                    "email_key": row.email_key,
-                    "openid": row.openid,
-                    "name": row.name or "",
-                    "locale": row.locale or "zh-CN",
-                    "attributes": row.attributes,
-                }
-            )
-            if comes_back:  # suppressed address without a subscriber row
-                result.resubscribed += 1
-            else:
-                result.imported += 1
-            continue
+def _match(row: _Row, known: _Known, result: ImportResult) -> tuple[bool, _Existing | None]:
+    """The stored subscriber the row is about; (False, None) when its email and openid
+    belong to two different people (the row is skipped with the reason)."""
+    match_email = known.by_email.get(row.email_key) if row.email_key else None
+    match_openid = known.by_openid.get(row.openid) if row.openid else None
+    if match_email is not None and match_openid is not None and match_email.id != match_openid.id:
+        result.skip(row.line, "openid_conflict", f"{row.openid} → #{match_openid.id}")
+        return False, None
+    if match_email is None and match_openid is not None and row.email and match_openid.email:
+        result.skip(row.line, "openid_conflict", f"{row.openid} → {match_openid.email}")
+        return False, None
+    return True, match_email or match_openid
 
-        email = existing.email or row.email
-        openid = row.openid or existing.openid
-        name = row.name if row.name is not None else existing.name
-        locale = row.locale or existing.locale
-        status = SubscriberStatus.ACTIVE.value if comes_back else existing.status
-        changed = (
-            email != existing.email
-            or openid != existing.openid
-            or name != existing.name
-            or locale != existing.locale
-            or status != existing.status
-        )
-        old_attributes: dict[str, Any] | None = None
-        if row.attributes:
-            old_attributes = json.loads(existing.attributes or "{}") or {}
-            changed = changed or any(old_attributes.get(k) != v for k, v in row.attributes.items())
-        if changed:
-            if old_attributes is None:
-                old_attributes = json.loads(existing.attributes or "{}") or {}
-            subscriber_updates.append(
-                {
-                    "id": existing.id,
-                    "email": email,
-                    "email_key": canonical_email(email),
-                    "openid": openid,
-                    "name": name,
-                    "locale": locale,
-                    "attributes": {**old_attributes, **row.attributes},
-                    "status": status,
-                }
-            )
-        subscribed = subscription_status.get(existing.id)
-        if subscribed is None:
-            subscriptions_to_add.append(existing.id)
-        elif subscribed != SubscriptionStatus.CONFIRMED:
-            subscriptions_to_confirm.append(existing.id)
-        if comes_back:
-            result.resubscribed += 1
-            resubscribed_ids.append(existing.id)
-        else:
-            # joining the list and changed details are told apart: "updated 28" for 28 people
-            # merely added to a second list read as if their details had been rewritten
-            if subscribed != SubscriptionStatus.CONFIRMED:
-                result.added += 1
-            if changed:
-                result.updated += 1
-            if subscribed == SubscriptionStatus.CONFIRMED and not changed:
-                result.unchanged += 1
-        # later rows of this chunk cannot match the same subscriber (duplicates were removed)
 
-    if dry_run:
+def _plan_row(
+    row: _Row, known: _Known, plan: _Plan, result: ImportResult, *, resubscribe: bool
+) -> None:
+    ok, existing = _match(row, known, result)
+    if not ok:
         return
-    bulk.delete_where_in(conn, sup, sup.c.email_key, unsuppress_emails)
-    bulk.delete_where_in(conn, sup, sup.c.openid, unsuppress_openids)
-    bulk.update_subscribers(conn, subscriber_updates)
-    bulk.insert_subscribers(conn, new_subscribers, list_id, now)
-    bulk.add_confirmed_subscriptions(conn, list_id, now, ids=subscriptions_to_add)
-    bulk.confirm_subscriptions(conn, list_id, subscriptions_to_confirm, now)
+    is_suppressed = (
+        (row.email_key is not None and row.email_key in known.suppressed_emails)
+        or (row.openid is not None and row.openid in known.suppressed_openids)
+        or (existing is not None and existing.status in SUPPRESSED_STATUSES)
+    )
+    was_unsubscribed = existing is not None and (
+        existing.status == SubscriberStatus.UNSUBSCRIBED
+        or known.subscription_status.get(existing.id) == SubscriptionStatus.UNSUBSCRIBED
+    )
+    if is_suppressed and not resubscribe:
+        result.skip(row.line, "suppressed", row.email or row.openid or "")
+        return
+    if was_unsubscribed and not resubscribe:
+        result.skip(row.line, "unsubscribed", row.email or row.openid or "")
+        return
+    comes_back = is_suppressed or was_unsubscribed
+    if is_suppressed:
+        _plan_unsuppress(row, existing, plan)
+    if existing is None:
+        plan.new_subscribers.append(
+            {
+                "email": row.email,
+                "email_key": row.email_key,
+                "openid": row.openid,
+                "name": row.name or "",
+                "locale": row.locale or "zh-CN",
+                "attributes": row.attributes,
+            }
+        )
+        if comes_back:  # suppressed address without a subscriber row
+            result.resubscribed += 1
+        else:
+            result.imported += 1
+        return
+    changed = _plan_update(row, existing, comes_back, plan)
+    _plan_membership(existing, known, plan, result, comes_back=comes_back, changed=changed)
+
+
+def _plan_unsuppress(row: _Row, existing: _Existing | None, plan: _Plan) -> None:
+    """A suppressed person coming back: lift the suppressions of all their addresses."""
+    if row.email_key:
+        plan.unsuppress_emails.append(row.email_key)
+    if row.openid:
+        plan.unsuppress_openids.append(row.openid)
+    if existing is not None:
+        if existing.email_key and existing.email_key != row.email_key:
+            plan.unsuppress_emails.append(existing.email_key)
+        if existing.openid and existing.openid != row.openid:
+            plan.unsuppress_openids.append(existing.openid)
+
+
+def _plan_update(row: _Row, existing: _Existing, comes_back: bool, plan: _Plan) -> bool:
+    """The stored subscriber with the row's details (empty cells keep stored values);
+    True when anything changed."""
+    email = existing.email or row.email
+    openid = row.openid or existing.openid
+    name = row.name if row.name is not None else existing.name
+    locale = row.locale or existing.locale
+    status = SubscriberStatus.ACTIVE.value if comes_back else existing.status
+    changed = (
+        email != existing.email
+        or openid != existing.openid
+        or name != existing.name
+        or locale != existing.locale
+        or status != existing.status
+    )
+    old_attributes: dict[str, Any] | None = None
+    if row.attributes:
+        old_attributes = json.loads(existing.attributes or "{}") or {}
+        changed = changed or any(old_attributes.get(k) != v for k, v in row.attributes.items())
+    if changed:
+        if old_attributes is None:
+            old_attributes = json.loads(existing.attributes or "{}") or {}
+        plan.subscriber_updates.append(
+            {
+                "id": existing.id,
+                "email": email,
+                "email_key": canonical_email(email),
+                "openid": openid,
+                "name": name,
+                "locale": locale,
+                "attributes": {**old_attributes, **row.attributes},
+                "status": status,
+            }
+        )
+    return changed
+
+
+def _plan_membership(
+    existing: _Existing,
+    known: _Known,
+    plan: _Plan,
+    result: ImportResult,
+    *,
+    comes_back: bool,
+    changed: bool,
+) -> None:
+    """Their subscription to the import's list, and how the row counts in the report."""
+    subscribed = known.subscription_status.get(existing.id)
+    if subscribed is None:
+        plan.subscriptions_to_add.append(existing.id)
+    elif subscribed != SubscriptionStatus.CONFIRMED:
+        plan.subscriptions_to_confirm.append(existing.id)
+    if comes_back:
+        result.resubscribed += 1
+        plan.resubscribed_ids.append(existing.id)
+        return
+    # joining the list and changed details are told apart: "updated 28" for 28 people
+    # merely added to a second list read as if their details had been rewritten
+    if subscribed != SubscriptionStatus.CONFIRMED:
+        result.added += 1
+    if changed:
+        result.updated += 1
+    if subscribed == SubscriptionStatus.CONFIRMED and not changed:
+        result.unchanged += 1
+
+
+def _write(conn: Connection, list_id: int, rows: list[_Row], plan: _Plan, now: Any) -> None:
+    sup = Suppression.__table__
+    bulk.delete_where_in(conn, sup, sup.c.email_key, plan.unsuppress_emails)
+    bulk.delete_where_in(conn, sup, sup.c.openid, plan.unsuppress_openids)
+    bulk.update_subscribers(conn, plan.subscriber_updates)
+    bulk.insert_subscribers(conn, plan.new_subscribers, list_id, now)
+    bulk.add_confirmed_subscriptions(conn, list_id, now, ids=plan.subscriptions_to_add)
+    bulk.confirm_subscriptions(conn, list_id, plan.subscriptions_to_confirm, now)
     _add_to_more_lists(conn, rows, now)
-    if resubscribed_ids:
+    if plan.resubscribed_ids:
         events.insert_rows(
             conn,
             [
@@ -676,7 +730,7 @@ def _apply_chunk(
                     data={"source": "import", "resubscribe": True},
                     at=now,
                 )
-                for i in resubscribed_ids
+                for i in plan.resubscribed_ids
             ],
         )
 
