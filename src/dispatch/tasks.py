@@ -239,11 +239,18 @@ def poll_bounces() -> dict:
 
 @app.task(name=WECHAT_SYNC, ignore_result=True)
 def wechat_sync_followers() -> dict:
-    """Daily: the account's followers into settings.wechat_sync_list (resumes a broken run)."""
+    """Daily: the account's followers into settings.wechat_sync_list (resumes a broken run),
+    then WeChat's article figures for the week's sends."""
+    from sqlalchemy.orm import Session
+
     from dispatch.wechat.client import WechatClient
     from dispatch.wechat.followers import sync_followers
+    from dispatch.wechat.stats import pull_article_stats
 
     engine, settings = _deps()
-    report = sync_followers(engine, WechatClient(settings), settings)
+    client = WechatClient(settings)
+    report = sync_followers(engine, client, settings)
     log.info("wechat.followers.synced", **report.as_dict())
-    return report.as_dict()
+    with Session(engine) as session, session.begin():  # the week's article figures too
+        pulled = pull_article_stats(session, client)
+    return {**report.as_dict(), "article_stats": pulled}

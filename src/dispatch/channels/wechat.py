@@ -166,7 +166,7 @@ class WechatChannel:
                     text=MESSAGES.get("no_issue", "en", issue_id=ctx.issue_id),
                 )
             options = self._options(session)
-            send_options = campaign_send_options(options)
+            send_options = campaign_send_options(options, self.settings)
             with_openid = [r for r in batch if r.openid]
             results = [
                 SendResult(r.delivery_id, Outcome.FAILED, text=MESSAGES.get("no_openid", "en"))

@@ -221,6 +221,23 @@ def _print_progress(d: dict[str, Any]) -> None:
         )
 
 
+def _wechat_options(
+    mode: str | None, tag: int | None, stop_on_reprint: bool, comments: str | None
+) -> dict:
+    """The campaign options dispatch.wechat.account reads (checked against the account type)."""
+    out: dict = {}
+    if mode:
+        out["wechat_mode"] = mode
+    if tag is not None:
+        out["wechat_tag_id"] = tag
+    if stop_on_reprint:
+        out["wechat_ignore_reprint"] = False
+    if comments:
+        out["wechat_open_comment"] = comments != "off"
+        out["wechat_fans_only_comment"] = comments == "fans"
+    return out
+
+
 @click.command("send")
 @click.argument("issue")
 @click.option(
@@ -265,6 +282,26 @@ def _print_progress(d: dict[str, Any]) -> None:
     default=0.0,
     help="Spread the send evenly over N hours / 在 N 小时内均匀发送",
 )
+@click.option(
+    "--wechat-mode",
+    type=click.Choice(["openids", "all", "tag"]),
+    default=None,
+    help="WeChat: openid lists (service accounts), all followers (shown in history) or one tag "
+    "/ 微信群发方式",
+)
+@click.option("--wechat-tag", type=int, default=None, help="WeChat tag id for --wechat-mode tag")
+@click.option(
+    "--wechat-stop-on-reprint",
+    is_flag=True,
+    help="WeChat: stop the send if the originality check finds a reprint (default: go on as a "
+    "reprint) / 转载时停止群发",
+)
+@click.option(
+    "--wechat-comments",
+    type=click.Choice(["off", "fans", "all"]),
+    default=None,
+    help="WeChat article comments: off, followers only, everyone / 留言设置",
+)
 @json_option
 def send_cmd(
     issue: str,
@@ -280,6 +317,10 @@ def send_cmd(
     window: str = "",
     spread_hours: float = 0.0,
     group: str = "",
+    wechat_mode: str | None = None,
+    wechat_tag: int | None = None,
+    wechat_stop_on_reprint: bool = False,
+    wechat_comments: str | None = None,
 ) -> None:
     """Send ISSUE (stored slug or source folder) to lists / 发送期刊到列表."""
     if channel == "both":
@@ -333,6 +374,15 @@ def send_cmd(
         fail(str(exc))
     if group:  # one campaign of a send on several channels: each person once (see recipients)
         options["channels"] = group.split(",")
+    if channel == Channel.WECHAT:
+        options.update(
+            _wechat_options(wechat_mode, wechat_tag, wechat_stop_on_reprint, wechat_comments)
+        )
+        if not as_json and not test_addresses:
+            from dispatch.wechat.account import limits
+
+            for line in limits(settings):  # the account's limits, before anything is sent
+                click.echo(f"note: {line}", err=True)
     warnings: list[str] = []  # deliverability.preflight: domain check and list hygiene
     with _session() as session:
         issue_id = resolve_issue(session, issue)

@@ -39,6 +39,20 @@ MESSAGES = Catalog(
             "Ctrl-C to stop",
         ),
         "error": ("微信接口错误 {code}：{text}", "WeChat API error {code}: {text}"),
+        "preview_target": (
+            "请给出 --openid 或 --wxname 之一",
+            "give exactly one of --openid or --wxname",
+        ),
+        "account": (
+            "公众号类型 {kind}，已认证：{verified}",
+            "account type {kind}, verified: {verified}",
+        ),
+        "modes": ("可用群发方式：{modes}", "send modes it allows: {modes}"),
+        "totals": (
+            "微信计划 {total}，过滤后 {filtered}，成功 {sent}，失败 {errors}（阅读 分享 收藏 标题）",
+            "WeChat total {total}, after filtering {filtered}, sent {sent}, errors {errors} "
+            "(readers sharers favourites title)",
+        ),
     }
 )
 
@@ -126,32 +140,124 @@ def publish_cmd(issue: str, free_publish: bool, as_json: bool) -> None:
 @wechat_group.command("preview")
 @click.argument("issue")
 @click.option(
-    "--openid", required=True, help="The follower who receives the preview / 接收预览的 OpenID"
+    "--openid", default=None, help="The follower who receives the preview / 接收预览的 OpenID"
+)
+@click.option(
+    "--wxname", default=None, help="Or a WeChat ID (微信号) that follows the account / 微信号"
 )
 @json_option
 @_wechat_errors
-def preview_cmd(issue: str, openid: str, as_json: bool) -> None:
-    """Send ISSUE's draft as a preview to one follower (mass/preview) / 预览."""
+def preview_cmd(issue: str, openid: str | None, wxname: str | None, as_json: bool) -> None:
+    """Send ISSUE's draft as a preview to one follower, by openid or WeChat ID / 预览."""
     from dispatch.db import get_engine, session_scope
     from dispatch.wechat.client import WechatClient
     from dispatch.wechat.publish import ensure_draft
 
+    if bool(openid) == bool(wxname):
+        fail(MESSAGES.both("preview_target"))
     settings = settings_or_exit()
     client = WechatClient(settings)
     with session_scope(get_engine(settings)) as session:
         row = _issue_or_exit(session, issue)
-        draft = ensure_draft(session, client, settings, row)
-    answer = client.mass_preview(openid, draft.draft_media_id)
+        draft = ensure_draft(session, client, settings, row, check=True)
+    answer = client.mass_preview(openid, draft.draft_media_id, wxname=wxname)
+    target = openid or wxname
     data = {
         "openid": openid,
+        "wxname": wxname,
         "draft_media_id": draft.draft_media_id,
         "msg_id": answer.get("msg_id"),
     }
     emit(
         data,
         as_json,
-        lambda d: click.echo(MESSAGES.both("preview_sent", openid=openid, msg_id=d["msg_id"])),
+        lambda d: click.echo(MESSAGES.both("preview_sent", openid=target, msg_id=d["msg_id"])),
     )
+
+
+@wechat_group.command("account")
+@json_option
+def account_cmd(as_json: bool) -> None:
+    """What the configured account may send, and its limits / 公众号类型与限制."""
+    from dispatch.wechat.account import allowed_modes, limits
+
+    settings = settings_or_exit()
+    data = {
+        "account_type": settings.wechat_account_type,
+        "verified": settings.wechat_verified,
+        "modes": list(allowed_modes(settings)),
+        "limits": limits(settings),
+        "token_source": settings.wechat_token_url or settings.wechat_token_endpoint,
+    }
+
+    def human(d):
+        click.echo(MESSAGES.both("account", kind=d["account_type"], verified=d["verified"]))
+        click.echo(MESSAGES.both("modes", modes=", ".join(d["modes"]) or "-"))
+        for line in d["limits"]:
+            click.echo(line)
+
+    emit(data, as_json, human)
+
+
+@wechat_group.command("tags")
+@json_option
+@_wechat_errors
+def tags_cmd(as_json: bool) -> None:
+    """The account's follower tags (tags/get), for --wechat-mode tag / 标签."""
+    from dispatch.db import get_engine, session_scope
+    from dispatch.wechat.client import WechatClient
+    from dispatch.wechat.followers import sync_tags
+
+    settings = settings_or_exit()
+    with session_scope(get_engine(settings)) as session:
+        from dispatch.models.wechat import WechatTag
+
+        client = WechatClient(settings)
+        sync_tags(session, client)
+        rows = session.scalars(
+            select(WechatTag).where(WechatTag.account == client.account).order_by(WechatTag.tag_id)
+        ).all()
+        data = [{"tag_id": t.tag_id, "name": t.name, "count": t.count} for t in rows]
+    emit(
+        data,
+        as_json,
+        lambda d: [click.echo(f"{t['tag_id']:>6}  {t['count']:>8}  {t['name']}") for t in d],
+    )
+
+
+@wechat_group.command("stats")
+@click.argument("campaign", type=int)
+@click.option("--pull/--no-pull", default=True, help="Fetch WeChat's article figures first / 拉取")
+@json_option
+@_wechat_errors
+def stats_cmd(campaign: int, pull: bool, as_json: bool) -> None:
+    """WeChat's numbers for CAMPAIGN: mass-send counts and article reads / 群发与阅读数据."""
+    from dispatch.db import get_engine, session_scope
+    from dispatch.wechat.stats import campaign_report, pull_article_stats
+
+    settings = settings_or_exit()
+    with session_scope(get_engine(settings)) as session:
+        if pull:
+            from dispatch.wechat.client import WechatClient
+
+            pull_article_stats(session, WechatClient(settings), campaign)
+        data = campaign_report(session, campaign)
+
+    def human(d):
+        t = d["totals"]
+        click.echo(
+            MESSAGES.both(
+                "totals",
+                total=t["total"],
+                filtered=t["filtered"],
+                sent=t["sent"],
+                errors=t["errors"],
+            )
+        )
+        for a in d["articles"]:
+            click.echo(f"{a['read']:>7} {a['share']:>6} {a['fav']:>6}  {a['title']}")
+
+    emit(data, as_json, human)
 
 
 @wechat_group.command("status")

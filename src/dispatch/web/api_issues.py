@@ -89,8 +89,25 @@ def preview_wechat(request: Request, issue: Issue) -> list[dict[str, Any]]:
         raise HTTPException(
             status_code=503, detail="the WeChat renderer is not available"
         ) from None
-    articles = render_wechat(issue_doc(issue), request.app.state.settings)
-    return [article.to_json() for article in articles]
+    from html import escape
+
+    from dispatch.web.routes_archive import image_files
+
+    doc = issue_doc(issue)
+    articles = render_wechat(doc, request.app.state.settings)
+    # the renderer's img src is the image's path on this server's disk (publishing uploads it
+    # from there); a browser gets it from the issue's published files instead, never the disk
+    served = {str(path): f"/issues/{issue.slug}/{name}" for name, path in image_files(doc).items()}
+    out = []
+    for article in articles:
+        data = article.to_json()
+        for disk, url in served.items():
+            data["content"] = data["content"].replace(f'src="{escape(disk)}"', f'src="{url}"')
+        data["thumb_url"] = served.get(str(article.thumb_image))
+        data.pop("images", None)  # disk paths stay on the server
+        data["thumb_image"] = data["thumb_url"]
+        out.append(data)
+    return out
 
 
 @router.get("", summary="Every stored issue, newest first")

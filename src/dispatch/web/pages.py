@@ -431,9 +431,25 @@ def campaign_page(
             "deliveries": deliveries,
             "process_warning": _process_warning(request, session, campaign),
             "preflight_warnings": _preflight_warnings(request, session, campaign),
+            **_wechat_context(request, session, campaign),
             **_flash(request),
         },
     )
+
+
+def _wechat_context(request: Request, session, campaign: Campaign) -> dict[str, Any]:
+    """A WeChat campaign shows WeChat's own numbers (mass-send counts, article reads) and,
+    before sending, the account's limits, instead of email's opens and clicks."""
+    if campaign.channel != "wechat":
+        return {}
+    from dispatch.wechat.account import campaign_send_options, limits
+    from dispatch.wechat.stats import campaign_report
+
+    return {
+        "wechat": campaign_report(session, campaign.id),
+        "wechat_limits": limits(request.app.state.settings),
+        "wechat_mode": campaign_send_options(campaign.options, request.app.state.settings).mode,
+    }
 
 
 def _preflight_warnings(request: Request, session, campaign: Campaign) -> list[str]:

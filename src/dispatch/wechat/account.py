@@ -92,11 +92,21 @@ def _flag(value: Any, default: bool) -> bool:
     return bool(value)
 
 
-def campaign_send_options(options: dict[str, Any] | None) -> SendOptions:
+def default_mode(settings: Settings | None) -> str:
+    """Openid lists on a service account (every list member, nobody else); a subscription
+    account can only send to all followers."""
+    if settings is not None and settings.wechat_account_type == "subscription":
+        return "all"
+    return "openids"
+
+
+def campaign_send_options(
+    options: dict[str, Any] | None, settings: Settings | None = None
+) -> SendOptions:
     options = options or {}
     tag = options.get("wechat_tag_id")
     return SendOptions(
-        mode=str(options.get("wechat_mode") or "openids"),
+        mode=str(options.get("wechat_mode") or default_mode(settings)),
         tag_id=int(tag) if tag not in (None, "") and str(tag).lstrip("-").isdigit() else None,
         ignore_reprint=_flag(options.get("wechat_ignore_reprint"), True),
         comments=(
@@ -122,7 +132,7 @@ def check_campaign(settings: Settings, options: dict[str, Any] | None) -> SendOp
     """The campaign's options if the account can send them; else AccountRefusal (why)."""
     if settings.wechat_account_type not in ACCOUNT_TYPES:
         raise AccountRefusal(MESSAGES.both("bad_type", value=settings.wechat_account_type))
-    opts = campaign_send_options(options)
+    opts = campaign_send_options(options, settings)
     if opts.mode == "template":
         raise AccountRefusal(MESSAGES.both("template"))
     if opts.mode not in MODES:

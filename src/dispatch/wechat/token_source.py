@@ -53,8 +53,10 @@ class ForceBudget:
         now = time.time() if now is None else now
         day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
         if self.redis is not None:
-            if not self.redis.set(self.key + ":last", now, nx=True, ex=int(FORCE_SPACING_SECONDS)):
+            last = self.redis.get(self.key + ":last")
+            if last is not None and now - float(last) < FORCE_SPACING_SECONDS:
                 return False
+            self.redis.set(self.key + ":last", now, ex=2 * 86400)
             used = self.redis.incr(f"{self.key}:{day}")
             self.redis.expire(f"{self.key}:{day}", 2 * 86400)
             return int(used) <= FORCE_PER_DAY
