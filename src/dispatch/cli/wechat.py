@@ -49,7 +49,8 @@ MESSAGES = Catalog(
         ),
         "modes": ("可用群发方式：{modes}", "send modes it allows: {modes}"),
         "totals": (
-            "微信计划 {total}，过滤后 {filtered}，成功 {sent}，失败 {errors}（阅读 分享 收藏 标题）",
+            "微信计划 {total}，过滤后 {filtered}，成功 {sent}，失败 {errors}"
+            "（阅读 分享 收藏 标题）",
             "WeChat total {total}, after filtering {filtered}, sent {sent}, errors {errors} "
             "(readers sharers favourites title)",
         ),
