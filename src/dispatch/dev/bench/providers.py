@@ -188,6 +188,15 @@ def _seed(settings: Settings, recipients: int) -> tuple[int, int, dict[str, int]
     return issue_id, list_id, shares
 
 
+def _ping(app, names: list[str]) -> list:
+    """Workers answering; none while the shared Redis is briefly away (restarted by a test)."""
+    try:
+        return app.control.ping(destination=names, timeout=1.0)
+    except Exception:  # noqa: BLE001 - kombu/redis connection errors: ask again
+        time.sleep(1.0)
+        return []
+
+
 def run_once(
     base: Settings, recipients: int, workers: int, work: Path, *, throttle: bool
 ) -> dict[str, Any]:
@@ -243,7 +252,7 @@ def run_once(
             try:
                 pool.start_all()
                 deadline = time.monotonic() + 90
-                while len(app.control.ping(destination=pool.names, timeout=1.0)) < workers:
+                while len(_ping(app, pool.names)) < workers:
                     pool.sample()
                     if time.monotonic() > deadline:
                         raise click.ClickException(f"workers did not start:\n{pool.log_tail(0)}")
@@ -263,7 +272,10 @@ def run_once(
                         break
                     pool.sample()
                     if time.monotonic() > next_sweep:
-                        sweep(engine, settings, queue)
+                        try:
+                            sweep(engine, settings, queue)
+                        except Exception as exc:  # noqa: BLE001 - broker away: the next sweep retries
+                            click.echo(f"sweep failed: {exc}", err=True)
                         next_sweep = time.monotonic() + 1.0
                     time.sleep(0.1)
                 last = max(mx[n].last_at for n in ("qq", "gmail", "other"))
