@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -184,26 +185,47 @@ class ChunkOutcome:
     still_ours: set[int]  # of the rows still to send, those whose lease we extended
 
 
-def record_results(
-    engine: Engine,
+# one result onto its row, only while this claim still owns it (executemany, one per chunk)
+_WRITE_RESULT = (
+    update(D)
+    .where(
+        D.c.id == bindparam("b_id"),
+        D.c.status == DeliveryStatus.SENDING,
+        D.c.claimed_by == bindparam("b_token"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        attempts=D.c.attempts + bindparam("b_inc"),
+        next_attempt_at=bindparam("b_next"),
+        lease_until=None,
+        last_code=bindparam("b_code"),
+        last_text=bindparam("b_text"),
+        message_id=bindparam("b_message_id"),
+        external_id=bindparam("b_external_id"),
+        sent_at=bindparam("b_sent_at"),
+        updated_at=bindparam("b_now"),
+    )
+)
+
+_Decided = tuple[ClaimedRow, SendResult, _Outcome]
+
+
+def _pause_reason(result: SendResult) -> str:
+    return (f"{result.code} " if result.code else "") + (result.text or "refused by the server")
+
+
+def _decide_all(
     settings: Settings,
-    campaign: Campaign,
     rows: Sequence[ClaimedRow],
     results: Sequence[SendResult],
     token: str,
-    report: BatchReport,
-    renew_ids: Sequence[int] = (),
-    *,
-    usage: dict[str, int] | None = None,
-    now: datetime | None = None,
-) -> ChunkOutcome:
-    """Apply the channel's results in one transaction, and in the same one extend the lease on
-    the rows still to send (`renew_ids`) and read the campaign's status: one commit per chunk.
-    `usage` (daily counter scope -> messages sent) is added to the database's daily counts in
-    the same transaction, so quota and warm-up counts survive a Redis restart."""
-    now = now or utcnow()
+    now: datetime,
+) -> tuple[list[dict[str, Any]], list[_Decided], str | None]:
+    """What becomes of each row (a missing result is a deferral): the UPDATE parameters, the
+    decisions, and the first server refusal that pauses the campaign."""
     by_id = {r.delivery_id: r for r in results}
-    params, decided = [], []
+    params: list[dict[str, Any]] = []
+    decided: list[_Decided] = []
     pause_reason: str | None = None
     for row in rows:
         result = by_id.get(row.id) or SendResult(
@@ -211,9 +233,7 @@ def record_results(
         )
         outcome = _decide(settings, row, result, now)
         if result.outcome == Outcome.PAUSED and pause_reason is None:
-            pause_reason = (f"{result.code} " if result.code else "") + (
-                result.text or "refused by the server"
-            )
+            pause_reason = _pause_reason(result)
         text = result.text
         if result.outcome == Outcome.DEFERRED and outcome.status == DeliveryStatus.FAILED:
             text = f"gave up after {row.attempts + 1} attempts: {result.text}"
@@ -233,100 +253,123 @@ def record_results(
             }
         )
         decided.append((row, result, outcome))
-    stmt = (
-        update(D)
-        .where(
-            D.c.id == bindparam("b_id"),
-            D.c.status == DeliveryStatus.SENDING,
-            D.c.claimed_by == bindparam("b_token"),
-        )
-        .values(
-            status=bindparam("b_status"),
-            attempts=D.c.attempts + bindparam("b_inc"),
-            next_attempt_at=bindparam("b_next"),
-            lease_until=None,
-            last_code=bindparam("b_code"),
-            last_text=bindparam("b_text"),
-            message_id=bindparam("b_message_id"),
-            external_id=bindparam("b_external_id"),
-            sent_at=bindparam("b_sent_at"),
-            updated_at=bindparam("b_now"),
-        )
-    )
+    return params, decided, pause_reason
+
+
+def _event_data(row: ClaimedRow, result: SendResult, outcome: _Outcome) -> dict[str, Any]:
+    data: dict[str, Any] = {"code": result.code, "attempt": row.attempts + 1}
+    if result.text:
+        data["text"] = result.text[:500]
+    for key in ("relay", "rule", "stage"):
+        if (result.data or {}).get(key):
+            data[key] = result.data[key]
+    if result.message_id:
+        data["message_id"] = result.message_id
+    if result.external_id:
+        data["external_id"] = result.external_id
+    if outcome.next_attempt_at:
+        data["retry_at"] = outcome.next_attempt_at.isoformat()
+    return data
+
+
+def _record_owned(
+    session: Session,
+    campaign: Campaign,
+    decided: Sequence[_Decided],
+    token: str,
+    report: BatchReport,
+    now: datetime,
+) -> None:
+    """Events (one multi-row INSERT) and bounce suppressions for the rows this claim still
+    owned when its results were written; a row lost to an expired lease is left alone."""
     from dispatch.subscribers import service as subscribers
 
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        if params:
-            session.connection().execute(stmt, params)
-        ids = [row.id for row in rows]
-        owned = set(
-            session.scalars(
-                select(D.c.id).where(
-                    D.c.id.in_(ids), D.c.claimed_by == token, D.c.status != DeliveryStatus.SENDING
-                )
+    ids = [row.id for row, _, _ in decided]
+    owned = set(
+        session.scalars(
+            select(D.c.id).where(
+                D.c.id.in_(ids), D.c.claimed_by == token, D.c.status != DeliveryStatus.SENDING
             )
         )
-        event_rows: list[dict] = []
-        for row, result, outcome in decided:
-            if row.id not in owned:  # our lease expired and someone else owns the row now
-                log.warning("delivery.lost_claim", campaign_id=campaign.id, delivery_id=row.id)
-                continue
-            paused = outcome.status == DeliveryStatus.PENDING
-            report.add(Outcome.PAUSED.value if paused else outcome.status.value)
-            if outcome.event is None:
-                continue
-            data: dict = {"code": result.code, "attempt": row.attempts + 1}
-            if result.text:
-                data["text"] = result.text[:500]
-            for key in ("relay", "rule", "stage"):
-                if (result.data or {}).get(key):
-                    data[key] = result.data[key]
-            if result.message_id:
-                data["message_id"] = result.message_id
-            if result.external_id:
-                data["external_id"] = result.external_id
-            if outcome.next_attempt_at:
-                data["retry_at"] = outcome.next_attempt_at.isoformat()
-            event_rows.append(
-                events.event_row(
-                    outcome.event,
-                    channel=campaign.channel,
-                    campaign_id=campaign.id,
-                    delivery_id=row.id,
-                    subscriber_id=row.subscriber_id,
-                    data=data,
-                    at=now,
-                )
+    )
+    address = channel_traits(campaign.channel).address
+    event_rows: list[dict[str, Any]] = []
+    for row, result, outcome in decided:
+        if row.id not in owned:  # our lease expired and someone else owns the row now
+            log.warning("delivery.lost_claim", campaign_id=campaign.id, delivery_id=row.id)
+            continue
+        paused = outcome.status == DeliveryStatus.PENDING
+        report.add(Outcome.PAUSED.value if paused else outcome.status.value)
+        if outcome.event is None:
+            continue
+        event_rows.append(
+            events.event_row(
+                outcome.event,
+                channel=campaign.channel,
+                campaign_id=campaign.id,
+                delivery_id=row.id,
+                subscriber_id=row.subscriber_id,
+                data=_event_data(row, result, outcome),
+                at=now,
             )
-            if outcome.status == DeliveryStatus.BOUNCED:
-                address = channel_traits(campaign.channel).address
-                if getattr(row, address):
-                    subscribers.suppress(
-                        session,
-                        **{address: getattr(row, address)},
-                        reason=SuppressionReason.BOUNCED,
-                        source=f"campaign:{campaign.id}",
-                        campaign_id=campaign.id,
-                        delivery_id=row.id,
-                    )
-        events.insert_rows(session, event_rows)  # one multi-row INSERT
+        )
+        if outcome.status == DeliveryStatus.BOUNCED and getattr(row, address):
+            subscribers.suppress(
+                session,
+                **{address: getattr(row, address)},
+                reason=SuppressionReason.BOUNCED,
+                source=f"campaign:{campaign.id}",
+                campaign_id=campaign.id,
+                delivery_id=row.id,
+            )
+    events.insert_rows(session, event_rows)
+
+
+def _clear_waiting(session: Session, campaign_id: int) -> None:
+    """A message went out: the campaign is no longer held back (quota, window, relays)."""
+    session.execute(
+        update(C)
+        .where(C.c.id == campaign_id, C.c.waiting_reason.is_not(None))
+        .values(waiting_reason=None, waiting_until=None)
+    )
+
+
+def _pause_campaign(session: Session, campaign_id: int, reason: str, now: datetime) -> None:
+    current = campaign_service.get(session, campaign_id)
+    if current.status == CampaignStatus.RUNNING:
+        campaign_service.transition(session, current, CampaignStatus.PAUSED, reason=reason, now=now)
+        log.warning("campaign.paused_by_server", campaign_id=campaign_id, reason=reason)
+
+
+def record_results(
+    engine: Engine,
+    settings: Settings,
+    campaign: Campaign,
+    rows: Sequence[ClaimedRow],
+    results: Sequence[SendResult],
+    token: str,
+    report: BatchReport,
+    renew_ids: Sequence[int] = (),
+    *,
+    usage: dict[str, int] | None = None,
+    now: datetime | None = None,
+) -> ChunkOutcome:
+    """Apply the channel's results in one transaction, and in the same one extend the lease on
+    the rows still to send (`renew_ids`) and read the campaign's status: one commit per chunk.
+    `usage` (daily counter scope -> messages sent) is added to the database's daily counts in
+    the same transaction, so quota and warm-up counts survive a Redis restart."""
+    now = now or utcnow()
+    params, decided, pause_reason = _decide_all(settings, rows, results, token, now)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        if params:
+            session.connection().execute(_WRITE_RESULT, params)
+        _record_owned(session, campaign, decided, token, report, now)
         if usage:
             record_used(session, usage, settings.send_timezone, now)
         if any(o.status == DeliveryStatus.SENT for _, _, o in decided):
-            session.execute(
-                update(C)
-                .where(C.c.id == campaign.id, C.c.waiting_reason.is_not(None))
-                .values(waiting_reason=None, waiting_until=None)
-            )
+            _clear_waiting(session, campaign.id)
         if pause_reason:
-            current = campaign_service.get(session, campaign.id)
-            if current.status == CampaignStatus.RUNNING:
-                campaign_service.transition(
-                    session, current, CampaignStatus.PAUSED, reason=pause_reason, now=now
-                )
-                log.warning(
-                    "campaign.paused_by_server", campaign_id=campaign.id, reason=pause_reason
-                )
+            _pause_campaign(session, campaign.id, pause_reason, now)
         ours = (
             renew(session, list(renew_ids), token, settings.lease_seconds, now)
             if renew_ids
