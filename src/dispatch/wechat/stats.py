@@ -86,7 +86,7 @@ def campaign_report(session: Session, campaign_id: int) -> dict[str, Any]:
         .where(WechatMassChunk.campaign_id == campaign_id)
         .order_by(WechatMassChunk.batch_no, WechatMassChunk.id)
     ).all()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "batch_no": c.batch_no,
             "mode": c.mode,
