@@ -24,13 +24,13 @@ from dispatch.delivery import campaigns
 from dispatch.models import Campaign, Delivery, Event, MailingList, Subscriber, Subscription
 from dispatch.tasks import CeleryQueue, configure
 from smtp_server import ScriptedSmtpServer
-from test_delivery_workers import CELERY, REDIS_URL, ROOT, _ensure_redis, _pg_database, _small_issue
+from test_delivery_workers import CELERY, ROOT, _pg_database, _small_issue
 
 pytestmark = pytest.mark.slow
+REDIS_URL = os.environ.get("DISPATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def test_netease_throttle_through_real_workers(tmp_path):
-    _ensure_redis()
     url, admin = _pg_database()
     engine = make_engine(url)
     upgrade(engine)
