@@ -53,3 +53,17 @@ def test_wechat_campaign_page_shows_wechat_numbers(client, engine, settings):
 
     for key in ("stat_opened", "stat_clicked", "chart_title"):  # email's columns are not shown
         assert not any(word in page.text for word in TEXTS.messages[key])
+
+
+def test_overview_shows_follower_counts_after_a_sync(client, engine, settings, fake):
+    from dispatch.wechat.client import WechatClient
+    from dispatch.wechat.followers import sync_followers
+
+    wechat = fake.settings_for(settings)
+    fake.state.add_followers(7)
+    sync_followers(engine, WechatClient(wechat), wechat)
+    make_user(engine, "editor")
+    login(client, "editor@example.org")
+    page = client.get("/admin/")
+    assert page.status_code == 200 and 'id="wechat-sync"' in page.text
+    assert "7" in page.text.split('id="wechat-sync"', 1)[1].split("</p>")[0]

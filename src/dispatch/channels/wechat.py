@@ -60,9 +60,10 @@ MESSAGES = Catalog(
         "no_openid": ("该订阅者没有微信 OpenID", "the subscriber has no WeChat openid"),
         "no_issue": ("期刊 {issue_id} 不存在", "issue {issue_id} not found"),
         "quota_pause": (
-            "微信每日接口额度已用完（45009），活动暂停至 {until}（北京时间零点额度重置）后自动继续",
-            "WeChat's daily API quota is used up (45009): the campaign pauses until {until} "
-            "(the quota resets at midnight Beijing time) and then resumes",
+            "微信每日接口额度已用完（45009）：活动已暂停，额度在 {until}（北京时间零点）重置，"
+            "之后请继续（resume）活动",
+            "WeChat's daily API quota is used up (45009): the campaign is paused; the quota "
+            "resets at {until} (midnight Beijing time), resume the campaign after that",
         ),
         "no_template": (
             "模板消息不能用于推送内容（微信规则），请改用群发",

@@ -71,8 +71,20 @@ def overview(request: Request, principal: EditorUser, session: DbSession) -> Res
         "count_campaigns": session.scalar(select(func.count(Campaign.id))) or 0,
     }
     recent = engine_campaigns.list_campaigns(session, limit=5)
+    from dispatch.models.wechat import WechatFollower, WechatSyncRun
+
+    last_sync = session.scalars(select(WechatSyncRun).order_by(WechatSyncRun.id.desc())).first()
+    if last_sync is not None:  # the Official Account's followers, as the last sync left them
+        counts["count_wechat_followers"] = (
+            session.scalar(
+                select(func.count(WechatFollower.id)).where(WechatFollower.subscribed.is_(True))
+            )
+            or 0
+        )
     return render_page(
-        request, "admin/overview.html", {"counts": counts, "campaigns": recent, **_flash(request)}
+        request,
+        "admin/overview.html",
+        {"counts": counts, "campaigns": recent, "wechat_sync": last_sync, **_flash(request)},
     )
 
 

@@ -158,6 +158,12 @@ TEXTS = Catalog(
         "preview_wechat": ("微信图文", "WeChat articles"),
         "wechat_phone_frame": ("手机预览（375 像素宽）", "phone preview (375 px wide)"),
         "wechat_sends": ("微信群发", "WeChat mass sends"),
+        "count_wechat_followers": ("微信关注者", "WeChat followers"),
+        "wechat_sync_summary": (
+            "关注者同步（{at} UTC，{status}）：{seen} 位，新增 {created}，取消关注 {unfollowed}",
+            "follower sync ({at} UTC, {status}): {seen} followers, {created} new, "
+            "{unfollowed} unfollowed",
+        ),
         "wechat_mode_openids": ("按 OpenID 列表", "to openid lists"),
         "wechat_mode_all": ("全部关注者（出现在历史消息）", "all followers (shown in history)"),
         "wechat_mode_tag": ("一个标签", "one tag"),
