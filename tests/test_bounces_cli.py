@@ -116,3 +116,14 @@ def test_campaigns_show_prints_after_send_counts(session, settings):
     assert "hard bounces" in shown.output and "1 (33.33%)" in shown.output
     data = json.loads(run("campaigns", "show", str(sent.campaign_id), "--json").output)
     assert data["after_send"]["counts"]["hard"] == 1
+
+
+def test_beat_polls_the_bounce_mailbox_only_when_one_is_configured(settings):
+    from dispatch.tasks import POLL_BOUNCES, celery_config
+
+    assert "dispatch-poll-bounces" not in celery_config(settings)["beat_schedule"]
+    configured = settings.replace(
+        bounce_mailbox_url="imaps://bounces@imap.example.org/INBOX", bounce_poll_seconds=120
+    )
+    entry = celery_config(configured)["beat_schedule"]["dispatch-poll-bounces"]
+    assert entry["task"] == POLL_BOUNCES and entry["schedule"].total_seconds() == 120

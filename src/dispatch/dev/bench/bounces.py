@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -198,6 +200,8 @@ def command(n: int, sqlite: bool, batch: int, as_json: bool) -> None:
         bounce_address="bounces@bounce.bench.example.org",
         secret_key="bench-secret-key",
     )
+    # a terminated run still drops its database (the finally below runs on SystemExit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if sqlite:
         folder = tempfile.mkdtemp(prefix="dispatch-bench-bounces-")
         url, drop = f"sqlite:///{Path(folder) / 'bench.db'}", (lambda: None)
