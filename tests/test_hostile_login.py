@@ -191,3 +191,31 @@ def test_old_failures_stop_counting(engine, settings):
         assert _try(c, "owner@example.org", PASSWORD).status_code == 429
         _age_attempts(engine, 59)  # now 61 s old: out of the window, within the old wait
         assert _try(c, "owner@example.org", PASSWORD).status_code == 303
+
+
+def test_failed_log_ins_are_listed_for_the_administrator(engine, attacker, settings):
+    import json
+
+    from click.testing import CliRunner
+
+    from dispatch.cli import main
+
+    make_user(engine, "admin", "owner@example.org")
+    _try(attacker, "owner@example.org", "wrong-guess-123")
+    attacker.get("/api/lists", headers=bearer("dsp_not_a_token"))
+    result = CliRunner().invoke(
+        main,
+        ["users", "failures", "--json"],
+        env={
+            "DISPATCH_DATABASE_URL": settings.database_url,
+            "DISPATCH_DATA_DIR": str(settings.data_dir),
+        },
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert [(r["kind"], r["account"], r["client"]) for r in listed] == [
+        ("token", None, "203.0.113.66"),
+        ("password", "owner@example.org", "203.0.113.66"),
+    ]
+    assert "wrong-guess-123" not in result.stdout  # the guess itself is never stored

@@ -231,6 +231,41 @@ def users_list(as_json: bool) -> None:
     )
 
 
+@users_group.command("failures")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@json_option
+def users_failures(limit: int, as_json: bool) -> None:
+    """最近失败的登录与 API 令牌 / Recent failed log-ins and API tokens (newest first)."""
+    from dispatch.models.security import AuthAttempt
+
+    with _session() as session:
+        rows = [
+            {
+                "at": a.occurred_at,
+                "kind": a.kind,
+                "account": a.account,
+                "client": a.client,
+            }
+            for a in session.scalars(
+                select(AuthAttempt)
+                .where(AuthAttempt.ok.is_(False))
+                .order_by(AuthAttempt.id.desc())
+                .limit(limit)
+            )
+        ]
+    emit(
+        rows,
+        as_json,
+        lambda rs: [
+            click.echo(
+                f"{r['at']:%Y-%m-%d %H:%M:%S}  {r['kind']:<8}  {r['client']:<15}  "
+                f"{r['account'] or '-'}"
+            )
+            for r in rs
+        ],
+    )
+
+
 def register(main: click.Group) -> None:
     main.add_command(web_cmd)
     main.add_command(users_group)
