@@ -278,3 +278,22 @@ def test_wechat_numbers_and_article_figures(session, engine, wechat_settings, fa
     assert report["totals"] == {"recipients": 6, "total": 6, "filtered": 3, "sent": 3, "errors": 0}
     assert [a["read"] for a in report["articles"]] == [13, 16]
     assert report["articles"][0]["title"] == "测试文章 1"
+
+
+def test_the_fakes_minute_limit_defers_the_next_chunk(session, wechat_settings, fake, issue):
+    from dispatch.channels.base import CampaignContext, Recipient
+    from dispatch.channels.wechat import WechatChannel
+
+    fake.state.mass_per_minute = 1  # WeChat: about 60 mass-send requests a minute
+    outcomes = []
+    for batch in (0, 1):
+        channel = WechatChannel(
+            wechat_settings,
+            CampaignContext(4, issue.id, batch, (1,), False),
+            policy=RetryPolicy(attempts=2, scale=0.0),
+            sleep=lambda s: None,
+        )
+        people = [Recipient(i, i, None, "", "zh-CN", f"o{batch}-{i}") for i in (1, 2)]
+        outcomes.append({r.outcome for r in channel.send(people)})
+    assert outcomes == [{"sent"}, {"deferred"}]
+    assert fake.state.calls["message/mass/send"] == 3  # the second chunk: tried twice, 45011
