@@ -119,3 +119,45 @@ def test_a_single_channel_send_ignores_the_preference(engine, session, settings)
         ids["c_follower"],
     }
     assert campaigns.reach(session, campaign) is None
+
+
+def test_send_both_from_the_cli_makes_two_campaigns_reaching_each_person_once(
+    engine, session, settings, tmp_path
+):
+    import json
+
+    from click.testing import CliRunner
+
+    from dispatch.cli import main
+    from dispatch.config import set_settings
+    from dispatch.models import Campaign
+
+    set_settings(settings.replace(wechat_app_id="wxtest", wechat_app_secret="not-used-here"))
+    ids = _people(session)
+    source = publish_source(session, SAMPLE_ISSUE_DIR).slug  # has the cover WeChat needs
+    session.commit()
+    result = CliRunner().invoke(
+        main,
+        ["send", source, "--lists", "news", "--channel", "both", "--json"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    decoder, text, outputs = json.JSONDecoder(), result.output.strip(), []
+    while text:
+        obj, end = decoder.raw_decode(text)
+        outputs.append(obj)
+        text = text[end:].strip()
+    assert [o["channel"] for o in outputs] == ["email", "wechat"]
+    # the second campaign's report already counts the send as a whole
+    assert outputs[-1]["reach"]["campaign_ids"] == sorted(x["id"] for x in outputs)
+    session.expire_all()
+    assert {tuple(c.options["channels"]) for c in session.scalars(select(Campaign))} == {
+        ("email", "wechat")
+    }
+    per_person: dict[int, int] = {}
+    for sid in session.scalars(select(Delivery.subscriber_id)):
+        per_person[sid] = per_person.get(sid, 0) + 1
+    assert per_person[ids["prefers_both"]] == 2
+    assert all(n == 1 for sid, n in per_person.items() if sid != ids["prefers_both"])
+    bad = CliRunner().invoke(main, ["send", source, "--channel", "both", "--test", "x@example.org"])
+    assert bad.exit_code != 0 and "one channel" in bad.output
