@@ -332,6 +332,12 @@ def unsubscribe_cmd(ref: str, list_slug: str | None, as_json: bool) -> None:
     help="Consent was collected elsewhere (needed for double opt-in lists; recorded on each "
     "subscription) / 已在别处取得同意（双重确认列表必需，逐条记录）",
 )
+@click.option(
+    "--send-confirmations",
+    is_flag=True,
+    help="Double opt-in list: leave people unconfirmed and email each a confirmation "
+    "(throttled) / 双重确认列表：先逐一发送确认邮件（限速）",
+)
 @json_option
 def import_cmd(
     file: Path,
@@ -341,6 +347,7 @@ def import_cmd(
     start_line: int,
     as_json: bool,
     confirmed: bool = False,
+    send_confirmations: bool = False,
 ) -> None:
     """导入 CSV / Import subscribers from a CSV file.
 
@@ -369,6 +376,7 @@ def import_cmd(
                     start_line=start_line,
                     progress=lambda line: bar.update(task, completed=line),
                     confirmed=confirmed,
+                    send_confirmations=send_confirmations,
                 )
         else:
             result = import_csv(
@@ -379,6 +387,18 @@ def import_cmd(
                 resubscribe=resubscribe,
                 start_line=start_line,
                 confirmed=confirmed,
+                send_confirmations=send_confirmations,
+            )
+        if result.awaiting_confirmation:
+            from dispatch.subscribers.optin import send_import_confirmations
+
+            list_id = service_list_id(engine, list_slug)
+            sent = send_import_confirmations(
+                engine, settings, list_id, result.awaiting_confirmation
+            )
+            click.echo(
+                f"确认邮件 / confirmation emails: sent {sent['sent']}, failed {sent['failed']}",
+                err=as_json,
             )
     except (CsvImportError, SQLAlchemyError) as exc:
         fail(str(exc).strip().splitlines()[0])
@@ -542,3 +562,10 @@ def merges_cmd(as_json: bool) -> None:
 
 def register(main: click.Group) -> None:
     main.add_command(subscribers_group)
+
+
+def service_list_id(engine, slug: str) -> int:
+    from sqlalchemy.orm import Session as _Session
+
+    with _Session(engine) as session:
+        return service.get_list(session, slug).id

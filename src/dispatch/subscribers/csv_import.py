@@ -163,10 +163,10 @@ CONSENT_MESSAGES = Catalog(
     {
         "needs_consent": (
             "列表 {slugs} 为双重确认：导入的地址未确认过订阅。若已在别处取得同意，请加 --confirmed"
-            "（每行记录为“导入：已在别处同意”），否则请让他们通过订阅表单自行订阅",
+            "（每行记录为“导入：已在别处同意”），或加 --send-confirmations 先逐一发确认邮件",
             "list {slugs} is double opt-in and imported addresses never confirmed: pass "
             "--confirmed if consent was collected elsewhere (recorded on each row as such), or "
-            "let the people subscribe through the form themselves",
+            "--send-confirmations to ask each person by email first",
         ),
     }
 )
@@ -214,6 +214,8 @@ class ImportResult:
     problems: list[RowProblem] = field(default_factory=list)
     rows: int = 0
     last_line: int = 0
+    # with send_confirmations: the people left unconfirmed, each owed a confirmation email
+    awaiting_confirmation: list[int] = field(default_factory=list)
 
     def skip(self, line: int, reason: str, detail: str = "") -> None:
         self.skipped[reason] += 1
@@ -281,6 +283,7 @@ class ImportResult:
                 {"line": p.line, "reason": p.reason, "detail": p.detail} for p in self.problems
             ],
             "last_line": self.last_line,
+            "awaiting_confirmation": len(self.awaiting_confirmation),
         }
 
 
@@ -765,6 +768,32 @@ def _add_to_more_lists(conn: Connection, rows: list[_Row], now: Any) -> None:
                 )
 
 
+def _await_confirmation(engine: Engine, list_id: int, started: Any, file: str) -> list[int]:
+    """Double opt-in without declared consent: what this import confirmed on the list goes
+    back to unconfirmed, each person owed a confirmation email; returns their ids."""
+    table = Subscription.__table__
+    label = f"import:confirmation-asked:{Path(file).name}"[:64]
+    with engine.begin() as conn:
+        ids = list(
+            conn.scalars(
+                select(table.c.subscriber_id).where(
+                    table.c.list_id == list_id,
+                    table.c.source == "",
+                    table.c.confirmed_at >= started,
+                )
+            )
+        )
+        for part in bulk._parts(conn, ids):
+            conn.execute(
+                update(table)
+                .where(table.c.list_id == list_id, bulk._in(conn, table.c.subscriber_id, part))
+                .values(
+                    status=SubscriptionStatus.UNCONFIRMED.value, confirmed_at=None, source=label
+                )
+            )
+    return ids
+
+
 def _record_consent(
     engine: Engine, list_ids: set[int], started: Any, *, confirmed: bool, file: str
 ) -> None:
@@ -794,6 +823,7 @@ def import_csv(
     chunk_rows: int = CHUNK_ROWS,
     progress: Callable[[int], None] | None = None,
     confirmed: bool = False,
+    send_confirmations: bool = False,
 ) -> ImportResult:
     """Import `path` into list `list_slug`; returns the counts. Raises CsvImportError for a file
     that cannot be read at all and ImportAborted (with the resume line) if a chunk fails."""
@@ -811,7 +841,8 @@ def import_csv(
     if list_slug not in all_lists:
         raise CsvImportError(MESSAGES.both("no_list", slug=list_slug))
     list_id = all_lists[list_slug][0]
-    if all_lists[list_slug][1] == "double" and not confirmed:
+    ask_first = all_lists[list_slug][1] == "double" and not confirmed
+    if ask_first and not send_confirmations:
         raise CsvImportError(CONSENT_MESSAGES.both("needs_consent", slugs=list_slug))
     # the lists column may name single opt-in lists, and double opt-in ones with --confirmed
     joinable = {
@@ -927,6 +958,8 @@ def import_csv(
     result.problems.sort(key=lambda p: p.line)
     if not dry_run:
         _remember_hygiene(engine, list_id, path, result, seen_emails)
+        if ask_first:
+            result.awaiting_confirmation = _await_confirmation(engine, list_id, started, str(path))
         _record_consent(
             engine, {list_id, *joinable.values()}, started, confirmed=confirmed, file=str(path)
         )

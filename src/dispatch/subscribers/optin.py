@@ -286,3 +286,44 @@ def send_email_change(
     ignore = CHANGE_MESSAGES.get("ignore", locale)
     message.set_content(f"{body}\n\n{url}\n\n{ignore}\n")
     return send_transactional(settings, message)
+
+
+def send_import_confirmations(
+    engine,
+    settings: Settings,
+    list_id: int,
+    subscriber_ids: list[int],
+    *,
+    per_second: float = 5.0,
+    limiter=None,
+    sleep=None,
+) -> dict[str, int]:
+    """Confirmations for an import into a double opt-in list, throttled (`per_second`, shared
+    through Redis when configured) and tracked: one `optin_sent` event per message, counts
+    returned. A failed send is counted and logged; the person stays unconfirmed."""
+    import time
+
+    from sqlalchemy.orm import Session as _Session
+
+    from dispatch.delivery.ratelimit import Limit, make_rate_limiter
+    from dispatch.log import get_logger
+
+    log = get_logger(__name__)
+    limiter = limiter or make_rate_limiter(settings)
+    sleep = sleep or time.sleep
+    limit = [Limit(f"optin-import:{list_id}", per_second=per_second)]
+    sent = failed = 0
+    for subscriber_id in subscriber_ids:
+        while True:
+            grant = limiter.acquire(limit, 1)
+            if grant.granted:
+                break
+            sleep(grant.wait_seconds)
+        try:
+            with _Session(engine) as session, session.begin():
+                if send_optin(session, settings, subscriber_id, [list_id]):
+                    sent += 1
+        except Exception as exc:  # noqa: BLE001 - count it, keep going with the others
+            failed += 1
+            log.warning("optin.import_send_failed", subscriber_id=subscriber_id, error=str(exc))
+    return {"sent": sent, "failed": failed}
