@@ -27,12 +27,14 @@ __all__ = [
     "BounceSource",
     "CampaignStatus",
     "Channel",
+    "CheckStatus",
     "DeliveryStatus",
     "ErrorKind",
     "EventKind",
     "IssueStatus",
     "ProcessKind",
     "Outcome",
+    "PauseCause",
     "SubscriberStatus",
     "SubscriptionStatus",
     "SuppressionReason",
@@ -239,3 +241,17 @@ class ProcessKind(StrEnum):
 
     WORKER = "worker"  # a Celery worker: sends the queued batches
     BEAT = "beat"  # Celery beat: starts due schedules, retries, returns expired leases
+
+
+class CheckStatus(StrEnum):
+    """A `dispatch doctor` finding about the sending domain (deliverability.doctor)."""
+
+    PASS = "pass"  # the requirement is met
+    WARN = "warn"  # mail goes out, but a receiver may mind, or it could not be probed
+    FAIL = "fail"  # receivers refuse or junk the mail until this is fixed
+
+
+class PauseCause(StrEnum):
+    """Who paused a campaign by itself (data.by of its campaign_paused event)."""
+
+    REPUTATION = "reputation"  # hard bounces or complaints over the recent window (the guard)

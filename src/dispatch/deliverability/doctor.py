@@ -34,8 +34,10 @@ from dispatch.deliverability.records import (
     walk_spf,
 )
 from dispatch.i18n import Catalog
+from dispatch.vocabulary import CheckStatus
 
-STATUSES = ("pass", "warn", "fail")
+STATUSES = tuple(CheckStatus)
+PASS, WARN, FAIL = CheckStatus.PASS, CheckStatus.WARN, CheckStatus.FAIL
 
 MESSAGES = Catalog(
     {
@@ -291,11 +293,11 @@ class DoctorReport:
     @property
     def status(self) -> str:
         statuses = {r.status for r in self.results}
-        return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+        return FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
 
     @property
     def failures(self) -> list[CheckResult]:
-        return [r for r in self.results if r.status == "fail"]
+        return [r for r in self.results if r.status == FAIL]
 
     def get(self, check: str) -> CheckResult:
         return next(r for r in self.results if r.check == check)
@@ -312,14 +314,14 @@ def _dns_failure(check: str, exc: LookupFailed, record: str | None = None) -> Ch
     if exc.kind == "timeout":
         return CheckResult(
             check,
-            "fail",
+            FAIL,
             "dns.timeout",
             {"rtype": exc.rtype, "name": exc.name, "seconds": f"{exc.seconds:g}"},
             record,
         )
     return CheckResult(
         check,
-        "fail",
+        FAIL,
         "dns.error",
         {"rtype": exc.rtype, "name": exc.name, "detail": exc.detail or exc.kind},
         record,
@@ -365,7 +367,7 @@ def _relays(settings: Settings, resolver: Resolver) -> list[_Relay] | CheckResul
 
         configured = [r for r in parse_relays(settings) if r.host]
     except ConfigError as exc:
-        return CheckResult("relay", "fail", "relay.bad_url", {"error": str(exc)})
+        return CheckResult("relay", FAIL, "relay.bad_url", {"error": str(exc)})
     relays = []
     for relay in configured:
         if is_ip(relay.host):
@@ -405,15 +407,15 @@ def check_spf(settings: Settings, resolver: Resolver, relays: list[_Relay]) -> C
     except LookupFailed as exc:
         return _dns_failure("spf", exc, suggested)
     if not records:
-        return CheckResult("spf", "fail", "spf.none", {"domain": domain}, suggested)
+        return CheckResult("spf", FAIL, "spf.none", {"domain": domain}, suggested)
     if len(records) > 1:
         return CheckResult(
-            "spf", "fail", "spf.many", {"domain": domain, "count": len(records)}, suggested
+            "spf", FAIL, "spf.many", {"domain": domain, "count": len(records)}, suggested
         )
     try:
         terms = parse_spf(records[0])
     except RecordError as exc:
-        return CheckResult("spf", "fail", "spf.syntax", {"error": str(exc)}, suggested)
+        return CheckResult("spf", FAIL, "spf.syntax", {"error": str(exc)}, suggested)
     try:
         walk = walk_spf(resolver, domain)
     except LookupFailed as exc:
@@ -421,25 +423,25 @@ def check_spf(settings: Settings, resolver: Resolver, relays: list[_Relay]) -> C
     if walk.lookups > MAX_SPF_LOOKUPS:
         return CheckResult(
             "spf",
-            "fail",
+            FAIL,
             "spf.lookups",
             {"count": walk.lookups, "limit": MAX_SPF_LOOKUPS},
             suggested,
         )
     if walk.problems:
         return CheckResult(
-            "spf", "fail", "spf.include_broken", {"problem": walk.problems[0]}, suggested
+            "spf", FAIL, "spf.include_broken", {"problem": walk.problems[0]}, suggested
         )
     all_term = next((t for t in terms if t.name == "all"), None)
     if all_term is not None and all_term.qualifier == "+":
-        return CheckResult("spf", "fail", "spf.plus_all", {}, suggested)
+        return CheckResult("spf", FAIL, "spf.plus_all", {}, suggested)
     # does it authorise the relay?
     with_mechanism = _spf_with(records[0], mechanism)
     if settings.relay_spf_include:
         if settings.relay_spf_include.lower().rstrip(".") not in walk.includes:
             return CheckResult(
                 "spf",
-                "fail",
+                FAIL,
                 "spf.no_relay_include",
                 {"include": settings.relay_spf_include},
                 with_mechanism,
@@ -451,20 +453,20 @@ def check_spf(settings: Settings, resolver: Resolver, relays: list[_Relay]) -> C
             if result != "pass":
                 return CheckResult(
                     "spf",
-                    "fail",
+                    FAIL,
                     "spf.relay_not_authorised",
                     {"host": relay.host, "address": address, "result": result},
                     with_mechanism,
                 )
         relay_text = ", ".join(dict.fromkeys(r.host for r in relays))
     else:
-        return CheckResult("spf", "warn", "spf.no_relay", {"lookups": walk.lookups}, None)
+        return CheckResult("spf", WARN, "spf.no_relay", {"lookups": walk.lookups}, None)
     if all_term is None or all_term.qualifier in ("~", "?"):
         all_text = (all_term.qualifier + "all") if all_term else "(no all)"
         return CheckResult(
-            "spf", "warn", "spf.soft", {"lookups": walk.lookups, "all": all_text}, None
+            "spf", WARN, "spf.soft", {"lookups": walk.lookups, "all": all_text}, None
         )
-    return CheckResult("spf", "pass", "spf.ok", {"lookups": walk.lookups, "relay": relay_text})
+    return CheckResult("spf", PASS, "spf.ok", {"lookups": walk.lookups, "relay": relay_text})
 
 
 def _spf_with(record: str, mechanism: str) -> str:
@@ -486,11 +488,11 @@ def check_dkim(settings: Settings, resolver: Resolver) -> CheckResult:
     )
 
     if not (settings.dkim_key_file or settings.dkim_selector or settings.dkim_domain):
-        return CheckResult("dkim", "fail", "dkim.unconfigured", {}, None)
+        return CheckResult("dkim", FAIL, "dkim.unconfigured", {}, None)
     try:
         signer = signer_from_settings(settings)
     except DkimConfigError as exc:
-        return CheckResult("dkim", "fail", "dkim.config", {"error": str(exc)})
+        return CheckResult("dkim", FAIL, "dkim.config", {"error": str(exc)})
     assert signer is not None
     private = check_private_key(signer.private_key, settings.dkim_key_file)
     name = f"{signer.selector}._domainkey.{signer.domain}"
@@ -502,17 +504,17 @@ def check_dkim(settings: Settings, resolver: Resolver) -> CheckResult:
         return _dns_failure("dkim", exc, record)
     txts = [t for t in txts if "p=" in t]
     if not txts:
-        return CheckResult("dkim", "fail", "dkim.none", {"name": name}, record)
+        return CheckResult("dkim", FAIL, "dkim.none", {"name": name}, record)
     try:
         published = parse_dkim_key(txts[0])
     except RecordError as exc:
         return CheckResult(
-            "dkim", "fail", "dkim.bad_record", {"name": name, "error": str(exc)}, record
+            "dkim", FAIL, "dkim.bad_record", {"name": name, "error": str(exc)}, record
         )
     if published.key_type == "rsa" and published.bits < 2048:
-        return CheckResult("dkim", "fail", "dkim.weak", {"bits": published.bits}, record)
+        return CheckResult("dkim", FAIL, "dkim.weak", {"bits": published.bits}, record)
     if _key_of(wanted) != _key_of(txts[0]):
-        return CheckResult("dkim", "fail", "dkim.mismatch", {"name": name}, record)
+        return CheckResult("dkim", FAIL, "dkim.mismatch", {"name": name}, record)
     if signer.ed25519_seed:  # the RFC 8463 key beside it must be published and match too
         import base64
 
@@ -527,22 +529,22 @@ def check_dkim(settings: Settings, resolver: Resolver) -> CheckResult:
         except LookupFailed as exc:
             return _dns_failure("dkim", exc, ed_record)
         if not ed_txts:
-            return CheckResult("dkim", "fail", "dkim.none", {"name": ed_name}, ed_record)
+            return CheckResult("dkim", FAIL, "dkim.none", {"name": ed_name}, ed_record)
         try:
             parse_dkim_key(ed_txts[0])
         except RecordError as exc:
             return CheckResult(
-                "dkim", "fail", "dkim.bad_record", {"name": ed_name, "error": str(exc)}, ed_record
+                "dkim", FAIL, "dkim.bad_record", {"name": ed_name, "error": str(exc)}, ed_record
             )
         if _key_of(ed_wanted) != _key_of(ed_txts[0]):
-            return CheckResult("dkim", "fail", "dkim.mismatch", {"name": ed_name}, ed_record)
+            return CheckResult("dkim", FAIL, "dkim.mismatch", {"name": ed_name}, ed_record)
     error = _verify_test_message(settings, signer, resolver)
     if error:
-        return CheckResult("dkim", "fail", "dkim.verify_failed", {"error": error}, record)
+        return CheckResult("dkim", FAIL, "dkim.verify_failed", {"error": error}, record)
     if "y" in published.tags.get("t", "").split(":"):
-        return CheckResult("dkim", "warn", "dkim.testing", {}, record)
+        return CheckResult("dkim", WARN, "dkim.testing", {}, record)
     return CheckResult(
-        "dkim", "pass", "dkim.ok", {"name": name, "bits": published.bits, "domain": signer.domain}
+        "dkim", PASS, "dkim.ok", {"name": name, "bits": published.bits, "domain": signer.domain}
     )
 
 
@@ -619,30 +621,30 @@ def check_dmarc(settings: Settings, resolver: Resolver) -> CheckResult:
             try:
                 parse_dmarc(near[0])
             except RecordError as exc:
-                return CheckResult("dmarc", "fail", "dmarc.syntax", {"error": str(exc)}, record)
-        return CheckResult("dmarc", "fail", "dmarc.none", {"domain": domain}, record)
+                return CheckResult("dmarc", FAIL, "dmarc.syntax", {"error": str(exc)}, record)
+        return CheckResult("dmarc", FAIL, "dmarc.none", {"domain": domain}, record)
     if len(records) > 1:
         return CheckResult(
-            "dmarc", "fail", "dmarc.many", {"name": name, "count": len(records)}, record
+            "dmarc", FAIL, "dmarc.many", {"name": name, "count": len(records)}, record
         )
     try:
         tags = parse_dmarc(records[0])
     except RecordError as exc:
-        return CheckResult("dmarc", "fail", "dmarc.syntax", {"error": str(exc)}, record)
+        return CheckResult("dmarc", FAIL, "dmarc.syntax", {"error": str(exc)}, record)
     adkim = tags.get("adkim", "r")
     if settings.dkim_domain and not aligned(settings.dkim_domain, domain, adkim):
         return CheckResult(
             "dmarc",
-            "fail",
+            FAIL,
             "dmarc.strict_dkim",
             {"dkim": settings.dkim_domain, "domain": domain},
             record,
         )
     if tags["p"] == "none":
-        return CheckResult("dmarc", "warn", "dmarc.p_none", {}, record)
+        return CheckResult("dmarc", WARN, "dmarc.p_none", {}, record)
     if not tags.get("rua"):
-        return CheckResult("dmarc", "warn", "dmarc.no_rua", {}, record)
-    return CheckResult("dmarc", "pass", "dmarc.ok", {"policy": tags["p"], "adkim": adkim})
+        return CheckResult("dmarc", WARN, "dmarc.no_rua", {}, record)
+    return CheckResult("dmarc", PASS, "dmarc.ok", {"policy": tags["p"], "adkim": adkim})
 
 
 def check_bounce_mx(settings: Settings, resolver: Resolver) -> CheckResult:
@@ -655,14 +657,14 @@ def check_bounce_mx(settings: Settings, resolver: Resolver) -> CheckResult:
         hosts = [h.lower() for _, h in resolver.mx(domain)]
     except LookupFailed as exc:
         if exc.kind in ("nxdomain", "nodata"):
-            return CheckResult("bounce_mx", "fail", "mx.none", {"domain": domain}, record)
+            return CheckResult("bounce_mx", FAIL, "mx.none", {"domain": domain}, record)
         return _dns_failure("bounce_mx", exc, record)
     if hosts == [""] or hosts == ["."]:  # null MX (RFC 7505): accepts no mail
-        return CheckResult("bounce_mx", "fail", "mx.none", {"domain": domain}, record)
+        return CheckResult("bounce_mx", FAIL, "mx.none", {"domain": domain}, record)
     if expected and not set(hosts) & set(expected):
         return CheckResult(
             "bounce_mx",
-            "fail",
+            FAIL,
             "mx.elsewhere",
             {"domain": domain, "hosts": ", ".join(hosts), "expected": ", ".join(expected)},
             record,
@@ -670,15 +672,15 @@ def check_bounce_mx(settings: Settings, resolver: Resolver) -> CheckResult:
     for host in hosts:
         try:
             if not resolver.addresses(host):
-                return CheckResult("bounce_mx", "fail", "mx.unresolved", {"host": host}, record)
+                return CheckResult("bounce_mx", FAIL, "mx.unresolved", {"host": host}, record)
         except LookupFailed as exc:
             return _dns_failure("bounce_mx", exc, record)
-    return CheckResult("bounce_mx", "pass", "mx.ok", {"domain": domain, "hosts": ", ".join(hosts)})
+    return CheckResult("bounce_mx", PASS, "mx.ok", {"domain": domain, "hosts": ", ".join(hosts)})
 
 
 def check_relay_ptr(relay: _Relay, resolver: Resolver) -> CheckResult:
     if not relay.addresses:
-        return CheckResult("relay_ptr", "fail", "ptr.unresolved", {"host": relay.host})
+        return CheckResult("relay_ptr", FAIL, "ptr.unresolved", {"host": relay.host})
     address = relay.addresses[0]
     import ipaddress
 
@@ -692,20 +694,18 @@ def check_relay_ptr(relay: _Relay, resolver: Resolver) -> CheckResult:
     except LookupFailed as exc:
         if exc.kind in ("nxdomain", "nodata"):
             if loopback:
-                return CheckResult("relay_ptr", "warn", "ptr.loopback", {"address": address})
-            return CheckResult("relay_ptr", "fail", "ptr.none", {"address": address}, record)
+                return CheckResult("relay_ptr", WARN, "ptr.loopback", {"address": address})
+            return CheckResult("relay_ptr", FAIL, "ptr.none", {"address": address}, record)
         return _dns_failure("relay_ptr", exc, record)
     for name in names:
         try:
             if address in resolver.addresses(name):
-                return CheckResult(
-                    "relay_ptr", "pass", "ptr.ok", {"address": address, "name": name}
-                )
+                return CheckResult("relay_ptr", PASS, "ptr.ok", {"address": address, "name": name})
         except LookupFailed as exc:
             if exc.kind == "timeout":
                 return _dns_failure("relay_ptr", exc, record)
     return CheckResult(
-        "relay_ptr", "fail", "ptr.mismatch", {"address": address, "names": ", ".join(names)}, record
+        "relay_ptr", FAIL, "ptr.mismatch", {"address": address, "names": ", ".join(names)}, record
     )
 
 
@@ -721,11 +721,11 @@ def check_relay_tls(settings: Settings, relay: _Relay) -> CheckResult:
         else:
             client = smtplib.SMTP(relay.host, relay.port, timeout=timeout)
     except ssl.SSLError as exc:
-        return CheckResult("relay_tls", "fail", "tls.bad", {"error": _ssl_text(exc)}, fix)
+        return CheckResult("relay_tls", FAIL, "tls.bad", {"error": _ssl_text(exc)}, fix)
     except (OSError, smtplib.SMTPException) as exc:
         return CheckResult(
             "relay_tls",
-            "warn",
+            WARN,
             "tls.unreachable",
             {"host": relay.host, "port": relay.port, "error": str(exc)},
         )
@@ -734,18 +734,18 @@ def check_relay_tls(settings: Settings, relay: _Relay) -> CheckResult:
         if endpoint.security == "plain":
             if client.has_extn("starttls"):
                 return CheckResult(
-                    "relay_tls", "warn", "tls.plain_offered", {}, settings.smtp_url + "?starttls=1"
+                    "relay_tls", WARN, "tls.plain_offered", {}, settings.smtp_url + "?starttls=1"
                 )
-            return CheckResult("relay_tls", "warn", "tls.plain", {}, fix)
+            return CheckResult("relay_tls", WARN, "tls.plain", {}, fix)
         if endpoint.security == "starttls":
             client.starttls(context=endpoint.ssl_context())
         sock = client.sock
         version = sock.version() if isinstance(sock, ssl.SSLSocket) else "TLS"
-        return CheckResult("relay_tls", "pass", "tls.ok", {"version": version})
+        return CheckResult("relay_tls", PASS, "tls.ok", {"version": version})
     except ssl.SSLError as exc:
-        return CheckResult("relay_tls", "fail", "tls.bad", {"error": _ssl_text(exc)}, fix)
+        return CheckResult("relay_tls", FAIL, "tls.bad", {"error": _ssl_text(exc)}, fix)
     except (OSError, smtplib.SMTPException) as exc:
-        return CheckResult("relay_tls", "fail", "tls.bad", {"error": str(exc)}, fix)
+        return CheckResult("relay_tls", FAIL, "tls.bad", {"error": str(exc)}, fix)
     finally:
         try:
             client.quit()
@@ -762,30 +762,30 @@ def check_public_url(settings: Settings) -> CheckResult:
     if urlsplit(url).scheme != "https":
         return CheckResult(
             "public_url",
-            "fail",
+            FAIL,
             "url.http",
             {"url": url},
             f'public_base_url = "https://{urlsplit(url).netloc or "bulletin.example.org"}"',
         )
-    return CheckResult("public_url", "pass", "url.ok")
+    return CheckResult("public_url", PASS, "url.ok")
 
 
 def check_unsubscribe(settings: Settings) -> CheckResult:
     if not settings.unsubscribe_mailto:
         return CheckResult(
             "unsubscribe",
-            "warn",
+            WARN,
             "unsub.no_mailto",
             {},
             f'unsubscribe_mailto = "unsubscribe@{from_domain(settings)}"',
         )
-    return CheckResult("unsubscribe", "pass", "unsub.ok")
+    return CheckResult("unsubscribe", PASS, "unsub.ok")
 
 
 def check_postal_address(settings: Settings) -> CheckResult:
     if not settings.postal_address.strip():
-        return CheckResult("postal_address", "warn", "postal.none", {}, 'postal_address = "…"')
-    return CheckResult("postal_address", "pass", "postal.ok")
+        return CheckResult("postal_address", WARN, "postal.none", {}, 'postal_address = "…"')
+    return CheckResult("postal_address", PASS, "postal.ok")
 
 
 def run_doctor(settings: Settings, resolver: Resolver | None = None) -> DoctorReport:
@@ -802,8 +802,8 @@ def run_doctor(settings: Settings, resolver: Resolver | None = None) -> DoctorRe
         relays = []
     elif not relays:
         relay_checks = [
-            lambda: CheckResult("relay_ptr", "warn", "relay.none"),
-            lambda: CheckResult("relay_tls", "warn", "relay.none"),
+            lambda: CheckResult("relay_ptr", WARN, "relay.none"),
+            lambda: CheckResult("relay_tls", WARN, "relay.none"),
         ]
     for relay in relays:  # one PTR and one TLS finding per relay
         relay_checks += [

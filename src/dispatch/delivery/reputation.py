@@ -30,7 +30,7 @@ from dispatch.config import Settings
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, Event, utcnow
-from dispatch.vocabulary import CampaignStatus, DeliveryStatus, EventKind
+from dispatch.vocabulary import CampaignStatus, DeliveryStatus, EventKind, PauseCause
 
 log = get_logger(__name__)
 
@@ -228,7 +228,7 @@ def guard(engine: Engine, settings: Settings, campaign_id: int) -> str | None:
             PAUSE_EVENT,
             channel=campaign.channel,
             campaign_id=campaign_id,
-            data={"by": "reputation", **reading.as_dict()},
+            data={"by": PauseCause.REPUTATION, **reading.as_dict()},
             at=utcnow(),
         )
     log.warning("campaign.reputation_paused", campaign_id=campaign_id, **reading.as_dict())
