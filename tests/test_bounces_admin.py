@@ -214,3 +214,40 @@ def test_retry_failed_refuses_an_unfinished_campaign(http, admin, engine, sessio
     campaign_id, queue, _, _ = _failing_setup(engine, settings, session)
     answer = http.post(f"/api/campaigns/{campaign_id}/retry-failed", headers=admin)
     assert answer.status_code == 409 and "finished" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bounce_pages_read_on_a_375px_phone(http, engine, session, settings, artifacts_dir):
+    """The suppression list, a raw bounce and the campaign page (long diagnostics, long
+    addresses) in headless Chromium at 375 px: no sideways scrolling."""
+    from playwright.sync_api import sync_playwright
+
+    from test_web_browser import CHROMIUM, CHROMIUM_ARGS
+
+    long_address = (
+        "a.very.long.local.part.of.an.address.for.wrapping@subdomain.example-university.edu.cn"
+    )
+    sent = sent_campaign(session, ADDRESSES + [long_address])
+    process_message(session, settings, postfix_dsn(long_address), source="imap")
+    process_message(session, settings, postfix_dsn("bob@example.net"), source="smtp")
+    session.commit()
+    make_user(engine, "admin")
+    login(http, "admin@example.org")
+    bounce_id = session.scalars(select(Suppression.bounce_id)).first()
+    pages = {
+        "suppressions": http.get("/admin/suppressions").text,
+        "bounce": http.get(f"/admin/bounces/{bounce_id}").text,
+        "campaign": http.get(f"/admin/campaigns/{sent.campaign_id}").text,
+    }
+    widths = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800})
+            for name, html in pages.items():
+                page.set_content(html, wait_until="load")
+                widths[name] = page.evaluate("document.scrollingElement.scrollWidth")
+                page.screenshot(path=str(artifacts_dir / f"bounces-{name}-375.png"), full_page=True)
+        finally:
+            browser.close()
+    assert all(w <= 375 for w in widths.values()), widths
