@@ -3,7 +3,8 @@ end to end", line by line as written, on a fresh copy of the project with a fres
 the embedded default. The commands are read from README.md itself, so they cannot drift.
 
 What the test adds around the lines, and only that: free ports for the web server and the
-fake WeChat API (through the environment variables the README's commands read), exit status
+fake WeChat API (through the environment variables the README's commands read), a loopback
+DNS address for `dispatch doctor` (no query leaves the machine), exit status
 1 accepted from `dispatch doctor` (it reports failing checks that way, as the README says),
 and the last line's `dispatch web` run in the background and checked over HTTP.
 """
@@ -74,6 +75,10 @@ def fresh_environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DISPATCH_CONFIG"] = str(tmp_path / "no-config.toml")  # no developer's config file
+    # `dispatch doctor` asks DNS: a loopback port nobody answers on (each question a quick
+    # timeout, reported as such) instead of the machine's resolver; tests stay on loopback
+    env["DISPATCH_DNS_NAMESERVERS"] = f"127.0.0.1:{free_port()}"
+    env["DISPATCH_DNS_TIMEOUT"] = "0.2"
     env.update(extra)
     return env
 
