@@ -225,7 +225,7 @@ def test_cli_json_and_exit_code(tmp_path, dkim_key, relay):
     assert data["status"] == "fail"
     spf = next(c for c in data["checks"] if c["check"] == "spf")
     assert spf["status"] == "fail" and "SPF" in spf["reason"]["zh-CN"]
-    assert "✗ SPF 记录 / SPF record: fail" in human.output
+    assert "✗ SPF 记录 / SPF record: 失败 / fail" in human.output
     assert 'example.org. IN TXT "v=spf1' in human.output
 
 

@@ -67,7 +67,8 @@ def doctor(as_json: bool) -> None:
         status = DOCTOR.both(f"status.{report.status}")
         click.echo(MESSAGES.both("summary", domain=report.domain, status=status))
         for r in report.results:
-            click.echo(f"{MARK[r.status]} {r.label('zh-CN')} / {r.label('en')}: {r.status}")
+            word = f"{DOCTOR.get(f'status.{r.status}', 'zh-CN')} / {r.status}"
+            click.echo(f"{MARK[r.status]} {r.label('zh-CN')} / {r.label('en')}: {word}")
             click.echo(f"    {r.reason('zh-CN')}")
             click.echo(f"    {r.reason('en')}")
             if r.record and r.status != "pass":
