@@ -151,3 +151,19 @@ def test_a_real_worker_and_beat_record_heartbeats(tmp_path):
             proc.wait()
         if engine is not None:
             engine.dispose()
+
+
+def test_watch_returns_at_once_for_a_draft(engine, session, settings):
+    """A draft (never started, or its start refused) moves by itself never: watch says so."""
+    issue = make_issue(session)
+    members = make_list_with(session, "members", ["a@example.org"])
+    campaign, _ = campaigns.create_or_get(
+        session, issue_id=issue.id, channel="email", list_ids=[members]
+    )
+    session.commit()
+    started = time.monotonic()
+    watched = CliRunner().invoke(
+        main, ["campaigns", "watch", str(campaign.id), "--interval", "0.2", "--timeout", "20"]
+    )
+    assert watched.exit_code == 0 and "草稿 / draft" in watched.stdout
+    assert time.monotonic() - started < 10

@@ -642,7 +642,9 @@ def watch(
             state["warned"] = None
 
     def finished(d: dict[str, Any]) -> bool:
-        if d["status"] in TERMINAL or d["status"] == CampaignStatus.PAUSED:
+        # a draft was never started (or its start was refused): nothing will move, say so now
+        stopped = (*TERMINAL, CampaignStatus.PAUSED, CampaignStatus.DRAFT)
+        if d["status"] in stopped:
             return True
         return timeout is not None and time.monotonic() - started > timeout
 
