@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, update
@@ -10,7 +12,7 @@ from sqlalchemy import func, select, update
 from dispatch.channels.base import CampaignContext, Recipient
 from dispatch.channels.wechat import WechatChannel
 from dispatch.delivery import campaigns as campaign_service
-from dispatch.delivery.engine import deliver_batch, drain
+from dispatch.delivery.engine import deliver_batch, drain, sweep
 from dispatch.delivery.queue import ListQueue
 from dispatch.dev.wechat_testing import make_issue, seed_followers, stub_articles
 from dispatch.models import Campaign, Delivery, Event, utcnow
@@ -41,7 +43,7 @@ def issue(session, wechat_settings, tmp_path):
     return issue
 
 
-def factory_with(sleeps: list[float] | None = None, policy: RetryPolicy = FAST):
+def factory_with(sleeps: list[float] | None = None, policy: RetryPolicy = FAST, clock=utcnow):
     def factory(kind, settings, context):
         assert kind == "wechat"
         return WechatChannel(
@@ -49,6 +51,7 @@ def factory_with(sleeps: list[float] | None = None, policy: RetryPolicy = FAST):
             context,
             policy=policy,
             sleep=(sleeps.append if sleeps is not None else lambda s: None),
+            clock=clock,
         )
 
     return factory
@@ -201,23 +204,76 @@ def test_minute_limit_backs_off_with_jitter_then_succeeds(session, wechat_settin
     assert fake.state.calls["message/mass/send"] == 3 and len(fake.state.mass_sends()) == 1
 
 
-def test_45009_pauses_the_campaign_until_the_next_quota_day(
+def _beijing(day, hour: int, minute: int = 0) -> datetime:
+    """A Beijing wall-clock time as UTC (WeChat's quota day is the Beijing calendar day)."""
+    local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo("Asia/Shanghai"))
+    return local.astimezone(UTC)
+
+
+def _waiting(session, campaign_id):
+    session.expire_all()
+    return session.get(Campaign, campaign_id)
+
+
+def test_45009_waits_for_the_next_quota_day_then_resumes_by_itself(
     session, engine, wechat_settings, fake, issue
 ):
-    from dispatch.wechat.account import next_quota_day
-
-    list_id = seed_followers(session, 4)
+    list_id = seed_followers(session, 10_001)  # two batches: 5,000 and 5,001 openids
     campaign, queue = start_campaign(session, engine, wechat_settings, issue, list_id)
-    fake.state.add_fault("message/mass/send", errcode=45009, times=100)
-    drain(engine, wechat_settings, queue, channel_factory=factory_with())
-    assert fake.state.calls["message/mass/send"] == 1  # a daily quota: no retry within minutes
-    session.expire_all()
-    paused = session.get(Campaign, campaign.id)
-    assert paused.status == "paused" and "45009" in paused.paused_reason
-    until = next_quota_day().strftime("%Y-%m-%d %H:%M")
-    assert until in paused.paused_reason and "额度" in paused.paused_reason  # both languages
-    rows = session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))
-    assert set(rows) == {"pending"}
+    assert len(queue.items) == 2
+    fake.state.mass_daily_calls = 1  # the account has one mass send left today
+    day = (utcnow() + timedelta(days=2)).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    late_evening = _beijing(day, 23, 50)
+    reset = _beijing(day + timedelta(days=1), 0)  # midnight Beijing = 16:00 UTC the day before
+    assert reset.hour == 16
+
+    evening = factory_with(clock=lambda: late_evening)
+    drain(engine, wechat_settings, queue, channel_factory=evening, clock=lambda: late_evening)
+    assert len(fake.state.mass_sends()) == 1  # batch 0 went out; batch 1 got 45009
+    assert fake.state.calls["message/mass/send"] == 2  # a daily quota: no retry within minutes
+    waiting = _waiting(session, campaign.id)
+    assert waiting.status == "running" and waiting.paused_reason is None  # no operator needed
+    assert waiting.waiting_until == reset
+    assert "45009" in waiting.waiting_reason and "额度" in waiting.waiting_reason  # both languages
+    assert reset.strftime("%Y-%m-%d %H:%M") in waiting.waiting_reason
+    held = session.execute(
+        select(Delivery.status, Delivery.next_attempt_at, Delivery.attempts).where(
+            Delivery.campaign_id == campaign.id, Delivery.batch_no == 1
+        )
+    ).all()
+    assert {(r.status, r.next_attempt_at, r.attempts) for r in held} == {("deferred", reset, 0)}
+
+    # the sweep (beat) before the reset: nothing is due, nothing is sent, nothing finishes
+    before = ListQueue()
+    report = sweep(engine, wechat_settings, before, now=reset - timedelta(minutes=1))
+    assert before.items == [] and report.enqueued == [] and report.finished == []
+    assert fake.state.calls["message/mass/send"] == 2
+
+    # WeChat's quota day turns; the next sweep hands batch 1 back and it goes out
+    fake.state.new_quota_day()
+    after_reset = reset + timedelta(seconds=30)
+    after = ListQueue()
+    sweep(engine, wechat_settings, after, now=after_reset)
+    assert after.items == [(campaign.id, 1)]
+    at_reset = factory_with(clock=lambda: after_reset)
+    drain(engine, wechat_settings, after, channel_factory=at_reset, clock=lambda: after_reset)
+
+    sends = fake.state.mass_sends("openids")
+    assert sorted(m.clientmsgid for m in sends) == [
+        f"dispatch-{campaign.id}-0",
+        f"dispatch-{campaign.id}-1",
+    ]
+    everyone = [o for m in sends for o in m.openids]
+    assert len(everyone) == len(set(everyone)) == 10_001  # every follower exactly once
+    done = _waiting(session, campaign.id)
+    assert done.status == "finished" and done.waiting_reason is None
+    statuses = session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))
+    assert set(statuses) == {"sent"}
+
+    # a later sweep finds nothing left to send
+    later = ListQueue()
+    sweep(engine, wechat_settings, later, now=after_reset + timedelta(days=1))
+    assert later.items == [] and len(fake.state.mass_sends()) == 2
 
 
 @pytest.mark.parametrize(("code", "action"), [(48003, "群发"), (48004, "banned"), (40164, "IP")])
@@ -232,6 +288,10 @@ def test_account_refusals_pause_with_the_operators_action(
     paused = session.get(Campaign, campaign.id)
     assert paused.status == "paused" and str(code) in paused.paused_reason
     assert action in paused.paused_reason
+    # these need the operator: no quota day brings them back by itself
+    later = ListQueue()
+    sweep(engine, wechat_settings, later, now=utcnow() + timedelta(days=2))
+    assert later.items == [] and session.get(Campaign, campaign.id).status == "paused"
 
 
 def test_45028_pauses_the_campaign_with_a_clear_reason(

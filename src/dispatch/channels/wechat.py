@@ -7,9 +7,12 @@ Every mass send uses a draft of its own (a draft leaves the draft box once sent)
 recipient of a chunk gets that chunk's msg_id as external_id; WeChat's MASSSENDJOBFINISH later
 fails the chunk's deliveries if its Status is not success. Errors go through
 dispatch.wechat.errors: token → refreshed inside the client; busy / rate limits → a few
-in-process retries, then `deferred`; the daily quota (45009) → the campaign pauses until
-WeChat's quota day turns; account refusals (48001/48003/48004/40164) → `paused` with the
-action for the operator; content and media errors → `failed` with WeChat's code and message.
+in-process retries, then `deferred`; the daily quota (45009) → the batch waits (engine's
+waiting mechanism: `throttled` with `retry_at` and `waiting`, the campaign stays running and
+shows the reason) until WeChat's quota day turns, and the sweep sends it then; the same
+clientmsgid and draft are used again, so nobody gets it twice; account refusals
+(48001/48003/48004/40164) → `paused` with the action for the operator (no automatic
+resume); content and media errors → `failed` with WeChat's code and message.
 
 Modes (campaign.options["wechat_mode"], checked against the account type by
 dispatch.wechat.account before a campaign is created): "openids" (mass/send, verified service
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -38,7 +42,7 @@ from dispatch.channels.base import (
 )
 from dispatch.config import Settings
 from dispatch.i18n import Catalog
-from dispatch.models import Issue
+from dispatch.models import Issue, utcnow
 from dispatch.vocabulary import Channel
 from dispatch.wechat.account import campaign_send_options, check_campaign, next_quota_day
 from dispatch.wechat.client import WechatClient
@@ -59,11 +63,11 @@ MESSAGES = Catalog(
     {
         "no_openid": ("该订阅者没有微信 OpenID", "the subscriber has no WeChat openid"),
         "no_issue": ("期刊 {issue_id} 不存在", "issue {issue_id} not found"),
-        "quota_pause": (
-            "微信每日接口额度已用完（45009）：活动已暂停，额度在 {until}（北京时间零点）重置，"
-            "之后请继续（resume）活动",
-            "WeChat's daily API quota is used up (45009): the campaign is paused; the quota "
-            "resets at {until} (midnight Beijing time), resume the campaign after that",
+        "quota_wait": (
+            "微信每日接口额度已用完（45009）：活动在等待，额度在 {until}（北京时间零点）重置，"
+            "之后自动继续发送",
+            "WeChat's daily API quota is used up (45009): the campaign waits; the quota "
+            "resets at {until} (midnight Beijing time) and sending continues by itself then",
         ),
         "no_template": (
             "模板消息不能用于推送内容（微信规则），请改用群发",
@@ -77,19 +81,39 @@ ACTION_OUTCOME: dict[str, Outcome] = {
     "backoff": Outcome.DEFERRED,
     "refresh_token": Outcome.DEFERRED,
     "pause": Outcome.PAUSED,
-    "quota": Outcome.PAUSED,
+    "quota": Outcome.THROTTLED,  # waits for the next quota day (see refused)
     "fail": Outcome.FAILED,
     "already_sent": Outcome.SENT,
 }
 
 
-def outcome_text(err: WechatError) -> str:
-    """The reason a recipient (and, for pauses, the campaign) shows, in both languages."""
+def outcome_text(err: WechatError, now: datetime | None = None) -> str:
+    """The reason a recipient (and, for pauses and waits, the campaign) shows, both languages."""
     if err.action == "quota":
-        return MESSAGES.both("quota_pause", until=next_quota_day().strftime("%Y-%m-%d %H:%M UTC"))
+        until = next_quota_day(now).strftime("%Y-%m-%d %H:%M UTC")
+        return MESSAGES.both("quota_wait", until=until)
     return MASS_MESSAGES.both(
         "refused", reason=err.rule.reason, code=err.errcode, errmsg=err.errmsg
     )
+
+
+def refused(
+    recipients: Sequence[Recipient],
+    err: WechatError,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> list[SendResult]:
+    """Results for recipients WeChat refused. The daily quota (45009) is no failure and needs
+    no operator: the rows wait for the next quota day (the engine shows the reason on the
+    campaign and the sweep hands them back after the reset), with no attempt counted."""
+    data = dict(data or {}, action=err.action)
+    if err.action == "quota":
+        data.update(retry_at=next_quota_day(now), waiting=True, stage="quota")
+    outcome, text = ACTION_OUTCOME[err.action], outcome_text(err, now)
+    return [
+        SendResult(r.delivery_id, outcome, code=err.errcode, text=text, data=dict(data))
+        for r in recipients
+    ]
 
 
 class WechatChannel:
@@ -117,8 +141,10 @@ class WechatChannel:
         engine: Engine | None = None,
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = utcnow,
     ):
         self.settings = settings
+        self.clock = clock  # "now" for the quota day (tests simulate the reset)
         self.context = context
         self.client = client
         self.engine = engine
@@ -187,10 +213,7 @@ class WechatChannel:
             except (PublishError, ValueError) as exc:  # bad content: renderer/publisher refused
                 return self._all(batch, Outcome.FAILED, text=str(exc)[:2000])
             except Exception as exc:  # noqa: BLE001 - classified by the table
-                err = error_from(exc)
-                return self._all(
-                    batch, ACTION_OUTCOME[err.action], code=err.errcode, text=outcome_text(err)
-                )
+                return refused(batch, error_from(exc), self.clock())
 
     # -- modes ------------------------------------------------------------------------------
     def _options(self, session: Session) -> dict[str, Any]:
@@ -269,17 +292,7 @@ class WechatChannel:
                 assert err is not None
                 if err.errcode == 40007:  # the draft is gone (sent or published elsewhere)
                     mark_consumed(session, draft)
-                outcome_kind = ACTION_OUTCOME[err.action]
-                results += [
-                    SendResult(
-                        r.delivery_id,
-                        outcome_kind,
-                        code=err.errcode,
-                        text=outcome_text(err),
-                        data={"clientmsgid": clientmsgid, "action": err.action},
-                    )
-                    for r in piece
-                ]
+                results += refused(piece, err, self.clock(), {"clientmsgid": clientmsgid})
         return results
 
     def _preview(self, recipients: Sequence[Recipient], media_id: str) -> list[SendResult]:
@@ -302,14 +315,7 @@ class WechatChannel:
                     )
                 )
             except WechatError as err:
-                results.append(
-                    SendResult(
-                        r.delivery_id,
-                        ACTION_OUTCOME[err.action],
-                        code=err.errcode,
-                        text=outcome_text(err),
-                    )
-                )
+                results += refused([r], err, self.clock())
         return results
 
     @staticmethod

@@ -886,6 +886,9 @@ def _send_rows(
                 rows=len(remaining) - len(outcome.still_ours),
             )
             remaining = [r for r in remaining if r.id in outcome.still_ours]
+        waiting = [r for r in results if (r.data or {}).get("waiting")]
+        if waiting and policy is None:  # the channel's own daily quota (WeChat 45009)
+            _set_waiting(engine, campaign_id, waiting[0].text, waiting[0].data["retry_at"])
         if outcome.pause_reason:
             report.stopped = "paused by the server"
             break
@@ -904,7 +907,6 @@ def _send_rows(
         if not outcome.running:
             report.stopped = "campaign not running"
             break
-        waiting = [r for r in results if (r.data or {}).get("waiting")]
         if waiting and remaining:  # no relay could take rows: the rest would wait the same way
             _hold(engine, remaining, token, report, waiting[0].data["retry_at"])
             remaining = []

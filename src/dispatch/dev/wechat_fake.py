@@ -107,7 +107,11 @@ class FakeState:
     account_type: str = "service"
     verified: bool = True
     ip_whitelist_error: bool = False  # every API call answers 40164 (server IP not whitelisted)
-    mass_per_minute: int | None = 60  # mass-send requests accepted per rolling minute (45009)
+    mass_per_minute: int | None = 60  # mass-send requests accepted per rolling minute (45011)
+    # mass sends accepted per quota day (None: unlimited); more answer 45009 (daily API quota)
+    # until new_quota_day() (WeChat: midnight Beijing time; tests call it for the reset)
+    mass_daily_calls: int | None = None
+    mass_day_used: int = 0
     stable_force_refreshes: int = 20  # stable_token force_refresh a day
     stable_force_at: float = 0.0  # last forced refresh (30 s apart)
     # followers: openid -> info (insertion order = user/get order); tags: id -> name
@@ -163,6 +167,11 @@ class FakeState:
                     path, times, errcode, errmsg or f"fake fault {errcode}", drop, after_processing
                 )
             )
+
+    def new_quota_day(self) -> None:
+        """WeChat's quota day turned (midnight Beijing time): daily API quotas start again."""
+        with self.lock:
+            self.mass_day_used = 0
 
     def add_followers(
         self, count: int, *, prefix: str = "oFOLLOW", tags: tuple[int, ...] = (), start: int = 0
@@ -650,6 +659,9 @@ class FakeWechatApi:
     ) -> dict[str, Any]:
         clientmsgid = body.get("clientmsgid")
         with self.state.lock:
+            daily = self.state.mass_daily_calls
+            if mode != "preview" and daily is not None and self.state.mass_day_used >= daily:
+                raise ApiError(45009, "reach max api daily quota limit")
             self._dedup(clientmsgid)  # before the media check: a retry of a sent chunk is 45065
             media_id = self._check_mpnews(body)
             if mode != "preview":
@@ -679,6 +691,8 @@ class FakeWechatApi:
             self.state.sent_articles[record.msg_data_id] = articles
             if clientmsgid is not None:
                 self.state.clientmsgids[clientmsgid] = (record.msg_id, record.at)
+            if mode != "preview":
+                self.state.mass_day_used += 1
         if mode != "preview" and self.state.auto_emit and self.state.callback_url:
             threading.Thread(target=self._emit_quietly, args=(record.msg_id,), daemon=True).start()
         if mode == "preview":

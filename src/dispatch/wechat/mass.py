@@ -166,9 +166,8 @@ def send_chunk(
                 row.msg_id,
             )
             return ChunkOutcome(clientmsgid, row.msg_id, already_sent=True)
-        row.status = {"pause": "paused", "quota": "paused", "fail": "failed"}.get(
-            err.action, "deferred"
-        )
+        # the daily quota (45009) is "deferred" too: the same chunk goes out after the reset
+        row.status = {"pause": "paused", "fail": "failed"}.get(err.action, "deferred")
         row.errcode, row.errmsg = err.errcode, err.errmsg
         session.commit()
         log.warning(
