@@ -154,3 +154,37 @@ def test_public_lists_and_the_embeddable_form(client, engine, settings):
         list_id = session.scalar(select(MailingList.id).where(MailingList.slug == "bulletin"))
     client.post(f"/admin/lists/{list_id}/public", data={"csrf_token": _admin_csrf, "public": "0"})
     assert "Bulletin" not in client.get("/subscribe").text
+
+
+def test_campaign_page_counts_people_for_a_send_on_both_channels(client, engine, settings):
+    from dispatch.delivery import campaigns
+    from dispatch.delivery.queue import ListQueue
+    from dispatch.models import Delivery
+
+    s = seed(engine, settings, n_subscribers=2)  # an email campaign already ran fan-out
+    _admin(client, engine)
+    with Session(engine) as session, session.begin():
+        person = session.get(Subscriber, s.subscriber_ids[0])
+        person.openid, person.preferred_channel = "oBOTH", "both"
+        both = service.create_list(session, "both-channels", "Both")
+        for sid in s.subscriber_ids:
+            sub = session.get(Subscriber, sid)
+            service.subscribe(session, sub, both, send_confirmation=False)
+        ids = []
+        for channel in ("email", "wechat"):
+            c, _ = campaigns.create_or_get(
+                session,
+                issue_id=s.issue_id,
+                channel=channel,
+                list_ids=[both.id],
+                options={"channels": ["email", "wechat"]},
+            )
+            ids.append(c.id)
+    for cid in ids:
+        campaigns.start(engine, settings, cid, ListQueue())
+    with Session(engine) as session, session.begin():  # as if the workers had sent them
+        for d in session.scalars(select(Delivery).where(Delivery.campaign_id.in_(ids))):
+            d.status = "sent"
+    page = client.get(f"/admin/campaigns/{ids[1]}")
+    reach = page.text.split('id="reach">')[1].split("</p>")[0]
+    assert "2 people" in reach and "3 messages" in reach, reach

@@ -98,6 +98,11 @@ SUBSCRIBER_TEXTS: dict[str, tuple[str, str]] = {
     ),
     "list_make_public": ("设为公开", "Make public"),
     "list_make_private": ("设为不公开", "Make private"),
+    "campaign_reach": (
+        "双渠道发送（#{ids}）：已送达 {people} 人，共 {messages} 条消息（每人按其偏好渠道）",
+        "Sent on both channels (#{ids}): {people} people reached by {messages} messages "
+        "(each on their preferred channel)",
+    ),
     # preference centre
     "prefs_title": ("订阅设置", "Subscription preferences"),
     "prefs_link": ("管理订阅设置", "Manage your preferences"),
