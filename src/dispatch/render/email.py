@@ -25,7 +25,7 @@ import operator
 import re
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -520,9 +520,11 @@ def render_email(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Render
     return rendered
 
 
-def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> RenderedEmail:
-    locale = doc.meta.locale
-    limit = min(settings.email_size_budget, GMAIL_CLIP_BYTES)
+_Attempt = tuple["_Layout", str, tuple[str, ...], int]  # html layout, text, shortened, bytes
+
+
+def _baked_links(doc: IssueDoc, tracking: bool) -> tuple[dict[int, str], dict[int, str]]:
+    """Without tracking the links and the (empty) pixel are fixed now, in HTML and text."""
     baked: dict[int, str] = {}
     baked_text: dict[int, str] = {}
     if not tracking:
@@ -530,48 +532,76 @@ def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Re
             baked[LINK_SLOT_BASE + i] = html.escape(url)
             baked_text[LINK_SLOT_BASE + i] = url
         baked[SLOT_PIXEL] = baked_text[SLOT_PIXEL] = ""
+    return baked, baked_text
+
+
+def _first_guess(
+    doc: IssueDoc, settings: Settings, stages: list[_Stage], markers: _Markers, limit: int
+) -> int:
+    """The first stage whose uninlined HTML, grown by what inlining typically adds, fits;
+    Jinja is cheap next to premailer, which then runs once unless that guess was short."""
+    for i, stage in enumerate(stages):
+        html_src, _, _, _ = _render_sources(doc, settings, stage, markers)
+        if len(html_src.encode("utf-8")) * INLINE_GROWTH < limit:
+            return i
+    return len(stages) - 1
+
+
+def _fit(
+    doc: IssueDoc,
+    settings: Settings,
+    markers: _Markers,
+    attempt: Callable[[_Stage], _Attempt],
+    limit: int,
+) -> tuple[_Stage, _Attempt]:
+    """The least shortening that fits the size limit: article text budgets first, then the
+    last articles as title-and-link entries."""
+    stages = [_Stage(None), *(_Stage(b) for b in ARTICLE_CHAR_BUDGETS)]
+    for stage in stages[_first_guess(doc, settings, stages, markers, limit) :]:
+        tried = attempt(stage)
+        if tried[3] <= limit:
+            return stage, tried
+        log.info("email.over_budget", issue=doc.meta.slug, budget=stage.budget, bytes=tried[3])
+    # Past the budget: the last articles become title-and-link entries; as few as fit,
+    # found by binary search (the size only grows as fewer articles are link-only).
+    total = len(doc.articles)
+    lo, hi = 0, total  # link_only_from: lo fits (checked next), hi does not (tried above)
+    best = attempt(_Stage(0, link_only_from=0))
+    if best[3] > limit:
+        raise EmailTooLarge(best[3], limit, total)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        tried = attempt(_Stage(0, link_only_from=mid))
+        if tried[3] <= limit:
+            lo, best = mid, tried
+        else:
+            hi = mid
+    return _Stage(0, link_only_from=lo), best
+
+
+_NAME_MARKER = "\x00"
+
+
+def _greeting(lang: str) -> tuple[str, str, str, str]:
+    """(html with a name marker, text, anonymous html, anonymous text) in `lang`."""
+    greet = TEXT.get("greeting", lang, name=_NAME_MARKER)
+    anon = TEXT.get("greeting_anon", lang)
+    marked = html.escape(greet).replace(html.escape(_NAME_MARKER), _NAME_MARKER)
+    return marked, greet, html.escape(anon), anon
+
+
+def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> RenderedEmail:
+    limit = min(settings.email_size_budget, GMAIL_CLIP_BYTES)
+    baked, baked_text = _baked_links(doc, tracking)
     markers = _Markers()
     links = len(doc.links)
 
-    def attempt(stage: _Stage) -> tuple[_Layout, str, tuple[str, ...], int]:
+    def attempt(stage: _Stage) -> _Attempt:
         html_src, text_src, css, shortened = _render_sources(doc, settings, stage, markers)
         layout = _Layout.cut(inline_css(html_src, css), baked, markers, links)
         return layout, text_src, shortened, _worst_case_size(layout, settings)
 
-    stages = [_Stage(None), *(_Stage(b) for b in ARTICLE_CHAR_BUDGETS)]
-    # Start with the first stage whose uninlined HTML, grown by what inlining typically adds,
-    # fits; Jinja is cheap next to premailer, which then runs once unless that guess was short.
-    start = len(stages) - 1
-    for i, stage in enumerate(stages):
-        html_src, _, _, _ = _render_sources(doc, settings, stage, markers)
-        if len(html_src.encode("utf-8")) * INLINE_GROWTH < limit:
-            start = i
-            break
-    fitted = None
-    for stage in stages[start:]:
-        html_layout, text_src, shortened, size = attempt(stage)
-        if size <= limit:
-            fitted = stage
-            break
-        log.info("email.over_budget", issue=doc.meta.slug, budget=stage.budget, bytes=size)
-    if fitted is None:
-        # Past the budget: the last articles become title-and-link entries; as few as fit,
-        # found by binary search (the size only grows as fewer articles are link-only).
-        total = len(doc.articles)
-        lo, hi = 0, total  # link_only_from: lo fits (checked next), hi does not (tried above)
-        best = attempt(_Stage(0, link_only_from=0))
-        if best[3] > limit:
-            raise EmailTooLarge(best[3], limit, total)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            tried = attempt(_Stage(0, link_only_from=mid))
-            if tried[3] <= limit:
-                lo, best = mid, tried
-            else:
-                hi = mid
-        html_layout, text_src, shortened, size = best
-        fitted = _Stage(0, link_only_from=lo)
-    budget = fitted.budget
+    fitted, (html_layout, text_src, shortened, size) = _fit(doc, settings, markers, attempt, limit)
     text_layout = _Layout.cut(text_src, baked_text, markers, links)
     log.info(
         "email.rendered",
@@ -580,19 +610,10 @@ def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Re
         tracking=tracking,
         bytes=size,
         shortened=list(shortened),
-        budget=budget,
+        budget=fitted.budget,
         link_only_from=fitted.link_only_from,
     )
-    name_marker = "\x00"
-
-    def greeting(lang: str) -> tuple[str, str, str, str]:
-        greet = TEXT.get("greeting", lang, name=name_marker)
-        anon = TEXT.get("greeting_anon", lang)
-        marked = html.escape(greet).replace(html.escape(name_marker), name_marker)
-        return marked, greet, html.escape(anon), anon
-
-    greetings = {lang: greeting(lang) for lang in LOCALES}
-    greet_html, greet, greet_anon_html, greet_anon = greeting(locale)
+    greet_html, greet, greet_anon_html, greet_anon = _greeting(doc.meta.locale)
     return RenderedEmail(
         subject=email_subject(doc),
         preheader=doc.meta.preheader,
@@ -605,7 +626,7 @@ def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Re
         greeting_text=greet,
         greeting_anon_html=greet_anon_html,
         greeting_anon_text=greet_anon,
-        greetings=greetings,
+        greetings={lang: _greeting(lang) for lang in LOCALES},
         shortened=shortened,
-        article_char_budget=budget,
+        article_char_budget=fitted.budget,
     )
