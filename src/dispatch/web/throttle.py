@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
@@ -40,8 +40,6 @@ class Verdict:
 
 
 def _as_utc(value: datetime) -> datetime:
-    from datetime import UTC
-
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
