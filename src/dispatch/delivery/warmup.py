@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from dispatch.config import Settings
 from dispatch.delivery.quota import local_day, used_in_db
 from dispatch.models import Campaign, Delivery, Event, WarmupDay, utcnow
+from dispatch.vocabulary import EventKind
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,12 @@ def under_warmup(settings: Settings, domain: str) -> bool:
     return domain.lower() in {d.lower() for d in settings.warmup_domains}
 
 
+# the engine's synchronous refusals write bounced / complained; DSN and ARF processing
+# (dispatch.bounces) writes bounce_hard / complaint: both are the day's bounces and complaints
+BOUNCE_KINDS: tuple[str, ...] = (EventKind.BOUNCED, EventKind.BOUNCE_HARD)
+COMPLAINT_KINDS: tuple[str, ...] = (EventKind.COMPLAINED, EventKind.COMPLAINT)
+
+
 def _day_bounds(day: date, tz: str) -> tuple[datetime, datetime]:
     zone = ZoneInfo(tz)
     start = datetime.combine(day, time(0, 0), tzinfo=zone)
@@ -85,7 +92,7 @@ def day_stats(session: Session, settings: Settings, domain: str, day: date) -> d
             select(Event.kind, func.count())
             .join(Campaign, Campaign.id == Event.campaign_id)
             .where(
-                Event.kind.in_(("bounced", "complained")),
+                Event.kind.in_((*BOUNCE_KINDS, *COMPLAINT_KINDS)),
                 Event.occurred_at >= start,
                 Event.occurred_at < end,
                 Campaign.channel == "email",
@@ -96,8 +103,8 @@ def day_stats(session: Session, settings: Settings, domain: str, day: date) -> d
     )
     return {
         "sent": sent,
-        "bounced": int(kinds.get("bounced", 0)),
-        "complained": int(kinds.get("complained", 0)),
+        "bounced": sum(int(kinds.get(kind, 0)) for kind in BOUNCE_KINDS),
+        "complained": sum(int(kinds.get(kind, 0)) for kind in COMPLAINT_KINDS),
     }
 
 
