@@ -326,20 +326,9 @@ class SmtpChannel:
         state: _BatchState,
         while_waiting: Callable[[], None] | None = None,
     ) -> SendResult:
+        """One transaction, reconnecting once if the line dropped before the body went out."""
         if isinstance(message, Exception):  # this recipient's message cannot be built
-            exc = message
-            log.warning(
-                "smtp.build_failed",
-                campaign_id=self.context.campaign_id,
-                delivery_id=recipient.delivery_id,
-                reason=str(exc),
-            )
-            return SendResult(
-                recipient.delivery_id,
-                Outcome.FAILED,
-                None,
-                MESSAGES.both("build_failed", error=str(exc)),
-            )
+            return self._build_failed(recipient, message)
         message_id, data = message
         assert recipient.email is not None
         while True:
@@ -351,71 +340,109 @@ class SmtpChannel:
             conn = self._conn
             assert conn is not None
             progress = Progress()
-            code: int | None
             try:
                 code, reply = conn.transaction(
                     self.envelope_sender(recipient), recipient.email, data, progress, while_waiting
                 )
-                if conn.broken:
-                    self._drop()
-                stage = progress.stage
-                text = decode_reply(reply) if isinstance(reply, bytes) else str(reply)
-                outcome, rule = classify_for_provider(
-                    code, text, stage=stage, provider=self._provider(recipient)
-                )
-            except Exception as exc:  # noqa: BLE001 - classified below
-                stage = progress.stage
-                outcome, code, text = classify_smtp_error(exc, stage)
-                if not is_connection_fault(exc):
-                    if code == 421:
-                        self._drop()
-                    else:
-                        self._rset()
-                    return self._finish(recipient, message_id, outcome, code, text, stage, state)
+            except Exception as exc:  # noqa: BLE001 - classified here
+                result = self._after_fault(recipient, message_id, exc, progress, state)
+                if result is None:
+                    continue  # nothing of this message went out: reconnect and send it again
+                return result
+            if conn.broken:
                 self._drop()
-                self._drops += 1
-                if self._drops > self.max_reconnects:
-                    state.halt = _Halt(
-                        Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"), "connect"
-                    )
-                    return self._result(
-                        recipient,
-                        message_id,
-                        outcome,
-                        code,
-                        text,
-                        stage=stage,
-                        body_sent=progress.body_sent,
-                    )
-                if progress.body_sent:  # the server may have taken it: retry later, not now
-                    return self._result(
-                        recipient, message_id, outcome, code, text, stage=stage, body_sent=True
-                    )
-                log.info(
-                    "smtp.reconnect",
-                    campaign_id=self.context.campaign_id,
-                    delivery_id=recipient.delivery_id,
-                    reason=text,
-                )
-                continue  # nothing of this message went out: reconnect and send it again
-            if outcome != Outcome.SENT:
-                if code == 421:  # the server is closing the connection
-                    self._drop()
-                    if outcome != Outcome.THROTTLED:  # a throttle's hang-up is no fault of the line
-                        self._drops += 1
-                elif not progress.body_sent:
-                    self._rset()
-            return self._finish(
+            return self._after_reply(recipient, message_id, code, reply, progress, state)
+
+    def _build_failed(self, recipient: Recipient, exc: Exception) -> SendResult:
+        log.warning(
+            "smtp.build_failed",
+            campaign_id=self.context.campaign_id,
+            delivery_id=recipient.delivery_id,
+            reason=str(exc),
+        )
+        return SendResult(
+            recipient.delivery_id,
+            Outcome.FAILED,
+            None,
+            MESSAGES.both("build_failed", error=str(exc)),
+        )
+
+    def _after_reply(
+        self,
+        recipient: Recipient,
+        message_id: str,
+        code: int | None,
+        reply: bytes | str,
+        progress: Progress,
+        state: _BatchState,
+    ) -> SendResult:
+        """The server answered: classify (per provider), keep the line usable, record."""
+        stage = progress.stage
+        text = decode_reply(reply) if isinstance(reply, bytes) else str(reply)
+        outcome, rule = classify_for_provider(
+            code, text, stage=stage, provider=self._provider(recipient)
+        )
+        if outcome != Outcome.SENT:
+            if code == 421:  # the server is closing the connection
+                self._drop()
+                if outcome != Outcome.THROTTLED:  # a throttle's hang-up is no fault of the line
+                    self._drops += 1
+            elif not progress.body_sent:
+                self._rset()
+        return self._finish(
+            recipient,
+            message_id,
+            outcome,
+            code,
+            text,
+            stage,
+            state,
+            rule=rule,
+            body_sent=progress.body_sent,
+        )
+
+    def _after_fault(
+        self,
+        recipient: Recipient,
+        message_id: str,
+        exc: Exception,
+        progress: Progress,
+        state: _BatchState,
+    ) -> SendResult | None:
+        """An exception during the transaction: its result, or None to reconnect and retry
+        (only when the line dropped before any of the body went out, once per batch)."""
+        stage = progress.stage
+        outcome, code, text = classify_smtp_error(exc, stage)
+        if not is_connection_fault(exc):
+            if code == 421:
+                self._drop()
+            else:
+                self._rset()
+            return self._finish(recipient, message_id, outcome, code, text, stage, state)
+        self._drop()
+        self._drops += 1
+        if self._drops > self.max_reconnects:
+            state.halt = _Halt(Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"), "connect")
+            return self._result(
                 recipient,
                 message_id,
                 outcome,
                 code,
                 text,
-                stage,
-                state,
-                rule=rule,
+                stage=stage,
                 body_sent=progress.body_sent,
             )
+        if progress.body_sent:  # the server may have taken it: retry later, not now
+            return self._result(
+                recipient, message_id, outcome, code, text, stage=stage, body_sent=True
+            )
+        log.info(
+            "smtp.reconnect",
+            campaign_id=self.context.campaign_id,
+            delivery_id=recipient.delivery_id,
+            reason=text,
+        )
+        return None
 
     def _finish(
         self,
