@@ -114,3 +114,23 @@ def test_cli_empty_list_wechat_settings_and_include_new(engine, session, setting
         select(Delivery.email).where(Delivery.campaign_id == campaign_id).order_by(Delivery.id)
     ).all()
     assert emails == ["first@example.org", "second@example.org"]
+
+
+def test_api_wechat_campaign_needs_the_wechat_settings_first(engine, session, settings):
+    from fastapi.testclient import TestClient
+
+    from dispatch.web.app import create_app
+    from test_web_support import bearer, make_user
+
+    issue = make_issue(session)
+    followers = make_list_with(session, "followers", [])
+    session.commit()
+    token = make_user(engine, "editor")
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        answer = client.post(
+            "/api/campaigns",
+            json={"issue_id": issue.id, "channel": "wechat", "list_ids": [followers]},
+            headers=bearer(token),
+        )
+    assert answer.status_code == 409 and "wechat_app_id" in answer.json()["detail"]
+    assert session.scalar(select(func.count(Campaign.id))) == 0

@@ -84,12 +84,19 @@ def campaigns_index(
     dependencies=editor,
     summary="Create (or find) the campaign for issue × channel × lists",
 )
-def campaigns_create(body: CampaignIn, session: DbSession) -> dict:
+def campaigns_create(body: CampaignIn, request: Request, session: DbSession) -> dict:
     from dispatch.models.subscriber import MailingList
 
     for list_id in body.list_ids:
         if session.get(MailingList, list_id) is None:
             raise HTTPException(status_code=404, detail=f"list {list_id} not found")
+    if body.channel == "wechat":  # before anything is stored: a send that cannot happen
+        from dispatch.wechat.client import WechatSettingsMissing, check_wechat_settings
+
+        try:
+            check_wechat_settings(request.app.state.settings)
+        except WechatSettingsMissing as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
     campaign, created = engine_campaigns.create_or_get(
         session,
         issue_id=body.issue_id,
