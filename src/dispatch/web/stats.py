@@ -26,7 +26,8 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
+def _delivery_counts(session: Session, campaign: Campaign) -> tuple[dict[str, int], int]:
+    """Deliveries by status, and how many bounced after the relay had accepted them."""
     by_status = dict(
         session.execute(
             select(Delivery.status, func.count())
@@ -34,7 +35,6 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
             .group_by(Delivery.status)
         ).all()
     )
-    total = int(sum(by_status.values()))
     bounced_after_send = (
         session.scalar(
             select(func.count()).where(
@@ -45,9 +45,11 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
         )
         or 0
     )
-    delivered = int(by_status.get(DeliveryStatus.SENT, 0))
-    sent = delivered + int(bounced_after_send)
-    bounced = int(by_status.get(DeliveryStatus.BOUNCED, 0))
+    return by_status, int(bounced_after_send)
+
+
+def _engagement(session: Session, campaign: Campaign, total: int) -> tuple[int, int, int]:
+    """People who opened, clicked (first hits per delivery) and unsubscribed since the start."""
     kinds = dict(
         session.execute(
             select(Event.kind, func.count(func.distinct(Event.delivery_id)))
@@ -67,8 +69,16 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
     if campaign.started_at is not None:
         unsub_query = unsub_query.where(Event.occurred_at >= campaign.started_at)
     unsubscribed = int(session.scalar(unsub_query) or 0) if total else 0
-    opened = int(kinds.get(EventKind.OPENED, 0))
-    clicked = int(kinds.get(EventKind.CLICKED, 0))
+    return int(kinds.get(EventKind.OPENED, 0)), int(kinds.get(EventKind.CLICKED, 0)), unsubscribed
+
+
+def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
+    by_status, bounced_after_send = _delivery_counts(session, campaign)
+    total = int(sum(by_status.values()))
+    delivered = int(by_status.get(DeliveryStatus.SENT, 0))
+    sent = delivered + bounced_after_send
+    bounced = int(by_status.get(DeliveryStatus.BOUNCED, 0))
+    opened, clicked, unsubscribed = _engagement(session, campaign, total)
     return {
         "campaign_id": campaign.id,
         "status": campaign.status,
@@ -85,7 +95,7 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
         },
         "rates": {
             "delivered": _rate(delivered, sent),
-            "bounced": _rate(bounced, sent + bounced - int(bounced_after_send)),
+            "bounced": _rate(bounced, sent + bounced - bounced_after_send),
             "opened": _rate(opened, delivered),
             "clicked": _rate(clicked, delivered),
             "unsubscribed": _rate(unsubscribed, delivered),
