@@ -83,15 +83,34 @@ def fresh_environment(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def stop_group(proc: subprocess.Popen) -> None:
+def stop_group(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    """Stop every process the walkthrough started (they share one process group): SIGTERM,
+    then SIGKILL for whatever still runs after `grace` seconds. Waiting only for the shell is
+    not enough: a Celery worker in warm shutdown outlives it and would be left behind."""
+
+    def alive() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
     except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the shell, so a finished group really is empty
+        if not alive():
+            break
+        time.sleep(0.3)
+    else:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
 
 
 def wait_up(base: str, proc: subprocess.Popen, log: Path) -> None:
