@@ -292,13 +292,19 @@ def add_subscriber(
     name: str = "",
     locale: str | None = None,
     attributes: dict[str, Any] | None = None,
+    known_free: bool = False,
 ) -> Subscriber:
-    """Create a subscriber; refuses a bad or taken address with a clear error."""
+    """Create a subscriber; refuses a bad or taken address with a clear error.
+
+    known_free: the caller has just looked the address up in this transaction and found
+    nobody (the public form's hot path), so the lookup is not repeated; the unique key
+    still refuses a concurrent duplicate."""
     address = _valid_email(email)
     openid = (openid or "").strip() or None
     if address is None and openid is None:
         raise SubscriberError("no_address")
-    _ensure_free(session, address, openid)
+    if not known_free:
+        _ensure_free(session, address, openid)
     subscriber = Subscriber(
         email=address,
         openid=openid,

@@ -233,19 +233,22 @@ def _subscribe(
         return None
     subscriber = service.find_subscriber(session, email=address)
     now = utcnow()
+    created = subscriber is None
     if subscriber is None:
         subscriber = service.add_subscriber(
             session,
             email=address,
             name=form.name,
             locale=normalise_locale(form.locale) or settings.locale,
+            known_free=True,  # looked up just above, in this transaction
         )
         subscriber.confirmed_at = None
     elif subscriber.status in service.SUPPRESSED_STATUSES:
         return None
     pending: list[int] = []
     for mailing_list in chosen:
-        existing = session.get(Subscription, (subscriber.id, mailing_list.id))
+        # a person created by this post has no subscriptions yet: no query to ask
+        existing = None if created else session.get(Subscription, (subscriber.id, mailing_list.id))
         if (
             existing is not None
             and existing.status == "confirmed"
