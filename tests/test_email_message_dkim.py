@@ -124,7 +124,7 @@ def test_no_signer_without_settings_and_clear_errors_when_half_configured(tmp_pa
         signer_from_settings(
             load_settings(env={}).replace(dkim_selector="s", dkim_domain="example.org")
         )
-    with pytest.raises(DkimConfigError, match="cannot read"):
+    with pytest.raises(DkimConfigError, match="cannot read") as unreadable:
         signer_from_settings(
             load_settings(env={}).replace(
                 dkim_key_file=str(tmp_path / "missing.pem"),
@@ -132,6 +132,7 @@ def test_no_signer_without_settings_and_clear_errors_when_half_configured(tmp_pa
                 dkim_domain="example.org",
             )
         )
+    assert "无法读取私钥" in str(unreadable.value)  # every CLI-visible error in both languages
 
 
 def test_signer_repr_hides_the_key(key_pair):

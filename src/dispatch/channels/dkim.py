@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from dispatch.config import Settings
 from dispatch.errors import DispatchError
+from dispatch.i18n import Catalog
 
 SIGNED_HEADERS: tuple[bytes, ...] = (
     b"From",
@@ -45,6 +46,64 @@ SIGNED_HEADERS: tuple[bytes, ...] = (
 # further copy, so one added in transit breaks the signature (RFC 6376 8.15)
 OVERSIGNED_HEADERS: tuple[bytes, ...] = SIGNED_HEADERS
 MIN_RSA_BITS = 2048
+
+MESSAGES = Catalog(
+    {
+        "not_pem": (
+            "{setting} {path}：不是可用的 PEM 私钥（{why}）",
+            "{setting} {path}: not a usable PEM private key ({why})",
+        ),
+        "ed25519_alone": (
+            "dkim_key_file {path}：仅有 Ed25519 密钥时许多收件服务器无法验证；"
+            "请使用至少 {bits} 位的 RSA 密钥（Ed25519 只能与其并用）",
+            "dkim_key_file {path}: an Ed25519 key alone is not verified by many receivers; "
+            "use RSA of at least {bits} bits (Ed25519 only beside it)",
+        ),
+        "wrong_type": (
+            "dkim_key_file {path}：{type} 类型的密钥；DKIM 需要至少 {bits} 位的 RSA 密钥",
+            "dkim_key_file {path}: a {type} key; DKIM needs RSA of at least {bits} bits",
+        ),
+        "weak_rsa": (
+            "dkim_key_file {path}：RSA 密钥只有 {size} 位，至少需要 {bits} 位"
+            "（用 `dispatch dkim generate` 生成）",
+            "dkim_key_file {path}: RSA key of {size} bits; at least {bits} are needed "
+            "(make one with `dispatch dkim generate`)",
+        ),
+        "not_ed25519": (
+            "dkim_ed25519_key_file {path}：{type} 类型的密钥，不是 Ed25519",
+            "dkim_ed25519_key_file {path}: a {type} key, not Ed25519",
+        ),
+        "ed25519_needs_rsa": (
+            "Ed25519 DKIM 密钥只能与 RSA 密钥并用：请同时设置 dkim_selector、dkim_domain 和 "
+            "dkim_key_file（至少 {bits} 位的 RSA）",
+            "an Ed25519 DKIM key is only used beside an RSA one: set dkim_selector, "
+            "dkim_domain and dkim_key_file (RSA of at least {bits} bits) too",
+        ),
+        "half_configured": (
+            "DKIM 只配置了一部分：请同时设置 {missing}（或全部不设）",
+            "DKIM is half-configured: set {missing} as well (or none of them)",
+        ),
+        "unreadable": (
+            "{setting} {path}：无法读取私钥（{why}）",
+            "{setting} {path}: cannot read the private key ({why})",
+        ),
+        "unaligned": (
+            "dkim_domain {domain} 与发件人域名 {from_domain} 不对齐：签名虽能验证，DMARC 仍会失败"
+            "（请用 {from_domain} 或其上级域名签名；dkim_allow_unaligned 可明知而接受）",
+            "dkim_domain {domain} does not align with the From domain {from_domain}: DMARC "
+            "would fail although the signature verifies (sign with {from_domain} or a parent "
+            "of it; dkim_allow_unaligned accepts it knowingly)",
+        ),
+        "ed25519_half": (
+            "Ed25519 DKIM 密钥只配置了一部分：请同时设置 {missing}",
+            "the Ed25519 DKIM key is half-configured: set {missing} as well",
+        ),
+        "same_selector": (
+            "dkim_ed25519_selector 必须与 dkim_selector 不同（每个密钥有自己的 DNS 记录）",
+            "dkim_ed25519_selector must differ from dkim_selector (each key has its own record)",
+        ),
+    }
+)
 
 
 def dkim_aligned(dkim_domain: str, from_domain: str) -> bool:
@@ -116,22 +175,17 @@ def check_private_key(key: bytes, path: str | Path) -> rsa.RSAPrivateKey:
     except (ValueError, TypeError) as exc:
         why = "encrypted with a passphrase" if "encrypted" in str(exc).lower() else str(exc)
         raise DkimConfigError(
-            f"dkim_key_file {path}: not a usable PEM private key ({why})"
+            MESSAGES.both("not_pem", setting="dkim_key_file", path=path, why=why)
         ) from None
     if isinstance(loaded, ed25519.Ed25519PrivateKey):
-        raise DkimConfigError(
-            f"dkim_key_file {path}: an Ed25519 key alone is not verified by many receivers; "
-            f"use RSA of at least {MIN_RSA_BITS} bits (Ed25519 only beside it)"
-        )
+        raise DkimConfigError(MESSAGES.both("ed25519_alone", path=path, bits=MIN_RSA_BITS))
     if not isinstance(loaded, rsa.RSAPrivateKey):
         raise DkimConfigError(
-            f"dkim_key_file {path}: a {type(loaded).__name__} key; DKIM needs RSA "
-            f"of at least {MIN_RSA_BITS} bits"
+            MESSAGES.both("wrong_type", path=path, type=type(loaded).__name__, bits=MIN_RSA_BITS)
         )
     if loaded.key_size < MIN_RSA_BITS:
         raise DkimConfigError(
-            f"dkim_key_file {path}: RSA key of {loaded.key_size} bits; at least {MIN_RSA_BITS} "
-            "are needed (make one with `dispatch dkim generate`)"
+            MESSAGES.both("weak_rsa", path=path, size=loaded.key_size, bits=MIN_RSA_BITS)
         )
     return loaded
 
@@ -158,12 +212,10 @@ def check_ed25519_key(key: bytes, path: str | Path) -> ed25519.Ed25519PrivateKey
         loaded = serialization.load_pem_private_key(key, password=None)
     except (ValueError, TypeError) as exc:
         raise DkimConfigError(
-            f"dkim_ed25519_key_file {path}: not a usable PEM private key ({exc})"
+            MESSAGES.both("not_pem", setting="dkim_ed25519_key_file", path=path, why=exc)
         ) from None
     if not isinstance(loaded, ed25519.Ed25519PrivateKey):
-        raise DkimConfigError(
-            f"dkim_ed25519_key_file {path}: a {type(loaded).__name__} key, not Ed25519"
-        )
+        raise DkimConfigError(MESSAGES.both("not_ed25519", path=path, type=type(loaded).__name__))
     return loaded
 
 
@@ -189,30 +241,23 @@ def signer_from_settings(settings: Settings) -> DkimSigner | None:
     }
     if not any(values.values()):
         if settings.dkim_ed25519_key_file or settings.dkim_ed25519_selector:
-            raise DkimConfigError(
-                "an Ed25519 DKIM key is only used beside an RSA one: set dkim_selector, "
-                "dkim_domain and dkim_key_file (RSA of at least 2048 bits) too"
-            )
+            raise DkimConfigError(MESSAGES.both("ed25519_needs_rsa", bits=MIN_RSA_BITS))
         return None
     missing = [name for name, value in values.items() if not value]
     if missing:
-        raise DkimConfigError(
-            f"DKIM is half-configured: set {', '.join(missing)} as well (or none of them)"
-        )
+        raise DkimConfigError(MESSAGES.both("half_configured", missing=", ".join(missing)))
     path = Path(settings.dkim_key_file)
     try:
         key = path.read_bytes()
     except OSError as exc:
         raise DkimConfigError(
-            f"dkim_key_file {path}: cannot read the private key ({exc.strerror})"
+            MESSAGES.both("unreadable", setting="dkim_key_file", path=path, why=exc.strerror)
         ) from None
     check_private_key(key, path)
     from_domain = settings.from_address.rpartition("@")[2]
     if not settings.dkim_allow_unaligned and not dkim_aligned(settings.dkim_domain, from_domain):
         raise DkimConfigError(
-            f"dkim_domain {settings.dkim_domain!r} does not align with the From domain "
-            f"{from_domain!r}: DMARC would fail although the signature verifies (sign with "
-            f"{from_domain} or a parent of it; dkim_allow_unaligned accepts it knowingly)"
+            MESSAGES.both("unaligned", domain=repr(settings.dkim_domain), from_domain=from_domain)
         )
     ed_selector, ed_seed = _ed25519_from_settings(settings)
     return DkimSigner(
@@ -231,16 +276,16 @@ def _ed25519_from_settings(settings: Settings) -> tuple[str, bytes]:
         return "", b""
     if not (selector and key_file):
         missing = "dkim_ed25519_key_file" if selector else "dkim_ed25519_selector"
-        raise DkimConfigError(f"the Ed25519 DKIM key is half-configured: set {missing} as well")
+        raise DkimConfigError(MESSAGES.both("ed25519_half", missing=missing))
     if selector == settings.dkim_selector:
-        raise DkimConfigError(
-            "dkim_ed25519_selector must differ from dkim_selector (each key has its own record)"
-        )
+        raise DkimConfigError(MESSAGES.both("same_selector"))
     path = Path(key_file)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DkimConfigError(
-            f"dkim_ed25519_key_file {path}: cannot read the private key ({exc.strerror})"
+            MESSAGES.both(
+                "unreadable", setting="dkim_ed25519_key_file", path=path, why=exc.strerror
+            )
         ) from None
     return selector, _ed25519_seed(check_ed25519_key(data, path))
