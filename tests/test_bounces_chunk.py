@@ -183,3 +183,37 @@ def test_a_mixed_chunk_writes_the_same_rows_as_one_by_one(session, bsettings):
 
 def test_an_empty_chunk_writes_nothing(session, bsettings):
     assert record_chunk(session, bsettings, []) == []
+
+
+@pytest.mark.parametrize("kind", ["hard", "complaint"])
+def test_the_bulk_suppression_does_what_the_service_does(session, bsettings, kind):
+    """The chunk re-implements `subscribers.service.suppress` / `unsubscribe` in bulk: a
+    person who bounced on email but follows on WeChat stays reachable there, a complaint
+    blocks them whatever; the same as the service does for a twin subscriber."""
+    from dispatch.subscribers import service
+
+    sent = sent_campaign(session, ["ann@example.net", "twin@example.net"])
+    for n, address in enumerate(("ann@example.net", "twin@example.net")):
+        session.get(Subscriber, sent.subscribers[address]).openid = f"o-{n}"
+    session.commit()
+    verp = verp_address(bsettings, "c", sent.campaign_id, sent.deliveries["ann@example.net"])
+    raw = (
+        postfix_dsn("ann@example.net", envelope_to=verp)
+        if kind == "hard"
+        else arf_report("ann@example.net", mail_from=verp)
+    )
+    process_message(session, bsettings, raw, source="smtp")
+    twin = sent.subscribers["twin@example.net"]
+    if kind == "complaint":
+        service.unsubscribe(session, twin, None, source="complaint")
+    reason = "bounced" if kind == "hard" else "complained"
+    service.suppress(session, email="twin@example.net", reason=reason, source="x")
+    session.commit()
+    session.expire_all()
+    ann = session.get(Subscriber, sent.subscribers["ann@example.net"])
+    assert ann.status == session.get(Subscriber, twin).status
+    assert ann.status == ("active" if kind == "hard" else "complained")
+    suppressed = session.scalars(select(Event).where(Event.kind == "suppressed")).all()
+    assert sorted(e.subscriber_id for e in suppressed) == sorted(sent.subscribers.values())
+    subscriptions = session.execute(select(Subscription.subscriber_id, Subscription.status)).all()
+    assert {s for _, s in subscriptions} == ({"confirmed"} if kind == "hard" else {"unsubscribed"})
