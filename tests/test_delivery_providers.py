@@ -247,3 +247,24 @@ def test_mx_fallback_through_a_real_dns_server(tmp_path, engine, settings):
         "c@corp.cn": "other",
         "d@qq.com": "qq",
     }
+
+
+def test_mx_lookups_stop_when_their_time_budget_is_spent(plain_settings):
+    import time as _time
+
+    calls: list[str] = []
+
+    def slow_lookup(domain):
+        calls.append(domain)
+        _time.sleep(0.05)
+        return ["mxbiz1.qq.com"]
+
+    P._mx_cache.clear()
+    domains = [f"school{i}.edu.cn" for i in range(20)]
+    got = P.provider_for_domains(
+        plain_settings, domains, mx_lookup=slow_lookup, budget_seconds=0.12
+    )
+    P._mx_cache.clear()
+    assert 2 <= len(calls) <= 5  # stopped early
+    assert [got[d] for d in domains[: len(calls)]] == ["qq"] * len(calls)
+    assert set(got[d] for d in domains[len(calls) :]) == {"other"}

@@ -73,6 +73,9 @@ def recipients_source(campaign: Campaign):
     )
 
 
+MX_LOOKUP_BUDGET_SECONDS = 10.0  # DNS time per fan-out at most (it runs in a transaction)
+
+
 def domain_expression(email, dialect: str):
     """The lower-cased domain part of an address column, in this database's SQL."""
     if dialect == "postgresql":
@@ -106,6 +109,7 @@ def provider_expression(session: Session, settings: Settings, src) -> object:
                 lookup_settings,
                 unknown[: settings.provider_mx_lookup_max],
                 redis_client=redis_client,
+                budget_seconds=MX_LOOKUP_BUDGET_SECONDS,
             )
         )
     by_provider: dict[str, list[str]] = {}

@@ -425,8 +425,13 @@ def provider_for_domains(
     mx_lookup: MxLookup | None = None,
     redis_client: Any = None,
     now: float | None = None,
+    budget_seconds: float | None = None,
 ) -> dict[str, str]:
-    """domain -> provider name for each domain: the table first, then MX (cached a day)."""
+    """domain -> provider name for each domain: the table first, then MX (cached a day).
+
+    `budget_seconds` bounds the time spent asking DNS (fan-out runs in a transaction): once
+    it is spent, the domains not yet looked up are "other" for this campaign (not cached)."""
+    started = time.monotonic()
     table = table or load_providers(settings)
     now = time.time() if now is None else now
     out: dict[str, str] = {}
@@ -457,6 +462,10 @@ def provider_for_domains(
                 name = value.decode() if value else None
             except Exception:  # noqa: BLE001 - a cache, not a source of truth
                 name = None
+        if name is None and budget_seconds is not None:
+            if time.monotonic() - started > budget_seconds:
+                out[raw] = OTHER  # out of time: not cached, the next campaign asks again
+                continue
         if name is None:
             name = table.by_mx(lookup(domain)) or OTHER
             if redis_client is not None:
