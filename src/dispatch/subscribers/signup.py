@@ -285,5 +285,6 @@ def _subscribe(
                 "resubscribe": left_before,
             },
         )
-    session.flush()
+    # no flush here: the subscription and its events go out with the transaction's one
+    # flush at commit (with the optin_sent event), not in a unit of work of their own
     return (subscriber.id, tuple(pending)) if pending else None
