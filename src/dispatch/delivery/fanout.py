@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import (
     Float,
     Integer,
+    Select,
     String,
+    Subquery,
     case,
     cast,
     column,
@@ -169,52 +171,10 @@ def fan_out(
     instead of being the tail everyone waits on.
     """
     now = now or utcnow()
-    batch_size = fanout_batch_size(campaign.channel, settings)
-    first_batch = 0
-    source = recipients_source(campaign)
-    if only_new:
-        d = Delivery.__table__.c
-        last = session.scalar(select(func.max(d.batch_no)).where(d.campaign_id == campaign.id))
-        first_batch = 0 if last is None else int(last) + 1
-        candidates = source.subquery("candidates")
-        taken = select(d.subscriber_id).where(
-            d.campaign_id == campaign.id, d.subscriber_id == candidates.c.id
-        )
-        source = select(candidates).where(~taken.exists())
+    source, first_batch = _recipients(session, campaign, only_new)
     src = source.subquery("recipients")
-    provider: Any = (
-        provider_expression(session, settings, src)
-        if channel_traits(campaign.channel).relays
-        else null()
-    )
-    inner = select(
-        src.c.id,
-        src.c.email,
-        src.c.openid,
-        src.c.name,
-        src.c.locale,
-        provider.label("provider"),
-    ).subquery("with_provider")
-    rank = func.row_number().over(partition_by=inner.c.provider, order_by=inner.c.id)
-    size = func.count().over(partition_by=inner.c.provider)
-    ranked = select(
-        inner,
-        ((cast(rank, Float) - 0.5) / cast(size, Float)).label("position"),
-    ).subquery("ranked")
-    row_number = func.row_number().over(
-        order_by=(ranked.c.position, ranked.c.provider, ranked.c.id)
-    )
-    batch_no = (row_number - 1).self_group().op("/")(literal(batch_size, Integer)) + literal(
-        first_batch, Integer
-    )
-    if min_batch_size(campaign.channel) > 1:
-        # spread evenly over ceil(n / size) batches, so the tail is never a batch of one
-        # (20,001 followers: 6,667 + 6,667 + 6,667, not 10,000 + 10,000 + 1)
-        n = int(session.scalar(select(func.count()).select_from(src)) or 0)
-        spread = max(1, -(-n // batch_size))
-        batch_no = ((row_number - 1) * literal(spread, Integer)).self_group().op("/")(
-            literal(max(n, 1), Integer)
-        ) + literal(first_batch, Integer)
+    ranked = _ranked_by_provider(session, settings, campaign, src)
+    batch_no = _batch_numbers(session, settings, campaign, src, ranked, first_batch)
     # the sweep re-enqueues a pending batch only after this "queued until" time passes
     queued_until = now + timedelta(seconds=settings.lease_seconds)
     rows = select(
@@ -239,3 +199,70 @@ def fan_out(
     ).one()
     batches = list(range(first_batch, int(last_batch) + 1)) if total else []
     return int(total), batches
+
+
+def _recipients(session: Session, campaign: Campaign, only_new: bool) -> tuple[Select[Any], int]:
+    """The recipients to fan out to and the first batch number (after the existing batches
+    when only those without a delivery yet are added)."""
+    source = recipients_source(campaign)
+    if not only_new:
+        return source, 0
+    d = Delivery.__table__.c
+    last = session.scalar(select(func.max(d.batch_no)).where(d.campaign_id == campaign.id))
+    first_batch = 0 if last is None else int(last) + 1
+    candidates = source.subquery("candidates")
+    taken = select(d.subscriber_id).where(
+        d.campaign_id == campaign.id, d.subscriber_id == candidates.c.id
+    )
+    return select(candidates).where(~taken.exists()), first_batch
+
+
+def _ranked_by_provider(
+    session: Session, settings: Settings, campaign: Campaign, src: Subquery
+) -> Subquery:
+    """The recipients with their provider and their relative position within it (0..1)."""
+    provider: Any = (
+        provider_expression(session, settings, src)
+        if channel_traits(campaign.channel).relays
+        else null()
+    )
+    inner = select(
+        src.c.id,
+        src.c.email,
+        src.c.openid,
+        src.c.name,
+        src.c.locale,
+        provider.label("provider"),
+    ).subquery("with_provider")
+    rank = func.row_number().over(partition_by=inner.c.provider, order_by=inner.c.id)
+    size = func.count().over(partition_by=inner.c.provider)
+    return select(
+        inner,
+        ((cast(rank, Float) - 0.5) / cast(size, Float)).label("position"),
+    ).subquery("ranked")
+
+
+def _batch_numbers(
+    session: Session,
+    settings: Settings,
+    campaign: Campaign,
+    src: Subquery,
+    ranked: Subquery,
+    first_batch: int,
+) -> Any:
+    """Each ranked recipient's batch number, in order of position (providers interleaved)."""
+    batch_size = fanout_batch_size(campaign.channel, settings)
+    row_number = func.row_number().over(
+        order_by=(ranked.c.position, ranked.c.provider, ranked.c.id)
+    )
+    if min_batch_size(campaign.channel) > 1:
+        # spread evenly over ceil(n / size) batches, so the tail is never a batch of one
+        # (20,001 followers: 6,667 + 6,667 + 6,667, not 10,000 + 10,000 + 1)
+        n = int(session.scalar(select(func.count()).select_from(src)) or 0)
+        spread = max(1, -(-n // batch_size))
+        return ((row_number - 1) * literal(spread, Integer)).self_group().op("/")(
+            literal(max(n, 1), Integer)
+        ) + literal(first_batch, Integer)
+    return (row_number - 1).self_group().op("/")(literal(batch_size, Integer)) + literal(
+        first_batch, Integer
+    )

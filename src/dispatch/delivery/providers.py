@@ -212,6 +212,14 @@ def _number(value: Any) -> bool:
 
 def parse_table(text: str, path: Path | str = "<providers>") -> dict[str, Provider]:
     """Parse and validate one provider table file's text; ProviderTableError on any problem."""
+    raw = _providers_section(text, path)
+    out = {name: _parse_provider(text, path, name, spec) for name, spec in raw.items()}
+    _check_unique_domains(text, path, out)
+    return out
+
+
+def _providers_section(text: str, path: Path | str) -> dict[str, Any]:
+    """The `[providers]` table of the file: valid TOML with nothing else at the top."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -229,111 +237,106 @@ def parse_table(text: str, path: Path | str = "<providers>") -> dict[str, Provid
     raw = data.get("providers")
     if not isinstance(raw, dict):
         raise ProviderTableError(path, None, MESSAGES.both("no_table"))
-    out: dict[str, Provider] = {}
-    for name, spec in raw.items():
+    return raw
 
-        def bad(key: str | None, message: str, reply: int | None = None, name: str = name):
-            return ProviderTableError(path, _line_of(text, name, key, reply), message)
 
-        if not _NAME.match(name) or not isinstance(spec, dict):
-            raise bad(None, MESSAGES.both("bad_name", name=name))
-        for key in spec:
-            if key not in _FIELDS:
-                raise bad(
-                    key,
-                    MESSAGES.both(
-                        "unknown_field", name=name, field=key, known=", ".join(sorted(_FIELDS))
-                    ),
-                )
+class _ProviderErrors:
+    """Builds the errors of one provider's section, each with the line it points at."""
 
-        def strings(key: str, spec: dict = spec, name: str = name) -> tuple[str, ...]:
-            value = spec.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise bad(
-                    key,
-                    MESSAGES.both(
-                        "bad_field", name=name, field=key, why="must be a list of strings"
-                    ),
-                )
-            return tuple(v.strip().lower() for v in value)
+    def __init__(self, text: str, path: Path | str, name: str):
+        self.text, self.path, self.name = text, path, name
 
-        domains = strings("domains")
-        mx = tuple(m if m.startswith(".") else "." + m for m in strings("mx"))
-        for key in ("rate_per_second", "rate_per_hour", "max_connections"):
-            if key in spec and not _number(spec[key]):
-                raise bad(
-                    key,
-                    MESSAGES.both("bad_field", name=name, field=key, why="must be a number >= 0"),
-                )
-        if "max_connections" in spec and not isinstance(spec["max_connections"], int):
+    def __call__(
+        self, key: str | None, message: str, reply: int | None = None
+    ) -> ProviderTableError:
+        return ProviderTableError(self.path, _line_of(self.text, self.name, key, reply), message)
+
+    def field(self, key: str, why: str) -> ProviderTableError:
+        return self(key, MESSAGES.both("bad_field", name=self.name, field=key, why=why))
+
+    def rule(self, index: int, key: str | None, why: str) -> ProviderTableError:
+        return self(key, MESSAGES.both("bad_reply", name=self.name, index=index, why=why), index)
+
+
+def _parse_provider(text: str, path: Path | str, name: str, spec: Any) -> Provider:
+    """One `[providers.<name>]` section, checked field by field."""
+    bad = _ProviderErrors(text, path, name)
+    if not _NAME.match(name) or not isinstance(spec, dict):
+        raise bad(None, MESSAGES.both("bad_name", name=name))
+    for key in spec:
+        if key not in _FIELDS:
             raise bad(
-                "max_connections",
+                key,
                 MESSAGES.both(
-                    "bad_field", name=name, field="max_connections", why="must be an integer"
+                    "unknown_field", name=name, field=key, known=", ".join(sorted(_FIELDS))
                 ),
             )
-        label = spec.get("label", name)
-        if not isinstance(label, str):
-            raise bad(
-                "label", MESSAGES.both("bad_field", name=name, field="label", why="must be text")
-            )
-        rules_raw = spec.get("replies", [])
-        if not isinstance(rules_raw, list):
-            raise bad(
-                "replies",
-                MESSAGES.both(
-                    "bad_field",
-                    name=name,
-                    field="replies",
-                    why="must be [[providers.<name>.replies]] tables",
-                ),
-            )
-        rules = []
-        for index, rule in enumerate(rules_raw, start=1):
+    domains = _strings(bad, spec, "domains")
+    mx = tuple(m if m.startswith(".") else "." + m for m in _strings(bad, spec, "mx"))
+    for key in ("rate_per_second", "rate_per_hour", "max_connections"):
+        if key in spec and not _number(spec[key]):
+            raise bad.field(key, "must be a number >= 0")
+    if "max_connections" in spec and not isinstance(spec["max_connections"], int):
+        raise bad.field("max_connections", "must be an integer")
+    label = spec.get("label", name)
+    if not isinstance(label, str):
+        raise bad.field("label", "must be text")
+    rules_raw = spec.get("replies", [])
+    if not isinstance(rules_raw, list):
+        raise bad.field("replies", "must be [[providers.<name>.replies]] tables")
+    rules = [_parse_rule(bad, index, rule) for index, rule in enumerate(rules_raw, start=1)]
+    return Provider(
+        name=name,
+        label=label,
+        domains=domains,
+        mx=mx,
+        rate_per_second=float(spec.get("rate_per_second", 0)),
+        rate_per_hour=float(spec.get("rate_per_hour", 0)),
+        max_connections=int(spec.get("max_connections", 0)),
+        replies=tuple(rules),
+    )
 
-            def bad_rule(
-                key: str | None, why: str, index: int = index, name: str = name
-            ) -> ProviderTableError:
-                return bad(key, MESSAGES.both("bad_reply", name=name, index=index, why=why), index)
 
-            if not isinstance(rule, dict):
-                raise bad_rule(None, "must be a table")
-            for key in rule:
-                if key not in _REPLY_FIELDS:
-                    raise bad_rule(key, f"unknown field {key!r}")
-            pattern = rule.get("pattern")
-            if not isinstance(pattern, str) or not pattern:
-                raise bad_rule("pattern", "pattern is missing")
-            try:
-                regex = re.compile(pattern, re.I)
-            except re.error as exc:
-                raise bad_rule(
-                    "pattern", f"pattern is not a valid regular expression: {exc}"
-                ) from None
-            kind = rule.get("kind")
-            if kind not in REPLY_KINDS:
-                raise bad_rule("kind", f"kind must be one of {', '.join(REPLY_KINDS)}")
-            rules.append(
-                ReplyRule(
-                    pattern=pattern,
-                    kind=kind,
-                    meaning=str(rule.get("meaning", "")),
-                    source=str(rule.get("source", "")),
-                    regex=regex,
-                )
-            )
-        out[name] = Provider(
-            name=name,
-            label=label,
-            domains=domains,
-            mx=mx,
-            rate_per_second=float(spec.get("rate_per_second", 0)),
-            rate_per_hour=float(spec.get("rate_per_hour", 0)),
-            max_connections=int(spec.get("max_connections", 0)),
-            replies=tuple(rules),
-        )
+def _strings(bad: _ProviderErrors, spec: dict, key: str) -> tuple[str, ...]:
+    """A list-of-strings field, trimmed and lower-cased (empty when absent)."""
+    value = spec.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise bad.field(key, "must be a list of strings")
+    return tuple(v.strip().lower() for v in value)
+
+
+def _parse_rule(bad: _ProviderErrors, index: int, rule: Any) -> ReplyRule:
+    """One `[[providers.<name>.replies]]` rule (numbered from 1 in errors)."""
+    if not isinstance(rule, dict):
+        raise bad.rule(index, None, "must be a table")
+    for key in rule:
+        if key not in _REPLY_FIELDS:
+            raise bad.rule(index, key, f"unknown field {key!r}")
+    pattern = rule.get("pattern")
+    if not isinstance(pattern, str) or not pattern:
+        raise bad.rule(index, "pattern", "pattern is missing")
+    try:
+        regex = re.compile(pattern, re.I)
+    except re.error as exc:
+        raise bad.rule(
+            index, "pattern", f"pattern is not a valid regular expression: {exc}"
+        ) from None
+    kind = rule.get("kind")
+    if kind not in REPLY_KINDS:
+        raise bad.rule(index, "kind", f"kind must be one of {', '.join(REPLY_KINDS)}")
+    return ReplyRule(
+        pattern=pattern,
+        kind=kind,
+        meaning=str(rule.get("meaning", "")),
+        source=str(rule.get("source", "")),
+        regex=regex,
+    )
+
+
+def _check_unique_domains(text: str, path: Path | str, providers: dict[str, Provider]) -> None:
+    """A domain belongs to one provider only."""
     seen: dict[str, str] = {}
-    for p in out.values():
+    for p in providers.values():
         for d in p.domains:
             if d in seen and seen[d] != p.name:
                 raise ProviderTableError(
@@ -342,7 +345,6 @@ def parse_table(text: str, path: Path | str = "<providers>") -> dict[str, Provid
                     MESSAGES.both("dup_domain", domain=d, first=seen[d], second=p.name),
                 )
             seen[d] = p.name
-    return out
 
 
 def read_table_file(path: Path) -> dict[str, Provider]:

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Engine, and_, bindparam, insert, select, text, update
@@ -145,8 +146,36 @@ def store_page(
     openids = list(by_openid)
     if not openids:
         return 0, 0
+    known = _known_followers(conn, account, openids)
+    people, new_people = _link_subscribers(conn, list_id, now, by_openid, known)
+    inserts, changes, touched = [], [], []
+    for openid in openids:
+        values = {**_follower_values(by_openid[openid]), "subscriber_id": people.get(openid)}
+        row = known.get(openid)
+        if row is None:
+            inserts.append(
+                {
+                    **values,
+                    "account": account,
+                    "openid": openid,
+                    "subscribed": True,
+                    "seen_run": run_id,
+                    "updated_at": now,
+                }
+            )
+        elif _stored_values(row) != values or not row.subscribed:
+            changes.append({"b_id": row.id, **{f"b_{k}": v for k, v in values.items()}})
+        else:
+            touched.append(row.id)
+    _insert_followers(conn, inserts)
+    _update_followers(conn, run_id, now, changes, touched)
+    return len(new_people), len(changes)
+
+
+def _known_followers(conn: Connection, account: str, openids: list[str]) -> dict[str, Any]:
+    """The stored follower rows of these openids, by openid."""
     f = followers.c
-    known = {
+    return {
         row.openid: row
         for row in bulk.select_in(
             conn,
@@ -164,6 +193,18 @@ def store_page(
             openids,
         )
     }
+
+
+def _link_subscribers(
+    conn: Connection,
+    list_id: int,
+    now: datetime,
+    by_openid: dict[str, dict[str, Any]],
+    known: dict[str, Any],
+) -> tuple[dict[str, int], list[str]]:
+    """Subscriber ids of the page's openids (new ones created), all of them on the list;
+    returns (subscriber id by openid, the openids that became new subscribers)."""
+    openids = list(by_openid)
     s = subscribers.c
     people = dict(bulk.select_in(conn, select(s.openid, s.id), s.openid, openids))
     new_people = [o for o in openids if o not in people]
@@ -192,35 +233,25 @@ def store_page(
     refollowed = [people[o] for o, row in known.items() if not row.subscribed and o in people]
     if refollowed:
         bulk.confirm_subscriptions(conn, list_id, refollowed, now)
+    return people, new_people
 
-    inserts, changes, touched = [], [], []
-    for openid in openids:
-        values = {**_follower_values(by_openid[openid]), "subscriber_id": people.get(openid)}
-        row = known.get(openid)
-        if row is None:
-            inserts.append(
-                {
-                    **values,
-                    "account": account,
-                    "openid": openid,
-                    "subscribed": True,
-                    "seen_run": run_id,
-                    "updated_at": now,
-                }
-            )
-            continue
-        current = {
-            "unionid": row.unionid,
-            "language": row.language,
-            "subscribe_time": row.subscribe_time,
-            "tag_ids": sorted(row.tag_ids or []),
-            "subscriber_id": row.subscriber_id,
-        }
-        if current != values or not row.subscribed:
-            changes.append({"b_id": row.id, **{f"b_{k}": v for k, v in values.items()}})
-        else:
-            touched.append(row.id)
-    _insert_followers(conn, inserts)
+
+def _stored_values(row: Any) -> dict[str, Any]:
+    """A stored follower row in the shape of `_follower_values` plus its subscriber id."""
+    return {
+        "unionid": row.unionid,
+        "language": row.language,
+        "subscribe_time": row.subscribe_time,
+        "tag_ids": sorted(row.tag_ids or []),
+        "subscriber_id": row.subscriber_id,
+    }
+
+
+def _update_followers(
+    conn: Connection, run_id: int, now: datetime, changes: list[dict[str, Any]], touched: list[int]
+) -> None:
+    """Changed followers get their new values; unchanged ones only the run that saw them."""
+    f = followers.c
     if changes:
         conn.execute(
             update(followers)
@@ -237,9 +268,8 @@ def store_page(
             ),
             changes,
         )
-    for part in bulk._parts(conn, touched):  # unchanged: only the run that saw them
+    for part in bulk._parts(conn, touched):
         conn.execute(update(followers).where(bulk._in(conn, f.id, part)).values(seen_run=run_id))
-    return len(new_people), len(changes)
 
 
 def _insert_followers(conn: Connection, rows: list[dict[str, Any]]) -> None:
