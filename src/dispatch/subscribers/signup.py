@@ -14,15 +14,16 @@ import hashlib
 from dataclasses import dataclass, field
 from email.message import Message
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from dispatch import events
+from dispatch.canonical import canonical_email
 from dispatch.config import Settings
 from dispatch.delivery.ratelimit import Limit, RateLimiter
 from dispatch.i18n import Catalog, normalise_locale
 from dispatch.models import utcnow
-from dispatch.models.subscriber import MailingList, Subscriber, Subscription
+from dispatch.models.subscriber import MailingList, Subscriber, Subscription, Suppression
 from dispatch.subscribers import maildomain, optin, proof, service
 from dispatch.subscribers.addresses import InvalidEmail, check_email
 
@@ -215,6 +216,19 @@ def process(
     return SignupResult("accepted", confirmation=(subscriber_id, list_ids), email=message)
 
 
+def _lookup(session: Session, address: str) -> tuple[bool, int | None]:
+    """(is the address suppressed, the id of the person who has it): one round trip, as
+    service.is_suppressed and service.find_subscriber would answer (same canonical key)."""
+    key = canonical_email(address)
+    row = session.execute(
+        select(
+            exists().where(Suppression.email_key == key),
+            select(Subscriber.id).where(Subscriber.email_key == key).scalar_subquery(),
+        )
+    ).one()
+    return bool(row[0]), row[1]
+
+
 def _subscribe(
     session: Session,
     settings: Settings,
@@ -229,9 +243,10 @@ def _subscribe(
     suppression, and never re-subscribes someone who left without asking them first: such a
     person needs the confirmation link whatever the list's own opt-in setting.
     """
-    if service.is_suppressed(session, email=address):
+    suppressed, known_id = _lookup(session, address)
+    if suppressed:
         return None
-    subscriber = service.find_subscriber(session, email=address)
+    subscriber = session.get(Subscriber, known_id) if known_id is not None else None
     now = utcnow()
     created = subscriber is None
     if subscriber is None:
