@@ -136,6 +136,94 @@ def test_send_is_refused_while_doctor_fails_when_enforced(
     assert not smtp_server.messages
 
 
+def _seed_warmup_plan(session, settings, **extra):
+    """Three stored days (first, grown, held by bounces) before today, and 10 sent today."""
+    from datetime import timedelta
+
+    from dispatch.delivery.quota import local_day
+    from dispatch.models import WarmupDay, utcnow
+
+    settings = settings.replace(
+        warmup_domains=["example.org"],
+        warmup_start=200,
+        **extra,
+    )
+    today = local_day(utcnow(), settings.send_timezone)
+    for back, number, allowance, reason in (
+        (3, 1, 200, "day one of the plan"),
+        (2, 2, 400, "grown (sent 200, bounces 0.00%, complaints 0.000%)"),
+        (1, 3, 400, "held: over threshold (sent 400, bounces 3.00%, complaints 0.000%)"),
+    ):
+        day = (today - timedelta(days=back)).isoformat()
+        session.add(
+            WarmupDay(
+                domain="example.org", day=day, day_number=number, allowance=allowance, reason=reason
+            )
+        )
+    session.commit()
+    return settings
+
+
+def _page_plan_rows(html: str) -> list[tuple[str, str, str, str, str]]:
+    import re
+
+    table = html.split('data-domain="example.org"', 1)[1].split("</table>", 1)[0]
+    return re.findall(
+        r'<tr class="plan-day plan-(\w+)" data-day="([\d-]+)"[^>]*><td>(\d+)</td>'
+        r"<td>[^<]*</td><td>(\d+)</td><td>([^<]*)</td>",
+        table,
+    )
+
+
+def test_page_shows_the_warm_up_plan_the_cli_shows(
+    engine,
+    session,
+    settings,
+    redis_url,
+    redis_prefix,
+    smtp_server,  # noqa: F811
+    web_app,  # noqa: F811
+    client,  # noqa: F811
+):
+    """Each row of the admin's plan table is a row of `dispatch relays status --json`'s plan."""
+    from dispatch.cli.sending import relays_view
+
+    settings = _seed_warmup_plan(
+        session,
+        settings.replace(smtp_url=smtp_server.url),
+        redis_url=redis_url,
+        redis_key_prefix=redis_prefix,
+    )
+    web_app.state.settings = settings
+    _send(engine, session, settings, smtp_server)  # today's messages count against the plan
+    make_user(engine, "admin", "admin@example.org")
+    login(client, "admin@example.org")
+    html = client.get("/admin/deliverability").text
+
+    cli = relays_view(settings)["warmup"]["schedule"]
+    assert [r["state"] for r in cli[:4]] == ["first", "grown", "held_rates", "held_quiet"]
+    # today: 9 accepted (one address refused at RCPT); yesterday sent nothing, so it holds
+    assert cli[3]["used"] == 9 and cli[3]["allowance"] == 400
+    assert [r["allowance"] for r in cli[4:]] == [800, 1600, 3200, 6400, 12800, 25600, 51200]
+    rows = _page_plan_rows(html)
+    expected = [
+        (
+            r["state"],
+            r["day"],
+            str(r["day_number"]),
+            str(r["allowance"]),
+            "–" if r["used"] is None else str(r["used"]),
+        )
+        for r in cli
+    ]
+    assert rows == expected
+    assert "held: bounces, complaints" in html and "ahead" in html  # English state words
+
+    chinese = client.get("/lang/zh-CN?next=/admin/deliverability").text
+    assert "保持：退信/投诉超阈值" in chinese and "预热计划：example.org" in chinese
+    assert _page_plan_rows(chinese) == expected
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_page_reads_on_a_375px_phone(
@@ -147,13 +235,14 @@ def test_page_reads_on_a_375px_phone(
     client,  # noqa: F811
     artifacts_dir,
 ):
-    """The page with a failing report (long DKIM record to publish) in headless Chromium."""
+    """The page with a failing report (long DKIM record to publish) and a warm-up plan table
+    (past days, today, days ahead) in headless Chromium."""
     from playwright.sync_api import sync_playwright
 
     from dispatch.channels.dkim import public_key_record
     from test_web_browser import CHROMIUM, CHROMIUM_ARGS
 
-    settings = settings.replace(smtp_url=smtp_server.url)
+    settings = _seed_warmup_plan(session, settings.replace(smtp_url=smtp_server.url))
     web_app.state.settings = settings
     _send(engine, session, settings, smtp_server)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -179,10 +268,16 @@ def test_page_reads_on_a_375px_phone(
             page = browser.new_page(viewport={"width": 375, "height": 800})
             page.set_content(html, wait_until="load")
             width = page.evaluate("document.scrollingElement.scrollWidth")
+            plan_rows = page.locator("table.warmup-plan tr.plan-day").count()
+            plan_right = page.evaluate(
+                "document.querySelector('table.warmup-plan').getBoundingClientRect().right"
+            )
             page.screenshot(path=str(artifacts_dir / "deliverability-375.png"), full_page=True)
         finally:
             browser.close()
     assert width <= 375, f"the deliverability page scrolls sideways at 375px ({width}px)"
+    assert plan_rows == 11  # 3 stored days, today, 7 days ahead
+    assert plan_right <= 375, f"the warm-up plan table sticks out at 375px ({plan_right}px)"
 
 
 def test_ad_marker_through_the_api_and_the_lists_page(engine, settings, web_app, client):  # noqa: F811

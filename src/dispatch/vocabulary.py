@@ -38,6 +38,7 @@ __all__ = [
     "SubscriberStatus",
     "SubscriptionStatus",
     "SuppressionReason",
+    "WarmupState",
 ]
 
 
@@ -255,3 +256,15 @@ class PauseCause(StrEnum):
     """Who paused a campaign by itself (data.by of its campaign_paused event)."""
 
     REPUTATION = "reputation"  # hard bounces or complaints over the recent window (the guard)
+
+
+class WarmupState(StrEnum):
+    """What one day of a domain's warm-up plan was (dispatch.delivery.warmup.schedule)."""
+
+    FIRST = "first"  # day one of the plan: the starting allowance
+    GROWN = "grown"  # the day before went well: the allowance grew
+    HELD_RATES = "held_rates"  # bounces or complaints over the threshold: held back
+    HELD_QUIET = "held_quiet"  # less than half of the day before was used: held (proves nothing)
+    REDUCED = "reduced"  # bounces or complaints over twice the threshold: halved
+    WARM = "warm"  # the allowance reached the target: uncapped from then on
+    AHEAD = "ahead"  # a day still to come, projected as if every day goes well

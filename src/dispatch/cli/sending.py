@@ -90,6 +90,7 @@ def relays_view(settings) -> dict[str, Any]:
     with Session(engine) as session, session.begin():
         allowance = warmup.allowance_today(session, settings, domain)
         plan = warmup.plan(session, settings, domain)
+        table = warmup.schedule(session, settings, domain) if not allowance.warm else []
     return {
         "relays": out_relays,
         "providers": throttles,
@@ -97,6 +98,7 @@ def relays_view(settings) -> dict[str, Any]:
             **allowance.as_dict(),
             "plan": plan,
             "projected": warmup.projected(settings),
+            "schedule": table,
         },
     }
 

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from dispatch.config import Settings
 from dispatch.delivery.quota import local_day, used_in_db
 from dispatch.models import Campaign, Delivery, Event, WarmupDay, utcnow
-from dispatch.vocabulary import EventKind
+from dispatch.vocabulary import EventKind, WarmupState
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,56 @@ def projected(settings: Settings, days: int = 14) -> list[int]:
             break
         value = min(int(value * settings.warmup_growth), settings.warmup_target)
     return out
+
+
+def state_of(reason: str, allowance: int, settings: Settings) -> WarmupState:
+    """The day's state word from its stored reason (written by `decide` / `allowance_today`)."""
+    if allowance >= settings.warmup_target:
+        return WarmupState.WARM
+    if reason.startswith("reduced"):
+        return WarmupState.REDUCED
+    if reason.startswith("held: over threshold"):
+        return WarmupState.HELD_RATES
+    if reason.startswith("held"):
+        return WarmupState.HELD_QUIET
+    if reason.startswith("grown"):
+        return WarmupState.GROWN
+    return WarmupState.FIRST
+
+
+def schedule(
+    session: Session,
+    settings: Settings,
+    domain: str,
+    now: datetime | None = None,
+    past: int = 14,
+    ahead: int = 7,
+) -> list[dict[str, Any]]:
+    """The plan as one table (the admin page and `dispatch relays status` both show this):
+    the stored days up to today, then the days ahead grown from today's allowance as if
+    every day goes well (`used` is None for those)."""
+    today = allowance_today(session, settings, domain, now=now)
+    rows: list[dict[str, Any]] = [
+        {**day, "state": str(state_of(day["reason"] or "", day["allowance"], settings))}
+        for day in plan(session, settings, domain, days=past)
+    ]
+    value, number, day = today.allowance, today.day_number, date.fromisoformat(today.day)
+    for _ in range(ahead):
+        if today.warm or value >= settings.warmup_target:
+            break
+        value = min(max(int(value * settings.warmup_growth), value + 1), settings.warmup_target)
+        number, day = number + 1, day + timedelta(days=1)
+        rows.append(
+            {
+                "day": day.isoformat(),
+                "day_number": number,
+                "allowance": value,
+                "used": None,
+                "reason": "",
+                "state": str(WarmupState.AHEAD),
+            }
+        )
+    return rows
 
 
 def delivered_today(session: Session, settings: Settings, now: datetime | None = None) -> int:

@@ -14,6 +14,7 @@ from dispatch.config import ConfigError
 from dispatch.deliverability.doctor import MESSAGES as DOCTOR
 from dispatch.deliverability.doctor import load_report, run_doctor, save_report
 from dispatch.deliverability.stats import overview
+from dispatch.delivery import warmup
 from dispatch.web.auth import AdminUser, EditorUser
 from dispatch.web.deps import DbSession
 from dispatch.web.templating import render_page, request_locale
@@ -42,6 +43,17 @@ def deliverability_page(request: Request, principal: EditorUser, session: DbSess
     domains = [settings.from_address.rpartition("@")[2].lower()]
     if settings.dkim_domain and settings.dkim_domain.lower() not in domains:
         domains.append(settings.dkim_domain.lower())
+    plans = [
+        {
+            "domain": domain,
+            "rows": [
+                {**row, "state_text": TEXTS.get(f"warmup_state_{row['state']}", locale)}
+                for row in warmup.schedule(session, settings, domain)
+            ],
+        }
+        for domain in domains
+        if warmup.under_warmup(settings, domain)
+    ]
     flash = {}
     if request.query_params.get("msg") == "checked":
         flash = {"flash": TEXTS.get("deliv_checked", locale), "flash_kind": "ok"}
@@ -58,6 +70,7 @@ def deliverability_page(request: Request, principal: EditorUser, session: DbSess
                 DOCTOR.get(f"status.{report['status']}", locale) if report is not None else None
             ),
             "stats": overview(session, settings),
+            "plans": plans,
             "thresholds": {
                 "bounce": f"{settings.reputation_max_bounce_rate:.0%}",
                 "complaint": f"{settings.reputation_max_complaint_rate:.1%}",
