@@ -34,6 +34,7 @@ __all__ = [
 CHANNEL_CLASSES: dict[str, str | type] = {
     ChannelName.EMAIL.value: "dispatch.channels.smtp:SmtpChannel",
     ChannelName.WECHAT.value: "dispatch.channels.wechat:WechatChannel",
+    ChannelName.CONFIRMATION.value: "dispatch.channels.confirmation:ConfirmationChannel",
 }
 
 

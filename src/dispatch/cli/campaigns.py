@@ -175,12 +175,19 @@ def _progress(campaign_id: int) -> dict[str, Any]:
         return service.progress(session, campaign_id)
 
 
+def _what(d: dict[str, Any]) -> str:
+    """What a campaign sends: the issue, or an import's confirmation emails."""
+    if d.get("kind") == "confirmation":
+        return "确认邮件 / confirmation emails"
+    return f"{d['issue_slug']} «{d['issue_title']}»"
+
+
 def _print_progress(d: dict[str, Any]) -> None:
     c = d["counts"]
     test = " [test]" if d["is_test"] else ""
     lists = ", ".join(d["list_slugs"]) or "-"
     click.echo(
-        f"#{d['id']}{test}  {d['issue_slug']} «{d['issue_title']}»  {d['channel']}  "
+        f"#{d['id']}{test}  {_what(d)}  {d['channel']}  "
         f"lists / 列表: {lists}  {status_word(d['status'])}"
     )
     if d["paused_reason"]:
@@ -510,7 +517,7 @@ def list_cmd(limit: int, as_json: bool) -> None:
             test = " [test]" if d["is_test"] else ""
             lists = ",".join(d["list_slugs"]) or "-"
             click.echo(
-                f"#{d['id']}{test}  {d['issue_slug']}  {d['channel']}  {lists}  "
+                f"#{d['id']}{test}  {d['issue_slug'] or _what(d)}  {d['channel']}  {lists}  "
                 f"{status_word(d['status'])}  "
                 f"{c['sent']}/{d['total']} sent, {c['failed'] + c['bounced']} failed/bounced"
             )

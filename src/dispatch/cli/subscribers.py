@@ -336,7 +336,8 @@ def unsubscribe_cmd(ref: str, list_slug: str | None, as_json: bool) -> None:
     "--send-confirmations",
     is_flag=True,
     help="Double opt-in list: leave people unconfirmed and email each a confirmation "
-    "(throttled) / 双重确认列表：先逐一发送确认邮件（限速）",
+    "(a throttled confirmation campaign the workers send) / "
+    "双重确认列表：先逐一发送确认邮件（确认邮件活动，工作进程限速发送）",
 )
 @json_option
 def import_cmd(
@@ -390,16 +391,24 @@ def import_cmd(
                 send_confirmations=send_confirmations,
             )
         if result.awaiting_confirmation:
-            from dispatch.subscribers.optin import send_import_confirmations
+            from dispatch.cli.campaigns import _queue
+            from dispatch.subscribers.import_confirmations import create_confirmation_campaign
 
-            list_id = service_list_id(engine, list_slug)
-            sent = send_import_confirmations(
-                engine, settings, list_id, result.awaiting_confirmation
+            campaign = create_confirmation_campaign(
+                engine,
+                settings,
+                service_list_id(engine, list_slug),
+                result.awaiting_confirmation,
+                source=f"cli-import:{file.name}",
+                queue=_queue(),
             )
-            click.echo(
-                f"确认邮件 / confirmation emails: sent {sent['sent']}, failed {sent['failed']}",
-                err=as_json,
-            )
+            if campaign is not None:
+                click.echo(
+                    f"确认邮件活动 #{campaign.id}：{campaign.total} 封已排队，由工作进程限速发送 / "
+                    f"confirmation campaign #{campaign.id}: {campaign.total} emails queued, "
+                    "sent by the workers (throttled)",
+                    err=as_json,
+                )
     except (CsvImportError, SQLAlchemyError) as exc:
         fail(str(exc).strip().splitlines()[0])
         return

@@ -159,7 +159,9 @@ def transition(
 
 
 def _check_channel(channel: str) -> None:
-    known = registered_channels()
+    """An issue goes out on a registered channel; the confirmation channel sends no issue
+    (an import's confirmations, dispatch.subscribers.import_confirmations)."""
+    known = tuple(c for c in registered_channels() if c != "confirmation")
     if channel not in known:
         raise CampaignError(MESSAGES.both("bad_channel", channel=channel, known=", ".join(known)))
 
@@ -571,7 +573,8 @@ def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0
     by_status = counts(session, campaign_id)
     total = sum(by_status.values())
     done = sum(by_status[s] for s in DELIVERY_DONE)
-    issue = session.get(Issue, campaign.issue_id)
+    # a confirmation campaign (an import's opt-in emails) sends no issue
+    issue = session.get(Issue, campaign.issue_id) if campaign.issue_id is not None else None
     list_ids = list(campaign.list_ids)
     slugs = dict(
         session.execute(
@@ -585,6 +588,7 @@ def progress(session: Session, campaign_id: int, *, window_seconds: float = 60.0
         "issue_id": campaign.issue_id,
         "issue_slug": issue.slug if issue else None,
         "issue_title": issue.title if issue else None,
+        "kind": "confirmation" if campaign.channel == "confirmation" else "issue",
         "channel": campaign.channel,
         "list_ids": list_ids,
         "list_slugs": [slugs.get(i, f"#{i}") for i in list_ids],

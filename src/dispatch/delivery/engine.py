@@ -53,6 +53,7 @@ from dispatch.vocabulary import (
     Outcome,
     SuppressionReason,
 )
+from dispatch.vocabulary import Channel as ChannelName
 
 log = get_logger(__name__)
 
@@ -105,6 +106,10 @@ def _eligible(session: Session, campaign: Campaign, rows: Sequence[ClaimedRow]) 
     from dispatch.subscribers import service as subscribers
 
     ids = [r.subscriber_id for r in rows]
+    if campaign.channel == ChannelName.CONFIRMATION:  # an import's confirmations: still owed?
+        from dispatch.subscribers.import_confirmations import eligible_ids
+
+        return eligible_ids(session, campaign, ids)
     if campaign.is_test:
         address = channel_traits(campaign.channel).address
         return {

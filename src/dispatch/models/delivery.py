@@ -47,7 +47,8 @@ class Campaign(Base):
     __table_args__ = (Index("ix_campaigns_status_scheduled", "status", "scheduled_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id"))
+    # None for a campaign that sends no issue (the confirmations of an import)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id"), nullable=True)
     channel: Mapped[str] = mapped_column(String(16))
     list_ids: Mapped[list] = mapped_column(JSON, default=list)  # sorted list ids
     # f"{issue_id}:{channel}:{sorted list ids}" makes triggering the same send twice a no-op

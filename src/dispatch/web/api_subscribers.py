@@ -119,9 +119,14 @@ def import_upload(
     list_id: RowId,
     resubscribe: bool = False,
     confirmed: bool = False,
+    send_confirmations: bool = False,
 ) -> dict[str, Any]:
-    """Run the subscriber area's CSV import on an uploaded file; the report names each line."""
+    """Run the subscriber area's CSV import on an uploaded file; the report names each line.
+    With `send_confirmations` (double opt-in list) the people are left unconfirmed and a
+    confirmation campaign is queued for them (its id in the report)."""
     from dispatch.subscribers.csv_import import import_csv
+    from dispatch.subscribers.import_confirmations import create_confirmation_campaign
+    from dispatch.web.queueing import batch_queue
 
     settings = request.app.state.settings
     with request.app.state.session_factory() as session:
@@ -134,11 +139,27 @@ def import_upload(
         path = Path(handle.name)
     try:
         result = import_csv(
-            request.app.state.engine, path, slug, resubscribe=resubscribe, confirmed=confirmed
+            request.app.state.engine,
+            path,
+            slug,
+            resubscribe=resubscribe,
+            confirmed=confirmed,
+            send_confirmations=send_confirmations,
         )
     finally:
         path.unlink(missing_ok=True)
     report = result.as_dict()
+    report["confirmation_campaign_id"] = None
+    if result.awaiting_confirmation:
+        campaign = create_confirmation_campaign(
+            request.app.state.engine,
+            settings,
+            list_id,
+            result.awaiting_confirmation,
+            source=f"web-import:{Path(filename).name}",
+            queue=batch_queue(request),
+        )
+        report["confirmation_campaign_id"] = campaign.id if campaign else None
     report["file"] = Path(filename).name or "upload.csv"
     report["summary"] = result.summary()
     return report
@@ -178,6 +199,7 @@ async def subscribers_import(
     list_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
     resubscribe: Annotated[bool, Form()] = False,
     confirmed: Annotated[bool, Form()] = False,
+    send_confirmations: Annotated[bool, Form()] = False,
 ) -> dict:
     data = await file.read(MAX_IMPORT_BYTES + 1)
     if len(data) > MAX_IMPORT_BYTES:
@@ -192,6 +214,7 @@ async def subscribers_import(
         list_id,
         resubscribe,
         confirmed,
+        send_confirmations,
     )
 
 

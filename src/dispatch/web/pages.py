@@ -188,6 +188,11 @@ def subscribers_page(
     return _subscribers_page(request, session, q, list_id, page, status=status)
 
 
+# how consent is had for a double opt-in import: already collected elsewhere (recorded on
+# each row), or asked now by a confirmation email to each person (a confirmation campaign)
+CONSENT_CHOICES = ("elsewhere", "send")
+
+
 @router.post("/subscribers/import")
 async def subscribers_import(
     request: Request,
@@ -195,14 +200,23 @@ async def subscribers_import(
     file: Annotated[UploadFile, File()],
     list_id: Annotated[str, Form(max_length=12)] = "",
     confirmed: Annotated[str, Form(max_length=8)] = "",
+    consent: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     # the list is an explicit choice (the form starts on "choose a list"), never a default
     chosen = int(list_id) if list_id.isdigit() and 0 < int(list_id) < 2**31 else None
+    locale = request_locale(request)
     if chosen is None:
-        locale = request_locale(request)
         needs = {"flash": TEXTS.get("import_needs_list", locale), "flash_kind": ""}
         with request.app.state.session_factory() as session:
             return _subscribers_page(request, session, None, None, 1, needs, 422)
+    # a double opt-in list: the administrator says how consent is had, one of two ways
+    # ("confirmed=yes" is the older form's checkbox, kept for scripts that post it)
+    consent = "elsewhere" if confirmed == "yes" and not consent else consent
+    with request.app.state.session_factory() as session:
+        target = session.get(MailingList, chosen)
+        if target is not None and target.optin == "double" and consent not in CONSENT_CHOICES:
+            needs = {"flash": TEXTS.get("import_needs_consent", locale), "flash_kind": ""}
+            return _subscribers_page(request, session, None, chosen, 1, needs, 422)
     data = await file.read(api_subscribers.MAX_IMPORT_BYTES + 1)
     extra: dict[str, Any]
     status_code = 200
@@ -216,7 +230,8 @@ async def subscribers_import(
             file.filename or "upload.csv",
             chosen,
             False,
-            confirmed == "yes",
+            consent == "elsewhere",
+            consent == "send",
         )
         extra = {"report": report}
     except Exception as exc:  # every import problem is shown on the page, named
@@ -396,7 +411,7 @@ def _send_confirmation(request: Request, session, campaign: Campaign) -> str:
         if lists
         else 0
     )
-    issue = session.get(Issue, campaign.issue_id)
+    issue = _issue_of(session, campaign)
     return TEXTS.get(
         "send_confirm",
         request_locale(request),
@@ -404,6 +419,11 @@ def _send_confirmation(request: Request, session, campaign: Campaign) -> str:
         count=total,
         title=issue.title if issue else campaign.issue_id,
     )
+
+
+def _issue_of(session, campaign: Campaign) -> Issue | None:
+    """The issue a campaign sends; None for a confirmation campaign (an import's opt-ins)."""
+    return session.get(Issue, campaign.issue_id) if campaign.issue_id is not None else None
 
 
 def _process_warning(request: Request, session, campaign: Campaign) -> str | None:
@@ -434,7 +454,7 @@ def campaign_page(
         "admin/campaign.html",
         {
             "campaign": campaign,
-            "issue": session.get(Issue, campaign.issue_id),
+            "issue": _issue_of(session, campaign),
             "lists": [session.get(MailingList, i) for i in campaign.list_ids or []],
             "progress": engine_campaigns.progress(session, campaign_id),
             "stats": stats,
@@ -514,7 +534,7 @@ async def _campaign_action(request: Request, campaign_id: int, action: str) -> R
                 "admin/campaign.html",
                 {
                     "campaign": campaign,
-                    "issue": session.get(Issue, campaign.issue_id),
+                    "issue": _issue_of(session, campaign),
                     "lists": [session.get(MailingList, i) for i in campaign.list_ids or []],
                     "progress": engine_campaigns.progress(session, campaign_id),
                     "stats": campaign_stats(session, campaign),

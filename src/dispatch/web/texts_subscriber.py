@@ -42,9 +42,29 @@ SUBSCRIBER_TEXTS: dict[str, tuple[str, str]] = {
     "confirm_already": ("此订阅已确认，无需再次操作。", "This subscription is already confirmed."),
     # admin import: double opt-in lists need the administrator's word on consent
     "import_confirmed": (
-        "已在别处取得同意（双重确认列表必需，逐条记录）",
-        "Consent was collected elsewhere (needed for double opt-in lists; recorded on each row)",
+        "已在别处取得同意（逐条记录）",
+        "Consent was collected elsewhere (recorded on each row)",
     ),
+    "import_consent_legend": (
+        "双重确认列表必须选一项：",
+        "For a double opt-in list, choose one:",
+    ),
+    "import_send_confirmations": (
+        "给每人发送确认邮件（限速发送，作为确认邮件活动跟踪；确认前不会收到简报）",
+        "Email each person a confirmation (throttled, tracked as a confirmation campaign; "
+        "nobody gets the bulletin before confirming)",
+    ),
+    "import_needs_consent": (
+        "这是双重确认列表：请选择“给每人发送确认邮件”或“已在别处取得同意”",
+        "This list is double opt-in: choose “email each person a confirmation” or “consent was "
+        "collected elsewhere”",
+    ),
+    "import_confirmation_campaign": (
+        "确认邮件活动 #{id} 已排队",
+        "Confirmation campaign #{id} queued",
+    ),
+    "confirmation_emails": ("导入确认邮件", "Import confirmation emails"),
+    "channel_confirmation": ("确认邮件", "confirmation email"),
     # admin: one subscriber, and many at once
     "subscriber_title": ("订阅者 #{id}", "Subscriber #{id}"),
     "subscriber_suppressed": ("已屏蔽", "suppressed"),
