@@ -48,9 +48,7 @@ class Channel(StrEnum):
     EMAIL = "email"  # an email over SMTP, one message per recipient
     WECHAT = "wechat"  # a WeChat Official Account mass send to followers' openids
     WEB = "web"  # events only: the subscriber acted on one of our pages; nothing is sent on it
-    # a transactional campaign (no issue): each person of an import into a double opt-in
-    # list gets one confirmation email (dispatch.channels.confirmation)
-    CONFIRMATION = "confirmation"
+    CONFIRMATION = "confirmation"  # an import's opt-in emails: a campaign without an issue
 
 
 # the channels a campaign can be sent on out of the box (dispatch.channels registers them;
