@@ -247,3 +247,15 @@ def test_web_import_with_consent_elsewhere_records_it(client, engine, lists):
             "import:consent-elsewhere:"
         )
         assert session.scalars(select(Campaign)).all() == []
+
+
+def test_nobody_owing_a_confirmation_makes_no_campaign(engine, settings, lists, tmp_path):
+    result = import_csv(engine, _csv(tmp_path, 2), "members", confirmed=True)
+    assert result.awaiting_confirmation == []
+    with Session(engine) as session:
+        ids = list(session.scalars(select(Subscription.subscriber_id)))
+    queue = ListQueue()
+    made = create_confirmation_campaign(engine, settings, lists["members"], ids, queue=queue)
+    assert made is None
+    with Session(engine) as session:
+        assert session.scalars(select(Campaign)).all() == [] and queue.items == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, exists, insert, select
 from sqlalchemy.engine import Engine
@@ -67,6 +67,10 @@ def eligible_ids(session: Session, campaign: Campaign, subscriber_ids: Sequence[
     return set(session.scalars(query))
 
 
+class _Nobody(Exception):
+    """Nobody owes a confirmation: the campaign row is rolled back."""
+
+
 def create_confirmation_campaign(
     engine: Engine,
     settings: Settings,
@@ -81,54 +85,73 @@ def create_confirmation_campaign(
     a confirmation (in one transaction), then its batches enqueued for the workers. None when
     nobody does. `queue`: where the batches go (the CLI: the Celery queue)."""
     now = utcnow()
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        campaign = Campaign(
-            issue_id=None,
-            channel=Channel.CONFIRMATION.value,
-            list_ids=[int(list_id)],
-            dedupe_key=f"confirm:{int(list_id)}:{uuid.uuid4().hex}",
-            status=CampaignStatus.DRAFT.value,
-            tracking=False,
-            options={"kind": "confirmation", "rate_per_second": per_second, "source": source},
-        )
-        session.add(campaign)
-        session.flush()
-        total = 0
-        size = max(int(settings.batch_size), 1)
-        # the sweep re-enqueues a pending batch only after this "queued until" time passes
-        queued_until = now + timedelta(seconds=settings.lease_seconds)
-        ids = list(dict.fromkeys(int(i) for i in subscriber_ids))
-        for start in range(0, len(ids), _CHUNK):
-            people = session.execute(
-                awaiting([list_id], ids[start : start + _CHUNK]).order_by(Subscriber.id)
-            ).all()
-            rows = [
-                {
-                    "campaign_id": campaign.id,
-                    "subscriber_id": p.id,
-                    "email": p.email,
-                    "openid": None,
-                    "name": p.name or "",
-                    "locale": p.locale or settings.locale,
-                    "batch_no": (total + n) // size,
-                    "provider": None,
-                    "status": DeliveryStatus.PENDING.value,
-                    "attempts": 0,
-                    "lease_until": queued_until,
-                    "updated_at": now,
-                }
-                for n, p in enumerate(people)
-            ]
-            if rows:
-                session.execute(insert(Delivery.__table__), rows)
-            total += len(rows)
-        if not total:
-            session.rollback()
-            return None
-        batches = -(-total // size)
-        campaign.total, campaign.batch_count = total, batches
-        session.flush()
-        campaign_service.transition(session, campaign, CampaignStatus.RUNNING, now=now)
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            campaign = Campaign(
+                issue_id=None,
+                channel=Channel.CONFIRMATION.value,
+                list_ids=[int(list_id)],
+                dedupe_key=f"confirm:{int(list_id)}:{uuid.uuid4().hex}",
+                status=CampaignStatus.DRAFT.value,
+                tracking=False,
+                options={"kind": "confirmation", "rate_per_second": per_second, "source": source},
+            )
+            session.add(campaign)
+            session.flush()
+            total = _add_deliveries(session, settings, campaign, subscriber_ids, now)
+            if not total:
+                raise _Nobody
+            batches = -(-total // _batch_size(settings))
+            campaign.total, campaign.batch_count = total, batches
+            session.flush()
+            campaign_service.transition(session, campaign, CampaignStatus.RUNNING, now=now)
+    except _Nobody:
+        return None
     for batch_no in range(batches):
         queue.enqueue(campaign.id, batch_no)
     return campaign
+
+
+def _batch_size(settings: Settings) -> int:
+    return max(int(settings.batch_size), 1)
+
+
+def _add_deliveries(
+    session: Session,
+    settings: Settings,
+    campaign: Campaign,
+    subscriber_ids: Sequence[int],
+    now: datetime,
+) -> int:
+    """One pending delivery per person still owing a confirmation, in batches of the
+    configured size; returns how many."""
+    total = 0
+    size = _batch_size(settings)
+    # the sweep re-enqueues a pending batch only after this "queued until" time passes
+    queued_until = now + timedelta(seconds=settings.lease_seconds)
+    ids = list(dict.fromkeys(int(i) for i in subscriber_ids))
+    for start in range(0, len(ids), _CHUNK):
+        people = session.execute(
+            awaiting(campaign.list_ids, ids[start : start + _CHUNK]).order_by(Subscriber.id)
+        ).all()
+        rows = [
+            {
+                "campaign_id": campaign.id,
+                "subscriber_id": p.id,
+                "email": p.email,
+                "openid": None,
+                "name": p.name or "",
+                "locale": p.locale or settings.locale,
+                "batch_no": (total + n) // size,
+                "provider": None,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "lease_until": queued_until,
+                "updated_at": now,
+            }
+            for n, p in enumerate(people)
+        ]
+        if rows:
+            session.execute(insert(Delivery.__table__), rows)
+        total += len(rows)
+    return total
