@@ -259,3 +259,54 @@ def test_nobody_owing_a_confirmation_makes_no_campaign(engine, settings, lists, 
     assert made is None
     with Session(engine) as session:
         assert session.scalars(select(Campaign)).all() == [] and queue.items == []
+
+
+# the parts this feature adds (the member and delivery tables below them are not its own)
+OURS = {"form": "#import-form", "report": "#import-report", "campaign": ".card:has(#confirmation-kind)"}
+RIGHT_EDGE = """s => {
+  const root = document.querySelector(s);
+  const all = [root, ...root.querySelectorAll("*")];
+  return Math.max(...all.map(e => e.getBoundingClientRect().right));
+}"""
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_import_form_report_and_campaign_page_read_on_a_375px_phone(
+    client, engine, lists, artifacts_dir
+):
+    """Both languages: the form with its two consent choices, the report naming the
+    confirmation campaign, and that campaign's summary card, in headless Chromium at 375 px:
+    nothing of them reaches past the screen's right edge."""
+    from playwright.sync_api import sync_playwright
+
+    from dispatch.web.templating import LANG_COOKIE
+    from test_web_browser import CHROMIUM, CHROMIUM_ARGS
+
+    csrf = _admin(client, engine)
+    pages: dict[str, str] = {}
+    for locale in ("zh-CN", "en"):
+        client.cookies.set(LANG_COOKIE, locale)
+        pages[f"form-{locale}"] = client.get("/admin/subscribers").text
+        report = client.post(
+            "/admin/subscribers/import",
+            data={"csrf_token": csrf, "list_id": str(lists["members"]), "consent": "send"},
+            files={"file": (f"{locale}.csv", f"email\nphone-{locale}@example.org\n", "text/csv")},
+        )
+        assert report.status_code == 200
+        pages[f"report-{locale}"] = report.text
+        campaign_id = re.search(r'href="/admin/campaigns/(\d+)"', report.text).group(1)
+        pages[f"campaign-{locale}"] = client.get(f"/admin/campaigns/{campaign_id}").text
+    assert "给每人发送确认邮件" in pages["form-zh-CN"] and "Email each person" in pages["form-en"]
+    assert "确认邮件活动" in pages["report-zh-CN"] and "Confirmation campaign" in pages["report-en"]
+    widths = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800})
+            for name, html in pages.items():
+                page.set_content(html, wait_until="load")
+                widths[name] = page.evaluate(RIGHT_EDGE, OURS[name.split("-")[0]])
+                page.screenshot(path=str(artifacts_dir / f"import-{name}-375.png"), full_page=True)
+        finally:
+            browser.close()
+    assert all(w <= 375 for w in widths.values()), widths
