@@ -497,8 +497,16 @@ class _Writer:
 
     # -- loading -------------------------------------------------------------------------
     def _load(self, items: list[_Item]) -> None:
+        """What the chunk's decisions need, in a few IN queries (not one per message)."""
         acting = [i for i in items if i.tied and i.recipient]
         keys = sorted({canonical_email(i.recipient) for i in acting})
+        self._load_subscribers(acting, keys)
+        self._load_suppressions(keys)
+        self._load_open_subscriptions(acting)
+        self._load_soft_counts(acting)
+
+    def _load_subscribers(self, acting: list[_Item], keys: list[str]) -> None:
+        """Subscribers of the chunk's addresses (any spelling), and complainers by id."""
         self.subscribers: dict[int, dict[str, Any]] = {}
         self.subscribers_of: dict[str, list[dict[str, Any]]] = {}
         columns = (Subscriber.id, Subscriber.email, Subscriber.email_key, Subscriber.openid)
@@ -516,7 +524,9 @@ class _Writer:
                 select(*columns, Subscriber.status).where(Subscriber.id.in_(part))
             ):
                 self.subscribers[row.id] = dict(row._mapping)
-        # suppressions of the chunk's addresses and of their subscribers' other addresses
+
+    def _load_suppressions(self, keys: list[str]) -> None:
+        """Suppressions of the chunk's addresses and of their subscribers' other addresses."""
         other_keys = {s["email_key"] for s in self.subscribers.values() if s["email_key"]}
         openids = sorted({s["openid"] for s in self.subscribers.values() if s["openid"]})
         self.suppressions: dict[str, dict[str, Any]] = {}
@@ -537,7 +547,9 @@ class _Writer:
             self.suppressed_openids.update(
                 self.session.scalars(select(Suppression.openid).where(Suppression.openid.in_(part)))
             )
-        # subscribers with a subscription still to leave (complaints)
+
+    def _load_open_subscriptions(self, acting: list[_Item]) -> None:
+        """Complainers with a subscription still to leave."""
         complained = sorted({i.subscriber_id for i in acting if i.kind == "complaint"} - {None})
         self.with_subscriptions: set[int] = set()
         for part in _chunks(complained):
@@ -551,7 +563,9 @@ class _Writer:
                     .distinct()
                 )
             )
-        # soft bounces already counted per address
+
+    def _load_soft_counts(self, acting: list[_Item]) -> None:
+        """Soft bounces already counted per address within the soft-bounce window."""
         soft = sorted({i.recipient for i in acting if i.kind == "soft"})
         since = self.now - timedelta(days=max(self.settings.soft_bounce_days, 1))
         self.soft_counts: dict[str, int] = {}

@@ -228,7 +228,6 @@ class WechatChannel:
         self, session: Session, issue: Issue, recipients: Sequence[Recipient], opts: Any
     ) -> list[SendResult]:
         assert self.client is not None, "open() first"
-        ctx = self.context
         mode = "tag" if opts.mode in ("tag", "all") else "openids"
         tag_id = opts.tag_id if opts.mode == "tag" else None
         if mode == "tag":  # one sendall per campaign; every batch shares its msg_id
@@ -238,62 +237,69 @@ class WechatChannel:
             pieces = [ordered[i : i + MAX_OPENIDS] for i in range(0, len(ordered), MAX_OPENIDS)]
         results: list[SendResult] = []
         for piece in pieces:
-            if not piece:
-                continue
-            openids = list(dict.fromkeys(r.openid for r in piece if r.openid))
-            if mode == "openids" and len(openids) < MIN_OPENIDS:
-                text = MASS_MESSAGES.both("too_few", count=len(openids))
-                results += [
-                    SendResult(r.delivery_id, Outcome.FAILED, code=40130, text=text) for r in piece
-                ]
-                continue
-            if mode == "tag":
-                clientmsgid, digest = f"dispatch-{ctx.campaign_id}-{opts.mode}", None
-            else:  # after the previous piece's row exists, so each piece gets its own id
-                clientmsgid, digest = clientmsgid_for(
-                    session, ctx.campaign_id, ctx.batch_no, openids
-                )
-            draft = draft_for_send(
-                session,
-                self.client,
-                self.settings,
-                issue,
-                clientmsgid,
-                comments=opts.comments,
-            )
-            outcome = send_chunk(
-                session,
-                self.client,
-                campaign_id=ctx.campaign_id,
-                batch_no=ctx.batch_no,
-                clientmsgid=clientmsgid,
-                draft_media_id=draft.media_id,
-                mode=mode,
-                openids=openids,
-                tag_id=tag_id,
-                digest=digest,
-                ignore_reprint=opts.ignore_reprint,
-                policy=self.policy,
-                sleep=self.sleep,
-            )
-            if outcome.sent:
-                mark_consumed(session, draft)  # WeChat took it out of the draft box
-                data = {
-                    "clientmsgid": clientmsgid,
-                    "msg_id": outcome.msg_id,
-                    "already_sent": outcome.already_sent,
-                }
-                results += [
-                    SendResult(r.delivery_id, Outcome.SENT, external_id=outcome.msg_id, data=data)
-                    for r in piece
-                ]
-            else:
-                err = outcome.error
-                assert err is not None
-                if err.errcode == 40007:  # the draft is gone (sent or published elsewhere)
-                    mark_consumed(session, draft)
-                results += refused(piece, err, self.clock(), {"clientmsgid": clientmsgid})
+            if piece:
+                results += self._send_piece(session, issue, piece, opts, mode, tag_id)
         return results
+
+    def _send_piece(
+        self,
+        session: Session,
+        issue: Issue,
+        piece: list[Recipient],
+        opts: Any,
+        mode: str,
+        tag_id: int | None,
+    ) -> list[SendResult]:
+        """One mass send (a tag, or up to MAX_OPENIDS openids) with its own draft."""
+        assert self.client is not None, "open() first"
+        ctx = self.context
+        openids = list(dict.fromkeys(r.openid for r in piece if r.openid))
+        if mode == "openids" and len(openids) < MIN_OPENIDS:
+            text = MASS_MESSAGES.both("too_few", count=len(openids))
+            return [SendResult(r.delivery_id, Outcome.FAILED, code=40130, text=text) for r in piece]
+        if mode == "tag":
+            clientmsgid, digest = f"dispatch-{ctx.campaign_id}-{opts.mode}", None
+        else:  # after the previous piece's row exists, so each piece gets its own id
+            clientmsgid, digest = clientmsgid_for(session, ctx.campaign_id, ctx.batch_no, openids)
+        draft = draft_for_send(
+            session,
+            self.client,
+            self.settings,
+            issue,
+            clientmsgid,
+            comments=opts.comments,
+        )
+        outcome = send_chunk(
+            session,
+            self.client,
+            campaign_id=ctx.campaign_id,
+            batch_no=ctx.batch_no,
+            clientmsgid=clientmsgid,
+            draft_media_id=draft.media_id,
+            mode=mode,
+            openids=openids,
+            tag_id=tag_id,
+            digest=digest,
+            ignore_reprint=opts.ignore_reprint,
+            policy=self.policy,
+            sleep=self.sleep,
+        )
+        if outcome.sent:
+            mark_consumed(session, draft)  # WeChat took it out of the draft box
+            data = {
+                "clientmsgid": clientmsgid,
+                "msg_id": outcome.msg_id,
+                "already_sent": outcome.already_sent,
+            }
+            return [
+                SendResult(r.delivery_id, Outcome.SENT, external_id=outcome.msg_id, data=data)
+                for r in piece
+            ]
+        err = outcome.error
+        assert err is not None
+        if err.errcode == 40007:  # the draft is gone (sent or published elsewhere)
+            mark_consumed(session, draft)
+        return refused(piece, err, self.clock(), {"clientmsgid": clientmsgid})
 
     def _preview(self, recipients: Sequence[Recipient], media_id: str) -> list[SendResult]:
         assert self.client is not None, "open() first"

@@ -513,9 +513,7 @@ class _Parser:
         out: list[Block] = []
         para: list[tuple[str, int]] = []
         items: list[list[tuple[str, int]]] = []
-        ordered = False
-        list_line = 0
-        list_start = 1
+        ordered, list_line, list_start = False, 0, 1
 
         def flush_para() -> None:
             if para:
@@ -536,28 +534,16 @@ class _Parser:
 
         for raw, lineno in chunk:
             stripped = raw.strip()
-            if stripped.startswith("#"):
+            if stripped.startswith(("#", "![")):
                 flush_para()
                 flush_list()
-                hashes = len(stripped) - len(stripped.lstrip("#"))
-                title = stripped[hashes:].strip()
-                if hashes not in (3, 4):
-                    self.problem(lineno, "bad_heading_level")
-                elif not title:
-                    self.problem(lineno, "empty_heading")
-                else:
-                    out.append(Heading(hashes, title, line=lineno))
-                continue
-            if stripped.startswith("!["):
-                flush_para()
-                flush_list()
-                m = IMAGE_RE.match(stripped)
-                if not m:
-                    self.problem(lineno, "bad_image_syntax")
-                    continue
-                img = self.image(m.group("src"), m.group("alt"), m.group("caption") or "", lineno)
-                if img:
-                    out.append(img)
+                block = (
+                    self.heading_block(stripped, lineno)
+                    if stripped.startswith("#")
+                    else self.image_block(stripped, lineno)
+                )
+                if block is not None:
+                    out.append(block)
                 continue
             um = UNORDERED_RE.match(stripped)
             om = ORDERED_RE.match(stripped)
@@ -581,6 +567,26 @@ class _Parser:
         flush_para()
         flush_list()
         return out
+
+    def heading_block(self, stripped: str, lineno: int) -> Heading | None:
+        """A `###` or `####` heading line (other levels and empty titles are problems)."""
+        hashes = len(stripped) - len(stripped.lstrip("#"))
+        title = stripped[hashes:].strip()
+        if hashes not in (3, 4):
+            self.problem(lineno, "bad_heading_level")
+        elif not title:
+            self.problem(lineno, "empty_heading")
+        else:
+            return Heading(hashes, title, line=lineno)
+        return None
+
+    def image_block(self, stripped: str, lineno: int) -> Image | None:
+        """An image line `![alt](src "caption")`; None (with a problem) when it is unusable."""
+        m = IMAGE_RE.match(stripped)
+        if not m:
+            self.problem(lineno, "bad_image_syntax")
+            return None
+        return self.image(m.group("src"), m.group("alt"), m.group("caption") or "", lineno)
 
     # --- the body -----------------------------------------------------------------------
 

@@ -656,6 +656,9 @@ def list_campaigns(session: Session, limit: int = 50) -> list[Campaign]:
     return list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(limit)))
 
 
+_RETRY_STATUSES = ("failed", "deferred")
+
+
 def retry_failed(engine: Engine, settings: Settings, campaign_id: int, queue) -> dict[str, Any]:
     """finished → running again for its failed and deferred recipients only.
 
@@ -663,11 +666,7 @@ def retry_failed(engine: Engine, settings: Settings, campaign_id: int, queue) ->
     gets it twice; a failed recipient whose address has been suppressed since is skipped, not
     retried. Each retried row starts with fresh attempts; its batch number is kept.
     """
-    from dispatch.models.subscriber import Subscriber, Suppression
-
     now = utcnow()
-    d = Delivery.__table__
-    retry_statuses = ("failed", "deferred")
     with Session(engine, expire_on_commit=False) as session, session.begin():
         campaign = get(session, campaign_id, for_update=True)
         if campaign.status != "finished":
@@ -675,57 +674,77 @@ def retry_failed(engine: Engine, settings: Settings, campaign_id: int, queue) ->
                 MESSAGES.both("retry_not_finished", id=campaign_id, status=campaign.status),
                 kind=ErrorKind.CONFLICT,
             )
-        # the mailbox in any spelling (canonical key of the recipient), or the exact address
-        suppressed = or_(
-            select(Suppression.id)
-            .join(Subscriber, Subscriber.email_key == Suppression.email_key)
-            .where(Subscriber.id == d.c.subscriber_id)
-            .exists(),
-            select(Suppression.id).where(Suppression.email == d.c.email).exists(),
-        )
-        skipped = affected(
-            session.execute(
-                update(d)
-                .where(d.c.campaign_id == campaign_id, d.c.status.in_(retry_statuses), suppressed)
-                .values(status="skipped", updated_at=now)
-            )
-        )
-        retried = affected(
-            session.execute(
-                update(d)
-                .where(d.c.campaign_id == campaign_id, d.c.status.in_(retry_statuses))
-                .values(
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=None,
-                    claimed_by=None,
-                    lease_until=now + timedelta(seconds=settings.lease_seconds),
-                    updated_at=now,
-                )
-            )
-        )
+        skipped = _skip_suppressed_failures(session, campaign_id, now)
+        retried = _reset_failures(session, settings, campaign_id, now)
         batches = open_batches(session, campaign_id)
-        if retried:  # the one way out of "finished": guarded by the status it had
-            reopened = affected(
-                session.execute(
-                    update(Campaign.__table__)
-                    .where(
-                        Campaign.__table__.c.id == campaign_id,
-                        Campaign.__table__.c.status == "finished",
-                    )
-                    .values(status="running", finished_at=None, paused_reason=None, updated_at=now)
-                )
-            )
-            if reopened != 1:
-                raise InvalidTransition(campaign_id, campaign.status, "running")
-            log.info(
-                "campaign.transition",
-                campaign_id=campaign_id,
-                from_status="finished",
-                to_status="running",
-                reason="retry failed",
-            )
+        if retried:
+            _reopen_finished(session, campaign, now)
     for batch_no in batches if retried else []:
         queue.enqueue(campaign_id, batch_no)
     log.info("campaign.retry_failed", campaign_id=campaign_id, retried=retried, skipped=skipped)
     return {"campaign_id": campaign_id, "retried": retried, "skipped": skipped, "batches": batches}
+
+
+def _skip_suppressed_failures(session: Session, campaign_id: int, now: datetime) -> int:
+    """Failed/deferred rows whose address is suppressed now become skipped; returns how many."""
+    from dispatch.models.subscriber import Subscriber, Suppression
+
+    d = Delivery.__table__
+    # the mailbox in any spelling (canonical key of the recipient), or the exact address
+    suppressed = or_(
+        select(Suppression.id)
+        .join(Subscriber, Subscriber.email_key == Suppression.email_key)
+        .where(Subscriber.id == d.c.subscriber_id)
+        .exists(),
+        select(Suppression.id).where(Suppression.email == d.c.email).exists(),
+    )
+    return affected(
+        session.execute(
+            update(d)
+            .where(d.c.campaign_id == campaign_id, d.c.status.in_(_RETRY_STATUSES), suppressed)
+            .values(status="skipped", updated_at=now)
+        )
+    )
+
+
+def _reset_failures(session: Session, settings: Settings, campaign_id: int, now: datetime) -> int:
+    """The remaining failed/deferred rows are pending again with fresh attempts."""
+    d = Delivery.__table__
+    return affected(
+        session.execute(
+            update(d)
+            .where(d.c.campaign_id == campaign_id, d.c.status.in_(_RETRY_STATUSES))
+            .values(
+                status="pending",
+                attempts=0,
+                next_attempt_at=None,
+                claimed_by=None,
+                lease_until=now + timedelta(seconds=settings.lease_seconds),
+                updated_at=now,
+            )
+        )
+    )
+
+
+def _reopen_finished(session: Session, campaign: Campaign, now: datetime) -> None:
+    """The one way out of "finished": guarded by the status it had."""
+    campaign_id = campaign.id
+    reopened = affected(
+        session.execute(
+            update(Campaign.__table__)
+            .where(
+                Campaign.__table__.c.id == campaign_id,
+                Campaign.__table__.c.status == "finished",
+            )
+            .values(status="running", finished_at=None, paused_reason=None, updated_at=now)
+        )
+    )
+    if reopened != 1:
+        raise InvalidTransition(campaign_id, campaign.status, "running")
+    log.info(
+        "campaign.transition",
+        campaign_id=campaign_id,
+        from_status="finished",
+        to_status="running",
+        reason="retry failed",
+    )

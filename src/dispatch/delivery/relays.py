@@ -172,26 +172,55 @@ def _relay_from(spec: Any, index: int, env: dict[str, str]) -> Relay:
             )
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(MESSAGES.both("bad", relay=label, field="name", why="is missing"))
-
-    def number(key: str, *, integer: bool = False, minimum: float = 0) -> float:
-        value = spec.get(key, 0 if key != "weight" else 1)
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= minimum
-        if ok and integer and not float(value).is_integer():
-            ok = False
-        if not ok:
-            why = f"must be {'an integer' if integer else 'a number'} >= {minimum:g}"
-            raise ConfigError(MESSAGES.both("bad", relay=label, field=key, why=why))
-        return value
-
-    def strings(key: str) -> tuple[str, ...]:
-        value = spec.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigError(
-                MESSAGES.both("bad", relay=label, field=key, why="must be a list of strings")
-            )
-        return tuple(v.strip().lower() for v in value)
-
     host, port, security, cafile, verify = parse_relay_url(spec.get("url", ""), label)
+    allow_invalid = _certificate_choice(spec, label, verify)
+    username, password = _credentials(spec, label, env)
+    return Relay(
+        name=name.strip(),
+        url=spec["url"],
+        host=host,
+        port=port,
+        security=security,  # type: ignore[arg-type]
+        username=username,
+        password=password,
+        weight=int(_number(spec, label, "weight", integer=True, minimum=1)),
+        max_connections=int(_number(spec, label, "max_connections", integer=True)),
+        rate_per_second=float(_number(spec, label, "rate_per_second")),
+        rate_per_hour=float(_number(spec, label, "rate_per_hour")),
+        daily_quota=int(_number(spec, label, "daily_quota", integer=True)),
+        from_domains=_strings(spec, label, "from_domains"),
+        providers=_strings(spec, label, "providers"),
+        allow_invalid_certificate=allow_invalid,
+        cafile=cafile,
+    )
+
+
+def _number(
+    spec: dict[str, Any], label: str, key: str, *, integer: bool = False, minimum: float = 0
+) -> float:
+    """A numeric field of a relay (weight defaults to 1, the others to 0)."""
+    value = spec.get(key, 0 if key != "weight" else 1)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= minimum
+    if ok and integer and not float(value).is_integer():
+        ok = False
+    if not ok:
+        why = f"must be {'an integer' if integer else 'a number'} >= {minimum:g}"
+        raise ConfigError(MESSAGES.both("bad", relay=label, field=key, why=why))
+    return value
+
+
+def _strings(spec: dict[str, Any], label: str, key: str) -> tuple[str, ...]:
+    """A list-of-strings field of a relay, trimmed and lower-cased."""
+    value = spec.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(
+            MESSAGES.both("bad", relay=label, field=key, why="must be a list of strings")
+        )
+    return tuple(v.strip().lower() for v in value)
+
+
+def _certificate_choice(spec: dict[str, Any], label: str, verify: bool) -> bool:
+    """allow_invalid_certificate, required to be true when the URL turns checks off."""
     allow_invalid = spec.get("allow_invalid_certificate", False)
     if not isinstance(allow_invalid, bool):
         raise ConfigError(
@@ -209,6 +238,11 @@ def _relay_from(spec: Any, index: int, env: dict[str, str]) -> Relay:
                 "if you really mean it",
             )
         )
+    return allow_invalid
+
+
+def _credentials(spec: dict[str, Any], label: str, env: dict[str, str]) -> tuple[str, str]:
+    """(username, password); the password only from the environment variable it names."""
     password = ""
     password_env = spec.get("password_env", "")
     if password_env:
@@ -218,24 +252,7 @@ def _relay_from(spec: Any, index: int, env: dict[str, str]) -> Relay:
     username = spec.get("username", "")
     if not isinstance(username, str):
         raise ConfigError(MESSAGES.both("bad", relay=label, field="username", why="must be text"))
-    return Relay(
-        name=name.strip(),
-        url=spec["url"],
-        host=host,
-        port=port,
-        security=security,  # type: ignore[arg-type]
-        username=username,
-        password=password,
-        weight=int(number("weight", integer=True, minimum=1)),
-        max_connections=int(number("max_connections", integer=True)),
-        rate_per_second=float(number("rate_per_second")),
-        rate_per_hour=float(number("rate_per_hour")),
-        daily_quota=int(number("daily_quota", integer=True)),
-        from_domains=strings("from_domains"),
-        providers=strings("providers"),
-        allow_invalid_certificate=allow_invalid,
-        cafile=cafile,
-    )
+    return username, password
 
 
 def parse_relays(settings: Settings, env: dict[str, str] | None = None) -> list[Relay]:

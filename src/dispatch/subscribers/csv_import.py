@@ -407,6 +407,14 @@ def _records(path: Path, encoding: str) -> Iterator[tuple[int, list[str] | None,
             yield start, cells, ""
 
 
+class _Skip(Exception):
+    """A record that cannot be imported: the reason (a RowProblem reason) and its detail."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
+
+
 def _parse(
     row_line: int,
     layout: _Layout,
@@ -417,62 +425,23 @@ def _parse(
     list_ids: dict[str, int] | None = None,
 ) -> _Row | None:
     """Validate one record; report it and return None when it cannot be imported."""
-    if len(cells) > layout.width and any(c.strip() for c in cells[layout.width :]):
-        result.skip(row_line, "too_many_fields", f"{len(cells)} > {layout.width}")
+    try:
+        cells = _checked_cells(layout, cells)
+        email, openid = _address(layout, cells)
+        locale = _locale(layout, cells)
+        name = (cells[layout.name].strip() or None) if layout.name is not None else None
+        for key, value in (("email", email), ("name", name), ("openid", openid)):
+            if value is not None and len(value) > MAX_LEN[key]:
+                raise _Skip("field_too_long", f"{key} > {MAX_LEN[key]}")
+        email_key = canonical_email(email)
+        if (email_key is not None and email_key in seen_emails) or (
+            openid is not None and openid in seen_openids
+        ):
+            raise _Skip("duplicate_in_file", email or openid or "")
+        extra = _extra_lists(layout, cells, list_ids)
+    except _Skip as skip:
+        result.skip(row_line, skip.reason, skip.detail)
         return None
-    if len(cells) < layout.width:  # short record: pad once, index freely below
-        cells = cells + [""] * (layout.width - len(cells))
-    known = (layout.email, layout.name, layout.locale, layout.openid)
-    for index, cell in enumerate(cells):
-        limit = MAX_LEN["email"] if index in known else MAX_LEN["attribute"]
-        if len(cell) > limit:  # checked first: nothing below reads a huge value
-            result.skip(row_line, "field_too_long", f"column {index + 1}: {len(cell):,} > {limit}")
-            return None
-        pattern = CONTROL_RE if index in known else ATTRIBUTE_CONTROL_RE
-        found = pattern.search(cell)
-        if found:
-            code = f"U+{ord(found.group()):04X}"
-            result.skip(row_line, "control_character", f"column {index + 1}: {code}")
-            return None
-    raw_email = cells[layout.email].strip() if layout.email is not None else ""
-    openid = (cells[layout.openid].strip() or None) if layout.openid is not None else None
-    if not raw_email and openid is None:
-        result.skip(row_line, "missing_address")
-        return None
-    email = None
-    if raw_email:
-        try:
-            email = check_email(raw_email)
-        except InvalidEmail as exc:
-            result.skip(row_line, "invalid_email", f"{raw_email[:DETAIL_CHARS]}: {exc}")
-            return None
-    locale = None
-    raw_locale = cells[layout.locale].strip() if layout.locale is not None else ""
-    if raw_locale:
-        locale = normalise_locale(raw_locale)
-        if locale is None:
-            result.skip(row_line, "unknown_locale", raw_locale[:DETAIL_CHARS])
-            return None
-    name = (cells[layout.name].strip() or None) if layout.name is not None else None
-    for key, value in (("email", email), ("name", name), ("openid", openid)):
-        if value is not None and len(value) > MAX_LEN[key]:
-            result.skip(row_line, "field_too_long", f"{key} > {MAX_LEN[key]}")
-            return None
-    email_key = canonical_email(email)
-    if (email_key is not None and email_key in seen_emails) or (
-        openid is not None and openid in seen_openids
-    ):
-        result.skip(row_line, "duplicate_in_file", email or openid or "")
-        return None
-    extra: list[int] = []
-    if layout.lists is not None and cells[layout.lists].strip():
-        for slug in LIST_SEPARATORS.split(cells[layout.lists].strip()):
-            if not slug:
-                continue
-            if list_ids is None or slug not in list_ids:
-                result.skip(row_line, "unknown_list", slug[:DETAIL_CHARS])
-                return None
-            extra.append(list_ids[slug])
     if email_key is not None:
         seen_emails.add(email_key)
     if openid is not None:
@@ -483,6 +452,63 @@ def _parse(
         if value:
             attributes[key] = value
     return _Row(row_line, email, email_key, openid, name, locale, attributes, tuple(extra))
+
+
+def _checked_cells(layout: _Layout, cells: list[str]) -> list[str]:
+    """The record padded to the header's width; no extra fields, none too long, no control
+    characters (lengths first: nothing below reads a huge value)."""
+    if len(cells) > layout.width and any(c.strip() for c in cells[layout.width :]):
+        raise _Skip("too_many_fields", f"{len(cells)} > {layout.width}")
+    if len(cells) < layout.width:  # short record: pad once, index freely below
+        cells = cells + [""] * (layout.width - len(cells))
+    known = (layout.email, layout.name, layout.locale, layout.openid)
+    for index, cell in enumerate(cells):
+        limit = MAX_LEN["email"] if index in known else MAX_LEN["attribute"]
+        if len(cell) > limit:
+            raise _Skip("field_too_long", f"column {index + 1}: {len(cell):,} > {limit}")
+        pattern = CONTROL_RE if index in known else ATTRIBUTE_CONTROL_RE
+        found = pattern.search(cell)
+        if found:
+            raise _Skip("control_character", f"column {index + 1}: U+{ord(found.group()):04X}")
+    return cells
+
+
+def _address(layout: _Layout, cells: list[str]) -> tuple[str | None, str | None]:
+    """(email, openid): at least one of them, the email valid."""
+    raw_email = cells[layout.email].strip() if layout.email is not None else ""
+    openid = (cells[layout.openid].strip() or None) if layout.openid is not None else None
+    if not raw_email and openid is None:
+        raise _Skip("missing_address")
+    if not raw_email:
+        return None, openid
+    try:
+        return check_email(raw_email), openid
+    except InvalidEmail as exc:
+        raise _Skip("invalid_email", f"{raw_email[:DETAIL_CHARS]}: {exc}") from None
+
+
+def _locale(layout: _Layout, cells: list[str]) -> str | None:
+    """The record's locale, None when the column is absent or empty."""
+    raw_locale = cells[layout.locale].strip() if layout.locale is not None else ""
+    if not raw_locale:
+        return None
+    locale = normalise_locale(raw_locale)
+    if locale is None:
+        raise _Skip("unknown_locale", raw_locale[:DETAIL_CHARS])
+    return locale
+
+
+def _extra_lists(layout: _Layout, cells: list[str], list_ids: dict[str, int] | None) -> list[int]:
+    """The ids of the lists the record's list column names (each must exist)."""
+    extra: list[int] = []
+    if layout.lists is not None and cells[layout.lists].strip():
+        for slug in LIST_SEPARATORS.split(cells[layout.lists].strip()):
+            if not slug:
+                continue
+            if list_ids is None or slug not in list_ids:
+                raise _Skip("unknown_list", slug[:DETAIL_CHARS])
+            extra.append(list_ids[slug])
+    return extra
 
 
 # -- writing -------------------------------------------------------------------------------

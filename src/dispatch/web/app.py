@@ -98,7 +98,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jinja = make_environment(settings)
     app.state.link_tables = LinkTableCache()
     app.state.hits = HitRecorder(engine)
+    _install_middleware(app, settings)
+    _install_routes(app)
+    install_error_handlers(app)
+    _install_http_error_pages(app)
+    return app
 
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Tracking shortcut, request guard and security headers (the last added is outermost)."""
     # the tracking hot path bypasses the framework (see routes_tracking)
     app.add_middleware(
         TrackingShortcut, tracking=TrackingApp(settings, app.state.hits, app.state.link_tables)
@@ -107,6 +115,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # headers on every response (the tracking shortcut's and the guard's refusals too)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(SecurityHeaders, settings=settings)
+
+
+def _install_routes(app: FastAPI) -> None:
+    """Static files, the API docs, every router, the health check and the root redirect."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     api_docs.install(app)
     for module in (
@@ -137,7 +149,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def root() -> Response:
         return RedirectResponse("/issues/", status_code=302)
 
-    install_error_handlers(app)
+
+def _install_http_error_pages(app: FastAPI) -> None:
+    """HTTP errors as a page for a browser (the login page for /admin's 401), JSON for the
+    API; validation errors as JSON without the raw input."""
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -167,8 +182,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         return JSONResponse({"detail": _jsonable_errors(exc.errors())}, status_code=422)
-
-    return app
 
 
 def _jsonable_errors(errors: object) -> object:

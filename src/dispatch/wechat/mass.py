@@ -154,31 +154,52 @@ def send_chunk(
             call, policy, sleep, log_context=f"campaign_id={campaign_id} batch_no={batch_no}"
         )
     except WechatError as err:
-        if err.action == "already_sent":
-            msg_id = err.data.get("msg_id") or row.msg_id
-            row.msg_id = str(msg_id) if msg_id is not None else None
-            row.status = "sent"
-            session.commit()
-            log.info(
-                "wechat.mass.already_sent campaign_id=%s batch_no=%s msg_id=%s",
-                campaign_id,
-                batch_no,
-                row.msg_id,
-            )
-            return ChunkOutcome(clientmsgid, row.msg_id, already_sent=True)
-        # the daily quota (45009) is "deferred" too: the same chunk goes out after the reset
-        row.status = {"pause": "paused", "fail": "failed"}.get(err.action, "deferred")
-        row.errcode, row.errmsg = err.errcode, err.errmsg
+        return _after_error(session, row, err, campaign_id, batch_no)
+    return _after_sent(session, row, answer, campaign_id, batch_no, len(openids))
+
+
+def _after_error(
+    session: Session, row: WechatMassChunk, err: WechatError, campaign_id: int, batch_no: int
+) -> ChunkOutcome:
+    """WeChat refused the chunk: "already sent" counts as sent; anything else is stored on
+    the chunk as paused, failed or deferred."""
+    clientmsgid = row.clientmsgid
+    if err.action == "already_sent":
+        msg_id = err.data.get("msg_id") or row.msg_id
+        row.msg_id = str(msg_id) if msg_id is not None else None
+        row.status = "sent"
         session.commit()
-        log.warning(
-            "wechat.mass.error campaign_id=%s batch_no=%s code=%s action=%s errmsg=%r",
+        log.info(
+            "wechat.mass.already_sent campaign_id=%s batch_no=%s msg_id=%s",
             campaign_id,
             batch_no,
-            err.errcode,
-            err.action,
-            err.errmsg[:200],
+            row.msg_id,
         )
-        return ChunkOutcome(clientmsgid, None, err)
+        return ChunkOutcome(clientmsgid, row.msg_id, already_sent=True)
+    # the daily quota (45009) is "deferred" too: the same chunk goes out after the reset
+    row.status = {"pause": "paused", "fail": "failed"}.get(err.action, "deferred")
+    row.errcode, row.errmsg = err.errcode, err.errmsg
+    session.commit()
+    log.warning(
+        "wechat.mass.error campaign_id=%s batch_no=%s code=%s action=%s errmsg=%r",
+        campaign_id,
+        batch_no,
+        err.errcode,
+        err.action,
+        err.errmsg[:200],
+    )
+    return ChunkOutcome(clientmsgid, None, err)
+
+
+def _after_sent(
+    session: Session,
+    row: WechatMassChunk,
+    answer: dict[str, Any],
+    campaign_id: int,
+    batch_no: int,
+    recipients: int,
+) -> ChunkOutcome:
+    """WeChat accepted the chunk: its msg_id is stored (the result event matches on it)."""
     row.msg_id = str(answer["msg_id"])
     row.msg_data_id = str(answer["msg_data_id"]) if answer.get("msg_data_id") is not None else None
     row.status = "sent"
@@ -189,9 +210,9 @@ def send_chunk(
         campaign_id,
         batch_no,
         row.msg_id,
-        len(openids),
+        recipients,
     )
-    return ChunkOutcome(clientmsgid, row.msg_id)
+    return ChunkOutcome(row.clientmsgid, row.msg_id)
 
 
 def record_mass_result(
