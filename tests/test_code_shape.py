@@ -35,11 +35,8 @@ ALLOWED: dict[str, str] = {
     "subscribers/service.py:subscribe": "not split in time",
     "channels/email_message.py:build_template": "not split in time",
     "wechat/followers.py:sync_followers": "not split in time",
-    "bounces/record.py:_report": "not split in time",
     "web/api_campaigns.py:campaigns_deliveries": "not split in time",
     "wechat/callbacks.py:handle_callback": "not split in time",
-    "bounces/suppressions.py:import_csv": "not split in time",
-    "bounces/record.py:record_chunk": "not split in time",
 }
 
 

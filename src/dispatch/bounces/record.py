@@ -323,26 +323,7 @@ def record_chunk(
     session.flush()  # the caller's pending changes are visible to the chunk's queries
     own = own_addresses(settings)
     digests = [item.digest or digest_of(item.raw) for item in inbound]
-    duplicate_of: dict[int, int | str] = {}  # index -> stored bounce id | digest of the chunk
-    if not dry_run:
-        wanted = sorted({d for d, item in zip(digests, inbound, strict=True) if item.check})
-        stored: dict[str, int] = {}
-        for part in _chunks(wanted):
-            stored.update(
-                session.execute(
-                    select(BounceMessage.digest, BounceMessage.id).where(
-                        BounceMessage.digest.in_(part)
-                    )
-                ).all()
-            )
-        first: set[str] = set()
-        for index, (digest, item) in enumerate(zip(digests, inbound, strict=True)):
-            if item.check and digest in stored:
-                duplicate_of[index] = stored[digest]
-            elif item.check and digest in first:
-                duplicate_of[index] = digest
-            else:
-                first.add(digest)
+    duplicate_of = {} if dry_run else _duplicates(session, inbound, digests)
     parsed: list[tuple[int, BounceResult, _Claim]] = []
     for index, item in enumerate(inbound):
         if index in duplicate_of:
@@ -367,6 +348,31 @@ def record_chunk(
     if not dry_run:
         _Writer(session, settings).write(items)
     return _report(session, inbound, items, duplicate_of, digests)
+
+
+def _duplicates(
+    session: Session, inbound: list[Inbound], digests: list[str]
+) -> dict[int, int | str]:
+    """index -> the stored bounce id, or the digest of an earlier message of the chunk, for
+    each message already seen (only messages that ask to be checked)."""
+    duplicate_of: dict[int, int | str] = {}
+    wanted = sorted({d for d, item in zip(digests, inbound, strict=True) if item.check})
+    stored: dict[str, int] = {}
+    for part in _chunks(wanted):
+        stored.update(
+            session.execute(
+                select(BounceMessage.digest, BounceMessage.id).where(BounceMessage.digest.in_(part))
+            ).all()
+        )
+    first: set[str] = set()
+    for index, (digest, item) in enumerate(zip(digests, inbound, strict=True)):
+        if item.check and digest in stored:
+            duplicate_of[index] = stored[digest]
+        elif item.check and digest in first:
+            duplicate_of[index] = digest
+        else:
+            first.add(digest)
+    return duplicate_of
 
 
 def _decide(item: _Item, own: set[str]) -> None:
@@ -421,6 +427,7 @@ def _report(
     duplicate_of: dict[int, int | str],
     digests: list[str],
 ) -> list[Recorded]:
+    """One Recorded per inbound message, in order; a duplicate repeats what was stored."""
     out: list[Recorded | None] = [None] * len(inbound)
     by_digest: dict[str, Recorded] = {}
     for i in items:
@@ -438,21 +445,9 @@ def _report(
         )
         out[i.index] = recorded
         by_digest[i.digest] = recorded
-    stored_ids = sorted({v for v in duplicate_of.values() if isinstance(v, int)})
-    rows: dict[int, Any] = {}
-    for part in _chunks(stored_ids):
-        for row in session.execute(
-            select(
-                BounceMessage.id,
-                BounceMessage.kind,
-                BounceMessage.recipient,
-                BounceMessage.status,
-                BounceMessage.diagnostic,
-                BounceMessage.delivery_id,
-                BounceMessage.campaign_id,
-            ).where(BounceMessage.id.in_(part))
-        ):
-            rows[row.id] = row
+    rows = _stored_bounces(
+        session, sorted({v for v in duplicate_of.values() if isinstance(v, int)})
+    )
     for index, of in duplicate_of.items():
         if isinstance(of, int):
             row = rows[of]
@@ -477,6 +472,25 @@ def _report(
         )
     assert all(r is not None for r in out)
     return out  # type: ignore[return-value]
+
+
+def _stored_bounces(session: Session, ids: list[int]) -> dict[int, Any]:
+    """The stored bounces a chunk's duplicates repeat, by id."""
+    rows: dict[int, Any] = {}
+    for part in _chunks(ids):
+        for row in session.execute(
+            select(
+                BounceMessage.id,
+                BounceMessage.kind,
+                BounceMessage.recipient,
+                BounceMessage.status,
+                BounceMessage.diagnostic,
+                BounceMessage.delivery_id,
+                BounceMessage.campaign_id,
+            ).where(BounceMessage.id.in_(part))
+        ):
+            rows[row.id] = row
+    return rows
 
 
 class _Writer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,23 +209,7 @@ def import_csv(
     if "email" not in fields:
         raise SuppressionError(MESSAGES.both("no_email_column"))
     report = ImportReport()
-    rows = iter(reader)
-    previous_end = reader.line_num
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            break
-        except csv.Error as exc:  # e.g. an oversized field: a bad line, not the end
-            bad_line, previous_end = previous_end + 1, max(reader.line_num, previous_end + 1)
-            report.problems.append(
-                {"line": bad_line, "email": "", "detail": f"malformed CSV record: {exc}"}
-            )
-            continue
-        previous_end = reader.line_num
-        # undo the export's formula guard (csv_safe), so an export imports back unchanged
-        row = {k: csv_safe.restore(v) if isinstance(v, str) else v for k, v in row.items()}
-        line = reader.line_num
+    for line, row in _records(reader, report):
         raw = (row.get(fields["email"]) or "").strip()
         if not raw:
             continue
@@ -253,6 +238,30 @@ def import_csv(
         report.added += 1
     session.flush()
     return report
+
+
+def _records(reader: csv.DictReader, report: ImportReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, row) of each readable record, the export's formula guard undone; a malformed
+    record is reported as a problem of its line and skipped."""
+    rows = iter(reader)
+    previous_end = reader.line_num
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. an oversized field: a bad line, not the end
+            bad_line, previous_end = previous_end + 1, max(reader.line_num, previous_end + 1)
+            report.problems.append(
+                {"line": bad_line, "email": "", "detail": f"malformed CSV record: {exc}"}
+            )
+            continue
+        previous_end = reader.line_num
+        # undo the export's formula guard (csv_safe), so an export imports back unchanged
+        yield (
+            reader.line_num,
+            {k: csv_safe.restore(v) if isinstance(v, str) else v for k, v in row.items()},
+        )
 
 
 def export_csv(session: Session) -> str:
