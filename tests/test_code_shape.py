@@ -34,9 +34,6 @@ ALLOWED: dict[str, str] = {
     "wechat/followers.py:apply_follow_change": "not split in time",
     "subscribers/service.py:subscribe": "not split in time",
     "channels/email_message.py:build_template": "not split in time",
-    "wechat/followers.py:sync_followers": "not split in time",
-    "web/api_campaigns.py:campaigns_deliveries": "not split in time",
-    "wechat/callbacks.py:handle_callback": "not split in time",
 }
 
 

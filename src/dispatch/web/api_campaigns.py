@@ -193,6 +193,28 @@ def campaigns_stats(campaign_id: RowId, session: DbSession) -> dict:
     return campaign_stats(session, get_campaign_or_404(session, campaign_id))
 
 
+def _events_and_hits(
+    session: Session, ids: list[int]
+) -> tuple[dict[int, list[dict]], dict[int, dict[str, int]]]:
+    """Each delivery's events (in order) and its open and click counts."""
+    events: dict[int, list[dict]] = {i: [] for i in ids}
+    hits: dict[int, dict[str, int]] = {i: {"opens": 0, "clicks": 0} for i in ids}
+    if ids:
+        for ev in session.scalars(
+            select(Event).where(Event.delivery_id.in_(ids)).order_by(Event.occurred_at, Event.id)
+        ):
+            events[int(ev.delivery_id or 0)].append(
+                {"kind": ev.kind, "at": ev.occurred_at, "data": ev.data}
+            )
+        for delivery_id, link_index, count in session.execute(
+            select(TrackingHit.delivery_id, TrackingHit.link_index, TrackingHit.count).where(
+                TrackingHit.delivery_id.in_(ids)
+            )
+        ):
+            hits[delivery_id]["opens" if link_index < 0 else "clicks"] += count
+    return events, hits
+
+
 @router.get(
     "/{campaign_id}/deliveries",
     dependencies=admin,
@@ -222,22 +244,7 @@ def campaigns_deliveries(
     rows = list(
         session.scalars(query.order_by(Delivery.id).offset((page - 1) * per_page).limit(per_page))
     )
-    ids = [d.id for d in rows]
-    events: dict[int, list[dict]] = {i: [] for i in ids}
-    hits: dict[int, dict[str, int]] = {i: {"opens": 0, "clicks": 0} for i in ids}
-    if ids:
-        for ev in session.scalars(
-            select(Event).where(Event.delivery_id.in_(ids)).order_by(Event.occurred_at, Event.id)
-        ):
-            events[int(ev.delivery_id or 0)].append(
-                {"kind": ev.kind, "at": ev.occurred_at, "data": ev.data}
-            )
-        for delivery_id, link_index, count in session.execute(
-            select(TrackingHit.delivery_id, TrackingHit.link_index, TrackingHit.count).where(
-                TrackingHit.delivery_id.in_(ids)
-            )
-        ):
-            hits[delivery_id]["opens" if link_index < 0 else "clicks"] += count
+    events, hits = _events_and_hits(session, [d.id for d in rows])
     return {
         "total": total,
         "page": page,

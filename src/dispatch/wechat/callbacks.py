@@ -193,14 +193,7 @@ def handle_callback(
     nonce_key = f"nonce:{query_params.get('timestamp', '')}:{query_params.get('nonce', '')}"
     if not remember(session, nonce_key, settings):
         raise PermissionError("WeChat callback refused: nonce already used (replay)")
-    try:
-        raw = xmltodict.parse(xml, disable_entities=True)["xml"]
-    except Exception as exc:  # noqa: BLE001 - expat errors, missing root
-        raise ValueError(
-            f"WeChat callback: body is not WeChat XML ({type(exc).__name__})"
-        ) from None
-    if not isinstance(raw, dict):
-        raise ValueError("WeChat callback: body is not WeChat XML")
+    raw = _xml_fields(xml)
     message = parse_message(xml)
     kind = str(raw.get("Event") or raw.get("MsgType") or "").upper()
     event_key = (
@@ -231,6 +224,19 @@ def handle_callback(
     else:
         log.info("wechat.callback.ignored kind=%s", kind or "?")
     return SUCCESS
+
+
+def _xml_fields(xml: str) -> dict[str, Any]:
+    """The fields of a WeChat XML message (entities refused); ValueError when it is not one."""
+    try:
+        raw = xmltodict.parse(xml, disable_entities=True)["xml"]
+    except Exception as exc:  # noqa: BLE001 - expat errors, missing root
+        raise ValueError(
+            f"WeChat callback: body is not WeChat XML ({type(exc).__name__})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise ValueError("WeChat callback: body is not WeChat XML")
+    return raw
 
 
 def _text_reply(

@@ -353,6 +353,24 @@ def mark_unfollowed(session: Session, run: WechatSyncRun) -> int:
     return len(gone)
 
 
+def _fetch_page(
+    session: Session, client: WechatClient, run: WechatSyncRun, pool: ThreadPoolExecutor
+) -> tuple[dict[str, Any], list[str], list[dict]]:
+    """The next page after the run's cursor: (page, its openids, their details). A WeChat
+    error is stored on the run (which keeps its cursor) and raised."""
+    try:
+        page = client.user_get(run.next_openid)
+        openids = list((page.get("data") or {}).get("openid") or [])
+        openids = [o for o in openids if o]
+        infos = _details(client, openids, pool) if openids else []
+    except Exception as exc:
+        session.rollback()
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+        session.commit()
+        raise
+    return page, openids, infos
+
+
 def sync_followers(
     engine: Engine,
     client: WechatClient,
@@ -385,16 +403,7 @@ def sync_followers(
         )
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             while True:
-                try:
-                    page = client.user_get(run.next_openid)
-                    openids = list((page.get("data") or {}).get("openid") or [])
-                    openids = [o for o in openids if o]
-                    infos = _details(client, openids, pool) if openids else []
-                except Exception as exc:
-                    session.rollback()
-                    run.error = f"{type(exc).__name__}: {exc}"[:2000]
-                    session.commit()
-                    raise
+                page, openids, infos = _fetch_page(session, client, run, pool)
                 if not openids:
                     break
                 conn = session.connection()
