@@ -193,6 +193,21 @@ class MessageTemplate:
         )
 
 
+def _checked_inputs(from_address: str, reply_to: str, unsubscribe_mailto: str, list_id: str) -> str:
+    """MessageBuildError for an unusable address or List-Id; returns the cleaned List-Id."""
+    check_address(from_address, "from_address")
+    if reply_to:
+        check_address(reply_to, "reply_to")
+    if unsubscribe_mailto:
+        check_address(unsubscribe_mailto, "unsubscribe_mailto")
+    list_id = clean_header_text(list_id)
+    if not list_id or any(c in list_id for c in "<> "):
+        raise MessageBuildError(
+            f"list_id {list_id!r} must be a dotted name such as bulletin.example.org"
+        )
+    return list_id
+
+
 def build_template(
     *,
     campaign_id: int,
@@ -206,16 +221,7 @@ def build_template(
     extra_static_headers: dict[str, str] | None = None,
 ) -> MessageTemplate:
     """Encode everything recipients share once (the slow, careful part)."""
-    check_address(from_address, "from_address")
-    if reply_to:
-        check_address(reply_to, "reply_to")
-    if unsubscribe_mailto:
-        check_address(unsubscribe_mailto, "unsubscribe_mailto")
-    list_id = clean_header_text(list_id)
-    if not list_id or any(c in list_id for c in "<> "):
-        raise MessageBuildError(
-            f"list_id {list_id!r} must be a dotted name such as bulletin.example.org"
-        )
+    list_id = _checked_inputs(from_address, reply_to, unsubscribe_mailto, list_id)
     domain = from_address.rpartition("@")[2]
     boundary = "=_dispatch_" + secrets.token_hex(12)  # '=_' never occurs in base64 text
     headers = [

@@ -461,28 +461,7 @@ def apply_follow_change(
         ).scalar()
         kind = EventKind.SUBSCRIBED
     else:
-        person = (
-            row.subscriber_id
-            if row
-            else conn.execute(
-                select(subscribers.c.id).where(subscribers.c.openid == openid)
-            ).scalar()
-        )
-        now = utcnow()
-        if row is not None:
-            conn.execute(
-                update(followers).where(f.id == row.id).values(subscribed=False, updated_at=now)
-            )
-        if person is not None:
-            conn.execute(
-                update(subscriptions)
-                .where(
-                    subscriptions.c.list_id == mailing_list.id,
-                    subscriptions.c.subscriber_id == person,
-                    subscriptions.c.status != SubscriptionStatus.UNSUBSCRIBED,
-                )
-                .values(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now)
-            )
+        person = _unfollow(conn, mailing_list.id, openid, row)
         kind = EventKind.UNSUBSCRIBED
     if person is not None:
         events.record(
@@ -492,5 +471,32 @@ def apply_follow_change(
             subscriber_id=person,
             list_id=mailing_list.id,
             data={"source": "wechat_callback"},
+        )
+    return person
+
+
+def _unfollow(conn: Connection, list_id: int, openid: str, row: Any) -> int | None:
+    """The follower is marked unfollowed and leaves the followers list; returns its
+    subscriber id (None when WeChat's openid is not a subscriber here)."""
+    f = followers.c
+    person = (
+        row.subscriber_id
+        if row
+        else conn.execute(select(subscribers.c.id).where(subscribers.c.openid == openid)).scalar()
+    )
+    now = utcnow()
+    if row is not None:
+        conn.execute(
+            update(followers).where(f.id == row.id).values(subscribed=False, updated_at=now)
+        )
+    if person is not None:
+        conn.execute(
+            update(subscriptions)
+            .where(
+                subscriptions.c.list_id == list_id,
+                subscriptions.c.subscriber_id == person,
+                subscriptions.c.status != SubscriptionStatus.UNSUBSCRIBED,
+            )
+            .values(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now)
         )
     return person
