@@ -262,7 +262,11 @@ def test_nobody_owing_a_confirmation_makes_no_campaign(engine, settings, lists, 
 
 
 # the parts this feature adds (the member and delivery tables below them are not its own)
-OURS = {"form": "#import-form", "report": "#import-report", "campaign": ".card:has(#confirmation-kind)"}
+OURS = {
+    "form": "#import-form",
+    "report": "#import-report",
+    "campaign": ".card:has(#confirmation-kind)",
+}
 RIGHT_EDGE = """s => {
   const root = document.querySelector(s);
   const all = [root, ...root.querySelectorAll("*")];

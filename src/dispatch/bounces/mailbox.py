@@ -23,6 +23,7 @@ from dispatch.bounces.record import process_message
 from dispatch.config import Settings
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
+from dispatch.tls import client_context
 
 __all__ = ["MailboxError", "MailboxUrl", "PollReport", "parse_mailbox_url", "poll_mailbox"]
 
@@ -61,11 +62,7 @@ class MailboxUrl:
     cafile: str | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.cafile)
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return client_context(self.cafile, self.verify)
 
 
 def parse_mailbox_url(url: str) -> MailboxUrl:

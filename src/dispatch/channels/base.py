@@ -73,7 +73,7 @@ class CampaignContext:
     """Per-campaign facts a channel builds its messages from (computed once per batch)."""
 
     campaign_id: int
-    issue_id: int
+    issue_id: int | None  # None for a confirmation campaign (no issue is sent)
     batch_no: int
     list_ids: tuple[int, ...]
     tracking: bool

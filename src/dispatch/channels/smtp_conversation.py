@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from dispatch.channels.smtp_replies import Stage
 from dispatch.i18n import Catalog
+from dispatch.tls import client_context
 
 __all__ = [
     "Progress",
@@ -53,11 +54,7 @@ class SmtpEndpoint:
     verify: bool = True
 
     def ssl_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.cafile)
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return client_context(self.cafile, self.verify)
 
 
 def parse_smtp_url(url: str) -> SmtpEndpoint:
