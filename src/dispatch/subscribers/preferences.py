@@ -91,32 +91,7 @@ def update_preferences(
         changes["preferred_channel"] = [subscriber.preferred_channel, channel]
         subscriber.preferred_channel = channel
     if list_ids is not None:
-        allowed = {m.id: (m, status) for m, status in visible_lists(session, subscriber)}
-        joined, left = [], []
-        now = utcnow()
-        for list_id, (mailing_list, status) in allowed.items():
-            wanted = list_id in list_ids
-            if wanted and status != "confirmed":
-                sub = session.get(Subscription, (subscriber.id, list_id))
-                if sub is None:
-                    sub = Subscription(subscriber_id=subscriber.id, list_id=list_id, created_at=now)
-                    session.add(sub)
-                sub.status, sub.confirmed_at, sub.unsubscribed_at = "confirmed", now, None
-                sub.source = source
-                joined.append(mailing_list.slug)
-                events.record(
-                    session,
-                    "subscribed",
-                    channel="web",
-                    subscriber_id=subscriber.id,
-                    list_id=list_id,
-                    data={"source": source},
-                )
-            elif not wanted and status in ("confirmed", "unconfirmed"):
-                service.unsubscribe(session, subscriber.id, list_id, source=source, channel="web")
-                left.append(mailing_list.slug)
-        if joined and subscriber.status == "unsubscribed":
-            subscriber.status = "active"
+        joined, left = _apply_lists(session, subscriber, list_ids, source)
         if joined or left:
             changes["lists"] = {"joined": joined, "left": left}
     if changes:
@@ -129,6 +104,39 @@ def update_preferences(
         )
     session.flush()
     return changes
+
+
+def _apply_lists(
+    session: Session, subscriber: Subscriber, list_ids: set[int], source: str
+) -> tuple[list[str], list[str]]:
+    """Join the ticked visible lists, leave the unticked ones; returns (joined, left) slugs."""
+    allowed = {m.id: (m, status) for m, status in visible_lists(session, subscriber)}
+    joined, left = [], []
+    now = utcnow()
+    for list_id, (mailing_list, status) in allowed.items():
+        wanted = list_id in list_ids
+        if wanted and status != "confirmed":
+            sub = session.get(Subscription, (subscriber.id, list_id))
+            if sub is None:
+                sub = Subscription(subscriber_id=subscriber.id, list_id=list_id, created_at=now)
+                session.add(sub)
+            sub.status, sub.confirmed_at, sub.unsubscribed_at = "confirmed", now, None
+            sub.source = source
+            joined.append(mailing_list.slug)
+            events.record(
+                session,
+                "subscribed",
+                channel="web",
+                subscriber_id=subscriber.id,
+                list_id=list_id,
+                data={"source": source},
+            )
+        elif not wanted and status in ("confirmed", "unconfirmed"):
+            service.unsubscribe(session, subscriber.id, list_id, source=source, channel="web")
+            left.append(mailing_list.slug)
+    if joined and subscriber.status == "unsubscribed":
+        subscriber.status = "active"
+    return joined, left
 
 
 def request_email_change(

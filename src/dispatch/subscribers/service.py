@@ -432,17 +432,7 @@ def subscribe(
     unsubscribed, unless `resubscribe` (the person asked again, or an admin insists). A WeChat
     follower without email is confirmed at once: following the account was the opt-in, and
     there is no address to confirm."""
-    address = subscriber.email or subscriber.openid or f"#{subscriber.id}"
-    if _blocked(session, subscriber):
-        if not resubscribe:
-            raise SubscriberError("suppressed", address=address)
-        unsuppress(session, email=subscriber.email, openid=subscriber.openid)
-    existing = session.get(Subscription, (subscriber.id, mailing_list.id))
-    was_unsubscribed = subscriber.status == SubscriberStatus.UNSUBSCRIBED or (
-        existing is not None and existing.status == SubscriptionStatus.UNSUBSCRIBED
-    )
-    if was_unsubscribed and not resubscribe:
-        raise SubscriberError("was_unsubscribed", address=address)
+    existing, was_unsubscribed = _admit(session, subscriber, mailing_list, resubscribe)
     if subscriber.status != SubscriberStatus.ACTIVE:
         subscriber.status = SubscriberStatus.ACTIVE.value
     now = utcnow()
@@ -483,6 +473,25 @@ def subscribe(
     if double and send_confirmation and settings is not None:
         _send_confirmation(session, settings, subscriber, mailing_list)
     return subscription
+
+
+def _admit(
+    session: Session, subscriber: Subscriber, mailing_list: MailingList, resubscribe: bool
+) -> tuple[Subscription | None, bool]:
+    """SubscriberError for a suppressed or unsubscribed person unless `resubscribe` (which
+    lifts the suppression); returns (the existing subscription, whether they had left)."""
+    address = subscriber.email or subscriber.openid or f"#{subscriber.id}"
+    if _blocked(session, subscriber):
+        if not resubscribe:
+            raise SubscriberError("suppressed", address=address)
+        unsuppress(session, email=subscriber.email, openid=subscriber.openid)
+    existing = session.get(Subscription, (subscriber.id, mailing_list.id))
+    was_unsubscribed = subscriber.status == SubscriberStatus.UNSUBSCRIBED or (
+        existing is not None and existing.status == SubscriptionStatus.UNSUBSCRIBED
+    )
+    if was_unsubscribed and not resubscribe:
+        raise SubscriberError("was_unsubscribed", address=address)
+    return existing, was_unsubscribed
 
 
 def _send_confirmation(
