@@ -14,3 +14,4 @@ _.check_spread  # delivery/windows.py
 _.spread_rate_per_hour  # delivery/windows.py
 _.fetch_access_token  # wechatpy's client calls this hook to get a token
 send_optin  # subscribers/optin.py: for imports and the CLI (issue 13, not called yet)
+ConfirmationChannel  # channels/__init__.py registers it by its import path (a string)

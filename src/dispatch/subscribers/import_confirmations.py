@@ -35,10 +35,6 @@ DEFAULT_PER_SECOND = 5.0  # confirmations per second of one import (the global l
 _CHUNK = 500  # ids per statement: well under every driver's parameter limit
 
 
-def is_confirmation(campaign: Campaign) -> bool:
-    return campaign.channel == Channel.CONFIRMATION
-
-
 def awaiting(list_ids: Sequence[int], subscriber_ids: Sequence[int]):
     """(id, email, name, locale, openid) of these people who still owe a confirmation for one of
     the lists: subscription unconfirmed, subscriber active, address present, not suppressed."""
