@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import Message
 
 from sqlalchemy import exists, select
@@ -262,44 +263,52 @@ def _subscribe(
         return None
     pending: list[int] = []
     for mailing_list in chosen:
-        # a person created by this post has no subscriptions yet: no query to ask
-        existing = None if created else session.get(Subscription, (subscriber.id, mailing_list.id))
-        if (
-            existing is not None
-            and existing.status == "confirmed"
-            and subscriber.status == "active"
-        ):
-            continue
-        left_before = subscriber.status == "unsubscribed" or (
-            existing is not None and existing.status == "unsubscribed"
-        )
-        double = mailing_list.optin == "double" or left_before
-        subscription = existing or Subscription(
-            subscriber_id=subscriber.id, list_id=mailing_list.id, created_at=now
-        )
-        if existing is None:
-            session.add(subscription)
-        subscription.source = "web-form"
-        if double:
-            subscription.status = "unconfirmed"  # receives nothing until the button is pressed
+        if _join(session, subscriber, mailing_list, created, now):
             pending.append(mailing_list.id)
-        else:
-            subscription.status = "confirmed"
-            subscription.confirmed_at = now
-            subscription.unsubscribed_at = None
-            subscriber.confirmed_at = subscriber.confirmed_at or now
-        events.record(
-            session,
-            "subscribed",
-            channel="web",
-            subscriber_id=subscriber.id,
-            list_id=mailing_list.id,
-            data={
-                "source": "web-form",
-                "optin": "double" if double else "single",
-                "resubscribe": left_before,
-            },
-        )
     # no flush here: the subscription and its events go out with the transaction's one
     # flush at commit (with the optin_sent event), not in a unit of work of their own
     return (subscriber.id, tuple(pending)) if pending else None
+
+
+def _join(
+    session: Session,
+    subscriber: Subscriber,
+    mailing_list: MailingList,
+    created: bool,
+    now: datetime,
+) -> bool:
+    """Subscribe the form's person to one list; True when it awaits confirmation."""
+    # a person created by this post has no subscriptions yet: no query to ask
+    existing = None if created else session.get(Subscription, (subscriber.id, mailing_list.id))
+    if existing is not None and existing.status == "confirmed" and subscriber.status == "active":
+        return False
+    left_before = subscriber.status == "unsubscribed" or (
+        existing is not None and existing.status == "unsubscribed"
+    )
+    double = mailing_list.optin == "double" or left_before
+    subscription = existing or Subscription(
+        subscriber_id=subscriber.id, list_id=mailing_list.id, created_at=now
+    )
+    if existing is None:
+        session.add(subscription)
+    subscription.source = "web-form"
+    if double:
+        subscription.status = "unconfirmed"  # receives nothing until the button is pressed
+    else:
+        subscription.status = "confirmed"
+        subscription.confirmed_at = now
+        subscription.unsubscribed_at = None
+        subscriber.confirmed_at = subscriber.confirmed_at or now
+    events.record(
+        session,
+        "subscribed",
+        channel="web",
+        subscriber_id=subscriber.id,
+        list_id=mailing_list.id,
+        data={
+            "source": "web-form",
+            "optin": "double" if double else "single",
+            "resubscribe": left_before,
+        },
+    )
+    return double
