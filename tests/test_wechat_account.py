@@ -16,25 +16,16 @@ from dispatch.config import set_settings
 from dispatch.delivery import campaigns as campaign_service
 from dispatch.delivery.engine import drain
 from dispatch.delivery.queue import ListQueue
-from dispatch.dev.wechat_testing import make_issue, seed_followers, stub_articles
+from dispatch.dev.wechat_testing import drafted_issue, seed_followers
 from dispatch.models import Campaign, Delivery
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy, WechatError
-from dispatch.wechat.publish import ensure_draft
 from dispatch.wechat.token_source import FORCE_PER_DAY, ForceBudget
 
 
 @pytest.fixture
 def issue(session, wechat_settings, tmp_path):
-    issue = make_issue(session, folder=tmp_path)
-    ensure_draft(
-        session,
-        WechatClient(wechat_settings),
-        wechat_settings,
-        issue,
-        articles=stub_articles(tmp_path, 2, 1),
-        base_dir=tmp_path,
-    )
+    issue = drafted_issue(session, wechat_settings, tmp_path, 2, 1)
     return issue
 
 

@@ -12,14 +12,12 @@ from sqlalchemy import func, select
 from dispatch.channels.base import CampaignContext, Recipient
 from dispatch.channels.wechat import WechatChannel
 from dispatch.dev.wechat_fake import _sha1_sorted, new_aes_key
-from dispatch.dev.wechat_testing import make_issue, stub_articles
+from dispatch.dev.wechat_testing import drafted_issue
 from dispatch.models import Event
 from dispatch.models.subscriber import Subscriber, Subscription
 from dispatch.models.wechat import WechatCallbackSeen, WechatFollower, WechatMassChunk
 from dispatch.wechat.callbacks import CallbackUnverified, handle_callback
-from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy
-from dispatch.wechat.publish import ensure_draft
 
 TOKEN = "hostile-callback-token"
 
@@ -177,15 +175,7 @@ def test_unconfirmable_events_ask_wechat_to_retry(session, wechat_settings, fake
 
 
 def test_forged_job_failure_does_not_fail_deliveries(session, wechat_settings, fake, tmp_path):
-    issue = make_issue(session, folder=tmp_path)
-    ensure_draft(
-        session,
-        WechatClient(wechat_settings),
-        wechat_settings,
-        issue,
-        articles=stub_articles(tmp_path, 1, 1),
-        base_dir=tmp_path,
-    )
+    issue = drafted_issue(session, wechat_settings, tmp_path, 1, 1)
     channel = WechatChannel(
         wechat_settings, CampaignContext(9, issue.id, 0, (1,), False), policy=RetryPolicy(1)
     )

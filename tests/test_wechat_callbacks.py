@@ -12,13 +12,12 @@ from dispatch.channels.base import CampaignContext, Recipient
 from dispatch.channels.wechat import WechatChannel
 from dispatch.delivery import campaigns as campaign_service
 from dispatch.dev.wechat_fake import new_aes_key
-from dispatch.dev.wechat_testing import make_issue, seed_followers, stub_articles
+from dispatch.dev.wechat_testing import drafted_issue, seed_followers
 from dispatch.models import Delivery
 from dispatch.models.wechat import WechatMassChunk
 from dispatch.wechat.callbacks import handle_callback
 from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy
-from dispatch.wechat.publish import ensure_draft
 
 CALLBACK_TOKEN = "callback-token-for-tests"
 
@@ -39,15 +38,7 @@ def wechat_settings(wechat_settings, fake):
 
 @pytest.fixture
 def issue(session, wechat_settings, tmp_path):
-    issue = make_issue(session, folder=tmp_path)
-    ensure_draft(
-        session,
-        WechatClient(wechat_settings),
-        wechat_settings,
-        issue,
-        articles=stub_articles(tmp_path, 1, 1),
-        base_dir=tmp_path,
-    )
+    issue = drafted_issue(session, wechat_settings, tmp_path, 1, 1)
     return issue
 
 

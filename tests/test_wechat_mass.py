@@ -14,12 +14,10 @@ from dispatch.channels.wechat import WechatChannel
 from dispatch.delivery import campaigns as campaign_service
 from dispatch.delivery.engine import deliver_batch, drain, sweep
 from dispatch.delivery.queue import ListQueue
-from dispatch.dev.wechat_testing import make_issue, seed_followers, stub_articles
+from dispatch.dev.wechat_testing import drafted_issue, seed_followers
 from dispatch.models import Campaign, Delivery, Event, utcnow
 from dispatch.models.wechat import WechatMassChunk
-from dispatch.wechat.client import WechatClient
 from dispatch.wechat.errors import RetryPolicy
-from dispatch.wechat.publish import ensure_draft
 
 FAST = RetryPolicy(attempts=3, scale=0.0)
 
@@ -31,15 +29,7 @@ def wechat_settings(wechat_settings):
 
 @pytest.fixture
 def issue(session, wechat_settings, tmp_path):
-    issue = make_issue(session, folder=tmp_path)
-    ensure_draft(
-        session,
-        WechatClient(wechat_settings),
-        wechat_settings,
-        issue,
-        articles=stub_articles(tmp_path, 2, 1),
-        base_dir=tmp_path,
-    )
+    issue = drafted_issue(session, wechat_settings, tmp_path, 2, 1)
     return issue
 
 

@@ -142,3 +142,22 @@ def seed_followers(
         session.execute(text("ANALYZE subscriptions"))
         session.commit()
     return mailing_list.id
+
+
+def drafted_issue(
+    session: Session, settings, folder: Path, articles: int = 2, images_per_article: int = 1
+) -> Issue:
+    """A stored issue whose WeChat draft exists on the (fake) API: what a mass send needs."""
+    from dispatch.wechat.client import WechatClient
+    from dispatch.wechat.publish import ensure_draft
+
+    issue = make_issue(session, folder=folder)
+    ensure_draft(
+        session,
+        WechatClient(settings),
+        settings,
+        issue,
+        articles=stub_articles(folder, articles, images_per_article),
+        base_dir=folder,
+    )
+    return issue
