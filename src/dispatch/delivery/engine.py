@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, select, update
@@ -613,6 +614,412 @@ class _ChannelBuildError(RuntimeError):
     """The channel cannot even be built: the campaign fails with this reason."""
 
 
+class _Flow(Enum):
+    """What a step of the chunk loop tells the loop to do next."""
+
+    GO = "go"  # on to the next step of this round
+    AGAIN = "again"  # start a new round (after a wait or a re-split)
+    STOP = "stop"  # stop; `remaining` holds the rows not got to (the caller releases them)
+
+
+@dataclass
+class _ChunkLoop:
+    """The chunk loop of one batch as named steps, each round: hold the rows of providers
+    backing off, choose a chunk within the rates, take the warm-up allowance, send (through
+    relays, failing over), record. State between steps lives on the object."""
+
+    engine: Engine
+    settings: Settings
+    campaign: Campaign
+    batch_no: int
+    remaining: list[ClaimedRow]
+    token: str
+    report: BatchReport
+    factory: ChannelFactory
+    channels: dict
+    limits: list[Limit]
+    limiter: RateLimiter | None
+    policy: Any
+    sleep: Callable[[float], None]
+    clock: Callable[[], datetime]
+    chunk_size: int = 0
+    chunk_index: int = 0
+    chunk: list[ClaimedRow] = field(default_factory=list)
+    rest: list[ClaimedRow] = field(default_factory=list)
+    results: list[SendResult] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    warmup_taken: int = 0
+
+    def channel_for(self, relay) -> Channel:
+        key = relay.name if relay is not None else None
+        if key not in self.channels:
+            # the embedded outbox relay has no URL: the channel finds the outbox itself
+            context = _context(
+                self.campaign, self.batch_no, relay if relay is not None and relay.url else None
+            )
+            try:
+                channel = self.factory(self.campaign.channel, self.settings, context)
+            except Exception as exc:  # noqa: BLE001 - reported as the campaign's failure
+                raise _ChannelBuildError(
+                    f"cannot build the {self.campaign.channel} channel: {type(exc).__name__}: {exc}"
+                ) from exc
+            channel.open()
+            self.channels[key] = channel
+        return self.channels[key]
+
+    def run(self) -> list[ClaimedRow]:
+        if not self.remaining:
+            return self.remaining
+        if self.policy is None:
+            # build (and open) now: a channel that cannot be built fails early
+            self.channel_for(None)
+        probe = next(iter(self.channels.values()), None)
+        self.chunk_size = (
+            _chunk_size(probe, self.campaign.channel)
+            if probe is not None
+            else int(channel_traits(self.campaign.channel).chunk_size or CHUNK_SIZE)
+        )
+        while self.remaining:
+            if self._round() is _Flow.STOP:
+                break
+        return self.remaining
+
+    def _round(self) -> _Flow:
+        steps = (
+            self._hold_backed_off,
+            self._provider_rates,
+            self._global_limits,
+            self._take_warmup,
+            self._send,
+            self._record,
+        )
+        for step in steps:
+            flow = step()
+            if flow is not _Flow.GO:
+                return flow
+        return _Flow.GO
+
+    def _give_back_until(self, wait_seconds: float, stopped: str) -> _Flow:
+        """A long wait: every remaining row goes back with a due time; the batch stops."""
+        due = self.clock() + timedelta(seconds=wait_seconds)
+        _release(
+            self.engine,
+            [r.id for r in self.remaining],
+            self.token,
+            self.report,
+            next_attempt_at=due,
+        )
+        self.report.stopped = stopped
+        self.remaining = []
+        return _Flow.STOP
+
+    def _hold_backed_off(self) -> _Flow:
+        """1. providers backing off: their rows wait for the end of the backoff."""
+        policy = self.policy
+        if policy is not None:
+            self.remaining, held = policy.split_held(self.remaining)
+            for provider, rows_held in held.items():
+                until = policy.held_until(provider)
+                _hold(self.engine, rows_held, self.token, self.report, until, spread_seconds=30.0)
+                self.report.add("held")
+            if not self.remaining:
+                self.report.stopped = "providers backing off"
+                return _Flow.STOP
+        return _Flow.GO
+
+    def _provider_rates(self) -> _Flow:
+        """2a. provider rates (each provider's own scope); without relays, a plain chunk."""
+        policy, limiter, chunk_size = self.policy, self.limiter, self.chunk_size
+        candidates = self.remaining[: chunk_size * 4]
+        if not (policy is not None and limiter is not None):
+            self.chunk, self.rest = self.remaining[:chunk_size], self.remaining[chunk_size:]
+            return _Flow.GO
+        chosen: list[ClaimedRow] = []
+        waits: list[float] = []
+        by_provider: dict[str, list[ClaimedRow]] = {}
+        for r in candidates:
+            by_provider.setdefault(r.provider or "other", []).append(r)
+        budget = chunk_size
+        for provider, rows_p in by_provider.items():
+            if budget <= 0:
+                break
+            if not policy.take_provider_slot(provider):
+                continue  # held on the next round (split_held sees no_slot)
+            limit = policy.provider_limit(provider)
+            want = min(len(rows_p), budget)
+            if limit is not None:
+                try:
+                    grant = limiter.acquire([limit], want)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("batch.rate_limiter_unavailable", error=str(exc))
+                    self.report.stopped = "rate limiter unavailable"
+                    return _Flow.STOP
+                if grant.granted == 0:
+                    waits.append(grant.wait_seconds)
+                    continue
+                want = grant.granted
+            chosen.extend(rows_p[:want])
+            budget -= want
+        if not chosen:
+            if not waits:
+                return _Flow.AGAIN  # no slot for some provider: split_held holds them next round
+            wait = min(waits)
+            if wait > MAX_RATE_SLEEP:
+                return self._give_back_until(wait, "provider rate window full")
+            self.sleep(wait)
+            return _Flow.AGAIN
+        chosen_ids = {r.id for r in chosen}
+        self.chunk = sorted(chosen, key=lambda r: r.id)
+        self.rest = [r for r in self.remaining if r.id not in chosen_ids]
+        return _Flow.GO
+
+    def _global_limits(self) -> _Flow:
+        """2b. the global/campaign limits."""
+        limiter = self.limiter
+        if self.limits and limiter is not None:
+            try:
+                grant = limiter.acquire(self.limits, len(self.chunk))
+            except Exception as exc:  # noqa: BLE001 - limiter store down: give the rows back
+                log.warning(
+                    "batch.rate_limiter_unavailable", campaign_id=self.campaign.id, error=str(exc)
+                )
+                self.report.stopped = "rate limiter unavailable"
+                return _Flow.STOP
+            if grant.granted == 0:
+                if grant.wait_seconds > MAX_RATE_SLEEP:
+                    return self._give_back_until(grant.wait_seconds, "rate limit window full")
+                self.sleep(grant.wait_seconds)
+                return _Flow.AGAIN
+            self.rest = self.chunk[grant.granted :] + self.rest
+            self.chunk = self.chunk[: grant.granted]
+        return _Flow.GO
+
+    def _take_warmup(self) -> _Flow:
+        """3. warm-up allowance of the From domain."""
+        self.warmup_taken = 0
+        if self.policy is not None:
+            self.warmup_taken, wait = self.policy.warmup_reserve(len(self.chunk))
+            if wait is not None:
+                later = self.chunk[self.warmup_taken :] + self.rest
+                self.chunk = self.chunk[: self.warmup_taken]
+                _hold(self.engine, later, self.token, self.report, wait.until)
+                _set_waiting(self.engine, self.campaign.id, wait.reason, wait.until)
+                self.report.stopped = "warm-up allowance used"
+                self.rest = []
+                if not self.chunk:
+                    self.remaining = []
+                    return _Flow.STOP
+        self.remaining = self.rest
+        return _Flow.GO
+
+    def _send(self) -> _Flow:
+        """4. relays (quota reserved per row), send, fail over."""
+        self.results = []
+        self.usage = {}
+        if self.policy is None:
+            self.results = _send_through(
+                self.channel_for(None), self.chunk, self.campaign.id, self.batch_no
+            )
+            return _Flow.GO
+        return self._send_via_relays()
+
+    def _send_via_relays(self) -> _Flow:
+        policy = self.policy
+        to_send = list(self.chunk)
+        tried: set[str] = set()
+        postponed: list[ClaimedRow] = []  # over a relay's own rate: back to `remaining`
+        relay_waits: list[float] = []
+        while to_send:
+            assignment = policy.assign(to_send, exclude=tried)
+            again: list[ClaimedRow] = []
+            for relay_name, group in assignment.groups.items():
+                again.extend(self._send_group(relay_name, group, tried, postponed, relay_waits))
+            if assignment.waiting:  # no relay can take these now: they wait, no attempt
+                self._not_attempted(assignment)
+            to_send = again
+        self._count_sent()
+        self._slow_throttled_providers()
+        return self._postpone(postponed, relay_waits)
+
+    def _send_group(
+        self,
+        relay_name: str,
+        group: list[ClaimedRow],
+        tried: set[str],
+        postponed: list[ClaimedRow],
+        relay_waits: list[float],
+    ) -> list[ClaimedRow]:
+        """Send one relay's group; returns the rows to try again through another relay."""
+        policy, limiter = self.policy, self.limiter
+        relay_limit = policy.by_name[relay_name].limit
+        if limiter is not None and (relay_limit.per_second or relay_limit.per_hour):
+            grant = limiter.acquire([relay_limit], len(group))
+            if grant.granted < len(group):  # the relay's own rate: later rounds
+                later = group[grant.granted :]
+                policy.give_back(relay_name, len(later))
+                postponed.extend(later)
+                relay_waits.append(grant.wait_seconds)
+                group = group[: grant.granted]
+            if not group:
+                return []
+        channel = self.channel_for(policy.by_name[relay_name])
+        group_results = _send_through(channel, group, self.campaign.id, self.batch_no)
+        policy.give_back(relay_name, sum(r.outcome != Outcome.SENT for r in group_results))
+        self.usage[f"relay:{relay_name}"] = self.usage.get(f"relay:{relay_name}", 0) + sum(
+            r.outcome == Outcome.SENT for r in group_results
+        )
+        retry_ids = self._relay_fault(relay_name, group_results, tried)
+        self.results.extend(r for r in group_results if r.delivery_id not in retry_ids)
+        if retry_ids:
+            log.info(
+                "relay.failover",
+                campaign_id=self.campaign.id,
+                relay=relay_name,
+                rows=len(retry_ids),
+            )
+        return [r for r in group if r.id in retry_ids]
+
+    def _relay_fault(
+        self, relay_name: str, group_results: list[SendResult], tried: set[str]
+    ) -> set[int]:
+        """A relay fault rests the relay; the ids of rows that may go through another one."""
+        from dispatch.delivery.routing import is_relay_fault, may_reroute
+
+        faults = [r for r in group_results if is_relay_fault(r)]
+        retry_ids: set[int] = set()
+        if faults:
+            fault = faults[0]
+            rest_seconds = (
+                self.settings.throttle_base_seconds if fault.outcome == Outcome.THROTTLED else None
+            )
+            reason = f"{fault.code or ''} {fault.text or fault.outcome}".strip()
+            if self.policy.relay_failed(relay_name, reason, rest_seconds):
+                tried.add(relay_name)
+                closing = self.channels.pop(relay_name, None)
+                if closing is not None:
+                    closing.close()
+                retry_ids = {r.delivery_id for r in group_results if may_reroute(r)}
+        return retry_ids
+
+    def _not_attempted(self, assignment) -> None:
+        wait = assignment.wait
+        assert wait is not None
+        for r in assignment.waiting:
+            self.results.append(
+                SendResult(
+                    r.id,
+                    Outcome.THROTTLED,
+                    text=wait.reason,
+                    data={
+                        "stage": "not_attempted",
+                        "retry_at": wait.until,
+                        "waiting": True,
+                    },
+                )
+            )
+        _set_waiting(self.engine, self.campaign.id, wait.reason, wait.until)
+
+    def _count_sent(self) -> None:
+        sent = sum(1 for r in self.results if r.outcome == Outcome.SENT)
+        if self.warmup_taken:
+            self.policy.warmup_give_back(self.warmup_taken - sent)
+            if sent:
+                from dispatch.delivery.warmup import scope
+
+                self.usage[scope(self.policy.from_domain)] = sent
+
+    def _slow_throttled_providers(self) -> None:
+        """A provider's throttle reply slows that provider down for everyone."""
+        policy, results = self.policy, self.results
+        provider_of = {r.id: (r.provider or "other") for r in self.chunk}
+        for result in results:
+            if result.outcome == Outcome.THROTTLED and (result.data or {}).get("stage") in (
+                "rcpt",
+                "data",
+            ):
+                policy.throttled(provider_of.get(result.delivery_id, "other"), result.text)
+        for index, result in enumerate(results):
+            if result.outcome == Outcome.THROTTLED and "retry_at" not in (result.data or {}):
+                provider = provider_of.get(result.delivery_id, "other")
+                due = policy.held_until(provider)
+                results[index] = SendResult(
+                    result.delivery_id,
+                    result.outcome,
+                    result.code,
+                    result.text,
+                    result.message_id,
+                    result.external_id,
+                    {**(result.data or {}), "retry_at": due},
+                )
+
+    def _postpone(self, postponed: list[ClaimedRow], relay_waits: list[float]) -> _Flow:
+        if postponed:
+            held_ids = {r.id for r in postponed}
+            self.chunk = [r for r in self.chunk if r.id not in held_ids]
+            self.remaining = postponed + self.remaining  # (their warm-up share was given back)
+            if not self.chunk:  # every relay is at its rate: wait a little, or come back later
+                wait = min(relay_waits) if relay_waits else 1.0
+                if wait > MAX_RATE_SLEEP:
+                    return self._give_back_until(wait, "relay rate window full")
+                self.sleep(wait)
+                return _Flow.AGAIN
+        return _Flow.GO
+
+    def _record(self) -> _Flow:
+        """Results, plus a heartbeat: the lease only has to outlast one chunk."""
+        campaign_id, results = self.campaign.id, self.results
+        outcome = record_results(
+            self.engine,
+            self.settings,
+            self.campaign,
+            self.chunk,
+            results,
+            self.token,
+            self.report,
+            renew_ids=[r.id for r in self.remaining],
+            usage=self.usage,
+            now=self.clock(),
+        )
+        if len(outcome.still_ours) < len(self.remaining):  # lost to an expired lease: never send
+            log.warning(
+                "batch.lease_lost",
+                campaign_id=campaign_id,
+                batch_no=self.batch_no,
+                rows=len(self.remaining) - len(outcome.still_ours),
+            )
+            self.remaining = [r for r in self.remaining if r.id in outcome.still_ours]
+        waiting = [r for r in results if (r.data or {}).get("waiting")]
+        if waiting and self.policy is None:  # the channel's own daily quota (WeChat 45009)
+            _set_waiting(self.engine, campaign_id, waiting[0].text, waiting[0].data["retry_at"])
+        if outcome.pause_reason:
+            self.report.stopped = "paused by the server"
+            return _Flow.STOP
+        return self._after_record(outcome, waiting)
+
+    def _after_record(self, outcome: ChunkOutcome, waiting: list[SendResult]) -> _Flow:
+        # the reputation guard: hard bounces and complaints over the recent window pause
+        # the campaign (its own transaction, after this chunk's results are committed)
+        had_bounce = any(r.outcome == Outcome.BOUNCED for r in self.results)
+        if (
+            outcome.running
+            and not self.campaign.is_test
+            and reputation.due(self.chunk_index, had_bounce)
+            and reputation.guard(self.engine, self.settings, self.campaign.id)
+        ):
+            self.report.stopped = "paused by the reputation guard"
+            return _Flow.STOP
+        self.chunk_index += 1
+        if not outcome.running:
+            self.report.stopped = "campaign not running"
+            return _Flow.STOP
+        if waiting and self.remaining:  # no relay could take rows: the rest would wait the same way
+            _hold(self.engine, self.remaining, self.token, self.report, waiting[0].data["retry_at"])
+            self.remaining = []
+            self.report.stopped = "waiting for relays"
+            return _Flow.STOP
+        return _Flow.GO
+
+
 def _send_rows(
     engine: Engine,
     settings: Settings,
@@ -631,293 +1038,23 @@ def _send_rows(
     clock: Callable[[], datetime],
 ) -> list[ClaimedRow]:
     """The chunk loop; returns the rows it did not get to (the caller releases them)."""
-    from dispatch.delivery.routing import is_relay_fault, may_reroute
-
-    campaign_id = campaign.id
-
-    def channel_for(relay) -> Channel:
-        key = relay.name if relay is not None else None
-        if key not in channels:
-            # the embedded outbox relay has no URL: the channel finds the outbox itself
-            context = _context(
-                campaign, batch_no, relay if relay is not None and relay.url else None
-            )
-            try:
-                channel = factory(campaign.channel, settings, context)
-            except Exception as exc:  # noqa: BLE001 - reported as the campaign's failure
-                raise _ChannelBuildError(
-                    f"cannot build the {campaign.channel} channel: {type(exc).__name__}: {exc}"
-                ) from exc
-            channel.open()
-            channels[key] = channel
-        return channels[key]
-
-    if not remaining:
-        return remaining
-    if policy is None:
-        channel_for(None)  # build (and open) now: a channel that cannot be built fails early
-    chunk_index = 0
-    probe = next(iter(channels.values()), None)
-    chunk_size = (
-        _chunk_size(probe, campaign.channel)
-        if probe is not None
-        else int(channel_traits(campaign.channel).chunk_size or CHUNK_SIZE)
+    loop = _ChunkLoop(
+        engine,
+        settings,
+        campaign,
+        batch_no,
+        remaining,
+        token,
+        report,
+        factory,
+        channels,
+        limits,
+        limiter,
+        policy,
+        sleep,
+        clock,
     )
-    while remaining:
-        # 1. providers backing off: their rows wait for the end of the backoff
-        if policy is not None:
-            remaining, held = policy.split_held(remaining)
-            for provider, rows_held in held.items():
-                until = policy.held_until(provider)
-                _hold(engine, rows_held, token, report, until, spread_seconds=30.0)
-                report.add("held")
-            if not remaining:
-                report.stopped = "providers backing off"
-                break
-        # 2. provider rates (each provider's own scope), then the global/campaign limits
-        candidates = remaining[: chunk_size * 4]
-        if policy is not None and limiter is not None:
-            chosen, waits = [], []
-            by_provider: dict[str, list[ClaimedRow]] = {}
-            for r in candidates:
-                by_provider.setdefault(r.provider or "other", []).append(r)
-            budget = chunk_size
-            for provider, rows_p in by_provider.items():
-                if budget <= 0:
-                    break
-                if not policy.take_provider_slot(provider):
-                    continue  # held on the next round (split_held sees no_slot)
-                limit = policy.provider_limit(provider)
-                want = min(len(rows_p), budget)
-                if limit is not None:
-                    try:
-                        grant = limiter.acquire([limit], want)
-                    except Exception as exc:  # noqa: BLE001
-                        log.warning("batch.rate_limiter_unavailable", error=str(exc))
-                        report.stopped = "rate limiter unavailable"
-                        return remaining
-                    if grant.granted == 0:
-                        waits.append(grant.wait_seconds)
-                        continue
-                    want = grant.granted
-                chosen.extend(rows_p[:want])
-                budget -= want
-            if not chosen:
-                if not waits:
-                    continue  # no slot for some provider: split_held holds them next round
-                wait = min(waits)
-                if wait > MAX_RATE_SLEEP:
-                    due = clock() + timedelta(seconds=wait)
-                    _release(engine, [r.id for r in remaining], token, report, next_attempt_at=due)
-                    report.stopped = "provider rate window full"
-                    return []
-                sleep(wait)
-                continue
-            chosen_ids = {r.id for r in chosen}
-            chunk = sorted(chosen, key=lambda r: r.id)
-            rest = [r for r in remaining if r.id not in chosen_ids]
-        else:
-            chunk, rest = remaining[:chunk_size], remaining[chunk_size:]
-        if limits and limiter is not None:
-            try:
-                grant = limiter.acquire(limits, len(chunk))
-            except Exception as exc:  # noqa: BLE001 - limiter store down: give the rows back
-                log.warning(
-                    "batch.rate_limiter_unavailable", campaign_id=campaign_id, error=str(exc)
-                )
-                report.stopped = "rate limiter unavailable"
-                return remaining
-            if grant.granted == 0:
-                if grant.wait_seconds > MAX_RATE_SLEEP:
-                    due = clock() + timedelta(seconds=grant.wait_seconds)
-                    _release(engine, [r.id for r in remaining], token, report, next_attempt_at=due)
-                    report.stopped = "rate limit window full"
-                    return []
-                sleep(grant.wait_seconds)
-                continue
-            rest = chunk[grant.granted :] + rest
-            chunk = chunk[: grant.granted]
-        # 3. warm-up allowance of the From domain
-        warmup_taken = 0
-        if policy is not None:
-            warmup_taken, wait = policy.warmup_reserve(len(chunk))
-            if wait is not None:
-                later = chunk[warmup_taken:] + rest
-                chunk = chunk[:warmup_taken]
-                _hold(engine, later, token, report, wait.until)
-                _set_waiting(engine, campaign_id, wait.reason, wait.until)
-                report.stopped = "warm-up allowance used"
-                rest = []
-                if not chunk:
-                    return []
-        remaining = rest
-        # 4. relays (quota reserved per row), send, fail over
-        results: list[SendResult] = []
-        usage: dict[str, int] = {}
-        if policy is None:
-            results = _send_through(channel_for(None), chunk, campaign_id, batch_no)
-        else:
-            to_send = list(chunk)
-            tried: set[str] = set()
-            postponed: list[ClaimedRow] = []  # over a relay's own rate: back to `remaining`
-            relay_waits: list[float] = []
-            while to_send:
-                assignment = policy.assign(to_send, exclude=tried)
-                again: list[ClaimedRow] = []
-                for relay_name, group in assignment.groups.items():
-                    relay_limit = policy.by_name[relay_name].limit
-                    if limiter is not None and (relay_limit.per_second or relay_limit.per_hour):
-                        grant = limiter.acquire([relay_limit], len(group))
-                        if grant.granted < len(group):  # the relay's own rate: later rounds
-                            later = group[grant.granted :]
-                            policy.give_back(relay_name, len(later))
-                            postponed.extend(later)
-                            relay_waits.append(grant.wait_seconds)
-                            group = group[: grant.granted]
-                        if not group:
-                            continue
-                    channel = channel_for(policy.by_name[relay_name])
-                    group_results = _send_through(channel, group, campaign_id, batch_no)
-                    policy.give_back(
-                        relay_name, sum(r.outcome != Outcome.SENT for r in group_results)
-                    )
-                    usage[f"relay:{relay_name}"] = usage.get(f"relay:{relay_name}", 0) + sum(
-                        r.outcome == Outcome.SENT for r in group_results
-                    )
-                    faults = [r for r in group_results if is_relay_fault(r)]
-                    retry_ids: set[int] = set()
-                    if faults:
-                        fault = faults[0]
-                        rest_seconds = (
-                            settings.throttle_base_seconds
-                            if fault.outcome == Outcome.THROTTLED
-                            else None
-                        )
-                        reason = f"{fault.code or ''} {fault.text or fault.outcome}".strip()
-                        if policy.relay_failed(relay_name, reason, rest_seconds):
-                            tried.add(relay_name)
-                            closing = channels.pop(relay_name, None)
-                            if closing is not None:
-                                closing.close()
-                            retry_ids = {r.delivery_id for r in group_results if may_reroute(r)}
-                    results.extend(r for r in group_results if r.delivery_id not in retry_ids)
-                    again.extend(r for r in group if r.id in retry_ids)
-                    if retry_ids:
-                        log.info(
-                            "relay.failover",
-                            campaign_id=campaign_id,
-                            relay=relay_name,
-                            rows=len(retry_ids),
-                        )
-                if assignment.waiting:  # no relay can take these now: they wait, no attempt
-                    wait = assignment.wait
-                    assert wait is not None
-                    for r in assignment.waiting:
-                        results.append(
-                            SendResult(
-                                r.id,
-                                Outcome.THROTTLED,
-                                text=wait.reason,
-                                data={
-                                    "stage": "not_attempted",
-                                    "retry_at": wait.until,
-                                    "waiting": True,
-                                },
-                            )
-                        )
-                    _set_waiting(engine, campaign_id, wait.reason, wait.until)
-                to_send = again
-            sent = sum(1 for r in results if r.outcome == Outcome.SENT)
-            if warmup_taken:
-                policy.warmup_give_back(warmup_taken - sent)
-                if sent:
-                    from dispatch.delivery.warmup import scope
-
-                    usage[scope(policy.from_domain)] = sent
-            # a provider's throttle reply slows that provider down for everyone
-            provider_of = {r.id: (r.provider or "other") for r in chunk}
-            for result in results:
-                if result.outcome == Outcome.THROTTLED and (result.data or {}).get("stage") in (
-                    "rcpt",
-                    "data",
-                ):
-                    policy.throttled(provider_of.get(result.delivery_id, "other"), result.text)
-            for index, result in enumerate(results):
-                if result.outcome == Outcome.THROTTLED and "retry_at" not in (result.data or {}):
-                    provider = provider_of.get(result.delivery_id, "other")
-                    due = policy.held_until(provider)
-                    results[index] = SendResult(
-                        result.delivery_id,
-                        result.outcome,
-                        result.code,
-                        result.text,
-                        result.message_id,
-                        result.external_id,
-                        {**(result.data or {}), "retry_at": due},
-                    )
-            if postponed:
-                held_ids = {r.id for r in postponed}
-                chunk = [r for r in chunk if r.id not in held_ids]
-                remaining = postponed + remaining  # (their warm-up share was given back)
-                if not chunk:  # every relay is at its rate: wait a little, or come back later
-                    wait = min(relay_waits) if relay_waits else 1.0
-                    if wait > MAX_RATE_SLEEP:
-                        due = clock() + timedelta(seconds=wait)
-                        _release(
-                            engine, [r.id for r in remaining], token, report, next_attempt_at=due
-                        )
-                        report.stopped = "relay rate window full"
-                        return []
-                    sleep(wait)
-                    continue
-        # results, plus a heartbeat: the lease only has to outlast one chunk
-        outcome = record_results(
-            engine,
-            settings,
-            campaign,
-            chunk,
-            results,
-            token,
-            report,
-            renew_ids=[r.id for r in remaining],
-            usage=usage,
-            now=clock(),
-        )
-        if len(outcome.still_ours) < len(remaining):  # lost to an expired lease: never send
-            log.warning(
-                "batch.lease_lost",
-                campaign_id=campaign_id,
-                batch_no=batch_no,
-                rows=len(remaining) - len(outcome.still_ours),
-            )
-            remaining = [r for r in remaining if r.id in outcome.still_ours]
-        waiting = [r for r in results if (r.data or {}).get("waiting")]
-        if waiting and policy is None:  # the channel's own daily quota (WeChat 45009)
-            _set_waiting(engine, campaign_id, waiting[0].text, waiting[0].data["retry_at"])
-        if outcome.pause_reason:
-            report.stopped = "paused by the server"
-            break
-        # the reputation guard: hard bounces and complaints over the recent window pause
-        # the campaign (its own transaction, after this chunk's results are committed)
-        had_bounce = any(r.outcome == Outcome.BOUNCED for r in results)
-        if (
-            outcome.running
-            and not campaign.is_test
-            and reputation.due(chunk_index, had_bounce)
-            and reputation.guard(engine, settings, campaign_id)
-        ):
-            report.stopped = "paused by the reputation guard"
-            break
-        chunk_index += 1
-        if not outcome.running:
-            report.stopped = "campaign not running"
-            break
-        if waiting and remaining:  # no relay could take rows: the rest would wait the same way
-            _hold(engine, remaining, token, report, waiting[0].data["retry_at"])
-            remaining = []
-            report.stopped = "waiting for relays"
-            break
-    return remaining
+    return loop.run()
 
 
 def _send_through(
