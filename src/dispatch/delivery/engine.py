@@ -515,15 +515,73 @@ def deliver_batch(
     `clock` is the engine's "now" (tests simulate the next day or a time outside a window)."""
     report = BatchReport(campaign_id, batch_no)
     token = new_claim_token(worker)
+    campaign = _runnable_campaign(engine, settings, campaign_id, batch_no, report, clock)
+    if campaign is None:
+        return report
+    _prepare_channel(channel_factory, settings, campaign, batch_no)
+    rows = _claim(engine, settings, campaign_id, batch_no, token, report, clock)
+    if not rows:
+        return report
+    rows = _drop_ineligible(engine, campaign, rows, token, report, clock)
+    _send_claimed(
+        engine,
+        settings,
+        campaign,
+        batch_no,
+        rows,
+        token,
+        report,
+        channel_factory=channel_factory,
+        limiter=limiter,
+        sleep=sleep,
+        clock=clock,
+    )
+    with Session(engine) as session, session.begin():
+        campaign_service.finish_if_done(session, campaign_id)
+    log.info(
+        "batch.done",
+        campaign_id=campaign_id,
+        batch_no=batch_no,
+        claimed=report.claimed,
+        skipped=report.skipped,
+        released=report.released,
+        stopped=report.stopped,
+        **report.outcomes,
+    )
+    return report
+
+
+def _runnable_campaign(
+    engine: Engine,
+    settings: Settings,
+    campaign_id: int,
+    batch_no: int,
+    report: BatchReport,
+    clock: Callable[[], datetime],
+) -> Campaign | None:
+    """The campaign, if it is running and inside its sending window (else why not, in
+    `report.stopped`)."""
     with Session(engine, expire_on_commit=False) as session:
         campaign = session.get(Campaign, campaign_id)
         if campaign is None or campaign.status != CampaignStatus.RUNNING:
             report.stopped = f"campaign {campaign.status if campaign else 'missing'}"
-            return report
+            return None
     if _outside_window(engine, settings, campaign, batch_no, clock()):
         report.stopped = "outside the sending window"
-        return report
-    _prepare_channel(channel_factory, settings, campaign, batch_no)
+        return None
+    return campaign
+
+
+def _claim(
+    engine: Engine,
+    settings: Settings,
+    campaign_id: int,
+    batch_no: int,
+    token: str,
+    report: BatchReport,
+    clock: Callable[[], datetime],
+) -> list[ClaimedRow]:
+    """Claim the batch's due rows; none left finishes the campaign if it is done."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         rows = claim_batch(
             session, campaign_id, batch_no, token, settings.lease_seconds, now=clock()
@@ -532,19 +590,46 @@ def deliver_batch(
     if not rows:
         with Session(engine) as session, session.begin():
             campaign_service.finish_if_done(session, campaign_id)
-        return report
+        return rows
     log.info(
         "batch.claimed", campaign_id=campaign_id, batch_no=batch_no, rows=len(rows), claim=token
     )
+    return rows
 
+
+def _drop_ineligible(
+    engine: Engine,
+    campaign: Campaign,
+    rows: list[ClaimedRow],
+    token: str,
+    report: BatchReport,
+    clock: Callable[[], datetime],
+) -> list[ClaimedRow]:
+    """Skip the rows whose subscriber may no longer receive the campaign; the rest."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         eligible = _eligible(session, campaign, rows)
         gone = [r for r in rows if r.subscriber_id not in eligible]
         if gone:
             _skip(session, campaign, gone, token, clock())
             report.skipped = len(gone)
-    rows = [r for r in rows if r.subscriber_id in eligible]
+    return [r for r in rows if r.subscriber_id in eligible]
 
+
+def _send_claimed(
+    engine: Engine,
+    settings: Settings,
+    campaign: Campaign,
+    batch_no: int,
+    rows: list[ClaimedRow],
+    token: str,
+    report: BatchReport,
+    *,
+    channel_factory: ChannelFactory | None,
+    limiter: RateLimiter | None,
+    sleep: Callable[[float], None],
+    clock: Callable[[], datetime],
+) -> None:
+    """Run the chunk loop over the eligible rows; whatever it did not get to is released."""
     factory = channel_factory or make_channel
     limits = campaign_limits(settings, campaign)
     policy = None
@@ -574,40 +659,35 @@ def deliver_batch(
             clock=clock,
         )
     except _ChannelBuildError as exc:
-        reason = str(exc)
         _release(engine, [r.id for r in remaining], token, report)
         remaining = []
-        with Session(engine) as session, session.begin():
-            current = campaign_service.get(session, campaign_id)
-            if current.status == CampaignStatus.RUNNING:
-                campaign_service.transition(session, current, CampaignStatus.FAILED, reason=reason)
-        log.error(
-            "campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason
-        )
-        report.stopped = "channel failed"
+        _channel_failed(engine, campaign.id, batch_no, str(exc), report)
     finally:
-        for channel in channels.values():
-            try:
-                channel.close()
-            except Exception:  # noqa: BLE001
-                pass
-        if policy is not None:
-            policy.close()
+        _close_all(channels, policy)
         # whatever we claimed but did not get to goes straight back to pending
         _release(engine, [r.id for r in remaining], token, report)
+
+
+def _channel_failed(
+    engine: Engine, campaign_id: int, batch_no: int, reason: str, report: BatchReport
+) -> None:
+    """The channel could not be built: the running campaign fails with the reason."""
     with Session(engine) as session, session.begin():
-        campaign_service.finish_if_done(session, campaign_id)
-    log.info(
-        "batch.done",
-        campaign_id=campaign_id,
-        batch_no=batch_no,
-        claimed=report.claimed,
-        skipped=report.skipped,
-        released=report.released,
-        stopped=report.stopped,
-        **report.outcomes,
-    )
-    return report
+        current = campaign_service.get(session, campaign_id)
+        if current.status == CampaignStatus.RUNNING:
+            campaign_service.transition(session, current, CampaignStatus.FAILED, reason=reason)
+    log.error("campaign.channel_failed", campaign_id=campaign_id, batch_no=batch_no, error=reason)
+    report.stopped = "channel failed"
+
+
+def _close_all(channels: dict[str | None, Channel], policy) -> None:
+    for channel in channels.values():
+        try:
+            channel.close()
+        except Exception:  # noqa: BLE001
+            pass
+    if policy is not None:
+        policy.close()
 
 
 class _ChannelBuildError(RuntimeError):
