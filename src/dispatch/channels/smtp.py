@@ -258,6 +258,38 @@ class SmtpChannel:
         """One result per recipient, in order; never raises for a recipient's or server's fault."""
         state = _BatchState()
         started = time.monotonic()
+        source = self._source_or_halt(state)
+        results: list[SendResult] = []
+        built: dict[int, tuple[str, bytes] | Exception] = {}  # at most the next recipient's message
+
+        def build(recipient: Recipient) -> tuple[str, bytes] | Exception:
+            try:
+                return source.message_for(recipient)  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - reported as this recipient's failure
+                return exc
+
+        for index, recipient in enumerate(batch):
+            held = state.throttled.get(recipient.provider or "")
+            if state.halt is not None or source is None or held is not None:
+                halt = state.halt or held or _Halt(Outcome.PAUSED, None, "")
+                result = self._not_attempted(recipient, halt)
+            else:
+                following = batch[index + 1] if index + 1 < len(batch) else None
+
+                def build_following(following: Recipient | None = following) -> None:
+                    if following is not None and following.delivery_id not in built:
+                        built[following.delivery_id] = build(following)
+
+                message = built.pop(recipient.delivery_id, None) or build(recipient)
+                result = self._send_one(recipient, message, state, build_following)
+            state.counts[result.outcome] = state.counts.get(result.outcome, 0) + 1
+            results.append(result)
+        self._log_batch(len(batch), started, state)
+        return results
+
+    def _source_or_halt(self, state: _BatchState) -> EmailCampaignSource | None:
+        """The rendered campaign, or None; a source that cannot be built, a connection that
+        failed, or one lost twice by an earlier chunk halts the whole batch (`state.halt`)."""
         try:
             source = self.source()
         except Exception as exc:  # noqa: BLE001 - cannot render: pause the campaign with the reason
@@ -272,52 +304,32 @@ class SmtpChannel:
             state.halt is None and self._drops > self.max_reconnects
         ):  # an earlier chunk lost it twice
             state.halt = _Halt(Outcome.DEFERRED, None, MESSAGES.both("dropped_twice"), "connect")
-        results: list[SendResult] = []
-        built: dict[int, tuple[str, bytes] | Exception] = {}  # at most the next recipient's message
+        return source
 
-        def build(recipient: Recipient) -> tuple[str, bytes] | Exception:
-            try:
-                return source.message_for(recipient)  # type: ignore[union-attr]
-            except Exception as exc:  # noqa: BLE001 - reported as this recipient's failure
-                return exc
+    def _not_attempted(self, recipient: Recipient, halt: _Halt) -> SendResult:
+        return SendResult(
+            recipient.delivery_id,
+            halt.outcome,
+            halt.code,
+            halt.text,
+            data={
+                "stage": "not_attempted",
+                "halted_at": halt.stage,
+                "relay": self.relay_name,
+            },
+        )
 
-        for index, recipient in enumerate(batch):
-            held = state.throttled.get(recipient.provider or "")
-            if state.halt is not None or source is None or held is not None:
-                halt = state.halt or held or _Halt(Outcome.PAUSED, None, "")
-                result = SendResult(
-                    recipient.delivery_id,
-                    halt.outcome,
-                    halt.code,
-                    halt.text,
-                    data={
-                        "stage": "not_attempted",
-                        "halted_at": halt.stage,
-                        "relay": self.relay_name,
-                    },
-                )
-            else:
-                following = batch[index + 1] if index + 1 < len(batch) else None
-
-                def build_following(following: Recipient | None = following) -> None:
-                    if following is not None and following.delivery_id not in built:
-                        built[following.delivery_id] = build(following)
-
-                message = built.pop(recipient.delivery_id, None) or build(recipient)
-                result = self._send_one(recipient, message, state, build_following)
-            state.counts[result.outcome] = state.counts.get(result.outcome, 0) + 1
-            results.append(result)
+    def _log_batch(self, recipients: int, started: float, state: _BatchState) -> None:
         log.info(
             "smtp.batch",
             campaign_id=self.context.campaign_id,
             batch_no=self.context.batch_no,
-            recipients=len(batch),
+            recipients=recipients,
             seconds=round(time.monotonic() - started, 3),
             reconnects=self._drops,
             halted=state.halt.text if state.halt else None,
             **state.counts,
         )
-        return results
 
     def _send_one(
         self,

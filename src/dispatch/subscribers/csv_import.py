@@ -857,6 +857,52 @@ def import_csv(
     result = ImportResult(
         file=str(path), list_slug=list_slug, dry_run=dry_run, resubscribe=resubscribe
     )
+    list_id, ask_first, joinable = _target_lists(
+        engine, list_slug, confirmed=confirmed, send_confirmations=send_confirmations
+    )
+    started = utcnow()
+    result.encoding = detect_encoding(path)
+    records = _records(path, result.encoding)
+    layout = _first_layout(path, records)
+    seen_emails: set[str] = set()
+    seen_openids: set[str] = set()
+    writers = _writers(engine)
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="csv-import") as writer:
+        chunks = _ChunkWriter(
+            engine, path, list_slug, list_id, dry_run, resubscribe, result, progress, writer
+        )
+        try:
+            _feed(
+                chunks,
+                records,
+                layout,
+                joinable,
+                seen_emails,
+                seen_openids,
+                start_line=start_line,
+                chunk_rows=chunk_rows,
+                writers=writers,
+            )
+        finally:
+            for future in chunks.in_flight:
+                future.cancel()
+    result.problems.sort(key=lambda p: p.line)
+    if not dry_run:
+        _remember_hygiene(engine, list_id, path, result, seen_emails)
+        if ask_first:
+            result.awaiting_confirmation = _await_confirmation(engine, list_id, started, str(path))
+        _record_consent(
+            engine, {list_id, *joinable.values()}, started, confirmed=confirmed, file=str(path)
+        )
+    _log_done(list_slug, path, dry_run, result)
+    return result
+
+
+def _target_lists(
+    engine: Engine, list_slug: str, *, confirmed: bool, send_confirmations: bool
+) -> tuple[int, bool, dict[str, int]]:
+    """The list's id, whether its new members are asked to confirm first, and the lists a
+    row's lists column may join (single opt-in ones, double opt-in ones with --confirmed)."""
     with engine.connect() as conn:
         all_lists = {
             slug: (lid, optin)
@@ -876,28 +922,105 @@ def import_csv(
         for slug, (lid, optin) in all_lists.items()
         if slug == list_slug or optin != "double" or confirmed
     }
-    started = utcnow()
-    result.encoding = detect_encoding(path)
-    records = _records(path, result.encoding)
+    return list_id, ask_first, joinable
+
+
+def _writers(engine: Engine) -> int:
+    """The database work of chunks (worker threads, waiting on the server most of the time)
+    overlaps the parsing of the next chunk. On PostgreSQL two chunks are written at once (the
+    server works on both; their rows are disjoint, duplicates having been removed while
+    parsing) and still commit in file order. SQLite has one writer at a time."""
+    return WRITERS_POSTGRESQL if engine.dialect.name == "postgresql" else 1
+
+
+def _first_layout(path: Path, records: Iterator[tuple[int, list[str] | None, str]]) -> _Layout:
+    """The header (the first record): an empty file or an unreadable header stops the import."""
     first = next(records, None)
     if first is None:
         raise CsvImportError(MESSAGES.both("empty", file=path))
     if first[1] is None:
         raise CsvImportError(MESSAGES.both("csv_error", file=path, line=first[0], error=first[2]))
-    layout = _header(path, first[1])
-    seen_emails: set[str] = set()
-    seen_openids: set[str] = set()
+    return _header(path, first[1])
 
-    def new_piece(first_line: int) -> _Piece:
-        return _Piece(first_line, [], ImportResult(file=str(path), list_slug=list_slug))
 
-    def write(piece: _Piece, earlier: Future[_Piece] | None) -> _Piece:
+def _feed(
+    chunks: _ChunkWriter,
+    records: Iterator[tuple[int, list[str] | None, str]],
+    layout: _Layout,
+    joinable: dict[str, int],
+    seen_emails: set[str],
+    seen_openids: set[str],
+    *,
+    start_line: int,
+    chunk_rows: int,
+    writers: int,
+) -> None:
+    """Parse the records into chunks of `chunk_rows` rows and hand each to the writers (at
+    most `writers` in flight); then wait for all of them."""
+    piece: _Piece | None = None
+    for line, cells, unreadable in records:
+        if line < start_line:
+            continue
+        if piece is None:
+            piece = chunks.new_piece(line)
+        piece.part.last_line = line
+        piece.part.rows += 1
+        if cells is None:
+            piece.part.skip(line, "malformed_record", unreadable[:DETAIL_CHARS])
+            continue
+        row = _parse(line, layout, cells, piece.part, seen_emails, seen_openids, joinable)
+        if row is None:
+            continue
+        piece.rows.append(row)
+        if len(piece.rows) >= chunk_rows:
+            if len(chunks.in_flight) >= writers:
+                chunks.settle(chunks.in_flight.popleft())
+            chunks.submit(piece)
+            piece = None
+    if piece is not None:
+        chunks.submit(piece)
+    while chunks.in_flight:
+        chunks.settle(chunks.in_flight.popleft())
+
+
+@dataclass
+class _ChunkWriter:
+    """Chunks written by worker threads, one transaction each, committed in file order;
+    settling a chunk merges its counts, or stops the import with the line to resume from."""
+
+    engine: Engine
+    path: Path
+    list_slug: str
+    list_id: int
+    dry_run: bool
+    resubscribe: bool
+    result: ImportResult
+    progress: Callable[[int], None] | None
+    writer: ThreadPoolExecutor
+    pieces_started: list[int] = field(default_factory=list)
+    in_flight: deque[Future[_Piece]] = field(default_factory=deque)
+
+    def new_piece(self, first_line: int) -> _Piece:
+        return _Piece(first_line, [], ImportResult(file=str(self.path), list_slug=self.list_slug))
+
+    def submit(self, piece: _Piece) -> None:
+        self.pieces_started.append(piece.first_line)
+        earlier = self.in_flight[-1] if self.in_flight else None
+        self.in_flight.append(self.writer.submit(self.write, piece, earlier))
+
+    def write(self, piece: _Piece, earlier: Future[_Piece] | None) -> _Piece:
+        path, list_slug = self.path, self.list_slug
         for attempt in (1, 2):
             outcome = ImportResult(file=str(path), list_slug=list_slug)
             try:
-                with engine.begin() as conn:  # one transaction per chunk
+                with self.engine.begin() as conn:  # one transaction per chunk
                     _apply_chunk(
-                        conn, list_id, piece.rows, outcome, dry_run=dry_run, resubscribe=resubscribe
+                        conn,
+                        self.list_id,
+                        piece.rows,
+                        outcome,
+                        dry_run=self.dry_run,
+                        resubscribe=self.resubscribe,
                     )
                     # chunks commit in file order: wait for the one before; if it failed, this
                     # one rolls back too, so everything before the resume line is stored and
@@ -918,8 +1041,9 @@ def import_csv(
             break
         return piece
 
-    def settle(future: Future[_Piece]) -> None:
+    def settle(self, future: Future[_Piece]) -> None:
         """Wait for the chunk in flight; merge it, or stop with the line to resume from."""
+        result = self.result
         try:
             piece = future.result()
         except Exception as exc:  # that chunk is rolled back; the ones before it stay
@@ -927,68 +1051,21 @@ def import_csv(
             cause = text.splitlines()[0][:300] if text else type(exc).__name__
             log.error(
                 "subscribers.import_aborted",
-                list=list_slug,
-                file=path.name,
-                resume_line=pieces_started[0],
+                list=self.list_slug,
+                file=self.path.name,
+                resume_line=self.pieces_started[0],
                 imported=result.imported,
                 updated=result.updated,
                 error=type(exc).__name__,
             )
-            raise ImportAborted(str(path), pieces_started[0], cause, result) from exc
-        pieces_started.pop(0)
+            raise ImportAborted(str(self.path), self.pieces_started[0], cause, result) from exc
+        self.pieces_started.pop(0)
         result.merge(piece.part)
-        if progress is not None:
-            progress(result.last_line)
+        if self.progress is not None:
+            self.progress(result.last_line)
 
-    # The database work of chunks (worker threads, waiting on the server most of the time)
-    # overlaps the parsing of the next chunk here. On PostgreSQL two chunks are written at
-    # once (the server works on both; their rows are disjoint, duplicates having been removed
-    # while parsing) and still commit in file order. SQLite has one writer at a time.
-    writers = WRITERS_POSTGRESQL if engine.dialect.name == "postgresql" else 1
-    pieces_started: list[int] = []
-    in_flight: deque[Future[_Piece]] = deque()
-    piece: _Piece | None = None
 
-    def submit(piece: _Piece) -> None:
-        pieces_started.append(piece.first_line)
-        in_flight.append(writer.submit(write, piece, in_flight[-1] if in_flight else None))
-
-    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="csv-import") as writer:
-        try:
-            for line, cells, unreadable in records:
-                if line < start_line:
-                    continue
-                if piece is None:
-                    piece = new_piece(line)
-                piece.part.last_line = line
-                piece.part.rows += 1
-                if cells is None:
-                    piece.part.skip(line, "malformed_record", unreadable[:DETAIL_CHARS])
-                    continue
-                row = _parse(line, layout, cells, piece.part, seen_emails, seen_openids, joinable)
-                if row is None:
-                    continue
-                piece.rows.append(row)
-                if len(piece.rows) >= chunk_rows:
-                    if len(in_flight) >= writers:
-                        settle(in_flight.popleft())
-                    submit(piece)
-                    piece = None
-            if piece is not None:
-                submit(piece)
-            while in_flight:
-                settle(in_flight.popleft())
-        finally:
-            for future in in_flight:
-                future.cancel()
-    result.problems.sort(key=lambda p: p.line)
-    if not dry_run:
-        _remember_hygiene(engine, list_id, path, result, seen_emails)
-        if ask_first:
-            result.awaiting_confirmation = _await_confirmation(engine, list_id, started, str(path))
-        _record_consent(
-            engine, {list_id, *joinable.values()}, started, confirmed=confirmed, file=str(path)
-        )
+def _log_done(list_slug: str, path: Path, dry_run: bool, result: ImportResult) -> None:
     log.info(
         "subscribers.import_done",
         list=list_slug,
@@ -1002,7 +1079,6 @@ def import_csv(
         resubscribed=result.resubscribed,
         skipped=result.skipped_total,
     )
-    return result
 
 
 def _remember_hygiene(
