@@ -32,6 +32,15 @@ def _pg_url_for(dbname: str) -> str:
     return f"{base}/{dbname}"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_settings() -> Iterator[None]:
+    """No test inherits the process-wide settings another one cached (a CLI call caches them
+    through get_settings()); a test that wants settings takes the `settings` fixture."""
+    set_settings(None)
+    yield
+    set_settings(None)
+
+
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
