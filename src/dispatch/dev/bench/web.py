@@ -208,9 +208,8 @@ def _plan(
     return plan
 
 
-async def _raw_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
-    """One GET on a keep-alive HTTP/1.1 connection; returns the status (body read and dropped)."""
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response off a keep-alive connection; its status (body dropped)."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -220,6 +219,12 @@ async def _raw_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p
     if length:
         await reader.readexactly(length)
     return status
+
+
+async def _raw_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
+    """One GET on a keep-alive HTTP/1.1 connection; returns the status (body read and dropped)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return await _read_response(reader)
 
 
 async def _drive_raw(
@@ -339,15 +344,7 @@ async def _raw_post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    if length:
-        await reader.readexactly(length)
-    return status
+    return await _read_response(reader)
 
 
 async def _drive_signups(
