@@ -17,19 +17,14 @@ from starlette.concurrency import run_in_threadpool
 from dispatch.config import Settings
 from dispatch.subscribers import binding, preferences, service
 from dispatch.tokens import TokenError, make_prefs_token
-from dispatch.web.templating import render_page
+from dispatch.web.templating import message_page, render_page
 
 router = APIRouter(include_in_schema=False)
 NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
 
 
 def _invalid(request: Request) -> Response:
-    return render_page(
-        request,
-        "public/message.html",
-        {"title_key": "prefs_title", "message_key": "prefs_invalid"},
-        status_code=404,
-    )
+    return message_page(request, "prefs_title", "prefs_invalid", status_code=404)
 
 
 def _in_wechat(request: Request) -> bool:
@@ -137,9 +132,7 @@ async def preferences_unsubscribe(token: str, request: Request) -> Response:
         return None
 
     answer = await _with_person(request, token, action)
-    return answer or render_page(
-        request, "public/message.html", {"title_key": "unsub_title", "message_key": "unsub_done"}
-    )
+    return answer or message_page(request, "unsub_title", "unsub_done")
 
 
 @router.post("/p/{token}/email")
@@ -194,9 +187,7 @@ async def preferences_delete(token: str, request: Request) -> Response:
         return None
 
     answer = await _with_person(request, token, action)
-    return answer or render_page(
-        request, "public/message.html", {"title_key": "prefs_title", "message_key": "prefs_deleted"}
-    )
+    return answer or message_page(request, "prefs_title", "prefs_deleted")
 
 
 @router.get("/p/email/{token}")
@@ -217,12 +208,7 @@ async def email_change_confirm(token: str, request: Request) -> Response:
         locale = await run_in_threadpool(work)
     except (TokenError, service.SubscriberError):
         return _invalid(request)
-    return render_page(
-        request,
-        "public/message.html",
-        {"title_key": "prefs_title", "message_key": "prefs_email_changed"},
-        locale=locale,
-    )
+    return message_page(request, "prefs_title", "prefs_email_changed", locale=locale)
 
 
 @router.post("/p/{token}/wechat-code")

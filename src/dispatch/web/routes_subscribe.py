@@ -23,7 +23,7 @@ from dispatch.subscribers import optin, proof, signup
 from dispatch.tokens import TokenError
 from dispatch.transactional import send_transactional
 from dispatch.web.signup_guards import client_ip, guards
-from dispatch.web.templating import render_page, request_locale
+from dispatch.web.templating import message_page, render_page, request_locale
 
 router = APIRouter(include_in_schema=False)
 log = get_logger(__name__)
@@ -170,12 +170,7 @@ def confirm_page(token: str, request: Request) -> Response:
             }
             locale = subscriber.locale
     except TokenError:
-        return render_page(
-            request,
-            "public/message.html",
-            {"title_key": "confirm_title", "message_key": "confirm_invalid"},
-            status_code=404,
-        )
+        return message_page(request, "confirm_title", "confirm_invalid", status_code=404)
     return render_page(
         request,
         "public/confirm.html",
@@ -199,15 +194,5 @@ async def confirm_post(token: str, request: Request) -> Response:
     try:
         locale = await run_in_threadpool(work)
     except TokenError:
-        return render_page(
-            request,
-            "public/message.html",
-            {"title_key": "confirm_title", "message_key": "confirm_invalid"},
-            status_code=404,
-        )
-    return render_page(
-        request,
-        "public/message.html",
-        {"title_key": "confirm_title", "message_key": "confirm_done"},
-        locale=locale,
-    )
+        return message_page(request, "confirm_title", "confirm_invalid", status_code=404)
+    return message_page(request, "confirm_title", "confirm_done", locale=locale)

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from dispatch.config import Settings
 from dispatch.models.subscriber import MailingList, Subscriber
 from dispatch.tokens import TokenError, verify_unsubscribe_token
-from dispatch.web.templating import render_page
+from dispatch.web.templating import message_page, render_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,21 +61,11 @@ def unsubscribe_page(token: str, request: Request) -> Response:
     try:
         target = verify_unsubscribe_token(settings, token)
     except TokenError:
-        return render_page(
-            request,
-            "public/message.html",
-            {"title_key": "unsub_title", "message_key": "unsub_invalid"},
-            status_code=404,
-        )
+        return message_page(request, "unsub_title", "unsub_invalid", status_code=404)
     with request.app.state.session_factory() as session:
         ctx = _page_context(session, target.subscriber_id, target.list_id)
     if ctx is None:
-        return render_page(
-            request,
-            "public/message.html",
-            {"title_key": "unsub_title", "message_key": "unsub_invalid"},
-            status_code=404,
-        )
+        return message_page(request, "unsub_title", "unsub_invalid", status_code=404)
     return render_page(
         request,
         "public/unsubscribe.html",
@@ -118,15 +108,5 @@ async def unsubscribe_post(token: str, request: Request) -> Response:
             raise HTTPException(status_code=404, detail="invalid unsubscribe link")
         return PlainTextResponse("", status_code=200)
     if ctx is None:
-        return render_page(
-            request,
-            "public/message.html",
-            {"title_key": "unsub_title", "message_key": "unsub_invalid"},
-            status_code=404,
-        )
-    return render_page(
-        request,
-        "public/message.html",
-        {"title_key": "unsub_title", "message_key": "unsub_done"},
-        locale=ctx["subscriber_locale"],
-    )
+        return message_page(request, "unsub_title", "unsub_invalid", status_code=404)
+    return message_page(request, "unsub_title", "unsub_done", locale=ctx["subscriber_locale"])

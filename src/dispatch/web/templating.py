@@ -73,3 +73,21 @@ def render_page(
     ctx.update(context or {})
     html = env.get_template(name).render(ctx)
     return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+def message_page(
+    request: Request,
+    title_key: str,
+    message_key: str,
+    *,
+    status_code: int = 200,
+    locale: str | None = None,
+) -> HTMLResponse:
+    """The public one-message page (a link that did not work, an action done)."""
+    return render_page(
+        request,
+        "public/message.html",
+        {"title_key": title_key, "message_key": message_key},
+        status_code=status_code,
+        locale=locale,
+    )
