@@ -20,6 +20,7 @@ CORE_PACKAGES = (
     "web",
     "wechat",
     "bounces",
+    "reports",
 )
 MAX_LINES = 60
 

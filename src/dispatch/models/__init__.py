@@ -10,6 +10,7 @@ from dispatch.models.delivery import *  # noqa: F403
 from dispatch.models.event import EVENT_KINDS, Event
 from dispatch.models.heartbeat import *  # noqa: F403
 from dispatch.models.issue import ISSUE_STATUSES, Issue
+from dispatch.models.report import *  # noqa: F403
 from dispatch.models.security import *  # noqa: F403
 from dispatch.models.sending import *  # noqa: F403
 from dispatch.models.subscriber import *  # noqa: F403

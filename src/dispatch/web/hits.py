@@ -208,18 +208,27 @@ class HitRecorder:
         cursor.execute(self._bump_and_event, bump + self._event_params(kind, ref, data))
         return cursor.rowcount == 1
 
-    def record_open(self, cursor: Any, ref: DeliveryRef) -> bool:
-        """Count an open; True when it was the delivery's first (and the event was written)."""
-        first = self._hit(cursor, EventKind.OPENED, ref, OPEN_LINK_INDEX, {})
+    def record_open(
+        self, cursor: Any, ref: DeliveryRef, source: dict[str, str] | None = None
+    ) -> bool:
+        """Count an open; True when it was the delivery's first (and the event was written,
+        with `source`: the user agent and address of the hit, for the reports)."""
+        first = self._hit(cursor, EventKind.OPENED, ref, OPEN_LINK_INDEX, dict(source or {}))
         if first:
             log.debug("tracking.opened", campaign_id=ref.campaign_id, delivery_id=ref.delivery_id)
         return first
 
-    def record_click(self, cursor: Any, ref: DeliveryRef, link_index: int, url: str) -> bool:
+    def record_click(
+        self,
+        cursor: Any,
+        ref: DeliveryRef,
+        link_index: int,
+        url: str,
+        source: dict[str, str] | None = None,
+    ) -> bool:
         """Count a click on link `link_index`; True when it was the first for that link."""
-        first = self._hit(
-            cursor, EventKind.CLICKED, ref, link_index, {"link_index": link_index, "url": url}
-        )
+        data = {"link_index": link_index, "url": url, **(source or {})}
+        first = self._hit(cursor, EventKind.CLICKED, ref, link_index, data)
         if first:
             log.debug(
                 "tracking.clicked",

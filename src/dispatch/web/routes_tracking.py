@@ -27,6 +27,7 @@ from dispatch.web.hits import HitRecorder
 from dispatch.web.linktable import LinkTableCache
 
 log = get_logger("dispatch.web.tracking")
+MAX_AGENT = 512  # characters of a user agent kept (a 10 KB agent is cut, not stored)
 
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = [
@@ -58,10 +59,10 @@ class TrackingApp:
                 send, 405, b'{"detail":"method not allowed"}', [(b"allow", b"GET, HEAD")]
             )
         elif path.startswith("/o/") and path.endswith(".gif") and "/" not in path[3:]:
-            self.open(path[3:-4])
+            self.open(path[3:-4], hit_source(scope))
             await _respond(send, 200, PIXEL_GIF, [(b"content-type", b"image/gif"), *NO_STORE])
         elif path.startswith("/c/") and "/" not in path[3:]:
-            url = self.click(path[3:])
+            url = self.click(path[3:], hit_source(scope))
             if url is None:
                 await _respond(send, 404, NOT_FOUND, [(b"content-type", b"application/json")])
             else:
@@ -71,7 +72,7 @@ class TrackingApp:
                 send, 404, b'{"detail":"Not Found"}', [(b"content-type", b"application/json")]
             )
 
-    def open(self, token: str) -> None:
+    def open(self, token: str, source: dict[str, str] | None = None) -> None:
         try:
             delivery_id = verify_open_token(self.settings, token)
         except TokenError:
@@ -81,11 +82,11 @@ class TrackingApp:
             with hits.transaction() as cursor:
                 ref = hits.ref(cursor, delivery_id)
                 if ref is not None:
-                    hits.record_open(cursor, ref)
+                    hits.record_open(cursor, ref, source)
         except hits.db_errors:  # an open is worth less than a broken image: log, never show
             log.error("tracking.open_failed", exc_info=True, delivery_id=delivery_id)
 
-    def click(self, token: str) -> str | None:
+    def click(self, token: str, source: dict[str, str] | None = None) -> str | None:
         """The URL to redirect to (after recording the click), or None for 404."""
         try:
             delivery_id, link_index = verify_click_token(self.settings, token)
@@ -102,8 +103,23 @@ class TrackingApp:
             url = links[link_index]
             if not url.startswith(("https://", "http://")):
                 return None
-            hits.record_click(cursor, ref, link_index, url)
+            hits.record_click(cursor, ref, link_index, url, source)
         return url
+
+
+def hit_source(scope: dict[str, Any]) -> dict[str, str]:
+    """Who made the hit, kept with the first open or click for the reports (user agent cut to
+    MAX_AGENT characters, peer address): dispatch.reports tells people from Apple's Mail
+    Privacy Protection and link scanners by them, and reads the mail client and device."""
+    found: dict[str, str] = {}
+    for name, value in scope.get("headers") or ():
+        if name == b"user-agent":
+            found["ua"] = value[:MAX_AGENT].decode("latin-1")
+            break
+    client = scope.get("client")
+    if client:
+        found["ip"] = str(client[0])[:64]
+    return found
 
 
 async def _respond(

@@ -1,0 +1,81 @@
+"""Add a campaign's settled events to its report tallies, once each, in id order.
+
+Why "settled": whether a click was a scanner's can depend on the clicks around it (several
+links within seconds: classify.in_burst), so an event is rolled up only once SETTLE_SECONDS
+have passed; the report adds the newer ones (the tail) itself on each view. Each batch is one
+transaction: the cells and the watermark move together, so a crash or a second worker adds
+nothing twice (the watermark row is locked while a batch is added).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from dispatch.models.base import utcnow
+from dispatch.models.delivery import Campaign
+from dispatch.reports import source
+from dispatch.reports.tally import Cell, EventRec, tally
+
+SETTLE_SECONDS = 60
+BATCH = 20_000
+
+
+def settled(events: list[EventRec], now: datetime) -> list[EventRec]:
+    """The leading run of events old enough to roll up (an event dated in the future is as
+    settled as it will get: it is rolled up, and the report shows it at the present)."""
+    cutoff = now - timedelta(seconds=SETTLE_SECONDS)
+    out = []
+    for event in events:
+        if cutoff < event.at <= now:
+            break
+        out.append(event)
+    return out
+
+
+def count(session: Session, campaign: Campaign, events: list[EventRec]) -> Counter[Cell]:
+    """The cells these events add, given everything before the first of them."""
+    if not events:
+        return Counter()
+    ids = [e.delivery_id for e in events]
+    deliveries = source.deliveries(session, ids)
+    prior = source.prior(session, ids, events[0].id)
+    lists_of = source.list_resolver(
+        session, campaign, [d.subscriber_id for d in deliveries.values()]
+    )
+    return tally(events, deliveries, prior, lists_of)
+
+
+def refresh(
+    session: Session, campaign: Campaign, now: datetime | None = None, max_batches: int = 1000
+) -> int:
+    """Roll up the campaign's settled events and snapshot its hit counters; commits each
+    batch. Returns how many events were added."""
+    now = now or utcnow()
+    added = 0
+    for _ in range(max_batches):
+        mark = source.lock_watermark(session, campaign.id)
+        events = settled(source.events_after(session, campaign.id, mark, BATCH), now)
+        if not events:
+            session.rollback()
+            break
+        source.add_tallies(session, campaign.id, count(session, campaign, events), events[-1].id)
+        session.commit()
+        added += len(events)
+        if len(events) < BATCH:
+            break
+    source.snapshot_hits(session, campaign.id, now)
+    session.commit()
+    return added
+
+
+def refresh_recent(session: Session, days: int = 30) -> dict[int, int]:
+    """Refresh every campaign running or finished within `days` (the periodic task)."""
+    done = {}
+    for campaign_id in source.recent_campaigns(session, utcnow() - timedelta(days=days)):
+        campaign = source.campaign(session, campaign_id)
+        if campaign is not None:
+            done[campaign_id] = refresh(session, campaign)
+    return done
