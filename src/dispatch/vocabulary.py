@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Final
 
 __all__ = [
+    "AuditAction",
+    "AuditTarget",
     "CAMPAIGN_FINAL",
     "CAMPAIGN_TRANSITIONS",
     "DELIVERY_CHANNELS",
@@ -269,3 +271,50 @@ class WarmupState(StrEnum):
     REDUCED = "reduced"  # bounces or complaints over twice the threshold: halved
     WARM = "warm"  # the allowance reached the target: uncapped from then on
     AHEAD = "ahead"  # a day still to come, projected as if every day goes well
+
+
+class AuditAction(StrEnum):
+    """What a person (or the CLI, or the service itself) did: one row of the audit log."""
+
+    PUBLISH = "publish"  # an issue was stored from its source (CLI, upload, import)
+    EDIT = "edit"  # an issue's source was changed (a new version saved)
+    RESTORE = "restore"  # an earlier version of an issue was made the current one
+    SUBMIT = "submit"  # a version was submitted for review
+    APPROVE = "approve"  # a reviewer approved a version (data: the content hash)
+    REJECT = "reject"  # a reviewer sent a version back to draft with comments
+    SEND = "send"  # a campaign was started to real lists
+    TEST_SEND = "test_send"  # a test message went to a few addresses
+    SCHEDULE = "schedule"  # a campaign was scheduled for a date and time
+    UNSCHEDULE = "unschedule"  # a campaign's schedule was taken back
+    PAUSE = "pause"  # a running campaign was paused by a person
+    RESUME = "resume"  # a paused campaign was resumed
+    CANCEL = "cancel"  # a campaign was stopped for good
+    IMPORT = "import"  # subscribers (CSV) or a document (Word) were imported
+    EXPORT = "export"  # subscribers, suppressions or the audit log were downloaded
+    SUPPRESS = "suppress"  # an address was put on the suppression list by hand
+    UNSUPPRESS = "unsuppress"  # a suppression was lifted by hand
+    CHANGE_SETTING = "change_setting"  # a setting (branding, review rules) was changed
+    CREATE_USER = "create_user"  # an admin user was created
+    CHANGE_USER = "change_user"  # a user's role was changed
+    DISABLE_USER = "disable_user"  # a user may no longer log in or use tokens
+    ENABLE_USER = "enable_user"  # a disabled user may log in again
+    CREATE_TOKEN = "create_token"  # an API token was created (shown once)
+    REVOKE_TOKEN = "revoke_token"  # an API token was revoked
+    LOG_IN = "log_in"  # a user logged in to the admin
+    LOG_IN_FAILED = "log_in_failed"  # a log-in was refused (wrong password, unknown, disabled)
+    LOG_OUT = "log_out"  # a user logged out
+
+
+class AuditTarget(StrEnum):
+    """What kind of thing an audit row is about (audit_log.target_kind)."""
+
+    ISSUE = "issue"  # target_id: the issue's slug
+    VERSION = "version"  # target_id: an issue version's id
+    CAMPAIGN = "campaign"  # target_id: the campaign's id
+    LIST = "list"  # target_id: the list's slug
+    SUBSCRIBER = "subscriber"  # target_id: the subscriber's id
+    SUPPRESSION = "suppression"  # target_id: the address (canonical)
+    SETTING = "setting"  # target_id: the setting group (e.g. branding)
+    USER = "user"  # target_id: the user's email
+    TOKEN = "token"  # target_id: the token's id
+    AUDIT = "audit"  # the audit log itself (its CSV export)

@@ -4,6 +4,7 @@ One module per area; each area adds its tables through its own migration in
 dispatch/migrations/versions/.
 """
 
+from dispatch.models.audit import *  # noqa: F403
 from dispatch.models.base import Base, utcnow
 from dispatch.models.bounce import *  # noqa: F403
 from dispatch.models.delivery import *  # noqa: F403

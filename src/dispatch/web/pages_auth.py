@@ -7,11 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from dispatch import audit
 from dispatch.config import Settings
 from dispatch.i18n import normalise_locale
+from dispatch.models.web import User
 from dispatch.web import throttle
+from dispatch.vocabulary import AuditAction, AuditTarget
+from dispatch.web.audit_actor import request_actor
 from dispatch.web.auth import EditorUser, cookie_secure, end_session, start_session
 from dispatch.web.csrf import (
     LOGIN_CSRF_COOKIE,
@@ -112,6 +117,7 @@ async def login_submit(
             throttle.record(
                 session, kind="password", client=client, account=account, ok=user is not None
             )
+            _audit_login(session, user, account, client)
             return user, verdict
 
     user, verdict = await run_in_threadpool(check)
@@ -134,8 +140,21 @@ async def login_submit(
     return response
 
 
+def _audit_login(session: Session, user: User | None, account: str, client: str) -> None:
+    """A log-in or a refused one, in the audit log (the throttled ones are not even tried)."""
+    if user is None:
+        actor = audit.Actor.anonymous(account, client)
+        audit.record(session, actor, AuditAction.LOG_IN_FAILED, AuditTarget.USER, actor.name)
+    else:
+        actor = audit.Actor.user(user, client)
+        audit.record(session, actor, AuditAction.LOG_IN, AuditTarget.USER, user.email)
+
+
 @router.post("/admin/logout")
 def logout(request: Request, principal: EditorUser) -> Response:
+    with request.app.state.session_factory() as session, session.begin():
+        actor = request_actor(request, principal)
+        audit.record(session, actor, AuditAction.LOG_OUT, AuditTarget.USER, principal.email)
     response = RedirectResponse("/admin/login", status_code=303)
     end_session(response, request.app.state.settings)
     return response
