@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from test_web_support import PASSWORD, login, make_user
 
 from dispatch.models import AuditEntry
+from test_web_support import PASSWORD, login, make_user
 
 pytest_plugins = ["test_web_support"]
 

@@ -14,8 +14,8 @@ from dispatch import audit
 from dispatch.config import Settings
 from dispatch.i18n import normalise_locale
 from dispatch.models.web import User
-from dispatch.web import throttle
 from dispatch.vocabulary import AuditAction, AuditTarget
+from dispatch.web import throttle
 from dispatch.web.audit_actor import request_actor
 from dispatch.web.auth import EditorUser, cookie_secure, end_session, start_session
 from dispatch.web.csrf import (
