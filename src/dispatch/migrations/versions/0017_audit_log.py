@@ -1,7 +1,7 @@
 """audit_log: who did what and when (issue 19 item 7)
 
 Revision ID: i19_audit_log
-Revises: i13_confirmation_campaigns
+Revises: i14_report_tallies
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from dispatch.models.base import UTCDateTime
 
 revision = "i19_audit_log"
-down_revision = "i13_confirmation_campaigns"
+down_revision = "i14_report_tallies"
 branch_labels = None
 depends_on = None
 
