@@ -37,3 +37,27 @@ def test_log_in_failed_log_in_and_log_out_are_recorded(client, engine, settings)
     with Session(engine) as session:
         ips = set(session.scalars(select(AuditEntry.source_ip)))
     assert ips and None not in ips
+
+
+def test_a_disabled_user_cannot_log_in_nor_use_a_session_or_token(client, engine, settings):
+    from dispatch.models import utcnow
+    from dispatch.models.web import User
+    from test_web_support import bearer
+
+    token = make_user(engine, "admin")
+    login(client, "admin@example.org")
+    assert client.get("/api/lists", headers=bearer(token)).status_code == 200
+    with Session(engine) as session, session.begin():
+        session.scalars(select(User)).one().disabled_at = utcnow()
+    assert client.get("/admin/", follow_redirects=False).status_code == 401
+    assert client.get("/api/lists", headers=bearer(token)).status_code == 401
+    client.cookies.clear()
+    client.app.state.settings = settings.replace(login_failure_pause_seconds=0)
+    page = client.get("/admin/login")
+    csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    refused = client.post(
+        "/admin/login",
+        data={"email": "admin@example.org", "password": PASSWORD, "csrf_token": csrf},
+    )
+    assert refused.status_code == 401
+    assert _audit(engine)[-1][0] == "log_in_failed"

@@ -50,3 +50,15 @@ def test_sqlite_upgrade_keeps_rows_that_reference_a_batch_altered_table(tmp_path
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM subscriptions")).scalar() == 1
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_exactly_one_head():
+    """Two engineers adding a migration each must not leave two heads (re-point one)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from dispatch.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert len(ScriptDirectory.from_config(config).get_heads()) == 1

@@ -14,6 +14,7 @@ from dispatch.models.issue import ISSUE_STATUSES, Issue
 from dispatch.models.report import *  # noqa: F403
 from dispatch.models.security import *  # noqa: F403
 from dispatch.models.sending import *  # noqa: F403
+from dispatch.models.site import *  # noqa: F403
 from dispatch.models.subscriber import *  # noqa: F403
 from dispatch.models.web import *  # noqa: F403
 from dispatch.models.wechat import *  # noqa: F403

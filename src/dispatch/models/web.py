@@ -29,6 +29,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="editor")  # editor | admin
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # set by an admin: no log-in, no session, no API token works until it is cleared
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ApiToken(Base):

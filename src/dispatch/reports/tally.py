@@ -188,4 +188,3 @@ def tally(
         elif event.kind in PEOPLE_KINDS:
             state.people(event, PEOPLE_KINDS[event.kind])
     return state.cells
-

@@ -110,7 +110,11 @@ def resolve_principal(request: Request, session: Session) -> Principal | None:
         payload = _session_payload(request, settings)
         if payload and isinstance(payload.get("u"), int):
             user = session.get(User, payload["u"])
-            if user is not None and user.password_hash[-12:] == payload.get("p"):
+            if (
+                user is not None
+                and user.disabled_at is None
+                and user.password_hash[-12:] == payload.get("p")
+            ):
                 principal = Principal(
                     user.id, user.email, user.role, user.locale, "session", payload.get("c")
                 )

@@ -102,7 +102,7 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
     if user is None:
         verify_password(_dummy_hash(), password)  # keep timing flat for unknown emails
         return None
-    if not verify_password(user.password_hash, password):
+    if not verify_password(user.password_hash, password) or user.disabled_at is not None:
         return None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
@@ -128,8 +128,11 @@ def user_for_token(session: Session, token: str) -> User | None:
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token)))
     if row is None:
         return None
+    user = session.get(User, row.user_id)
+    if user is None or user.disabled_at is not None:
+        return None
     row.last_used_at = utcnow()
-    return session.get(User, row.user_id)
+    return user
 
 
 _dummy: dict[str, str] = {}
