@@ -107,6 +107,9 @@ class Settings:
     bounce_webhook_secret: str = ""  # generic signed JSON webhook (HMAC-SHA256); empty: off
     bounce_webhook_tolerance_seconds: int = 300  # accepted clock skew of its timestamp
     ses_topic_arns: str = ""  # comma-separated SNS topic ARNs accepted at /webhooks/ses
+    # events at scale (dispatch.rollup): a campaign finished this many days ago has its
+    # per-recipient tracking detail rolled into daily counts (event_daily); 0: keep forever
+    events_retention_days: int = 400
     # delivery policy
     batch_size: int = 200
     max_attempts: int = 5

@@ -43,6 +43,7 @@ START_CAMPAIGN = "dispatch.start_campaign"
 SWEEP = "dispatch.sweep"
 POLL_BOUNCES = "dispatch.poll_bounces"
 WECHAT_SYNC = "dispatch.wechat_sync_followers"
+ROLLUP_EVENTS = "dispatch.rollup_events"
 
 
 def broker_url_for(settings: Settings) -> str:
@@ -99,6 +100,11 @@ def beat_schedule(settings: Settings) -> dict:
         schedule["dispatch-wechat-followers"] = {
             "task": WECHAT_SYNC,
             "schedule": crontab(minute=17, hour=settings.wechat_sync_hour),
+        }
+    if settings.events_retention_days > 0:  # old campaigns' tracking detail → daily counts
+        schedule["dispatch-rollup-events"] = {
+            "task": ROLLUP_EVENTS,
+            "schedule": crontab(minute=41, hour=4),
         }
     return schedule
 
@@ -254,3 +260,13 @@ def wechat_sync_followers() -> dict:
     with Session(engine) as session, session.begin():  # the week's article figures too
         pulled = pull_article_stats(session, client)
     return {**report.as_dict(), "article_stats": pulled}
+
+
+@app.task(name=ROLLUP_EVENTS, ignore_result=True)
+def rollup_events() -> dict:
+    """Daily: campaigns past events_retention_days have their tracking detail rolled up."""
+    from dispatch.rollup import roll_up
+
+    engine, settings = _deps()
+    results = roll_up(engine, settings)
+    return {"campaigns": [r.campaign_id for r in results]}

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "dispatch.cli.web",
     "dispatch.cli.doctor",
     "dispatch.cli.bounces",
+    "dispatch.cli.events_cmd",
 )
 
 

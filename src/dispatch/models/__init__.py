@@ -8,7 +8,7 @@ from dispatch.models.audit import *  # noqa: F403
 from dispatch.models.base import Base, utcnow
 from dispatch.models.bounce import *  # noqa: F403
 from dispatch.models.delivery import *  # noqa: F403
-from dispatch.models.event import EVENT_KINDS, Event
+from dispatch.models.event import EVENT_KINDS, CampaignRollup, Event, EventDaily
 from dispatch.models.heartbeat import *  # noqa: F403
 from dispatch.models.issue import ISSUE_STATUSES, Issue
 from dispatch.models.report import *  # noqa: F403
@@ -19,4 +19,13 @@ from dispatch.models.subscriber import *  # noqa: F403
 from dispatch.models.web import *  # noqa: F403
 from dispatch.models.wechat import *  # noqa: F403
 
-__all__ = ["Base", "utcnow", "Event", "EVENT_KINDS", "Issue", "ISSUE_STATUSES"]
+__all__ = [
+    "Base",
+    "utcnow",
+    "Event",
+    "EventDaily",
+    "CampaignRollup",
+    "EVENT_KINDS",
+    "Issue",
+    "ISSUE_STATUSES",
+]

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch.events import EVENT_COLUMNS, event_row
 from dispatch.log import get_logger
-from dispatch.models import Event, utcnow
+from dispatch.models import Event, EventDaily, utcnow
 from dispatch.models.web import OPEN_LINK_INDEX, TrackingHit
 from dispatch.vocabulary import Channel, EventKind
 
@@ -38,8 +38,9 @@ _sqlite_write_lock = threading.Lock()
 REF_CACHE_SIZE = 200_000  # delivery id → DeliveryRef, about 200 bytes each
 
 REF_SQL = (
-    "SELECT d.campaign_id, d.subscriber_id, c.channel FROM deliveries d "
-    "JOIN campaigns c ON c.id = d.campaign_id WHERE d.id = {p}"
+    "SELECT d.campaign_id, d.subscriber_id, c.channel, r.campaign_id FROM deliveries d "
+    "JOIN campaigns c ON c.id = d.campaign_id "
+    "LEFT JOIN campaign_rollups r ON r.campaign_id = d.campaign_id WHERE d.id = {p}"
 )
 BUMP_SQL = (
     "INSERT INTO tracking_hits (delivery_id, link_index, campaign_id, count, first_at, last_at) "
@@ -57,6 +58,12 @@ BUMP_AND_EVENT_PG = (
     + f"SELECT {', '.join(['%s'] * len(EVENT_COLUMNS))} FROM bump WHERE bump.count = 1"
 )
 EVENT_SQL = _EVENT_INSERT + f"VALUES ({', '.join(['{p}'] * len(EVENT_COLUMNS))})"
+# a campaign whose detail was rolled up (dispatch.rollup): a hit only adds to its day's count
+DAILY_HIT_SQL = (
+    "INSERT INTO event_daily (campaign_id, kind, link_index, day, events, people, hits) "
+    "VALUES ({p}, {p}, {p}, {p}, 0, 0, 1) ON CONFLICT (campaign_id, kind, link_index, day) "
+    "DO UPDATE SET hits = event_daily.hits + 1"
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class DeliveryRef:
     subscriber_id: int | None
     list_id: int | None
     channel: str
+    rolled_up: bool = False  # the campaign's detail is rolled into daily counts
 
 
 def _processor(column: Any, engine: Engine) -> Callable[[Any], Any]:
@@ -84,6 +92,8 @@ class HitRecorder:
         self._ref_sql = REF_SQL.format(p=placeholder)
         self._bump_sql = BUMP_SQL.format(p=placeholder)
         self._event_sql = EVENT_SQL.format(p=placeholder)
+        self._daily_hit_sql = DAILY_HIT_SQL.format(p=placeholder)
+        self._day = _processor(EventDaily.__table__.c.day, engine)
         self._bump_and_event = BUMP_AND_EVENT_PG
         self._hit_time = _processor(TrackingHit.__table__.c.last_at, engine)
         self._event_time = _processor(Event.__table__.c.occurred_at, engine)
@@ -165,7 +175,9 @@ class HitRecorder:
         row = cursor.fetchone()
         if row is None:
             return None
-        ref = DeliveryRef(delivery_id, int(row[0]), row[1], None, row[2] or Channel.EMAIL)
+        ref = DeliveryRef(
+            delivery_id, int(row[0]), row[1], None, row[2] or Channel.EMAIL, row[3] is not None
+        )
         if len(self._refs) >= REF_CACHE_SIZE:
             self._refs.pop(next(iter(self._refs)))  # oldest first (dicts keep insertion order)
         self._refs[delivery_id] = ref
@@ -198,6 +210,10 @@ class HitRecorder:
         self, cursor: Any, kind: str, ref: DeliveryRef, link_index: int, data: dict[str, Any]
     ) -> bool:
         """Bump the counter; write the event when this was the first hit. True if it was."""
+        if ref.rolled_up:
+            day = self._day(utcnow().date())
+            cursor.execute(self._daily_hit_sql, (ref.campaign_id, str(kind), link_index, day))
+            return False
         if self.is_sqlite:
             first = self._count(cursor, ref, link_index) == 1
             if first:

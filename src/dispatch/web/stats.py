@@ -9,7 +9,7 @@ Definitions (also in docs/web.md): `sent` = deliveries accepted by the next hop 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -50,6 +50,8 @@ def _delivery_counts(session: Session, campaign: Campaign) -> tuple[dict[str, in
 
 def _engagement(session: Session, campaign: Campaign, total: int) -> tuple[int, int, int]:
     """People who opened, clicked (first hits per delivery) and unsubscribed since the start."""
+    from dispatch import rollup
+
     kinds = dict(
         session.execute(
             select(Event.kind, func.count(func.distinct(Event.delivery_id)))
@@ -69,6 +71,9 @@ def _engagement(session: Session, campaign: Campaign, total: int) -> tuple[int, 
     if campaign.started_at is not None:
         unsub_query = unsub_query.where(Event.occurred_at >= campaign.started_at)
     unsubscribed = int(session.scalar(unsub_query) or 0) if total else 0
+    if rollup.is_rolled_up(session, campaign.id):  # past the retention: from the daily counts
+        opened, clicked = rollup.rolled_engagement(session, campaign.id)
+        return opened, clicked, unsubscribed
     return int(kinds.get(EventKind.OPENED, 0)), int(kinds.get(EventKind.CLICKED, 0)), unsubscribed
 
 
@@ -106,6 +111,10 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
 
 def timeline(session: Session, campaign: Campaign) -> dict[str, Any]:
     """First opens and clicks per time bucket since the campaign started."""
+    from dispatch import rollup
+
+    if rollup.is_rolled_up(session, campaign.id):  # past the retention: days are what is left
+        return _rolled_timeline(rollup.rolled_days(session, campaign.id))
     rows = session.execute(
         select(Event.kind, Event.occurred_at)
         .where(
@@ -136,3 +145,19 @@ def timeline(session: Session, campaign: Campaign) -> dict[str, Any]:
             for i in range(last + 1)
         ],
     }
+
+
+def _rolled_timeline(days: list) -> dict[str, Any]:
+    """A rolled-up campaign's timeline: one bucket per UTC day (the finest detail kept)."""
+    if not days:
+        return {"bucket_seconds": 86400, "buckets": []}
+    first = days[0][0]
+    by_day = {day: (opened, clicked) for day, opened, clicked in days}
+    span = (days[-1][0] - first).days
+    buckets = []
+    for i in range(span + 1):
+        day = first + timedelta(days=i)
+        opened, clicked = by_day.get(day, (0, 0))
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        buckets.append({"start": start, "opened": opened, "clicked": clicked})
+    return {"bucket_seconds": 86400, "buckets": buckets}
