@@ -179,8 +179,21 @@ def add_daily(conn: Connection | Session, rows: Sequence[dict[str, Any]]) -> Non
     conn.execute(stmt, list(rows))
 
 
+def _settle_reports(engine: Engine, campaign_id: int) -> None:
+    """Bring the campaign's report tallies (dispatch.reports) up to date before its events go:
+    the report keeps counting from its tallies, which never read deleted rows again."""
+    from dispatch.reports.rollup import refresh
+
+    with Session(engine) as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is not None:
+            refresh(session, campaign, now=utcnow() + timedelta(days=1))
+
+
 def roll_up_campaign(engine: Engine, campaign_id: int) -> RollupResult:
-    """One campaign's detail into event_daily, the detail deleted, the mark set: one commit."""
+    """One campaign's detail into event_daily, the detail deleted, the mark set: one commit
+    (after the reports' own tallies have taken in every event)."""
+    _settle_reports(engine, campaign_id)
     with engine.begin() as conn:
         rows = _send_rows(conn, campaign_id) + _tracking_rows(conn, campaign_id)
         add_daily(conn, rows)

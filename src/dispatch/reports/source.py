@@ -212,7 +212,12 @@ def tallies(session: Session, campaign_ids: Sequence[int]) -> dict[Cell, int]:
 
 def snapshot_hits(session: Session, campaign_id: int, at: datetime) -> None:
     """Replace the campaign's `hits` cells with tracking_hits' current totals per link
-    (-1 = the open pixel): how many times, and by how many deliveries."""
+    (-1 = the open pixel): how many times, and by how many deliveries. Not once the campaign's
+    hit counters were rolled into daily counts (dispatch.rollup): the last snapshot stays."""
+    from dispatch.models import CampaignRollup
+
+    if session.get(CampaignRollup, campaign_id) is not None:
+        return
     table = ReportTally.__table__
     rows = session.execute(
         select(TrackingHit.link_index, func.sum(TrackingHit.count), func.count())
