@@ -1,7 +1,7 @@
 """event rollups: daily counts per campaign, kind, link and day; campaigns rolled up
 
 Revision ID: i17_event_rollups
-Revises: i19_audit_log
+Revises: i19_site_settings
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from dispatch.models.base import UTCDateTime
 
 revision = "i17_event_rollups"
-down_revision = "i19_audit_log"
+down_revision = "i19_site_settings"
 branch_labels = None
 depends_on = None
 
