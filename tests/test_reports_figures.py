@@ -172,3 +172,17 @@ def test_breakdowns_by_client_device_provider_and_list(engine, known):
     (only_list,) = r["by_list"]
     assert only_list["name"] == "Members" and only_list["counts"]["sent"] == 6
     assert sum(row["counts"]["sent"] for row in r["by_provider"]) == 6
+
+
+def test_periodic_rollup_takes_recent_campaigns(engine, known):
+    from dispatch.tasks import REPORT_ROLLUP, beat_schedule
+
+    with Session(engine) as session:
+        done = rollup.refresh_recent(session)
+    assert done == {known.campaign_id: 22}
+    r = _report(engine, known)
+    assert r["rolled_up_through"] > 0 and r["tail_events"] == 0
+    _check(r)
+    from dispatch.config import Settings
+
+    assert beat_schedule(Settings())["dispatch-report-rollup"]["task"] == REPORT_ROLLUP

@@ -44,6 +44,8 @@ SWEEP = "dispatch.sweep"
 POLL_BOUNCES = "dispatch.poll_bounces"
 WECHAT_SYNC = "dispatch.wechat_sync_followers"
 ROLLUP_EVENTS = "dispatch.rollup_events"
+REPORT_ROLLUP = "dispatch.report_rollup"
+REPORT_ROLLUP_SECONDS = 60.0  # how stale a big campaign's report tallies may get
 
 
 def broker_url_for(settings: Settings) -> str:
@@ -86,10 +88,14 @@ def celery_config(settings: Settings) -> dict:
 
 
 def beat_schedule(settings: Settings) -> dict:
-    """The sweep always; the bounce mailbox poll and the daily WeChat follower sync when
-    they are configured."""
+    """The sweep and the report rollup always; the bounce mailbox poll and the daily WeChat
+    follower sync when they are configured."""
     schedule: dict = {
-        "dispatch-sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)}
+        "dispatch-sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)},
+        "dispatch-report-rollup": {
+            "task": REPORT_ROLLUP,
+            "schedule": timedelta(seconds=REPORT_ROLLUP_SECONDS),
+        },
     }
     if settings.bounce_mailbox_url:
         schedule["dispatch-poll-bounces"] = {
@@ -230,6 +236,18 @@ def sweep() -> dict:
         "expired": len(report.expired),
         "enqueued": len(report.enqueued),
     }
+
+
+@app.task(name=REPORT_ROLLUP, ignore_result=True)
+def report_rollup() -> dict:
+    """Beat: add recent campaigns' new events to their report tallies (dispatch.reports)."""
+    from sqlalchemy.orm import Session
+
+    from dispatch.reports.rollup import refresh_recent
+
+    engine, _settings = _deps()
+    with Session(engine) as session:
+        return {str(k): v for k, v in refresh_recent(session).items()}
 
 
 @app.task(name=POLL_BOUNCES, ignore_result=True)

@@ -14,7 +14,6 @@ from functools import lru_cache
 
 MAX_AGENT = 512
 UNKNOWN = "unknown"
-DEVICES = ("desktop", "mobile", "tablet", "proxy", UNKNOWN)
 
 # lower-case token in the agent → mail client name (checked in order, before ua-parser)
 MAIL_CLIENTS = (

@@ -23,7 +23,6 @@ from dispatch.reports.classify import MPP, ORIGINS, PERSON, SCANNER
 from dispatch.reports.tally import Cell
 
 HOURLY_SPAN = timedelta(hours=48)  # hour by hour for two days, then day by day
-MACHINE = (MPP, SCANNER)
 
 
 def rate(part: int, whole: int) -> float | None:

@@ -23,11 +23,17 @@ from dispatch.reports.links import link_owners
 from dispatch.reports.tally import Cell
 
 TAIL_LIMIT = 50_000
+# up to this many recipients a view re-reads the hit counters itself (cheap); a bigger
+# campaign's are snapshotted by the periodic rollup (or on its first view)
+LIVE_HITS_MAX = 50_000
 
 
 def current_cells(session: Session, campaign: Campaign) -> tuple[Counter[Cell], dict[str, Any]]:
     """The campaign's cells now (tallies + tail) and how fresh each part is."""
     mark = source.watermark(session, campaign.id)
+    if mark is None or mark.hits_at is None or campaign.total <= LIVE_HITS_MAX:
+        rollup.refresh_hits(session, campaign)
+        mark = source.watermark(session, campaign.id)
     after = mark.event_id if mark else 0
     tail = source.events_after(session, campaign.id, after, TAIL_LIMIT + 1)
     if len(tail) > TAIL_LIMIT:

@@ -66,9 +66,15 @@ def refresh(
         added += len(events)
         if len(events) < BATCH:
             break
-    source.snapshot_hits(session, campaign.id, now)
-    session.commit()
+    refresh_hits(session, campaign, now)
     return added
+
+
+def refresh_hits(session: Session, campaign: Campaign, now: datetime | None = None) -> None:
+    """Snapshot the campaign's hit counters (the watermark row locked meanwhile); commits."""
+    source.lock_watermark(session, campaign.id)
+    source.snapshot_hits(session, campaign.id, now or utcnow())
+    session.commit()
 
 
 def refresh_recent(session: Session, days: int = 30) -> dict[int, int]:

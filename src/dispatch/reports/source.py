@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -283,3 +284,65 @@ def recent_campaigns(session: Session, since: datetime) -> list[int]:
         (Campaign.finished_at.is_(None)) | (Campaign.finished_at >= since),
     )
     return [int(i) for i in session.scalars(query.order_by(Campaign.id))]
+
+
+def sent_issues(
+    session: Session, list_id: int | None, limit: int
+) -> list[tuple[Issue, list[Campaign]]]:
+    """The last `limit` issues with a started real email campaign (to `list_id`, if given),
+    newest first, each with those campaigns."""
+    query = (
+        select(Campaign)
+        .where(
+            Campaign.issue_id.is_not(None),
+            Campaign.is_test.is_(False),
+            Campaign.channel == "email",
+            Campaign.started_at.is_not(None),
+        )
+        .order_by(Campaign.started_at.desc(), Campaign.id.desc())
+    )
+    by_issue: dict[int, list[Campaign]] = {}
+    for found in session.scalars(query):
+        if list_id is not None and list_id not in [int(i) for i in found.list_ids or []]:
+            continue
+        if found.issue_id not in by_issue and len(by_issue) >= limit:
+            continue
+        by_issue.setdefault(int(found.issue_id or 0), []).append(found)
+    return [(session.get_one(Issue, issue_id), rows) for issue_id, rows in by_issue.items()]
+
+
+def _month(session: Session, column: Any) -> Any:
+    if session.get_bind().dialect.name == "sqlite":
+        return func.strftime("%Y-%m", column)
+    return func.to_char(column.op("AT TIME ZONE")("UTC"), "YYYY-MM")
+
+
+def joins_and_leaves(
+    session: Session, list_id: int | None, now: datetime, months: int
+) -> list[dict[str, Any]]:
+    """Per month (UTC, the last `months` up to now): subscriptions confirmed and left."""
+    year, month = now.year, now.month
+    keys = []
+    for _ in range(months):
+        keys.append(f"{year:04d}-{month:02d}")
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    keys.reverse()
+    since = datetime(int(keys[0][:4]), int(keys[0][5:]), 1, tzinfo=now.tzinfo)
+    counts: dict[str, dict[str, int]] = {k: {"joined": 0, "left": 0} for k in keys}
+    for name, column in (
+        ("joined", Subscription.confirmed_at),
+        ("left", Subscription.unsubscribed_at),
+    ):
+        month_of = _month(session, column)
+        query = select(month_of, func.count()).where(column >= since).group_by(month_of)
+        if list_id is not None:
+            query = query.where(Subscription.list_id == list_id)
+        for key, n in session.execute(query):
+            if key in counts:
+                counts[key][name] = int(n)
+    return [{"month": k, **v, "net": v["joined"] - v["left"]} for k, v in counts.items()]
+
+
+def all_lists(session: Session) -> dict[int, str]:
+    rows = session.execute(select(MailingList.id, MailingList.name).order_by(MailingList.id))
+    return {int(r[0]): str(r[1]) for r in rows}

@@ -42,7 +42,6 @@ PEOPLE_KINDS: dict[str, str] = {
 }
 TRACKED_KINDS = (EventKind.OPENED, EventKind.CLICKED)
 REPORT_KINDS = tuple(PEOPLE_KINDS) + TRACKED_KINDS
-AUDIENCE_DIMS = ("total", "provider", "list")
 
 
 @dataclass(frozen=True)

@@ -304,3 +304,8 @@ TEXTS.messages.update(SUBSCRIBER_TEXTS)
 from dispatch.web.texts_bounces import BOUNCE_TEXTS  # noqa: E402
 
 TEXTS.messages.update(BOUNCE_TEXTS)
+
+# the report pages, exports and trends (issue 14)
+from dispatch.web.texts_reports import REPORT_TEXTS  # noqa: E402
+
+TEXTS.messages.update(REPORT_TEXTS)
