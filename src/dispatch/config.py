@@ -59,6 +59,9 @@ class Settings:
     request_max_bytes: int = 65_536  # body of a form, JSON or callback request; over it: 413
     upload_max_bytes: int = 20 * 1024 * 1024  # an issue (with images) or CSV upload: 413 over
     webhook_max_bytes: int = 1024 * 1024  # a bounce/complaint webhook under /webhooks/
+    # Word import (dispatch.content.docx_import): refused above these, before unpacking
+    docx_max_bytes: int = 20 * 1024 * 1024  # the .docx file itself
+    docx_max_unpacked_bytes: int = 200 * 1024 * 1024  # all its parts, uncompressed (zip bomb)
     login_window_seconds: int = 900  # failed log-ins counted over this window
     login_free_failures_account: int = 5  # per account and client address before a delay
     login_free_failures_client: int = 20  # per client address (any account) before a delay

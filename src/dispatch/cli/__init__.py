@@ -12,6 +12,7 @@ from dispatch import __version__
 COMMAND_MODULES = (
     "dispatch.cli.db_cmd",
     "dispatch.cli.render_cmd",
+    "dispatch.cli.docx_cmd",  # issues import-docx (after render_cmd, which makes `issues`)
     "dispatch.cli.demo",
     "dispatch.cli.bench",
     "dispatch.cli.lists",
