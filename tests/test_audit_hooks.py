@@ -61,3 +61,22 @@ def test_a_disabled_user_cannot_log_in_nor_use_a_session_or_token(client, engine
     )
     assert refused.status_code == 401
     assert _audit(engine)[-1][0] == "log_in_failed"
+
+
+def test_cli_user_and_token_creation_are_recorded_as_cli(settings, engine):
+    from click.testing import CliRunner
+
+    from dispatch.cli import main
+
+    runner = CliRunner()
+    made = runner.invoke(
+        main,
+        ["users", "create", "--email", "boss@example.org", "--role", "admin", "--password-stdin"],
+        input="a good long password\n",
+    )
+    assert made.exit_code == 0, made.output
+    assert runner.invoke(main, ["users", "token", "--email", "boss@example.org"]).exit_code == 0
+    assert _audit(engine) == [
+        ("create_user", "cli", "boss@example.org"),
+        ("create_token", "cli", None),
+    ]

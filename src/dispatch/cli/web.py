@@ -11,11 +11,13 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dispatch import audit
 from dispatch.cli.common import emit, fail, json_option, settings_or_exit
 from dispatch.config import Settings, served_url, set_settings
 from dispatch.db import get_engine, make_engine, upgrade
 from dispatch.i18n import Catalog
 from dispatch.models.web import USER_ROLES, User
+from dispatch.vocabulary import AuditAction, AuditTarget
 
 MESSAGES = Catalog(
     {
@@ -178,6 +180,15 @@ def users_create(email: str, role: str, locale: str, password_stdin: bool, as_js
     with _session() as session:
         try:
             user = create_user(session, email, password, role, locale)
+            after = {"email": user.email, "role": user.role}
+            audit.record(
+                session,
+                audit.CLI,
+                AuditAction.CREATE_USER,
+                AuditTarget.USER,
+                user.email,
+                after=after,
+            )
             session.commit()
         except UserError as exc:
             fail(str(exc))
@@ -201,6 +212,8 @@ def users_token(email: str, name: str, as_json: bool) -> None:
         if user is None:
             fail(MESSAGES.both("no_user", email=email))
         token = create_api_token(session, user, name)
+        after = {"user": user.email, "name": name}
+        audit.record(session, audit.CLI, AuditAction.CREATE_TOKEN, AuditTarget.TOKEN, after=after)
         session.commit()
     emit(
         {"email": user.email, "role": user.role, "token": token},

@@ -28,11 +28,13 @@ from dispatch.web import (
     api_subscribers,
     api_suppressions,
     pages,
+    pages_audit,
     pages_auth,
     pages_bounces,
     pages_deliverability,
     pages_reports,
     pages_subscribers,
+    pages_users,
     routes_archive,
     routes_preferences,
     routes_subscribe,
@@ -141,9 +143,12 @@ def _install_routes(app: FastAPI) -> None:
         pages_deliverability,
         pages_reports,
         pages_bounces,
+        pages_audit,
+        pages_users,
         routes_webhooks,
     ):
         app.include_router(module.router)
+    app.include_router(pages_audit.api)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

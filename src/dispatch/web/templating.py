@@ -62,9 +62,16 @@ def render_page(
     def _(key: str, **kwargs: object) -> str:
         return TEXTS.get(key, lang, **kwargs)
 
+    def word(prefix: str, value: object) -> str:
+        """A stored word (status, action, kind) in the reader's language, else as stored."""
+        key = f"{prefix}{value}"
+        return TEXTS.get(key, lang) if key in TEXTS.messages else str(value)
+
     ctx = {
         "request": request,
         "_": _,
+        "st": lambda value: word("st_", value),
+        "word": word,
         "locale": lang,
         "principal": principal,
         "csrf_token": principal.csrf if principal is not None else "",

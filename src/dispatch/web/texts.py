@@ -309,3 +309,8 @@ TEXTS.messages.update(BOUNCE_TEXTS)
 from dispatch.web.texts_reports import REPORT_TEXTS  # noqa: E402
 
 TEXTS.messages.update(REPORT_TEXTS)
+
+# the status words, audit log, users and branding pages (issue 19)
+from dispatch.web.texts_admin import ADMIN_TEXTS  # noqa: E402
+
+TEXTS.messages.update(ADMIN_TEXTS)

@@ -12,13 +12,14 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatch.errors import DispatchError
 from dispatch.i18n import Catalog, normalise_locale
 from dispatch.models.base import utcnow
 from dispatch.models.web import USER_ROLES, ApiToken, User
+from dispatch.vocabulary import ErrorKind
 
 _hasher = PasswordHasher()
 MIN_PASSWORD_LENGTH = 8
@@ -37,6 +38,16 @@ MESSAGES = Catalog(
             "password: at least {n} characters",
         ),
         "user_exists": ("email：用户 {address} 已存在", "email: a user {address} already exists"),
+        "no_user": ("没有编号为 {user_id} 的用户", "no user with id {user_id}"),
+        "no_token": ("没有编号为 {token_id} 的令牌", "no API token with id {token_id}"),
+        "not_self": (
+            "不能停用自己或降低自己的角色",
+            "you cannot disable yourself or lower your own role",
+        ),
+        "last_admin": (
+            "至少要保留一名正常的管理员",
+            "at least one enabled administrator must remain",
+        ),
     }
 )
 
@@ -142,3 +153,57 @@ def _dummy_hash() -> str:
     if "hash" not in _dummy:
         _dummy["hash"] = _hasher.hash("not-a-real-password")
     return _dummy["hash"]
+
+
+class UserChangeRefused(UserError):
+    """A change that would lock the administrators out (yourself, the last admin)."""
+
+    kind = ErrorKind.CONFLICT
+
+
+def _enabled_admins(session: Session) -> int:
+    query = select(func.count()).select_from(User)
+    query = query.where(User.role == "admin", User.disabled_at.is_(None))
+    return int(session.scalar(query) or 0)
+
+
+def _user_or_404(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise UserError(MESSAGES.both("no_user", user_id=user_id), kind=ErrorKind.NOT_FOUND)
+    return user
+
+
+def change_user(
+    session: Session, acting_id: int, user_id: int, *, role: str | None, disabled: bool | None
+) -> tuple[User, dict[str, object], dict[str, object]]:
+    """Change a user's role and/or disable them; returns (user, before, after) for the audit.
+
+    Refused: an unknown role, an admin lowering or disabling themself, anything that would
+    leave no enabled administrator."""
+    user = _user_or_404(session, user_id)
+    before: dict[str, object] = {"role": user.role, "disabled": user.disabled_at is not None}
+    if role is not None and role not in USER_ROLES:
+        raise UserError(MESSAGES.both("bad_role", roles=", ".join(USER_ROLES), role=role))
+    lowers = role is not None and role != "admin" and user.role == "admin"
+    if user.id == acting_id and (lowers or disabled):
+        raise UserChangeRefused(MESSAGES.both("not_self"))
+    if role is not None:
+        user.role = role
+    if disabled is not None:
+        user.disabled_at = (user.disabled_at or utcnow()) if disabled else None
+    session.flush()
+    if _enabled_admins(session) == 0:
+        raise UserChangeRefused(MESSAGES.both("last_admin"))
+    after: dict[str, object] = {"role": user.role, "disabled": user.disabled_at is not None}
+    return user, before, after
+
+
+def revoke_api_token(session: Session, token_id: int) -> ApiToken:
+    """Delete a token (it stops working at once); returns the row for the audit."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise UserError(MESSAGES.both("no_token", token_id=token_id), kind=ErrorKind.NOT_FOUND)
+    session.delete(row)
+    session.flush()
+    return row
