@@ -29,6 +29,8 @@ def _fill(path: str, s) -> str:
         "name": "images/cover.png",
         "suppression_id": 1,
         "bounce_id": 1,
+        "user_id": 1,
+        "token_id": 1,
     }
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(values[m.group(1)]), path)
 

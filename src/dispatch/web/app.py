@@ -20,6 +20,7 @@ from dispatch import __version__
 from dispatch.config import Settings, get_settings
 from dispatch.db import get_engine, session_factory
 from dispatch.web import (
+    api_audit,
     api_campaigns,
     api_docs,
     api_issues,
@@ -137,6 +138,7 @@ def _install_routes(app: FastAPI) -> None:
         api_campaigns,
         api_reports,
         api_suppressions,
+        api_audit,
         pages_auth,
         pages_subscribers,
         pages,
@@ -148,7 +150,6 @@ def _install_routes(app: FastAPI) -> None:
         routes_webhooks,
     ):
         app.include_router(module.router)
-    app.include_router(pages_audit.api)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

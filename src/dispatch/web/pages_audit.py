@@ -1,5 +1,5 @@
 """The audit log for administrators: a page with filters and keyset pages, its CSV export
-(every cell formula-safe) and the same rows as JSON under /api/audit.
+(every cell formula-safe) and the same rows as JSON under /api/audit (web.api_audit).
 
 Exporting the log is itself an audit row: who took a copy of who did what.
 """
@@ -21,7 +21,6 @@ from dispatch.web.deps import DbSession
 from dispatch.web.templating import render_page
 
 router = APIRouter(include_in_schema=False)
-api = APIRouter(prefix="/api/audit", tags=["audit"])
 
 ActorQ = Annotated[str, Query(max_length=254)]
 ActionQ = Annotated[str, Query(max_length=32)]
@@ -36,7 +35,7 @@ def _day(name: str, value: str) -> date | None:
         raise HTTPException(status_code=422, detail=f"{name}: not a date (YYYY-MM-DD)") from None
 
 
-def _filter(actor: str, action: str, since: str, until: str) -> Any:
+def audit_filter(actor: str, action: str, since: str, until: str) -> Any:
     if action and action not in set(AuditAction):
         raise HTTPException(status_code=422, detail=f"action: unknown value {action!r}")
     return audit_search.AuditFilter(
@@ -55,7 +54,7 @@ def audit_page(
     until: DayQ = "",
     before: BeforeQ = None,
 ) -> Response:
-    where = _filter(actor, action, since, until)
+    where = audit_filter(actor, action, since, until)
     result = audit_search.page(session, where, before=before)
     query = {"actor": actor, "action": action, "since": since, "until": until}
     return render_page(
@@ -71,7 +70,7 @@ def audit_page(
     )
 
 
-def _csv(request: Request, principal: Any, where: Any) -> Response:
+def csv_response(request: Request, principal: Any, where: Any) -> Response:
     with committing(request.app.state.session_factory()) as session:
         audit.record(
             session,
@@ -96,7 +95,6 @@ def _csv(request: Request, principal: Any, where: Any) -> Response:
 
 
 @router.get("/admin/audit.csv")
-@api.get("/export", summary="The audit log as CSV (same filters; cells formula-safe)")
 def audit_csv(
     request: Request,
     principal: AdminUser,
@@ -105,23 +103,4 @@ def audit_csv(
     since: DayQ = "",
     until: DayQ = "",
 ) -> Response:
-    return _csv(request, principal, _filter(actor, action, since, until))
-
-
-@api.get("", summary="The audit log, newest first (keyset pages: pass next_before as before)")
-def audit_api(
-    principal: AdminUser,
-    session: DbSession,
-    actor: ActorQ = "",
-    action: ActionQ = "",
-    since: DayQ = "",
-    until: DayQ = "",
-    before: BeforeQ = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
-    where = _filter(actor, action, since, until)
-    result = audit_search.page(session, where, before=before, size=limit)
-    return {
-        "items": [audit_search.entry_dict(e) for e in result.rows],
-        "next_before": result.next_before,
-    }
+    return csv_response(request, principal, audit_filter(actor, action, since, until))

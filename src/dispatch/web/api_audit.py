@@ -1,0 +1,46 @@
+"""The audit log in the admin API: JSON keyset pages and the CSV export (admins only)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from dispatch import audit_search
+from dispatch.web.auth import AdminUser
+from dispatch.web.deps import DbSession
+from dispatch.web.pages_audit import ActionQ, ActorQ, BeforeQ, DayQ, audit_filter, csv_response
+
+router = APIRouter(prefix="/api/audit", tags=["audit"])
+
+
+@router.get("", summary="The audit log, newest first (keyset pages: pass next_before as before)")
+def audit_api(
+    principal: AdminUser,
+    session: DbSession,
+    actor: ActorQ = "",
+    action: ActionQ = "",
+    since: DayQ = "",
+    until: DayQ = "",
+    before: BeforeQ = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    where = audit_filter(actor, action, since, until)
+    result = audit_search.page(session, where, before=before, size=limit)
+    return {
+        "items": [audit_search.entry_dict(e) for e in result.rows],
+        "next_before": result.next_before,
+    }
+
+
+@router.get("/export", summary="The audit log as CSV (same filters; cells formula-safe)")
+def audit_api_csv(
+    request: Request,
+    principal: AdminUser,
+    actor: ActorQ = "",
+    action: ActionQ = "",
+    since: DayQ = "",
+    until: DayQ = "",
+) -> Response:
+    return csv_response(request, principal, audit_filter(actor, action, since, until))
