@@ -15,3 +15,5 @@ _.spread_rate_per_hour  # delivery/windows.py
 _.fetch_access_token  # wechatpy's client calls this hook to get a token
 send_optin  # subscribers/optin.py: for imports and the CLI (issue 13, not called yet)
 ConfirmationChannel  # channels/__init__.py registers it by its import path (a string)
+_.blocks_of  # content/model.py ListBlock: read by templates/email and templates/wechat
+_.has_header  # content/model.py Table: read by templates/email and templates/wechat

@@ -34,7 +34,7 @@ BASE = "https://bulletin.example.org"
 EXAMPLES = {
     "sample-2023-02": SAMPLE_ISSUE_DIR,
     "valid": FIXTURES / "issues" / "valid",
-    "legacy_quirks": FIXTURES / "issues" / "legacy_quirks",
+    "legacy_quirks": FIXTURES / "sources" / "legacy_quirks",
 }
 
 

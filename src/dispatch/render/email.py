@@ -39,6 +39,9 @@ from dispatch.config import Settings
 from dispatch.content.model import (
     Article,
     Block,
+    Emphasis,
+    FootnoteRef,
+    Footnotes,
     Heading,
     Image,
     Inline,
@@ -46,9 +49,14 @@ from dispatch.content.model import (
     Link,
     ListBlock,
     Paragraph,
+    Quote,
+    Rule,
     Sidebar,
     Strong,
+    Table,
     Video,
+    inline_runs,
+    walk_blocks,
 )
 from dispatch.errors import DispatchError
 from dispatch.i18n import LOCALES, Catalog
@@ -289,19 +297,27 @@ def email_subject(doc: IssueDoc) -> str:
 
 
 def block_text_length(blocks: Sequence[Block]) -> int:
+    """Characters of text an article's blocks show (nested blocks included)."""
     total = 0
-    for b in blocks:
-        if isinstance(b, Paragraph):
-            total += sum(len(i.text) for i in b.inlines)
-        elif isinstance(b, ListBlock):
-            total += sum(len(i.text) for item in b.items for i in item)
-        elif isinstance(b, Heading):
+    for b in walk_blocks(tuple(blocks)):
+        total += sum(len(i.text) for run in inline_runs(b) for i in run)
+        if isinstance(b, Heading):
             total += len(b.text)
         elif isinstance(b, Sidebar):
-            total += len(b.title) + block_text_length(b.blocks)
+            total += len(b.title)
         elif isinstance(b, Image):
             total += len(b.caption)
     return total
+
+
+NEW_BLOCK_KINDS = frozenset({"Quote", "Table", "Rule", "Footnotes"})
+
+
+def block_kinds(doc: IssueDoc) -> frozenset[str]:
+    """Which of the later block kinds the issue uses: base.html adds their small-screen and
+    dark-mode rules only then (an issue without them renders byte for byte as before)."""
+    found = {type(b).__name__ for a in doc.articles for b in walk_blocks(a.blocks)}
+    return frozenset(found & NEW_BLOCK_KINDS)
 
 
 def lead_blocks(article: Article) -> tuple[Block, ...]:
@@ -356,6 +372,10 @@ def _inline_html(inlines: Sequence[Inline], urls: _Urls) -> Markup:
     for i in inlines:
         if isinstance(i, Strong):
             out.append(f'<strong class="strong">{html.escape(i.text)}</strong>')
+        elif isinstance(i, Emphasis):
+            out.append(f'<em class="em">{html.escape(i.text)}</em>')
+        elif isinstance(i, FootnoteRef):
+            out.append(f'<sup class="fnref">{html.escape(i.text)}</sup>')
         elif isinstance(i, Link):
             out.append(f'<a class="link" href="{urls.link(i.url)}">{html.escape(i.text)}</a>')
         else:
@@ -387,7 +407,18 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
     env.tests["listblock"] = lambda b: isinstance(b, ListBlock)
     env.tests["video"] = lambda b: isinstance(b, Video)
     env.tests["sidebar"] = lambda b: isinstance(b, Sidebar)
+    env.tests["quote"] = lambda b: isinstance(b, Quote)
+    env.tests["table"] = lambda b: isinstance(b, Table)
+    env.tests["rule"] = lambda b: isinstance(b, Rule)
+    env.tests["footnotes"] = lambda b: isinstance(b, Footnotes)
+    env.filters["prefix_lines"] = prefix_lines
     return env
+
+
+def prefix_lines(text: str, prefix: str) -> str:
+    """Each non-blank line of plain text behind `prefix` (quotes, nested list items)."""
+    lines = text.strip("\n").split("\n")
+    return "\n".join(prefix + line if line.strip() else "" for line in lines)
 
 
 _env_cache: dict[Path, jinja2.Environment] = {}
@@ -445,6 +476,7 @@ def _render_sources(
         "archive_url": urls.archive,
         "subscribe_url": urls.subscribe,
         "postal_address": settings.postal_address.strip(),  # the sender's, in every footer
+        "features": block_kinds(doc),
         "urls": urls,
         "L": lambda key, **kw: _label(key, locale, **kw),
         "T": lambda key, **kw: TEXT.get(key, locale, **kw),

@@ -25,16 +25,23 @@ from dispatch.config import Settings
 from dispatch.content.model import (
     Article,
     Block,
+    Emphasis,
+    FootnoteRef,
+    Footnotes,
     Heading,
     Image,
     IssueDoc,
     Link,
     ListBlock,
     Paragraph,
+    Quote,
+    Rule,
     Section,
     Sidebar,
     Strong,
+    Table,
     Video,
+    walk_blocks,
 )
 from dispatch.content.parse import inlines_to_text
 from dispatch.errors import DispatchError
@@ -145,13 +152,7 @@ def shorten(text: str, limit: int) -> str:
 
 
 def _images_of(blocks: Sequence[Block]) -> list[Image]:
-    found: list[Image] = []
-    for b in blocks:
-        if isinstance(b, Image):
-            found.append(b)
-        elif isinstance(b, Sidebar):
-            found.extend(_images_of(b.blocks))
-    return found
+    return [b for b in walk_blocks(tuple(blocks)) if isinstance(b, Image)]
 
 
 def _first_text(blocks: Sequence[Block]) -> str:
@@ -179,7 +180,13 @@ class _Renderer:
             ("listblock", ListBlock),
             ("video", Video),
             ("sidebar", Sidebar),
+            ("quote", Quote),
+            ("table", Table),
+            ("rule", Rule),
+            ("footnotes", Footnotes),
             ("strong", Strong),
+            ("emphasis", Emphasis),
+            ("footnoteref", FootnoteRef),
             ("link", Link),
         ):
             env.tests[name] = lambda b, kind=kind: isinstance(b, kind)
