@@ -28,8 +28,16 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # control characters are named by the parser's own check; YAML would only repeat it
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 _NULL_TAG = "tag:yaml.org,2002:null"
+_KEY_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:")
 
-Values = dict[str, tuple[str, int]]
+
+class Values(dict[str, tuple[str, int]]):
+    """`key -> (value, line)`; `unreadable` holds keys whose line is named already (bad YAML,
+    a list for a value), so they are not reported missing or empty as well."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unreadable: set[str] = set()
 
 
 def read_front_matter(content: str, first_line: int, problems: Problems) -> Values:
@@ -39,7 +47,7 @@ def read_front_matter(content: str, first_line: int, problems: Problems) -> Valu
         node = yaml.compose(clean, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         return _line_by_line(clean, first_line, problems, exc)
-    values: Values = {}
+    values = Values()
     _entries(node, first_line, problems, values)
     return values
 
@@ -61,7 +69,7 @@ def _entries(node: yaml.Node | None, first_line: int, problems: Problems, values
             problems.add(line, "duplicate_key", name=key)
         elif not isinstance(value_node, yaml.ScalarNode):
             problems.add(line, "not_scalar", name=key)
-            values[key] = ("", line)
+            values.unreadable.add(key)
         else:
             text = "" if value_node.tag == _NULL_TAG else str(value_node.value)
             values[key] = (text.strip(), line)
@@ -69,7 +77,7 @@ def _entries(node: yaml.Node | None, first_line: int, problems: Problems, values
 
 def _line_by_line(content: str, first_line: int, problems: Problems, exc: yaml.YAMLError) -> Values:
     """Each line read alone: a line that fails is named; the others still give values."""
-    values: Values = {}
+    values = Values()
     failed = False
     for offset, raw in enumerate(content.split("\n")):
         if not raw.strip() or raw.lstrip().startswith("#"):
@@ -79,6 +87,9 @@ def _line_by_line(content: str, first_line: int, problems: Problems, exc: yaml.Y
         except yaml.YAMLError as line_exc:
             problems.add(first_line + offset, "bad_yaml", why=_reason(line_exc))
             failed = True
+            key = _KEY_RE.match(raw)
+            if key:
+                values.unreadable.add(key.group(1))
             continue
         _entries(node, first_line + offset, problems, values)
     if not failed:  # a problem spanning lines (an unclosed quote, a bad indent)
@@ -103,6 +114,8 @@ def parse_date(problems: Problems, key: str, value: str, line: int) -> date | No
 
 def _required(values: Values, problems: Problems, header_line: int) -> None:
     for key in REQUIRED_KEYS:
+        if key in values.unreadable:
+            continue
         if key not in values:
             problems.add(header_line, "missing_key", name=key)
         elif not values[key][0]:

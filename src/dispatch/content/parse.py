@@ -20,7 +20,7 @@ from pathlib import Path
 from markdown_it.tree import SyntaxTreeNode
 
 from dispatch.content.blocks import BlockReader
-from dispatch.content.frontmatter import build_meta, parse_date, read_front_matter
+from dispatch.content.frontmatter import Values, build_meta, parse_date, read_front_matter
 from dispatch.content.images import image_problem
 from dispatch.content.inlines import HTTP_URL_RE, inlines_to_text, join_lines, plain_text
 from dispatch.content.markdown import CLOSER_RE, parse_tree
@@ -151,7 +151,7 @@ class _Parser:
             self.problems.add(header_line, "unclosed_front_matter" if opened else "no_front_matter")
             if opened:  # where the body starts is unknown: nothing more can be said
                 raise IssueSourceError(self.problems.sorted())
-            return build_meta({}, self.problems, header_line, self.source_dir)
+            return build_meta(Values(), self.problems, header_line, self.source_dir)
         values = read_front_matter(first.content, header_line + 1, self.problems)
         return build_meta(values, self.problems, header_line, self.source_dir)
 
