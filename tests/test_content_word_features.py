@@ -37,6 +37,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "sources" / "word_features"
 BASE = "https://bulletin.example.org"
 CHROMIUM = "/usr/bin/chromium"
 
+pytest_plugins = ["test_web_support"]
+
 
 @pytest.fixture(scope="module")
 def doc() -> IssueDoc:
@@ -184,3 +186,18 @@ def test_tables_and_nesting_read_at_375_px_without_sideways_scrolling(
 def test_text_only_paragraph_kinds_stay_plain(doc):
     second = doc.articles[1].blocks[0]
     assert isinstance(second, Paragraph) and isinstance(second.inlines[0], Text)
+
+
+def test_web_archive_page_shows_every_new_element(client, engine, settings):
+    """The archive is where "Read more" leads: tables, quotes and notes must be there too."""
+    from sqlalchemy.orm import Session
+
+    from dispatch.content.store import publish_source
+
+    with Session(engine) as session, session.begin():
+        issue = publish_source(session, FIXTURE, settings=settings)
+        slug = issue.slug
+    page = client.get(f"/issues/{slug}").text
+    assert "<em>斜体文字</em>" in page and "<blockquote>" in page and "<sup>[1]</sup>" in page
+    assert '<table class="issue-table">' in page and '<th style="text-align:right">' in page
+    assert "<li>子项甲</li>" in page and "<hr>" in page and '<ol class="footnotes">' in page
