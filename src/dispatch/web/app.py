@@ -33,6 +33,7 @@ from dispatch.web import (
     pages_auth,
     pages_bounces,
     pages_deliverability,
+    pages_docx,
     pages_reports,
     pages_subscribers,
     pages_users,
@@ -147,6 +148,7 @@ def _install_routes(app: FastAPI) -> None:
         pages_bounces,
         pages_audit,
         pages_users,
+        pages_docx,
         routes_webhooks,
     ):
         app.include_router(module.router)

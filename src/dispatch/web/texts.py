@@ -314,3 +314,8 @@ TEXTS.messages.update(REPORT_TEXTS)
 from dispatch.web.texts_admin import ADMIN_TEXTS  # noqa: E402
 
 TEXTS.messages.update(ADMIN_TEXTS)
+
+# the Word import form and its report (issue 19 item 1)
+from dispatch.web.texts_docx import DOCX_TEXTS  # noqa: E402
+
+TEXTS.messages.update(DOCX_TEXTS)
