@@ -9,7 +9,16 @@ import importlib
 
 import click
 
-BENCH_MODULES = ("render", "importing", "send", "web", "wechat_sync", "bounces")
+BENCH_MODULES = (
+    "render",
+    "importing",
+    "send",
+    "web",
+    "wechat_sync",
+    "bounces",
+    "tracking",
+    "admin",
+)
 
 
 @click.group("bench")
