@@ -22,7 +22,7 @@ from dispatch.models.subscriber import (
     Subscription,
 )
 from dispatch.subscribers import service
-from dispatch.subscribers.csv_export import export_csv
+from dispatch.subscribers.csv_export import count_rows, export_csv
 from dispatch.subscribers.csv_import import CsvImportError, ImportAborted, import_csv
 from dispatch.subscribers.views import subscriber_view
 from dispatch.vocabulary import EventKind
@@ -40,6 +40,7 @@ MESSAGES = Catalog(
         "unsuppressed": ("已解除屏蔽 {address}", "lifted the suppression of {address}"),
         "not_suppressed": ("{address} 不在屏蔽名单中", "{address} was not suppressed"),
         "exported": ("已导出 {n} 行到 {path}", "exported {n} rows to {path}"),
+        "exporting": ("正在导出", "exporting"),
         "json_needs_out": (
             "--json 需与 --out 同用（否则 CSV 输出到标准输出）",
             "--json needs --out (without it the CSV goes to stdout)",
@@ -477,10 +478,23 @@ def export_cmd(
             export_csv(session, list_slug, sys.stdout, statuses=statuses, include_all=include_all)
             return
         service.get_list(session, list_slug)  # fail before creating the file
+        total = count_rows(session, list_slug, statuses=statuses, include_all=include_all)
         tmp = out.with_name(out.name + ".part")
         try:
-            with tmp.open("w", encoding="utf-8-sig", newline="") as f:
-                n = export_csv(session, list_slug, f, statuses=statuses, include_all=include_all)
+            with (
+                tmp.open("w", encoding="utf-8-sig", newline="") as f,
+                click.progressbar(
+                    length=total, label=MESSAGES.both("exporting"), file=sys.stderr
+                ) as bar,
+            ):
+                n = export_csv(
+                    session,
+                    list_slug,
+                    f,
+                    statuses=statuses,
+                    include_all=include_all,
+                    progress=bar.update,
+                )
             tmp.replace(out)
         finally:
             tmp.unlink(missing_ok=True)

@@ -14,10 +14,11 @@ never all loaded: a first pass collects the attribute keys, a second writes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatch import csv_safe
@@ -79,32 +80,40 @@ def _status(row: Any) -> str:
     return str(row.status)
 
 
-def export_csv(
-    session: Session,
-    list_slug: str,
-    out: TextIO,
-    *,
-    statuses: Sequence[str] = (),
-    include_all: bool = False,
-) -> int:
-    """Write the list's members (optionally only these subscription statuses); returns the row
-    count. Unsubscribed and blocked people only with `include_all`."""
+def _query(session: Session, list_slug: str, statuses: Sequence[str], include_all: bool) -> Select:
     for status in statuses:
         if status not in SUBSCRIPTION_STATUSES:
             raise SubscriberError(
                 "bad_status", value=status, allowed=", ".join(SUBSCRIPTION_STATUSES)
             )
     mailing_list = get_list(session, list_slug)
-    query = _members(mailing_list.id, statuses, include_all)
+    return _members(mailing_list.id, statuses, include_all)
+
+
+def count_rows(
+    session: Session, list_slug: str, *, statuses: Sequence[str] = (), include_all: bool = False
+) -> int:
+    """How many rows an export with these options writes (for a progress bar)."""
+    query = _query(session, list_slug, statuses, include_all).order_by(None)
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def iter_csv(
+    session: Session, list_slug: str, *, statuses: Sequence[str] = (), include_all: bool = False
+) -> Iterator[tuple[str, int]]:
+    """The export as (text, rows in it) chunks of STREAM_ROWS rows: memory stays the same
+    whatever the list's size (rows come from a server-side cursor, STREAM_ROWS at a time)."""
+    query = _query(session, list_slug, statuses, include_all)
     keys: set[str] = set()
     for row in session.execute(
         query.with_only_columns(Subscriber.attributes).execution_options(yield_per=STREAM_ROWS)
     ):
         keys.update((row.attributes or {}).keys())
     extra = sorted(k for k in keys if k not in BASE_COLUMNS)
-    writer = csv_safe.writer(out, lineterminator="\r\n")  # no cell can run as a formula
+    buffer = io.StringIO()
+    writer = csv_safe.writer(buffer, lineterminator="\r\n")  # no cell can run as a formula
     writer.writerow([*BASE_COLUMNS, *extra])
-    count = 0
+    pending = 0
     for row in session.execute(query.execution_options(yield_per=STREAM_ROWS)):
         attributes = row.attributes or {}
         writer.writerow(
@@ -117,7 +126,33 @@ def export_csv(
                 *(_cell(attributes.get(k)) for k in extra),
             ]
         )
-        count += 1
+        pending += 1
+        if pending == STREAM_ROWS:
+            yield buffer.getvalue(), pending
+            buffer.seek(0)
+            buffer.truncate()
+            pending = 0
+    yield buffer.getvalue(), pending
+
+
+def export_csv(
+    session: Session,
+    list_slug: str,
+    out: TextIO,
+    *,
+    statuses: Sequence[str] = (),
+    include_all: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write the list's members (optionally only these subscription statuses); returns the row
+    count. Unsubscribed and blocked people only with `include_all`. `progress` hears how many
+    rows each chunk wrote."""
+    count = 0
+    for text, rows in iter_csv(session, list_slug, statuses=statuses, include_all=include_all):
+        out.write(text)
+        count += rows
+        if progress is not None and rows:
+            progress(rows)
     return count
 
 

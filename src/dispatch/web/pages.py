@@ -148,12 +148,23 @@ def _subscribers_page(
     extra: dict[str, Any] | None = None,
     status_code: int = 200,
     status: str | None = None,
+    after: int | None = None,
+    before: int | None = None,
 ) -> Response:
     from dispatch.models.subscriber import SUBSCRIBER_STATUSES
 
     status = status if status in SUBSCRIBER_STATUSES else None
+    if after is None and before is None:
+        page = 1  # pages move by key (after/before an id); the number is only shown
     result = api_subscribers.search_subscribers(
-        session, q=q, list_id=list_id, status=status, page=page, per_page=50
+        session,
+        q=q,
+        list_id=list_id,
+        status=status,
+        page=page,
+        per_page=50,
+        after=after,
+        before=before,
     )
     return render_page(
         request,
@@ -182,10 +193,16 @@ def subscribers_page(
     list_id: int | None = None,
     page: int = 1,
     status: str | None = None,
+    after: int | None = None,
+    before: int | None = None,
 ) -> Response:
     list_id = list_id if list_id and 0 < list_id < 2**31 else None
     page = max(1, min(page, 100_000))
-    return _subscribers_page(request, session, q, list_id, page, status=status)
+    after = after if after is not None and 0 <= after < 2**31 else None
+    before = before if before is not None and 0 < before < 2**31 else None
+    return _subscribers_page(
+        request, session, q, list_id, page, status=status, after=after, before=before
+    )
 
 
 # how consent is had for a double opt-in import: already collected elsewhere (recorded on
@@ -447,7 +464,14 @@ def campaign_page(
     deliveries = None
     if principal.role == "admin":
         deliveries = api_campaigns.campaigns_deliveries(
-            session=session, campaign_id=campaign_id, status=None, q=None, page=1, per_page=50
+            session=session,
+            campaign_id=campaign_id,
+            status=None,
+            q=None,
+            page=1,
+            per_page=50,
+            after=None,
+            before=None,
         )
     return render_page(
         request,
