@@ -238,7 +238,7 @@ def campaigns_deliveries(
 ) -> dict:
     """`after`/`before` a delivery id walk the pages by key (the same cost at the millionth
     row); `page` alone still offsets, for old clients. `total` counts up to 10,000."""
-    from dispatch.web.api_subscribers import capped_count, keyset_page
+    from dispatch.web.api_subscribers import paged
 
     get_campaign_or_404(session, campaign_id)
     query = select(Delivery).where(Delivery.campaign_id == campaign_id)
@@ -250,27 +250,12 @@ def campaigns_deliveries(
         query = query.where(
             func.lower(Delivery.email).like(pattern) | func.lower(Delivery.name).like(pattern)
         )
-    total, capped = capped_count(session, query)
-    if after is None and before is None and page > 1:
-        rows = list(
-            session.scalars(
-                query.order_by(Delivery.id).offset((page - 1) * per_page).limit(per_page)
-            )
-        )
-        more = len(rows) == per_page
-    else:
-        rows, more = keyset_page(
-            session, query, Delivery.id, after=after, before=before, size=per_page
-        )
-        more = more or before is not None
+    rows, pager = paged(
+        session, query, Delivery.id, page=page, per_page=per_page, after=after, before=before
+    )
     events, hits = _events_and_hits(session, [d.id for d in rows])
     return {
-        "total": total,
-        "total_capped": capped,
-        "page": page,
-        "per_page": per_page,
-        "next_after": rows[-1].id if rows and more else None,
-        "prev_before": rows[0].id if rows else None,
+        **pager,
         "items": [
             {
                 "id": d.id,

@@ -133,27 +133,39 @@ def search_subscribers(
     way the admin pages), else the `page`-th (OFFSET, kept for old API clients: slow deep).
     `total` counts up to COUNT_CAP (`total_capped` then true)."""
     query = _matching(q, list_id, status)
+    rows, pager = paged(
+        session, query, Subscriber.id, page=page, per_page=per_page, after=after, before=before
+    )
+    return {**pager, "items": subscriber_items(session, rows)}
+
+
+def paged(
+    session: Session,
+    query: Select,
+    key: Any,
+    *,
+    page: int,
+    per_page: int,
+    after: int | None,
+    before: int | None,
+) -> tuple[list[Any], dict[str, Any]]:
+    """One page of `query` by `key` (keyset when `after`/`before` is given or on the first
+    page, OFFSET for a bare `page` > 1) and the answer's paging fields."""
     total, capped = capped_count(session, query)
     if after is None and before is None and page > 1:
-        rows = list(
-            session.scalars(
-                query.order_by(Subscriber.id).offset((page - 1) * per_page).limit(per_page)
-            )
-        )
+        found = query.order_by(key).offset((page - 1) * per_page).limit(per_page)
+        rows = list(session.scalars(found))
         more = len(rows) == per_page
     else:
-        rows, more = keyset_page(
-            session, query, Subscriber.id, after=after, before=before, size=per_page
-        )
+        rows, more = keyset_page(session, query, key, after=after, before=before, size=per_page)
         more = more or before is not None  # walking back, the pages after are there
-    return {
+    return rows, {
         "total": total,
         "total_capped": capped,
         "page": page,
         "per_page": per_page,
         "next_after": rows[-1].id if rows and more else None,
         "prev_before": rows[0].id if rows else None,
-        "items": subscriber_items(session, rows),
     }
 
 
