@@ -274,3 +274,12 @@ def test_convert_in_memory_names_only_the_pictures_it_uses(settings, tmp_path):
     result = convert_docx(data, "s.docx", settings)
     names = [n for n, _ in result.files()]
     assert names[0] == "issue.md" and len(names) == 9
+
+
+def test_bench_render_prints_the_word_import_figure():
+    run = CliRunner().invoke(main, ["bench", "render", "--rounds", "20", "--json"])
+    assert run.exit_code == 0, run.output
+    figures = json.loads(run.output[run.output.index("{") :])
+    assert figures["docx_import_s"] > 0 and figures["docx_import_cpu_s"] > 0
+    assert (figures["docx_articles"], figures["docx_images"]) == (11, 8)
+    assert figures["targets"]["docx_import_s"] == 2.0

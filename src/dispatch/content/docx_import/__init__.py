@@ -32,7 +32,7 @@ from dispatch.content.docx_import.emit import (
 from dispatch.content.docx_import.errors import DocxImportError
 from dispatch.content.docx_import.features import supported
 from dispatch.content.docx_import.package import read_package
-from dispatch.content.docx_import.prepass import prepare
+from dispatch.content.docx_import.prepass import Prepared, prepare, used_styles
 from dispatch.content.docx_import.report import ImportReport
 from dispatch.content.docx_import.walk import Walked, Walker
 
@@ -45,6 +45,7 @@ __all__ = [
     "import_docx",
 ]
 
+NOTE_PARTS = ("word/numbering.xml", "word/footnotes.xml", "word/endnotes.xml", "word/comments.xml")
 GUESS_FINDINGS = {"box_table", "box_textbox", "box_style"}
 
 
@@ -103,6 +104,16 @@ def _record_findings(report: ImportReport, findings: list) -> None:
             report.drop(code, number, text, **args)
 
 
+def _prepare(parts: dict[str, bytes], name: str) -> Prepared:
+    """The prepass over document.xml, and styles.xml cut to the styles in use (in place)."""
+    prepared = prepare(parts["word/document.xml"], parts.get("word/styles.xml"), name)
+    parts["word/document.xml"] = prepared.xml
+    if "word/styles.xml" in parts:
+        referencing = [prepared.xml] + [parts[n] for n in NOTE_PARTS if n in parts]
+        parts["word/styles.xml"] = used_styles(parts["word/styles.xml"], referencing, name) or b""
+    return prepared
+
+
 def convert_docx(
     data: bytes, name: str, settings: Settings, options: ImportOptions | None = None
 ) -> ImportResult:
@@ -112,10 +123,7 @@ def convert_docx(
     package = read_package(
         data, name, settings.docx_max_bytes, settings.docx_max_unpacked_bytes, report
     )
-    prepared = prepare(
-        package.parts["word/document.xml"], package.parts.get("word/styles.xml"), name
-    )
-    package.parts["word/document.xml"] = prepared.xml
+    prepared = _prepare(package.parts, name)
     _record_findings(report, prepared.findings)
     try:
         converted = convert(package.to_zip())
