@@ -11,7 +11,9 @@
       bar.style.width = pct.toFixed(1) + '%';
       text.textContent = Math.round(pct) + ' %';
       detail.textContent = p.done + ' / ' + p.total + ' · ' + p.rate_per_second + '/s';
-      badge.textContent = p.status; badge.className = 'badge ' + p.status;
+      // the status word in the page's language (the page lists them in #status-words)
+      var word = document.querySelector('#status-words [data-w="' + p.status + '"]');
+      badge.textContent = word ? word.textContent : p.status; badge.className = 'badge ' + p.status;
       if (p.status === 'running' || p.status === 'scheduled') { setTimeout(poll, 1000); } else { setTimeout(function () { location.reload(); }, 500); }
     }).catch(function () { setTimeout(poll, 3000); });
   }
