@@ -201,3 +201,28 @@ def test_web_archive_page_shows_every_new_element(client, engine, settings):
     assert "<em>斜体文字</em>" in page and "<blockquote>" in page and "<sup>[1]</sup>" in page
     assert '<table class="issue-table">' in page and '<th style="text-align:right">' in page
     assert "<li>子项甲</li>" in page and "<hr>" in page and '<ol class="footnotes">' in page
+
+
+HEAD = (
+    "---\ntitle: t\nnumber: 1\nperiod_from: 2023-02-01\nperiod_to: 2023-02-28\npublisher: p\n"
+    "---\n\n# s\n\n## a\nsource_url: https://example.org/\ndate: 2023-02-01\n\n"
+)
+
+
+@pytest.mark.parametrize(
+    "source, pieces",
+    [
+        ("中共中央**《纲要》**印发", [Text("中共中央"), Strong("《纲要》"), Text("印发")]),
+        ("产业集群**“上台阶”**项目", [Text("产业集群"), Strong("“上台阶”"), Text("项目")]),
+        ("中文*斜体*中文", [Text("中文"), Emphasis("斜体"), Text("中文")]),
+        ("价格*数量", [Text("价格*数量")]),
+        ("file_name 与 __DLINK_0__ 照写", [Text("file_name 与 __DLINK_0__ 照写")]),
+    ],
+)
+def test_bold_and_italics_work_next_to_chinese_punctuation(source, pieces):
+    """CommonMark alone would leave `**《纲要》**印发` unbolded; Chinese bulletins write
+    it that way (the old parser bolded it). Underscores never mean emphasis."""
+    from dispatch.content.parse import parse_issue_text
+
+    block = parse_issue_text(HEAD + source + "\n", ".").articles[0].blocks[0]
+    assert isinstance(block, Paragraph) and list(block.inlines) == pieces

@@ -16,10 +16,13 @@ anything but http(s), by line.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import isMdAsciiPunct, isPunctChar
 from markdown_it.rules_block import StateBlock
 from markdown_it.rules_inline import StateInline
+from markdown_it.rules_inline.state_inline import Delimiter
 from markdown_it.tree import SyntaxTreeNode
 from mdit_py_plugins.container import container_plugin
 from mdit_py_plugins.footnote import footnote_plugin
@@ -97,6 +100,45 @@ def _literal_underscores(state: StateInline, silent: bool) -> bool:
     return True
 
 
+def _is_cjk(char: str) -> bool:
+    """Chinese text and its punctuation (wide characters, and the curly quotes and dashes
+    Chinese typesetting uses)."""
+    return unicodedata.east_asian_width(char) in ("W", "F") or "\u2014" <= char <= "\u2026"
+
+
+def _is_punct(char: str) -> bool:
+    """CommonMark punctuation, except Chinese punctuation, which counts as a letter here."""
+    return (isMdAsciiPunct(ord(char)) or isPunctChar(char)) and not _is_cjk(char)
+
+
+def _cjk_emphasis(state: StateInline, silent: bool) -> bool:
+    """CommonMark's `*` delimiters with Chinese punctuation counted as letters. CommonMark
+    alone leaves `**《纲要》**印发` unbolded (a run closing after punctuation must be followed
+    by space or punctuation), which is how Chinese bulletins write bold; the old parser
+    bolded it. ASCII punctuation keeps its CommonMark meaning (`前*|x|*后` stays text)."""
+    if silent or state.src[state.pos] != "*":
+        return False
+    start = end = state.pos
+    while end < state.posMax and state.src[end] == "*":
+        end += 1
+    before = state.src[start - 1] if start > 0 else " "
+    after = state.src[end] if end < state.posMax else " "
+    left = not (
+        after.isspace() or (_is_punct(after) and not (before.isspace() or _is_punct(before)))
+    )
+    right = not (
+        before.isspace() or (_is_punct(before) and not (after.isspace() or _is_punct(after)))
+    )
+    for _ in range(end - start):
+        token = state.push("text", "", 0)
+        token.content = "*"
+        state.delimiters.append(
+            Delimiter(ord("*"), end - start, len(state.tokens) - 1, -1, left, right)
+        )
+    state.pos = end
+    return True
+
+
 def _is_sidebar(params: str, *_args: object) -> bool:
     return params.strip().split(" ", 1)[0] == "sidebar"
 
@@ -110,6 +152,7 @@ def build_markdown() -> MarkdownIt:
     md.normalizeLink = lambda url: url  # type: ignore[method-assign]
     md.normalizeLinkText = lambda link: link  # type: ignore[method-assign]
     md.inline.ruler.before("emphasis", "literal_underscores", _literal_underscores)
+    md.inline.ruler.at("emphasis", _cjk_emphasis)
     front_matter_plugin(md)
     footnote_plugin(md, inline=False, move_to_end=False, always_match_refs=True)
     container_plugin(md, "sidebar", validate=_is_sidebar)
