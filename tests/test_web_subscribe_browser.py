@@ -107,6 +107,7 @@ def _no_sideways_scroll(page) -> None:
 
 
 def test_a_person_subscribes_on_a_phone_and_only_the_button_confirms(site, artifacts_dir):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     base, engine, shots = site["base"], site["engine"], artifacts_dir / "subscribe"
@@ -125,8 +126,18 @@ def test_a_person_subscribes_on_a_phone_and_only_the_button_confirms(site, artif
             page.screenshot(path=str(shots / "01-form-375.png"), full_page=True)
             page.fill("#email", "reader@example.org")
             page.fill("#name", "李读者")
+            console: list[str] = []
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
             page.click("#subscribe-button")  # pow.js solves the hashcash, then posts
-            page.wait_for_selector("#message", timeout=60_000)
+            # the answer page, or the form again with its error: either way say what came back
+            try:
+                page.wait_for_selector("#message, #form-error", timeout=60_000)
+            except PlaywrightTimeout:
+                log = site["log"].read_text(errors="replace")[-3000:]
+                pytest.fail(f"no answer at {page.url}: {page.content()[:2000]}\n{console}\n{log}")
+            if page.query_selector("#form-error") is not None:
+                log = site["log"].read_text(errors="replace")[-3000:]
+                pytest.fail(f"form error: {page.inner_text('#form-error')!r}\n{console}\n{log}")
             assert "reader@example.org" in page.inner_text("#message")
             _no_sideways_scroll(page)
             page.screenshot(path=str(shots / "02-check-inbox-375.png"), full_page=True)

@@ -19,17 +19,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from dispatch.config import Settings, get_settings
 from dispatch.log import get_logger
 from dispatch.paths import PACKAGE_DIR
+from dispatch.sqlite_writes import WriterQueuedConnection
 
 MIGRATIONS_DIR = PACKAGE_DIR / "migrations"
 log = get_logger(__name__)
 
 
 def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout for several processes."""
+    """Create an engine; SQLite gets WAL, foreign keys, a busy timeout for several processes and
+    one queued writer at a time within this one (dispatch.sqlite_writes)."""
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
             Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        kwargs.setdefault("connect_args", {"timeout": 30, "factory": WriterQueuedConnection})
         engine = create_engine(url, **kwargs)
 
         @event.listens_for(engine, "connect")

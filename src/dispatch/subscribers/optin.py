@@ -8,6 +8,7 @@ corporate mail scanners fetch every link of an incoming message with GET.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
@@ -15,13 +16,14 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, make_msgid
 from html import escape
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from dispatch import events
 from dispatch.config import Settings, get_settings
 from dispatch.i18n import Catalog
-from dispatch.models import utcnow
+from dispatch.models import Event, utcnow
 from dispatch.models.subscriber import MailingList, Subscriber, Subscription
 from dispatch.subscribers import service
 from dispatch.tokens import (
@@ -119,7 +121,7 @@ def confirm_subscription(
 
 
 def build_optin_email(
-    settings: Settings, subscriber: Subscriber, lists: list[MailingList]
+    settings: Settings, subscriber: Subscriber, lists: Sequence[ListRef]
 ) -> Message:
     """One confirmation for every list of one request (the public form, an import)."""
     if not subscriber.email or not lists:
@@ -172,21 +174,38 @@ def _compose(settings: Settings, subscriber: Subscriber, list_name: str, url: st
     return message
 
 
-def prepare_optin(
-    session: Session, settings: Settings, subscriber: Subscriber, lists: list[MailingList]
-) -> Message:
-    """The confirmation for these lists, its Message-ID fixed and an `optin_sent` event added
-    to the caller's transaction; the caller sends it after committing (the web form: after
-    the response, so the visitor never waits for SMTP)."""
+class ListRef(Protocol):
+    """What a confirmation needs of a list: a MailingList, or the form's light row."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+def compose_optin(
+    settings: Settings, subscriber: Subscriber, lists: Sequence[ListRef]
+) -> tuple[Message, dict[str, Any]]:
+    """The confirmation for these lists, its Message-ID fixed, and its `optin_sent` event row
+    (the caller writes the row in its transaction and sends the message after committing)."""
     message = build_optin_email(settings, subscriber, lists)
     message["Message-ID"] = make_msgid(domain=settings.from_address.rpartition("@")[2] or "local")
-    events.record(
-        session,
+    row = events.event_row(
         "optin_sent",
         channel="email",
         subscriber_id=subscriber.id,
         data={"lists": [m.id for m in lists], "message_id": message["Message-ID"]},
     )
+    return message, row
+
+
+def prepare_optin(
+    session: Session, settings: Settings, subscriber: Subscriber, lists: Sequence[ListRef]
+) -> Message:
+    """compose_optin with its `optin_sent` event added to the caller's session."""
+    message, row = compose_optin(settings, subscriber, lists)
+    session.add(Event(**row))
     return message
 
 

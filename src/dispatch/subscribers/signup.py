@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, insert, select
 from sqlalchemy.orm import Session
 
 from dispatch import events
@@ -23,10 +23,13 @@ from dispatch.canonical import canonical_email
 from dispatch.config import Settings
 from dispatch.delivery.ratelimit import Limit, RateLimiter
 from dispatch.i18n import Catalog, normalise_locale
-from dispatch.models import utcnow
+from dispatch.models import Event, utcnow
 from dispatch.models.subscriber import MailingList, Subscriber, Subscription, Suppression
 from dispatch.subscribers import maildomain, optin, proof, service
 from dispatch.subscribers.addresses import InvalidEmail, check_email
+from dispatch.vocabulary import SubscriberStatus, SubscriptionStatus
+
+CONFIRMED, UNCONFIRMED = SubscriptionStatus.CONFIRMED, SubscriptionStatus.UNCONFIRMED
 
 NAME_MAX = 200
 
@@ -122,9 +125,30 @@ def public_lists(session: Session) -> list[MailingList]:
     )
 
 
+@dataclass(frozen=True)
+class PublicList:
+    """What the form needs of a chosen list (read as plain columns: no ORM object per post)."""
+
+    id: int
+    slug: str
+    name: str
+    optin: str
+
+
+# the hot path's statements, built once (Core: no ORM unit of work or entity per post)
+PUBLIC_LISTS_BY_SLUG = select(
+    MailingList.id, MailingList.slug, MailingList.name, MailingList.optin
+).where(MailingList.slug.in_(bindparam("slugs", expanding=True)), MailingList.public.is_(True))
+SUPPRESSED_OR_KNOWN = select(
+    exists().where(Suppression.email_key == bindparam("key")),
+    select(Subscriber.id).where(Subscriber.email_key == bindparam("key")).scalar_subquery(),
+)
+INSERT_PERSON = insert(Subscriber.__table__).returning(Subscriber.__table__.c.id)
+
+
 def _check_fields(
     session: Session, settings: Settings, form: SignupForm
-) -> tuple[SignupResult | None, str, list[MailingList]]:
+) -> tuple[SignupResult | None, str, list[PublicList]]:
     raw = form.email or ""
     if "\r" in raw or "\n" in raw or "\x00" in raw:
         return _invalid("email_invalid", "email", why="line break"), "", []
@@ -145,14 +169,15 @@ def _check_fields(
     slugs = [s.strip() for s in form.lists if s and s.strip()]
     if not slugs:
         return _invalid("lists_required", "lists"), address, []
-    chosen: list[MailingList] = []
-    for slug in dict.fromkeys(slugs):
-        mailing_list = session.scalar(
-            select(MailingList).where(MailingList.slug == slug, MailingList.public.is_(True))
-        )
-        if mailing_list is None:
-            return _invalid("lists_unknown", "lists", slug=slug[:64]), address, []
-        chosen.append(mailing_list)
+    wanted = list(dict.fromkeys(slugs))
+    found = {
+        row.slug: PublicList(row.id, row.slug, row.name, row.optin)
+        for row in session.connection().execute(PUBLIC_LISTS_BY_SLUG, {"slugs": wanted})
+    }
+    unknown = next((slug for slug in wanted if slug not in found), None)
+    if unknown is not None:
+        return _invalid("lists_unknown", "lists", slug=unknown[:64]), address, []
+    chosen = [found[slug] for slug in wanted]
     return None, address, chosen
 
 
@@ -189,7 +214,7 @@ def process(
     pending = _subscribe(session, settings, form, address, chosen)
     if not pending:
         return SignupResult("accepted")
-    subscriber_id, list_ids = pending
+    subscriber, list_ids = pending
     caps = []
     interval = settings.signup_address_interval_seconds
     if interval > 0 or settings.signup_address_per_day > 0:
@@ -207,27 +232,23 @@ def process(
             session,
             "optin_capped",
             channel="email",
-            subscriber_id=subscriber_id,
+            subscriber_id=subscriber.id,
             data={"source": "web-form"},
         )
         return SignupResult("accepted")
-    subscriber = session.get_one(Subscriber, subscriber_id)  # written above in this transaction
-    lists = [m for m in chosen if m.id in list_ids]
-    message = optin.prepare_optin(session, settings, subscriber, lists)
-    return SignupResult("accepted", confirmation=(subscriber_id, list_ids), email=message)
+    message, row = optin.compose_optin(
+        settings, subscriber, [m for m in chosen if m.id in list_ids]
+    )
+    session.connection().execute(insert(Event.__table__), [row])
+    return SignupResult("accepted", confirmation=(subscriber.id, list_ids), email=message)
 
 
 def _lookup(session: Session, address: str) -> tuple[bool, int | None]:
     """(is the address suppressed, the id of the person who has it): one round trip, as
     service.is_suppressed and service.find_subscriber would answer (same canonical key)."""
-    key = canonical_email(address)
-    row = session.execute(
-        select(
-            exists().where(Suppression.email_key == key),
-            select(Subscriber.id).where(Subscriber.email_key == key).scalar_subquery(),
-        )
-    ).one()
-    return bool(row[0]), row[1]
+    row = session.connection().execute(SUPPRESSED_OR_KNOWN, {"key": canonical_email(address)})
+    suppressed, known_id = row.one()
+    return bool(suppressed), known_id
 
 
 def _subscribe(
@@ -235,10 +256,10 @@ def _subscribe(
     settings: Settings,
     form: SignupForm,
     address: str,
-    chosen: list[MailingList],
-) -> tuple[int, tuple[int, ...]] | None:
+    chosen: list[PublicList],
+) -> tuple[Subscriber, tuple[int, ...]] | None:
     """Create or find the person; confirm single opt-in lists, leave double opt-in ones
-    unconfirmed. Returns (subscriber id, lists awaiting confirmation) or None.
+    unconfirmed. Returns (the person, lists awaiting confirmation) or None.
 
     An anonymous form never changes an existing person's name or language, never lifts a
     suppression, and never re-subscribes someone who left without asking them first: such a
@@ -247,43 +268,96 @@ def _subscribe(
     suppressed, known_id = _lookup(session, address)
     if suppressed:
         return None
-    subscriber = session.get(Subscriber, known_id) if known_id is not None else None
     now = utcnow()
-    created = subscriber is None
-    if subscriber is None:
-        subscriber = service.add_subscriber(
-            session,
-            email=address,
-            name=form.name,
-            locale=normalise_locale(form.locale) or settings.locale,
-            known_free=True,  # looked up just above, in this transaction
-        )
-        subscriber.confirmed_at = None
-    elif subscriber.status in service.SUPPRESSED_STATUSES:
-        return None
-    pending: list[int] = []
-    for mailing_list in chosen:
-        if _join(session, subscriber, mailing_list, created, now):
-            pending.append(mailing_list.id)
-    # no flush here: the subscription and its events go out with the transaction's one
-    # flush at commit (with the optin_sent event), not in a unit of work of their own
-    return (subscriber.id, tuple(pending)) if pending else None
+    if known_id is None:
+        subscriber = _create(session, settings, form, address, chosen, now)
+        pending = [m.id for m in chosen if m.optin == "double"]
+    else:
+        subscriber = session.get_one(Subscriber, known_id)
+        if subscriber.status in service.SUPPRESSED_STATUSES:
+            return None
+        pending = [m.id for m in chosen if _join(session, subscriber, m, now)]
+    return (subscriber, tuple(pending)) if pending else None
+
+
+def _create(
+    session: Session,
+    settings: Settings,
+    form: SignupForm,
+    address: str,
+    chosen: list[PublicList],
+    now: datetime,
+) -> Subscriber:
+    """A new person (the form's common case) in three plain INSERTs: the person, their
+    subscriptions, their events; no unit of work to flush. Returns a detached Subscriber
+    carrying what the confirmation email needs."""
+    single = any(m.optin != "double" for m in chosen)
+    person = Subscriber(
+        email=address,
+        name=(form.name or "").strip(),
+        locale=normalise_locale(form.locale) or settings.locale,
+    )
+    conn = session.connection()
+    person.id = conn.execute(
+        INSERT_PERSON,
+        {
+            "email": address,
+            "name": person.name,
+            "locale": person.locale,
+            "attributes": {},
+            "status": SubscriberStatus.ACTIVE,
+            "created_at": now,
+            "confirmed_at": now if single else None,
+        },
+    ).scalar_one()
+    conn.execute(
+        insert(Subscription.__table__),
+        [
+            {
+                "subscriber_id": person.id,
+                "list_id": m.id,
+                "created_at": now,
+                "source": "web-form",
+                "status": UNCONFIRMED if m.optin == "double" else CONFIRMED,
+                "confirmed_at": None if m.optin == "double" else now,
+            }
+            for m in chosen
+        ],
+    )
+    conn.execute(
+        insert(Event.__table__),
+        [_subscribed_event(person.id, m.id, m.optin == "double", False) for m in chosen],
+    )
+    return person
+
+
+def _subscribed_event(subscriber_id: int, list_id: int, double: bool, again: bool) -> dict:
+    return events.event_row(
+        "subscribed",
+        channel="web",
+        subscriber_id=subscriber_id,
+        list_id=list_id,
+        data={
+            "source": "web-form",
+            "optin": "double" if double else "single",
+            "resubscribe": again,
+        },
+    )
 
 
 def _join(
     session: Session,
     subscriber: Subscriber,
-    mailing_list: MailingList,
-    created: bool,
+    mailing_list: PublicList,
     now: datetime,
 ) -> bool:
-    """Subscribe the form's person to one list; True when it awaits confirmation."""
-    # a person created by this post has no subscriptions yet: no query to ask
-    existing = None if created else session.get(Subscription, (subscriber.id, mailing_list.id))
-    if existing is not None and existing.status == "confirmed" and subscriber.status == "active":
+    """Subscribe a known person to one list; True when it awaits confirmation."""
+    existing = session.get(Subscription, (subscriber.id, mailing_list.id))
+    active = subscriber.status == SubscriberStatus.ACTIVE
+    if existing is not None and existing.status == CONFIRMED and active:
         return False
-    left_before = subscriber.status == "unsubscribed" or (
-        existing is not None and existing.status == "unsubscribed"
+    left_before = subscriber.status == SubscriberStatus.UNSUBSCRIBED or (
+        existing is not None and existing.status == SubscriptionStatus.UNSUBSCRIBED
     )
     double = mailing_list.optin == "double" or left_before
     subscription = existing or Subscription(
@@ -293,22 +367,11 @@ def _join(
         session.add(subscription)
     subscription.source = "web-form"
     if double:
-        subscription.status = "unconfirmed"  # receives nothing until the button is pressed
+        subscription.status = UNCONFIRMED  # receives nothing until the button is pressed
     else:
-        subscription.status = "confirmed"
+        subscription.status = CONFIRMED
         subscription.confirmed_at = now
         subscription.unsubscribed_at = None
         subscriber.confirmed_at = subscriber.confirmed_at or now
-    events.record(
-        session,
-        "subscribed",
-        channel="web",
-        subscriber_id=subscriber.id,
-        list_id=mailing_list.id,
-        data={
-            "source": "web-form",
-            "optin": "double" if double else "single",
-            "resubscribe": left_before,
-        },
-    )
+    session.add(Event(**_subscribed_event(subscriber.id, mailing_list.id, double, left_before)))
     return double
