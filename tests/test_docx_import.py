@@ -283,3 +283,94 @@ def test_bench_render_prints_the_word_import_figure():
     assert figures["docx_import_s"] > 0 and figures["docx_import_cpu_s"] > 0
     assert (figures["docx_articles"], figures["docx_images"]) == (11, 8)
     assert figures["targets"]["docx_import_s"] == 2.0
+
+
+LEVEL_2 = (
+    b'<w:lvl w:ilvl="1"><w:start w:val="1"/><w:numFmt w:val="bullet"/><w:lvlText w:val="o"/>'
+    b'<w:lvlJc w:val="left"/><w:pPr><w:ind w:left="720" w:hanging="360"/></w:pPr></w:lvl>'
+)
+
+
+def _with_footnote(source: Path, target: Path, note: str) -> Path:
+    """python-docx writes no footnotes part and single-level bullets: add word/footnotes.xml
+    (and its relationship) and a second level to the List Bullet numbering (numId 1)."""
+    import zipfile
+
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    notes = (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:footnotes {w}>'
+        '<w:footnote w:type="separator" w:id="-1"><w:p/></w:footnote>'
+        '<w:footnote w:type="continuationSeparator" w:id="0"><w:p/></w:footnote>'
+        f'<w:footnote w:id="1"><w:p><w:r><w:t>{note}</w:t></w:r></w:p></w:footnote>'
+        "</w:footnotes>"
+    )
+    rel = (
+        '<Relationship Id="rIdNotes" Target="footnotes.xml" Type="http://schemas.'
+        'openxmlformats.org/officeDocument/2006/relationships/footnotes"/></Relationships>'
+    )
+    override = (
+        '<Override PartName="/word/footnotes.xml" ContentType="application/vnd.openxmlformats-'
+        'officedocument.wordprocessingml.footnotes+xml"/></Types>'
+    )
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "word/_rels/document.xml.rels":
+                data = data.replace(b"</Relationships>", rel.encode())
+            elif info.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", override.encode())
+            elif info.filename == "word/numbering.xml":
+                head, tail = data.split(b'w:abstractNumId="8">', 1)
+                level_end = tail.index(b"</w:abstractNum>")
+                tail = tail[:level_end] + LEVEL_2 + tail[level_end:]
+                data = (
+                    head + b'w:abstractNumId="8">' + tail.replace(b"singleLevel", b"multilevel", 1)
+                )
+            zout.writestr(info, data)
+        zout.writestr("word/footnotes.xml", notes.encode())
+    return target
+
+
+def rich_document(path: Path) -> Path:
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    d = docx_builder.new_document()
+    d.add_paragraph("上海交通大学中国质量发展研究院")
+    d.add_paragraph("2023年7月")
+    d.add_heading("质量要闻", level=1)
+    d.add_heading("纲要解读", level=2)
+    d.add_paragraph("来源：中国政府网　时间：2023-07-01")
+    p = d.add_paragraph("这是")
+    p.add_run("强调").italic = True
+    p.add_run("的文字")
+    ref = OxmlElement("w:footnoteReference")
+    ref.set(qn("w:id"), "1")
+    p.add_run()._r.append(ref)
+    p.add_run("。")
+    for text, level in (("一级甲", 0), ("二级乙", 1), ("一级丙", 0)):
+        item = d.add_paragraph(text, style="List Bullet")
+        num = item._p.get_or_add_pPr().get_or_add_numPr()
+        num.get_or_add_ilvl().val = level
+        num.get_or_add_numId().val = 1
+    d.add_paragraph("质量是人类生产生活的重要保障。", style="Quote")
+    d.add_paragraph("结束。")
+    d.save(str(path))
+    return _with_footnote(path, path.with_name("rich-notes.docx"), "见国务院公报。")
+
+
+def test_italics_quotes_nested_lists_and_footnotes_survive(tmp_path, settings):
+    source = rich_document(tmp_path / "rich.docx")
+    result = import_docx(source, tmp_path / "r", settings)
+    assert result.problems == []
+    text = (tmp_path / "r" / "issue.md").read_text(encoding="utf-8")
+    if all(supported(f) for f in ("italic", "quote", "nested_list", "footnote")):
+        assert "这是*强调*的文字[^1]。" in text
+        assert "- 一级甲\n  - 二级乙\n- 一级丙" in text
+        assert "> 质量是人类生产生活的重要保障。" in text
+        assert text.rstrip().endswith("[^1]: 见国务院公报。")
+    else:  # the hand-written parser: plain fallbacks, each reported once
+        assert "这是强调的文字[1]。" in text and "- 二级乙" in text
+        assert {"italic_plain", "quote_plain", "nested_flat"} <= set(codes(result.report))
+    doc = parse_issue(tmp_path / "r")
+    assert doc.articles[0].title == "纲要解读"

@@ -7,6 +7,7 @@ document did not state is reported with the paragraph it came from.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from dispatch.content.docx_import import derive
 from dispatch.content.docx_import.report import ImportReport
 from dispatch.content.docx_import.walk import Art, Box, FrontLine, Img, Walked, is_toc_line
+
+PUBLISHER_RE = re.compile(r"(研究院|研究所|大学|学院|中心|委员会|协会|学会|总局|办公室|公司|集团)$")
 
 
 @dataclass(frozen=True)
@@ -57,21 +60,26 @@ def _front_lines(walked: Walked, report: ImportReport) -> Front:
             rest.append(line)
     if toc:
         report.drop("toc_dropped", toc[0].paragraph, toc[0].text, n=len(toc))
+    publisher = next((x for x in rest if PUBLISHER_RE.search(x.text)), None)
+    if publisher is not None:
+        rest.remove(publisher)
     if not front.title and rest:
         line = next((x for x in rest if x.kind in ("title", "heading")), None) or (
-            rest[1] if len(rest) > 1 else rest[0]
+            rest[1] if len(rest) > 1 and publisher is None else rest[0]
         )
         front.title = line.text
         rest.remove(line)
         report.guess("title_guess", line.paragraph, line.text)
-    if rest:
-        front.publisher = rest[0].text
-        report.guess("publisher_guess", rest[0].paragraph, rest[0].text)
-        for line in rest[1:]:
-            if front.number is None and derive.find_number(line.text):
-                front.number = derive.find_number(line.text)
-            else:
-                report.drop("before_section", line.paragraph, line.text)
+    if publisher is None and rest:
+        publisher = rest.pop(0)
+    if publisher is not None:
+        front.publisher = publisher.text
+        report.guess("publisher_guess", publisher.paragraph, publisher.text)
+    for line in rest:
+        if front.number is None and derive.find_number(line.text):
+            front.number = derive.find_number(line.text)
+        else:
+            report.drop("before_section", line.paragraph, line.text)
     return front
 
 
