@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatch.dev import docx_builder
+from dispatch.models.audit import AuditEntry
 from dispatch.models.issue import Issue
 from dispatch.paths import SAMPLE_ISSUE_DIR
 from dispatch.web.templating import LANG_COOKIE
@@ -50,6 +51,14 @@ def test_word_upload_publishes_and_reports_each_guess(client, engine, settings, 
         issue = session.scalars(select(Issue)).one()
         assert (issue.slug, issue.number, issue.summary["article_count"]) == ("2023-02", 2, 11)
     assert f'href="/admin/issues/{issue.id}"' in report.text
+    with Session(engine) as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "import")).one()
+        assert (entry.actor, entry.target_kind, entry.target_id) == (
+            "editor@example.org",
+            "issue",
+            "2023-02",
+        )
+        assert entry.after["file"] == "工作简报2023-02.docx" and entry.after["articles"] == 11
     preview = client.get(f"/admin/issues/{issue.id}")
     assert preview.status_code == 200 and "中共中央 国务院印发《质量强国建设纲要》" in preview.text
     client.cookies.set(LANG_COOKIE, "zh-CN")

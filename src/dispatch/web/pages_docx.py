@@ -19,10 +19,13 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from dispatch import audit
 from dispatch.content.docx_import import DocxImportError, ImportOptions, convert_docx
 from dispatch.content.docx_import.report import ImportReport
 from dispatch.content.store import list_issues
 from dispatch.models.issue import Issue
+from dispatch.vocabulary import AuditAction, AuditTarget
+from dispatch.web.audit_actor import request_actor
 from dispatch.web.auth import EditorUser
 from dispatch.web.deps import DbSession
 from dispatch.web.issue_upload import publish_upload, store_upload
@@ -123,6 +126,20 @@ async def import_word(
         problems = [str(p) for p in getattr(exc, "problems", ())]
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return _failed_page(request, session, reason, result.report, problems)
+    audit.record(
+        session,
+        request_actor(request, principal),
+        AuditAction.IMPORT,
+        AuditTarget.ISSUE,
+        issue.slug,
+        after={
+            "file": name,
+            "kind": "docx",
+            "articles": result.report.kept.get("articles", 0),
+            "guessed": len(result.report.guessed),
+            "not_kept": len(result.report.dropped),
+        },
+    )
     folder = Path(issue.source_path)
     folder = folder if folder.is_dir() else folder.parent
     (folder / REPORT_FILE).write_text(
