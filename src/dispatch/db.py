@@ -169,3 +169,22 @@ def committing(session: Session) -> Iterator[Session]:
 def affected(result: Result[Any]) -> int:
     """Rows an UPDATE/DELETE matched (Session.execute is typed as returning a plain Result)."""
     return cast(CursorResult[Any], result).rowcount or 0
+
+
+ANALYZED_TABLES = frozenset({"deliveries", "subscribers", "subscriptions", "suppressions"})
+
+
+def analyze(engine: Engine, *tables: str) -> None:
+    """Refresh the planner's statistics of `tables` after a bulk load (PostgreSQL's advice
+    after bulk loading: autovacuum may not have run yet, or may be off). Its own short
+    transaction; a no-op on other databases; never fails the caller (statistics only help)."""
+    names = [t for t in tables if t in ANALYZED_TABLES]
+    if not names or engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy import text
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"ANALYZE {', '.join(names)}"))
+    except Exception as exc:  # noqa: BLE001 - a lock or a permission: plans stay as they were
+        log.warning("db.analyze_failed", tables=names, error=f"{type(exc).__name__}: {exc}")

@@ -13,6 +13,7 @@ BENCH_MODULES = (
     "render",
     "importing",
     "send",
+    "fanout",
     "web",
     "wechat_sync",
     "bounces",

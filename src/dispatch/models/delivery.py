@@ -80,6 +80,9 @@ class Delivery(Base):
         Index("ix_deliveries_status_lease", "status", "lease_until"),
         Index("ix_deliveries_status_due", "status", "next_attempt_at"),
         Index("ix_deliveries_campaign_provider", "campaign_id", "provider", "status"),
+        # the reputation guard's window (a campaign's most recent results) read in index order,
+        # not sorted out of all the campaign's finished rows every few chunks
+        Index("ix_deliveries_campaign_updated", "campaign_id", "updated_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dispatch import events
 from dispatch.csv_safe import restore
+from dispatch.db import analyze
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog, normalise_locale
 from dispatch.log import get_logger
@@ -53,6 +54,7 @@ from dispatch.vocabulary import (
 
 log = get_logger(__name__)
 CHUNK_ROWS = 2000
+ANALYZE_AFTER_ROWS = 1000  # an import this big refreshes the planner's statistics (PostgreSQL)
 WRITERS_POSTGRESQL = 2  # chunks written at once on PostgreSQL (committed in file order)
 KNOWN_COLUMNS = ("email", "name", "locale", "openid", "lists", "status")
 HEADER_ALIASES = {
@@ -894,6 +896,8 @@ def import_csv(
         _record_consent(
             engine, {list_id, *joinable.values()}, started, confirmed=confirmed, file=str(path)
         )
+        if result.imported + result.added >= ANALYZE_AFTER_ROWS:  # fresh statistics for sends
+            analyze(engine, "subscribers", "subscriptions")
     _log_done(list_slug, path, dry_run, result)
     return result
 

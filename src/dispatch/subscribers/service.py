@@ -770,6 +770,58 @@ def recipients_select(
     )
 
 
+def eligible_among(
+    session: Session,
+    subscriber_ids: Sequence[int],
+    list_ids: Sequence[int],
+    channel: str,
+    channels: Sequence[str] | None = None,
+) -> set[int]:
+    """The ids among `subscriber_ids` that `recipients_select` would still choose (the delivery
+    engine's re-check of a claimed batch before sending).
+
+    The same rules, shaped so that the cost depends on the number of ids, never on the size of
+    the lists, whatever the planner's statistics say: the people are read by primary key, and
+    each subscription and suppression is a correlated scalar lookup by a unique key
+    (subscriptions by (subscriber_id, list_id), suppressions by email_key or openid). The
+    EXISTS form of `recipients_select` may be planned as a scan of the whole list per person on
+    never-analysed tables (0.7 s per 25 people at 200,000 subscribers on PostgreSQL).
+    """
+    if channel not in registered_channels():
+        raise SubscriberError("bad_channel", value=channel)
+    ids = sorted({int(i) for i in subscriber_ids if 0 < int(i) <= MAX_ID})
+    lists = sorted({int(i) for i in list_ids if 0 < int(i) <= MAX_ID})
+    if not ids or not lists:
+        return set()
+
+    def confirmed_on(list_id: int) -> Any:
+        status = (
+            select(Subscription.status)
+            .where(Subscription.subscriber_id == Subscriber.id, Subscription.list_id == list_id)
+            .scalar_subquery()
+        )
+        return status == SubscriptionStatus.CONFIRMED
+
+    def reachable(name: str) -> Any:
+        address, suppressed_when = ADDRESS_RULES[channel_traits(name).address]
+        suppression = select(Suppression.id).where(suppressed_when()).limit(1).scalar_subquery()
+        return and_(address.is_not(None), suppression.is_(None))
+
+    conditions = [
+        Subscriber.id.in_(ids),
+        Subscriber.status == SubscriberStatus.ACTIVE,
+        or_(*(confirmed_on(i) for i in lists)),
+        reachable(channel),
+    ]
+    known = registered_channels()
+    others = [c for c in dict.fromkeys(channels or ()) if c in known and c != channel]
+    if others:
+        conditions.append(
+            or_(Subscriber.preferred_channel.in_((channel, "both")), ~reachable(others[0]))
+        )
+    return {int(i) for i in session.scalars(select(Subscriber.id).where(and_(*conditions)))}
+
+
 def count_recipients(
     session: Session,
     list_ids: Sequence[int],

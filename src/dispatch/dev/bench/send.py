@@ -1,20 +1,32 @@
-"""`dispatch bench send`: the email pipeline's rate against the raw SMTP ceiling, in one run.
+"""`dispatch bench send`: the email pipeline's rate against the machine's SMTP ceiling, at one
+or more campaign sizes, in one run.
 
-(a) raw ceiling: the same messages (the sample issue, personalised and tracked) sent by a bare
-    smtplib loop over one connection, MAIL/RCPT/DATA per message, nothing else;
-(b) pipeline: a real campaign on a fresh PostgreSQL database, fanned out and delivered by
-    Celery worker processes over the Redis broker (a unique key prefix and queue), with every
-    Delivery row claimed, sent and recorded with its event.
+Ceilings, all into the same sink with the same message (the sample issue, personalised and
+tracked, about 120 KB):
+(c) Postfix's own load generator `smtp-source` (C), one session per worker, the connection kept
+    (`-d`): the machine's real ceiling, which issue 17 measures the pipeline against;
+(a) a bare smtplib loop over one connection, MAIL/RCPT/DATA per message, nothing else;
+(a') the channel's own wire path (PIPELINING, no regex dot-stuffing) on one connection.
+Pipeline (b), per size in `--recipients 20000,200000`: a real campaign on a fresh PostgreSQL
+database (subscribers loaded by INSERT … SELECT and never analysed), fanned out and delivered
+by Celery worker processes over the Redis broker; every Delivery row claimed, sent and
+recorded with its event. Each size is checked: every recipient delivered exactly once (the
+database: one `sent` row and one `sent` event each; the sink: as many messages accepted as
+recipients). The run also reports the workers' peak memory, their CPU per message, where the
+database's time went (pg_stat_activity samples by statement kind) and the bytes stored per
+delivery. With two sizes it prints the ratio of the rates (the growth target: ≥ 0.9).
 
-Both go to a fast local sink: Postfix's `smtp-sink` when installed, else the aiosmtpd outbox
-in counting mode (slower, and it shares this process's CPU; the output says which). Peak
-memory is each process's VmHWM (read from /proc before it exits) and ru_maxrss.
+The sink is Postfix's `smtp-sink` when installed, else the aiosmtpd outbox in counting mode
+(slower, and it shares this process's CPU; the output says which, and the smtp-source ceiling
+and the sink-side count are then not measured). Peak memory is each process's VmHWM (read
+from /proc while it lives).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -56,10 +68,44 @@ MESSAGES = Catalog(
             "(a') the channel's wire path on one connection (PIPELINING, no regex dot-stuffing): "
             "{n} messages in {s:.1f} s, {rate:.0f} msg/s",
         ),
-        "ratio": (
-            "流程 / 裸上限 = {ratio:.0%}（目标 ≥ 60%）",
-            "pipeline / raw = {ratio:.0%} (target ≥ 60%)",
+        "source": (
+            "(c) Postfix smtp-source 上限（C，{s} 个会话）：{n} 封，{sec:.1f} 秒，{rate:.0f} 封/秒",
+            "(c) Postfix smtp-source ceiling (C, {s} sessions): {n} messages in {sec:.1f} s, "
+            "{rate:.0f} msg/s",
         ),
+        "no_source": ("未测 smtp-source 上限：{why}", "smtp-source ceiling not measured: {why}"),
+        "run": ("== {n} 位收件人 ==", "== {n} recipients =="),
+        "ratio_source": (
+            "流程 / smtp-source 上限 = {ratio:.0%}（目标 ≥ 75%）",
+            "pipeline / smtp-source ceiling = {ratio:.0%} (target ≥ 75%)",
+        ),
+        "ratio": (
+            "流程 / 裸 smtplib 循环 = {ratio:.0%}",
+            "pipeline / bare smtplib loop = {ratio:.0%}",
+        ),
+        "once": (
+            "每位收件人恰好一次：{ok}（已发送 {sent}，sent 事件 {events}，接收端收到 {sink}）",
+            "every recipient exactly once: {ok} (sent rows {sent}, sent events {events}, "
+            "accepted by the sink {sink})",
+        ),
+        "worker_peak": (
+            "工作进程峰值内存 {mb:.0f} MB（目标 < 250 MB）",
+            "worker peak memory {mb:.0f} MB (target < 250 MB)",
+        ),
+        "db_time": (
+            "数据库时间（后端秒，按语句）：{parts}",
+            "database time (backend seconds, by statement): {parts}",
+        ),
+        "stored": (
+            "每次投递存储字节：行 {row}，索引 {indexes}，事件 {events}，合计 {total}",
+            "bytes stored per delivery: row {row}, indexes {indexes}, events {events}, "
+            "total {total}",
+        ),
+        "growth": (
+            "速率比 {big} / {small} 位收件人 = {ratio:.2f}（目标 ≥ 0.9）",
+            "rate ratio {big} / {small} recipients = {ratio:.2f} (target ≥ 0.9)",
+        ),
+        "load": ("负载（uptime）：{load}", "load (uptime): {load}"),
         "ratio_wire": (
             "流程 / 通道发送路径 = {ratio:.0%}",
             "pipeline / channel wire path = {ratio:.0%}",
@@ -93,6 +139,26 @@ class Sink:
     kind: str
     url: str
     pid: int | None = None
+    counter: Path | None = None  # smtp-sink -c output: "sess=… quit=… mesg=N" per session end
+
+    def accepted(self) -> int | None:
+        """Messages the sink accepted so far, counted at the end of each SMTP session (None
+        when the sink does not count)."""
+        if self.counter is None:
+            return None
+        found = re.findall(rb"mesg=(\d+)", self.counter.read_bytes())
+        return int(found[-1]) if found else 0
+
+    def wait_settled(self, timeout: float = 10.0) -> int | None:
+        """The count once it stops changing (the last sessions are closing)."""
+        last, deadline = self.accepted(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.accepted()
+            if now == last:
+                return now
+            last = now
+        return last
 
 
 @contextmanager
@@ -103,18 +169,23 @@ def running_sink() -> Iterator[Sink]:
     )
     if binary:
         port = free_port()
-        args = [binary]
+        args = [binary, "-c"]
         if os.geteuid() == 0:
             args += ["-u", "nobody"]
-        proc = subprocess.Popen(
-            [*args, f"127.0.0.1:{port}", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        counter = Path(tempfile.mkstemp(prefix="dispatch-sink-", suffix=".count")[1])
+        with counter.open("wb") as out:
+            proc = subprocess.Popen(
+                [*args, f"127.0.0.1:{port}", "1024"], stdout=out, stderr=subprocess.PIPE
+            )
         try:
             _wait_for_port(port, proc)
-            yield Sink(f"Postfix smtp-sink ({binary})", f"smtp://127.0.0.1:{port}", proc.pid)
+            yield Sink(
+                f"Postfix smtp-sink ({binary})", f"smtp://127.0.0.1:{port}", proc.pid, counter
+            )
         finally:
             proc.terminate()
             proc.wait(10)
+            counter.unlink(missing_ok=True)
         return
     with LocalOutbox(None) as outbox:
         yield Sink("aiosmtpd outbox in this process (smtp-sink not installed)", outbox.url, None)
@@ -179,6 +250,29 @@ def raw_ceiling(
         smtp.quit()
 
 
+def smtp_source_ceiling(url: str, message: bytes, sessions: int, total: int) -> float:
+    """Seconds for `total` messages by Postfix's smtp-source (C) over `sessions` parallel
+    sessions that keep their connection (-d), each message the given bytes (-F: smtp-source
+    dot-stuffs and ends each line with CRLF, so the file holds LF lines)."""
+    binary = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    if not Path(binary).exists():
+        raise FileNotFoundError("smtp-source is not installed (Debian package postfix)")
+    host, _, port = url.removeprefix("smtp://").partition(":")
+    with tempfile.NamedTemporaryFile(prefix="dispatch-source-", suffix=".eml") as f:
+        f.write(message.replace(b"\r\n", b"\n"))
+        f.flush()
+        args = [binary, "-d", "-s", str(sessions), "-m", str(total), "-F", f.name]
+        args += ["-f", "bench@bulletin.example.org", "-t", "reader@example.net"]
+        started = time.perf_counter()
+        done = subprocess.run(
+            [*args, f"{host}:{port}"], capture_output=True, timeout=1800, check=False
+        )
+        seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise click.ClickException(f"smtp-source failed: {done.stderr.decode().strip()}")
+    return seconds
+
+
 def wire_ceiling(settings: Settings, messages: list[tuple[str, bytes]], total: int) -> float:
     """Seconds for `total` messages over one connection through the channel's own wire path
     (PIPELINING when offered, no regex dot-stuffing, TCP_NODELAY) with nothing else around it:
@@ -238,54 +332,15 @@ def fresh_database() -> Iterator[str]:
 
 def seed(settings: Settings, recipients: int) -> tuple[int, int]:
     """The sample issue published and one confirmed list of `recipients` subscribers."""
-    from sqlalchemy import insert, select
-    from sqlalchemy.orm import Session
-
-    from dispatch.content.store import publish_source
     from dispatch.db import make_engine
-    from dispatch.models import utcnow
-    from dispatch.models.subscriber import MailingList, Subscriber, Subscription
+    from dispatch.dev.bench.population import seed_list
 
     engine = make_engine(settings.resolved_database_url)
-    now = utcnow()
-    with Session(engine) as session, session.begin():
-        issue = publish_source(session, SAMPLE_ISSUE)
-        mailing_list = MailingList(
-            slug="bench", name="Bench", description="", optin="single", created_at=now
-        )
-        session.add(mailing_list)
-        session.flush()
-        issue_id, list_id = issue.id, mailing_list.id
-        chunk = 5000
-        for start in range(1, recipients + 1, chunk):
-            rows = [
-                {
-                    "email": f"reader{i}@example.net",
-                    "name": f"读者{i}",
-                    "locale": "zh-CN",
-                    "attributes": {},
-                    "status": "active",
-                    "created_at": now,
-                }
-                for i in range(start, min(start + chunk, recipients + 1))
-            ]
-            session.execute(insert(Subscriber.__table__), rows)
-        ids = session.scalars(select(Subscriber.id)).all()
-        for start in range(0, len(ids), chunk):
-            session.execute(
-                insert(Subscription.__table__),
-                [
-                    {
-                        "subscriber_id": i,
-                        "list_id": list_id,
-                        "status": "confirmed",
-                        "created_at": now,
-                        "confirmed_at": now,
-                    }
-                    for i in ids[start : start + chunk]
-                ],
-            )
-    engine.dispose()
+    try:
+        issue_id, list_id = seed_list(engine, recipients)
+    finally:
+        engine.dispose()
+    assert issue_id is not None
     return issue_id, list_id
 
 
@@ -430,19 +485,17 @@ class WorkerPool:
                 p.wait()
 
 
-def pipeline(settings: Settings, recipients: int, workers: int, log_dir: Path) -> dict[str, Any]:
-    """Run one campaign through `workers` Celery worker processes; rate and memory.
+def pipeline(
+    settings: Settings, recipients: int, workers: int, log_dir: Path, sink: Sink | None = None
+) -> dict[str, Any]:
+    """Run one campaign through `workers` Celery worker processes; rate, memory, database time,
+    storage, and the exactly-once check (with the sink's own count when it keeps one).
 
     The bench also does what `celery beat` does in production (the periodic sweep), so batches
     whose queued task was lost (a broker restart) are queued again.
     """
-    from sqlalchemy import func, select
-    from sqlalchemy.orm import Session
-
     from dispatch.db import make_engine
-    from dispatch.delivery import campaigns
-    from dispatch.delivery.engine import sweep
-    from dispatch.models import Delivery, utcnow
+    from dispatch.dev.bench.dbstats import ActivitySampler, storage
     from dispatch.tasks import CeleryQueue, app, configure
 
     issue_id, list_id = seed(settings, recipients)
@@ -450,6 +503,8 @@ def pipeline(settings: Settings, recipients: int, workers: int, log_dir: Path) -
     configure(app, settings)
     pool = WorkerPool(settings, workers, log_dir)
     queue = CeleryQueue(app, settings.celery_queue)
+    admin = make_engine(PG_ADMIN_URL)
+    engine = make_engine(settings.database_url)
     try:
         pool.start_all()
         deadline = time.monotonic() + 90
@@ -457,57 +512,113 @@ def pipeline(settings: Settings, recipients: int, workers: int, log_dir: Path) -
             pool.sample()
             if time.monotonic() > deadline:
                 raise click.ClickException(f"workers did not start:\n{pool.log_tail(0)}")
-        engine = make_engine(settings.database_url)
-        with Session(engine) as session, session.begin():
-            campaign, _ = campaigns.create_or_get(
-                session, issue_id=issue_id, channel="email", list_ids=[list_id]
-            )
-            campaign_id = campaign.id
-        started = time.perf_counter()
-        started_at = utcnow()
-        campaigns.start(engine, settings, campaign_id, queue)
-        next_sweep = time.monotonic() + settings.sweep_seconds
-        while True:
-            # only the campaign row while it runs (a GROUP BY over 100,000 deliveries five times
-            # a second would load the database the workers are measured against)
-            with Session(engine) as session:
-                status = campaigns.get(session, campaign_id).status
-            if status in ("finished", "failed", "cancelled", "paused"):
-                break
-            pool.sample()
-            if time.monotonic() > next_sweep:
-                try:
-                    sweep(engine, settings, queue)
-                except Exception as exc:  # noqa: BLE001 - broker briefly away: the next sweep retries
-                    click.echo(f"sweep failed: {exc}", err=True)
-                next_sweep = time.monotonic() + settings.sweep_seconds
-            time.sleep(0.2)
-        seconds = time.perf_counter() - started
+        accepted_before = sink.wait_settled() if sink else None
+        database = settings.database_url.rpartition("/")[2]
+        with ActivitySampler(admin, database) as sampler:
+            measured = _run_campaign(engine, settings, pool, queue, issue_id, list_id)
         pool.sample()
-        with Session(engine) as session:
-            counts = campaigns.counts(session, campaign_id)
-        with Session(engine) as session:
-            first, last = session.execute(
-                select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
-                    Delivery.campaign_id == campaign_id
-                )
-            ).one()
-        engine.dispose()
-        until_first = (first - started_at).total_seconds() if first else None
-        steady = (last - first).total_seconds() if first and last and last > first else None
-        return {
-            "seconds": seconds,
-            "counts": counts,
-            "status": status,
-            "memory_mb": dict(pool.peak_mb),
-            "cpu_seconds": {k: round(v, 2) for k, v in pool.cpu.items()},
-            "worker_restarts": pool.restarts,
-            "seconds_to_first_sent": until_first,
-            "seconds_first_to_last_sent": steady,
-        }
+        accepted = sink.wait_settled() if sink else None
+        measured["sink_accepted"] = (
+            accepted - accepted_before
+            if accepted is not None and accepted_before is not None
+            else None
+        )
+        measured.update(_delivered_once(engine, measured, recipients))
+        measured["memory_mb"] = dict(pool.peak_mb)
+        measured["cpu_seconds"] = {k: round(v, 2) for k, v in pool.cpu.items()}
+        measured["worker_restarts"] = pool.restarts
+        measured["db_seconds_by_statement"] = sampler.seconds_by_kind()
+        measured["storage"] = storage(engine, recipients)
+        return measured
     finally:
         pool.stop()
+        engine.dispose()
+        admin.dispose()
         _delete_redis_keys(settings.redis_key_prefix)
+
+
+def _run_campaign(
+    engine, settings: Settings, pool: WorkerPool, queue, issue_id: int, list_id: int
+) -> dict[str, Any]:
+    """Create, start and watch the campaign until it stops; seconds and timings."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from dispatch.delivery import campaigns
+    from dispatch.delivery.engine import sweep
+    from dispatch.models import Delivery, utcnow
+
+    with Session(engine) as session, session.begin():
+        campaign, _ = campaigns.create_or_get(
+            session, issue_id=issue_id, channel="email", list_ids=[list_id]
+        )
+        campaign_id = campaign.id
+    started = time.perf_counter()
+    started_at = utcnow()
+    campaigns.start(engine, settings, campaign_id, queue)
+    fanned_out = time.perf_counter() - started
+    next_sweep = time.monotonic() + settings.sweep_seconds
+    while True:
+        # only the campaign row while it runs (a GROUP BY over the deliveries five times a
+        # second would load the database the workers are measured against)
+        with Session(engine) as session:
+            status = campaigns.get(session, campaign_id).status
+        if status in ("finished", "failed", "cancelled", "paused"):
+            break
+        pool.sample()
+        if time.monotonic() > next_sweep:
+            try:
+                sweep(engine, settings, queue)
+            except Exception as exc:  # noqa: BLE001 - broker briefly away: the next sweep retries
+                click.echo(f"sweep failed: {exc}", err=True)
+            next_sweep = time.monotonic() + settings.sweep_seconds
+        time.sleep(0.2)
+    seconds = time.perf_counter() - started
+    with Session(engine) as session:
+        counts = campaigns.counts(session, campaign_id)
+        first, last = session.execute(
+            select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
+                Delivery.campaign_id == campaign_id
+            )
+        ).one()
+    return {
+        "campaign_id": campaign_id,
+        "seconds": seconds,
+        "fan_out_seconds": fanned_out,
+        "counts": counts,
+        "status": status,
+        "seconds_to_first_sent": (first - started_at).total_seconds() if first else None,
+        "seconds_first_to_last_sent": (
+            (last - first).total_seconds() if first and last and last > first else None
+        ),
+    }
+
+
+def _delivered_once(engine, measured: dict[str, Any], recipients: int) -> dict[str, Any]:
+    """Every recipient exactly once: all rows sent, one `sent` event per row, and the sink
+    accepted as many messages as there are recipients (when it counts)."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from dispatch.models import Event
+
+    with Session(engine) as session:
+        events, distinct = session.execute(
+            select(func.count(), func.count(func.distinct(Event.delivery_id))).where(
+                Event.campaign_id == measured["campaign_id"], Event.kind == "sent"
+            )
+        ).one()
+    counts = measured["counts"]
+    sent = counts.get("sent", 0)
+    others = sum(n for status, n in counts.items() if status != "sent")
+    sink = measured.get("sink_accepted")
+    ok = (
+        sent == recipients
+        and others == 0
+        and events == distinct == recipients
+        and (sink is None or sink == recipients)
+    )
+    return {"sent_events": int(events), "exactly_once": ok}
 
 
 def _delete_redis_keys(prefix: str) -> None:
@@ -531,19 +642,168 @@ def _engine_ready() -> str | None:
     return None
 
 
+def _sizes(value: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in value.split(",") if part.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(
+            f"{value!r}: one or more positive numbers, e.g. 20000,200000 / "
+            "收件人数，如 20000,200000",
+            param_hint="--recipients",
+        )
+    return sizes
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _ceilings(
+    settings: Settings, sink: Sink, workers: int, n_raw: int, result: dict[str, Any], say
+) -> None:
+    """(c) smtp-source, (a) smtplib, (a') the channel's wire path: into `result`."""
+    messages = sample_messages(settings, min(DISTINCT_RAW_MESSAGES, n_raw))
+    size = sum(len(m) for _, m in messages) / len(messages)
+    result["message_bytes"] = round(size)
+    say("size", kb=size / 1024)
+    _source_ceiling(sink, messages[0][1], workers, n_raw, result, say, "before")
+    raw_seconds = raw_ceiling(sink.url, settings.from_address, messages, n_raw)
+    result.update(raw_messages=n_raw, raw_seconds=round(raw_seconds, 2))
+    result["raw_rate"] = round(n_raw / raw_seconds, 1)
+    say("raw", n=n_raw, s=raw_seconds, rate=n_raw / raw_seconds)
+    wire_seconds = wire_ceiling(settings, messages, n_raw)
+    result["raw_wire_rate"] = round(n_raw / wire_seconds, 1)
+    say("wire", n=n_raw, s=wire_seconds, rate=n_raw / wire_seconds)
+    result["_message"] = messages[0][1]
+
+
+def _source_ceiling(
+    sink: Sink, message: bytes, sessions: int, n: int, result: dict[str, Any], say, when: str
+) -> None:
+    if sink.counter is None:
+        result.setdefault("source_error", "smtp-sink is not installed")
+        return
+    try:
+        seconds = smtp_source_ceiling(sink.url, message, sessions, n)
+    except FileNotFoundError as exc:
+        result["source_error"] = str(exc)
+        say("no_source", why=str(exc))
+        return
+    rate = n / seconds
+    result[f"source_rate_{when}"] = round(rate, 1)
+    rates = [result[k] for k in ("source_rate_before", "source_rate_after") if k in result]
+    result.update(
+        source_messages=n,
+        source_sessions=sessions,
+        source_rate=round(sum(rates) / len(rates), 1),
+    )
+    say("source", s=sessions, n=n, sec=seconds, rate=rate)
+
+
+def _run_size(
+    settings: Settings, recipients: int, workers: int, work: Path, sink: Sink, result, say
+) -> dict[str, Any]:
+    """One pipeline measurement at one size, as a `runs` entry."""
+    say("run", n=recipients)
+    run: dict[str, Any] = {"recipients": recipients, "load_before": load_average()}
+    with fresh_database() as url:
+        measured = pipeline(settings.replace(database_url=url), recipients, workers, work, sink)
+    sent = measured["counts"].get("sent", 0)
+    rate = sent / measured["seconds"]
+    workers_mb = [mb for name, mb in measured["memory_mb"].items() if name.startswith("worker")]
+    total_cpu = sum(v for v in measured["cpu_seconds"].values() if v)
+    run.update(
+        rate=round(rate, 1),
+        seconds=round(measured["seconds"], 2),
+        fan_out_seconds=round(measured["fan_out_seconds"], 2),
+        counts=measured["counts"],
+        campaign_status=measured["status"],
+        exactly_once=measured["exactly_once"],
+        sent_events=measured["sent_events"],
+        sink_accepted=measured["sink_accepted"],
+        worker_peak_mb=round(max(workers_mb), 1) if workers_mb else None,
+        peak_memory_mb={k: round(v, 1) for k, v in measured["memory_mb"].items()},
+        worker_cpu_seconds=measured["cpu_seconds"],
+        worker_cpu_ms_per_message=round(1000 * total_cpu / max(sent, 1), 2),
+        worker_restarts=measured["worker_restarts"],
+        db_seconds_by_statement=measured["db_seconds_by_statement"],
+        storage=measured["storage"],
+        load_after=load_average(),
+    )
+    say("pipe", w=workers, n=sent, s=measured["seconds"], rate=rate)
+    if measured["seconds_first_to_last_sent"]:
+        steady = sent / measured["seconds_first_to_last_sent"]
+        run["steady_rate"] = round(steady, 1)
+        run["startup_seconds"] = round(measured["seconds_to_first_sent"], 2)
+        say("steady", first=measured["seconds_to_first_sent"], rate=steady)
+    for key, base in (("ratio_to_source", "source_rate"), ("ratio", "raw_rate")):
+        run[key] = round(rate / result[base], 3) if result.get(base) else None
+    run["ratio_to_wire"] = round(rate / result["raw_wire_rate"], 3)
+    if run["ratio_to_source"] is not None:
+        say("ratio_source", ratio=run["ratio_to_source"])
+    say("ratio", ratio=run["ratio"])
+    say("ratio_wire", ratio=run["ratio_to_wire"])
+    say("cpu", ms=run["worker_cpu_ms_per_message"])
+    say(
+        "once",
+        ok=run["exactly_once"],
+        sent=sent,
+        events=run["sent_events"],
+        sink=run["sink_accepted"],
+    )
+    if run["worker_peak_mb"] is not None:
+        say("worker_peak", mb=run["worker_peak_mb"])
+    top = list(run["db_seconds_by_statement"].items())[:8]
+    say("db_time", parts=", ".join(f"{k} {v:.1f}" for k, v in top) or "-")
+    say("stored", **run["storage"]["bytes_per_delivery"])
+    say("load", load=f"{run['load_before']} → {run['load_after']}")
+    return run
+
+
+def _compat_keys(result: dict[str, Any], first: dict[str, Any]) -> None:
+    """The single-size keys of earlier versions, from the first size (stable for comparison)."""
+    result.update(
+        pipeline_rate=first["rate"],
+        pipeline_seconds=first["seconds"],
+        pipeline_counts=first["counts"],
+        campaign_status=first["campaign_status"],
+        ratio=first["ratio"],
+        ratio_to_wire=first["ratio_to_wire"],
+        ratio_to_source=first["ratio_to_source"],
+        worker_cpu_seconds=first["worker_cpu_seconds"],
+        worker_restarts=first["worker_restarts"],
+        peak_memory_mb=dict(first["peak_memory_mb"]),
+    )
+    if "steady_rate" in first:
+        result["pipeline_steady_rate"] = first["steady_rate"]
+        result["pipeline_startup_seconds"] = first["startup_seconds"]
+
+
 @click.command("send")
 @click.option(
-    "--recipients", default=20_000, show_default=True, help="Messages per measurement / 收件人数"
+    "--recipients",
+    "sizes",
+    default="20000",
+    show_default=True,
+    help="Campaign sizes, comma-separated (e.g. 20000,200000) / 收件人数，可逗号分隔多个",
 )
 @click.option(
     "--workers", default=2, show_default=True, help="Celery worker processes / 工作进程数"
 )
-@click.option("--raw-only", is_flag=True, help="Measure only the raw ceiling / 只测裸上限")
+@click.option("--raw-only", is_flag=True, help="Measure only the ceilings / 只测上限")
 @click.option(
     "--raw-messages",
+    "--ceiling-messages",
+    "raw_messages",
     type=int,
     default=None,
-    help="Messages for the raw ceilings (default: --recipients) / 裸上限所用邮件数",
+    help="Messages for each ceiling (default: the smallest size, at most 10,000) / 上限所用邮件数",
 )
 @click.option(
     "--providers",
@@ -553,27 +813,26 @@ def _engine_ready() -> str | None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object / 输出 JSON")
 def command(
-    recipients: int,
+    sizes: str,
     workers: int,
     raw_only: bool,
     raw_messages: int | None,
     as_json: bool,
     providers_mix: bool = False,
 ) -> None:
-    """Email sending: raw SMTP ceiling vs the full Celery pipeline; with --providers, the
-    other providers' rate while NetEase throttles / 邮件发送基准."""
+    """Email sending: the smtp-source and smtplib ceilings vs the full Celery pipeline at one or
+    more campaign sizes; with --providers, the other providers' rate while NetEase throttles /
+    邮件发送基准."""
+    recipients = _sizes(sizes)
     if providers_mix:
         from dispatch.dev.bench.providers import run
 
-        run(recipients, workers, as_json)
+        run(recipients[0], workers, as_json)
         return
-    lines: list[str] = []
 
     def say(key: str, **kwargs: Any) -> None:
-        line = MESSAGES.both(key, **kwargs)
-        lines.append(line)
         if not as_json:
-            click.echo(line)
+            click.echo(MESSAGES.both(key, **kwargs))
 
     work = Path(tempfile.mkdtemp(prefix="dispatch-bench-send-"))
     tag = uuid.uuid4().hex[:8]
@@ -588,75 +847,59 @@ def command(
         celery_queue=f"dispatch-bench-{tag}",
         lease_seconds=120.0,  # a lost batch is queued again by the sweep after two minutes
     )
-    result: dict[str, Any] = {"recipients": recipients, "workers": workers}
+    result: dict[str, Any] = {
+        "recipients": recipients[0],
+        "sizes": recipients,
+        "workers": workers,
+        "cpus": os.cpu_count(),
+        "load_before": load_average(),
+    }
+    say("load", load=result["load_before"])
+    n_raw = raw_messages or min(10_000, min(recipients))
     try:
         with running_sink() as sink:
             settings = settings.replace(smtp_url=sink.url)
             result["sink"] = sink.kind
             say("sink", sink=sink.kind)
-            messages = sample_messages(settings, min(DISTINCT_RAW_MESSAGES, recipients))
-            size = sum(len(m) for _, m in messages) / len(messages)
-            result["message_bytes"] = round(size)
-            say("size", kb=size / 1024)
-            n_raw = raw_messages or recipients
-            raw_seconds = raw_ceiling(sink.url, settings.from_address, messages, n_raw)
-            raw_rate = n_raw / raw_seconds
-            result["raw_messages"] = n_raw
-            result["raw_rate"] = round(raw_rate, 1)
-            result["raw_seconds"] = round(raw_seconds, 2)
-            say("raw", n=n_raw, s=raw_seconds, rate=raw_rate)
-            wire_seconds = wire_ceiling(settings, messages, n_raw)
-            del messages
-            wire_rate = n_raw / wire_seconds
-            result["raw_wire_rate"] = round(wire_rate, 1)
-            say("wire", n=n_raw, s=wire_seconds, rate=wire_rate)
+            _ceilings(settings, sink, workers, n_raw, result, say)
+            message = result.pop("_message")
             why = "--raw-only" if raw_only else _engine_ready()
             if why:
                 result.update(pipeline_rate=None, ratio=None, pipeline_error=why)
                 say("no_pipeline", why=why)
             else:
-                with fresh_database() as url:
-                    measured = pipeline(
-                        settings.replace(database_url=url), recipients, workers, work
-                    )
-                sent = measured["counts"].get("sent", 0)
-                rate = sent / measured["seconds"]
-                result.update(
-                    pipeline_rate=round(rate, 1),
-                    pipeline_seconds=round(measured["seconds"], 2),
-                    pipeline_counts=measured["counts"],
-                    campaign_status=measured["status"],
-                    ratio=round(rate / raw_rate, 3),
-                    ratio_to_wire=round(rate / wire_rate, 3),
-                )
-                say("pipe", w=workers, n=sent, s=measured["seconds"], rate=rate)
-                if measured["seconds_first_to_last_sent"]:
-                    steady_rate = sent / measured["seconds_first_to_last_sent"]
-                    result["pipeline_steady_rate"] = round(steady_rate, 1)
-                    result["pipeline_startup_seconds"] = round(measured["seconds_to_first_sent"], 2)
-                    say("steady", first=measured["seconds_to_first_sent"], rate=steady_rate)
-                say("ratio", ratio=rate / raw_rate)
-                say("ratio_wire", ratio=rate / wire_rate)
-                result["worker_cpu_seconds"] = measured["cpu_seconds"]
-                result["worker_restarts"] = measured["worker_restarts"]
-                total_cpu = sum(v for v in measured["cpu_seconds"].values() if v)
-                say("cpu", ms=1000 * total_cpu / max(sent, 1))
-                memory = dict(measured["memory_mb"])
-                result["peak_memory_mb"] = memory
+                runs = [
+                    _run_size(settings, n, workers, work, sink, result, say) for n in recipients
+                ]
+                result["runs"] = runs
+                _source_ceiling(sink, message, workers, n_raw, result, say, "after")
+                _compat_keys(result, runs[0])
+                _growth(result, runs, say)
             memory = result.setdefault("peak_memory_mb", {})
             if sink.pid:
                 memory["smtp-sink"] = vm_hwm_mb(sink.pid)
-        memory["bench process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        memory["children ru_maxrss (max)"] = (
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        memory["bench process"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )
-        for proc, mb in memory.items():
-            if mb is not None:
-                memory[proc] = round(mb, 1)
-                say("mem", proc=proc, mb=mb)
     except BaseException:
         click.echo(f"logs kept in {work}", err=True)
         raise
+    result["load_after"] = load_average()
     shutil.rmtree(work, ignore_errors=True)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+def _growth(result: dict[str, Any], runs: list[dict[str, Any]], say) -> None:
+    """The rate of the largest size over the smallest (the issue's flat-rate target)."""
+    if len(runs) < 2:
+        result["growth_ratio"] = None
+        return
+    small, big = runs[0], runs[-1]
+    result["growth_ratio"] = round(big["rate"] / small["rate"], 3) if small["rate"] else None
+    if small.get("steady_rate") and big.get("steady_rate"):
+        result["growth_ratio_steady"] = round(big["steady_rate"] / small["steady_rate"], 3)
+    if result["growth_ratio"] is not None:
+        say(
+            "growth", big=big["recipients"], small=small["recipients"], ratio=result["growth_ratio"]
+        )
