@@ -188,3 +188,29 @@ def analyze(engine: Engine, *tables: str) -> None:
             conn.execute(text(f"ANALYZE {', '.join(names)}"))
     except Exception as exc:  # noqa: BLE001 - a lock or a permission: plans stay as they were
         log.warning("db.analyze_failed", tables=names, error=f"{type(exc).__name__}: {exc}")
+
+
+_STALE = """
+SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
+WHERE c.relname = ANY(:names) AND c.relnamespace = to_regnamespace(current_schema())::oid
+  AND (c.reltuples < 0 OR s.n_mod_since_analyze > 50 + 0.1 * c.reltuples)
+"""
+
+
+def analyze_if_stale(engine: Engine, *tables: str) -> list[str]:
+    """ANALYZE those of `tables` never analysed or changed by more than a tenth since
+    (autovacuum's own rule, for servers where it is off or has not run yet); the ones done."""
+    names = [t for t in tables if t in ANALYZED_TABLES]
+    if not names or engine.dialect.name != "postgresql":
+        return []
+    from sqlalchemy import text
+
+    try:
+        with engine.connect() as conn:
+            stale = list(conn.execute(text(_STALE), {"names": names}).scalars())
+    except Exception as exc:  # noqa: BLE001 - statistics only help
+        log.warning("db.analyze_failed", tables=names, error=f"{type(exc).__name__}: {exc}")
+        return []
+    if stale:
+        analyze(engine, *stale)
+    return stale

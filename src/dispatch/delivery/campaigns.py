@@ -19,7 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from dispatch.channels import channel_traits, registered_channels
 from dispatch.config import Settings
-from dispatch.db import affected, analyze
+from dispatch.db import affected, analyze, analyze_if_stale
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
@@ -396,6 +396,9 @@ def start(
     engine: Engine, settings: Settings, campaign_id: int, queue, now: datetime | None = None
 ) -> list[int]:
     """Start now: fan out in one transaction, then enqueue every batch."""
+    # the fan-out reads the whole list: plan it on statistics that know the list (a hash join,
+    # not a nested loop per person as on never-analysed tables after a big import)
+    analyze_if_stale(engine, "subscribers", "subscriptions", "suppressions")
     with Session(engine, expire_on_commit=False) as session, session.begin():
         batches = begin_running(session, settings, campaign_id, now=now)
     if len(batches) >= ANALYZE_AFTER_BATCHES:  # a big fan-out: fresh statistics before sending

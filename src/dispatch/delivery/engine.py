@@ -60,7 +60,7 @@ log = get_logger(__name__)
 
 D = Delivery.__table__
 C = Campaign.__table__
-CHUNK_SIZE = 25  # messages per recording transaction (also: pause/rate checks, lease heartbeat);
+CHUNK_SIZE = 50  # messages per recording transaction (also: pause/rate checks, lease heartbeat);
 # a channel overrides it with its traits' chunk_size (WeChat sends a whole batch in one call)
 MAX_RATE_SLEEP = 5.0  # longer waits for the limiter give the rows back with a due time
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, and_, exists, select, text
 from sqlalchemy.orm import Session
@@ -103,17 +104,13 @@ def _since(campaign: Campaign) -> datetime | None:
         return None
 
 
-def read(session: Session, settings: Settings, campaign: Campaign) -> Reading:
-    """Hard bounces and complaints among the campaign's most recent finished deliveries.
-
-    The window is the last `reputation_window` deliveries by their last change. A signal that
-    arrives later (a DSN, an ARF report) counts when it names a delivery in the window, or
-    when it arrived during the window's time span even if its delivery is older: the rate is
-    what receivers are seeing now.
-    """
+def _window(
+    session: Session, settings: Settings, campaign: Campaign, since: datetime | None
+) -> list[Any]:
+    """(id, email, updated_at, bounced?, complained?) of the campaign's most recent
+    `reputation_window` finished deliveries."""
     d, e = Delivery.__table__.c, Event.__table__.c
     conditions = [d.campaign_id == campaign.id, d.status.in_(FINISHED_STATUSES)]
-    since = _since(campaign)
     if since is not None:
         conditions.append(d.updated_at >= since)
     window = (
@@ -140,6 +137,20 @@ def read(session: Session, settings: Settings, campaign: Campaign) -> Reading:
             complaint_event,
         )
     ).all()
+    return list(rows)
+
+
+def read(session: Session, settings: Settings, campaign: Campaign) -> Reading:
+    """Hard bounces and complaints among the campaign's most recent finished deliveries.
+
+    The window is the last `reputation_window` deliveries by their last change. A signal that
+    arrives later (a DSN, an ARF report) counts when it names a delivery in the window, or
+    when it arrived during the window's time span even if its delivery is older: the rate is
+    what receivers are seeing now.
+    """
+    d, e = Delivery.__table__.c, Event.__table__.c
+    since = _since(campaign)
+    rows = _window(session, settings, campaign, since)
     email_of = {row[0]: row[1] for row in rows}
     bounced = {row[0] for row in rows if row[3]}
     complained = {row[0] for row in rows if row[4]}
