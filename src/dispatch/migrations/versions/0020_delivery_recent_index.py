@@ -1,13 +1,13 @@
 """deliveries (campaign_id, updated_at, id): the reputation guard's window in index order
 
 Revision ID: i17_delivery_recent
-Revises: i19_audit_log
+Revises: i17_event_rollups
 """
 
 from alembic import op
 
 revision = "i17_delivery_recent"
-down_revision = "i19_audit_log"
+down_revision = "i17_event_rollups"
 branch_labels = None
 depends_on = None
 
