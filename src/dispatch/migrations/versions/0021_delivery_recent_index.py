@@ -1,13 +1,13 @@
 """deliveries (campaign_id, updated_at, id): the reputation guard's window in index order
 
 Revision ID: i17_delivery_recent
-Revises: i17_event_rollups
+Revises: i17_subscriber_search
 """
 
 from alembic import op
 
 revision = "i17_delivery_recent"
-down_revision = "i17_event_rollups"
+down_revision = "i17_subscriber_search"
 branch_labels = None
 depends_on = None
 
