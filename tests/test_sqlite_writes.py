@@ -12,7 +12,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 from sqlalchemy.exc import IntegrityError
 
 from dispatch.db import make_engine
-from dispatch.sqlite_writes import WriterQueuedConnection, _lock_for
+from dispatch.sqlite_writes import WriterQueuedConnection, WriteTurn, _lock_for
 
 metadata = MetaData()
 notes = Table(
@@ -71,26 +71,62 @@ def test_every_end_of_a_transaction_hands_the_turn_on(sqlite_file):
     lock = _lock_for(str(sqlite_file))
     with engine.begin() as conn:
         conn.execute(insert(notes).values(body="one"))
-        assert not lock.acquire(blocking=False)  # held while the transaction is open
-    assert lock.acquire(blocking=False)  # committed: free
+        assert not lock.acquire(timeout=0)  # held while the transaction is open
+    assert lock.acquire(timeout=0)  # committed: free
     lock.release()
 
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(insert(notes).values(body="one"))  # unique: fails inside the transaction
-    assert lock.acquire(blocking=False)  # rolled back: free
+    assert lock.acquire(timeout=0)  # rolled back: free
     lock.release()
 
     with engine.connect() as conn:
         conn.execute(insert(notes).values(body="two"))
         conn.rollback()
-    assert lock.acquire(blocking=False)
+    assert lock.acquire(timeout=0)
     lock.release()
 
     with engine.connect() as conn:  # reads never take the turn
         conn.execute(select(notes)).all()
-        assert lock.acquire(blocking=False)
+        assert lock.acquire(timeout=0)
         lock.release()
     engine.dispose()
+
+
+def test_the_write_turn_goes_to_the_longest_waiting_writer():
+    turn = WriteTurn()
+    assert turn.acquire(timeout=1)
+    order: list[int] = []
+    started: list[threading.Event] = []
+
+    def wait_turn(n: int) -> None:
+        started[n].set()
+        assert turn.acquire(timeout=10)
+        order.append(n)
+        turn.release()
+
+    threads = []
+    for n in range(5):
+        started.append(threading.Event())
+        thread = threading.Thread(target=wait_turn, args=(n,))
+        thread.start()
+        started[n].wait()
+        time.sleep(0.05)  # n is queued before n + 1 arrives
+        threads.append(thread)
+    turn.release()
+    for thread in threads:
+        thread.join()
+    assert order == [0, 1, 2, 3, 4]
+    assert turn.acquire(timeout=0)  # free again at the end
+    turn.release()
+
+
+def test_a_writer_that_waits_too_long_gives_up_and_leaves_the_queue():
+    turn = WriteTurn()
+    assert turn.acquire(timeout=1)
+    assert turn.acquire(timeout=0.05) is False
+    turn.release()
+    assert turn.acquire(timeout=0)  # nobody left waiting: free
 
 
 def test_the_embedded_default_engine_queues_its_writers(tmp_path):

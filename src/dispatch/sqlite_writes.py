@@ -4,10 +4,10 @@ Why: SQLite lets one connection write at a time. When several threads of one pro
 web server's thread pool) write at once, the losers wait in SQLite's busy handler, which
 *sleeps* and polls (1, 2, 5 … up to 100 ms between tries) while the file may already be
 free: under a burst of form posts the write lock sits idle between sleepers and the slowest
-requests wait hundreds of milliseconds. A process-wide lock taken just before a
-transaction's first write and released right after its commit or rollback queues those
-threads instead and wakes the next one at once. Other processes (a worker, a CLI command)
-still meet SQLite's own busy handler, as before.
+requests wait hundreds of milliseconds. A process-wide first-come, first-served lock, taken
+just before a transaction's first write and released right after its commit or rollback,
+queues those threads instead and wakes the next one at once. Other processes (a worker, a
+CLI command) still meet SQLite's own busy handler, as before.
 
 Used through `sqlite3.connect(..., factory=WriterQueuedConnection)` (see dispatch.db).
 """
@@ -16,18 +16,57 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import deque
 from typing import Any
 
 WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 IN_MEMORY = ("", ":memory:")
 MIN_TURN_WAIT_SECONDS = 30.0
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
 
 
-def _lock_for(database: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(database, threading.Lock())
+class WriteTurn:
+    """A first-come, first-served lock: the writer who has waited longest writes next.
+
+    threading.Lock is not fair (a thread that releases it may take it straight back), which
+    under a burst lets a few requests wait far longer than the rest: the tail is what counts.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiting: deque[threading.Lock] = deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            ticket = threading.Lock()
+            ticket.acquire()
+            self._waiting.append(ticket)
+        if ticket.acquire(timeout=timeout):
+            return True  # handed over by release()
+        with self._mutex:
+            if ticket in self._waiting:
+                self._waiting.remove(ticket)
+                return False
+        return True  # handed over just as the wait ran out: the turn is ours
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().release()  # the turn passes on; still held
+            else:
+                self._held = False
+
+
+_turns: dict[str, WriteTurn] = {}
+_turns_guard = threading.Lock()
+
+
+def _lock_for(database: str) -> WriteTurn:
+    with _turns_guard:
+        return _turns.setdefault(database, WriteTurn())
 
 
 def _is_write(sql: str) -> bool:
