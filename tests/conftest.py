@@ -21,6 +21,9 @@ from dispatch.config import Settings, load_settings, set_settings
 from dispatch.db import make_engine, upgrade
 from dispatch.models import Base
 
+# Sending tests (and the CLI and servers they start) send an issue at once, unreviewed; the
+# review rule's own tests (tests/test_editorial_*.py) turn it on explicitly.
+os.environ.setdefault("DISPATCH_REVIEW_REQUIRED", "false")
 PG_ADMIN_URL = os.environ.get("DISPATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("DISPATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ARTIFACTS_DIR = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -121,6 +124,7 @@ def settings(tmp_path: Path, database_url: str) -> Iterator[Settings]:
         secret_key="test-secret-key-not-for-production",
         public_base_url="https://bulletin.example.org",
         provider_mx_lookup=False,  # no DNS beyond loopback: tests that need MX turn it on
+        review_required=False,  # sending tests send at once; tests/test_editorial_* turn it on
     )
     set_settings(s)
     yield s

@@ -13,6 +13,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "dispatch"
 CORE_PACKAGES = (
     "content",
+    "editorial",
     "render",
     "delivery",
     "channels",

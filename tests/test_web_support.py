@@ -73,7 +73,11 @@ def make_user(engine, role: str, email: str | None = None) -> str:
 
 @pytest.fixture
 def tokens(engine) -> dict[str, str]:
-    return {"admin": make_user(engine, "admin"), "editor": make_user(engine, "editor")}
+    return {
+        "admin": make_user(engine, "admin"),
+        "editor": make_user(engine, "editor"),
+        "reviewer": make_user(engine, "reviewer"),
+    }
 
 
 def bearer(token: str) -> dict[str, str]:

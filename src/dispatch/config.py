@@ -167,6 +167,9 @@ class Settings:
     warmup_target: int = 200_000  # allowance at which warm-up is complete
     warmup_max_bounce_rate: float = 0.02
     warmup_max_complaint_rate: float = 0.001
+    # review before sending (dispatch.editorial): only an approved version reaches real lists
+    review_required: bool = True  # false: any published issue may be sent (the demo does)
+    review_approvals: int = 1  # approvals by different reviewers a version needs (e.g. 2)
     # rendering
     email_size_budget: int = 95_000  # bytes; Gmail clips at 102,400
     locale: str = "zh-CN"

@@ -34,6 +34,9 @@ __all__ = [
     "ErrorKind",
     "EventKind",
     "IssueStatus",
+    "ReviewVerdict",
+    "UserRole",
+    "VersionStatus",
     "ProcessKind",
     "Outcome",
     "PauseCause",
@@ -203,6 +206,29 @@ class IssueStatus(StrEnum):
 
     DRAFT = "draft"  # stored, not yet sendable
     PUBLISHED = "published"  # final: campaigns may send it
+
+
+class VersionStatus(StrEnum):
+    """Where one saved version of an issue's source stands in review (dispatch.editorial)."""
+
+    DRAFT = "draft"  # saved by an editor; may be changed (a new version) or submitted
+    SUBMITTED = "submitted"  # handed to the reviewers; waits for approval or rejection
+    APPROVED = "approved"  # approved by enough reviewers: this exact content may be sent
+
+
+class ReviewVerdict(StrEnum):
+    """What a reviewer said about a submitted version (issue_reviews.verdict)."""
+
+    APPROVED = "approved"  # the reviewer approves this content hash
+    CHANGES_REQUESTED = "changes_requested"  # back to draft, with the reviewer's comments
+
+
+class UserRole(StrEnum):
+    """What a user of the admin may do; each role may do everything of those before it."""
+
+    EDITOR = "editor"  # write and import issues, preview, test send, submit for review
+    REVIEWER = "reviewer"  # also approve or send back other people's versions, send
+    ADMIN = "admin"  # everything: lists, subscribers, users, pause and cancel
 
 
 class SubscriberStatus(StrEnum):

@@ -408,8 +408,10 @@ def send_cmd(
                 if not as_json:
                     click.echo(f"warning: {warnings[-1]}", err=True)
         else:
+            from dispatch.editorial.guard import check_sendable
             from dispatch.subscribers.service import get_lists
 
+            check_sendable(session, settings, issue_id)  # approved, before anything is stored
             list_ids = [m.id for m in get_lists(session, slugs)]
             from dispatch.deliverability.preflight import preflight
 
@@ -430,7 +432,7 @@ def send_cmd(
             )
         campaign_id, status = campaign.id, campaign.status
         if created and when is not None:
-            service.schedule(session, campaign_id, when)
+            service.schedule(session, campaign_id, when, settings=settings)
     if not created and status != CampaignStatus.DRAFT and include_new:
         added, new_batches = _run(
             service.include_new, get_engine(settings), settings, campaign_id, _queue()

@@ -65,11 +65,21 @@ def issue_summary(doc: IssueDoc) -> dict[str, Any]:
     }
 
 
-def publish_issue(session: Session, doc: IssueDoc, *, settings: Settings | None = None) -> Issue:
+def publish_issue(
+    session: Session,
+    doc: IssueDoc,
+    *,
+    settings: Settings | None = None,
+    author_id: int | None = None,
+    version_note: str = "",
+) -> Issue:
     """Insert or update the issue with this slug as published; flushes, the caller commits.
+    A changed source becomes the issue's next version (dispatch.editorial.versions), written
+    by `author_id` (None: published from a folder), to be reviewed before it is sent.
 
     An issue that cannot render (a crash, or an email over the size limit even with every
     article as title and link) raises IssueSourceError first, and nothing is written."""
+    from dispatch.editorial.versions import record_version
     from dispatch.render.check import check_renderable
 
     check_renderable(doc, settings or get_settings())
@@ -83,6 +93,7 @@ def publish_issue(session: Session, doc: IssueDoc, *, settings: Settings | None 
         issue, note = _revision_for(session, issue, doc)
         if issue.content_hash == doc.content_hash and issue.published_at is not None:
             issue.publish_note = note  # type: ignore[assignment]  # a plain attribute, not a column
+            record_version(session, issue, author_id=author_id, note=version_note)
             return issue  # the same content again: nothing to change
     issue.title = meta.title
     issue.number = meta.number
@@ -98,6 +109,7 @@ def publish_issue(session: Session, doc: IssueDoc, *, settings: Settings | None 
     issue.content_hash = doc.content_hash
     issue.summary = issue_summary(doc)
     session.flush()
+    record_version(session, issue, author_id=author_id, note=version_note)
     issue.publish_note = note  # type: ignore[assignment]  # a plain attribute, not a column
     return issue
 

@@ -348,13 +348,35 @@ def create_test_send(
     )
 
 
-def schedule(session: Session, campaign_id: int, at: datetime) -> Campaign:
-    """Start at `at` (the beat sweep starts due campaigns, so this survives worker restarts)."""
+def check_release(session: Session, settings: Settings, campaign: Campaign) -> None:
+    """A campaign to real lists sends only an approved issue (dispatch.editorial.guard);
+    test sends and an import's confirmation emails are not reviewed."""
+    if campaign.is_test or campaign.issue_id is None:
+        return
+    from dispatch.editorial.guard import check_sendable
+
+    check_sendable(session, settings, campaign.issue_id)
+
+
+def _locked_releasable(session: Session, settings: Settings, campaign_id: int) -> Campaign:
+    """The campaign, row-locked, whose issue may be sent now (check_release)."""
+    campaign = get(session, campaign_id, for_update=True)
+    check_release(session, settings, campaign)
+    return campaign
+
+
+def schedule(
+    session: Session, campaign_id: int, at: datetime, *, settings: Settings | None = None
+) -> Campaign:
+    """Start at `at` (the beat sweep starts due campaigns, so this survives worker restarts).
+    Refused for an issue not approved now (the sweep checks again when it starts it)."""
     if at.tzinfo is None:
         raise CampaignError(MESSAGES.both("naive_time"))
+    from dispatch.config import get_settings
     from dispatch.delivery.fanout import recipient_count
 
     campaign = get(session, campaign_id)
+    check_release(session, settings or get_settings(), campaign)
     if not recipient_count(session, campaign):
         raise NoRecipients(
             MESSAGES.both("no_recipients", id=campaign_id, channel=str(campaign.channel))
@@ -377,6 +399,7 @@ def begin_running(
     now = now or utcnow()
     campaign = get(session, campaign_id, for_update=True)
     transition(session, campaign, CampaignStatus.RUNNING, now=now)
+    check_release(session, settings, campaign)
     total, batches = fan_out(session, settings, campaign, now=now)
     if not total:  # the caller's transaction rolls back: the campaign stays as it was
         raise NoRecipients(
@@ -418,7 +441,7 @@ def include_new(
 
     now = now or utcnow()
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        campaign = get(session, campaign_id, for_update=True)
+        campaign = _locked_releasable(session, settings, campaign_id)
         if campaign.is_test or campaign.status not in (
             CampaignStatus.RUNNING,
             CampaignStatus.PAUSED,
@@ -492,6 +515,7 @@ def resume(engine: Engine, settings: Settings, campaign_id: int, queue) -> list[
     with Session(engine, expire_on_commit=False) as session, session.begin():
         campaign = get(session, campaign_id, for_update=True)
         transition(session, campaign, CampaignStatus.RUNNING, now=now)
+        check_release(session, settings, campaign)  # changed while paused: approve it again
         # the reputation guard starts a fresh window: what paused it does not pause it again
         campaign.options = {**(campaign.options or {}), "reputation_since": now.isoformat()}
         batches = open_batches(session, campaign_id)

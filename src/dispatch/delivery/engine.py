@@ -1192,6 +1192,8 @@ def sweep(
 ) -> SweepReport:
     """The periodic housekeeping (Celery beat): start due scheduled campaigns, return expired
     claims to pending, enqueue batches with due rows, and finish campaigns with nothing left."""
+    from dispatch.editorial.guard import NotApproved
+
     now = now or utcnow()
     report = SweepReport()
     with Session(engine) as session:
@@ -1206,13 +1208,15 @@ def sweep(
         try:
             campaign_service.start(engine, settings, campaign_id, queue, now=now)
             report.started.append(campaign_id)
-        except campaign_service.NoRecipients as exc:  # its lists emptied since: back to draft
+        except (campaign_service.NoRecipients, NotApproved) as exc:
+            # its lists emptied since, or its issue changed after approval: back to draft
             with Session(engine) as session, session.begin():
                 campaign = campaign_service.get(session, campaign_id)
                 campaign_service.transition(
                     session, campaign, CampaignStatus.DRAFT, reason=str(exc), now=now
                 )
-            log.warning("sweep.no_recipients", campaign_id=campaign_id, reason=str(exc))
+            event = "sweep.not_approved" if isinstance(exc, NotApproved) else "sweep.no_recipients"
+            log.warning(event, campaign_id=campaign_id, reason=str(exc))
         except campaign_service.CampaignError as exc:  # another sweep started it first
             log.info("sweep.start_skipped", campaign_id=campaign_id, reason=str(exc))
     with Session(engine) as session, session.begin():

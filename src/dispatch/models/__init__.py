@@ -8,6 +8,7 @@ from dispatch.models.audit import *  # noqa: F403
 from dispatch.models.base import Base, utcnow
 from dispatch.models.bounce import *  # noqa: F403
 from dispatch.models.delivery import *  # noqa: F403
+from dispatch.models.editorial import *  # noqa: F403
 from dispatch.models.event import EVENT_KINDS, CampaignRollup, Event, EventDaily
 from dispatch.models.heartbeat import *  # noqa: F403
 from dispatch.models.issue import ISSUE_STATUSES, Issue

@@ -13,8 +13,9 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, utcnow
+from dispatch.vocabulary import UserRole
 
-USER_ROLES = ("editor", "admin")
+USER_ROLES = tuple(r.value for r in UserRole)  # editor, reviewer, admin
 OPEN_LINK_INDEX = -1  # TrackingHit.link_index of the open pixel
 
 __all__ = ["USER_ROLES", "OPEN_LINK_INDEX", "User", "ApiToken", "TrackingHit"]
@@ -26,7 +27,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, PHC string
-    role: Mapped[str] = mapped_column(String(16), default="editor")  # editor | admin
+    role: Mapped[str] = mapped_column(String(16), default="editor")  # vocabulary.UserRole
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # set by an admin: no log-in, no session, no API token works until it is cleared

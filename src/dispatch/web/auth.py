@@ -1,6 +1,7 @@
 """Who is asking: session cookies for the admin pages, bearer tokens for the API, and roles.
 
-Roles: `editor` (issues, previews, test sends, starting campaigns) and `admin` (everything).
+Roles: `editor` (issues, previews, test sends, submitting for review), `reviewer` (also
+approving versions and starting campaigns) and `admin` (everything).
 Every protected route depends on `require_role(...)`; the guard answers 401 to anonymous
 requests and 403 to the wrong role, and checks CSRF for cookie-authenticated unsafe methods.
 The guard carries its role as an attribute so tests can find each route's required role.
@@ -23,7 +24,7 @@ from dispatch.web.users import user_for_token
 
 SESSION_COOKIE = "dispatch_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
-ROLE_RANK = {"editor": 1, "admin": 2}
+ROLE_RANK = {"editor": 1, "reviewer": 2, "admin": 3}  # vocabulary.UserRole, in order
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ def require_role(role: str) -> Callable[[Request], Coroutine[Any, Any, Principal
 
 
 require_editor = require_role("editor")
+require_reviewer = require_role("reviewer")
 require_admin = require_role("admin")
 EditorUser = Annotated[Principal, Depends(require_editor)]
+ReviewerUser = Annotated[Principal, Depends(require_reviewer)]
 AdminUser = Annotated[Principal, Depends(require_admin)]

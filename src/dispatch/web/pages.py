@@ -34,7 +34,7 @@ from dispatch.web.texts import TEXTS
 
 log = get_logger("dispatch.web.pages")
 router = APIRouter(prefix="/admin", include_in_schema=False)
-FLASH_KEYS = {"saved", "done", "new_revision"}
+FLASH_KEYS = {"saved", "done", "new_revision", "campaign_scheduled", "campaign_unscheduled"}
 
 
 def _flash(request: Request) -> dict[str, Any]:
@@ -266,11 +266,14 @@ def _issues_page(
     request: Request, session, extra: dict[str, Any] | None = None, status_code: int = 200
 ) -> Response:
     from dispatch.content.store import list_issues
+    from dispatch.web.editorial_views import review_states
 
+    issues = list_issues(session)
+    states = review_states(session, [i.id for i in issues], request_locale(request))
     return render_page(
         request,
         "admin/issues.html",
-        {"issues": list_issues(session), **_flash(request), **(extra or {})},
+        {"issues": issues, "review_states": states, **_flash(request), **(extra or {})},
         status_code=status_code,
     )
 
@@ -455,6 +458,8 @@ def _process_warning(request: Request, session, campaign: Campaign) -> str | Non
 def campaign_page(
     request: Request, principal: EditorUser, session: DbSession, campaign_id: RowId
 ) -> Response:
+    from dispatch.web.pages_schedule import schedule_context
+
     campaign = api_campaigns.get_campaign_or_404(session, campaign_id)
     stats = campaign_stats(session, campaign)
     locale = request_locale(request)
@@ -489,6 +494,8 @@ def campaign_page(
             "preflight_warnings": _preflight_warnings(request, session, campaign),
             **_wechat_context(request, session, campaign),
             **_flash(request),
+            **schedule_context(request, session, campaign),  # the confirmation, the schedule
+            **getattr(request.state, "page_extra", {}),  # a refused schedule's message
         },
     )
 

@@ -49,11 +49,16 @@ class BodyTooLarge(HTTPException):
         )
 
 
+# POSTs that carry a whole issue source or an image: imports, the editor's check and save,
+# and its image upload (dispatch.web.api_editorial)
+BIG_POSTS = ("/import", "/source", "/source/check", "/media")
+
+
 def limit_for(settings: Settings, method: str, path: str) -> int:
     """The most bytes of body this route accepts (an upload: the named routes, and any POST
-    to a path ending in /import, so a new import route gets the upload limit too)."""
+    to a path ending in one of BIG_POSTS, so a new import route gets the upload limit too)."""
     route = path.rstrip("/") or "/"
-    if (method, route) in UPLOAD_ROUTES or (method == "POST" and route.endswith("/import")):
+    if (method, route) in UPLOAD_ROUTES or (method == "POST" and route.endswith(BIG_POSTS)):
         return settings.upload_max_bytes
     if path.startswith(WEBHOOK_PREFIX):
         return settings.webhook_max_bytes

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 
+from dispatch.web.auth import ROLE_RANK
+
 
 @dataclass(frozen=True)
 class RouteInfo:
@@ -49,8 +51,7 @@ def iter_routes(app: FastAPI) -> list[RouteInfo]:
         if not path or not methods:
             continue
         roles = list(_roles(getattr(route, "dependant", None)))
-        rank = {"editor": 1, "admin": 2}
-        role = max(roles, key=lambda r: rank.get(r, 0)) if roles else None
+        role = max(roles, key=lambda r: ROLE_RANK.get(r, 0)) if roles else None
         out.append(
             RouteInfo(
                 path,

@@ -319,3 +319,8 @@ TEXTS.messages.update(ADMIN_TEXTS)
 from dispatch.web.texts_docx import DOCX_TEXTS  # noqa: E402
 
 TEXTS.messages.update(DOCX_TEXTS)
+
+# the editor's desk: editor, versions, review, scheduling (issue 19)
+from dispatch.web.texts_editorial import EDITORIAL_TEXTS  # noqa: E402
+
+TEXTS.messages.update(EDITORIAL_TEXTS)
