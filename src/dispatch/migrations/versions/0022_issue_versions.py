@@ -4,7 +4,7 @@ Every stored issue gets its current source as version 1, a draft: with review on
 submitted and approved before it can be sent to lists again.
 
 Revision ID: i19_issue_versions
-Revises: i17_subscriber_search
+Revises: i17_delivery_recent
 """
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 from dispatch.models.base import UTCDateTime
 
 revision = "i19_issue_versions"
-down_revision = "i17_subscriber_search"
+down_revision = "i17_delivery_recent"
 branch_labels = None
 depends_on = None
 
