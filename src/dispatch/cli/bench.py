@@ -19,6 +19,7 @@ BENCH_MODULES = (
     "bounces",
     "tracking",
     "admin",
+    "report",
 )
 
 

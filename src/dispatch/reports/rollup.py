@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from dispatch.models.base import utcnow
 from dispatch.models.delivery import Campaign
 from dispatch.reports import source
-from dispatch.reports.tally import Cell, EventRec, tally
+from dispatch.reports.tally import REPEATING_KINDS, Cell, EventRec, tally
 
 SETTLE_SECONDS = 60
 BATCH = 20_000
@@ -41,7 +41,8 @@ def count(session: Session, campaign: Campaign, events: list[EventRec]) -> Count
         return Counter()
     ids = [e.delivery_id for e in events]
     deliveries = source.deliveries(session, ids)
-    prior = source.prior(session, ids, events[0].id)
+    repeating = [e.delivery_id for e in events if e.kind in REPEATING_KINDS]
+    prior = source.prior(session, repeating, events[0].id)
     lists_of = source.list_resolver(
         session, campaign, [d.subscriber_id for d in deliveries.values()]
     )

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import String, and_, delete, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from dispatch.models.subscriber import MailingList, Subscription
 from dispatch.models.web import TrackingHit
 from dispatch.reports.tally import (
     PEOPLE_KINDS,
+    REPEATING_KINDS,
     REPORT_KINDS,
     Cell,
     DeliveryRec,
@@ -32,6 +33,7 @@ from dispatch.vocabulary import EventKind
 
 IN_CHUNK = 5000  # ids per IN (…) list
 _KINDS = tuple(str(k) for k in REPORT_KINDS)
+_REPEATING = tuple(str(k) for k in REPEATING_KINDS)
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -76,22 +78,21 @@ def deliveries(session: Session, ids: Iterable[int | None]) -> dict[int, Deliver
 
 
 def prior(session: Session, delivery_ids: Iterable[int | None], before_id: int) -> dict[int, Prior]:
-    """What each delivery had counted before event `before_id` (people metrics, click times)."""
+    """What each delivery had counted before event `before_id` (people metrics, click times),
+    from its events of the kinds that can repeat (tally.REPEATING_KINDS)."""
     wanted = sorted({i for i in delivery_ids if i is not None})
     found: dict[int, Prior] = {}
     for chunk in _chunks(wanted):
         rows = session.execute(
             select(Event.delivery_id, Event.kind, Event.occurred_at).where(
-                Event.delivery_id.in_(chunk), Event.id < before_id, Event.kind.in_(_KINDS)
+                Event.delivery_id.in_(chunk), Event.id < before_id, Event.kind.in_(_REPEATING)
             )
         )
         for delivery_id, kind, at in rows:
             if delivery_id is None:
                 continue
             entry = found.setdefault(delivery_id, Prior())
-            if kind == EventKind.OPENED:
-                entry.metrics.add("opened")
-            elif kind == EventKind.CLICKED:
+            if kind == EventKind.CLICKED:
                 entry.metrics.add("clicked")
                 entry.click_times.append(at)
             else:
@@ -314,7 +315,7 @@ def sent_issues(
 def _month(session: Session, column: Any) -> Any:
     if session.get_bind().dialect.name == "sqlite":
         return func.strftime("%Y-%m", column)
-    return func.to_char(column.op("AT TIME ZONE")("UTC"), "YYYY-MM")
+    return func.to_char(func.timezone(literal("UTC", String), column), "YYYY-MM")
 
 
 def joins_and_leaves(

@@ -42,6 +42,10 @@ PEOPLE_KINDS: dict[str, str] = {
 }
 TRACKED_KINDS = (EventKind.OPENED, EventKind.CLICKED)
 REPORT_KINDS = tuple(PEOPLE_KINDS) + TRACKED_KINDS
+# kinds a delivery may have more than once, so a batch needs what came before to count people
+# once; `sent` (the engine never re-sends a sent row) and `opened` (the tracking counter writes
+# one per delivery) are unique per delivery by construction and need no look-back
+REPEATING_KINDS = tuple(k for k in REPORT_KINDS if k not in (EventKind.SENT, EventKind.OPENED))
 
 
 @dataclass(frozen=True)
