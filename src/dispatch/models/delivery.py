@@ -75,6 +75,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"),
+        Index("ix_deliveries_campaign_id", "campaign_id", "id"),  # a campaign's rows, by key
         Index("ix_deliveries_batch", "campaign_id", "batch_no", "status"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
         Index("ix_deliveries_status_lease", "status", "lease_until"),

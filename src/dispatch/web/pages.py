@@ -21,7 +21,7 @@ from dispatch.models.delivery import Campaign
 from dispatch.models.issue import Issue
 from dispatch.models.subscriber import MailingList, Subscriber
 from dispatch.subscribers import service
-from dispatch.vocabulary import IssueStatus
+from dispatch.vocabulary import CampaignStatus, IssueStatus
 from dispatch.web import api_campaigns, api_issues, api_subscribers
 from dispatch.web.auth import AdminUser, EditorUser
 from dispatch.web.chart import opens_clicks_svg
@@ -419,18 +419,22 @@ def campaigns_create(
 
 
 def _send_confirmation(request: Request, session, campaign: Campaign) -> str:
-    """“Send <title> to N subscribers of <lists>?” with the live list sizes."""
+    """“Send <title> to N subscribers of <lists>?” with the live list sizes; only while the
+    campaign can still be started (counting a million eligible people takes about a second,
+    and a sent campaign's page does not ask)."""
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        return ""
     lists = [session.get(MailingList, i) for i in campaign.list_ids or []]
-    names = "、".join(
-        f"{m.name} ({service.count_recipients(session, [m.id], campaign.channel)})"
-        for m in lists
-        if m
-    )
-    total = (
-        service.count_recipients(session, list(campaign.list_ids or []), campaign.channel)
-        if lists
-        else 0
-    )
+    sizes = {m.id: service.count_recipients(session, [m.id], campaign.channel) for m in lists if m}
+    names = "、".join(f"{m.name} ({sizes[m.id]})" for m in lists if m)
+    if len(sizes) == 1:  # one list: its count is the total
+        total = next(iter(sizes.values()))
+    else:
+        total = (
+            service.count_recipients(session, list(campaign.list_ids or []), campaign.channel)
+            if lists
+            else 0
+        )
     issue = _issue_of(session, campaign)
     return TEXTS.get(
         "send_confirm",

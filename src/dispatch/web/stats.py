@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Integer, func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatch.models import Event
@@ -115,25 +115,28 @@ def timeline(session: Session, campaign: Campaign) -> dict[str, Any]:
 
     if rollup.is_rolled_up(session, campaign.id):  # past the retention: days are what is left
         return _rolled_timeline(rollup.rolled_days(session, campaign.id))
-    rows = session.execute(
-        select(Event.kind, Event.occurred_at)
-        .where(
-            Event.campaign_id == campaign.id, Event.kind.in_((EventKind.OPENED, EventKind.CLICKED))
-        )
-        .order_by(Event.occurred_at)
-    ).all()
-    if not rows:
+    tracked = (
+        Event.campaign_id == campaign.id,
+        Event.kind.in_((EventKind.OPENED, EventKind.CLICKED)),
+    )
+    first, final = session.execute(
+        select(func.min(Event.occurred_at), func.max(Event.occurred_at)).where(*tracked)
+    ).one()
+    if first is None:
         return {"bucket_seconds": 3600, "buckets": []}
-    start: datetime = campaign.started_at or rows[0][1]
-    start = min(start, rows[0][1])
-    span = (rows[-1][1] - start).total_seconds()
+    start: datetime = min(campaign.started_at or first, first)
+    span = (final - start).total_seconds()
     size = next((b for b in BUCKET_CHOICES if span / b <= 48), BUCKET_CHOICES[-1])
     origin = datetime.fromtimestamp(int(start.timestamp()) // size * size, tz=start.tzinfo)
+    # counted per bucket by the database: a million-recipient campaign has ~500,000 first hits,
+    # too many to fetch and bucket in Python on each view of its page
+    index = _bucket_index(session, Event.occurred_at, int(origin.timestamp()), size)
     buckets: dict[int, dict[str, int]] = {}
-    for kind, at in rows:
-        index = int((at - origin).total_seconds() // size)
-        bucket = buckets.setdefault(index, {"opened": 0, "clicked": 0})
-        bucket[kind] += 1
+    for kind, at, n in session.execute(
+        select(Event.kind, index, func.count()).where(*tracked).group_by(Event.kind, index)
+    ):
+        bucket = buckets.setdefault(int(at), {"opened": 0, "clicked": 0})
+        bucket[kind] += int(n)
     last = max(buckets)
     return {
         "bucket_seconds": size,
@@ -161,3 +164,10 @@ def _rolled_timeline(days: list) -> dict[str, Any]:
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         buckets.append({"start": start, "opened": opened, "clicked": clicked})
     return {"bucket_seconds": 86400, "buckets": buckets}
+
+
+def _bucket_index(session: Session, column: Any, origin: int, size: int) -> Any:
+    """SQL: which `size`-second bucket after the Unix time `origin` a timestamp falls in."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.floor((func.extract("epoch", column) - origin) / size)
+    return func.cast((func.cast(func.strftime("%s", column), Integer) - origin) / size, Integer)

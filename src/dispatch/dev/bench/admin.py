@@ -255,7 +255,11 @@ def run(ds: dataset.Dataset, repeat: int, with_export: bool) -> dict:
                 cpu = CpuMeter(ds.url, proc.pid)
                 for name, kind, path in probes:
                     headers = api if path.startswith("/api/") else session
-                    status, samples, cpu_ms = _time(client, path, repeat, headers, cpu)
+                    try:
+                        status, samples, cpu_ms = _time(client, path, repeat, headers, cpu)
+                    except httpx.HTTPError as exc:  # a crash or a timeout: say which page
+                        log = (Path(tmp) / "var" / "uvicorn.log").read_text(errors="replace")
+                        raise RuntimeError(f"{path}: {exc!r}\n{log[-3000:]}") from exc
                     endpoints.append(_figure(name, kind, path, status, samples, cpu_ms))
                 cpu.close()
                 export = _export(client, proc.pid, ds.list_ids[0], api) if with_export else None
