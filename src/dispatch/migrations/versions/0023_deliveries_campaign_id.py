@@ -1,7 +1,7 @@
 """deliveries by (campaign_id, id): a campaign's recipients page by page, at any campaign size
 
 Revision ID: i17_deliveries_campaign_id
-Revises: i17_delivery_recent
+Revises: i19_issue_versions
 
 The admin's per-recipient list reads `WHERE campaign_id = ? [AND id > ?] ORDER BY id LIMIT 51`.
 Without this index PostgreSQL walks the primary key from the first delivery ever made,
@@ -13,7 +13,7 @@ its right edge for the campaign being built (a cheap insert).
 from alembic import op
 
 revision = "i17_deliveries_campaign_id"
-down_revision = "i17_delivery_recent"
+down_revision = "i19_issue_versions"
 branch_labels = None
 depends_on = None
 
