@@ -90,14 +90,17 @@ def schedule_context(request: Request, session: Session, campaign: Campaign) -> 
     """The campaign page's schedule form and send confirmation."""
     settings = request.app.state.settings
     locale = request_locale(request)
-    summary = send_summary(session, settings, campaign, locale)
+    # only while it can be sent: counting a million eligible people per channel takes seconds,
+    # and the page of a sent campaign shows no confirmation
+    can_send = campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+    summary = send_summary(session, settings, campaign, locale) if can_send else None
     options = campaign.options or {}
     zone = options.get("timezone") or settings.send_timezone
     context: dict[str, Any] = {
         "send_summary": summary,
         "schedule_zone": zone,
         "schedule_window": options.get("window") or settings.send_window,
-        "confirm_text": " · ".join(summary["lines"]),
+        "confirm_text": " · ".join(summary["lines"]) if summary else "",
     }
     if campaign.scheduled_at is not None and campaign.status == CampaignStatus.SCHEDULED:
         local = campaign.scheduled_at.astimezone(ZoneInfo(zone))
