@@ -107,3 +107,30 @@ def test_the_report_page_only_serves_stored_reports(client, engine, settings):
     login(client, "editor@example.org")
     assert client.get("/admin/issues/imported/..%2F..%2Fetc").status_code == 404
     assert client.get("/admin/issues/imported/0123456789abcdef").status_code == 404
+
+
+def test_the_api_imports_a_word_document_and_refuses_a_bad_one(client, engine, settings, tmp_path):
+    from test_web_support import bearer
+
+    token = make_user(engine, "editor")
+    data = docx_builder.build_issue_docx(SAMPLE_ISSUE_DIR, tmp_path / "s.docx").read_bytes()
+    response = client.post(
+        "/api/issues/import",
+        headers=bearer(token),
+        data={"slug": "2023-02-word"},
+        files={"file": ("s.docx", data, "application/octet-stream")},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["slug"], body["article_count"]) == ("2023-02-word", 11)
+    codes = [e["code"] for e in body["report"]["not_kept"]]
+    assert "toc_dropped" in codes and body["report"]["kept"]["articles"] == 11
+    refused = client.post(
+        "/api/issues/import",
+        headers=bearer(token),
+        files={"file": ("x.docx", b"PK\x03\x04 broken", "application/octet-stream")},
+    )
+    assert refused.status_code == 422 and "x.docx" in refused.json()["detail"]
+    assert issue_count(engine) == 1
+    anonymous = client.post("/api/issues/import", files={"file": ("s.docx", data, "x")})
+    assert anonymous.status_code == 401

@@ -240,3 +240,13 @@ def test_bytes_from_memory_work_like_a_file(settings, tmp_path):
     data = small_doc(tmp_path / "a.docx").read_bytes()
     result = convert_docx(io.BytesIO(data).getvalue(), "a.docx", settings)
     assert "## 一篇文章" in result.source_text
+
+
+def test_options_cannot_add_front_matter_lines(tmp_path, settings):
+    from dispatch.content.docx_import import ImportOptions
+
+    options = ImportOptions(publisher="研究院\nnumber: 99", slug="2023-06\ncover: /etc/passwd")
+    result = convert_docx(small_doc(tmp_path / "a.docx").read_bytes(), "a.docx", settings, options)
+    front = result.source_text.split("---")[1]
+    assert "\nnumber: 99" not in front and "\ncover:" not in front
+    assert "publisher: 研究院 number: 99" in front

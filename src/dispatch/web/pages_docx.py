@@ -20,13 +20,18 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from dispatch import audit
-from dispatch.content.docx_import import DocxImportError, ImportOptions, convert_docx
+from dispatch.content.docx_import import (
+    DocxImportError,
+    ImportOptions,
+    ImportResult,
+    convert_docx,
+)
 from dispatch.content.docx_import.report import ImportReport
 from dispatch.content.store import list_issues
 from dispatch.models.issue import Issue
 from dispatch.vocabulary import AuditAction, AuditTarget
 from dispatch.web.audit_actor import request_actor
-from dispatch.web.auth import EditorUser
+from dispatch.web.auth import EditorUser, Principal
 from dispatch.web.deps import DbSession
 from dispatch.web.issue_upload import publish_upload, store_upload
 from dispatch.web.templating import render_page, request_locale
@@ -61,7 +66,7 @@ def report_view(report: dict[str, Any], locale: str) -> dict[str, Any]:
     }
 
 
-def _options(number: str, slug: str, source_url: str, publisher: str) -> ImportOptions:
+def options_from_form(number: str, slug: str, source_url: str, publisher: str) -> ImportOptions:
     number = number.strip()
     return ImportOptions(
         number=int(number) if number.isdigit() and 0 < int(number) < 10_000 else None,
@@ -100,32 +105,14 @@ def _store_and_publish(request: Request, session, files: list[tuple[str, bytes]]
         raise
 
 
-@router.post("/issues/import")
-async def import_word(
-    request: Request,
-    principal: EditorUser,
-    session: DbSession,
-    file: Annotated[UploadFile, File()],
-    number: Annotated[str, Form()] = "",
-    slug: Annotated[str, Form()] = "",
-    source_url: Annotated[str, Form()] = "",
-    publisher: Annotated[str, Form()] = "",
-) -> Response:
-    name = Path(file.filename or "upload.docx").name
-    data = await file.read()
-    settings = request.app.state.settings
-    options = _options(number, slug, source_url, publisher)
-    try:
-        result = await run_in_threadpool(convert_docx, data, name, settings, options)
-    except DocxImportError as exc:
-        return _failed_page(request, session, exc.text(request_locale(request)), exc.report, [])
-    try:
-        issue = _store_and_publish(request, session, result.files())
-    except ValueError as exc:  # the source would not publish (IssueSourceError, UploadError)
-        session.rollback()
-        problems = [str(p) for p in getattr(exc, "problems", ())]
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return _failed_page(request, session, reason, result.report, problems)
+def import_and_publish(
+    request: Request, principal: Principal, session, name: str, result: ImportResult
+) -> tuple[Issue, Path]:
+    """Publish a converted document, audit it and keep its report beside the folder.
+
+    Raises ValueError (IssueSourceError, UploadError) when the source would not publish,
+    with nothing stored. Shared by the admin page and `POST /api/issues/import`."""
+    issue = _store_and_publish(request, session, result.files())
     audit.record(
         session,
         request_actor(request, principal),
@@ -145,6 +132,35 @@ async def import_word(
     (folder / REPORT_FILE).write_text(
         json.dumps(result.report.as_dict(), ensure_ascii=False, default=str), encoding="utf-8"
     )
+    return issue, folder
+
+
+@router.post("/issues/import")
+async def import_word(
+    request: Request,
+    principal: EditorUser,
+    session: DbSession,
+    file: Annotated[UploadFile, File()],
+    number: Annotated[str, Form()] = "",
+    slug: Annotated[str, Form()] = "",
+    source_url: Annotated[str, Form()] = "",
+    publisher: Annotated[str, Form()] = "",
+) -> Response:
+    name = Path(file.filename or "upload.docx").name
+    data = await file.read()
+    settings = request.app.state.settings
+    options = options_from_form(number, slug, source_url, publisher)
+    try:
+        result = await run_in_threadpool(convert_docx, data, name, settings, options)
+    except DocxImportError as exc:
+        return _failed_page(request, session, exc.text(request_locale(request)), exc.report, [])
+    try:
+        issue, folder = import_and_publish(request, principal, session, name, result)
+    except ValueError as exc:  # the source would not publish (IssueSourceError, UploadError)
+        session.rollback()
+        problems = [str(p) for p in getattr(exc, "problems", ())]
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return _failed_page(request, session, reason, result.report, problems)
     return RedirectResponse(f"/admin/issues/imported/{folder.name}?issue={issue.id}", 303)
 
 

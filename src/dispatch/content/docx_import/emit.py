@@ -29,6 +29,13 @@ class ImportOptions:
     title: str | None = None
     publisher: str | None = None
 
+    def __post_init__(self) -> None:
+        """One line each: a newline in an option would add a key to the front matter."""
+        for name in ("slug", "source_url", "title", "publisher"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, " ".join(str(value).split()) or None)
+
 
 @dataclass
 class Front:
