@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -19,9 +19,14 @@ def opens_clicks_svg(
     if not buckets:
         return ""
     size = timeline.get("bucket_seconds", 3600)
-    while len(buckets) < MIN_BUCKETS:
+    now = datetime.now(UTC)
+    while len(buckets) < MIN_BUCKETS:  # pad a short campaign's axis, never past the present
         last = buckets[-1]["start"]
-        start = last + timedelta(seconds=size) if hasattr(last, "timestamp") else last
+        if not hasattr(last, "timestamp"):
+            break
+        start = last + timedelta(seconds=size)
+        if start > (now if start.tzinfo else now.replace(tzinfo=None)):
+            break
         buckets.append({"start": start, "opened": 0, "clicked": 0})
     peak = max(max(b["opened"], b["clicked"]) for b in buckets) or 1
     plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
