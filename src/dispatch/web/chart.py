@@ -12,15 +12,10 @@ MAX_BAR = 18.0
 OPEN_COLOUR, CLICK_COLOUR = "#9b1c1c", "#2f6fb0"
 
 
-def opens_clicks_svg(
-    timeline: dict[str, Any], labels: tuple[str, str] = ("opened", "clicked")
-) -> str:
-    buckets = list(timeline.get("buckets") or [])
-    if not buckets:
-        return ""
-    size = timeline.get("bucket_seconds", 3600)
+def _pad(buckets: list[dict[str, Any]], size: int) -> None:
+    """Pad a short campaign's axis to MIN_BUCKETS, never past the present."""
     now = datetime.now(UTC)
-    while len(buckets) < MIN_BUCKETS:  # pad a short campaign's axis, never past the present
+    while len(buckets) < MIN_BUCKETS:
         last = buckets[-1]["start"]
         if not hasattr(last, "timestamp"):
             break
@@ -28,6 +23,15 @@ def opens_clicks_svg(
         if start > (now if start.tzinfo else now.replace(tzinfo=None)):
             break
         buckets.append({"start": start, "opened": 0, "clicked": 0})
+
+
+def opens_clicks_svg(
+    timeline: dict[str, Any], labels: tuple[str, str] = ("opened", "clicked")
+) -> str:
+    buckets = list(timeline.get("buckets") or [])
+    if not buckets:
+        return ""
+    _pad(buckets, timeline.get("bucket_seconds", 3600))
     peak = max(max(b["opened"], b["clicked"]) for b in buckets) or 1
     plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
     slot = plot_w / len(buckets)
