@@ -159,6 +159,7 @@ def load_campaign_source(
     Cached per process by campaign and the issue's content hash, so a worker serving many
     batches of one campaign renders and encodes once.
     """
+    from dispatch import branding
     from dispatch.content.store import load_issue_doc
     from dispatch.models import Issue
     from dispatch.render.email import render_email
@@ -169,7 +170,12 @@ def load_campaign_source(
             MESSAGES.both("no_issue", campaign_id=context.campaign_id, issue_id=context.issue_id)
         )
     ad_marker = _lists_want_ad_marker(session, context.list_ids)
+    brand = branding.load(session)  # the settings page's: Reply-To, footer, design ...
+    settings = settings.replace(
+        reply_to=brand.reply_to_for(settings), postal_address=brand.postal_address_for(settings)
+    )
     key = (
+        brand,
         context.campaign_id,
         context.issue_id,
         issue.content_hash,
@@ -181,7 +187,8 @@ def load_campaign_source(
     )
     source = _SOURCE_CACHE.get(key)
     if source is None:
-        rendered = render_email(load_issue_doc(issue), settings, tracking=context.tracking)
+        doc = load_issue_doc(issue)
+        rendered = render_email(doc, settings, tracking=context.tracking, branding=brand)
         source = build_campaign_source(settings, context, rendered, ad_marker=ad_marker)
         if len(_SOURCE_CACHE) >= _SOURCE_CACHE_SIZE:
             _SOURCE_CACHE.pop(next(iter(_SOURCE_CACHE)))

@@ -35,6 +35,8 @@ import jinja2
 import premailer
 from markupsafe import Markup
 
+from dispatch.branding import Branding
+from dispatch.branding import css as brand_css
 from dispatch.config import Settings
 from dispatch.content.model import (
     Article,
@@ -441,7 +443,7 @@ class _Stage:
 
 
 def _render_sources(
-    doc: IssueDoc, settings: Settings, stage: _Stage, markers: _Markers
+    doc: IssueDoc, settings: Settings, stage: _Stage, markers: _Markers, brand: Branding
 ) -> tuple[str, str, str, tuple[str, ...]]:
     """Jinja output before inlining: (html, text, css, shortened anchors)."""
     locale = doc.meta.locale
@@ -475,21 +477,30 @@ def _render_sources(
         ),
         "archive_url": urls.archive,
         "subscribe_url": urls.subscribe,
-        "postal_address": settings.postal_address.strip(),  # the sender's, in every footer
+        "postal_address": brand.postal_address_for(settings).strip(),  # in every footer
+        "brand": brand,
+        "publisher": brand.name or doc.meta.publisher,
+        "logo_url": brand.logo_url(settings),
         "features": block_kinds(doc),
         "urls": urls,
         "L": lambda key, **kw: _label(key, locale, **kw),
         "T": lambda key, **kw: TEXT.get(key, locale, **kw),
         "inline_html": lambda inl: _inline_html(inl, urls),
         "inline_text": lambda inl: _inline_text(inl, urls),
-        "TEXT_EN_WHY": TEXT.get("why", "en", title=doc.meta.title, publisher=doc.meta.publisher),
+        "TEXT_EN_WHY": TEXT.get(
+            "why", "en", title=doc.meta.title, publisher=brand.name or doc.meta.publisher
+        ),
         "GREETING": Markup(markers.slot("GREETING")),
         "UNSUB": Markup(markers.slot("UNSUB")),
         "PIXEL": Markup(markers.slot("PIXEL")),
     }
-    html_src = env.get_template("email/issue.html").render(ctx)
+    design = "" if brand.design == "classic" else f"_{brand.design}"
+    html_src = env.get_template(f"email/issue{design}.html").render(ctx)
     text_src = BLANK_RUNS_RE.sub("\n\n", env.get_template("email/issue.txt").render(ctx))
     css = (Path(settings.templates_dir) / "email" / "styles.css").read_text(encoding="utf-8")
+    if design:
+        css += (Path(settings.templates_dir) / "email" / f"styles{design}.css").read_text("utf-8")
+    css += "\n" + brand_css(brand)
     return html_src, text_src, css, tuple(shortened)
 
 
@@ -532,9 +543,16 @@ def clear_cache(*, templates: bool = False) -> None:
         _env_cache.clear()
 
 
-def render_email(doc: IssueDoc, settings: Settings, *, tracking: bool) -> RenderedEmail:
-    """Render (or fetch from the cache) the email of an issue; slow, once per issue."""
+def render_email(
+    doc: IssueDoc, settings: Settings, *, tracking: bool, branding: Branding | None = None
+) -> RenderedEmail:
+    """Render (or fetch from the cache) the email of an issue; slow, once per issue.
+
+    The branding (dispatch.branding, from the settings page) is part of the cache key: the
+    same content with another logo, colour or design is another email."""
+    brand = branding or Branding()
     key = (
+        brand,
         doc.content_hash,
         tracking,
         settings.public_base_url,
@@ -546,7 +564,7 @@ def render_email(doc: IssueDoc, settings: Settings, *, tracking: bool) -> Render
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    rendered = _render_uncached(doc, settings, tracking=tracking)
+    rendered = _render_uncached(doc, settings, tracking=tracking, brand=brand)
     with _cache_lock:
         _cache[key] = rendered
     return rendered
@@ -568,12 +586,17 @@ def _baked_links(doc: IssueDoc, tracking: bool) -> tuple[dict[int, str], dict[in
 
 
 def _first_guess(
-    doc: IssueDoc, settings: Settings, stages: list[_Stage], markers: _Markers, limit: int
+    doc: IssueDoc,
+    settings: Settings,
+    stages: list[_Stage],
+    markers: _Markers,
+    limit: int,
+    brand: Branding,
 ) -> int:
     """The first stage whose uninlined HTML, grown by what inlining typically adds, fits;
     Jinja is cheap next to premailer, which then runs once unless that guess was short."""
     for i, stage in enumerate(stages):
-        html_src, _, _, _ = _render_sources(doc, settings, stage, markers)
+        html_src, _, _, _ = _render_sources(doc, settings, stage, markers, brand)
         if len(html_src.encode("utf-8")) * INLINE_GROWTH < limit:
             return i
     return len(stages) - 1
@@ -585,11 +608,12 @@ def _fit(
     markers: _Markers,
     attempt: Callable[[_Stage], _Attempt],
     limit: int,
+    brand: Branding,
 ) -> tuple[_Stage, _Attempt]:
     """The least shortening that fits the size limit: article text budgets first, then the
     last articles as title-and-link entries."""
     stages = [_Stage(None), *(_Stage(b) for b in ARTICLE_CHAR_BUDGETS)]
-    for stage in stages[_first_guess(doc, settings, stages, markers, limit) :]:
+    for stage in stages[_first_guess(doc, settings, stages, markers, limit, brand) :]:
         tried = attempt(stage)
         if tried[3] <= limit:
             return stage, tried
@@ -622,18 +646,22 @@ def _greeting(lang: str) -> tuple[str, str, str, str]:
     return marked, greet, html.escape(anon), anon
 
 
-def _render_uncached(doc: IssueDoc, settings: Settings, *, tracking: bool) -> RenderedEmail:
+def _render_uncached(
+    doc: IssueDoc, settings: Settings, *, tracking: bool, brand: Branding
+) -> RenderedEmail:
     limit = min(settings.email_size_budget, GMAIL_CLIP_BYTES)
     baked, baked_text = _baked_links(doc, tracking)
     markers = _Markers()
     links = len(doc.links)
 
     def attempt(stage: _Stage) -> _Attempt:
-        html_src, text_src, css, shortened = _render_sources(doc, settings, stage, markers)
+        html_src, text_src, css, shortened = _render_sources(doc, settings, stage, markers, brand)
         layout = _Layout.cut(inline_css(html_src, css), baked, markers, links)
         return layout, text_src, shortened, _worst_case_size(layout, settings)
 
-    fitted, (html_layout, text_src, shortened, size) = _fit(doc, settings, markers, attempt, limit)
+    fitted, (html_layout, text_src, shortened, size) = _fit(
+        doc, settings, markers, attempt, limit, brand
+    )
     text_layout = _Layout.cut(text_src, baked_text, markers, links)
     log.info(
         "email.rendered",

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from dispatch import branding
 from dispatch.content.store import list_issues
 from dispatch.models.issue import Issue
 from dispatch.web.auth import Principal, require_editor
@@ -60,14 +61,22 @@ def get_issue_or_404(session: Session, issue_id: RowId) -> Issue:
 
 
 def preview_email(
-    request: Request, issue: Issue, principal: Principal | None = None
+    request: Request,
+    issue: Issue,
+    principal: Principal | None = None,
+    brand: branding.Branding | None = None,
 ) -> dict[str, Any]:
-    """The issue's email as a recipient without tracking would get it (rendered once, cached)."""
+    """The issue's email as a recipient without tracking would get it (rendered once, cached),
+    in the stored branding or, for the settings page's preview, in `brand` before it is saved."""
     from dispatch.render.email import render_email
     from dispatch.render.slots import RecipientSlots
 
     settings = request.app.state.settings
-    rendered = render_email(issue_doc(issue), settings, tracking=False)
+    if brand is None:
+        with request.app.state.session_factory() as session:
+            brand = branding.load(session)
+    settings = settings.replace(postal_address=brand.postal_address_for(settings))
+    rendered = render_email(issue_doc(issue), settings, tracking=False, branding=brand)
     unsubscribe = settings.public_base_url.rstrip("/") + "/u/preview"
     html, text = rendered.personalize(RecipientSlots(name="", unsubscribe_url=unsubscribe))
     return {

@@ -39,6 +39,7 @@ from dispatch.web import (
     pages_editorial,
     pages_reports,
     pages_schedule,
+    pages_settings,
     pages_subscribers,
     pages_users,
     routes_archive,
@@ -72,6 +73,7 @@ PUBLIC_PATH_PREFIXES = (
     "/api/docs",
     "/lang/",
     "/static/",
+    "/brand/",  # the uploaded logo, fetched by mail clients
 )
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -156,6 +158,7 @@ def _install_routes(app: FastAPI) -> None:
         pages_bounces,
         pages_audit,
         pages_users,
+        pages_settings,
         pages_docx,
         routes_webhooks,
     ):

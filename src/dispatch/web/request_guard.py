@@ -31,6 +31,7 @@ UPLOAD_ROUTES = frozenset(
         ("POST", "/api/subscribers/import"),
         ("POST", "/admin/issues"),
         ("POST", "/admin/subscribers/import"),
+        ("POST", "/admin/settings"),  # the logo upload (branding.LOGO_MAX_BYTES checks it)
     }
 )
 WEBHOOK_PREFIX = "/webhooks/"

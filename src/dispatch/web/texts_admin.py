@@ -196,4 +196,39 @@ ADMIN_TEXTS: dict[str, tuple[str, str]] = {
         "至少要保留一名正常的管理员。",
         "At least one enabled administrator must remain.",
     ),
+    # branding settings page
+    "brand_title": ("品牌设置", "Branding"),
+    "brand_intro": (
+        "这里的设置（不含任何密钥）保存在数据库中，用于每一封邮件；留空则使用部署配置或期刊自带的值。",
+        "These settings (no secrets) are stored in the database and used in every email; "
+        "left empty, the deployment's setting or the issue's own value applies.",
+    ),
+    "brand_name": ("机构名称", "Institution's name"),
+    "brand_name_hint": ("留空：使用期刊的出版单位", "empty: the issue's publisher"),
+    "brand_logo": (
+        "标志（PNG、JPEG 或 GIF，最大 300 KB）",
+        "Logo (PNG, JPEG or GIF, 300 KB at most)",
+    ),
+    "brand_logo_hint": ("邮件中最宽显示 200 像素", "shown at most 200 px wide in the email"),
+    "brand_logo_remove": ("去掉标志", "Remove the logo"),
+    "brand_primary": ("主色", "Main colour"),
+    "brand_accent": ("强调色", "Accent colour"),
+    "brand_footer": ("页脚文字", "Footer text"),
+    "brand_postal": ("通信地址", "Postal address"),
+    "brand_reply_to": ("回复地址（Reply-To）", "Reply-To address"),
+    "brand_design": ("邮件样式", "Email design"),
+    "brand_design_classic": ("经典：深色刊头", "Classic: a dark masthead"),
+    "brand_design_letter": (
+        "信笺：白色信头与彩色细线",
+        "Letter: a white letterhead on a coloured rule",
+    ),
+    "brand_preview": ("预览", "Preview"),
+    "brand_save": ("保存", "Save"),
+    "brand_preview_title": ("最新一期的邮件预览", "Preview on the newest issue"),
+    "brand_no_issue": ("还没有期刊可供预览。", "No issue to preview yet."),
+    "brand_previewing": (
+        "这是预览，尚未保存：确认无误后请点击“保存”。",
+        "This is a preview, not saved yet: press Save when it looks right.",
+    ),
+    "brand_saved": ("品牌设置已保存。", "The branding was saved."),
 }
