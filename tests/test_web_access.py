@@ -30,9 +30,10 @@ def _fill(path: str, s) -> str:
         "suppression_id": 1,
         "bounce_id": 1,
         "user_id": 1,
-        "token_id": 1,
         "number": 1,  # an issue version (dispatch.editorial)
         "rel": "images/cover.png",
+        "folder": "x",
+        "token_id": 99999,  # revoking a real one would end the test's own token
     }
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: str(values[m.group(1)]), path)
 
