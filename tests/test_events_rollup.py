@@ -176,3 +176,24 @@ def test_cli_rolls_up_a_chosen_campaign(client, engine, settings, database_url):
     assert result.exit_code == 0, result.output
     assert f'"campaign_id": {s.campaign_id}' in result.output
     assert _daily(engine, s.campaign_id)[("clicked", 1)] == (1, 1, 1)
+
+
+def test_timeline_buckets_are_counted_by_the_database(engine, settings):
+    """The campaign timeline (first opens and clicks per bucket) is grouped in SQL: each first
+    hit lands in the bucket of its time on both backends."""
+    s = seed(engine, settings, n_subscribers=2)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    with Session(engine) as session, session.begin():
+        session.execute(update(Campaign).where(Campaign.id == s.campaign_id).values(started_at=t0))
+        for kind, minutes in (("opened", 10), ("opened", 70), ("clicked", 70), ("clicked", 74)):
+            events.record(
+                session, kind, campaign_id=s.campaign_id, at=t0 + timedelta(minutes=minutes)
+            )
+    with Session(engine) as session:
+        line = campaign_stats(session, session.get(Campaign, s.campaign_id))["timeline"]
+    assert line["bucket_seconds"] == 300  # 74 minutes in at most 48 buckets
+    buckets = line["buckets"]
+    assert len(buckets) == 15 and buckets[0]["start"] == t0
+    assert (buckets[2]["opened"], buckets[2]["clicked"]) == (1, 0)
+    assert (buckets[14]["opened"], buckets[14]["clicked"]) == (1, 2)
+    assert sum(b["opened"] + b["clicked"] for b in buckets) == 4
