@@ -23,6 +23,11 @@ STATUS_WORDS: dict[str, tuple[str, str]] = {
     "approved": ("已批准", "approved"),
     "rejected": ("已退回", "rejected"),
     "superseded": ("已被替代", "superseded"),
+    "changes_requested": ("需要修改", "changes requested"),
+    # user roles (the role_* texts say the same in the navigation bar)
+    "editor": ("编辑", "editor"),
+    "reviewer": ("审核人", "reviewer"),
+    "admin": ("管理员", "admin"),
     # deliveries, outcomes, events
     "pending": ("待发送", "pending"),
     "sending": ("正在发送", "sending"),
