@@ -80,3 +80,23 @@ def test_cli_user_and_token_creation_are_recorded_as_cli(settings, engine):
         ("create_user", "cli", "boss@example.org"),
         ("create_token", "cli", None),
     ]
+
+
+def test_campaign_buttons_and_suppressions_are_recorded(client, engine, settings):
+    from test_web_support import seed
+
+    seeded = seed(engine, settings)
+    make_user(engine, "admin")
+    csrf = login(client, "admin@example.org")
+    for action in ("pause", "resume", "cancel"):
+        client.post(f"/admin/campaigns/{seeded.campaign_id}/{action}", data={"csrf_token": csrf})
+    client.post("/admin/suppressions", data={"csrf_token": csrf, "email": "x@example.org"})
+    client.get("/admin/suppressions/export")
+    rows = [r for r in _audit(engine) if r[0] not in ("log_in",)]
+    assert rows == [
+        ("pause", "admin@example.org", str(seeded.campaign_id)),
+        ("resume", "admin@example.org", str(seeded.campaign_id)),
+        ("cancel", "admin@example.org", str(seeded.campaign_id)),
+        ("suppress", "admin@example.org", "x@example.org"),
+        ("export", "admin@example.org", None),
+    ]

@@ -21,8 +21,9 @@ from dispatch.models.delivery import Campaign
 from dispatch.models.issue import Issue
 from dispatch.models.subscriber import MailingList, Subscriber
 from dispatch.subscribers import service
-from dispatch.vocabulary import CampaignStatus, IssueStatus
+from dispatch.vocabulary import AuditAction, AuditTarget, CampaignStatus, IssueStatus
 from dispatch.web import api_campaigns, api_issues, api_subscribers
+from dispatch.web.audit_actor import record_for_request
 from dispatch.web.auth import AdminUser, EditorUser
 from dispatch.web.chart import opens_clicks_svg
 from dispatch.web.deps import BodyId, DbSession, RowId
@@ -538,6 +539,16 @@ def _refuse_if_enforced(request: Request, campaign_id: int) -> None:
         raise SendRefused(check.refused)
 
 
+# what each campaign button is in the audit log
+CAMPAIGN_AUDIT = {
+    "start": AuditAction.SEND,
+    "include_new": AuditAction.SEND,
+    "resume": AuditAction.RESUME,
+    "pause": AuditAction.PAUSE,
+    "cancel": AuditAction.CANCEL,
+}
+
+
 async def _campaign_action(request: Request, campaign_id: int, action: str) -> Response:
     settings, engine = request.app.state.settings, request.app.state.engine
     try:
@@ -580,6 +591,7 @@ async def _campaign_action(request: Request, campaign_id: int, action: str) -> R
                 },
                 status_code=409,
             )
+    record_for_request(request, CAMPAIGN_AUDIT[action], AuditTarget.CAMPAIGN, campaign_id)
     return _redirect(f"/admin/campaigns/{campaign_id}", "done")
 
 

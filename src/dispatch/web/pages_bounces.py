@@ -10,11 +10,14 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from dispatch import audit
 from dispatch.bounces import suppressions
 from dispatch.db import committing
 from dispatch.delivery import campaigns as engine_campaigns
 from dispatch.errors import DispatchError
 from dispatch.subscribers import service
+from dispatch.vocabulary import AuditAction, AuditTarget
+from dispatch.web.audit_actor import request_actor
 from dispatch.web.auth import AdminUser
 from dispatch.web.deps import DbSession, RowId
 from dispatch.web.queueing import batch_queue
@@ -84,6 +87,16 @@ def suppressions_add(
                 reason = "manual"
             row = service.suppress(session, email=email, reason=reason, source="admin")
             row.note = note.strip()
+            after = {"reason": reason, "note": row.note}
+            actor = request_actor(request, principal)
+            audit.record(
+                session,
+                actor,
+                AuditAction.SUPPRESS,
+                AuditTarget.SUPPRESSION,
+                row.email,
+                after=after,
+            )
     except DispatchError as exc:
         with request.app.state.session_factory() as session:
             return _page(request, session, extra=_failed(request, exc), status_code=422)
@@ -100,6 +113,15 @@ def suppressions_remove(
     try:
         with committing(request.app.state.session_factory()) as session:
             suppressions.remove(session, suppression_id, note=note, by=principal.email)
+            actor = request_actor(request, principal)
+            audit.record(
+                session,
+                actor,
+                AuditAction.UNSUPPRESS,
+                AuditTarget.SUPPRESSION,
+                suppression_id,
+                after={"note": note},
+            )
     except DispatchError as exc:
         with request.app.state.session_factory() as session:
             return _page(request, session, extra=_failed(request, exc), status_code=422)
@@ -138,7 +160,9 @@ async def suppressions_import(
 
 
 @router.get("/suppressions/export")
-def suppressions_export(principal: AdminUser, session: DbSession) -> Response:
+def suppressions_export(request: Request, principal: AdminUser, session: DbSession) -> Response:
+    actor = request_actor(request, principal)
+    audit.record(session, actor, AuditAction.EXPORT, AuditTarget.SUPPRESSION)
     return Response(
         suppressions.export_csv(session),
         media_type="text/csv; charset=utf-8",
