@@ -100,3 +100,17 @@ def test_campaign_buttons_and_suppressions_are_recorded(client, engine, settings
         ("suppress", "admin@example.org", "x@example.org"),
         ("export", "admin@example.org", None),
     ]
+
+
+def test_api_pause_and_cancel_are_recorded(client, engine, settings):
+    from test_web_support import bearer, seed
+
+    seeded = seed(engine, settings)
+    token = make_user(engine, "admin")
+    for action in ("pause", "cancel"):
+        answer = client.post(f"/api/campaigns/{seeded.campaign_id}/{action}", headers=bearer(token))
+        assert answer.status_code == 200, answer.text
+    assert _audit(engine) == [
+        ("pause", "admin@example.org", str(seeded.campaign_id)),
+        ("cancel", "admin@example.org", str(seeded.campaign_id)),
+    ]

@@ -16,11 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from dispatch import audit
 from dispatch.delivery import campaigns as engine_campaigns
 from dispatch.models import Event
 from dispatch.models.delivery import CHANNEL_KINDS, DELIVERY_STATUSES, Campaign, Delivery
 from dispatch.models.web import TrackingHit
-from dispatch.vocabulary import Channel
+from dispatch.vocabulary import AuditAction, AuditTarget, Channel
+from dispatch.web.audit_actor import record_for_request, request_actor
 from dispatch.web.auth import require_admin, require_editor
 from dispatch.web.deps import BodyId, DbSession, RowId
 from dispatch.web.queueing import batch_queue
@@ -154,6 +156,9 @@ async def campaigns_start(campaign_id: RowId, request: Request, session: DbSessi
     batches = await run_in_threadpool(
         engine_campaigns.start, engine, settings, campaign_id, batch_queue(request)
     )
+    await run_in_threadpool(
+        record_for_request, request, AuditAction.SEND, AuditTarget.CAMPAIGN, campaign_id
+    )
     with request.app.state.session_factory() as fresh:
         return {
             **engine_campaigns.progress(fresh, campaign_id),
@@ -163,9 +168,12 @@ async def campaigns_start(campaign_id: RowId, request: Request, session: DbSessi
 
 
 @router.post("/{campaign_id}/pause", dependencies=admin, summary="Pause sending")
-def campaigns_pause(campaign_id: RowId, session: DbSession) -> dict:
+def campaigns_pause(campaign_id: RowId, request: Request, session: DbSession) -> dict:
     get_campaign_or_404(session, campaign_id)
-    return campaign_out(engine_campaigns.pause(session, campaign_id))
+    out = campaign_out(engine_campaigns.pause(session, campaign_id))
+    actor = request_actor(request, request.state.principal)
+    audit.record(session, actor, AuditAction.PAUSE, AuditTarget.CAMPAIGN, campaign_id)
+    return out
 
 
 @router.post("/{campaign_id}/resume", dependencies=admin, summary="Resume a paused campaign")
@@ -176,14 +184,20 @@ async def campaigns_resume(campaign_id: RowId, request: Request, session: DbSess
     await run_in_threadpool(
         engine_campaigns.resume, engine, settings, campaign_id, batch_queue(request)
     )
+    await run_in_threadpool(
+        record_for_request, request, AuditAction.RESUME, AuditTarget.CAMPAIGN, campaign_id
+    )
     with request.app.state.session_factory() as fresh:
         return engine_campaigns.progress(fresh, campaign_id)
 
 
 @router.post("/{campaign_id}/cancel", dependencies=admin, summary="Cancel for good")
-def campaigns_cancel(campaign_id: RowId, session: DbSession) -> dict:
+def campaigns_cancel(campaign_id: RowId, request: Request, session: DbSession) -> dict:
     get_campaign_or_404(session, campaign_id)
-    return campaign_out(engine_campaigns.cancel(session, campaign_id))
+    out = campaign_out(engine_campaigns.cancel(session, campaign_id))
+    actor = request_actor(request, request.state.principal)
+    audit.record(session, actor, AuditAction.CANCEL, AuditTarget.CAMPAIGN, campaign_id)
+    return out
 
 
 @router.get(
