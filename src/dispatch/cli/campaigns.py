@@ -20,13 +20,14 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from dispatch import audit
 from dispatch.cli.common import emit, fail, json_option, settings_or_exit
 from dispatch.config import ConfigError
 from dispatch.db import get_engine
 from dispatch.delivery import campaigns as service
 from dispatch.i18n import Catalog
 from dispatch.models.delivery import CHANNEL_KINDS
-from dispatch.vocabulary import CAMPAIGN_FINAL, CampaignStatus, Channel
+from dispatch.vocabulary import CAMPAIGN_FINAL, AuditAction, AuditTarget, CampaignStatus, Channel
 
 MESSAGES = Catalog(
     {
@@ -561,6 +562,10 @@ def pause_cmd(campaign_id: int, reason: str, as_json: bool) -> None:
     """Pause: workers stop at their next chunk / 暂停."""
     with _session() as session:
         service.pause(session, campaign_id, reason)
+        after = {"reason": reason}
+        audit.record(
+            session, audit.CLI, AuditAction.PAUSE, AuditTarget.CAMPAIGN, campaign_id, after=after
+        )
     emit(
         {"id": campaign_id, "status": CampaignStatus.PAUSED.value},
         as_json,
@@ -575,6 +580,8 @@ def resume_cmd(campaign_id: int, as_json: bool) -> None:
     """Resume a paused campaign / 恢复."""
     settings = settings_or_exit()
     batches = _run(service.resume, get_engine(settings), settings, campaign_id, _queue())
+    with _session() as session:
+        audit.record(session, audit.CLI, AuditAction.RESUME, AuditTarget.CAMPAIGN, campaign_id)
     emit(
         {"id": campaign_id, "status": CampaignStatus.RUNNING.value, "batches": len(batches)},
         as_json,
@@ -589,6 +596,7 @@ def cancel_cmd(campaign_id: int, as_json: bool) -> None:
     """Cancel for good; unsent rows stay unsent / 取消."""
     with _session() as session:
         service.cancel(session, campaign_id)
+        audit.record(session, audit.CLI, AuditAction.CANCEL, AuditTarget.CAMPAIGN, campaign_id)
     emit(
         {"id": campaign_id, "status": CampaignStatus.CANCELLED.value},
         as_json,
