@@ -28,6 +28,24 @@ def test_reliability_settings_with_redis():
     assert beat["task"] == SWEEP and beat["schedule"].total_seconds() == 15
 
 
+def test_reliability_settings_with_rabbitmq():
+    """RabbitMQ: the same acks_late/prefetch guarantees, publisher confirms, and none of the
+    Redis-only options (no visibility timeout: unacked messages return when a consumer's
+    connection closes); the rate limiter's Redis is a separate setting."""
+    settings = load_settings(env={}).replace(
+        broker_url="amqp://guest:guest@127.0.0.1:5672/dispatch",
+        redis_url="redis://127.0.0.1:6379/1",
+        redis_key_prefix="t1:",
+        celery_queue="q1",
+    )
+    conf = celery_config(settings)
+    assert conf["broker_url"] == "amqp://guest:guest@127.0.0.1:5672/dispatch"
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["broker_transport_options"] == {"confirm_publish": True}
+    assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is False
+
+
 def test_embedded_broker_needs_no_server(tmp_path: Path):
     settings = load_settings(env={}).replace(data_dir=tmp_path / "var")
     assert (

@@ -1,14 +1,18 @@
-"""End to end through real `celery worker` processes, the real Redis broker, PostgreSQL and a
-real SMTP server on loopback: every recipient exactly once, through faults.
+"""End to end through real `celery worker` processes, a real broker (Redis, then RabbitMQ),
+PostgreSQL and a real SMTP server on loopback: every recipient exactly once, through faults.
 
-One module-scoped "cluster" (a fresh PostgreSQL database, a unique Celery queue and Redis key
-prefix, the scripted SMTP server, two solo-pool `celery worker` processes and one `celery beat`
-running the sweep) serves the tests; each test uses its own addresses and campaign.
+One module-scoped "cluster" per broker (a fresh PostgreSQL database, a unique Celery queue, a
+private redis-server, on RabbitMQ a vhost of its own, the scripted SMTP server, two solo-pool
+`celery worker` processes and one `celery beat` running the sweep) serves the tests; each test
+uses its own addresses and campaign. The lease (300 s) is longer than any wait here, so a
+test that finishes shows that recovery came from the heartbeats and the queue check
+(delivery.recovery), never from a lease running out.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +39,9 @@ from dispatch.tasks import CeleryQueue, configure
 from smtp_server import ScriptedSmtpServer
 
 ROOT = Path(__file__).resolve().parents[1]
+RABBIT_HOST = os.environ.get("DISPATCH_TEST_RABBITMQ_HOST", "127.0.0.1:5672")
+RABBIT_USER = os.environ.get("DISPATCH_TEST_RABBITMQ_USER", "guest")
+RABBIT_PASSWORD = os.environ.get("DISPATCH_TEST_RABBITMQ_PASSWORD", "guest")
 PG_ADMIN_URL = os.environ.get("DISPATCH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CELERY = [
     sys.executable,
@@ -64,7 +71,19 @@ class Cluster:
     issue_id: int
     tmp: Path
     redis: PrivateRedis
+    broker: str  # "redis" or "rabbitmq"
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def lose_queue(self) -> None:
+        """The broker loses every queued task. Redis: the private redis-server (broker, rate
+        limiter) is killed, keeping nothing on disk. RabbitMQ (durable queues survive its
+        restart, and the shared server must not be restarted): the private Redis rate limiter
+        is killed and the queue of this cluster's own vhost is purged, as a lost node or an
+        operator's purge would do. Call `self.redis.ensure()` afterwards."""
+        self.redis.kill()
+        if self.broker == "rabbitmq":
+            with self.app.connection_for_write() as conn:
+                conn.default_channel.queue_purge(self.settings.celery_queue)
 
     def start_worker(self, name: str) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")
@@ -201,20 +220,45 @@ class PrivateRedis:
             self.proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("workers")
+class PrivateVhost:
+    """A RabbitMQ vhost of this module's own on the shared server (`rabbitmqctl add_vhost`):
+    its queues can be purged and deleted without touching anybody else's. Without rabbitmqctl
+    (not root), a unique queue name in the default vhost isolates the run instead."""
+
+    def __init__(self, run: str):
+        self.name = f"dispatch-test-{run}" if shutil.which("rabbitmqctl") else ""
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+    def create(self) -> str:
+        if self.name:
+            self._ctl("add_vhost", self.name)
+            self._ctl("set_permissions", "-p", self.name, RABBIT_USER, ".*", ".*", ".*")
+        return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@{RABBIT_HOST}/{self.name}"
+
+    def delete(self) -> None:
+        if self.name:
+            self._ctl("delete_vhost", self.name)
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def cluster(request, tmp_path_factory) -> Iterator[Cluster]:
+    broker: str = request.param
+    tmp = tmp_path_factory.mktemp(f"workers-{broker}")
     redis = PrivateRedis(tmp)
     redis.ensure()
+    run = uuid.uuid4().hex[:8]
+    vhost = PrivateVhost(run) if broker == "rabbitmq" else None
+    broker_url = vhost.create() if vhost else redis.url
     url, admin = _pg_database()
     engine = make_engine(url)
     upgrade(engine)
     smtp = ScriptedSmtpServer().start()
-    run = uuid.uuid4().hex[:8]
     values = {
         "data_dir": str(tmp / "var"),
         "database_url": url,
-        "broker_url": redis.url,
+        "broker_url": broker_url,
         "redis_url": redis.url,
         "redis_key_prefix": f"dispatch-test:{run}:",
         "celery_queue": f"dispatch-test-{run}",
@@ -223,7 +267,8 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
         "secret_key": "test-secret-key-not-for-production",
         "public_base_url": "https://bulletin.example.org",
         "batch_size": "50",
-        "lease_seconds": "5",
+        "lease_seconds": "300",  # longer than every wait here: recovery must not need it
+        "heartbeat_seconds": "2",  # a SIGKILLed worker's claims return ~6 s after it died
         "retry_base_seconds": "0.5",
         "retry_max_seconds": "1.5",
         "max_attempts": "6",
@@ -235,7 +280,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
     app = configure(Celery(f"dispatch-test-{run}"), settings)
     with Session(engine) as session, session.begin():
         issue_id = publish_source(session, _small_issue(tmp / "issue")).id
-    c = Cluster(settings, env, engine, smtp, app, issue_id, tmp, redis)
+    c = Cluster(settings, env, engine, smtp, app, issue_id, tmp, redis, broker)
     try:
         c.start_worker("w1")
         c.start_worker("w2")
@@ -252,6 +297,8 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
                 proc.kill()
         smtp.stop()
         redis.kill()
+        if vhost:
+            vhost.delete()
         engine.dispose()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)'))
@@ -386,8 +433,8 @@ def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
         cluster.start_worker("w3")
         while sum(cluster.received(addresses).values()) < 400 and time.monotonic() < deadline:
             time.sleep(0.02)
-        # Redis goes away with every queued task (it keeps nothing on disk) and comes back
-        cluster.redis.kill()
+        # the broker loses every queued task (Redis restarted empty / RabbitMQ queue purged)
+        cluster.lose_queue()
         time.sleep(1.0)
     finally:
         cluster.redis.ensure()
@@ -428,6 +475,33 @@ def test_faults_sigkill_and_redis_restart_lose_nobody(cluster: Cluster):
 
     with Session(cluster.engine) as session:
         assert is_suppressed(session, email=ordered[3])
+
+
+def test_queue_lost_mid_campaign_is_requeued_without_waiting_a_lease(cluster: Cluster):
+    """Issue 17 item 6: the broker loses every queued batch mid-campaign (the private Redis
+    restarted empty / the RabbitMQ queue purged). Beat's recovery sees an empty queue beside
+    batches marked queued and re-queues them: the campaign finishes in well under the 300 s
+    lease (the wait below gives up at 120 s), nobody is lost and nobody is sent twice."""
+    assert cluster.settings.lease_seconds > 120
+    list_id, addresses = _people(cluster, "lost", 600)
+    cluster.smtp.script.data_delay = 0.004
+    campaign_id = _campaign(cluster, list_id)
+    try:
+        _start_and_wait_until_received(cluster, campaign_id, addresses, 120)
+        try:
+            cluster.lose_queue()
+            time.sleep(0.5)
+        finally:
+            cluster.redis.ensure()
+        at_loss = sum(cluster.received(addresses).values())
+    finally:
+        cluster.smtp.script.data_delay = 0.0
+    _wait(cluster, campaign_id, _finished, timeout=120)
+    received = cluster.received(addresses)
+    assert at_loss < 600  # the loss came mid-campaign
+    assert set(received) == addresses and max(received.values()) == 1
+    counts = _check_events_match_states(cluster, campaign_id)
+    assert counts["sent"] == 600
 
 
 def _start_and_wait_until_received(

@@ -121,7 +121,8 @@ class Settings:
     lease_seconds: float = 600.0
     rate_per_second: float = 0.0  # 0: unlimited
     rate_per_hour: float = 0.0
-    heartbeat_seconds: float = 10.0  # workers and beat record that they run this often
+    heartbeat_seconds: float = 5.0  # workers and beat record that they run this often
+    recovery_seconds: float = 2.0  # beat: dead workers' claims, lost queue entries; 0: off
     sweep_seconds: float = 15.0  # beat: lease expiry, due retries, due schedules
     celery_queue: str = "dispatch"
     redis_key_prefix: str = ""  # Celery global_keyprefix and rate-limit keys (tests isolate by it)

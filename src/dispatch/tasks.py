@@ -1,19 +1,21 @@
 """Thin Celery tasks over dispatch.delivery: ids in, state in the database, nothing else.
 
-Broker: settings.broker_url (redis://… in production). Empty means the embedded broker, a
-SQLite file under data_dir through kombu's SQLAlchemy transport, so `dispatch demo` and a
-single-machine setup need no server. Reliability settings: acks_late with
+Broker: settings.broker_url, Redis (redis://…) or RabbitMQ (amqp://…) in production. Empty
+means the embedded broker, a SQLite file under data_dir through kombu's SQLAlchemy transport,
+so `dispatch demo` and a single-machine setup need no server. The rate limiter and the WeChat
+token cache use settings.redis_url whatever the broker. Reliability settings: acks_late with
 reject_on_worker_lost (a task whose worker dies goes back to the queue), prefetch 1 (a worker
-holds at most one unstarted batch), and a Redis visibility timeout far longer than any batch.
+holds at most one unstarted batch), a Redis visibility timeout far longer than any batch, and
+publisher confirms on RabbitMQ.
 Tasks are idempotent: a redelivered deliver_batch claims only rows still due.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from datetime import timedelta
 
+from amqp.exceptions import NotFound
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import (
@@ -56,6 +58,11 @@ def broker_url_for(settings: Settings) -> str:
     return f"sqla+sqlite:///{path}"
 
 
+def is_amqp(broker_url: str) -> bool:
+    """RabbitMQ (or another AMQP 0-9-1 broker) rather than Redis or the embedded broker."""
+    return broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
 def celery_config(settings: Settings) -> dict:
     """Everything the app needs from settings (also applied again by `configure`)."""
     broker = broker_url_for(settings)
@@ -66,6 +73,13 @@ def celery_config(settings: Settings) -> dict:
         transport_options["visibility_timeout"] = max(3600, int(settings.lease_seconds * 3))
         if settings.redis_key_prefix:
             transport_options["global_keyprefix"] = settings.redis_key_prefix
+    elif is_amqp(broker):
+        # RabbitMQ: publisher confirms, so an enqueue returns only once the broker has the
+        # message (a broker crash right after send_task cannot silently drop a batch). There
+        # is no visibility timeout: a dead worker's unacked message is requeued as soon as
+        # its connection closes. The broker's consumer_timeout (30 min by default) must stay
+        # above the longest batch; a batch gives its rows back instead of waiting long.
+        transport_options["confirm_publish"] = True
     return {
         "broker_url": broker,
         "task_default_queue": settings.celery_queue,
@@ -79,6 +93,9 @@ def celery_config(settings: Settings) -> dict:
         "result_backend": None,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
+        # a running batch finishes and records its results when the broker connection drops
+        # (RabbitMQ then redelivers its message; the redelivered task claims nothing twice)
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "beat_schedule": beat_schedule(settings),
@@ -131,11 +148,16 @@ def configure(app: Celery, settings: Settings) -> Celery:
 app = configure(Celery("dispatch"), get_settings())
 
 
+_node: dict[str, str] = {}  # this worker's node name (w1@host), for its heartbeat rows
+
+
 @worker_init.connect
-def _check_sending_settings(**_kwargs) -> None:
+def _check_sending_settings(sender=None, **_kwargs) -> None:
     """A worker with a bad relay setting or provider table refuses to start, saying which
     setting (or file:line) is wrong, instead of failing every batch later."""
     from dispatch.delivery.relays import check_sending_settings
+
+    _node["name"] = getattr(sender, "hostname", None) or socket.gethostname()
 
     try:
         check_sending_settings(get_settings())
@@ -144,40 +166,56 @@ def _check_sending_settings(**_kwargs) -> None:
         raise SystemExit(f"dispatch: {exc}") from None
 
 
-@worker_process_init.connect
-def _fresh_engines_after_fork(**_kwargs) -> None:
-    """A forked pool child must not reuse the parent's database connections."""
-    from dispatch import db
-
-    db._engine_for.cache_clear()  # each child builds its own engine and pool on first use
+_heartbeats: list = []  # this process's HeartbeatThread and RecoveryThread, to stop
 
 
-_heartbeats: list = []
-
-
-def _start_heartbeat(kind: str) -> None:
+def _start_heartbeat(kind: str, name: str | None = None) -> None:
     from dispatch.db import get_engine
     from dispatch.delivery.heartbeat import HeartbeatThread
 
     settings = get_settings()
-    _heartbeats.append(HeartbeatThread(get_engine(settings), settings, kind).start())
+    _heartbeats.append(HeartbeatThread(get_engine(settings), settings, kind, name).start())
+
+
+def _worker_name() -> str:
+    from dispatch.delivery.heartbeat import worker_name
+
+    return worker_name(_node.get("name"))
+
+
+@worker_process_init.connect
+def _fresh_engines_after_fork(**_kwargs) -> None:
+    """A forked pool child must not reuse the parent's database connections; it runs tasks,
+    so it beats under its own name (its claims carry its pid)."""
+    from dispatch import db
+    from dispatch.vocabulary import ProcessKind
+
+    db._engine_for.cache_clear()  # each child builds its own engine and pool on first use
+    _heartbeats.clear()  # the parent's threads did not survive the fork
+    _start_heartbeat(ProcessKind.WORKER, _worker_name())
 
 
 @worker_ready.connect
 def _worker_heartbeat(**_kwargs) -> None:
-    """A running worker says so every few seconds (`dispatch send` warns when none does)."""
+    """A running worker says so every few seconds (`dispatch send` warns when none does);
+    named like the claims its tasks make when it runs them itself (solo or threads pool)."""
     from dispatch.vocabulary import ProcessKind
 
-    _start_heartbeat(ProcessKind.WORKER)
+    _start_heartbeat(ProcessKind.WORKER, _worker_name())
 
 
 @beat_init.connect
 @beat_embedded_init.connect
 def _beat_heartbeat(**_kwargs) -> None:
-    """Beat too: a scheduled campaign past its time with no beat says so."""
+    """Beat too (a scheduled campaign past its time with no beat says so), and beat runs the
+    recovery every few seconds: dead workers' claims, batches the broker lost."""
+    from dispatch.db import get_engine
+    from dispatch.delivery.recovery import RecoveryThread
     from dispatch.vocabulary import ProcessKind
 
     _start_heartbeat(ProcessKind.BEAT)
+    settings = get_settings()
+    _heartbeats.append(RecoveryThread(get_engine(settings), settings, CeleryQueue()).start())
 
 
 @worker_shutdown.connect
@@ -196,6 +234,18 @@ class CeleryQueue:
     def enqueue(self, campaign_id: int, batch_no: int) -> None:
         self.app.send_task(DELIVER_BATCH, args=(campaign_id, batch_no), queue=self.queue)
 
+    def waiting(self) -> int:
+        """Tasks in the broker's queue that no worker has taken (Redis: the list's length;
+        RabbitMQ: the queue's ready messages). A queue the broker does not know holds none."""
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1)
+            if not is_amqp(self.app.conf.broker_url):  # kombu's virtual queues: just count
+                return int(conn.default_channel.queue_declare(self.queue)[1])
+            try:  # passive: never (re)declare RabbitMQ's queue with other arguments
+                return int(conn.default_channel.queue_declare(self.queue, passive=True)[1])
+            except NotFound:
+                return 0
+
 
 def _deps():
     from dispatch.db import get_engine
@@ -207,9 +257,10 @@ def _deps():
 @app.task(name=DELIVER_BATCH, bind=True, acks_late=True, ignore_result=True)
 def deliver_batch(self, campaign_id: int, batch_no: int) -> dict:
     from dispatch.delivery.engine import deliver_batch as run
+    from dispatch.delivery.heartbeat import worker_name
 
     engine, settings = _deps()
-    worker = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}"
+    worker = worker_name(self.request.hostname)  # node:pid, the name of this process's heartbeat
     report = run(engine, settings, int(campaign_id), int(batch_no), worker=worker)
     return {"claimed": report.claimed, **report.outcomes}
 

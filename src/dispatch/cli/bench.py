@@ -20,6 +20,7 @@ BENCH_MODULES = (
     "tracking",
     "admin",
     "report",
+    "recovery",
 )
 
 

@@ -34,7 +34,6 @@ from dispatch.delivery import reputation
 from dispatch.delivery.claiming import (
     ClaimedRow,
     claim_batch,
-    due_batches,
     expire_leases,
     new_claim_token,
     release,
@@ -43,6 +42,7 @@ from dispatch.delivery.claiming import (
 from dispatch.delivery.queue import BatchQueue
 from dispatch.delivery.quota import record_used
 from dispatch.delivery.ratelimit import Limit, RateLimiter, make_rate_limiter
+from dispatch.delivery.recovery import recover
 from dispatch.delivery.retry import next_attempt
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, utcnow
@@ -1221,10 +1221,10 @@ def sweep(
             log.info("sweep.start_skipped", campaign_id=campaign_id, reason=str(exc))
     with Session(engine) as session, session.begin():
         report.expired = expire_leases(session, settings.max_attempts, now)
-    with Session(engine) as session, session.begin():
-        report.enqueued = due_batches(session, settings.lease_seconds, now)
-    for campaign_id, batch_no in report.enqueued:
-        queue.enqueue(campaign_id, batch_no)
+    # dead workers' claims, due batches, and batches the broker lost (delivery.recovery)
+    recovery = recover(engine, settings, queue, now)
+    report.expired += recovery.released
+    report.enqueued = recovery.enqueued + recovery.requeued
     with Session(engine) as session:
         running = list(
             session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.RUNNING))

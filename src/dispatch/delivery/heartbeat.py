@@ -2,8 +2,10 @@
 
 Why: a campaign queued with no worker running sat at 0 % forever and nothing said why.
 Workers and beat write their row every `heartbeat_seconds` (dispatch.tasks wires this to
-Celery's worker_ready / beat_init signals); `send`, `campaigns watch` and the campaign page
-ask `missing_process_message`, which answers from those timestamps, never from a guess.
+Celery's worker_ready / worker_process_init / beat_init signals); `send`, `campaigns watch`
+and the campaign page ask `missing_process_message`, which answers from those timestamps,
+never from a guess. A task-running process's row is named like its claims (`worker_name`),
+so delivery.recovery can return a dead worker's claims without waiting for their lease.
 """
 
 from __future__ import annotations
@@ -56,15 +58,29 @@ def process_name(kind: str) -> str:
     return f"{kind}@{socket.gethostname()}:{os.getpid()}"
 
 
-def record(engine: Engine, kind: str, name: str, now: datetime | None = None) -> None:
-    """Write this process's heartbeat (insert the first time, update afterwards)."""
+def worker_name(nodename: str | None, pid: int | None = None) -> str:
+    """The name of a task-running process: `node:pid`, cut like claim tokens' holder part.
+
+    Why the same string: a claim token is `worker_name:random` (tasks.deliver_batch), so the
+    recovery finds a claim's heartbeat row by name and releases it when the row goes stale.
+    """
+    return f"{nodename or socket.gethostname()}:{pid or os.getpid()}"[:60]
+
+
+def record(
+    engine: Engine, kind: str, name: str, now: datetime | None = None, *, fresh: bool = False
+) -> None:
+    """Write this process's heartbeat (insert the first time, update afterwards). `fresh` (a
+    process's first beat) also resets started_at: a new process under an old name (a pid
+    reused after a restart) thereby disowns the claims the old one left."""
     now = now or utcnow()
+    values: dict = {"seen_at": now, "kind": str(kind)}
+    if fresh:
+        values["started_at"] = now
     with Session(engine) as session, session.begin():
         updated = affected(
             session.execute(
-                update(ProcessHeartbeat)
-                .where(ProcessHeartbeat.name == name)
-                .values(seen_at=now, kind=str(kind))
+                update(ProcessHeartbeat).where(ProcessHeartbeat.name == name).values(**values)
             )
         )
         if not updated:
@@ -120,12 +136,13 @@ def missing_process_message(
 
 
 class HeartbeatThread:
-    """Records `kind`'s heartbeat every `settings.heartbeat_seconds` until stopped."""
+    """Records `kind`'s heartbeat every `settings.heartbeat_seconds` until stopped, under
+    `name` (default: kind@host:pid; task-running workers pass `worker_name(...)`)."""
 
-    def __init__(self, engine: Engine, settings: Settings, kind: str):
+    def __init__(self, engine: Engine, settings: Settings, kind: str, name: str | None = None):
         self.engine, self.kind = engine, str(kind)
         self.interval = settings.heartbeat_seconds
-        self.name = process_name(self.kind)
+        self.name = name or process_name(self.kind)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"dispatch-heartbeat-{self.kind}", daemon=True
@@ -136,9 +153,11 @@ class HeartbeatThread:
         return self
 
     def _run(self) -> None:
+        fresh = True
         while True:
             try:
-                record(self.engine, self.kind, self.name)
+                record(self.engine, self.kind, self.name, fresh=fresh)
+                fresh = False
             except SQLAlchemyError as exc:  # the database is away: the next beat tries again
                 log.warning("heartbeat.failed", kind=self.kind, error=type(exc).__name__)
             if self._stop.wait(self.interval):

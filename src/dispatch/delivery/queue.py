@@ -13,6 +13,20 @@ class BatchQueue(Protocol):
         """Ask some worker to run deliver_batch(campaign_id, batch_no) soon."""
 
 
+def waiting_count(queue: object) -> int | None:
+    """How many tasks the queue holds that no worker has taken yet, when it can say (a queue
+    with a `waiting()` method); None when it cannot or its broker does not answer. Recovery
+    trusts only a definite 0 (delivery.recovery)."""
+    waiting = getattr(queue, "waiting", None)
+    if waiting is None:
+        return None
+    try:
+        count = waiting()
+    except Exception:  # noqa: BLE001 - a broker that is away cannot say, which is no answer
+        return None
+    return None if count is None else int(count)
+
+
 class ListQueue:
     """Collects enqueued batches in order (tests, and `drain` for a single process)."""
 
@@ -21,6 +35,9 @@ class ListQueue:
 
     def enqueue(self, campaign_id: int, batch_no: int) -> None:
         self.items.append((campaign_id, batch_no))
+
+    def waiting(self) -> int:
+        return len(self.items)
 
     def pop_all(self) -> list[tuple[int, int]]:
         items, self.items = self.items, []
