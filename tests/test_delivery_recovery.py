@@ -95,6 +95,25 @@ def test_a_worker_restarted_under_the_same_name_disowns_its_old_claims(engine, s
     assert {r.status for r in _rows(session, campaign_id)} == {"pending"}
 
 
+def test_a_run_that_raised_gives_its_claims_back_at_once(engine, session, settings):
+    """The rate limiter's Redis went away mid-batch: deliver_batch raised in a worker that lives
+    on (its heartbeat fresh). Its claims of that batch return now, not after the lease; another
+    process's claims and another batch stay claimed."""
+    from dispatch.delivery.recovery import release_failed_run
+
+    settings = settings.replace(lease_seconds=600, batch_size=2)
+    campaign_id, queue = _running(engine, session, settings)
+    queue.pop_all()
+    me, other = worker_name("w1@host", 7), worker_name("w1@host", 77)
+    _claim(engine, campaign_id, 0, me, settings)
+    _claim(engine, campaign_id, 1, me, settings)  # an earlier batch of mine, still running
+    _claim(engine, campaign_id, 2, other, settings)  # "w1@host:77" starts like "w1@host:7"
+    assert release_failed_run(engine, settings, me, campaign_id, 0) == [(campaign_id, 0)]
+    statuses = {(r.batch_no, r.status, r.attempts) for r in _rows(session, campaign_id)}
+    assert statuses == {(0, "pending", 1), (1, "sending", 0), (2, "sending", 0)}
+    assert recover(engine, settings, queue).enqueued == [(campaign_id, 0)]
+
+
 def test_lost_batches_are_requeued_once_the_broker_holds_nothing(engine, session, settings):
     settings = settings.replace(lease_seconds=600, batch_size=2)
     campaign_id, queue = _running(engine, session, settings)

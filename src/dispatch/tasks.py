@@ -261,7 +261,18 @@ def deliver_batch(self, campaign_id: int, batch_no: int) -> dict:
 
     engine, settings = _deps()
     worker = worker_name(self.request.hostname)  # node:pid, the name of this process's heartbeat
-    report = run(engine, settings, int(campaign_id), int(batch_no), worker=worker)
+    try:
+        report = run(engine, settings, int(campaign_id), int(batch_no), worker=worker)
+    except Exception:
+        from dispatch.delivery.recovery import release_failed_run
+
+        # the rows this run claimed return now (re-queued by the next recovery round), not
+        # after a lease: this process lives on and its heartbeat would keep them claimed
+        try:
+            release_failed_run(engine, settings, worker, int(campaign_id), int(batch_no))
+        except Exception as exc:  # noqa: BLE001 - the database too is away: the lease remains
+            log.warning("task.release_failed", campaign_id=campaign_id, error=str(exc))
+        raise
     return {"claimed": report.claimed, **report.outcomes}
 
 

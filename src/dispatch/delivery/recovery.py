@@ -111,6 +111,34 @@ def release_dead_claims(
     return pairs
 
 
+def release_failed_run(
+    engine: Engine,
+    settings: Settings,
+    holder: str,
+    campaign_id: int,
+    batch_no: int,
+    now: datetime | None = None,
+) -> list[tuple[int, int]]:
+    """A deliver_batch run that raised (e.g. the rate limiter's Redis went away mid-batch)
+    leaves its claims `sending` under a live process, whose heartbeat goes on: return them
+    now like an expired lease (the attempt counted: a message may have left before the error)
+    instead of letting them wait a whole lease. One process runs one batch at a time, so its
+    `sending` rows of this batch are that run's."""
+    now = now or utcnow()
+    mine = and_(
+        D.c.campaign_id == campaign_id,
+        D.c.batch_no == batch_no,
+        D.c.status == DeliveryStatus.SENDING,
+        func.substr(D.c.claimed_by, 1, len(holder) + 1) == holder + ":",
+    )
+    with Session(engine) as session, session.begin():
+        session.execute(update(D).where(mine).values(lease_until=now - timedelta(microseconds=1)))
+        pairs = expire_leases(session, settings.max_attempts, now)
+    if pairs:
+        log.warning("recovery.failed_run_released", holder=holder, batches=pairs)
+    return pairs
+
+
 def lost_batches(
     session: Session, requeue_seconds: float, now: datetime | None = None
 ) -> list[tuple[int, int]]:
