@@ -41,7 +41,8 @@ from typing import Any
 import click
 
 from dispatch.config import Settings, load_settings
-from dispatch.dev.bench.send import PROJECT_ROOT, fresh_database, running_sink, seed
+from dispatch.dev.bench.send import fresh_database, running_sink, seed
+from dispatch.paths import PROJECT_ROOT
 
 FAULTS = ("worker", "queue")
 MODES = ("lease", "recovery")
