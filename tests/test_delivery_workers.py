@@ -269,7 +269,7 @@ def cluster(request, tmp_path_factory) -> Iterator[Cluster]:
         "public_base_url": "https://bulletin.example.org",
         "batch_size": "50",
         "lease_seconds": "300",  # longer than every wait here: recovery must not need it
-        "heartbeat_seconds": "2",  # a SIGKILLed worker's claims return ~6 s after it died
+        "heartbeat_seconds": "2",  # a SIGKILLed worker's claims return ~30 s after it died
         "retry_base_seconds": "0.5",
         "retry_max_seconds": "1.5",
         "max_attempts": "6",

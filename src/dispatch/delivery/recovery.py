@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.config import Settings
 from dispatch.delivery.claiming import due_batches, expire_leases
+from dispatch.delivery.heartbeat import stale_after
 from dispatch.delivery.queue import BatchQueue, waiting_count
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, utcnow
@@ -54,8 +55,10 @@ class RecoveryReport:
 
 
 def dead_after(settings: Settings) -> float:
-    """A worker not seen for three heartbeats is gone (30 s with the default 10 s beat)."""
-    return 3 * settings.heartbeat_seconds
+    """A worker is gone when it no longer counts as running: not seen for three heartbeats
+    and at least 30 s (heartbeat.stale_after), so a process slowed down by a loaded machine
+    or a slow database is not taken for dead (its claims would then be sent twice)."""
+    return stale_after(settings)
 
 
 def holder_of(token: str) -> str:

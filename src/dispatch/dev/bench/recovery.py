@@ -260,6 +260,9 @@ def measure(
             if time.monotonic() > deadline:
                 raise click.ClickException(f"no progress; logs in {work}")
             time.sleep(0.05)
+        if fault == "worker":  # kill w1 while it holds claims (not while it renders or waits)
+            while not _watched_ids(engine, campaign_id, fault) and time.monotonic() < deadline:
+                time.sleep(0.01)
         at_fault = utcnow()
         if fault == "worker":
             os.kill(stack.procs["w1"].pid, signal.SIGKILL)
