@@ -286,6 +286,7 @@ def cluster(request, tmp_path_factory) -> Iterator[Cluster]:
         c.start_worker("w1")
         c.start_worker("w2")
         c.start_beat()
+        _wait_for_heartbeats(c, {"w1", "w2"})
         yield c
     finally:
         for proc in c.workers.values():
@@ -304,6 +305,22 @@ def cluster(request, tmp_path_factory) -> Iterator[Cluster]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)'))
         admin.dispose()
+
+
+def _wait_for_heartbeats(c: Cluster, nodes: set[str], timeout: float = 180.0) -> None:
+    """Both workers ready before the first test (a loaded machine starts Celery slowly, and a
+    test that needs both workers must not find one still booting): each writes its heartbeat
+    row, named node:pid, once it is ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Session(c.engine) as session:
+            names = session.scalars(
+                select(ProcessHeartbeat.name).where(ProcessHeartbeat.kind == "worker")
+            ).all()
+        if {n.split("@", 1)[0] for n in names} >= nodes:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"workers {nodes} did not start in {timeout}s")
 
 
 def _people(c: Cluster, tag: str, n: int) -> tuple[int, set[str]]:
