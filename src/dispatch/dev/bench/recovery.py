@@ -16,7 +16,9 @@ re-queue of expired marks, the behaviour before issue 17 item 6) and `recovery` 
 and the lost-queue check). Times come from the rows' sent_at, not from this process's clock
 loop. Keys of --json: broker, recipients, lease_seconds, sweep_seconds, heartbeat_seconds,
 recovery_seconds, load (os.getloadavg at the start), runs: [{mode, fault, fault_to_next_s,
-campaign_s, sent, expected, attempts_over_1}].
+fault_to_release_s (worker fault: until the killed worker's claims are claimable again, the
+figure that a queue backlog ahead of them does not blur), watched_rows, campaign_s, status,
+sent, expected, attempts_over_1}].
 """
 
 from __future__ import annotations
@@ -274,9 +276,20 @@ def measure(
             time.sleep(0.5)
             server.start()  # back, empty
         timeout = settings.lease_seconds * 2 + 300
+        fault_clock, released_s = time.monotonic(), None
         while True:
             with Session(engine) as session:
                 status = campaigns.get(session, campaign_id).status
+                if fault == "worker" and released_s is None and ids:
+                    held = session.scalar(
+                        select(func.count()).where(
+                            Delivery.id.in_(ids),
+                            Delivery.claimed_by.like("w1@%"),
+                            Delivery.status == "sending",
+                        )
+                    )
+                    if not held:  # the killed worker's claims are claimable again
+                        released_s = round(time.monotonic() - fault_clock, 2)
             if status != "running" or time.monotonic() - started > timeout:
                 break
             time.sleep(0.2)
@@ -290,6 +303,7 @@ def measure(
         return {
             "fault": fault,
             "fault_to_next_s": _first_sent_after(engine, ids, at_fault),
+            "fault_to_release_s": released_s,
             "watched_rows": len(ids),
             "campaign_s": campaign_s,
             "status": status,
@@ -397,7 +411,8 @@ def command(
     )
     for r in result["runs"]:
         click.echo(
-            f"{r['mode']:>8} {r['fault']:>6}: fault → next delivered {r['fault_to_next_s']} s "
+            f"{r['mode']:>8} {r['fault']:>6}: fault → next delivered {r['fault_to_next_s']} s, "
+            f"→ claims released {r['fault_to_release_s']} s "
             f"({r['watched_rows']} rows waiting); campaign {r['campaign_s']} s, "
             f"sent {r['sent']}/{r['expected']} ({r['status']})"
         )
