@@ -5,8 +5,11 @@ means the embedded broker, a SQLite file under data_dir through kombu's SQLAlche
 so `dispatch demo` and a single-machine setup need no server. The rate limiter and the WeChat
 token cache use settings.redis_url whatever the broker. Reliability settings: acks_late with
 reject_on_worker_lost (a task whose worker dies goes back to the queue), prefetch 1 (a worker
-holds at most one unstarted batch), a Redis visibility timeout far longer than any batch, and
-publisher confirms on RabbitMQ.
+holds at most one unstarted batch), and a Redis visibility timeout far longer than any batch. RabbitMQ needs no
+option of its own: no visibility timeout (a dead worker's unacked message returns when its
+connection closes); publisher confirms are left off (celery#9259: with confirm_publish a
+publish can hang for good, and beat then sends no more sweeps); a message lost before the
+broker stored it is found by delivery.recovery like any lost queue entry.
 Tasks are idempotent: a redelivered deliver_batch claims only rows still due.
 """
 
@@ -73,13 +76,6 @@ def celery_config(settings: Settings) -> dict:
         transport_options["visibility_timeout"] = max(3600, int(settings.lease_seconds * 3))
         if settings.redis_key_prefix:
             transport_options["global_keyprefix"] = settings.redis_key_prefix
-    elif is_amqp(broker):
-        # RabbitMQ: publisher confirms, so an enqueue returns only once the broker has the
-        # message (a broker crash right after send_task cannot silently drop a batch). There
-        # is no visibility timeout: a dead worker's unacked message is requeued as soon as
-        # its connection closes. The broker's consumer_timeout (30 min by default) must stay
-        # above the longest batch; a batch gives its rows back instead of waiting long.
-        transport_options["confirm_publish"] = True
     return {
         "broker_url": broker,
         "task_default_queue": settings.celery_queue,
