@@ -29,8 +29,9 @@ def test_reliability_settings_with_redis():
 
 
 def test_reliability_settings_with_rabbitmq():
-    """RabbitMQ: the same acks_late/prefetch guarantees and none of the Redis-only options (no visibility timeout: unacked messages return when a consumer's
-    connection closes); the rate limiter's Redis is a separate setting."""
+    """RabbitMQ: the same acks_late/prefetch guarantees and none of the Redis-only options (no
+    visibility timeout: unacked messages return when a consumer's connection closes); the rate
+    limiter's Redis is a separate setting."""
     settings = load_settings(env={}).replace(
         broker_url="amqp://guest:guest@127.0.0.1:5672/dispatch",
         redis_url="redis://127.0.0.1:6379/1",

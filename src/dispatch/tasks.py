@@ -5,11 +5,11 @@ means the embedded broker, a SQLite file under data_dir through kombu's SQLAlche
 so `dispatch demo` and a single-machine setup need no server. The rate limiter and the WeChat
 token cache use settings.redis_url whatever the broker. Reliability settings: acks_late with
 reject_on_worker_lost (a task whose worker dies goes back to the queue), prefetch 1 (a worker
-holds at most one unstarted batch), and a Redis visibility timeout far longer than any batch. RabbitMQ needs no
-option of its own: no visibility timeout (a dead worker's unacked message returns when its
-connection closes); publisher confirms are left off (celery#9259: with confirm_publish a
-publish can hang for good, and beat then sends no more sweeps); a message lost before the
-broker stored it is found by delivery.recovery like any lost queue entry.
+holds at most one unstarted batch), and a Redis visibility timeout far longer than any
+batch. RabbitMQ needs no option of its own: no visibility timeout (a dead worker's
+unacked message returns when its connection closes); publisher confirms are left off
+(celery#9259: with confirm_publish a publish can hang for good, and beat then sends no more
+sweeps); a message lost before the broker stored it is found by delivery.recovery.
 Tasks are idempotent: a redelivered deliver_batch claims only rows still due.
 """
 
