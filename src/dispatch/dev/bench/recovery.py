@@ -346,6 +346,7 @@ def run(
         lease_seconds=lease_seconds,
         sweep_seconds=5.0,
         batch_size=100,
+        review_required=False,  # the bench sends the sample issue without an approval step
     )
     result.update(
         sweep_seconds=base.sweep_seconds,
