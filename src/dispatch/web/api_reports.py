@@ -43,7 +43,7 @@ def api_issue_report_csv(request: Request, issue_id: RowId, session: DbSession) 
 
 @router.get("/reports/trends", summary="The last issues compared, and monthly joins and leaves")
 def api_trends(
-    session: DbSession, list_id: int | None = Query(default=None, ge=1)
+    session: DbSession, list_id: int | None = Query(default=None, ge=1, le=2**31 - 1)
 ) -> dict[str, Any]:
     from dispatch.reports.trends import trends
 
