@@ -28,7 +28,7 @@ import click
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from dispatch.config import load_settings
+from dispatch.dev.bench import bench_settings
 from dispatch.i18n import Catalog
 
 MESSAGES = Catalog(
@@ -82,7 +82,7 @@ def run(recipients: int) -> dict[str, Any]:
     result: dict[str, Any] = {"recipients": recipients, "cpus": os.cpu_count()}
     result["load_before"] = load_average()
     with fresh_database() as url, tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(env={}).replace(
+        settings = bench_settings(
             database_url=url,
             data_dir=Path(tmp),
             secret_key="bench-secret-key",

@@ -28,7 +28,8 @@ from typing import Any
 
 import click
 
-from dispatch.config import Settings, load_settings, set_settings
+from dispatch.config import Settings, set_settings
+from dispatch.dev.bench import bench_settings
 from dispatch.i18n import Catalog
 from dispatch.outbox import free_port
 
@@ -309,7 +310,7 @@ def run(recipients: int, workers: int, as_json: bool) -> None:
     from dispatch.dev.bench.send import REDIS_URL
 
     work = Path(tempfile.mkdtemp(prefix="dispatch-bench-providers-"))
-    base = load_settings(env={}).replace(
+    base = bench_settings(
         data_dir=work / "var",
         secret_key="bench-secret-key",
         public_base_url="https://bulletin.example.org",

@@ -44,7 +44,8 @@ from typing import Any
 
 import click
 
-from dispatch.config import Settings, load_settings, set_settings
+from dispatch.config import Settings, set_settings
+from dispatch.dev.bench import bench_settings
 from dispatch.i18n import Catalog
 from dispatch.outbox import LocalOutbox, free_port
 from dispatch.paths import PROJECT_ROOT
@@ -836,7 +837,7 @@ def command(
 
     work = Path(tempfile.mkdtemp(prefix="dispatch-bench-send-"))
     tag = uuid.uuid4().hex[:8]
-    settings = load_settings(env={}).replace(
+    settings = bench_settings(
         data_dir=work / "var",
         secret_key="bench-secret-key",
         public_base_url="https://bulletin.example.org",

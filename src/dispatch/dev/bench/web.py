@@ -39,8 +39,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from dispatch.cli.common import emit, fail, json_option
-from dispatch.config import load_settings
 from dispatch.db import make_engine, upgrade
+from dispatch.dev.bench import bench_settings
 
 SECRET = "bench-web-secret-key"
 SIGNUP_BITS = 8
@@ -64,7 +64,7 @@ def _seed(database_url: str, data_dir: Path, recipients: int) -> tuple[int, list
     from dispatch.paths import SAMPLE_ISSUE_DIR
     from dispatch.subscribers import service
 
-    settings = load_settings(env={}).replace(
+    settings = bench_settings(
         data_dir=data_dir, database_url=database_url, secret_key=SECRET, public_base_url=BASE_URL
     )
     engine = make_engine(database_url)
@@ -528,9 +528,7 @@ def command(
         data_dir = Path(tmp) / "var"
         url = database_url or f"sqlite:///{data_dir / 'bench.db'}"
         campaign_id, delivery_ids, n_links = _seed(url, data_dir, recipients)
-        settings = load_settings(env={}).replace(
-            data_dir=data_dir, secret_key=SECRET, public_base_url=BASE_URL
-        )
+        settings = bench_settings(data_dir=data_dir, secret_key=SECRET, public_base_url=BASE_URL)
         plan = _plan(delivery_ids, n_links, n_requests)
         paths = [
             ("open", f"/t/o/{make_open_token(settings, d)}.gif")
