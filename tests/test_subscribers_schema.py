@@ -30,5 +30,19 @@ def test_migration_matches_models(database_url):
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
-    mine = [d for d in diffs if _table_of(d) in TABLES]
+    mine = [d for d in diffs if _table_of(d) in TABLES and not _prefix_search_index(d)]
     assert mine == []
+
+
+def _prefix_search_index(diff) -> bool:
+    """The lower(email|name) text_pattern_ops indexes of migration 0020 (admin prefix search)
+    are expressions the models cannot declare portably; Alembic reports them as extra on
+    PostgreSQL. Only those two names are let through."""
+    return (
+        isinstance(diff, tuple)
+        and diff[0] == "remove_index"
+        and getattr(diff[1], "name", None) in PREFIX_INDEXES
+    )
+
+
+PREFIX_INDEXES = {"ix_subscribers_email_prefix", "ix_subscribers_name_prefix"}
