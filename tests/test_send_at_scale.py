@@ -24,6 +24,7 @@ RECIPIENTS = 50_000
 def test_fifty_thousand_recipients_two_workers_each_reached_once(tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     settings = load_settings(env={}).replace(
+        review_required=False,  # the sample is sent without an approval step
         data_dir=tmp_path / "var",
         secret_key="test-secret-key-not-for-production",
         public_base_url="https://bulletin.example.org",

@@ -139,6 +139,7 @@ def _campaign_under_way(engine: Engine, settings) -> int:
 @pytest.mark.slow
 def test_hot_path_plans_do_not_grow_with_the_list(big_engine: Engine, tmp_path) -> None:
     settings = load_settings(env={}).replace(
+        review_required=False,  # the sample is sent without an approval step
         data_dir=tmp_path / "var",
         database_url=big_engine.url.render_as_string(hide_password=False),
         secret_key="test-secret-key-not-for-production",

@@ -97,7 +97,7 @@ def test_prepare_channel_warms_the_per_process_source(session, settings):
         campaign_id=24, issue_id=issue.id, batch_no=3, list_ids=(1,), tracking=True
     )
     prepare_channel("email", settings, context)
-    assert any(key[0] == 24 for key in _SOURCE_CACHE)
+    assert any(24 in key[:3] for key in _SOURCE_CACHE)  # (branding, campaign id, issue id, ...)
 
 
 def test_the_greeting_follows_the_subscribers_language(session, settings):
