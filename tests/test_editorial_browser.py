@@ -104,7 +104,8 @@ def test_the_editor_previews_live_and_marks_a_problem_at_its_line(served, tmp_pa
             source.fill(text.replace("第一篇文章的标题", "浏览器里改的标题"))
             for frame in ("#live-email-375", "#live-email-600", "#live-wechat"):
                 expect(page.frame_locator(frame).locator("body")).to_contain_text(
-                    "浏览器里改的标题"
+                    "浏览器里改的标题",
+                    timeout=30_000,  # a full re-render on a busy CI machine
                 )
             assert page.locator("#live-email-375").evaluate("e => e.offsetWidth") == 375
             assert page.locator("#live-email-600").evaluate("e => e.offsetWidth") == 600
