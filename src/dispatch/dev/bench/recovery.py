@@ -42,7 +42,8 @@ from typing import Any
 
 import click
 
-from dispatch.config import Settings, load_settings
+from dispatch.config import Settings
+from dispatch.dev.bench import bench_settings
 from dispatch.dev.bench.send import fresh_database, running_sink, seed
 from dispatch.paths import PROJECT_ROOT
 
@@ -338,7 +339,7 @@ def run(
         "load": [round(x, 2) for x in os.getloadavg()],
         "runs": [],
     }
-    base = load_settings(env={}).replace(
+    base = bench_settings(
         data_dir=work / "var",
         secret_key="bench-secret-key",
         public_base_url="https://bulletin.example.org",
@@ -346,7 +347,6 @@ def run(
         lease_seconds=lease_seconds,
         sweep_seconds=5.0,
         batch_size=100,
-        review_required=False,  # the bench sends the sample issue without an approval step
     )
     result.update(
         sweep_seconds=base.sweep_seconds,
