@@ -138,6 +138,35 @@ def test_lost_batches_are_requeued_once_the_broker_holds_nothing(engine, session
     ]
 
 
+def test_the_sweep_marks_one_row_per_batch_and_runs_once(engine, session, settings):
+    """Past the fan-out's queue mark the sweep re-enqueues each batch with due rows, writing
+    one mark per batch (its last row), not every pending row of the campaign; swept again at
+    the same time it does nothing, and a batch partly claimed since still counts as queued."""
+    settings = settings.replace(lease_seconds=600, batch_size=3)
+    campaign_id, queue = _running(engine, session, settings, n=9)
+    queue.pop_all()
+    before = {r.id: r.lease_until for r in _rows(session, campaign_id)}
+    later = utcnow() + timedelta(seconds=601)
+    report = recover(engine, settings, queue, now=later)
+    assert report.enqueued == [(campaign_id, b) for b in range(3)]
+    rows = _rows(session, campaign_id)
+    touched = sorted((r.batch_no, r.id) for r in rows if r.lease_until != before[r.id])
+    last_of = {b: max(r.id for r in rows if r.batch_no == b) for b in range(3)}
+    assert touched == sorted((b, i) for b, i in last_of.items())
+    again = recover(engine, settings, ListQueue(), now=later)
+    assert (again.enqueued, again.requeued) == ([], [])
+    with Session(engine) as s, s.begin():  # a worker took the batch's first row so far
+        assert claim_batch(s, campaign_id, 0, new_claim_token("w1@host:1"), 600, later, limit=1)
+    assert recover(engine, settings, ListQueue(), now=later + timedelta(seconds=1)).enqueued == []
+    # a mark past again: enqueued again, once more one row written per batch
+    much_later = later + timedelta(seconds=601)
+    assert recover(engine, settings, ListQueue(), now=much_later).enqueued == [
+        (campaign_id, b) for b in range(3)
+    ]
+    marked = [r for r in _rows(session, campaign_id) if r.lease_until is not None]
+    assert sum(1 for r in marked if r.status == "pending" and r.lease_until > much_later) == 3
+
+
 def test_a_broker_that_cannot_say_is_not_taken_for_empty(engine, session, settings):
     settings = settings.replace(lease_seconds=600)
     campaign_id, queue = _running(engine, session, settings)

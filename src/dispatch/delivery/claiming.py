@@ -20,6 +20,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from dispatch.db import affected
+from dispatch.delivery.queue import mark_batches, queued_until
 from dispatch.models import Campaign, Delivery, utcnow
 from dispatch.vocabulary import DELIVERY_CLAIMABLE, CampaignStatus, DeliveryStatus
 
@@ -189,20 +190,16 @@ def due_batches(
 ) -> list[tuple[int, int]]:
     """Batches of running campaigns with due rows that no queued task is known to cover.
 
-    A pending/deferred row's lease_until means "a task for it was queued until then"; past it
-    (the broker lost the message, a long retry delay came due) the sweep enqueues the batch
-    again and pushes the mark forward, so each due batch is re-enqueued once per period.
+    A pending/deferred row's lease_until means "a task for its batch was queued until then";
+    when no due row of a batch has a mark still ahead (the broker lost the message, a long
+    retry delay came due) the sweep enqueues the batch again and marks it once more
+    (queue.mark_batches: one row per batch), so each due batch is re-enqueued once per period.
     """
     now = now or utcnow()
-    unqueued = or_(D.c.lease_until.is_(None), D.c.lease_until < now)
     running = select(C.c.id).where(C.c.status == CampaignStatus.RUNNING).scalar_subquery()
-    cond = and_(_due(now), unqueued, D.c.campaign_id.in_(running))
-    pairs = sorted(
-        (int(c), int(b))
-        for c, b in session.execute(select(D.c.campaign_id, D.c.batch_no).where(cond).distinct())
+    return mark_batches(
+        session,
+        and_(_due(now), D.c.campaign_id.in_(running)),
+        lambda latest: or_(latest.is_(None), latest < now),
+        queued_until(now, requeue_seconds),
     )
-    if pairs:
-        session.execute(
-            update(D).where(cond).values(lease_until=now + timedelta(seconds=requeue_seconds))
-        )
-    return pairs

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from dispatch.config import Settings
 from dispatch.delivery.claiming import due_batches, expire_leases
 from dispatch.delivery.heartbeat import stale_after
-from dispatch.delivery.queue import BatchQueue, waiting_count
+from dispatch.delivery.queue import BatchQueue, mark_batches, queued_until, waiting_count
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, utcnow
 from dispatch.models.heartbeat import ProcessHeartbeat
@@ -145,28 +145,24 @@ def release_failed_run(
 def lost_batches(
     session: Session, requeue_seconds: float, now: datetime | None = None
 ) -> list[tuple[int, int]]:
-    """Batches of running campaigns with due rows marked queued (for more than the grace) and
-    claimed by nobody. Only lost when the broker holds nothing waiting: the caller asks it
-    first. Their mark is pushed forward, as due_batches does, so each is re-queued once."""
+    """Batches of running campaigns with due rows claimed by nobody whose latest queue mark
+    is older than the grace (and not past). Only lost when the broker holds nothing waiting:
+    the caller asks it first. Each is marked again (one row, queue.mark_batches), as
+    due_batches does, so it is re-queued once."""
     now = now or utcnow()
     marked_before = now + timedelta(seconds=requeue_seconds - LOST_GRACE_SECONDS)
     running = select(C.c.id).where(C.c.status == CampaignStatus.RUNNING).scalar_subquery()
-    cond = and_(
+    rows = and_(
         D.c.status.in_(DELIVERY_CLAIMABLE),
         or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now),
-        D.c.lease_until >= now,
-        D.c.lease_until <= marked_before,
         D.c.campaign_id.in_(running),
     )
-    pairs = sorted(
-        (int(c), int(b))
-        for c, b in session.execute(select(D.c.campaign_id, D.c.batch_no).where(cond).distinct())
+    return mark_batches(
+        session,
+        rows,
+        lambda latest: and_(latest >= now, latest <= marked_before),
+        queued_until(now, requeue_seconds),
     )
-    if pairs:
-        session.execute(
-            update(D).where(cond).values(lease_until=now + timedelta(seconds=requeue_seconds))
-        )
-    return pairs
 
 
 def recover(

@@ -30,6 +30,7 @@ STATEMENT_KINDS: tuple[tuple[str, str], ...] = (
         "UPDATE deliveries SET lease_until=$1::TIMESTAMP WITH TIME ZONE WHERE deliveries.id IN",
     ),
     ("release", "UPDATE deliveries SET status=$1::VARCHAR, lease_until="),
+    ("sweep", "SELECT deliveries.campaign_id, deliveries.batch_no, max(deliveries.id)"),
     ("sweep", "SELECT DISTINCT deliveries.campaign_id, deliveries.batch_no"),
     (
         "sweep",

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from dispatch.dev.bench import bench_settings
@@ -53,6 +56,8 @@ MESSAGES = Catalog(
             "one sent event per delivery written: {s:.1f} s",
         ),
         "load": ("负载（uptime）：{load}", "load (uptime): {load}"),
+        "reused": ("复用已保留的数据集：{s:.1f} 秒", "kept data set reused: {s:.1f} s"),
+        "statements": ("  各语句耗时（秒）：{s}", "  seconds per statement: {s}"),
     }
 )
 
@@ -70,51 +75,142 @@ _SENT_EVENTS = text(
 )
 
 
-def run(recipients: int) -> dict[str, Any]:
-    """Seed, fan out, measure; the figures as a dict (the --json object)."""
-    from dispatch.db import make_engine
-    from dispatch.delivery import campaigns
-    from dispatch.delivery.queue import ListQueue
-    from dispatch.dev.bench.dbstats import storage
-    from dispatch.dev.bench.population import MIXED_DOMAINS, seed_list
+class StatementTimer:
+    """Wall seconds per statement kind on one engine (verb and table: `INSERT deliveries`,
+    `ANALYZE subscribers`, …), for the "where did the time go" of each phase."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.seconds: dict[str, float] = {}
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn, cursor, statement, params, context, many) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def _after(self, conn, cursor, statement, params, context, many) -> None:
+        took = time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+        kind = statement_label(statement)
+        self.seconds[kind] = self.seconds.get(kind, 0.0) + took
+
+    def take(self) -> dict[str, float]:
+        """The seconds so far (largest first, statements over 10 ms), and start again."""
+        taken, self.seconds = self.seconds, {}
+        ranked = sorted(taken.items(), key=lambda kv: -kv[1])
+        return {k: round(v, 2) for k, v in ranked if v >= 0.01}
+
+
+def statement_label(statement: str) -> str:
+    """`VERB table` of a statement (the first table it names after INTO/FROM/UPDATE/ANALYZE)."""
+    flat = " ".join(statement.split())
+    verb = flat.split(" ", 1)[0].upper() if flat else "?"
+    found = re.search(r"\b(?:INTO|FROM|UPDATE|ANALYZE|TABLE)\s+\"?(\w+)", flat, re.IGNORECASE)
+    return f"{verb} {found.group(1)}" if found else verb
+
+
+def run(recipients: int, keep: str | None = None) -> dict[str, Any]:
+    """Seed (or reuse `keep`'s data), fan out, measure; the figures as a dict (--json)."""
     from dispatch.dev.bench.send import fresh_database, load_average
 
     result: dict[str, Any] = {"recipients": recipients, "cpus": os.cpu_count()}
     result["load_before"] = load_average()
-    with fresh_database() as url, tempfile.TemporaryDirectory() as tmp:
+    with (
+        fresh_database() if keep is None else kept_database(keep) as url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         settings = bench_settings(
             database_url=url,
             data_dir=Path(tmp),
             secret_key="bench-secret-key",
             provider_mx_lookup=False,  # the provider table only: no DNS in a benchmark
         )
-        engine = make_engine(url)
-        try:
-            started = time.perf_counter()
-            issue_id, list_id = seed_list(engine, recipients, domains=MIXED_DOMAINS)
-            result["seed_seconds"] = round(time.perf_counter() - started, 2)
-            with Session(engine) as session, session.begin():
-                campaign, _ = campaigns.create_or_get(
-                    session, issue_id=issue_id, channel="email", list_ids=[list_id]
-                )
-                campaign_id = campaign.id
-            queue = ListQueue()
-            started = time.perf_counter()
-            batches = campaigns.start(engine, settings, campaign_id, queue)
-            result["fan_out_seconds"] = round(time.perf_counter() - started, 2)
-            result["analyze_seconds"] = _time_analyze(engine)
-            result["batches"] = len(batches)
-            result["deliveries_per_second"] = round(recipients / result["fan_out_seconds"])
-            result["storage_after_fan_out"] = storage(engine, recipients)
-            started = time.perf_counter()
-            with engine.begin() as conn:
-                conn.execute(_SENT_EVENTS, {"campaign_id": campaign_id})
-            result["events_seconds"] = round(time.perf_counter() - started, 2)
-            result["storage"] = storage(engine, recipients)
-        finally:
-            engine.dispose()
+        _measure(settings, recipients, result)
     result["load_after"] = load_average()
     return result
+
+
+def _measure(settings, recipients: int, result: dict[str, Any]) -> None:
+    from dispatch.db import make_engine
+    from dispatch.delivery import campaigns
+    from dispatch.delivery.queue import ListQueue
+    from dispatch.dev.bench.dbstats import storage
+
+    engine = make_engine(settings.database_url)
+    timer = StatementTimer(engine)
+    try:
+        started = time.perf_counter()
+        issue_id, list_id, result["reused"] = _data_set(engine, recipients)
+        result["seed_seconds"] = round(time.perf_counter() - started, 2)
+        result["seed_statements"] = timer.take()
+        with Session(engine) as session, session.begin():
+            campaign, _ = campaigns.create_or_get(
+                session, issue_id=issue_id, channel="email", list_ids=[list_id]
+            )
+            campaign_id = campaign.id
+        queue = ListQueue()
+        timer.take()
+        started = time.perf_counter()
+        batches = campaigns.start(engine, settings, campaign_id, queue)
+        result["fan_out_seconds"] = round(time.perf_counter() - started, 2)
+        result["fan_out_statements"] = timer.take()
+        result["analyze_seconds"] = _time_analyze(engine)
+        result["batches"] = len(batches)
+        result["deliveries_per_second"] = round(recipients / result["fan_out_seconds"])
+        result["storage_after_fan_out"] = storage(engine, recipients)
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            conn.execute(_SENT_EVENTS, {"campaign_id": campaign_id})
+        result["events_seconds"] = round(time.perf_counter() - started, 2)
+        result["storage"] = storage(engine, recipients)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def kept_database(name: str) -> Iterator[str]:
+    """A bench database kept between runs (created and migrated when missing), so a run at
+    1,000,000 seeds once: `--keep NAME`; `dropdb NAME` when done."""
+    from dispatch.db import make_engine, upgrade
+    from dispatch.dev.bench.send import PG_ADMIN_URL, _pg_url
+
+    if not re.fullmatch(r"[a-z0-9_]{1,50}", name):
+        raise click.BadParameter(f"{name!r}: a-z, 0-9 and _ only")
+    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    url = _pg_url(name)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    yield url
+
+
+def _data_set(engine, recipients: int) -> tuple[int, int, bool]:
+    """(issue id, list id, reused): the list `fanout-<N>` of a kept database when it is there
+    (the previous run's campaigns, deliveries and events dropped), else seeded now."""
+    from dispatch.dev.bench.population import MIXED_DOMAINS, seed_list
+
+    slug = f"fanout-{recipients}"
+    with engine.begin() as conn:
+        found = conn.execute(
+            text("SELECT (SELECT min(id) FROM issues), (SELECT id FROM lists WHERE slug = :s)"),
+            {"s": slug},
+        ).one()
+        if found[0] is not None and found[1] is not None:
+            conn.execute(text("TRUNCATE events, deliveries, campaigns CASCADE"))
+            return int(found[0]), int(found[1]), True
+        # another size's data set: one list of N people per kept database
+        conn.execute(text("TRUNCATE events, deliveries, campaigns, lists, subscribers CASCADE"))
+    issue_id, list_id = seed_list(engine, recipients, slug=slug, domains=MIXED_DOMAINS)
+    assert issue_id is not None
+    return issue_id, list_id, False
 
 
 def _time_analyze(engine) -> float:
@@ -129,17 +225,24 @@ def _time_analyze(engine) -> float:
 @click.option(
     "--recipients", default=1_000_000, show_default=True, help="Subscribers on the list / 收件人数"
 )
+@click.option(
+    "--keep",
+    default=None,
+    metavar="DBNAME",
+    help="Keep the data set in this database and reuse it next run / 保留并复用此数据库",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object / 输出 JSON")
-def command(recipients: int, as_json: bool) -> None:
+def command(recipients: int, keep: str | None, as_json: bool) -> None:
     """Fan-out of one campaign to N people on PostgreSQL, and the bytes stored per delivery /
     扇出基准."""
-    result = run(recipients)
+    result = run(recipients, keep)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return
     say = lambda key, **kw: click.echo(MESSAGES.both(key, **kw))  # noqa: E731
     say("load", load=result["load_before"])
-    say("seeded", n=recipients, s=result["seed_seconds"])
+    say("reused" if result["reused"] else "seeded", n=recipients, s=result["seed_seconds"])
+    say("statements", s=_listed(result["seed_statements"]))
     say(
         "fanned",
         n=recipients,
@@ -147,7 +250,12 @@ def command(recipients: int, as_json: bool) -> None:
         s=result["fan_out_seconds"],
         a=result["analyze_seconds"],
     )
+    say("statements", s=_listed(result["fan_out_statements"]))
     say("rate", rate=result["deliveries_per_second"])
     say("events", s=result["events_seconds"])
     say("stored", **result["storage"]["bytes_per_delivery"])
     say("load", load=result["load_after"])
+
+
+def _listed(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{kind} {s:.2f}" for kind, s in seconds.items()) or "-"
