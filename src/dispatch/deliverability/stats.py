@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from dispatch.config import Settings
@@ -61,42 +61,95 @@ def warmup_allowance(session: Session, settings: Settings) -> dict[str, Any] | N
         return None
 
 
+def _signals(
+    session: Session, provider_of, campaign_id: int, since: datetime | None
+) -> dict[str, Any]:
+    """One campaign's finished deliveries (updated since `since`, or all of them) per
+    provider, with its hard bounces and complaints (during the conversation or later)."""
+    where = [Delivery.campaign_id == campaign_id, Delivery.status.in_(FINISHED)]
+    if since is not None:
+        where.append(Delivery.updated_at >= since)
+    rows = session.execute(select(Delivery.id, Delivery.email, Delivery.status).where(*where))
+    ids, bounced_ids, per_provider = set(), set(), {}
+    for delivery_id, email, status in rows:
+        ids.add(delivery_id)
+        if status == DeliveryStatus.BOUNCED:
+            bounced_ids.add(delivery_id)
+        per_provider.setdefault(provider_of((email or "").rpartition("@")[2]), []).append(
+            (delivery_id, status)
+        )
+    late_where = [
+        Event.campaign_id == campaign_id,
+        Event.kind.in_((*HARD_BOUNCE_KINDS, *COMPLAINT_KINDS)),
+        Event.delivery_id.is_not(None),
+    ]
+    if since is not None:
+        late_where.append(Event.occurred_at >= since)
+    late = session.execute(select(Event.delivery_id, Event.kind).where(*late_where)).all()
+    bounced_ids |= {d for d, kind in late if kind in HARD_BOUNCE_KINDS and d in ids}
+    complained = {d for d, kind in late if kind in COMPLAINT_KINDS and d in ids}
+    providers = {
+        name: {
+            "total": len(members),
+            "delivered": sum(
+                1 for d, st in members if st == DeliveryStatus.SENT and d not in bounced_ids
+            ),
+            "bounced": sum(1 for d, _ in members if d in bounced_ids),
+        }
+        for name, members in per_provider.items()
+    }
+    return {
+        "deliveries": len(ids),
+        "hard_bounces": len(bounced_ids),
+        "complaints": len(complained),
+        "providers": providers,
+    }
+
+
+def _window_signals(session: Session, settings: Settings, since: datetime) -> dict[str, Any]:
+    """The sums over the email campaigns of the window: a closed campaign that finished in it
+    counts whole, from its stored tally (dispatch.tallies: counted once, not on each view);
+    one still open counts its deliveries finished since `since`, live."""
+    from dispatch import tallies
+
+    provider_of = provider_namer(settings)
+    campaigns = session.scalars(
+        select(Campaign).where(
+            Campaign.channel == Channel.EMAIL,
+            Campaign.is_test.is_(False),
+            Campaign.started_at.is_not(None),
+            or_(
+                Campaign.status.not_in(tallies.CLOSED),
+                func.coalesce(Campaign.finished_at, Campaign.updated_at) >= since,
+            ),
+        )
+    ).all()
+    total: dict[str, Any] = {"deliveries": 0, "hard_bounces": 0, "complaints": 0}
+    per_provider: dict[str, Counter] = {}
+    for campaign in campaigns:
+        if tallies.storable(campaign):
+            part = tallies.figures(
+                session,
+                "deliverability",
+                campaign,
+                lambda c=campaign: _signals(session, provider_of, c.id, None),
+            )
+        else:
+            part = _signals(session, provider_of, campaign.id, since)
+        for key in total:
+            total[key] += part[key]
+        for name, counts in part["providers"].items():
+            per_provider.setdefault(name, Counter()).update(counts)
+    total["per_provider"] = per_provider
+    return total
+
+
 def overview(session: Session, settings: Settings, days: int = 30) -> dict[str, Any]:
     """Rates over `days` (bounces, complaints), suppression growth, per-provider delivery."""
     now = utcnow()
-    since = now - timedelta(days=days)
-    rows = session.execute(
-        select(Delivery.id, Delivery.email, Delivery.status)
-        .join(Campaign, Campaign.id == Delivery.campaign_id)
-        .where(
-            Campaign.channel == Channel.EMAIL,
-            Campaign.is_test.is_(False),
-            Delivery.status.in_(FINISHED),
-            Delivery.updated_at >= since,
-        )
-    ).all()
-    bounced_ids = {i for i, _, status in rows if status == DeliveryStatus.BOUNCED}
-    late = session.execute(
-        select(Event.delivery_id, Event.kind).where(
-            Event.occurred_at >= since,
-            Event.delivery_id.is_not(None),
-            Event.kind.in_((*HARD_BOUNCE_KINDS, *COMPLAINT_KINDS)),
-        )
-    ).all()
-    ids = {i for i, _, _ in rows}
-    bounced_ids |= {d for d, kind in late if kind in HARD_BOUNCE_KINDS and d in ids}
-    complained_ids = {d for d, kind in late if kind in COMPLAINT_KINDS and d in ids}
-    per_provider: dict[str, Counter] = {}
-    provider_of = provider_namer(settings)
-    for delivery_id, email, status in rows:
-        provider = provider_of((email or "").rpartition("@")[2])
-        counter = per_provider.setdefault(provider, Counter())
-        counter["total"] += 1
-        if status == DeliveryStatus.SENT and delivery_id not in bounced_ids:
-            counter["delivered"] += 1
-        if delivery_id in bounced_ids:
-            counter["bounced"] += 1
-    total = len(rows)
+    signals = _window_signals(session, settings, now - timedelta(days=days))
+    per_provider = signals["per_provider"]
+    total = signals["deliveries"]
     providers = sorted(
         (
             {
@@ -128,10 +181,10 @@ def overview(session: Session, settings: Settings, days: int = 30) -> dict[str, 
     return {
         "days": days,
         "deliveries": total,
-        "hard_bounces": len(bounced_ids),
-        "complaints": len(complained_ids),
-        "bounce_rate": len(bounced_ids) / total if total else 0.0,
-        "complaint_rate": len(complained_ids) / total if total else 0.0,
+        "hard_bounces": signals["hard_bounces"],
+        "complaints": signals["complaints"],
+        "bounce_rate": signals["hard_bounces"] / total if total else 0.0,
+        "complaint_rate": signals["complaints"] / total if total else 0.0,
         "providers": providers,
         "suppression": {"total": suppressed_total or 0, "weeks": weeks},
         "warmup": warmup_allowance(session, settings),

@@ -17,6 +17,7 @@ from dispatch.models.security import *  # noqa: F403
 from dispatch.models.sending import *  # noqa: F403
 from dispatch.models.site import *  # noqa: F403
 from dispatch.models.subscriber import *  # noqa: F403
+from dispatch.models.tally import *  # noqa: F403
 from dispatch.models.web import *  # noqa: F403
 from dispatch.models.wechat import *  # noqa: F403
 

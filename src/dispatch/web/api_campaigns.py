@@ -26,7 +26,7 @@ from dispatch.web.audit_actor import record_for_request, request_actor
 from dispatch.web.auth import require_admin, require_editor
 from dispatch.web.deps import BodyId, DbSession, RowId
 from dispatch.web.queueing import batch_queue
-from dispatch.web.stats import campaign_stats
+from dispatch.web.stats import campaign_progress, campaign_stats
 
 router = APIRouter(prefix="/api/campaigns", tags=["campaigns"])
 editor = [Depends(require_editor)]
@@ -131,16 +131,14 @@ async def campaigns_test_send(body: TestSendIn, request: Request, session: DbSes
 
 @router.get("/{campaign_id}", dependencies=editor, summary="A campaign and its progress")
 def campaigns_show(campaign_id: RowId, session: DbSession) -> dict:
-    get_campaign_or_404(session, campaign_id)
-    return engine_campaigns.progress(session, campaign_id)
+    return campaign_progress(session, get_campaign_or_404(session, campaign_id))
 
 
 @router.get(
     "/{campaign_id}/progress", dependencies=editor, summary="Progress: counts by status, done, rate"
 )
 def campaigns_progress(campaign_id: RowId, session: DbSession) -> dict:
-    get_campaign_or_404(session, campaign_id)
-    return engine_campaigns.progress(session, campaign_id)
+    return campaign_progress(session, get_campaign_or_404(session, campaign_id))
 
 
 @router.post("/{campaign_id}/start", dependencies=editor, summary="Start sending now")

@@ -29,7 +29,7 @@ from dispatch.web.chart import opens_clicks_svg
 from dispatch.web.deps import BodyId, DbSession, RowId
 from dispatch.web.issue_upload import publish_upload, store_upload
 from dispatch.web.queueing import batch_queue
-from dispatch.web.stats import campaign_stats
+from dispatch.web.stats import campaign_progress, campaign_stats
 from dispatch.web.templating import render_page, request_locale
 from dispatch.web.texts import TEXTS
 
@@ -490,7 +490,7 @@ def campaign_page(
             "campaign": campaign,
             "issue": _issue_of(session, campaign),
             "lists": [session.get(MailingList, i) for i in campaign.list_ids or []],
-            "progress": engine_campaigns.progress(session, campaign_id),
+            "progress": campaign_progress(session, campaign),
             "stats": stats,
             "chart": Markup(chart),
             "confirm_text": _send_confirmation(request, session, campaign),

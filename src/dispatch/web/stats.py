@@ -78,6 +78,48 @@ def _engagement(session: Session, campaign: Campaign, total: int) -> tuple[int, 
 
 
 def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """The figures below, from the stored tally while the closed campaign is unchanged."""
+    from dispatch import tallies
+
+    return tallies.figures(session, "stats", campaign, lambda: count_stats(session, campaign))
+
+
+def campaign_progress(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """delivery.campaigns.progress, from the stored tally while the closed campaign is
+    unchanged; the providers' throttle state (Redis, shared by all campaigns) stays live."""
+    from dispatch import tallies
+    from dispatch.delivery import campaigns
+
+    def count() -> dict[str, Any]:
+        return campaigns.progress(session, campaign.id)
+
+    found = tallies.figures(session, "progress", campaign, count)
+    _live_throttle(found.get("providers") or [])
+    return found
+
+
+def _live_throttle(providers: list[dict[str, Any]]) -> None:
+    """Each provider's current throttle state, as provider_progress adds it."""
+    import time
+
+    from dispatch.config import get_settings
+    from dispatch.delivery.throttle import provider_throttle
+
+    if not providers:
+        return
+    try:
+        settings = get_settings()
+        throttle = provider_throttle(settings)
+        now = time.time()
+        for entry in providers:
+            state = throttle.state(entry["provider"])
+            entry["throttle"] = state.as_dict(now, settings.throttle_recovery_seconds)
+    except Exception:  # noqa: BLE001 - Redis down or no settings: the counts still show
+        for entry in providers:
+            entry.pop("throttle", None)
+
+
+def count_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
     by_status, bounced_after_send = _delivery_counts(session, campaign)
     total = int(sum(by_status.values()))
     delivered = int(by_status.get(DeliveryStatus.SENT, 0))
