@@ -1,0 +1,168 @@
+"""Stored tallies of a closed campaign (dispatch.tallies): used while nothing happened to the
+campaign, counted again (and equal to counting now) after each kind of later change."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from dispatch import events
+from dispatch.deliverability.stats import overview
+from dispatch.delivery import campaigns
+from dispatch.models import Delivery, utcnow
+from dispatch.models.delivery import Campaign
+from dispatch.models.subscriber import Subscriber
+from dispatch.models.tally import Tally
+from dispatch.subscribers import preferences
+from dispatch.web.stats import campaign_progress, campaign_stats, count_stats
+
+PEOPLE = 6
+
+
+def _closed_campaign(session) -> Campaign:
+    """A campaign finished two hours ago: six deliveries sent, two opened, one clicked."""
+    then = utcnow() - timedelta(hours=2)
+    campaign = Campaign(
+        channel="email",
+        list_ids=[],
+        dedupe_key="tally-test",
+        status="finished",
+        tracking=True,
+        started_at=then,
+        finished_at=then + timedelta(minutes=5),
+        created_at=then,
+        updated_at=then + timedelta(minutes=5),
+        total=PEOPLE,
+    )
+    session.add(campaign)
+    session.flush()
+    for i in range(PEOPLE):
+        person = Subscriber(email=f"p{i}@qq.com", name=f"P{i}", status="active")
+        session.add(person)
+        session.flush()
+        delivery = Delivery(
+            campaign_id=campaign.id,
+            subscriber_id=person.id,
+            email=person.email,
+            batch_no=0,
+            provider="qq",
+            status="sent",
+            attempts=1,
+            sent_at=then,
+            updated_at=then,
+        )
+        session.add(delivery)
+        session.flush()
+        if i < 2:
+            events.record(
+                session,
+                "opened",
+                campaign_id=campaign.id,
+                delivery_id=delivery.id,
+                subscriber_id=person.id,
+                at=then,
+            )
+        if i == 0:
+            events.record(
+                session,
+                "clicked",
+                campaign_id=campaign.id,
+                delivery_id=delivery.id,
+                subscriber_id=person.id,
+                at=then,
+            )
+    # the same campaign row, as a later request reads it (updated_at as stored)
+    session.execute(update(Campaign).where(Campaign.id == campaign.id).values(updated_at=then))
+    session.commit()
+    session.expire_all()
+    return session.get(Campaign, campaign.id)
+
+
+def _tamper(session, kind: str, campaign_id: int, field: str = "total") -> None:
+    """Mark the stored tally, so a read that uses it shows the mark."""
+    tally = session.get(Tally, (kind, campaign_id))
+    assert tally is not None, f"no {kind} tally stored"
+    tally.data = {**tally.data, field: -1}
+    session.commit()
+
+
+def _counts(session, campaign: Campaign) -> dict:
+    found = campaign_stats(session, campaign)
+    session.commit()
+    return {"total": found["total"], **found["counts"]}
+
+
+def _live(session, campaign: Campaign) -> dict:
+    found = count_stats(session, campaign)
+    return {"total": found["total"], **found["counts"]}
+
+
+def test_stored_stats_are_used_until_the_campaign_changes(session):
+    campaign = _closed_campaign(session)
+    first = _counts(session, campaign)
+    assert first["total"] == PEOPLE and first["opened"] == 2 and first["clicked"] == 1
+    _tamper(session, "stats", campaign.id)
+    assert _counts(session, campaign)["total"] == -1  # nothing happened: the stored tally
+    delivery = session.query(Delivery).filter_by(campaign_id=campaign.id, email="p3@qq.com").one()
+
+    # an open arrives: counted again, equal to counting now
+    events.record(session, "opened", campaign_id=campaign.id, delivery_id=delivery.id)
+    session.commit()
+    assert _counts(session, campaign) == _live(session, campaign)
+    assert _counts(session, campaign)["opened"] == 3
+
+    # a late bounce changes a delivery row
+    _tamper(session, "stats", campaign.id)
+    delivery.status, delivery.updated_at = "bounced", utcnow()
+    session.commit()
+    assert _counts(session, campaign) == _live(session, campaign)
+    assert _counts(session, campaign)["bounced"] == 1
+
+    # an unsubscribe from the preference centre (an event without a campaign)
+    _tamper(session, "stats", campaign.id)
+    events.record(session, "unsubscribed", subscriber_id=delivery.subscriber_id)
+    session.commit()
+    assert _counts(session, campaign) == _live(session, campaign)
+    assert _counts(session, campaign)["unsubscribed"] == 1
+
+    # a person erased: their opens and clicks go, so the counts drop
+    _tamper(session, "stats", campaign.id)
+    opener = session.get(
+        Subscriber, session.query(Delivery).filter_by(email="p0@qq.com").one().subscriber_id
+    )
+    preferences.forget(session, opener)
+    session.commit()
+    assert _counts(session, campaign) == _live(session, campaign)
+    assert _counts(session, campaign)["clicked"] == 0
+
+
+def test_reopened_or_running_campaigns_are_counted_live(session):
+    campaign = _closed_campaign(session)
+    _counts(session, campaign)
+    _tamper(session, "stats", campaign.id)
+    campaign.status = "running"  # a retry of the failed rows reopens it
+    session.commit()
+    assert _counts(session, campaign) == _live(session, campaign)
+
+
+def test_stored_progress_and_deliverability_match_counting(session, settings):
+    campaign = _closed_campaign(session)
+    assert campaign_progress(session, campaign)["counts"] == campaigns.counts(session, campaign.id)
+    session.commit()
+    _tamper(session, "progress", campaign.id)
+    assert campaign_progress(session, campaign)["total"] == -1
+    first = overview(session, settings)
+    session.commit()
+    assert first["deliveries"] == PEOPLE and first["complaints"] == 0
+    _tamper(session, "deliverability", campaign.id, "deliveries")
+    assert overview(session, settings)["deliveries"] == -1
+    session.commit()
+
+    delivery = session.query(Delivery).filter_by(campaign_id=campaign.id, email="p1@qq.com").one()
+    events.record(session, "complained", campaign_id=campaign.id, delivery_id=delivery.id)
+    session.commit()
+    after = overview(session, settings)
+    assert after["deliveries"] == PEOPLE and after["complaints"] == 1
+    progress = campaign_progress(session, campaign)
+    assert progress["total"] == PEOPLE and progress["counts"]["sent"] == PEOPLE
