@@ -161,7 +161,7 @@ def resolve_issue(session: Session, ref: str) -> int:
         from dispatch.content.parse import IssueSourceError
 
         try:
-            issue = publish_source(session, ref)
+            issue = publish_source(session, ref, actor=audit.CLI)
         except IssueSourceError as exc:
             fail(str(exc))
         if issue.publish_note:
@@ -404,6 +404,15 @@ def send_cmd(
                 options=options,
             )
             created = True
+            after = {"addresses": list(test_addresses), "channel": channel}
+            audit.record(
+                session,
+                audit.CLI,
+                AuditAction.TEST_SEND,
+                AuditTarget.CAMPAIGN,
+                campaign.id,
+                after=after,
+            )
             for bad in (campaign.options or {}).get("rejected_addresses") or []:
                 warnings.append(MESSAGES.both("rejected", **bad))
                 if not as_json:
@@ -434,10 +443,21 @@ def send_cmd(
         campaign_id, status = campaign.id, campaign.status
         if created and when is not None:
             service.schedule(session, campaign_id, when, settings=settings)
+            after = {"status": CampaignStatus.SCHEDULED.value, "scheduled_at": when, **options}
+            audit.record(
+                session,
+                audit.CLI,
+                AuditAction.SCHEDULE,
+                AuditTarget.CAMPAIGN,
+                campaign_id,
+                before={"status": status},
+                after=after,
+            )
     if not created and status != CampaignStatus.DRAFT and include_new:
         added, new_batches = _run(
             service.include_new, get_engine(settings), settings, campaign_id, _queue()
         )
+        _audit_send(campaign_id, {"include_new": added})
         data = {**_progress(campaign_id), "added": added, "batches": len(new_batches)}
         data["created"] = False
 
@@ -476,6 +496,8 @@ def send_cmd(
         )
         return
     batches = _run(service.start, get_engine(settings), settings, campaign_id, _queue())
+    if not test_addresses:  # the test send's row was written with its campaign
+        _audit_send(campaign_id, {"lists": slugs, "channel": channel})
     data = {
         **_progress(campaign_id),
         "batches": len(batches),
@@ -497,6 +519,16 @@ def send_cmd(
             click.echo(MESSAGES.both("worker_hint"))
 
     emit(data, as_json, human)
+
+
+def _audit_send(campaign_id: int, after: dict[str, Any]) -> None:
+    """The `send` row, once the start committed (the delivery engine commits its own
+    transaction, as the admin's Send button does: dispatch.web.audit_actor)."""
+    with _session() as session:
+        after = {**after, "status": service.get(session, campaign_id).status}
+        audit.record(
+            session, audit.CLI, AuditAction.SEND, AuditTarget.CAMPAIGN, campaign_id, after=after
+        )
 
 
 @click.group("campaigns")
@@ -544,6 +576,7 @@ def retry_failed_cmd(campaign_id: int, as_json: bool) -> None:
     and deferred recipients (never anyone already delivered)."""
     settings = settings_or_exit()
     result = _run(service.retry_failed, get_engine(settings), settings, campaign_id, _queue())
+    _audit_send(campaign_id, {"retry_failed": result["retried"], "skipped": result["skipped"]})
     emit(
         result,
         as_json,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from dispatch import audit
 from dispatch.cli.common import emit, fail, json_option, settings_or_exit
 from dispatch.content.parse import IssueSourceError, parse_issue
 from dispatch.content.store import get_issue, list_issues, publish_issue
@@ -85,7 +86,7 @@ def publish_cmd(source: str, as_json: bool) -> None:
     settings = settings_or_exit()
     doc = _parse_or_exit(source)
     with session_scope(get_engine(settings)) as session:
-        issue = publish_issue(session, doc, settings=settings)
+        issue = publish_issue(session, doc, settings=settings, actor=audit.CLI)
         data = {
             "id": issue.id,
             "slug": issue.slug,

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from dispatch import audit
 from dispatch.cli.common import emit, fail, json_option, settings_or_exit
 from dispatch.cli.lists import cli_session
-from dispatch.db import get_engine
+from dispatch.db import get_engine, session_scope
 from dispatch.i18n import Catalog
 from dispatch.models.subscriber import (
     SUBSCRIBER_STATUSES,
@@ -23,9 +25,14 @@ from dispatch.models.subscriber import (
 )
 from dispatch.subscribers import service
 from dispatch.subscribers.csv_export import count_rows, export_csv
-from dispatch.subscribers.csv_import import CsvImportError, ImportAborted, import_csv
+from dispatch.subscribers.csv_import import (
+    CsvImportError,
+    ImportAborted,
+    ImportResult,
+    import_csv,
+)
 from dispatch.subscribers.views import subscriber_view
-from dispatch.vocabulary import EventKind
+from dispatch.vocabulary import AuditAction, AuditTarget, EventKind
 
 MESSAGES = Catalog(
     {
@@ -414,6 +421,7 @@ def import_cmd(
         fail(str(exc).strip().splitlines()[0])
         return
     except ImportAborted as exc:
+        _audit_import(engine, list_slug, exc.result, exc)  # the chunks before it are stored
         if as_json:
             payload = {**exc.result.as_dict(), "error": str(exc), "resume_line": exc.resume_line}
             click.echo(json.dumps(payload, ensure_ascii=False, indent=2))
@@ -421,6 +429,8 @@ def import_cmd(
             click.echo(exc.result.summary())
         fail(str(exc))
         return
+
+    _audit_import(engine, list_slug, result)
 
     def human(_: Any) -> None:
         for problem in result.problems[:PROBLEMS_SHOWN]:
@@ -433,6 +443,18 @@ def import_cmd(
         click.echo(result.summary())
 
     emit(result.as_dict(), as_json, human)
+
+
+def _audit_import(
+    engine: Engine, slug: str, result: ImportResult, aborted: ImportAborted | None = None
+) -> None:
+    """The import's audit row once its chunks committed (each in its own transaction); a dry
+    run changed nothing: no row."""
+    if result.dry_run:
+        return
+    after = result.audit_row(aborted)
+    with session_scope(engine) as session:
+        audit.record(session, audit.CLI, AuditAction.IMPORT, AuditTarget.LIST, slug, after=after)
 
 
 @subscribers_group.command("export")
@@ -475,6 +497,7 @@ def export_cmd(
         fail(MESSAGES.both("json_needs_out"))
     with cli_session() as session:
         if out is None:
+            _audit_export(session, list_slug, statuses, include_all, "-")
             export_csv(session, list_slug, sys.stdout, statuses=statuses, include_all=include_all)
             return
         service.get_list(session, list_slug)  # fail before creating the file
@@ -498,11 +521,19 @@ def export_cmd(
             tmp.replace(out)
         finally:
             tmp.unlink(missing_ok=True)
+        _audit_export(session, list_slug, statuses, include_all, out.name)
     emit(
         {"list": list_slug, "rows": n, "file": str(out), "statuses": list(statuses)},
         as_json,
         lambda d: click.echo(MESSAGES.both("exported", n=n, path=out), err=True),
     )
+
+
+def _audit_export(
+    session: Session, slug: str, statuses: tuple[str, ...], include_all: bool, file: str
+) -> None:
+    after = {"statuses": list(statuses), "all": include_all, "file": file}
+    audit.record(session, audit.CLI, AuditAction.EXPORT, AuditTarget.LIST, slug, after=after)
 
 
 @subscribers_group.command("suppress")
@@ -528,6 +559,11 @@ def suppress_cmd(address: str, reason: str, as_json: bool) -> None:
             "source": suppression.source,
             "created_at": suppression.created_at,
         }
+        target = suppression.email or suppression.openid
+        after = {"reason": suppression.reason}
+        audit.record(
+            session, audit.CLI, AuditAction.SUPPRESS, AuditTarget.SUPPRESSION, target, after=after
+        )
     emit(
         data,
         as_json,
@@ -542,6 +578,11 @@ def unsuppress_cmd(address: str, as_json: bool) -> None:
     """解除屏蔽 / Lift a suppression."""
     with cli_session() as session:
         removed = service.unsuppress(session, **_address_kwargs(address))
+        if removed:
+            target = address.strip()
+            audit.record(
+                session, audit.CLI, AuditAction.UNSUPPRESS, AuditTarget.SUPPRESSION, target
+            )
     emit(
         {"address": address, "removed": removed},
         as_json,

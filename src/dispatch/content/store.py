@@ -18,13 +18,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from dispatch import audit
 from dispatch.config import Settings, get_settings
 from dispatch.content.model import IssueDoc
 from dispatch.content.parse import SOURCE_FILE_NAME, parse_issue, parse_issue_text
 from dispatch.i18n import Catalog
 from dispatch.models.base import utcnow
 from dispatch.models.issue import Issue
-from dispatch.vocabulary import IssueStatus
+from dispatch.vocabulary import AuditAction, AuditTarget, IssueStatus
 
 MESSAGES = Catalog(
     {
@@ -72,10 +73,13 @@ def publish_issue(
     settings: Settings | None = None,
     author_id: int | None = None,
     version_note: str = "",
+    actor: audit.Actor | None = None,
 ) -> Issue:
     """Insert or update the issue with this slug as published; flushes, the caller commits.
     A changed source becomes the issue's next version (dispatch.editorial.versions), written
     by `author_id` (None: published from a folder), to be reviewed before it is sent.
+    With an `actor` (a publish from the CLI, an upload or the API) the audit log gets its
+    `publish` row in the same transaction; the editor's saves are audited as edits instead.
 
     An issue that cannot render (a crash, or an email over the size limit even with every
     article as title and link) raises IssueSourceError first, and nothing is written."""
@@ -91,10 +95,38 @@ def publish_issue(
         session.add(issue)
     else:
         issue, note = _revision_for(session, issue, doc)
-        if issue.content_hash == doc.content_hash and issue.published_at is not None:
-            issue.publish_note = note  # type: ignore[assignment]  # a plain attribute, not a column
-            record_version(session, issue, author_id=author_id, note=version_note)
-            return issue  # the same content again: nothing to change
+    before = _published_state(issue) if issue.published_at is not None else None
+    if before is None or issue.content_hash != doc.content_hash:
+        _store(session, issue, doc)  # else the same content again: nothing to change
+    record_version(session, issue, author_id=author_id, note=version_note)
+    issue.publish_note = note  # type: ignore[assignment]  # a plain attribute, not a column
+    if actor is not None:
+        after = {**_published_state(issue), "note": note} if note else _published_state(issue)
+        target = issue.slug
+        audit.record(
+            session,
+            actor,
+            AuditAction.PUBLISH,
+            AuditTarget.ISSUE,
+            target,
+            before=before,
+            after=after,
+        )
+    return issue
+
+
+def _published_state(issue: Issue) -> dict[str, Any]:
+    """What the audit log keeps of a published issue: enough to tell two publishes apart."""
+    return {
+        "revision": issue.revision,
+        "content_hash": issue.content_hash,
+        "articles": (issue.summary or {}).get("article_count", 0),
+    }
+
+
+def _store(session: Session, issue: Issue, doc: IssueDoc) -> None:
+    """Write `doc` into the issue's row as published."""
+    meta = doc.meta
     issue.title = meta.title
     issue.number = meta.number
     issue.period_from = meta.period_from
@@ -109,9 +141,6 @@ def publish_issue(
     issue.content_hash = doc.content_hash
     issue.summary = issue_summary(doc)
     session.flush()
-    record_version(session, issue, author_id=author_id, note=version_note)
-    issue.publish_note = note  # type: ignore[assignment]  # a plain attribute, not a column
-    return issue
 
 
 def has_been_sent(session: Session, issue_id: int) -> bool:
@@ -159,10 +188,14 @@ def _revision_for(session: Session, original: Issue, doc: IssueDoc) -> tuple[Iss
 
 
 def publish_source(
-    session: Session, path: str | Path, *, settings: Settings | None = None
+    session: Session,
+    path: str | Path,
+    *,
+    settings: Settings | None = None,
+    actor: audit.Actor | None = None,
 ) -> Issue:
     """Parse then publish; an invalid source raises IssueSourceError before anything is written."""
-    return publish_issue(session, parse_issue(path), settings=settings)
+    return publish_issue(session, parse_issue(path), settings=settings, actor=actor)
 
 
 def load_issue_doc(issue: Issue) -> IssueDoc:

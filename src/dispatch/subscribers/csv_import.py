@@ -266,6 +266,16 @@ class ImportResult:
             en += "; " + MESSAGES.get("dry_run", "en")
         return f"{zh} / {en}"
 
+    def audit_row(self, aborted: ImportAborted | None = None) -> dict[str, Any]:
+        """What the audit log keeps of an import: the file's name and the counts (the line
+        problems stay in the report); an aborted one names the line to resume from, since
+        the chunks before it are stored."""
+        row = {k: v for k, v in self.as_dict().items() if k not in ("problems", "file")}
+        row["file"] = Path(self.file).name
+        if aborted is not None:
+            row["aborted"], row["resume_line"] = str(aborted), aborted.resume_line
+        return row
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,

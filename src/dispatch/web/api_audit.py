@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from dispatch import audit_search
 from dispatch.web.auth import AdminUser
 from dispatch.web.deps import DbSession
-from dispatch.web.pages_audit import ActionQ, ActorQ, BeforeQ, DayQ, audit_filter, csv_response
+from dispatch.web.pages_audit import AuditWhere, BeforeQ, csv_response
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -19,14 +19,10 @@ router = APIRouter(prefix="/api/audit", tags=["audit"])
 def audit_api(
     principal: AdminUser,
     session: DbSession,
-    actor: ActorQ = "",
-    action: ActionQ = "",
-    since: DayQ = "",
-    until: DayQ = "",
+    where: AuditWhere,
     before: BeforeQ = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    where = audit_filter(actor, action, since, until)
     result = audit_search.page(session, where, before=before, size=limit)
     return {
         "items": [audit_search.entry_dict(e) for e in result.rows],
@@ -35,12 +31,5 @@ def audit_api(
 
 
 @router.get("/export", summary="The audit log as CSV (same filters; cells formula-safe)")
-def audit_api_csv(
-    request: Request,
-    principal: AdminUser,
-    actor: ActorQ = "",
-    action: ActionQ = "",
-    since: DayQ = "",
-    until: DayQ = "",
-) -> Response:
-    return csv_response(request, principal, audit_filter(actor, action, since, until))
+def audit_api_csv(request: Request, principal: AdminUser, where: AuditWhere) -> Response:
+    return csv_response(request, principal, where)

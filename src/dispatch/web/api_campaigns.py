@@ -120,6 +120,11 @@ async def campaigns_test_send(body: TestSendIn, request: Request, session: DbSes
         addresses=body.addresses,
         tracking=body.tracking,
     )
+    actor = request_actor(request, request.state.principal)
+    after = {"addresses": body.addresses, "channel": body.channel}
+    audit.record(
+        session, actor, AuditAction.TEST_SEND, AuditTarget.CAMPAIGN, campaign.id, after=after
+    )
     session.commit()
     settings, engine = request.app.state.settings, request.app.state.engine
     await run_in_threadpool(

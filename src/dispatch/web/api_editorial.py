@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from dispatch.content.parse import IssueSourceError
 from dispatch.editorial import review, versions
+from dispatch.models.editorial import IssueVersion
 from dispatch.models.web import User
 from dispatch.web.api_issues import get_issue_or_404
 from dispatch.web.audit_actor import request_actor
-from dispatch.web.auth import EditorUser, ReviewerUser, require_editor
+from dispatch.web.auth import EditorUser, Principal, ReviewerUser, require_editor
 from dispatch.web.deps import DbSession, RowId
 from dispatch.web.editorial_views import clearance, draft_preview, history, version_out
 
@@ -87,20 +88,21 @@ def source_save(
     issue_id: RowId, body: SaveIn, request: Request, session: DbSession, principal: EditorUser
 ) -> dict:
     issue = get_issue_or_404(session, issue_id)
+    settings = request.app.state.settings
+    by = _by(request, principal)
     saved = versions.save_source(
-        session,
-        request.app.state.settings,
-        issue,
-        body.text,
-        author_id=principal.user_id,
-        base_number=body.base_version,
-        actor=request_actor(request, principal),
+        session, settings, issue, body.text, base_number=body.base_version, **by
     )
-    return {
-        "issue_id": saved.issue.id,
-        "created": saved.created,
-        **version_out(session, saved.version),
-    }
+    return {"created": saved.created, **_saved_out(session, saved)}
+
+
+def _by(request: Request, principal: Principal) -> dict[str, Any]:
+    """Who saves a version: its author and the audit log's actor."""
+    return {"author_id": principal.user_id, "actor": request_actor(request, principal)}
+
+
+def _saved_out(session: Session, saved: versions.Saved) -> dict[str, Any]:
+    return {"issue_id": saved.issue.id, **version_out(session, saved.version)}
 
 
 @router.post("/{issue_id}/media", status_code=201, summary="Upload an image for the editor")
@@ -142,23 +144,23 @@ def versions_restore(
     issue_id: RowId, number: RowId, request: Request, session: DbSession, principal: EditorUser
 ) -> dict:
     issue = get_issue_or_404(session, issue_id)
-    saved = versions.restore(
-        session,
-        request.app.state.settings,
-        issue,
-        number,
-        author_id=principal.user_id,
-        actor=request_actor(request, principal),
-    )
-    return {"issue_id": saved.issue.id, **version_out(session, saved.version)}
+    settings = request.app.state.settings
+    saved = versions.restore(session, settings, issue, number, **_by(request, principal))
+    return _saved_out(session, saved)
+
+
+def _version_at(issue_id: RowId, number: RowId, session: DbSession) -> IssueVersion:
+    """The version a review route names by its path (404 for either number unknown)."""
+    return versions.get_version(session, get_issue_or_404(session, issue_id), number)
+
+
+VersionAt = Annotated[IssueVersion, Depends(_version_at)]
 
 
 @router.post("/{issue_id}/versions/{number}/submit", summary="Submit for review")
 def versions_submit(
-    issue_id: RowId, number: RowId, request: Request, session: DbSession, principal: EditorUser
+    version: VersionAt, request: Request, session: DbSession, principal: EditorUser
 ) -> dict:
-    issue = get_issue_or_404(session, issue_id)
-    version = versions.get_version(session, issue, number)
     return version_out(
         session,
         review.submit(session, version, principal.user_id, actor=request_actor(request, principal)),
@@ -167,15 +169,12 @@ def versions_submit(
 
 @router.post("/{issue_id}/versions/{number}/approve", summary="Approve (reviewer)")
 def versions_approve(
-    issue_id: RowId,
-    number: RowId,
+    version: VersionAt,
     body: ApproveIn,
     request: Request,
     session: DbSession,
     principal: ReviewerUser,
 ) -> dict:
-    issue = get_issue_or_404(session, issue_id)
-    version = versions.get_version(session, issue, number)
     done = review.approve(
         session,
         request.app.state.settings,
@@ -189,15 +188,12 @@ def versions_approve(
 
 @router.post("/{issue_id}/versions/{number}/reject", summary="Send back with comments")
 def versions_reject(
-    issue_id: RowId,
-    number: RowId,
+    version: VersionAt,
     body: RejectIn,
     request: Request,
     session: DbSession,
     principal: ReviewerUser,
 ) -> dict:
-    issue = get_issue_or_404(session, issue_id)
-    version = versions.get_version(session, issue, number)
     done = review.request_changes(
         session,
         version,

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from dispatch import branding
 from dispatch.content.store import list_issues
 from dispatch.models.issue import Issue
-from dispatch.web.auth import Principal, require_editor
+from dispatch.web.audit_actor import request_actor
+from dispatch.web.auth import EditorUser, Principal, require_editor
 from dispatch.web.deps import DbSession, RowId
 from dispatch.web.issue_upload import (
     allowed_source_dir,
@@ -126,17 +127,25 @@ def issues_index(session: DbSession) -> list[dict]:
 
 @router.post("", status_code=201, summary="Upload issue.md and its images, then publish")
 async def issues_upload(
-    request: Request, files: Annotated[list[UploadFile], File()], session: DbSession
+    request: Request,
+    principal: EditorUser,
+    files: Annotated[list[UploadFile], File()],
+    session: DbSession,
 ) -> dict:
     payload = [(f.filename or "", await f.read()) for f in files]
-    folder = store_upload(request.app.state.settings, payload)
-    return issue_out(publish_upload(session, folder, request.app.state.settings))
+    settings = request.app.state.settings
+    folder = store_upload(settings, payload)
+    actor = request_actor(request, principal)
+    return issue_out(publish_upload(session, folder, settings, actor))
 
 
 @router.post("/publish", status_code=201, summary="Publish a source folder on the server")
-def issues_publish_path(body: PublishPath, request: Request, session: DbSession) -> dict:
-    folder = allowed_source_dir(request.app.state.settings, body.path)
-    return issue_out(publish_folder(session, folder, request.app.state.settings))
+def issues_publish_path(
+    body: PublishPath, request: Request, principal: EditorUser, session: DbSession
+) -> dict:
+    settings = request.app.state.settings
+    folder = allowed_source_dir(settings, body.path)
+    return issue_out(publish_folder(session, folder, settings, request_actor(request, principal)))
 
 
 @router.get("/{issue_id}", summary="One issue")

@@ -15,6 +15,7 @@ from sqlalchemy import Select, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from dispatch import audit
 from dispatch.models.subscriber import (
     SUBSCRIBER_STATUSES,
     SUBSCRIPTION_STATUSES,
@@ -24,6 +25,8 @@ from dispatch.models.subscriber import (
 )
 from dispatch.subscribers import service
 from dispatch.subscribers.views import subscriber_view
+from dispatch.vocabulary import AuditAction, AuditTarget
+from dispatch.web.audit_actor import record_for_request, request_actor
 from dispatch.web.auth import require_admin
 from dispatch.web.deps import BodyId, DbSession, RowId
 
@@ -212,7 +215,7 @@ def import_upload(
     """Run the subscriber area's CSV import on an uploaded file; the report names each line.
     With `send_confirmations` (double opt-in list) the people are left unconfirmed and a
     confirmation campaign is queued for them (its id in the report)."""
-    from dispatch.subscribers.csv_import import import_csv
+    from dispatch.subscribers.csv_import import ImportAborted, import_csv
     from dispatch.subscribers.import_confirmations import create_confirmation_campaign
     from dispatch.web.queueing import batch_queue
 
@@ -234,8 +237,12 @@ def import_upload(
             confirmed=confirmed,
             send_confirmations=send_confirmations,
         )
+    except ImportAborted as exc:  # the chunks before the resume line are stored: say so
+        _audit_import(request, slug, filename, exc.result.audit_row(exc))
+        raise
     finally:
         path.unlink(missing_ok=True)
+    _audit_import(request, slug, filename, result.audit_row())
     report = result.as_dict()
     report["confirmation_campaign_id"] = None
     if result.awaiting_confirmation:
@@ -251,6 +258,12 @@ def import_upload(
     report["file"] = Path(filename).name or "upload.csv"
     report["summary"] = result.summary()
     return report
+
+
+def _audit_import(request: Request, slug: str, filename: str, after: dict[str, Any]) -> None:
+    """The import's row, after its chunks committed (each in its own transaction)."""
+    after["file"] = Path(filename).name or "upload.csv"
+    record_for_request(request, AuditAction.IMPORT, AuditTarget.LIST, slug, after=after)
 
 
 @router.get("", summary="Search and paginate subscribers")
@@ -336,6 +349,9 @@ def subscribers_export(
     slug = mailing_list.slug
     factory = request.app.state.session_factory
     chosen = (status,) if status else ()
+    after = {"statuses": list(chosen), "all": include_all}
+    actor = request_actor(request, request.state.principal)
+    audit.record(session, actor, AuditAction.EXPORT, AuditTarget.LIST, slug, after=after)
 
     def chunks() -> Iterator[bytes]:
         """The CSV as it is read (constant memory at any list size), in a session of its own:

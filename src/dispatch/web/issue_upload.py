@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from sqlalchemy.orm import Session
 
+from dispatch.audit import Actor
 from dispatch.config import Settings
 from dispatch.content.parse import SOURCE_FILE_NAME, IssueSourceError, Problem, parse_issue
 from dispatch.content.store import publish_issue
@@ -107,9 +108,12 @@ def allowed_source_dir(settings: Settings, path: str) -> Path:
     return folder
 
 
-def publish_folder(session: Session, folder: Path, settings: Settings | None = None) -> Issue:
-    """Parse (raising IssueSourceError with every problem) and publish; flushes only."""
-    return publish_issue(session, parse_issue(folder), settings=settings)
+def publish_folder(
+    session: Session, folder: Path, settings: Settings | None = None, actor: Actor | None = None
+) -> Issue:
+    """Parse (raising IssueSourceError with every problem) and publish; flushes only. With an
+    `actor` the publish is audited in the same transaction."""
+    return publish_issue(session, parse_issue(folder), settings=settings, actor=actor)
 
 
 def _as_uploaded(text: str, folder: Path) -> str:
@@ -119,11 +123,13 @@ def _as_uploaded(text: str, folder: Path) -> str:
     return text
 
 
-def publish_upload(session: Session, folder: Path, settings: Settings | None = None) -> Issue:
+def publish_upload(
+    session: Session, folder: Path, settings: Settings | None = None, actor: Actor | None = None
+) -> Issue:
     """`publish_folder` for a folder made by `store_upload`: problems name the files as the
     editor uploaded them (`issue.md:5: …`), never the server's storage path."""
     try:
-        return publish_folder(session, folder, settings)
+        return publish_folder(session, folder, settings, actor)
     except IssueSourceError as exc:
         raise IssueSourceError(
             Problem(_as_uploaded(p.file, folder), p.line, _as_uploaded(p.message, folder))

@@ -15,6 +15,7 @@ from markupsafe import Markup
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
+from dispatch import audit
 from dispatch.delivery import campaigns as engine_campaigns
 from dispatch.log import get_logger
 from dispatch.models.delivery import Campaign
@@ -23,7 +24,7 @@ from dispatch.models.subscriber import MailingList, Subscriber
 from dispatch.subscribers import service
 from dispatch.vocabulary import AuditAction, AuditTarget, CampaignStatus, IssueStatus
 from dispatch.web import api_campaigns, api_issues, api_subscribers
-from dispatch.web.audit_actor import record_for_request
+from dispatch.web.audit_actor import record_for_request, request_actor
 from dispatch.web.auth import AdminUser, EditorUser
 from dispatch.web.chart import opens_clicks_svg
 from dispatch.web.deps import BodyId, DbSession, RowId
@@ -294,7 +295,8 @@ async def issues_upload(
     payload = [(f.filename or "", await f.read()) for f in files]
     try:
         settings = request.app.state.settings
-        issue = publish_upload(session, store_upload(settings, payload), settings)
+        folder = store_upload(settings, payload)
+        issue = publish_upload(session, folder, settings, request_actor(request, principal))
     except ValueError as exc:
         session.rollback()
         problems = [str(p) for p in getattr(exc, "problems", ())]
@@ -644,6 +646,15 @@ async def issue_test_send(
             campaign_id = engine_campaigns.create_test_send(
                 session, issue_id=issue_id, channel="email", addresses=addresses, tracking=False
             ).id
+            actor, after = request_actor(request, principal), {"addresses": addresses}
+            audit.record(
+                session,
+                actor,
+                AuditAction.TEST_SEND,
+                AuditTarget.CAMPAIGN,
+                campaign_id,
+                after=after,
+            )
         engine_campaigns.start(engine, settings, campaign_id, batch_queue(request))
         return campaign_id
 

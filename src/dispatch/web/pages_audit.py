@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from dispatch import audit, audit_search
@@ -35,7 +35,10 @@ def _day(name: str, value: str) -> date | None:
         raise HTTPException(status_code=422, detail=f"{name}: not a date (YYYY-MM-DD)") from None
 
 
-def audit_filter(actor: str, action: str, since: str, until: str) -> Any:
+def audit_filter(
+    actor: ActorQ = "", action: ActionQ = "", since: DayQ = "", until: DayQ = ""
+) -> audit_search.AuditFilter:
+    """The filters of the page, its CSV and the API (one query-string dependency)."""
     if action and action not in set(AuditAction):
         raise HTTPException(status_code=422, detail=f"action: unknown value {action!r}")
     return audit_search.AuditFilter(
@@ -43,20 +46,22 @@ def audit_filter(actor: str, action: str, since: str, until: str) -> Any:
     )
 
 
+AuditWhere = Annotated[audit_search.AuditFilter, Depends(audit_filter)]
+
+
 @router.get("/admin/audit")
 def audit_page(
     request: Request,
     principal: AdminUser,
     session: DbSession,
-    actor: ActorQ = "",
-    action: ActionQ = "",
-    since: DayQ = "",
-    until: DayQ = "",
+    where: AuditWhere,
     before: BeforeQ = None,
 ) -> Response:
-    where = audit_filter(actor, action, since, until)
     result = audit_search.page(session, where, before=before)
-    query = {"actor": actor, "action": action, "since": since, "until": until}
+    days = {
+        k: d.isoformat() if d else "" for k, d in (("since", where.since), ("until", where.until))
+    }
+    query = {"actor": where.actor, "action": where.action, **days}
     return render_page(
         request,
         "admin/audit.html",
@@ -70,7 +75,7 @@ def audit_page(
     )
 
 
-def csv_response(request: Request, principal: Any, where: Any) -> Response:
+def csv_response(request: Request, principal: Any, where: audit_search.AuditFilter) -> Response:
     with committing(request.app.state.session_factory()) as session:
         audit.record(
             session,
@@ -95,12 +100,5 @@ def csv_response(request: Request, principal: Any, where: Any) -> Response:
 
 
 @router.get("/admin/audit.csv")
-def audit_csv(
-    request: Request,
-    principal: AdminUser,
-    actor: ActorQ = "",
-    action: ActionQ = "",
-    since: DayQ = "",
-    until: DayQ = "",
-) -> Response:
-    return csv_response(request, principal, audit_filter(actor, action, since, until))
+def audit_csv(request: Request, principal: AdminUser, where: AuditWhere) -> Response:
+    return csv_response(request, principal, where)

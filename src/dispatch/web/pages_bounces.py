@@ -10,13 +10,11 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from dispatch import audit
 from dispatch.bounces import suppressions
 from dispatch.db import committing
 from dispatch.delivery import campaigns as engine_campaigns
 from dispatch.errors import DispatchError
-from dispatch.subscribers import service
-from dispatch.vocabulary import AuditAction, AuditTarget
+from dispatch.web import api_suppressions
 from dispatch.web.audit_actor import request_actor
 from dispatch.web.auth import AdminUser
 from dispatch.web.deps import DbSession, RowId
@@ -83,20 +81,7 @@ def suppressions_add(
 ) -> Response:
     try:
         with committing(request.app.state.session_factory()) as session:
-            if reason not in suppressions.REASONS:
-                reason = "manual"
-            row = service.suppress(session, email=email, reason=reason, source="admin")
-            row.note = note.strip()
-            after = {"reason": reason, "note": row.note}
-            actor = request_actor(request, principal)
-            audit.record(
-                session,
-                actor,
-                AuditAction.SUPPRESS,
-                AuditTarget.SUPPRESSION,
-                row.email,
-                after=after,
-            )
+            api_suppressions.add(session, request_actor(request, principal), email, reason, note)
     except DispatchError as exc:
         with request.app.state.session_factory() as session:
             return _page(request, session, extra=_failed(request, exc), status_code=422)
@@ -112,15 +97,8 @@ def suppressions_remove(
 ) -> Response:
     try:
         with committing(request.app.state.session_factory()) as session:
-            suppressions.remove(session, suppression_id, note=note, by=principal.email)
-            actor = request_actor(request, principal)
-            audit.record(
-                session,
-                actor,
-                AuditAction.UNSUPPRESS,
-                AuditTarget.SUPPRESSION,
-                suppression_id,
-                after={"note": note},
+            api_suppressions.remove(
+                session, request_actor(request, principal), suppression_id, note
             )
     except DispatchError as exc:
         with request.app.state.session_factory() as session:
@@ -132,15 +110,13 @@ def suppressions_remove(
 async def suppressions_import(
     request: Request, principal: AdminUser, file: Annotated[UploadFile, File()]
 ) -> Response:
-    from dispatch.web.api_suppressions import MAX_IMPORT_BYTES, import_bytes
-
-    data = await file.read(MAX_IMPORT_BYTES + 1)
+    data = await file.read(api_suppressions.MAX_IMPORT_BYTES + 1)
     extra: dict[str, Any]
     status_code = 200
     try:
-        if len(data) > MAX_IMPORT_BYTES:
-            raise ValueError(f"CSV larger than {MAX_IMPORT_BYTES} bytes")
-        report = await run_in_threadpool(import_bytes, request, data)
+        if len(data) > api_suppressions.MAX_IMPORT_BYTES:
+            raise ValueError(f"CSV larger than {api_suppressions.MAX_IMPORT_BYTES} bytes")
+        report = await run_in_threadpool(api_suppressions.import_bytes, request, data)
         extra = {
             "flash": TEXTS.get(
                 "supp_import_done",
@@ -161,13 +137,7 @@ async def suppressions_import(
 
 @router.get("/suppressions/export")
 def suppressions_export(request: Request, principal: AdminUser, session: DbSession) -> Response:
-    actor = request_actor(request, principal)
-    audit.record(session, actor, AuditAction.EXPORT, AuditTarget.SUPPRESSION)
-    return Response(
-        suppressions.export_csv(session),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
-    )
+    return api_suppressions.export(session, request_actor(request, principal))
 
 
 @router.get("/bounces/{bounce_id}")
@@ -193,6 +163,7 @@ async def campaign_retry_failed(
         from dispatch.web.errors import http_status
 
         raise HTTPException(http_status(exc), str(exc)) from None
+    await run_in_threadpool(api_suppressions.audit_retry, request, campaign_id, result)
     return RedirectResponse(
         f"/admin/campaigns/{campaign_id}?msg=done&retried={result['retried']}", status_code=303
     )

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -91,14 +92,16 @@ def _failed_page(
     return render_page(request, "admin/issues.html", context, status_code=422)
 
 
-def _store_and_publish(request: Request, session, files: list[tuple[str, bytes]]) -> Issue:
+def _store_and_publish(
+    request: Request, session, files: list[tuple[str, bytes]], actor: audit.Actor
+) -> Issue:
     """Store the folder and publish it; a folder this call created is removed on failure."""
     settings = request.app.state.settings
     root = settings.data_dir / "issues"
     before = {p.name for p in root.iterdir()} if root.is_dir() else set()
     folder = store_upload(settings, files)
     try:
-        return publish_upload(session, folder, settings)
+        return publish_upload(session, folder, settings, actor)
     except BaseException:
         if folder.name not in before:
             shutil.rmtree(folder, ignore_errors=True)
@@ -112,10 +115,11 @@ def import_and_publish(
 
     Raises ValueError (IssueSourceError, UploadError) when the source would not publish,
     with nothing stored. Shared by the admin page and `POST /api/issues/import`."""
-    issue = _store_and_publish(request, session, result.files())
+    actor = request_actor(request, principal)
+    issue = _store_and_publish(request, session, result.files(), actor)
     audit.record(
         session,
-        request_actor(request, principal),
+        actor,
         AuditAction.IMPORT,
         AuditTarget.ISSUE,
         issue.slug,
@@ -135,31 +139,56 @@ def import_and_publish(
     return issue, folder
 
 
-@router.post("/issues/import")
-async def import_word(
-    request: Request,
-    principal: EditorUser,
-    session: DbSession,
+@dataclass(frozen=True)
+class DocxUpload:
+    """The upload form of the admin page and of `POST /api/issues/import`."""
+
+    name: str
+    data: bytes
+    options: ImportOptions
+
+    async def convert(self, request: Request) -> ImportResult:
+        """The converted document; raises DocxImportError (with its report) when refused."""
+        settings = request.app.state.settings
+        return await run_in_threadpool(convert_docx, self.data, self.name, settings, self.options)
+
+
+async def docx_upload(
     file: Annotated[UploadFile, File()],
     number: Annotated[str, Form()] = "",
     slug: Annotated[str, Form()] = "",
     source_url: Annotated[str, Form()] = "",
     publisher: Annotated[str, Form()] = "",
-) -> Response:
+) -> DocxUpload:
     name = Path(file.filename or "upload.docx").name
-    data = await file.read()
-    settings = request.app.state.settings
-    options = options_from_form(number, slug, source_url, publisher)
+    return DocxUpload(
+        name, await file.read(), options_from_form(number, slug, source_url, publisher)
+    )
+
+
+DocxForm = Annotated[DocxUpload, Depends(docx_upload)]
+
+
+def refusal(exc: ValueError) -> tuple[str, list[str]]:
+    """A source that would not publish (IssueSourceError, UploadError): its first line and
+    its problems, each with its line."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return reason, [str(p) for p in getattr(exc, "problems", ())]
+
+
+@router.post("/issues/import")
+async def import_word(
+    request: Request, principal: EditorUser, session: DbSession, upload: DocxForm
+) -> Response:
     try:
-        result = await run_in_threadpool(convert_docx, data, name, settings, options)
+        result = await upload.convert(request)
     except DocxImportError as exc:
         return _failed_page(request, session, exc.text(request_locale(request)), exc.report, [])
     try:
-        issue, folder = import_and_publish(request, principal, session, name, result)
-    except ValueError as exc:  # the source would not publish (IssueSourceError, UploadError)
+        issue, folder = import_and_publish(request, principal, session, upload.name, result)
+    except ValueError as exc:  # the source would not publish: nothing stored
         session.rollback()
-        problems = [str(p) for p in getattr(exc, "problems", ())]
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason, problems = refusal(exc)
         return _failed_page(request, session, reason, result.report, problems)
     return RedirectResponse(f"/admin/issues/imported/{folder.name}?issue={issue.id}", 303)
 

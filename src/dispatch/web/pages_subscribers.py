@@ -16,12 +16,14 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from dispatch import events
+from dispatch import audit, events
 from dispatch.models import utcnow
 from dispatch.models.delivery import Campaign, Delivery
 from dispatch.models.event import Event
 from dispatch.models.subscriber import PREFERRED_CHANNELS, MailingList, Subscriber, Subscription
 from dispatch.subscribers import preferences, service
+from dispatch.vocabulary import AuditAction, AuditTarget
+from dispatch.web.audit_actor import request_actor
 from dispatch.web.auth import AdminUser
 from dispatch.web.deps import DbSession, RowId
 from dispatch.web.templating import render_page, request_locale
@@ -174,6 +176,8 @@ def subscriber_export(
 ) -> Response:
     person = _person_or_404(session, subscriber_id)
     data = preferences.export_data(session, person)
+    actor = request_actor(request, principal)
+    audit.record(session, actor, AuditAction.EXPORT, AuditTarget.SUBSCRIBER, person.id)
     return Response(
         json.dumps(data, ensure_ascii=False, indent=2, default=str),
         media_type="application/json; charset=utf-8",
