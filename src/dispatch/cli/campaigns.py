@@ -441,7 +441,7 @@ def send_cmd(
                 options=options,
             )
         campaign_id, status = campaign.id, campaign.status
-        if created and when is not None:
+        if status == CampaignStatus.DRAFT and when is not None:  # new, or a draft made before
             service.schedule(session, campaign_id, when, settings=settings)
             after = {"status": CampaignStatus.SCHEDULED.value, "scheduled_at": when, **options}
             audit.record(
@@ -484,7 +484,7 @@ def send_cmd(
             "id": campaign_id,
             "status": CampaignStatus.SCHEDULED.value,
             "scheduled_at": when,
-            "created": True,
+            "created": created,
             "warnings": warnings,
         }
         emit(
