@@ -126,6 +126,32 @@ def test_bad_input_is_answered_with_the_form_and_a_named_problem(client, public_
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
 
 
+def test_the_cached_thanks_page_escapes_the_address_and_a_multipart_post_answers_alike(
+    client, settings, public_lists
+):
+    """The url-encoded post (answered past the framework, page rendered once per language)
+    and a multipart post (the framework's route) give the same page and one email each."""
+    plain = _subscribe(client, settings, "a&b@example.org", locale="en")
+    assert plain.status_code == 200 and "a&amp;b@example.org" in plain.text
+    assert "a&b@example.org" not in plain.text and plain.headers["cache-control"] == "no-store"
+    page = client.get("/subscribe")
+    challenge = re.search(r'data-challenge="([^"]+)"', page.text).group(1)
+    time.sleep(1.05)
+    counter = proof.solve(challenge, "c&d@example.org", settings.signup_pow_bits)
+    fields = {"email": "c&d@example.org", "lists": "news", "locale": "en", "website": ""}
+    multipart = client.post(
+        "/subscribe",
+        data={**fields, "challenge": challenge, "pow": str(counter)},
+        files={"attachment": ("x.txt", b"ignored")},  # forces multipart/form-data
+    )
+    assert multipart.status_code == 200
+    assert multipart.text == plain.text.replace("a&amp;b@", "c&amp;d@")
+    assert sorted(m["To"].addresses[0].addr_spec for m in _messages(settings)) == [
+        "a&b@example.org",
+        "c&d@example.org",
+    ]
+
+
 def _person(engine, settings, address="pat@example.org", locale="zh-CN"):
     with Session(engine) as session, session.begin():
         person = service.add_subscriber(session, email=address, name="Pat", locale=locale)

@@ -54,6 +54,7 @@ from dispatch.web.errors import install_error_handlers
 from dispatch.web.hits import HitRecorder
 from dispatch.web.linktable import LinkTableCache
 from dispatch.web.request_guard import RequestGuard
+from dispatch.web.routes_subscribe import SignupRunner, SubscribeShortcut
 from dispatch.web.routes_tracking import TrackingApp, TrackingShortcut
 from dispatch.web.security_headers import SecurityHeaders
 from dispatch.web.templating import make_environment, render_page
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.hits.close()
+        app.state.signup_runner.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -110,6 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jinja = make_environment(settings)
     app.state.link_tables = LinkTableCache()
     app.state.hits = HitRecorder(engine)
+    app.state.signup_runner = SignupRunner(
+        sqlite=engine.dialect.name == "sqlite", smtp=bool(settings.smtp_url)
+    )
     _install_middleware(app, settings)
     _install_routes(app)
     install_error_handlers(app)
@@ -118,11 +123,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Tracking shortcut, request guard and security headers (the last added is outermost)."""
+    """Tracking and subscribe shortcuts, request guard and security headers (the last added
+    is outermost)."""
     # the tracking hot path bypasses the framework (see routes_tracking)
     app.add_middleware(
         TrackingShortcut, tracking=TrackingApp(settings, app.state.hits, app.state.link_tables)
     )
+    # so does the subscription form's url-encoded post (see routes_subscribe)
+    app.add_middleware(SubscribeShortcut)
     # body caps and authentication before any body is read; then, outermost, the security
     # headers on every response (the tracking shortcut's and the guard's refusals too)
     app.add_middleware(RequestGuard, settings=settings)

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from dispatch.cli.common import emit, fail, json_option
 from dispatch.db import make_engine, upgrade
 from dispatch.dev.bench import dataset
-from dispatch.dev.bench.web import _cpu_seconds, _free_port, _start_server, _stop
+from dispatch.dev.bench.loopback import _cpu_seconds, _free_port, _start_server, _stop
 
 PAGE_TARGET_MS = 300.0
 SEARCH_TARGET_MS = 100.0

@@ -28,7 +28,7 @@ from dispatch.cli.common import emit, fail, json_option
 from dispatch.config import load_settings
 from dispatch.db import make_engine
 from dispatch.dev.bench import dataset
-from dispatch.dev.bench.web import (
+from dispatch.dev.bench.loopback import (
     BASE_URL,
     SECRET,
     _cpu_seconds,
