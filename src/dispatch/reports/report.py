@@ -35,15 +35,15 @@ def current_cells(session: Session, campaign: Campaign) -> tuple[Counter[Cell], 
         rollup.refresh_hits(session, campaign)
         mark = source.watermark(session, campaign.id)
     after = mark.event_id if mark else 0
-    tail = source.events_after(session, campaign.id, after, TAIL_LIMIT + 1)
-    if len(tail) > TAIL_LIMIT:
+    n, tail = rollup.tail_cells(session, campaign, after, TAIL_LIMIT)
+    if tail is None:
         rollup.refresh(session, campaign)
         return current_cells(session, campaign)
     cells: Counter[Cell] = Counter(source.tallies(session, [campaign.id]))
-    cells.update(rollup.count(session, campaign, tail))
+    cells.update(tail)
     freshness = {
         "rolled_up_through": after,
-        "tail_events": len(tail),
+        "tail_events": n,
         "hits_at": mark.hits_at if mark else None,
     }
     return cells, freshness

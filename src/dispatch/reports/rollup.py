@@ -5,6 +5,9 @@ links within seconds: classify.in_burst), so an event is rolled up only once SET
 have passed; the report adds the newer ones (the tail) itself on each view. Each batch is one
 transaction: the cells and the watermark move together, so a crash or a second worker adds
 nothing twice (the watermark row is locked while a batch is added).
+
+On PostgreSQL a batch is counted inside the server (dispatch.reports.sqltally: a few set-based
+statements, SQL_BATCH events at a time); on SQLite, event by event in Python (tally.py).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from sqlalchemy.orm import Session
 
 from dispatch.models.base import utcnow
 from dispatch.models.delivery import Campaign
-from dispatch.reports import source
+from dispatch.reports import source, sqltally
 from dispatch.reports.tally import REPEATING_KINDS, Cell, EventRec, tally
 
 SETTLE_SECONDS = 60
 BATCH = 20_000
+SQL_BATCH = 1_000_000
 
 
 def settled(events: list[EventRec], now: datetime) -> list[EventRec]:
@@ -49,14 +53,28 @@ def count(session: Session, campaign: Campaign, events: list[EventRec]) -> Count
     return tally(events, deliveries, prior, lists_of)
 
 
+def in_server(session: Session) -> bool:
+    """True when the tally runs as SQL (PostgreSQL), not in Python."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def refresh(
     session: Session, campaign: Campaign, now: datetime | None = None, max_batches: int = 1000
 ) -> int:
     """Roll up the campaign's settled events and snapshot its hit counters; commits each
     batch. Returns how many events were added."""
     now = now or utcnow()
+    if in_server(session):
+        added = _refresh_in_server(session, campaign, now, max_batches)
+    else:
+        added = _refresh_in_python(session, campaign, now, max_batches)
+    refresh_hits(session, campaign, now)
+    return added
+
+
+def _refresh_in_python(session: Session, campaign: Campaign, now: datetime, batches: int) -> int:
     added = 0
-    for _ in range(max_batches):
+    for _ in range(batches):
         mark = source.lock_watermark(session, campaign.id)
         events = settled(source.events_after(session, campaign.id, mark, BATCH), now)
         if not events:
@@ -67,8 +85,47 @@ def refresh(
         added += len(events)
         if len(events) < BATCH:
             break
-    refresh_hits(session, campaign, now)
     return added
+
+
+def _refresh_in_server(session: Session, campaign: Campaign, now: datetime, batches: int) -> int:
+    """The same in SQL_BATCH-event ranges, each ending before the first unsettled event."""
+    added = 0
+    cutoff = now - timedelta(seconds=SETTLE_SECONDS)
+    for _ in range(batches):
+        mark = source.lock_watermark(session, campaign.id)
+        stop = sqltally.unsettled_from(session, campaign.id, mark, cutoff, now)
+        n, last = sqltally.range_facts(session, campaign.id, mark, SQL_BATCH, stop)
+        if not n:
+            session.rollback()
+            break
+        cells = sqltally.count_range(session, campaign.id, _list_ids(campaign), mark, last, n)
+        source.add_tallies(session, campaign.id, cells, last)
+        session.commit()
+        added += n
+        if n < SQL_BATCH:
+            break
+    return added
+
+
+def _list_ids(campaign: Campaign) -> list[int]:
+    return [int(i) for i in campaign.list_ids or []]
+
+
+def tail_cells(
+    session: Session, campaign: Campaign, after_id: int, limit: int
+) -> tuple[int, Counter[Cell] | None]:
+    """(how many, their cells) of the campaign's report events after `after_id`, when at most
+    `limit`; (more than limit, None) otherwise."""
+    if in_server(session):
+        n, last = sqltally.range_facts(session, campaign.id, after_id, limit + 1)
+        if n > limit:
+            return n, None
+        return n, sqltally.count_range(session, campaign.id, _list_ids(campaign), after_id, last, n)
+    tail = source.events_after(session, campaign.id, after_id, limit + 1)
+    if len(tail) > limit:
+        return len(tail), None
+    return len(tail), count(session, campaign, tail)
 
 
 def refresh_hits(session: Session, campaign: Campaign, now: datetime | None = None) -> None:
