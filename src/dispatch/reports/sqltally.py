@@ -268,17 +268,17 @@ PLANNER = {"enable_nestloop": "off", "work_mem": "64MB"}
 @contextmanager
 def _planner(session: Session) -> Iterator[None]:
     """PLANNER's settings for one statement (set in the transaction, then put back)."""
-    names = list(PLANNER)
     before = {
-        n: session.execute(text("SELECT current_setting(:n)"), {"n": n}).scalar() for n in names
+        name: str(session.execute(text("SELECT current_setting(:n)"), {"n": name}).scalar())
+        for name in PLANNER
     }
     for name, value in PLANNER.items():
         session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
     try:
         yield
     finally:
-        for name, value in before.items():
-            session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+        for name, old in before.items():
+            session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": old})
 
 
 def range_facts(

@@ -12,33 +12,26 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from dispatch.web import pages_reports
 from dispatch.web.auth import require_editor
-from dispatch.web.deps import DbSession, RowId
+from dispatch.web.deps import DbSession
 
 router = APIRouter(prefix="/api", tags=["reports"], dependencies=[Depends(require_editor)])
 
 
-@router.get("/campaigns/{campaign_id}/report", summary="A campaign's report")
-def api_campaign_report(campaign_id: RowId, session: DbSession) -> dict[str, Any]:
-    return pages_reports.load(session, "campaign", campaign_id)[0]
+def _json(request: Request, session: Session, kind: str, row_id: int) -> dict[str, Any]:
+    return pages_reports.load(session, kind, row_id)[0]
 
 
-@router.get("/campaigns/{campaign_id}/report.csv", summary="A campaign's report as CSV")
-def api_campaign_report_csv(request: Request, campaign_id: RowId, session: DbSession) -> Response:
-    return pages_reports.csv_response(request, session, "campaign", campaign_id)
-
-
-@router.get("/issues/{issue_id}/report", summary="An issue's report across its campaigns")
-def api_issue_report(issue_id: RowId, session: DbSession) -> dict[str, Any]:
-    return pages_reports.load(session, "issue", issue_id)[0]
-
-
-@router.get("/issues/{issue_id}/report.csv", summary="An issue's report as CSV")
-def api_issue_report_csv(request: Request, issue_id: RowId, session: DbSession) -> Response:
-    return pages_reports.csv_response(request, session, "issue", issue_id)
+pages_reports.add_report_routes(
+    router,
+    {
+        "": (_json, "A {kind}'s report (an issue's: across its email campaigns, with WeChat's)"),
+        ".csv": (pages_reports.csv_response, "A {kind}'s report as CSV"),
+    },
+)
 
 
 @router.get("/reports/trends", summary="The last issues compared, and monthly joins and leaves")

@@ -10,6 +10,7 @@ GET /admin/issues/{id}/report …             the same over the issue's email ca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -107,48 +108,6 @@ def csv_response(request: Request, session: Session, kind: str, row_id: int) -> 
     )
 
 
-@router.get("/campaigns/{campaign_id}/report")
-def campaign_report_page(
-    request: Request, principal: EditorUser, session: DbSession, campaign_id: RowId
-) -> Response:
-    return _page(request, session, "campaign", campaign_id, "admin/report.html")
-
-
-@router.get("/campaigns/{campaign_id}/report/print")
-def campaign_report_print(
-    request: Request, principal: EditorUser, session: DbSession, campaign_id: RowId
-) -> Response:
-    return _page(request, session, "campaign", campaign_id, "admin/report_print.html")
-
-
-@router.get("/campaigns/{campaign_id}/report.csv")
-def campaign_report_csv(
-    request: Request, principal: EditorUser, session: DbSession, campaign_id: RowId
-) -> Response:
-    return csv_response(request, session, "campaign", campaign_id)
-
-
-@router.get("/issues/{issue_id}/report")
-def issue_report_page(
-    request: Request, principal: EditorUser, session: DbSession, issue_id: RowId
-) -> Response:
-    return _page(request, session, "issue", issue_id, "admin/report.html")
-
-
-@router.get("/issues/{issue_id}/report/print")
-def issue_report_print(
-    request: Request, principal: EditorUser, session: DbSession, issue_id: RowId
-) -> Response:
-    return _page(request, session, "issue", issue_id, "admin/report_print.html")
-
-
-@router.get("/issues/{issue_id}/report.csv")
-def issue_report_csv(
-    request: Request, principal: EditorUser, session: DbSession, issue_id: RowId
-) -> Response:
-    return csv_response(request, session, "issue", issue_id)
-
-
 def clickmap_response(request: Request, session: Session, kind: str, row_id: int) -> Response:
     locale = _lang(request)
     report, subject = load(session, kind, row_id)
@@ -165,18 +124,49 @@ def clickmap_response(request: Request, session: Session, kind: str, row_id: int
     return HTMLResponse(page, headers={"Content-Security-Policy": PREVIEW_CSP})
 
 
-@router.get("/campaigns/{campaign_id}/report/clickmap")
-def campaign_clickmap(
-    request: Request, principal: EditorUser, session: DbSession, campaign_id: RowId
-) -> Response:
-    return clickmap_response(request, session, "campaign", campaign_id)
+ReportView = Callable[[Request, Session, str, int], Any]
 
 
-@router.get("/issues/{issue_id}/report/clickmap")
-def issue_clickmap(
-    request: Request, principal: EditorUser, session: DbSession, issue_id: RowId
-) -> Response:
-    return clickmap_response(request, session, "issue", issue_id)
+def _template(name: str) -> ReportView:
+    def view(request: Request, session: Session, kind: str, row_id: int) -> Response:
+        return _page(request, session, kind, row_id, name)
+
+    return view
+
+
+def add_report_routes(
+    target: APIRouter, views: dict[str, tuple[ReportView, str]], **route: Any
+) -> None:
+    """Serve each view (report path suffix → (view, summary)) for a campaign and for an issue:
+    GET /campaigns/{row_id}/report<suffix> and /issues/{row_id}/report<suffix>, one handler."""
+    for kind in ("campaign", "issue"):
+        for suffix, (view, summary) in views.items():
+            target.add_api_route(
+                f"/{kind}s/{{row_id}}/report{suffix}",
+                _handler(kind, view),
+                methods=["GET"],
+                name=f"{kind}_report{suffix}",
+                summary=summary.format(kind=kind),
+                **route,
+            )
+
+
+def _handler(kind: str, view: ReportView) -> Callable[..., Any]:
+    def handler(request: Request, principal: EditorUser, session: DbSession, row_id: RowId) -> Any:
+        return view(request, session, kind, row_id)
+
+    return handler
+
+
+add_report_routes(
+    router,
+    {
+        "": (_template("admin/report.html"), "A {kind}'s report"),
+        "/print": (_template("admin/report_print.html"), "A {kind}'s report, print-ready A4"),
+        ".csv": (csv_response, "A {kind}'s report as CSV"),
+        "/clickmap": (clickmap_response, "A {kind}'s click map"),
+    },
+)
 
 
 @router.get("/reports/trends")

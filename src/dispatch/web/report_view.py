@@ -110,54 +110,45 @@ def timeline(report: dict[str, Any], locale: str, zone_name: str, prefix: str) -
     }
 
 
-def article_chart(report: dict[str, Any], locale: str, prefix: str) -> Markup:
-    rows = [
-        (
-            a["name"],
-            [
-                (a["person"], chart.CLICK_PERSON_COLOUR),
-                (a["all"] - a["person"], chart.SCANNER_COLOUR),
-            ],
-        )
-        for a in report["articles"][:15]
-    ]
-    legend = [
-        (TEXTS.get("origin_person", locale), chart.CLICK_PERSON_COLOUR),
-        (TEXTS.get("origin_scanner", locale), chart.SCANNER_COLOUR),
-    ]
+def _bars(
+    rows: list[tuple[str, list[tuple[int, str]]]],
+    legend: list[tuple[str, str]],
+    locale: str,
+    label: str,
+    table_id: str,
+) -> Markup:
+    """Horizontal stacked bars; legend entries are (text key, colour)."""
     return Markup(
         chart.hbars_svg(
             rows,
-            label=TEXTS.get("report_articles", locale),
-            table_id=f"{prefix}-articles-table",
-            legend=legend,
+            label=TEXTS.get(label, locale),
+            table_id=table_id,
+            legend=[(TEXTS.get(key, locale), colour) for key, colour in legend],
         )
     )
+
+
+def article_chart(report: dict[str, Any], locale: str, prefix: str) -> Markup:
+    person, scanner = chart.CLICK_PERSON_COLOUR, chart.SCANNER_COLOUR
+    rows = [
+        (a["name"], [(a["person"], person), (a["all"] - a["person"], scanner)])
+        for a in report["articles"][:15]
+    ]
+    legend = [("origin_person", person), ("origin_scanner", scanner)]
+    return _bars(rows, legend, locale, "report_articles", f"{prefix}-articles-table")
 
 
 def device_chart(report: dict[str, Any], locale: str, prefix: str) -> Markup:
+    person, machine = chart.PERSON_COLOUR, chart.MPP_COLOUR
     rows = [
         (
             TEXTS.get(f"device_{d['key']}", locale),
-            [
-                (d["opened"][PERSON], chart.PERSON_COLOUR),
-                (d["opened"]["machine"], chart.MPP_COLOUR),
-            ],
+            [(d["opened"][PERSON], person), (d["opened"]["machine"], machine)],
         )
         for d in report["by_device"]
     ]
-    legend = [
-        (TEXTS.get("origin_person", locale), chart.PERSON_COLOUR),
-        (TEXTS.get("origin_machine", locale), chart.MPP_COLOUR),
-    ]
-    return Markup(
-        chart.hbars_svg(
-            rows,
-            label=TEXTS.get("report_by_device", locale),
-            table_id=f"{prefix}-devices-table",
-            legend=legend,
-        )
-    )
+    legend = [("origin_person", person), ("origin_machine", machine)]
+    return _bars(rows, legend, locale, "report_by_device", f"{prefix}-devices-table")
 
 
 def local_time(at: datetime | None, zone_name: str) -> str:
