@@ -99,10 +99,9 @@ _DELIVERIES = {
 
 
 def _prelude(scope: str) -> str:
-    """ev: the range's events; hist: every report event of their deliveries up to :b;
-    firsts: each delivery's first event per metric; tr: the range's opens and clicks with
-    their origin, agent and first-ness; aud: one row per person added to an audience metric."""
-    early = f"interval '{classify.SCANNER_SECONDS} seconds'"
+    """ev: the range's events; dl: their deliveries; hist: every report event of those
+    deliveries up to :b; firsts: each delivery's first event per metric; near: how many clicks of
+    its delivery fall around each click; agent: the distinct agents, classified in Python."""
     near = f"interval '{classify.ALL_AT_ONCE_SECONDS} seconds'"
     return f"""
 WITH ev AS MATERIALIZED (
@@ -127,7 +126,14 @@ near AS (
 agent(ua, origin, client, device) AS (
   SELECT * FROM unnest(CAST(:uas AS text[]), CAST(:origins AS text[]),
                        CAST(:clients AS text[]), CAST(:devices AS text[]))
-),
+)"""
+
+
+def _derived() -> str:
+    """tr: the range's opens and clicks with their origin, agent and first-ness; aud: one row
+    per person added to an audience metric; agents: the client and device cells' rows."""
+    early = f"interval '{classify.SCANNER_SECONDS} seconds'"
+    return f""",
 tr AS MATERIALIZED (
   SELECT ev.kind, ev.link, date_trunc('hour', ev.at AT TIME ZONE 'UTC') AS hour,
     coalesce(nullif(d.provider, ''), 'other') AS provider, d.subscriber_id,
@@ -185,6 +191,7 @@ def _lists_sql(list_ids: Sequence[int]) -> str:
 def _cells_sql(scope: str, list_ids: Sequence[int]) -> str:
     return (
         _prelude(scope)
+        + _derived()
         + """
 SELECT 'total', '', metric, count(*) FROM aud GROUP BY 3
 UNION ALL SELECT 'provider', provider, metric, count(*) FROM aud GROUP BY 2, 3
