@@ -16,12 +16,17 @@ as PostgreSQL's documentation advises after a bulk load.
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import click
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -307,3 +312,113 @@ def describe(url: str, scale: float, build_seconds: float) -> Dataset:
         n_links=len(links["links"]) if isinstance(links, dict) else 0,
         build_seconds=round(build_seconds, 1),
     )
+
+
+# -- what both benches share: their options, the data set, a server over it, its CPU ------
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def options(command: Callable) -> Callable:
+    """--scale, --database-url, --dataset, --rebuild: the data set's options of both benches."""
+    for option in reversed(
+        [
+            click.option(
+                "--scale", type=click.FloatRange(0.001, 1.0), default=1.0, show_default=True
+            ),
+            click.option(
+                "--database-url",
+                default=DEFAULT_SERVER,
+                show_default=True,
+                help="a PostgreSQL server; the data set gets a database of its own there",
+            ),
+            click.option(
+                "--dataset",
+                "dataset_name",
+                default="dispatch_bench_dataset",
+                show_default=True,
+                help="the data set's database (rebuilt when its scale differs)",
+            ),
+            click.option("--rebuild", is_flag=True, help="build the data set again"),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def open_dataset(
+    database_url: str, scale: float, dataset_name: str, rebuild: bool, quiet: bool
+) -> Dataset:
+    """The data set the options name, built (progress on stderr unless quiet) or reused."""
+    from dispatch.cli.common import fail
+
+    if not database_url.startswith("postgresql"):
+        fail("the data set needs PostgreSQL / 需要 PostgreSQL (--database-url)")
+    say = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
+    return build(database_url, scale, name=dataset_name, reuse=not rebuild, say=say)
+
+
+class CpuMeter:
+    """CPU seconds spent by the web server (and its workers) and by the PostgreSQL backends of
+    the data set's database: what the requests cost whatever else the machine runs (on a shared
+    machine the wall-clock time also holds the waits for a core)."""
+
+    def __init__(self, url: str, server_pid: int):
+        self.engine = make_engine(url)
+        self.server_pid = server_pid
+
+    def _backends(self) -> list[int]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                ).scalars()
+            )
+
+    def split(self) -> tuple[float, float]:
+        """(web process seconds, database backend seconds) so far."""
+        from dispatch.dev.bench.loopback import _cpu_seconds
+
+        database = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self._backends():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            database += (int(fields[11]) + int(fields[12])) / tick
+        return _cpu_seconds(self.server_pid), database
+
+    def seconds(self) -> float:
+        return sum(self.split())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+@dataclass
+class Served:
+    proc: object  # subprocess.Popen
+    port: int
+    var: Path  # the server's data_dir (uvicorn.log)
+    cpu: CpuMeter
+
+
+@contextmanager
+def served(url: str, workers: int = 1) -> Iterator[Served]:
+    """uvicorn on loopback over the data set's database, stopped afterwards."""
+    from dispatch.dev.bench.loopback import _free_port, _start_server, _stop
+
+    with tempfile.TemporaryDirectory(prefix="dispatch-bench-dataset-") as tmp:
+        port = _free_port()
+        var = Path(tmp) / "var"
+        proc = _start_server(url, var, port, workers)
+        cpu = CpuMeter(url, proc.pid)
+        try:
+            yield Served(proc, port, var, cpu)
+        finally:
+            cpu.close()
+            _stop(proc)

@@ -17,32 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import click
 from sqlalchemy import text
 
-from dispatch.cli.common import emit, fail, json_option
+from dispatch.cli.common import emit, json_option
 from dispatch.config import load_settings
 from dispatch.db import make_engine
 from dispatch.dev.bench import dataset
-from dispatch.dev.bench.loopback import (
-    BASE_URL,
-    SECRET,
-    _cpu_seconds,
-    _drive,
-    _drive_raw,
-    _free_port,
-    _plan,
-    _start_server,
-    _stats,
-    _stop,
-)
+from dispatch.dev.bench.loopback import BASE_URL, SECRET, _drive, _drive_raw, _plan, _stats
 
 TARGET = {"requests_per_second": 1000, "p99_ms": 50}
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def table_sizes(url: str) -> dict[str, dict[str, int]]:
@@ -122,20 +108,16 @@ def measure(
         for kind, d, link in plan
     ]
     before = _counts(ds.url, ds.latest_campaign)
-    with tempfile.TemporaryDirectory(prefix="dispatch-bench-tracking-") as tmp:
-        port = _free_port()
-        proc = _start_server(ds.url, Path(tmp) / "var", port, workers)
-        try:
-            warm = asyncio.run(_drive(port, paths[:200], min(concurrency, 16), 30))
-            cpu_before = _cpu_seconds(proc.pid)
-            result = asyncio.run(_drive_raw(port, paths[200:], concurrency, max_seconds))
-            server_cpu = _cpu_seconds(proc.pid) - cpu_before
-        finally:
-            _stop(proc)
+    with dataset.served(ds.url, workers) as server:
+        warm = asyncio.run(_drive(server.port, paths[:200], min(concurrency, 16), 30))
+        web0, db0 = server.cpu.split()
+        result = asyncio.run(_drive_raw(server.port, paths[200:], concurrency, max_seconds))
+        web1, db1 = server.cpu.split()
     done = sorted(set(warm["done"]) | {i + 200 for i in result["done"]})
     figures = _stats(result)
     n = len(result["latencies"])
-    figures["server_cpu_ms_per_request"] = round(server_cpu * 1000 / n, 3) if n else 0.0
+    figures["server_cpu_ms_per_request"] = round((web1 - web0) * 1000 / n, 3) if n else 0.0
+    figures["database_cpu_ms_per_request"] = round((db1 - db0) * 1000 / n, 3) if n else 0.0
     figures.update(_verify(before, _counts(ds.url, ds.latest_campaign), plan, done))
     figures["meets_target"] = (
         figures["requests_per_second"] >= TARGET["requests_per_second"]
@@ -183,7 +165,8 @@ def _human(f: dict) -> None:
         click.echo(
             f"  {run['requests']} hits in {run['seconds']} s: {run['requests_per_second']} "
             f"req/s, p50 {run['p50_ms']} ms, p99 {run['p99_ms']} ms, errors {run['errors']}, "
-            f"server CPU {run['server_cpu_ms_per_request']} ms/hit; "
+            f"CPU {run['server_cpu_ms_per_request']} ms/hit web + "
+            f"{run['database_cpu_ms_per_request']} ms database; "
             f"{'all recorded' if run['all_recorded'] else 'MISMATCH'}; target 1000 req/s, "
             f"p99 < 50 ms: {'met' if run['meets_target'] else 'NOT met'}"
         )
@@ -197,46 +180,29 @@ def _human(f: dict) -> None:
 
 
 @click.command("tracking")
-@click.option("--scale", type=click.FloatRange(0.001, 1.0), default=1.0, show_default=True)
+@dataset.options
 @click.option(
     "--requests", "n_requests", type=click.IntRange(500, 500_000), default=20_000, show_default=True
 )
 @click.option("--concurrency", type=click.IntRange(1, 500), default=16, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--max-seconds", type=float, default=60.0, show_default=True)
-@click.option(
-    "--database-url",
-    default=DEFAULT_SERVER,
-    show_default=True,
-    help="a PostgreSQL server; the data set gets a database of its own there",
-)
-@click.option(
-    "--dataset",
-    "dataset_name",
-    default="dispatch_bench_dataset",
-    show_default=True,
-    help="the data set's database (rebuilt when its scale differs)",
-)
-@click.option("--rebuild", is_flag=True, help="build the data set again even if it exists")
 @click.option("--rollup", "with_rollup", is_flag=True, help="then roll up and measure again")
 @json_option
 def command(
     scale: float,
+    database_url: str,
+    dataset_name: str,
+    rebuild: bool,
     n_requests: int,
     concurrency: int,
     workers: int,
     max_seconds: float,
-    database_url: str,
-    dataset_name: str,
-    rebuild: bool,
     with_rollup: bool,
     as_json: bool,
 ) -> None:
     """Tracking hits/s and p99 with 10M events stored / 千万事件下的跟踪吞吐量."""
-    if not database_url.startswith("postgresql"):
-        fail("bench tracking needs PostgreSQL / 需要 PostgreSQL (--database-url)")
-    say = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=True))
-    ds = dataset.build(database_url, scale, name=dataset_name, reuse=not rebuild, say=say)
+    ds = dataset.open_dataset(database_url, scale, dataset_name, rebuild, as_json)
     figures: dict = {
         "dataset": {k: v for k, v in ds.__dict__.items() if k not in ("campaign_ids", "url")},
         "target": TARGET,
