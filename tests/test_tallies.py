@@ -12,9 +12,11 @@ from dispatch.deliverability.stats import overview
 from dispatch.delivery import campaigns
 from dispatch.models import Delivery, utcnow
 from dispatch.models.delivery import Campaign
-from dispatch.models.subscriber import Subscriber
+from dispatch.models.subscriber import MailingList, Subscriber
 from dispatch.models.tally import Tally
-from dispatch.subscribers import preferences
+from dispatch.subscribers import preferences, service
+from dispatch.subscribers.csv_import import import_csv
+from dispatch.subscribers.views import list_view
 from dispatch.web.stats import campaign_progress, campaign_stats, count_stats
 
 PEOPLE = 6
@@ -166,3 +168,66 @@ def test_stored_progress_and_deliverability_match_counting(session, settings):
     assert after["deliveries"] == PEOPLE and after["complaints"] == 1
     progress = campaign_progress(session, campaign)
     assert progress["total"] == PEOPLE and progress["counts"]["sent"] == PEOPLE
+
+
+def _members(engine, list_id: int, *, stored: bool) -> dict:
+    """The list's member counts as the read-only views show them (stored) or counted now."""
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as fresh:
+        found = list_view(fresh, fresh.get(MailingList, list_id), stored_counts=stored)
+        return found["members"]
+
+
+def _tamper_list(engine, list_id: int) -> None:
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as fresh, fresh.begin():
+        tally = fresh.get(Tally, ("list", list_id))
+        assert tally is not None and tally.data, "no list tally stored"
+        tally.data = {**tally.data, "confirmed": -1}
+
+
+def test_list_counts_stored_until_the_subscriptions_change(engine, tmp_path):
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as s, s.begin():
+        news = service.create_list(s, "news", "News")
+        people = [service.add_subscriber(s, email=f"m{i}@qq.com") for i in range(3)]
+        for person in people:
+            service.subscribe(s, person, news, send_confirmation=False)
+        list_id, first_id, second_id = news.id, people[0].id, people[1].id
+
+    def check_after(change) -> None:
+        _members(engine, list_id, stored=True)
+        _tamper_list(engine, list_id)
+        assert _members(engine, list_id, stored=True)["confirmed"] == -1  # the stored tally
+        change()
+        assert _members(engine, list_id, stored=True) == _members(engine, list_id, stored=False)
+
+    def unsubscribe() -> None:
+        with Session(engine) as s, s.begin():
+            service.unsubscribe(s, first_id, list_id)
+
+    def csv_import() -> None:
+        path = tmp_path / "more.csv"
+        path.write_text("email\nn1@qq.com\nn2@163.com\n")
+        import_csv(engine, path, "news")
+
+    def remove() -> None:
+        with Session(engine) as s, s.begin():
+            service.remove_subscriber(s, s.get(Subscriber, first_id))
+
+    check_after(unsubscribe)
+    assert _members(engine, list_id, stored=True)["unsubscribed"] == 1
+    check_after(csv_import)
+    assert _members(engine, list_id, stored=True)["confirmed"] == 4
+    check_after(remove)
+    assert _members(engine, list_id, stored=False)["unsubscribed"] == 0
+
+    # a write that rolls back leaves the stored tally as it was
+    _tamper_list(engine, list_id)
+    with Session(engine) as s:
+        service.unsubscribe(s, second_id, list_id)
+        s.rollback()
+    assert _members(engine, list_id, stored=True)["confirmed"] == -1

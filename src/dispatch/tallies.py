@@ -17,17 +17,18 @@ and a tally older than `MAX_AGE` is counted again whatever the probes say.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.models import Event, utcnow
 from dispatch.models.delivery import Campaign, Delivery
-from dispatch.models.tally import Tally
+from dispatch.models.tally import LIST_KIND, Tally
 from dispatch.vocabulary import CampaignStatus
 
 CLOSED = (CampaignStatus.FINISHED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
@@ -124,3 +125,51 @@ def _store(
             stored.data, stored.event_watermark, stored.computed_at = data, watermark, at
     except IntegrityError:
         pass
+
+
+# -- lists: member counts by status, voided by any write to the subscriptions -----------------
+#
+# A list's counts change through a dozen paths (signup, import, unsubscribe, bounce, merge,
+# erasure, WeChat followers …). Instead of each path keeping a counter, every connection notes
+# when it writes `subscriptions` (or deletes subscribers or lists, which cascade) and, as it
+# commits, deletes the stored list tallies in the same transaction. A reader stores a tally in
+# two steps: an empty row committed first, then the counts written only if that row is still
+# there; a write committed in between has deleted it, so its count is never kept.
+
+LIST_MAX_AGE = timedelta(minutes=10)
+
+
+def list_counts(
+    session: Session, list_id: int, count: Callable[[Session], dict[str, int]]
+) -> dict[str, int]:
+    """A list's member counts by status (`count(session)`), stored until the subscriptions
+    change. For reads only: the counting runs in a session of its own, after step 1."""
+    stored = session.get(Tally, (LIST_KIND, list_id))
+    if stored is not None and stored.data and utcnow() - stored.computed_at < LIST_MAX_AGE:
+        return dict(stored.data)
+    token = secrets.randbelow(2**62)
+    with Session(session.get_bind()) as own:
+        with own.begin():  # step 1: the empty row, committed before counting
+            own.execute(delete(Tally).where(Tally.kind == LIST_KIND, Tally.ref_id == list_id))
+            own.add(
+                Tally(
+                    kind=LIST_KIND,
+                    ref_id=list_id,
+                    data={},
+                    event_watermark=token,
+                    computed_at=utcnow(),
+                )
+            )
+        with own.begin():  # a transaction (and, on SQLite, a snapshot) newer than step 1
+            found = count(own)
+        with own.begin():  # step 2: kept only if no write deleted the row meanwhile
+            own.execute(
+                update(Tally)
+                .where(
+                    Tally.kind == LIST_KIND,
+                    Tally.ref_id == list_id,
+                    Tally.event_watermark == token,
+                )
+                .values(data=found)
+            )
+    return found

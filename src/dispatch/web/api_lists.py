@@ -34,8 +34,8 @@ class ListPatch(BaseModel):
     ad_marker: bool | None = None
 
 
-def list_out(session: Session, mailing_list: MailingList) -> dict:
-    return list_view(session, mailing_list)
+def list_out(session: Session, mailing_list: MailingList, *, stored_counts: bool = False) -> dict:
+    return list_view(session, mailing_list, stored_counts=stored_counts)
 
 
 def get_list_or_404(session: Session, list_id: RowId) -> MailingList:
@@ -47,7 +47,7 @@ def get_list_or_404(session: Session, list_id: RowId) -> MailingList:
 
 @router.get("", summary="All lists with member counts")
 def lists_index(session: DbSession) -> list[dict]:
-    return [list_out(session, m) for m in service.all_lists(session)]
+    return [list_out(session, m, stored_counts=True) for m in service.all_lists(session)]
 
 
 @router.post("", status_code=201, summary="Create a list")
@@ -62,7 +62,7 @@ def lists_create(body: ListIn, session: DbSession) -> dict:
 
 @router.get("/{list_id}", summary="One list")
 def lists_show(list_id: RowId, session: DbSession) -> dict:
-    return list_out(session, get_list_or_404(session, list_id))
+    return list_out(session, get_list_or_404(session, list_id), stored_counts=True)
 
 
 @router.patch("/{list_id}", summary="Change a list's name, description, opt-in mode or (AD) marker")

@@ -99,7 +99,7 @@ def _lists_page(
     from dispatch.web.api_lists import list_out
     from dispatch.web.pages_subscribers import embed_snippet
 
-    lists = [list_out(session, m) for m in service.all_lists(session)]
+    lists = [list_out(session, m, stored_counts=True) for m in service.all_lists(session)]
     base = request.app.state.settings.public_base_url
     for item in lists:
         item["embed"] = embed_snippet(base, item["slug"]) if item["public"] else ""
