@@ -152,6 +152,31 @@ def test_the_cached_thanks_page_escapes_the_address_and_a_multipart_post_answers
     ]
 
 
+def test_the_mx_lookup_never_runs_on_the_event_loop(client, settings, public_lists, monkeypatch):
+    """On SQLite the post's transaction runs on the event loop; a DNS server that takes two
+    seconds must not stall every other request, so the lookup is made from a thread first."""
+    import asyncio
+
+    from dispatch.subscribers import maildomain
+
+    asked = []
+
+    def lookup(_settings, domain):
+        try:
+            asyncio.get_running_loop()
+            asked.append((domain, "event loop"))
+        except RuntimeError:
+            asked.append((domain, "thread"))
+        return False
+
+    monkeypatch.setattr(maildomain, "_lookup", lookup)
+    monkeypatch.setattr(maildomain, "_cache", {})  # no verdict left by another test
+    client.app.state.settings = settings.replace(signup_check_mx=True)
+    answer = _subscribe(client, settings, "x@no-mail.dispatch-test.cn")
+    assert answer.status_code == 400 and "no-mail.dispatch-test.cn" in answer.text
+    assert asked == [("no-mail.dispatch-test.cn", "thread")]
+
+
 def _person(engine, settings, address="pat@example.org", locale="zh-CN"):
     with Session(engine) as session, session.begin():
         person = service.add_subscriber(session, email=address, name="Pat", locale=locale)

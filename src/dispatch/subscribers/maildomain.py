@@ -56,6 +56,12 @@ def _lookup(settings: Settings, domain: str) -> bool | None:
     return False
 
 
+def known(settings: Settings, domain: str) -> bool:
+    """Whether accepts_mail would answer from its cache (without asking DNS)."""
+    hit = _cache.get((settings.dns_nameservers, domain.lower()))
+    return hit is not None and hit[1] > time.monotonic()
+
+
 def accepts_mail(settings: Settings, domain: str) -> bool | None:
     """True / False, or None when DNS could not tell (cached for ten minutes)."""
     key = (settings.dns_nameservers, domain.lower())

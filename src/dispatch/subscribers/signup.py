@@ -181,6 +181,18 @@ def _check_fields(
     return None, address, chosen
 
 
+def uncached_mx_domain(settings: Settings, form: SignupForm) -> str | None:
+    """The domain process() would ask DNS about (no verdict cached yet), if any: a caller on
+    an event loop asks first from a thread, so a slow DNS server never blocks the loop."""
+    if not settings.signup_check_mx:
+        return None
+    try:
+        domain = check_email(form.email or "").rpartition("@")[2]
+    except InvalidEmail:
+        return None
+    return None if maildomain.known(settings, domain) else domain
+
+
 def process(
     session: Session,
     settings: Settings,

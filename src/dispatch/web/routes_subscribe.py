@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from dispatch.config import Settings
 from dispatch.i18n import normalise_locale
 from dispatch.log import get_logger
-from dispatch.subscribers import optin, proof, signup
+from dispatch.subscribers import maildomain, optin, proof, signup
 from dispatch.tokens import TokenError
 from dispatch.transactional import send_transactional
 from dispatch.web.signup_guards import client_ip, guards
@@ -193,6 +193,9 @@ async def answer_signup(
         with session_factory() as session, session.begin():
             return signup.process(session, settings, found.limiter, found.ledger, form)
 
+    domain = signup.uncached_mx_domain(settings, form) if runner.db is None else None
+    if domain:  # the post's work runs on the event loop: DNS is asked from a thread first
+        await run_in_threadpool(maildomain.accepts_mail, settings, domain)
     result = await runner.run(work)
     locale = normalise_locale(form.locale) or request_locale(request)
     if result.outcome == "accepted":
