@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from dispatch.db import affected
 from dispatch.delivery.queue import mark_batches, queued_until
 from dispatch.models import Campaign, Delivery, utcnow
+from dispatch.models.delivery import in_flight
 from dispatch.vocabulary import DELIVERY_CLAIMABLE, CampaignStatus, DeliveryStatus
 
 D = Delivery.__table__
@@ -153,7 +154,7 @@ def expire_leases(
     failed instead of looping; returns the (campaign, batch) pairs affected.
     """
     now = now or utcnow()
-    expired = (D.c.status == DeliveryStatus.SENDING) & (D.c.lease_until < now)
+    expired = in_flight() & (D.c.lease_until < now)
     pairs = {
         (int(c), int(b))
         for c, b in session.execute(select(D.c.campaign_id, D.c.batch_no).where(expired).distinct())

@@ -174,9 +174,25 @@ def fan_out(
     """
     now = now or utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        # the windows sort every recipient twice: in memory, not in temporary files (this
-        # transaction only; three sorts at most)
+        # the windows sort every recipient twice: in memory, not in temporary files; and no
+        # JIT compilation (a one-pass statement gains nothing from it). This transaction only.
         session.execute(text(f"SET LOCAL work_mem = '{FAN_OUT_WORK_MEM}'"))
+        session.execute(text("SET LOCAL jit = off"))
+    rows, first_batch = _numbered_rows(session, settings, campaign, now, only_new)
+    session.execute(insert(Delivery.__table__).from_select(list(INSERT_COLUMNS), rows))
+    total, last_batch = session.execute(
+        select(func.count(), func.max(Delivery.batch_no)).where(
+            Delivery.campaign_id == campaign.id, Delivery.batch_no >= first_batch
+        )
+    ).one()
+    batches = list(range(first_batch, int(last_batch) + 1)) if total else []
+    return int(total), batches
+
+
+def _numbered_rows(
+    session: Session, settings: Settings, campaign: Campaign, now: datetime, only_new: bool
+) -> tuple[Select[Any], int]:
+    """The SELECT of the new deliveries' columns (INSERT_COLUMNS), and the first batch."""
     source, first_batch = _recipients(session, campaign, only_new)
     src = source.order_by(None).subquery("recipients")  # the windows order them
     ranked = _ranked_by_provider(session, settings, campaign, src)
@@ -197,14 +213,7 @@ def fan_out(
         literal(queued_until, UTCDateTime()),
         literal(now, UTCDateTime()),
     )
-    session.execute(insert(Delivery.__table__).from_select(list(INSERT_COLUMNS), rows))
-    total, last_batch = session.execute(
-        select(func.count(), func.max(Delivery.batch_no)).where(
-            Delivery.campaign_id == campaign.id, Delivery.batch_no >= first_batch
-        )
-    ).one()
-    batches = list(range(first_batch, int(last_batch) + 1)) if total else []
-    return int(total), batches
+    return rows, first_batch
 
 
 def _recipients(session: Session, campaign: Campaign, only_new: bool) -> tuple[Select[Any], int]:

@@ -29,6 +29,7 @@ from dispatch.delivery.heartbeat import stale_after
 from dispatch.delivery.queue import BatchQueue, mark_batches, queued_until, waiting_count
 from dispatch.log import get_logger
 from dispatch.models import Campaign, Delivery, utcnow
+from dispatch.models.delivery import in_flight
 from dispatch.models.heartbeat import ProcessHeartbeat
 from dispatch.vocabulary import DELIVERY_CLAIMABLE, CampaignStatus, DeliveryStatus, ProcessKind
 
@@ -73,7 +74,7 @@ def dead_claims(session: Session, settings: Settings, now: datetime) -> list[str
     heartbeat row (an in-process drain, an older worker) is left to its lease."""
     claims = session.execute(
         select(D.c.claimed_by, func.min(D.c.updated_at))
-        .where(D.c.status == DeliveryStatus.SENDING, D.c.claimed_by.is_not(None))
+        .where(in_flight(), D.c.claimed_by.is_not(None))
         .group_by(D.c.claimed_by)
     ).all()
     if not claims:
@@ -106,7 +107,7 @@ def release_dead_claims(
         return []
     session.execute(
         update(D)
-        .where(D.c.status == DeliveryStatus.SENDING, D.c.claimed_by.in_(tokens))
+        .where(in_flight(), D.c.claimed_by.in_(tokens))
         .values(lease_until=now - timedelta(microseconds=1))
     )
     pairs = expire_leases(session, settings.max_attempts, now)

@@ -13,12 +13,15 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    literal_column,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -71,6 +74,15 @@ class Campaign(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+SENDING_ONLY = "status = 'sending'"  # ix_deliveries_status_lease's predicate
+
+
+def in_flight() -> ColumnElement[bool]:
+    """`status = 'sending'` with the value in the SQL text: a prepared statement's generic
+    plan can then still use the partial index (a bound parameter could not prove it)."""
+    return Delivery.__table__.c.status == literal_column("'sending'")
+
+
 class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -78,8 +90,15 @@ class Delivery(Base):
         Index("ix_deliveries_campaign_id", "campaign_id", "id"),  # a campaign's rows, by key
         Index("ix_deliveries_batch", "campaign_id", "batch_no", "status"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
-        Index("ix_deliveries_status_lease", "status", "lease_until"),
-        Index("ix_deliveries_status_due", "status", "next_attempt_at"),
+        # claims in flight only (expired leases, dead holders): a pending or finished row is
+        # not in it, so a fan-out writes no entry here (migration i17_deliveries_lean)
+        Index(
+            "ix_deliveries_status_lease",
+            "status",
+            "lease_until",
+            postgresql_where=text(SENDING_ONLY),
+            sqlite_where=text(SENDING_ONLY),
+        ),
         Index("ix_deliveries_campaign_provider", "campaign_id", "provider", "status"),
         # the reputation guard's window (a campaign's most recent results) read in index order,
         # not sorted out of all the campaign's finished rows every few chunks
