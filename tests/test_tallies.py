@@ -114,6 +114,12 @@ def test_stored_stats_are_used_until_the_campaign_changes(session):
     assert _counts(session, campaign) == _live(session, campaign)
     assert _counts(session, campaign)["opened"] == 3
 
+    # a signup elsewhere (an event without a campaign that changes nothing here) keeps it
+    _tamper(session, "stats", campaign.id)
+    events.record(session, "subscribed", subscriber_id=delivery.subscriber_id)
+    session.commit()
+    assert _counts(session, campaign)["total"] == -1
+
     # a late bounce changes a delivery row
     _tamper(session, "stats", campaign.id)
     delivery.status, delivery.updated_at = "bounced", utcnow()

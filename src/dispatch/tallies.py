@@ -6,9 +6,10 @@ view. Once a campaign is closed (finished, cancelled, failed) its figures change
 something happens to it later, and each such change leaves a trace that one key probe finds:
 a delivery row's `updated_at` (late bounces, retries), the campaign row's `updated_at`
 (a retry reopening it) or an event newer than the stored watermark (opens, clicks, bounces,
-complaints, and events without a campaign, e.g. unsubscribes). A stored tally is used only when
-none of these exists, so what is shown is what counting now would give; otherwise the figures
-are counted again and stored. A running campaign is always counted live.
+complaints, and the events without a campaign of PEOPLE_KINDS: unsubscribes, erasures,
+merges). A stored tally is used only when none of these exists, so what is shown is what
+counting now would give; otherwise the figures are counted again and stored. A running
+campaign is always counted live.
 
 Two safety nets for writes that commit late (a transaction that took its timestamp or event id
 before the tally was counted but committed after): the probes look `MARGIN` before the count,
@@ -22,18 +23,22 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.models import Event, utcnow
 from dispatch.models.delivery import Campaign, Delivery
 from dispatch.models.tally import LIST_KIND, Tally
-from dispatch.vocabulary import CampaignStatus
+from dispatch.vocabulary import CampaignStatus, EventKind
 
 CLOSED = (CampaignStatus.FINISHED, CampaignStatus.CANCELLED, CampaignStatus.FAILED)
 MARGIN = timedelta(seconds=60)
 MAX_AGE = timedelta(hours=1)
+# events without a campaign that change a campaign's figures: an unsubscribe (its stats count
+# them), an erasure (the person's events are deleted), a merge (their events change owner);
+# a signup or a confirmation does not, so a busy subscribe form does not void every tally
+PEOPLE_KINDS = (EventKind.UNSUBSCRIBED, EventKind.DELETED, EventKind.MERGED)
 
 
 def _encode(value: Any) -> Any:
@@ -82,7 +87,10 @@ def still_valid(session: Session, campaign: Campaign, tally: Tally) -> bool:
         select(Event.id)
         .where(
             Event.id > tally.event_watermark,
-            or_(Event.campaign_id == campaign.id, Event.campaign_id.is_(None)),
+            or_(
+                Event.campaign_id == campaign.id,
+                and_(Event.campaign_id.is_(None), Event.kind.in_(PEOPLE_KINDS)),
+            ),
         )
         .limit(1)
     )
