@@ -106,6 +106,9 @@ def test_stored_stats_are_used_until_the_campaign_changes(session):
     assert first["total"] == PEOPLE and first["opened"] == 2 and first["clicked"] == 1
     _tamper(session, "stats", campaign.id)
     assert _counts(session, campaign)["total"] == -1  # nothing happened: the stored tally
+    session.query(Tally).delete()  # (opens are added to what is stored: store it untampered)
+    session.commit()
+    _counts(session, campaign)
     delivery = session.query(Delivery).filter_by(campaign_id=campaign.id, email="p3@qq.com").one()
 
     # an open arrives: counted again, equal to counting now
@@ -237,3 +240,36 @@ def test_list_counts_stored_until_the_subscriptions_change(engine, tmp_path):
         service.unsubscribe(s, second_id, list_id)
         s.rollback()
     assert _members(engine, list_id, stored=True)["confirmed"] == -1
+
+
+def test_new_opens_and_clicks_are_added_to_the_stored_stats(session):
+    campaign = _closed_campaign(session)
+    campaign_stats(session, campaign)
+    session.commit()
+    counted_at = session.get(Tally, ("stats", campaign.id)).computed_at
+    rows = session.query(Delivery).filter_by(campaign_id=campaign.id).order_by(Delivery.id).all()
+    soon = campaign.started_at + timedelta(minutes=40)
+    # a new opener, a second click (another link) by the one who clicked, a first click
+    events.record(session, "opened", campaign_id=campaign.id, delivery_id=rows[4].id, at=soon)
+    events.record(session, "clicked", campaign_id=campaign.id, delivery_id=rows[0].id, at=soon)
+    events.record(session, "clicked", campaign_id=campaign.id, delivery_id=rows[1].id, at=soon)
+    session.commit()
+    grown = campaign_stats(session, campaign)
+    session.commit()
+    assert grown == count_stats(session, campaign)
+    assert grown["counts"]["opened"] == 3 and grown["counts"]["clicked"] == 2
+    session.expire_all()
+    tally = session.get(Tally, ("stats", campaign.id))
+    assert tally.computed_at == counted_at  # added to, not counted again
+    # a hit days later: the timeline's buckets change size, so it is counted again
+    later = campaign.started_at + timedelta(days=3)
+    events.record(session, "opened", campaign_id=campaign.id, delivery_id=rows[5].id, at=later)
+    session.commit()
+    assert campaign_stats(session, campaign) == count_stats(session, campaign)
+    # progress does not depend on opens: its tally stays
+    campaign_progress(session, campaign)
+    session.commit()
+    _tamper(session, "progress", campaign.id)
+    events.record(session, "clicked", campaign_id=campaign.id, delivery_id=rows[5].id, at=later)
+    session.commit()
+    assert campaign_progress(session, campaign)["total"] == -1

@@ -68,50 +68,79 @@ def storable(campaign: Campaign, now: datetime | None = None) -> bool:
     return campaign.status in CLOSED and campaign.updated_at < now - MARGIN
 
 
-def still_valid(session: Session, campaign: Campaign, tally: Tally) -> bool:
-    """Nothing happened to the campaign since `tally` was counted (three key probes)."""
+TRACKING_KINDS = (EventKind.OPENED, EventKind.CLICKED)
+
+
+def _newer(session: Session, campaign: Campaign, tally: Tally, *, tracking: bool) -> bool:
+    """Is there an event past the tally's watermark: an open or click of the campaign
+    (`tracking`), else any other event of it or a campaign-less one of PEOPLE_KINDS?"""
+    own = Event.campaign_id == campaign.id
+    if tracking:
+        where = and_(own, Event.kind.in_(TRACKING_KINDS))
+    else:
+        people = and_(Event.campaign_id.is_(None), Event.kind.in_(PEOPLE_KINDS))
+        where = or_(and_(own, Event.kind.not_in(TRACKING_KINDS)), people)
+    found = session.scalar(select(Event.id).where(Event.id > tally.event_watermark, where).limit(1))
+    return found is not None
+
+
+def check(session: Session, campaign: Campaign, tally: Tally, ignore_tracking: bool = False) -> str:
+    """How `tally` stands: "valid" when nothing happened to the campaign since it was counted
+    (key probes), or only opens and clicks that do not matter here (`ignore_tracking`);
+    "tracking" when only opens or clicks came; "stale" otherwise."""
     now = utcnow()
     if now - tally.computed_at > MAX_AGE or not storable(campaign, now):
-        return False
+        return "stale"
     since = tally.computed_at - MARGIN
     if campaign.updated_at > since:
-        return False
+        return "stale"
     changed = session.scalar(
         select(Delivery.id)
         .where(Delivery.campaign_id == campaign.id, Delivery.updated_at > since)
         .limit(1)
     )
-    if changed is not None:
-        return False
-    newer = session.scalar(
-        select(Event.id)
-        .where(
-            Event.id > tally.event_watermark,
-            or_(
-                Event.campaign_id == campaign.id,
-                and_(Event.campaign_id.is_(None), Event.kind.in_(PEOPLE_KINDS)),
-            ),
-        )
-        .limit(1)
-    )
-    return newer is None
+    if changed is not None or _newer(session, campaign, tally, tracking=False):
+        return "stale"
+    if not ignore_tracking and _newer(session, campaign, tally, tracking=True):
+        return "tracking"
+    return "valid"
+
+
+Grow = Callable[[dict[str, Any], int, int], "dict[str, Any] | None"]
 
 
 def figures(
-    session: Session, kind: str, campaign: Campaign, count: Callable[[], dict[str, Any]]
+    session: Session,
+    kind: str,
+    campaign: Campaign,
+    count: Callable[[], dict[str, Any]],
+    *,
+    ignore_tracking: bool = False,
+    grow: Grow | None = None,
 ) -> dict[str, Any]:
-    """`count()`'s figures for `campaign`, from the stored tally while it is still valid."""
+    """`count()`'s figures for `campaign`, from the stored tally while it is still valid.
+    `ignore_tracking`: opens and clicks do not change these figures. `grow(figures, after,
+    upto)`, when given, adds the opens and clicks with event ids in (after, upto] to stored
+    figures (None: it cannot; count again)."""
     if not storable(campaign):
         return count()
     stored = session.get(Tally, (kind, campaign.id))
-    if stored is not None and still_valid(session, campaign, stored):
-        return _decode(stored.data)
+    state = "stale" if stored is None else check(session, campaign, stored, ignore_tracking)
+    if state == "valid":
+        return _decode(stored.data)  # type: ignore[union-attr]
     # the watermark and the time are taken before counting: whatever commits while counting
     # is then newer than both and voids the tally at the next read
-    watermark = session.scalar(select(func.max(Event.id))) or 0
+    watermark = int(session.scalar(select(func.max(Event.id))) or 0)
+    if state == "tracking" and grow is not None and stored is not None:
+        grown = grow(_decode(stored.data), stored.event_watermark, watermark)
+        if grown is not None:  # the last full count's time stays: MAX_AGE counts from it
+            _store(
+                session, stored, (kind, campaign.id), _encode(grown), watermark, stored.computed_at
+            )
+            return grown
     counted_at = utcnow()
     found = count()
-    _store(session, stored, (kind, campaign.id), _encode(found), int(watermark), counted_at)
+    _store(session, stored, (kind, campaign.id), _encode(found), watermark, counted_at)
     return found
 
 

@@ -133,6 +133,7 @@ def _window_signals(session: Session, settings: Settings, since: datetime) -> di
                 "deliverability",
                 campaign,
                 lambda c=campaign: _signals(session, provider_of, c.id, None),
+                ignore_tracking=True,
             )
         else:
             part = _signals(session, provider_of, campaign.id, since)

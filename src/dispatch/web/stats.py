@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from dispatch.models import Event
 from dispatch.models.delivery import Campaign, Delivery
@@ -81,7 +81,102 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
     """The figures below, from the stored tally while the closed campaign is unchanged."""
     from dispatch import tallies
 
-    return tallies.figures(session, "stats", campaign, lambda: count_stats(session, campaign))
+    def grow(stats: dict[str, Any], after: int, upto: int) -> dict[str, Any] | None:
+        return grow_stats(session, campaign, stats, after, upto)
+
+    return tallies.figures(
+        session, "stats", campaign, lambda: count_stats(session, campaign), grow=grow
+    )
+
+
+def grow_stats(
+    session: Session, campaign: Campaign, stats: dict[str, Any], after: int, upto: int
+) -> dict[str, Any] | None:
+    """Stored stats plus the opens and clicks with event ids in (after, upto]: the people
+    who had none before and the timeline's buckets; None when the buckets would change size
+    (or the campaign is rolled up): count again."""
+    from dispatch import rollup
+
+    if rollup.is_rolled_up(session, campaign.id):
+        return None
+    timeline = _grow_timeline(session, campaign, stats["timeline"], after, upto)
+    if timeline is None:
+        return None
+    counts = dict(stats["counts"])
+    for kind in (EventKind.OPENED, EventKind.CLICKED):
+        counts[kind.value] += _new_people(session, campaign.id, kind, after, upto)
+    delivered = counts["delivered"]
+    rates = {
+        **stats["rates"],
+        "opened": _rate(counts["opened"], delivered),
+        "clicked": _rate(counts["clicked"], delivered),
+    }
+    return {**stats, "counts": counts, "rates": rates, "timeline": timeline}
+
+
+def _new_people(session: Session, campaign_id: int, kind: str, after: int, upto: int) -> int:
+    """Deliveries with a `kind` event in (after, upto] and none up to `after`."""
+    earlier = aliased(Event)
+    seen = (
+        select(earlier.id)
+        .where(
+            earlier.delivery_id == Event.delivery_id,
+            earlier.campaign_id == campaign_id,
+            earlier.kind == kind,
+            earlier.id <= after,
+        )
+        .exists()
+    )
+    found = session.scalar(
+        select(func.count(func.distinct(Event.delivery_id))).where(
+            Event.campaign_id == campaign_id,
+            Event.kind == kind,
+            Event.id > after,
+            Event.id <= upto,
+            ~seen,
+        )
+    )
+    return int(found or 0)
+
+
+def _grow_timeline(
+    session: Session, campaign: Campaign, timeline: dict[str, Any], after: int, upto: int
+) -> dict[str, Any] | None:
+    """The buckets plus the new first hits, when their size and origin stay what a count
+    now would choose: the new hits come after the start, and the span from the first
+    bucket's start to the last hit still fits 48 buckets of this size."""
+    buckets, size = timeline["buckets"], timeline["bucket_seconds"]
+    if not buckets or campaign.started_at is None:
+        return None
+    tracked = (
+        Event.campaign_id == campaign.id,
+        Event.kind.in_((EventKind.OPENED, EventKind.CLICKED)),
+        Event.id > after,
+        Event.id <= upto,
+    )
+    first, final = session.execute(
+        select(func.min(Event.occurred_at), func.max(Event.occurred_at)).where(*tracked)
+    ).one()
+    if first is None:
+        return timeline
+    origin: datetime = buckets[0]["start"]
+    span = (final - origin).total_seconds()
+    if (
+        first < campaign.started_at
+        or next((b for b in BUCKET_CHOICES if span / b <= 48), BUCKET_CHOICES[-1]) > size
+    ):
+        return None
+    index = _bucket_index(session, Event.occurred_at, int(origin.timestamp()), size)
+    grown = [dict(b) for b in buckets]
+    for kind, at, n in session.execute(
+        select(Event.kind, index, func.count()).where(*tracked).group_by(Event.kind, index)
+    ):
+        while len(grown) <= int(at):
+            grown.append(
+                {"start": origin + timedelta(seconds=len(grown) * size), "opened": 0, "clicked": 0}
+            )
+        grown[int(at)][kind] += int(n)
+    return {"bucket_seconds": size, "buckets": grown}
 
 
 def campaign_progress(session: Session, campaign: Campaign) -> dict[str, Any]:
@@ -93,7 +188,7 @@ def campaign_progress(session: Session, campaign: Campaign) -> dict[str, Any]:
     def count() -> dict[str, Any]:
         return campaigns.progress(session, campaign.id)
 
-    found = tallies.figures(session, "progress", campaign, count)
+    found = tallies.figures(session, "progress", campaign, count, ignore_tracking=True)
     _live_throttle(found.get("providers") or [])
     return found
 
