@@ -219,6 +219,29 @@ def verdict(settings: Settings, reading: Reading) -> str | None:
     )
 
 
+def any_signal(session: Session, campaign: Campaign) -> bool:
+    """Whether the campaign has any hard bounce or complaint at all (since its last resume).
+
+    Why: `read` walks the whole window (1,000 rows, two event probes each) and the engine asks
+    every few chunks; a campaign without a single bad signal cannot be over a threshold, and
+    two index probes (ix_events_campaign_kind, ix_deliveries_campaign_status) say so.
+    """
+    d, e = Delivery.__table__.c, Event.__table__.c
+    since = _since(campaign)
+    event_conditions = [
+        e.campaign_id == campaign.id,
+        e.kind.in_(HARD_BOUNCE_KINDS + COMPLAINT_KINDS),
+    ]
+    row_conditions = [d.campaign_id == campaign.id, d.status == DeliveryStatus.BOUNCED]
+    if since is not None:
+        event_conditions.append(e.occurred_at >= since)
+        row_conditions.append(d.updated_at >= since)
+    found = session.execute(
+        select(exists().where(and_(*event_conditions)), exists().where(and_(*row_conditions)))
+    ).one()
+    return any(found)
+
+
 def guard(engine: Engine, settings: Settings, campaign_id: int) -> str | None:
     """Read the campaign's signals and pause it when they are over the thresholds.
 
@@ -229,6 +252,8 @@ def guard(engine: Engine, settings: Settings, campaign_id: int) -> str | None:
     with Session(engine, expire_on_commit=False) as session, session.begin():
         campaign = session.get(Campaign, campaign_id)
         if campaign is None or campaign.is_test or campaign.status != CampaignStatus.RUNNING:
+            return None
+        if not any_signal(session, campaign):
             return None
         reading = read(session, settings, campaign)
         reason = verdict(settings, reading)
