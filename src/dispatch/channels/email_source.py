@@ -15,7 +15,12 @@ from sqlalchemy.orm import Session
 
 from dispatch.channels.base import CampaignContext, Recipient
 from dispatch.channels.dkim import DkimSigner, signer_from_settings
-from dispatch.channels.email_message import MessageBuildError, MessageTemplate, build_template
+from dispatch.channels.email_message import (
+    EncodedPart,
+    MessageBuildError,
+    MessageTemplate,
+    build_template,
+)
 from dispatch.config import Settings
 from dispatch.i18n import Catalog
 
@@ -65,6 +70,8 @@ class EmailCampaignSource:
     template: MessageTemplate
     signer: DkimSigner | None = None
     slots_for: Callable[[Recipient], Any] | None = None  # default: dispatch.tokens.tracking_slots
+    # the (html, text) parts encoded once, when `rendered` offers its layouts (encoded_parts)
+    parts: tuple[EncodedPart, EncodedPart] | None = None
 
     @property
     def unsubscribe_list_id(self) -> int | None:
@@ -96,18 +103,42 @@ class EmailCampaignSource:
         if not recipient.email.isascii():
             raise MessageBuildError("internationalised address (SMTPUTF8) is not supported")
         slots = self.slots(recipient)
-        html, text = self.rendered.personalize(slots)
-        data = self.template.fill(
-            delivery_id=recipient.delivery_id,
-            to_address=recipient.email,
-            to_name=recipient.name,
-            unsubscribe_url=slots.unsubscribe_url,
-            html=html,
-            text=text,
-        )
+        if self.parts is not None:
+            html_values, text_values = self.rendered.slot_values(slots)  # type: ignore[attr-defined]
+            encoded = (self.parts[0].fill(html_values), self.parts[1].fill(text_values))
+            data = self.template.fill(
+                delivery_id=recipient.delivery_id,
+                to_address=recipient.email,
+                to_name=recipient.name,
+                unsubscribe_url=slots.unsubscribe_url,
+                encoded=encoded,
+            )
+        else:
+            html, text = self.rendered.personalize(slots)
+            data = self.template.fill(
+                delivery_id=recipient.delivery_id,
+                to_address=recipient.email,
+                to_name=recipient.name,
+                unsubscribe_url=slots.unsubscribe_url,
+                html=html,
+                text=text,
+            )
         if self.signer is not None:
             data = self.signer.sign(data)
         return self.template.message_id(recipient.delivery_id), data
+
+
+def encoded_parts(rendered: Any) -> tuple[EncodedPart, EncodedPart] | None:
+    """The rendered issue's html and text layouts encoded once (EncodedPart), or None when it
+    does not expose them (a stand-in in tests: its personalize() is used per recipient)."""
+    html_layout = getattr(rendered, "html_layout", None)
+    text_layout = getattr(rendered, "text_layout", None)
+    if html_layout is None or text_layout is None or not hasattr(rendered, "slot_values"):
+        return None
+    return (
+        EncodedPart.build(html_layout.statics, html_layout.slot_ids),
+        EncodedPart.build(text_layout.statics, text_layout.slot_ids),
+    )
 
 
 AD_MARKER = "(AD) "  # NetEase's marker for advertising mail, at the start of the subject
@@ -143,7 +174,7 @@ def build_campaign_source(
         rendered=rendered,
         template=template,
         signer=signer_from_settings(settings),
-        **kwargs,
+        **{"parts": encoded_parts(rendered), **kwargs},
     )
 
 

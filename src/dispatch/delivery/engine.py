@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from dispatch import events
@@ -38,6 +38,7 @@ from dispatch.delivery.claiming import (
     new_claim_token,
     release,
     renew,
+    write_results,
 )
 from dispatch.delivery.queue import BatchQueue
 from dispatch.delivery.quota import record_used
@@ -188,28 +189,6 @@ class ChunkOutcome:
     still_ours: set[int] | None
 
 
-# one result onto its row, only while this claim still owns it (executemany, one per chunk)
-_WRITE_RESULT = (
-    update(D)
-    .where(
-        D.c.id == bindparam("b_id"),
-        D.c.status == DeliveryStatus.SENDING,
-        D.c.claimed_by == bindparam("b_token"),
-    )
-    .values(
-        status=bindparam("b_status"),
-        attempts=D.c.attempts + bindparam("b_inc"),
-        next_attempt_at=bindparam("b_next"),
-        lease_until=None,
-        last_code=bindparam("b_code"),
-        last_text=bindparam("b_text"),
-        message_id=bindparam("b_message_id"),
-        external_id=bindparam("b_external_id"),
-        sent_at=bindparam("b_sent_at"),
-        updated_at=bindparam("b_now"),
-    )
-)
-
 _Decided = tuple[ClaimedRow, SendResult, _Outcome]
 
 
@@ -243,7 +222,6 @@ def _decide_all(
         params.append(
             {
                 "b_id": row.id,
-                "b_token": token,
                 "b_status": outcome.status.value,
                 "b_inc": outcome.attempts_inc,
                 "b_next": outcome.next_attempt_at,
@@ -279,7 +257,7 @@ def _record_owned(
     session: Session,
     campaign: Campaign,
     decided: Sequence[_Decided],
-    token: str,
+    owned: set[int],
     report: BatchReport,
     now: datetime,
 ) -> None:
@@ -287,14 +265,6 @@ def _record_owned(
     owned when its results were written; a row lost to an expired lease is left alone."""
     from dispatch.subscribers import service as subscribers
 
-    ids = [row.id for row, _, _ in decided]
-    owned = set(
-        session.scalars(
-            select(D.c.id).where(
-                D.c.id.in_(ids), D.c.claimed_by == token, D.c.status != DeliveryStatus.SENDING
-            )
-        )
-    )
     address = channel_traits(campaign.channel).address
     event_rows: list[dict[str, Any]] = []
     for row, result, outcome in decided:
@@ -364,13 +334,10 @@ def record_results(
     now = now or utcnow()
     params, decided, pause_reason = _decide_all(settings, rows, results, token, now)
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        if params:
-            session.connection().execute(_WRITE_RESULT, params)
-        _record_owned(session, campaign, decided, token, report, now)
+        owned = write_results(session, params, token)
+        _record_owned(session, campaign, decided, owned, report, now)
         if usage:
             record_used(session, usage, settings.send_timezone, now)
-        if any(o.status == DeliveryStatus.SENT for _, _, o in decided):
-            _clear_waiting(session, campaign.id)
         if pause_reason:
             _pause_campaign(session, campaign.id, pause_reason, now)
         ours = (
@@ -378,7 +345,11 @@ def record_results(
             if renew_ids is not None
             else None
         )
-        status = session.scalar(select(C.c.status).where(C.c.id == campaign.id))
+        status, waiting = session.execute(
+            select(C.c.status, C.c.waiting_reason).where(C.c.id == campaign.id)
+        ).one()
+        if waiting is not None and any(o.status == DeliveryStatus.SENT for _, _, o in decided):
+            _clear_waiting(session, campaign.id)
     return ChunkOutcome(pause_reason, status == CampaignStatus.RUNNING, ours)
 
 

@@ -232,6 +232,12 @@ class RenderedEmail:
 
     def personalize(self, slots: RecipientSlots) -> tuple[str, str]:
         """(html, text) for one recipient: escape their values and join prepared segments."""
+        html_values, text_values = self.slot_values(slots)
+        return self.html_layout.fill(html_values), self.text_layout.fill(text_values)
+
+    def slot_values(self, slots: RecipientSlots) -> tuple[list[str], list[str]]:
+        """One recipient's values for the html and text layouts' slots (indexed by slot id);
+        the email channel fills its pre-encoded parts with them."""
         name = slots.name
         unsubscribe = slots.unsubscribe_url
         esc = html.escape
@@ -262,7 +268,7 @@ class RenderedEmail:
                 )
             html_values.extend(map(esc, clicks))
             text_values.extend(clicks)
-        return self.html_layout.fill(html_values), self.text_layout.fill(text_values)
+        return html_values, text_values
 
 
 # --- building the render context ----------------------------------------------------------
