@@ -22,7 +22,8 @@ from sqlalchemy import Engine, text
 STATEMENT_KINDS: tuple[tuple[str, str], ...] = (
     ("claim", "WITH picked AS MATERIALIZED"),
     ("eligibility check", "SELECT subscribers.id FROM subscribers WHERE subscribers.id IN"),
-    ("result write", "UPDATE deliveries SET status=$1::VARCHAR, attempts="),
+    ("result write", "UPDATE deliveries SET status=$1::VARCHAR, attempts="),  # SQLite shape
+    ("result write", "UPDATE deliveries AS d SET"),  # PostgreSQL: one UPDATE per chunk
     ("result ownership read", "SELECT deliveries.id FROM deliveries WHERE deliveries.id IN"),
     ("events insert", "INSERT INTO events"),
     (
@@ -38,6 +39,7 @@ STATEMENT_KINDS: tuple[tuple[str, str], ...] = (
     ),
     ("finish check", "UPDATE campaigns SET status=$1::VARCHAR, finished_at="),
     ("reputation guard", "SELECT anon_1.id, anon_1.email, anon_1.updated_at"),
+    ("reputation guard", "SELECT EXISTS (SELECT"),  # reputation.any_signal
     ("campaign status read", "SELECT campaigns.status"),
     ("waiting flag", "UPDATE campaigns SET waiting_reason="),
     ("daily counters", "INSERT INTO daily_usage"),
