@@ -123,7 +123,7 @@ def send_body(
     `while_waiting` runs between sending and reading the reply: the next recipient's message is
     built while the server is still taking this one (it must not raise).
     """
-    if message.startswith(b".") or b"\n." in message:
+    if needs_dot_stuffing(message):
         message = _LEADING_DOT.sub(b"..", message)
     ending = b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n"
     sock = smtp.sock
@@ -140,6 +140,24 @@ def send_body(
     if while_waiting is not None:
         while_waiting()
     return smtp.getreply()
+
+
+def needs_dot_stuffing(message: bytes) -> bool:
+    """Whether a line of the message starts with '.'.
+
+    Why not `b"\n." in message`: a newline every 78 bytes makes that search stop and compare
+    about 1,500 times in a 120 KB message (0.12 ms, as much as building the message); a dot
+    is rare in our messages (headers only, base64 has none), so hopping from dot to dot
+    with C-speed find() checks a handful of places.
+    """
+    if message.startswith(b"."):
+        return True
+    at = message.find(b".", 1)
+    while at != -1:
+        if message[at - 1] == 0x0A:
+            return True
+        at = message.find(b".", at + 1)
+    return False
 
 
 def tune_socket(smtp: smtplib.SMTP) -> None:
