@@ -14,12 +14,18 @@ fail although the signature verifies; both used to pass silently.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from dkim.canonicalization import CanonicalizationPolicy
 
 from dispatch.config import Settings
 from dispatch.errors import DispatchError
@@ -131,29 +137,67 @@ class DkimSigner:
         extra = f", ed25519_selector={self.ed25519_selector!r}" if self.ed25519_seed else ""
         return f"DkimSigner(selector={self.selector!r}, domain={self.domain!r}{extra})"
 
-    def signature_header(self, message: bytes) -> bytes:
-        """The `DKIM-Signature: …` header (CRLF-terminated) for these message bytes."""
-        signer = dkim.DKIM(message, linesep=b"\r\n")
-        return signer.sign(
-            self.selector.encode("ascii"),
-            self.domain.encode("ascii"),
-            self.private_key,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=[*SIGNED_HEADERS, *OVERSIGNED_HEADERS],
-            signature_algorithm=b"rsa-sha256",
-        )
+    @cached_property
+    def _rsa_key(self) -> rsa.RSAPrivateKey:
+        key = serialization.load_pem_private_key(self.private_key, password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)  # checked by signer_from_settings
+        return key
 
-    def ed25519_header(self, message: bytes) -> bytes:
+    @cached_property
+    def _ed25519_key(self) -> ed25519.Ed25519PrivateKey:
+        return ed25519.Ed25519PrivateKey.from_private_bytes(base64.b64decode(self.ed25519_seed))
+
+    def signature_header(self, message: bytes, timestamp: int | None = None) -> bytes:
+        """The RSA `DKIM-Signature: …` header (CRLF-terminated) for these message bytes."""
+        return self._header(message, b"rsa-sha256", self.selector, timestamp)
+
+    def ed25519_header(self, message: bytes, timestamp: int | None = None) -> bytes:
         """The Ed25519 `DKIM-Signature: …` header over the same headers and body."""
-        signer = dkim.DKIM(message, linesep=b"\r\n")
-        return signer.sign(
-            self.ed25519_selector.encode("ascii"),
-            self.domain.encode("ascii"),
-            self.ed25519_seed,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=[*SIGNED_HEADERS, *OVERSIGNED_HEADERS],
-            signature_algorithm=b"ed25519-sha256",
+        return self._header(message, b"ed25519-sha256", self.ed25519_selector, timestamp)
+
+    def _header(
+        self, message: bytes, algorithm: bytes, selector: str, timestamp: int | None
+    ) -> bytes:
+        """Why not dkimpy's sign(): it signs with RSA in pure Python (two 1024-bit pow() calls)
+        and runs two regexes and a line split over the whole 120 KB message: about 10 ms per
+        message, a campaign's largest cost by far. This builds the same header with dkimpy's
+        own header selection, canonicalisation and folding, hashes the body with the regexes
+        skipped when they cannot change it, and signs with OpenSSL (cryptography): 0.7 ms.
+        """
+        head, _, body = message.partition(b"\r\n\r\n")
+        headers, _ = dkim.rfc822_parse(head + b"\r\n\r\n")
+        include = tuple(h.lower() for h in (*SIGNED_HEADERS, *OVERSIGNED_HEADERS))
+        domain = self.domain.encode("ascii")
+        fields = [
+            (b"v", b"1"),
+            (b"a", algorithm),
+            (b"c", b"relaxed/relaxed"),
+            (b"d", domain),
+            (b"i", b"@" + domain),
+            (b"q", b"dns/txt"),
+            (b"s", selector.encode("ascii")),
+            (b"t", str(int(time.time()) if timestamp is None else timestamp).encode("ascii")),
+            (b"h", b" : ".join(include)),
+            (b"bh", base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())),
+            (b"b", b"0" * 60),  # folds b= onto a line of its own, as dkimpy does
+        ]
+        name = b"DKIM-Signature"
+        value = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(name))
+        value = dkim.RE_BTAG.sub(b"\\1", value)
+        hasher = hashlib.sha256()
+        policy = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+        dkim.hash_headers(
+            hasher, policy, policy.canonicalize_headers(headers), include, (name, b" " + value), {}
         )
+        if algorithm == b"ed25519-sha256":  # RFC 8463: Ed25519 over the SHA-256 digest
+            signature = self._ed25519_key.sign(hasher.digest())
+        else:
+            signature = self._rsa_key.sign(
+                hasher.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256())
+            )
+        fields[-1] = (b"b", base64.b64encode(signature))
+        value = b"; ".join(b"=".join(f) for f in fields) + b"\r\n"
+        return name + b": " + dkim.fold(value, namelen=len(name))
 
     def sign(self, message: bytes) -> bytes:
         """The message with its DKIM-Signature header(s) prepended (RSA; Ed25519 beside it)."""
@@ -161,6 +205,19 @@ class DkimSigner:
         if self.ed25519_seed:
             headers = self.ed25519_header(message) + headers
         return headers + message
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """The body in DKIM "relaxed" canonical form (RFC 6376 3.4.4).
+
+    The two whitespace rules cannot change a body without tabs, double spaces or a space
+    before a line end (base64 parts have none), so the regexes run only when one occurs.
+    """
+    from dkim.canonicalization import Relaxed, correct_empty_body, strip_trailing_lines
+
+    if b"\t" in body or b"  " in body or b" \r\n" in body:
+        return Relaxed.canonicalize_body(body)
+    return correct_empty_body(strip_trailing_lines(body))
 
 
 def check_private_key(key: bytes, path: str | Path) -> rsa.RSAPrivateKey:
@@ -193,7 +250,6 @@ def check_private_key(key: bytes, path: str | Path) -> rsa.RSAPrivateKey:
 def public_key_record(private_key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> str:
     """The DNS TXT value publishing the public half: "v=DKIM1; k=rsa; p=…" (or k=ed25519 with
     the raw 32-byte key, RFC 8463)."""
-    import base64
 
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
         raw = private_key.public_key().public_bytes(
@@ -220,7 +276,6 @@ def check_ed25519_key(key: bytes, path: str | Path) -> ed25519.Ed25519PrivateKey
 
 
 def _ed25519_seed(key: ed25519.Ed25519PrivateKey) -> bytes:
-    import base64
 
     raw = key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
