@@ -118,7 +118,7 @@ MESSAGES = Catalog(
             "    of which: {first:.1f} s until the first message was sent (fan-out, one render "
             "per process), then {rate:.0f} msg/s",
         ),
-        "cpu": ("工作进程 CPU：每封 {ms:.1f} 毫秒", "worker CPU: {ms:.1f} ms per message"),
+        "cpu": ("工作进程 CPU：每封 {ms:.2f} 毫秒", "worker CPU: {ms:.2f} ms per message"),
         "no_pipeline": ("未测流程：{why}", "pipeline not measured: {why}"),
         "size": ("每封邮件约 {kb:.0f} KB", "message size about {kb:.0f} KB"),
     }
