@@ -207,3 +207,29 @@ def test_the_broker_says_how_many_tasks_wait(broker, settings, redis_url, redis_
         with app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue_name)
         app.close()
+
+
+def test_claims_in_flight_are_read_through_the_partial_index(engine):
+    """ix_deliveries_status_lease holds `sending` rows only (migration i17_deliveries_lean):
+    the expired-lease query names the status in its SQL text, so even a prepared statement's
+    generic plan (psycopg prepares after 5 runs) can use that index instead of reading every
+    delivery; with a bound status value it could not."""
+    from sqlalchemy import bindparam, text
+    from sqlalchemy.dialects import postgresql
+
+    from dispatch.models.delivery import in_flight
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's plans")
+    d = Delivery.__table__.c
+    query = select(d.campaign_id).where(in_flight() & (d.lease_until < bindparam("t")))
+    sql = str(query.compile(dialect=postgresql.dialect())).replace("%(t)s", "$1")
+    with engine.connect() as conn:
+        conn.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        conn.execute(text(f"PREPARE in_flight_probe (timestamptz) AS {sql}"))
+        explained = conn.execute(text("EXPLAIN EXECUTE in_flight_probe (now())"))
+        plan = "\n".join(explained.scalars())
+        conn.execute(text("DEALLOCATE in_flight_probe"))
+        conn.rollback()
+    assert "ix_deliveries_status_lease" in plan, plan
