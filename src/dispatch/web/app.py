@@ -125,12 +125,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     """Tracking and subscribe shortcuts, request guard and security headers (the last added
     is outermost)."""
-    # the tracking hot path bypasses the framework (see routes_tracking)
+    # the subscription form's url-encoded post bypasses the framework (see routes_subscribe),
+    # and so, looked at first, does the tracking hot path (see routes_tracking)
+    app.add_middleware(SubscribeShortcut)
     app.add_middleware(
         TrackingShortcut, tracking=TrackingApp(settings, app.state.hits, app.state.link_tables)
     )
-    # so does the subscription form's url-encoded post (see routes_subscribe)
-    app.add_middleware(SubscribeShortcut)
     # body caps and authentication before any body is read; then, outermost, the security
     # headers on every response (the tracking shortcut's and the guard's refusals too)
     app.add_middleware(RequestGuard, settings=settings)
