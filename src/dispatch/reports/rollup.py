@@ -24,7 +24,7 @@ from dispatch.reports.tally import REPEATING_KINDS, Cell, EventRec, tally
 
 SETTLE_SECONDS = 60
 BATCH = 20_000
-SQL_BATCH = 1_000_000
+SQL_BATCH = 5_000_000
 
 
 def settled(events: list[EventRec], now: datetime) -> list[EventRec]:
