@@ -24,6 +24,7 @@ import re
 import secrets
 import struct
 import time
+from binascii import b2a_base64
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import lru_cache
@@ -184,20 +185,25 @@ class EncodedPart:
     def fill(self, values: list[str]) -> bytes:
         """The encoded part for one recipient's slot values (indexed by slot id)."""
         out: list[bytes] = []
+        append = out.append
         carry = b""
-        slot_ids = self.slot_ids
-        for index, variants in enumerate(self.segments):
-            head, middle, tail = variants[(3 - len(carry) % 3) % 3]
+        slots = iter(self.slot_ids)
+        for variants in self.segments:
+            head, middle, tail = variants[-len(carry) % 3]
             carry += head
             if middle:  # carry is whole groups now: encode it, then the prepared lines
-                if carry:
-                    out.append(_base64_lines(carry))
-                out.append(middle)
+                if len(carry) <= 57:  # one line (the usual case: a link and a few bytes)
+                    if carry:
+                        append(b2a_base64(carry, newline=False) + CRLF)
+                else:
+                    append(_base64_lines(carry))
+                append(middle)
                 carry = tail
-            if index < len(slot_ids):
-                carry += values[slot_ids[index]].encode("utf-8")
+            slot = next(slots, None)
+            if slot is not None:
+                carry += values[slot].encode("utf-8")
         if carry:
-            out.append(_base64_lines(carry))
+            append(_base64_lines(carry))
         return b"".join(out)
 
 
