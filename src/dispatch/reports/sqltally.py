@@ -212,17 +212,28 @@ UNION ALL SELECT 'link', link, 'clicks:' || origin, count(*) FROM tracked
     )
 
 
-def _agents(session: Session, params: dict[str, Any]) -> dict[str, list[str]]:
-    """Each distinct agent of the range's opens and clicks, classified in Python."""
-    rows = session.execute(
+def _inputs(session: Session, params: dict[str, Any], dids: bool) -> dict[str, list[Any]]:
+    """In one pass over the range: its distinct agents of opens and clicks, classified in
+    Python, and (when `dids`) its deliveries."""
+    tracked = ", ".join(f"'{kind}'" for kind in TRACKED)
+    wanted = "e.delivery_id IS NOT NULL" if dids else "false"
+    row = session.execute(
         text(
-            f"SELECT DISTINCT coalesce({_string('ua')}, '') FROM events e "
-            f"WHERE {_RANGE.replace(':kinds', ':tracked')}"
+            f"SELECT array_agg(DISTINCT coalesce({_string('ua')}, '')) "
+            f"FILTER (WHERE e.kind IN ({tracked})), "
+            f"array_agg(DISTINCT e.delivery_id) FILTER (WHERE {wanted}) "
+            f"FROM events e WHERE {_RANGE}"
         ),
-        {**params, "tracked": TRACKED},
-    ).scalars()
-    out: dict[str, list[str]] = {"uas": [], "origins": [], "clients": [], "devices": []}
-    for ua in rows:
+        params,
+    ).one()
+    out: dict[str, list[Any]] = {
+        "uas": [],
+        "origins": [],
+        "clients": [],
+        "devices": [],
+        "dids": list(row[1] or []),
+    }
+    for ua in row[0] or []:
         agent = parse_agent(ua or None)
         out["uas"].append(ua)
         out["origins"].append(classify._agent_origin(ua))
@@ -254,13 +265,7 @@ def count_range(
         "kinds": KINDS,
         "lists": [int(i) for i in list_ids],
     }
-    params.update(_agents(session, params))
-    if scope == "deliveries":
-        params["dids"] = list(
-            session.execute(
-                text(f"SELECT DISTINCT e.delivery_id FROM events e WHERE {_RANGE}"), params
-            ).scalars()
-        )
+    params.update(_inputs(session, params, scope == "deliveries"))
     with _planner(session):
         rows = session.execute(text(_cells_sql(scope, list_ids)), params).all()
     return Counter({(str(r[0]), str(r[1]), str(r[2])): int(r[3]) for r in rows if r[3]})
