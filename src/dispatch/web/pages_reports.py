@@ -138,11 +138,12 @@ def add_report_routes(
     target: APIRouter, views: dict[str, tuple[ReportView, str]], **route: Any
 ) -> None:
     """Serve each view (report path suffix → (view, summary)) for a campaign and for an issue:
-    GET /campaigns/{row_id}/report<suffix> and /issues/{row_id}/report<suffix>, one handler."""
+    GET /campaigns/{campaign_id}/report<suffix> and /issues/{issue_id}/report<suffix>.
+    """
     for kind in ("campaign", "issue"):
         for suffix, (view, summary) in views.items():
             target.add_api_route(
-                f"/{kind}s/{{row_id}}/report{suffix}",
+                f"/{kind}s/{{{kind}_id}}/report{suffix}",
                 _handler(kind, view),
                 methods=["GET"],
                 name=f"{kind}_report{suffix}",
@@ -152,10 +153,20 @@ def add_report_routes(
 
 
 def _handler(kind: str, view: ReportView) -> Callable[..., Any]:
-    def handler(request: Request, principal: EditorUser, session: DbSession, row_id: RowId) -> Any:
-        return view(request, session, kind, row_id)
+    """The path parameter keeps its own name (campaign_id, issue_id) in the API's schema."""
+    if kind == "campaign":
 
-    return handler
+        def campaign(
+            request: Request, principal: EditorUser, session: DbSession, campaign_id: RowId
+        ) -> Any:
+            return view(request, session, kind, campaign_id)
+
+        return campaign
+
+    def issue(request: Request, principal: EditorUser, session: DbSession, issue_id: RowId) -> Any:
+        return view(request, session, kind, issue_id)
+
+    return issue
 
 
 add_report_routes(
