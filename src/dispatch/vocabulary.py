@@ -317,6 +317,15 @@ class AuditAction(StrEnum):
     CANCEL = "cancel"  # a campaign was stopped for good
     IMPORT = "import"  # subscribers (CSV) or a document (Word) were imported
     EXPORT = "export"  # subscribers, suppressions or the audit log were downloaded
+    ADD_SUBSCRIBER = "add_subscriber"  # an administrator added a person (CLI, API)
+    CHANGE_SUBSCRIBER = "change_subscriber"  # a person's fields were changed (before/after)
+    SUBSCRIBE = "subscribe"  # an administrator put a person on lists
+    UNSUBSCRIBE = "unsubscribe"  # an administrator took a person off one list or all
+    DELETE_SUBSCRIBER = "delete_subscriber"  # a person was deleted (the row keeps the id only)
+    BULK_ACTION = "bulk_action"  # one bulk action on many people (action, list, count, ids)
+    CREATE_LIST = "create_list"  # a mailing list was created
+    CHANGE_LIST = "change_list"  # a list's settings were changed (before/after)
+    DELETE_LIST = "delete_list"  # a list and its subscriptions were deleted
     SUPPRESS = "suppress"  # an address was put on the suppression list by hand
     UNSUPPRESS = "unsuppress"  # a suppression was lifted by hand
     CHANGE_SETTING = "change_setting"  # a setting (branding, review rules) was changed

@@ -10,11 +10,12 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from dispatch import audit
 from dispatch.cli.common import emit, fail, json_option, settings_or_exit
 from dispatch.db import get_engine, session_scope
 from dispatch.i18n import Catalog
 from dispatch.models.subscriber import MailingList
-from dispatch.subscribers import service
+from dispatch.subscribers import audit_rows, service
 from dispatch.subscribers.views import list_view
 
 MESSAGES = Catalog(
@@ -88,7 +89,7 @@ def create_cmd(
             session, slug, name, description=description, optin=optin
         )
         mailing_list.ad_marker = ad_marker
-        session.flush()
+        audit_rows.created_list(session, audit.CLI, mailing_list)
         data = list_info(session, mailing_list)
     emit(
         data,
@@ -119,9 +120,10 @@ def set_cmd(slug: str, ad_marker: bool | None, as_json: bool) -> None:
     """修改列表设置 / Change a list's settings."""
     with cli_session() as session:
         mailing_list = service.get_list(session, slug)
+        before = audit_rows.list_fields(mailing_list)
         if ad_marker is not None:
             mailing_list.ad_marker = ad_marker
-            session.flush()
+        audit_rows.changed_list(session, audit.CLI, mailing_list, before)
         data = list_info(session, mailing_list)
     key = "ad_marker_on" if data["ad_marker"] else "ad_marker_off"
     emit(data, as_json, lambda d: click.echo(MESSAGES.both(key, slug=d["slug"])))
@@ -165,6 +167,7 @@ def delete_cmd(slug: str, yes: bool, as_json: bool) -> None:
     if not yes and not click.confirm(MESSAGES.both("confirm_delete", slug=slug), default=False):
         fail(MESSAGES.both("confirm_delete", slug=slug) + " → no")
     with cli_session() as session:
+        audit_rows.deleting_list(session, audit.CLI, service.get_list(session, slug))
         service.delete_list(session, slug)
     emit({"deleted": slug}, as_json, lambda d: click.echo(MESSAGES.both("deleted", slug=slug)))
 

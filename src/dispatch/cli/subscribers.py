@@ -23,7 +23,7 @@ from dispatch.models.subscriber import (
     Subscriber,
     Subscription,
 )
-from dispatch.subscribers import service
+from dispatch.subscribers import audit_rows, service
 from dispatch.subscribers.csv_export import count_rows, export_csv
 from dispatch.subscribers.csv_import import (
     CsvImportError,
@@ -170,6 +170,7 @@ def add_cmd(
                 source="cli",
                 resubscribe=resubscribe,
             )
+        audit_rows.added(session, audit.CLI, subscriber, [m.slug for m in lists])
         data = _with_lists(session, subscriber)
     emit(
         data,
@@ -254,6 +255,7 @@ def remove_cmd(ref: str, as_json: bool) -> None:
         subscriber = service.get_subscriber(session, ref)
         data = {"id": subscriber.id, "email": subscriber.email, "openid": subscriber.openid}
         service.remove_subscriber(session, subscriber)
+        audit_rows.deleted(session, audit.CLI, data["id"])
     emit(
         data,
         as_json,
@@ -285,7 +287,8 @@ def subscribe_cmd(ref: str, list_slugs: tuple[str, ...], resubscribe: bool, as_j
     settings = settings_or_exit()
     with cli_session() as session:
         subscriber = service.get_subscriber(session, ref)
-        for mailing_list in service.get_lists(session, list_slugs):
+        lists = service.get_lists(session, list_slugs)
+        for mailing_list in lists:
             service.subscribe(
                 session,
                 subscriber,
@@ -294,6 +297,15 @@ def subscribe_cmd(ref: str, list_slugs: tuple[str, ...], resubscribe: bool, as_j
                 source="cli",
                 resubscribe=resubscribe,
             )
+        after = {"lists": [m.slug for m in lists]}
+        audit.record(
+            session,
+            audit.CLI,
+            AuditAction.SUBSCRIBE,
+            AuditTarget.SUBSCRIBER,
+            subscriber.id,
+            after=after,
+        )
         data = _with_lists(session, subscriber)
     emit(data, as_json, _print_subscriber)
 
@@ -316,6 +328,8 @@ def unsubscribe_cmd(ref: str, list_slug: str | None, as_json: bool) -> None:
         changed = service.unsubscribe(
             session, subscriber.id, list_id, source="cli", channel="email"
         )
+        if changed:
+            audit_rows.unsubscribed(session, audit.CLI, subscriber.id, list_slug)
         data = {**_with_lists(session, subscriber), "changed": changed}
     emit(data, as_json, _print_subscriber)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from dispatch.models.subscriber import MailingList
-from dispatch.subscribers import service
+from dispatch.subscribers import audit_rows, service
 from dispatch.subscribers.views import list_view
+from dispatch.web.audit_actor import request_actor
 from dispatch.web.auth import require_admin
 from dispatch.web.deps import DbSession, RowId
 
@@ -51,12 +52,12 @@ def lists_index(session: DbSession) -> list[dict]:
 
 
 @router.post("", status_code=201, summary="Create a list")
-def lists_create(body: ListIn, session: DbSession) -> dict:
+def lists_create(body: ListIn, request: Request, session: DbSession) -> dict:
     created = service.create_list(
         session, body.slug, body.name, description=body.description, optin=body.optin
     )
     created.ad_marker = body.ad_marker
-    session.flush()
+    audit_rows.created_list(session, request_actor(request, request.state.principal), created)
     return list_out(session, created)
 
 
@@ -66,12 +67,15 @@ def lists_show(list_id: RowId, session: DbSession) -> dict:
 
 
 @router.patch("/{list_id}", summary="Change a list's name, description, opt-in mode or (AD) marker")
-def lists_update(list_id: RowId, body: ListPatch, session: DbSession) -> dict:
+def lists_update(list_id: RowId, body: ListPatch, request: Request, session: DbSession) -> dict:
     found = get_list_or_404(session, list_id)
+    before = audit_rows.list_fields(found)
     updated = service.update_list(
         session, found.slug, name=body.name, description=body.description, optin=body.optin
     )
     if body.ad_marker is not None:
         updated.ad_marker = body.ad_marker
-        session.flush()
+    audit_rows.changed_list(
+        session, request_actor(request, request.state.principal), updated, before
+    )
     return list_out(session, updated)

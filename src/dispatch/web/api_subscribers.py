@@ -23,7 +23,7 @@ from dispatch.models.subscriber import (
     Subscriber,
     Subscription,
 )
-from dispatch.subscribers import service
+from dispatch.subscribers import audit_rows, service
 from dispatch.subscribers.views import subscriber_view
 from dispatch.vocabulary import AuditAction, AuditTarget
 from dispatch.web.audit_actor import record_for_request, request_actor
@@ -304,6 +304,8 @@ def subscribers_create(body: SubscriberIn, request: Request, session: DbSession)
     )
     for mailing_list in lists:
         service.subscribe(session, subscriber, mailing_list, settings=request.app.state.settings)
+    actor = request_actor(request, request.state.principal)
+    audit_rows.added(session, actor, subscriber, [m.slug for m in lists])
     return subscriber_out(session, subscriber)
 
 
@@ -374,8 +376,11 @@ def subscribers_show(subscriber_id: RowId, session: DbSession) -> dict:
 
 
 @router.patch("/{subscriber_id}", summary="Edit a subscriber")
-def subscribers_update(subscriber_id: RowId, body: SubscriberPatch, session: DbSession) -> dict:
+def subscribers_update(
+    subscriber_id: RowId, body: SubscriberPatch, request: Request, session: DbSession
+) -> dict:
     subscriber = _get_or_404(session, subscriber_id)
+    before = audit_rows.person_fields(subscriber)
     service.update_subscriber(
         session,
         subscriber,
@@ -385,4 +390,6 @@ def subscribers_update(subscriber_id: RowId, body: SubscriberPatch, session: DbS
         locale=body.locale,
         status=body.status,
     )
+    actor = request_actor(request, request.state.principal)
+    audit_rows.changed_person(session, actor, subscriber, before)
     return subscriber_out(session, subscriber)

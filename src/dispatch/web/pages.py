@@ -21,7 +21,7 @@ from dispatch.log import get_logger
 from dispatch.models.delivery import Campaign
 from dispatch.models.issue import Issue
 from dispatch.models.subscriber import MailingList, Subscriber
-from dispatch.subscribers import service
+from dispatch.subscribers import audit_rows, service
 from dispatch.vocabulary import AuditAction, AuditTarget, CampaignStatus, IssueStatus
 from dispatch.web import api_campaigns, api_issues, api_subscribers
 from dispatch.web.audit_actor import record_for_request, request_actor
@@ -131,7 +131,7 @@ def lists_create(
         created = service.create_list(session, slug, name, optin=optin)
         created.ad_marker = ad_marker == "1"  # NetEase's "(AD)" subject marker, off by default
         created.public = public == "1"  # offered on the public subscribe form
-        session.flush()
+        audit_rows.created_list(session, request_actor(request, principal), created)
     except ValueError as exc:
         session.rollback()
         return _lists_page(request, session, _error(request, exc), status_code=422)

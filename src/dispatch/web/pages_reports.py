@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from dispatch import audit
 from dispatch.content.model import IssueDoc
 from dispatch.i18n import LOCALES
 from dispatch.log import get_logger
@@ -26,9 +27,10 @@ from dispatch.reports import export, source
 from dispatch.reports.clickmap import click_map_html
 from dispatch.reports.report import campaign_report, issue_report
 from dispatch.reports.wechat import issue_wechat
-from dispatch.vocabulary import Channel
+from dispatch.vocabulary import AuditAction, AuditTarget, Channel
 from dispatch.web import report_view
 from dispatch.web.api_issues import PREVIEW_CSP
+from dispatch.web.audit_actor import request_actor
 from dispatch.web.auth import EditorUser
 from dispatch.web.deps import DbSession, RowId
 from dispatch.web.templating import render_page, request_locale
@@ -101,11 +103,25 @@ def csv_response(request: Request, session: Session, kind: str, row_id: int) -> 
     report, subject = load(session, kind, row_id)
     body = export.to_csv(report, lambda key: TEXTS.get(key, locale))
     name = f"report-{subject['kind']}-{subject['id']}-{locale}.csv"
+    _audit_export(request, session, subject, name)
     return Response(
         body,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+def _audit_export(request: Request, session: Session, subject: dict[str, Any], name: str) -> None:
+    """A report's CSV leaves the service: an `export` row on the campaign (its id) or the issue
+    (its slug), in the request's transaction. The page, print view and JSON are reads."""
+    issue = subject["issue"]
+    if subject["kind"] == "campaign":
+        kind, target = AuditTarget.CAMPAIGN, subject["id"]
+    else:
+        kind, target = AuditTarget.ISSUE, issue.slug if issue is not None else subject["id"]
+    actor = request_actor(request, request.state.principal)
+    after = {"report": "csv", "file": name}
+    audit.record(session, actor, AuditAction.EXPORT, kind, target, after=after)
 
 
 def clickmap_response(request: Request, session: Session, kind: str, row_id: int) -> Response:

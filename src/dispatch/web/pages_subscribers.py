@@ -21,7 +21,7 @@ from dispatch.models import utcnow
 from dispatch.models.delivery import Campaign, Delivery
 from dispatch.models.event import Event
 from dispatch.models.subscriber import PREFERRED_CHANNELS, MailingList, Subscriber, Subscription
-from dispatch.subscribers import preferences, service
+from dispatch.subscribers import audit_rows, preferences, service
 from dispatch.vocabulary import AuditAction, AuditTarget
 from dispatch.web.audit_actor import request_actor
 from dispatch.web.auth import AdminUser
@@ -113,6 +113,7 @@ def subscriber_edit(
         if "\r" in name or "\n" in name or "\r" in email or "\n" in email:
             raise service.SubscriberError("bad_status", value="line break", allowed="plain text")
         before = {"email": person.email, "name": person.name}
+        fields = audit_rows.person_fields(person)
         if email.strip() and email.strip() != (person.email or ""):
             service.update_subscriber(session, person, email=email)
         preferences.update_preferences(
@@ -136,6 +137,7 @@ def subscriber_edit(
                 },
             )
         session.flush()
+        audit_rows.changed_person(session, request_actor(request, principal), person, fields)
     except ValueError as exc:
         session.rollback()
         person = _person_or_404(session, subscriber_id)
@@ -150,7 +152,9 @@ def subscriber_unsubscribe(
     request: Request, principal: AdminUser, session: DbSession, subscriber_id: RowId
 ) -> Response:
     person = _person_or_404(session, subscriber_id)
-    service.unsubscribe(session, person.id, None, source=f"admin:{principal.email}", channel="web")
+    source = f"admin:{principal.email}"
+    if service.unsubscribe(session, person.id, None, source=source, channel="web"):
+        audit_rows.unsubscribed(session, request_actor(request, principal), person.id, None)
     return RedirectResponse(f"/admin/subscribers/{subscriber_id}?msg=saved", status_code=303)
 
 
@@ -166,7 +170,9 @@ def subscriber_delete(
     if confirm != "yes":
         flash = TEXTS.get("prefs_delete_warning", request_locale(request))
         return _detail(request, session, person, {"flash": flash, "flash_kind": ""}, 422)
+    person_id = person.id
     preferences.forget(session, person, source=f"admin:{principal.email}")
+    audit_rows.deleted(session, request_actor(request, principal), person_id)
     return RedirectResponse("/admin/subscribers?msg=done", status_code=303)
 
 
@@ -191,8 +197,9 @@ def subscriber_export(
 # -- bulk actions --------------------------------------------------------------------------
 
 
-def _bulk_apply(session, action: str, ids: list[int], list_id: int | None, actor: str) -> int:
+def _bulk_apply(session, action: str, ids: list[int], list_id: int | None, actor: str) -> list[int]:
     people = [p for p in (session.get(Subscriber, i) for i in ids) if p is not None]
+    done = [p.id for p in people]
     source = f"admin-bulk:{actor}"
     now = utcnow()
     for person in people:
@@ -219,7 +226,19 @@ def _bulk_apply(session, action: str, ids: list[int], list_id: int | None, actor
         elif action == "delete":
             preferences.forget(session, person, source=source)
     session.flush()
-    return len(people)
+    return done
+
+
+def _audit_bulk(
+    request: Request, principal, session, action: str, list_id: int | None, ids: list[int]
+) -> None:
+    """One row for the whole action: what, on which list, how many, whom (ids, no address)."""
+    target = session.get(MailingList, list_id) if list_id is not None else None
+    slug = target.slug if target is not None else None
+    after = {"action": action, "list": slug, "count": len(ids), "ids": ids}
+    kind = AuditTarget.LIST if slug else AuditTarget.SUBSCRIBER
+    actor = request_actor(request, principal)
+    audit.record(session, actor, AuditAction.BULK_ACTION, kind, slug, after=after)
 
 
 @router.post("/subscribers/bulk")
@@ -266,7 +285,8 @@ async def subscribers_bulk(request: Request, principal: AdminUser, session: DbSe
             },
         )
     done = _bulk_apply(session, action, ids, list_id, principal.email)
-    return RedirectResponse(f"/admin/subscribers?msg=done&n={done}", status_code=303)
+    _audit_bulk(request, principal, session, action, list_id, done)
+    return RedirectResponse(f"/admin/subscribers?msg=done&n={len(done)}", status_code=303)
 
 
 # -- lists: public or not, and the form an institution pastes into its own site -------------
@@ -283,8 +303,9 @@ def list_public(
     mailing_list = session.get(MailingList, list_id)
     if mailing_list is None:
         raise HTTPException(status_code=404, detail=f"list {list_id} not found")
+    before = audit_rows.list_fields(mailing_list)
     mailing_list.public = public == "1"
-    session.flush()
+    audit_rows.changed_list(session, request_actor(request, principal), mailing_list, before)
     return RedirectResponse("/admin/lists?msg=saved", status_code=303)
 
 
