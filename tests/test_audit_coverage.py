@@ -904,3 +904,15 @@ def test_every_action_leaves_one_row_naming_who_what_and_which(world: World, cas
     if case.door != "cli":  # a person, from an address
         assert all(r.actor_user_id and r.source_ip for r in rows if r.action != "log_in_failed")
     case.check(rows)
+
+
+def test_the_audit_page_names_and_filters_the_new_actions_in_chinese(world: World):
+    """An auditor filters by "删除订阅者" and sees the row (the id, no address)."""
+    world.page(f"/admin/subscribers/{world.people[0]}/delete", confirm="yes")
+    world.client.cookies.set("dispatch_lang", "zh-CN")
+    page = world.client.get("/admin/audit?action=delete_subscriber").text
+    for word in ("添加订阅者", "批量操作", "修改列表"):  # the filter offers each new action
+        assert word in page
+    assert f'订阅者 <span class="muted">{world.people[0]}</span>' in page  # the row, by id
+    assert page.count("<tr>") == 2  # the head and that row: the filter kept only it
+    assert "a@example.org" not in page
