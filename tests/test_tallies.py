@@ -273,3 +273,89 @@ def test_new_opens_and_clicks_are_added_to_the_stored_stats(session):
     events.record(session, "clicked", campaign_id=campaign.id, delivery_id=rows[5].id, at=later)
     session.commit()
     assert campaign_progress(session, campaign)["total"] == -1
+
+
+def _age(engine, kind: str, campaign_id: int, by: timedelta) -> None:
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as fresh, fresh.begin():
+        tally = fresh.get(Tally, (kind, campaign_id))
+        assert tally is not None, f"no {kind} tally stored"
+        tally.computed_at = tally.computed_at - by
+
+
+def test_a_sending_campaign_is_counted_every_few_seconds_not_per_view(session, engine, monkeypatch):
+    from dispatch import tallies
+
+    monkeypatch.setattr(tallies, "IN_BACKGROUND", False)  # the recount before the answer
+    campaign = _closed_campaign(session)
+    campaign.status, campaign.finished_at = "running", None
+    rows = session.query(Delivery).filter_by(campaign_id=campaign.id).order_by(Delivery.id).all()
+    for row in rows[3:]:
+        row.status, row.sent_at = "pending", None
+    session.commit()
+
+    def shown() -> dict:
+        session.expire_all()  # (a new request: nothing cached)
+        found = campaign_progress(session, session.get(Campaign, campaign.id))
+        session.commit()
+        return found
+
+    first = shown()
+    assert first["counts"] == campaigns.counts(session, campaign.id)  # the live count
+    assert first["counts"]["sent"] == 3 and first["counted_at"] is not None
+    rows[3].status, rows[3].sent_at, rows[3].updated_at = "sent", utcnow(), utcnow()
+    session.commit()
+    # within LIVE_FRESH: the last count, with its time (the page shows it)
+    assert shown()["counts"]["sent"] == 3
+    # older than LIVE_FRESH: counted again (PostgreSQL: after answering with the last count)
+    _age(engine, "live-progress", campaign.id, tallies.LIVE_FRESH + timedelta(seconds=1))
+    shown()
+    assert shown()["counts"] == campaigns.counts(session, campaign.id)
+    assert shown()["counts"]["sent"] == 4
+    # older than LIVE_MAX: the view waits for a count
+    rows[4].status, rows[4].updated_at = "bounced", utcnow()
+    session.commit()
+    _age(engine, "live-progress", campaign.id, tallies.LIVE_MAX + timedelta(seconds=1))
+    assert shown()["counts"] == campaigns.counts(session, campaign.id)
+    # the campaign row's own fields are always current, even from a stored count
+    session.execute(update(Campaign).where(Campaign.id == campaign.id).values(status="paused"))
+    session.commit()
+    assert shown()["status"] == "paused"
+    stats = campaign_stats(session, session.get(Campaign, campaign.id))
+    assert {"total": stats["total"], **stats["counts"]} == _live(session, campaign)
+
+
+def test_the_beat_counts_stale_figures_again_before_a_view(session, engine, settings):
+    from dispatch import tallies
+
+    campaign = _closed_campaign(session)
+    _counts(session, campaign)
+    campaign_progress(session, campaign)
+    session.commit()
+    rows = session.query(Delivery).filter_by(campaign_id=campaign.id).order_by(Delivery.id).all()
+    # the tallies were counted 3 minutes ago; since then a bounce (2 minutes ago: past the
+    # late-commit margin, as the beat finds it a minute later), an unsubscribe from the
+    # preference centre, a complaint
+    for kind in ("stats", "progress"):
+        _age(engine, kind, campaign.id, timedelta(minutes=3))
+    rows[1].status, rows[1].updated_at = "bounced", utcnow() - timedelta(minutes=2)
+    events.record(session, "unsubscribed", subscriber_id=rows[2].subscriber_id)
+    events.record(session, "complained", campaign_id=campaign.id, delivery_id=rows[3].id)
+    session.commit()
+    assert tallies.recount_stale(engine, settings) == {"checked": 2, "recounted": 2}
+    session.expire_all()
+    campaign = session.get(Campaign, campaign.id)
+    for kind in ("stats", "progress"):
+        stored = session.get(Tally, (kind, campaign.id))
+        assert tallies.check(session, campaign, stored, kind == "progress") == "valid"
+    stored = tallies._decode(session.get(Tally, ("stats", campaign.id)).data)
+    assert {"total": stored["total"], **stored["counts"]} == _live(session, campaign)
+    assert stored["counts"]["bounced"] == 1 and stored["counts"]["unsubscribed"] == 1
+    progress = tallies._decode(session.get(Tally, ("progress", campaign.id)).data)
+    assert progress["counts"] == campaigns.counts(session, campaign.id)
+    assert (
+        progress["after_send"]["counts"]
+        == campaign_progress(session, campaign)["after_send"]["counts"]
+    )
+    assert tallies.recount_stale(engine, settings)["recounted"] == 0  # nothing new: no count

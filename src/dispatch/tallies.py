@@ -19,6 +19,7 @@ and a tally older than `MAX_AGE` is counted again whatever the probes say.
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -210,3 +211,115 @@ def list_counts(
                 .values(data=found)
             )
     return found
+
+
+# -- a campaign still sending: its figures counted at most every LIVE_FRESH, never in a view --
+#
+# A running campaign's rows change with every message, so nothing can be stored for long; but
+# counting a million rows (1 s of database CPU) on each poll of the progress bar (one a second
+# per open page) is what made its page slow. A view reads the last count when it is younger
+# than LIVE_MAX, and when it is older than LIVE_FRESH it starts a new count in a thread of its
+# own and answers at once with the last one, whose time it shows (`counted_at`): the figures
+# are at most a few seconds old, each campaign is counted at most once per LIVE_FRESH whatever
+# the number of viewers, and only a first view (or one after LIVE_MAX) waits for a count.
+
+LIVE_FRESH = timedelta(seconds=3)
+LIVE_MAX = timedelta(seconds=60)
+LIVE_PREFIX = "live-"
+_refreshing: set[tuple[str, int]] = set()
+_refreshing_lock = threading.Lock()
+# tests set this to False: the recount then runs before the view answers (deterministic)
+IN_BACKGROUND = True
+
+
+def live(
+    session: Session, kind: str, campaign: Campaign, count: Callable[[Session], dict[str, Any]]
+) -> dict[str, Any]:
+    """`count(session)`'s figures for a campaign that is not closed, at most LIVE_FRESH old
+    (see above), with `counted_at`. On PostgreSQL the count is stored by a session of its own
+    (a read-only view stays read-only); on SQLite (one writer at a time, the caller's session
+    may hold the lock) it is counted in the view and stored in the caller's transaction."""
+    key = (LIVE_PREFIX + kind, campaign.id)
+    stored = session.get(Tally, key)
+    age = None if stored is None or not stored.data else utcnow() - stored.computed_at
+    own_writer = session.get_bind().dialect.name == "postgresql"
+    if age is not None and (age <= LIVE_FRESH or (own_writer and age <= LIVE_MAX)):
+        if age > LIVE_FRESH:
+            _refresh_later(session.get_bind(), key, count)
+        return {**_decode(stored.data), "counted_at": stored.computed_at}  # type: ignore[union-attr]
+    if own_writer:
+        return _count_live(session.get_bind(), key, count)
+    counted_at = utcnow()
+    found = count(session)
+    _store(session, stored, key, _encode(found), 0, counted_at)
+    return {**found, "counted_at": counted_at}
+
+
+def _count_live(
+    bind: Any, key: tuple[str, int], count: Callable[[Session], dict[str, Any]]
+) -> dict[str, Any]:
+    with Session(bind) as own:
+        counted_at = utcnow()
+        with own.begin():
+            found = count(own)
+        with own.begin():
+            _store(own, own.get(Tally, key), key, _encode(found), 0, counted_at)
+    return {**found, "counted_at": counted_at}
+
+
+def _refresh_later(
+    bind: Any, key: tuple[str, int], count: Callable[[Session], dict[str, Any]]
+) -> None:
+    """One recount per key at a time in this process (a second view meanwhile reads the
+    stored figures)."""
+    with _refreshing_lock:
+        if key in _refreshing:
+            return
+        _refreshing.add(key)
+
+    def run() -> None:
+        try:
+            _count_live(bind, key, count)
+        except Exception:  # noqa: BLE001 - the next view counts again (or after LIVE_MAX)
+            pass
+        finally:
+            with _refreshing_lock:
+                _refreshing.discard(key)
+
+    if IN_BACKGROUND:
+        threading.Thread(target=run, name=f"tally-{key[0]}-{key[1]}", daemon=True).start()
+    else:
+        run()
+
+
+# -- a closed campaign's stale tallies counted again by the beat, before a view needs them ---
+
+
+def recount_stale(engine: Any, settings: Any) -> dict[str, int]:
+    """Count again every stored figure of a closed campaign that a late change (a bounce, an
+    unsubscribe, a complaint, a retry) made stale, so the next view reads it instead of
+    counting a million rows itself; then the deliverability page's sums (its stale parts are
+    counted again, the running campaigns' live figures refreshed). Each campaign in its own
+    transaction. Returns {"checked": n, "recounted": m}."""
+    from dispatch.deliverability.stats import overview
+    from dispatch.web.stats import campaign_progress, campaign_stats
+
+    views = {"stats": campaign_stats, "progress": campaign_progress}
+    with Session(engine) as session:
+        keys = session.execute(
+            select(Tally.kind, Tally.ref_id).where(Tally.kind.in_(tuple(views)))
+        ).all()
+    checked = recounted = 0
+    for kind, ref_id in keys:
+        with Session(engine) as session, session.begin():
+            stored = session.get(Tally, (kind, ref_id))
+            campaign = session.get(Campaign, ref_id)
+            if stored is None or campaign is None or not storable(campaign):
+                continue
+            checked += 1
+            if check(session, campaign, stored, ignore_tracking=kind == "progress") != "valid":
+                views[kind](session, campaign)
+                recounted += 1
+    with Session(engine) as session, session.begin():
+        overview(session, settings)
+    return {"checked": checked, "recounted": recounted}

@@ -51,6 +51,8 @@ WECHAT_SYNC = "dispatch.wechat_sync_followers"
 ROLLUP_EVENTS = "dispatch.rollup_events"
 REPORT_ROLLUP = "dispatch.report_rollup"
 REPORT_ROLLUP_SECONDS = 60.0  # how stale a big campaign's report tallies may get
+RECOUNT_TALLIES = "dispatch.recount_tallies"
+RECOUNT_SECONDS = 60.0  # how long a late change may leave a closed campaign's figures stale
 
 
 def broker_url_for(settings: Settings) -> str:
@@ -101,13 +103,19 @@ def celery_config(settings: Settings) -> dict:
 
 
 def beat_schedule(settings: Settings) -> dict:
-    """The sweep and the report rollup always; the bounce mailbox poll and the daily WeChat
-    follower sync when they are configured."""
+    """The sweep, the report rollup and the tallies' recount always; the bounce mailbox poll
+    and the daily WeChat follower sync when they are configured."""
     schedule: dict = {
         "dispatch-sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_seconds)},
         "dispatch-report-rollup": {
             "task": REPORT_ROLLUP,
             "schedule": timedelta(seconds=REPORT_ROLLUP_SECONDS),
+        },
+        # closed campaigns' figures made stale by late bounces, unsubscribes, complaints:
+        # counted here, not by the next administrator who opens the page (dispatch.tallies)
+        "dispatch-recount-tallies": {
+            "task": RECOUNT_TALLIES,
+            "schedule": timedelta(seconds=RECOUNT_SECONDS),
         },
     }
     if settings.bounce_mailbox_url:
@@ -306,6 +314,15 @@ def report_rollup() -> dict:
     engine, _settings = _deps()
     with Session(engine) as session:
         return {str(k): v for k, v in refresh_recent(session).items()}
+
+
+@app.task(name=RECOUNT_TALLIES, ignore_result=True)
+def recount_tallies() -> dict:
+    """Beat: count again the stored campaign figures a late change made stale."""
+    from dispatch.tallies import recount_stale
+
+    engine, settings = _deps()
+    return recount_stale(engine, settings)
 
 
 @app.task(name=POLL_BOUNCES, ignore_result=True)

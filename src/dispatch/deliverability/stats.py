@@ -21,7 +21,9 @@ from dispatch.config import Settings
 from dispatch.delivery.reputation import COMPLAINT_KINDS, HARD_BOUNCE_KINDS
 from dispatch.models import Campaign, Delivery, Event, utcnow
 from dispatch.models.subscriber import Suppression
-from dispatch.vocabulary import Channel, DeliveryStatus
+from dispatch.vocabulary import CampaignStatus, Channel, DeliveryStatus
+
+LIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 
 FINISHED = (DeliveryStatus.SENT, DeliveryStatus.BOUNCED, DeliveryStatus.FAILED)
 
@@ -134,6 +136,13 @@ def _window_signals(session: Session, settings: Settings, since: datetime) -> di
                 campaign,
                 lambda c=campaign: _signals(session, provider_of, c.id, None),
                 ignore_tracking=True,
+            )
+        elif campaign.status in LIVE:  # sending: counted every few seconds, not per view
+            part = tallies.live(
+                session,
+                "deliverability",
+                campaign,
+                lambda s, c=campaign.id: _signals(s, provider_of, c, since),
             )
         else:
             part = _signals(session, provider_of, campaign.id, since)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from dispatch.models import Event
 from dispatch.models.delivery import Campaign, Delivery
-from dispatch.vocabulary import DeliveryStatus, EventKind
+from dispatch.vocabulary import CampaignStatus, DeliveryStatus, EventKind
 
 BUCKET_CHOICES = (300, 900, 3600, 6 * 3600, 86400)  # seconds; the smallest giving ≤ 48 buckets
 
@@ -84,9 +84,34 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
     def grow(stats: dict[str, Any], after: int, upto: int) -> dict[str, Any] | None:
         return grow_stats(session, campaign, stats, after, upto)
 
+    if campaign.status in LIVE:
+        cid = campaign.id  # (the count may run in a thread, after this session closed)
+        found = tallies.live(session, "stats", campaign, lambda s: _count_stats_in(s, cid))
+        return {**found, "status": campaign.status}
     return tallies.figures(
         session, "stats", campaign, lambda: count_stats(session, campaign), grow=grow
     )
+
+
+# a campaign whose rows the workers are writing (or may again soon): counted every few seconds
+# by dispatch.tallies.live, not on each view or poll
+LIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+# what progress shows from the campaign row itself: always current, even from a stored count
+CAMPAIGN_FIELDS = (
+    "status",
+    "paused_reason",
+    "waiting_reason",
+    "waiting_until",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+)
+
+
+def _count_stats_in(session: Session, campaign_id: int) -> dict[str, Any]:
+    campaign = session.get(Campaign, campaign_id)
+    assert campaign is not None
+    return count_stats(session, campaign)
 
 
 def grow_stats(
@@ -188,7 +213,12 @@ def campaign_progress(session: Session, campaign: Campaign) -> dict[str, Any]:
     def count() -> dict[str, Any]:
         return campaigns.progress(session, campaign.id)
 
-    found = tallies.figures(session, "progress", campaign, count, ignore_tracking=True)
+    if campaign.status in LIVE:
+        cid = campaign.id  # (the count may run in a thread, after this session closed)
+        found = tallies.live(session, "progress", campaign, lambda s: campaigns.progress(s, cid))
+        found.update({name: getattr(campaign, name) for name in CAMPAIGN_FIELDS})
+    else:
+        found = tallies.figures(session, "progress", campaign, count, ignore_tracking=True)
     _live_throttle(found.get("providers") or [])
     return found
 

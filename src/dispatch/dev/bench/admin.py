@@ -18,7 +18,9 @@ JSON keys (stable): dataset{scale, subscribers, events, deliveries_per_campaign,
 build_seconds}, endpoints[{name, kind (page|api|search), path, status, p50_ms, p95_ms,
 max_ms, first_ms (the warm-up: a campaign's first view counts its tally), server_cpu_ms,
 target_ms, meets_target}], export{rows, bytes, seconds, rows_per_second,
-server_rss_before_mb, server_peak_mb, peak_growth_mb}, all_met, load_average, cpus.
+server_rss_before_mb, server_peak_mb, peak_growth_mb}, mid_send{campaign_id, deliveries,
+build_seconds, messages_sent, send_seconds, kept} (its addresses are in endpoints, named
+"mid-send: …"; see dev/bench/midsend.py), all_met, load_average, cpus.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.cli.common import emit, json_option
 from dispatch.db import make_engine, upgrade
-from dispatch.dev.bench import dataset
+from dispatch.dev.bench import dataset, midsend
 
 PAGE_TARGET_MS = 300.0
 SEARCH_TARGET_MS = 100.0
@@ -212,10 +214,62 @@ def _export(client, pid: int, list_id: int, headers: dict) -> dict:
     }
 
 
-def run(ds: dataset.Dataset, repeat: int, with_export: bool) -> dict:
+def _mid_send_probes(campaign_id: int) -> list[tuple[str, str, str]]:
+    """What an administrator watching a send asks: the page, and the bar's poll."""
+    return [
+        ("mid-send: campaign", "page", f"/admin/campaigns/{campaign_id}"),
+        ("mid-send: progress poll", "api", f"/api/campaigns/{campaign_id}/progress"),
+        ("mid-send: api campaign", "api", f"/api/campaigns/{campaign_id}"),
+        ("mid-send: api stats", "api", f"/api/campaigns/{campaign_id}/stats"),
+        ("mid-send: deliverability", "page", "/admin/deliverability"),
+        ("mid-send: campaigns", "page", "/admin/campaigns"),
+    ]
+
+
+def _measure(client, server, probes, repeat: int, api: dict, session: dict) -> list[dict]:
+    endpoints = []
+    for name, kind, path in probes:
+        headers = api if path.startswith("/api/") else session
+        try:
+            status, samples, cpu_ms = _time(client, path, repeat, headers, server.cpu)
+        except Exception as exc:  # a crash or a timeout: say which page
+            log = (server.var / "uvicorn.log").read_text(errors="replace")
+            raise RuntimeError(f"{path}: {exc!r}\n{log[-3000:]}") from exc
+        endpoints.append(_figure(name, kind, path, status, samples, cpu_ms))
+    return endpoints
+
+
+def _mid_send(ds: dataset.Dataset, client, server, repeat: int, api, session, keep: bool):
+    """Build the mid-send campaign, ask its addresses while the simulated workers send."""
+    t0 = time.perf_counter()
+    campaign_id = midsend.build(ds.url, ds.issue_id, ds.list_ids[0], lambda m: None)
+    built = round(time.perf_counter() - t0, 1)
+    try:
+        with midsend.sending(ds.url, campaign_id) as sender:
+            endpoints = _measure(
+                client, server, _mid_send_probes(campaign_id), repeat, api, session
+            )
+    finally:
+        if not keep:
+            midsend.drop(ds.url)
+    figures = {
+        "campaign_id": campaign_id,
+        "deliveries": ds.subscribers,
+        "build_seconds": built,
+        "messages_sent": sender["messages"],
+        "send_seconds": sender["seconds"],
+        "kept": keep,
+    }
+    return endpoints, figures
+
+
+def run(ds: dataset.Dataset, repeat: int, with_export: bool, mid_send: str) -> dict:
+    """mid_send: "yes" (measured, then removed), "keep" (left in the data set), "only" (the
+    mid-send addresses alone), "no"."""
     import httpx
 
     upgrade(make_engine(ds.url))  # an older build gets the newest indexes
+    midsend.drop(ds.url)  # an interrupted run's leftover
     _forget_tallies(ds.url)
     token = _admin_token(ds.url)
     probes = _probes(ds.url, ds)
@@ -227,18 +281,18 @@ def run(ds: dataset.Dataset, repeat: int, with_export: bool) -> dict:
         ) as client,
     ):
         session = _login(client)
-        endpoints = []
-        for name, kind, path in probes:
-            headers = api if path.startswith("/api/") else session
-            try:
-                status, samples, cpu_ms = _time(client, path, repeat, headers, server.cpu)
-            except httpx.HTTPError as exc:  # a crash or a timeout: say which page
-                log = (server.var / "uvicorn.log").read_text(errors="replace")
-                raise RuntimeError(f"{path}: {exc!r}\n{log[-3000:]}") from exc
-            endpoints.append(_figure(name, kind, path, status, samples, cpu_ms))
-        pid = server.proc.pid  # type: ignore[attr-defined]
-        export = _export(client, pid, ds.list_ids[0], api) if with_export else None
-    return {"endpoints": endpoints, "export": export}
+        endpoints, export = [], None
+        if mid_send != "only":
+            endpoints = _measure(client, server, probes, repeat, api, session)
+            pid = server.proc.pid  # type: ignore[attr-defined]
+            export = _export(client, pid, ds.list_ids[0], api) if with_export else None
+        during = None
+        if mid_send != "no":
+            more, during = _mid_send(
+                ds, client, server, repeat, api, session, keep=mid_send == "keep"
+            )
+            endpoints += more
+    return {"endpoints": endpoints, "export": export, "mid_send": during}
 
 
 def _human(f: dict) -> None:
@@ -255,6 +309,13 @@ def _human(f: dict) -> None:
             f"max {e['max_ms']:>7} ms  first {e['first_ms']:>7} ms  "
             f"CPU {e['server_cpu_ms']:>6} ms  (< {e['target_ms']:.0f}, "
             f"HTTP {e['status']})"
+        )
+    m = f["mid_send"]
+    if m:
+        click.echo(
+            f"mid-send: campaign {m['campaign_id']} of {m['deliveries']} built in "
+            f"{m['build_seconds']} s; {m['messages_sent']} messages sent meanwhile in "
+            f"{m['send_seconds']} s"
         )
     x = f["export"]
     if x:
@@ -273,6 +334,14 @@ def _human(f: dict) -> None:
 @dataset.options
 @click.option("--repeat", type=click.IntRange(3, 1000), default=20, show_default=True)
 @click.option("--no-export", is_flag=True, help="skip the subscriber export")
+@click.option(
+    "--mid-send",
+    type=click.Choice(["yes", "keep", "only", "no"]),
+    default="yes",
+    show_default=True,
+    help="also a campaign to everyone while it sends (keep: leave it in the data set; "
+    "only: nothing else)",
+)
 @json_option
 def command(
     scale: float,
@@ -281,6 +350,7 @@ def command(
     rebuild: bool,
     repeat: int,
     no_export: bool,
+    mid_send: str,
     as_json: bool,
 ) -> None:
     """Admin pages and API at a million subscribers / 百万订阅者下的管理后台."""
@@ -289,7 +359,7 @@ def command(
         "dataset": {
             k: v for k, v in ds.__dict__.items() if k not in ("campaign_ids", "url", "list_ids")
         },
-        **run(ds, repeat, not no_export),
+        **run(ds, repeat, not no_export, mid_send),
         "cpus": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
