@@ -44,6 +44,17 @@ def _fresh_process_settings() -> Iterator[None]:
     set_settings(None)
 
 
+@pytest.fixture(autouse=True)
+def _no_heartbeat_outlives_its_test() -> Iterator[None]:
+    """An in-process Celery worker (celery.contrib.testing) starts heartbeat threads that keep
+    writing `worker` heartbeats into the shared test database after it stops; a later test that
+    expects no worker seen would find one. Stop them with the test that started them."""
+    yield
+    from dispatch import tasks
+
+    tasks._stop_heartbeats()
+
+
 @pytest.fixture(scope="session")
 def pg_database_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""

@@ -4,12 +4,13 @@ actions with a count and one more confirmation; public lists and their embeddabl
 
 from __future__ import annotations
 
+import json
 import re
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.models import Event
+from dispatch.models import AuditEntry, Event
 from dispatch.models.subscriber import MailingList, Subscriber, Subscription, Suppression
 from dispatch.subscribers import service
 from test_web_support import login, make_user, seed
@@ -81,6 +82,34 @@ def test_delete_from_the_admin_keeps_only_the_suppression(client, engine, settin
     with Session(engine) as session:
         assert session.get(Subscriber, sid) is None
         assert [x.email for x in session.scalars(select(Suppression))] == ["reader0@example.org"]
+
+
+def test_deleting_a_person_erases_their_address_from_earlier_audit_rows(client, engine, settings):
+    """The staff's edit stays in the log (who, what, when), the person's address and name do
+    not: only the suppression keeps the address."""
+    s = seed(engine, settings, n_subscribers=2)
+    csrf = _admin(client, engine)
+    sid, other = s.subscriber_ids
+    for person in (sid, other):
+        edited = client.post(
+            f"/admin/subscribers/{person}/edit",
+            data={
+                "csrf_token": csrf,
+                "name": f"Name {person}",
+                "email": f"new{person}@example.org",
+            },
+        )
+        assert edited.status_code < 400
+    client.post(f"/admin/subscribers/{sid}/delete", data={"csrf_token": csrf, "confirm": "yes"})
+    with Session(engine) as session:
+        rows = {
+            (r.action, r.target_id): json.dumps([r.before, r.after])
+            for r in session.scalars(select(AuditEntry))
+        }
+    assert ("change_subscriber", str(sid)) in rows and ("delete_subscriber", str(sid)) in rows
+    text = "".join(rows.values())
+    assert f"new{sid}@" not in text and "reader0@" not in text and f"Name {sid}" not in text
+    assert f"new{other}@example.org" in text  # someone else's row is untouched
 
 
 def test_status_filter_and_bulk_actions_ask_with_the_count_first(client, engine, settings):

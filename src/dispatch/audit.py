@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.models.audit import AuditEntry
@@ -110,3 +111,32 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+PERSONAL_FIELDS = ("email", "openid", "name")  # what an audit row may hold about a subscriber
+ERASED = "[erased]"
+
+
+def erase_subject(session: Session, target_kind: AuditTarget, target_id: object) -> int:
+    """A person who asked to be forgotten leaves no address or name in earlier audit rows about
+    them (who acted, what and when stay: the log remains an account of the staff's actions).
+    Returns the number of rows changed."""
+    rows = session.scalars(
+        select(AuditEntry).where(
+            AuditEntry.target_kind == AuditTarget(target_kind).value,
+            AuditEntry.target_id == str(target_id),
+        )
+    )
+    changed = 0
+    for row in rows:
+        before, after = _erased(row.before), _erased(row.after)
+        if (before, after) != (row.before, row.after):
+            row.before, row.after = before, after
+            changed += 1
+    return changed
+
+
+def _erased(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not values:
+        return values
+    return {k: ERASED if k in PERSONAL_FIELDS and v else v for k, v in values.items()}

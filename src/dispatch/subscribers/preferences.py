@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from dispatch import events
+from dispatch import audit, events
 from dispatch.config import Settings
 from dispatch.models import utcnow
 from dispatch.models.delivery import Campaign, Delivery
@@ -34,6 +34,7 @@ from dispatch.tokens import (
     verify_prefs_token,
     verify_unsubscribe_token,
 )
+from dispatch.vocabulary import AuditTarget
 
 
 def subscriber_from_link(session: Session, settings: Settings, token: str) -> Subscriber:
@@ -271,6 +272,7 @@ def forget(session: Session, subscriber: Subscriber, *, source: str = "preferenc
     )
     session.execute(delete(Event).where(Event.subscriber_id == sid))
     session.execute(delete(BindCode).where(BindCode.subscriber_id == sid))
+    audit.erase_subject(session, AuditTarget.SUBSCRIBER, sid)
     service.remove_subscriber(session, subscriber)
     events.record(session, "deleted", channel="web", data={"source": source})
     session.flush()
