@@ -14,7 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 SECRET = "bench-web-secret-key"
 SIGNUP_BITS = 8
@@ -150,32 +152,49 @@ async def _raw_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, p
 async def _drive_raw(
     port: int, paths: list[tuple[str, str]], concurrency: int, max_seconds: float
 ) -> dict:
-    """The load generator: asyncio streams speaking minimal HTTP/1.1 with keep-alive. Why not
-    httpx: it costs about 1 ms of CPU per request here, more than the server spends, so on two
-    cores it would measure the client."""
+    """The tracking load: GETs of open pixels (200) and click redirects (302)."""
+
+    def expected(kind: str) -> int:
+        return 200 if kind == "open" else 302
+
+    return await drive_keepalive(port, paths, concurrency, max_seconds, _raw_get, expected)
+
+
+async def drive_keepalive(
+    port: int,
+    items: Sequence[tuple[str, Any]],
+    concurrency: int,
+    max_seconds: float,
+    send: Callable[[asyncio.StreamReader, asyncio.StreamWriter, Any], Awaitable[int]],
+    expected: Callable[[str], int],
+) -> dict:
+    """The load generator: asyncio streams speaking minimal HTTP/1.1 with keep-alive, each
+    item (kind, payload) sent by `send` and counted done when its status is `expected(kind)`.
+    Why not httpx: it costs about 1 ms of CPU per request here, more than the server spends,
+    so on two cores it would measure the client."""
     latencies: list[float] = []
     errors: list[str] = []
     done: list[int] = []
     started = time.perf_counter()
     deadline = started + max_seconds
-    cursor = iter(enumerate(paths))
+    cursor = iter(enumerate(items))
 
     async def worker() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            for index, (kind, path) in cursor:
+            for index, (kind, payload) in cursor:
                 if time.perf_counter() > deadline:
                     return
                 t0 = time.perf_counter()
                 try:
-                    status = await _raw_get(reader, writer, path)
+                    status = await send(reader, writer, payload)
                 except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
                     errors.append(f"{kind}: {type(exc).__name__}")
                     latencies.append(time.perf_counter() - t0)
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
                     continue
                 latencies.append(time.perf_counter() - t0)
-                if status == (200 if kind == "open" else 302):
+                if status == expected(kind):
                     done.append(index)
                 else:
                     errors.append(f"{kind}: HTTP {status}")

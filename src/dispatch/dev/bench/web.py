@@ -51,6 +51,7 @@ from dispatch.dev.bench.loopback import (
     _start_server,
     _stats,
     _stop,
+    drive_keepalive,
 )
 
 
@@ -147,42 +148,10 @@ async def _drive_signups(
     port: int, bodies: list[bytes], concurrency: int, max_seconds: float
 ) -> dict:
     """Post the form over keep-alive connections (the same minimal HTTP/1.1 client)."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    done: list[int] = []
-    started = time.perf_counter()
-    deadline = started + max_seconds
-    cursor = iter(enumerate(bodies))
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            for index, body in cursor:
-                if time.perf_counter() > deadline:
-                    return
-                t0 = time.perf_counter()
-                try:
-                    status = await _raw_post(reader, writer, body)
-                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                    errors.append(f"subscribe: {type(exc).__name__}")
-                    latencies.append(time.perf_counter() - t0)
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                    continue
-                latencies.append(time.perf_counter() - t0)
-                if status == 200:
-                    done.append(index)
-                else:
-                    errors.append(f"subscribe: HTTP {status}")
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {
-        "latencies": latencies,
-        "errors": errors,
-        "done": done,
-        "elapsed": time.perf_counter() - started,
-    }
+    items = [("subscribe", body) for body in bodies]
+    return await drive_keepalive(
+        port, items, concurrency, max_seconds, _raw_post, lambda _kind: 200
+    )
 
 
 def _verify_signups(database_url: str, data_dir: Path, accepted: int) -> dict:
