@@ -343,7 +343,7 @@ def test_the_beat_counts_stale_figures_again_before_a_view(session, engine, sett
     events.record(session, "unsubscribed", subscriber_id=rows[2].subscriber_id)
     events.record(session, "complained", campaign_id=campaign.id, delivery_id=rows[3].id)
     session.commit()
-    assert tallies.recount_stale(engine, settings) == {"checked": 2, "recounted": 2}
+    assert tallies.recount_stale(engine, settings) == {"checked": 2, "recounted": 2, "running": 0}
     session.expire_all()
     campaign = session.get(Campaign, campaign.id)
     for kind in ("stats", "progress"):
@@ -358,4 +358,20 @@ def test_the_beat_counts_stale_figures_again_before_a_view(session, engine, sett
         progress["after_send"]["counts"]
         == campaign_progress(session, campaign)["after_send"]["counts"]
     )
-    assert tallies.recount_stale(engine, settings)["recounted"] == 0  # nothing new: no count
+    again = tallies.recount_stale(engine, settings)
+    assert again["recounted"] == 0 and again["running"] == 0  # nothing new: no count
+
+
+def test_the_beat_counts_sending_campaigns_ahead_of_the_first_view(session, engine, settings):
+    from dispatch import tallies
+
+    campaign = _closed_campaign(session)
+    campaign.status = "running"
+    session.commit()
+    assert tallies.recount_stale(engine, settings)["running"] == 1
+    session.expire_all()
+    stored = session.get(Tally, ("live-progress", campaign.id))
+    assert stored is not None
+    assert tallies._decode(stored.data)["counts"] == campaigns.counts(session, campaign.id)
+    _tamper(session, "live-progress", campaign.id)
+    assert campaign_progress(session, session.get(Campaign, campaign.id))["total"] == -1

@@ -86,7 +86,7 @@ def campaign_stats(session: Session, campaign: Campaign) -> dict[str, Any]:
 
     if campaign.status in LIVE:
         cid = campaign.id  # (the count may run in a thread, after this session closed)
-        found = tallies.live(session, "stats", campaign, lambda s: _count_stats_in(s, cid))
+        found = tallies.live(session, "stats", campaign, lambda s: count_stats_of(s, cid))
         return {**found, "status": campaign.status}
     return tallies.figures(
         session, "stats", campaign, lambda: count_stats(session, campaign), grow=grow
@@ -108,7 +108,8 @@ CAMPAIGN_FIELDS = (
 )
 
 
-def _count_stats_in(session: Session, campaign_id: int) -> dict[str, Any]:
+def count_stats_of(session: Session, campaign_id: int) -> dict[str, Any]:
+    """count_stats by the campaign's id (for a count in a session of its own)."""
     campaign = session.get(Campaign, campaign_id)
     assert campaign is not None
     return count_stats(session, campaign)
