@@ -151,19 +151,34 @@ def _copy_subscribers(engine: Engine, count: int) -> None:
         raw.close()
 
 
-def _drop_secondary_indexes(conn) -> list[str]:
-    """Drop the indexes of the big tables that back no constraint; their definitions."""
+def drop_secondary_indexes(conn, tables: tuple[str, ...] = BIG_TABLES) -> list[str]:
+    """Drop the tables' indexes that back no key (primary, unique or constraint), so a bulk
+    load does not maintain them row by row; returns their CREATE statements to run after."""
     rows = conn.execute(
         text(
             "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
-            "WHERE i.indrelid::regclass::text = ANY(:tables) AND NOT EXISTS "
+            "WHERE i.indrelid::regclass::text = ANY(:tables) AND NOT i.indisprimary "
+            "AND NOT i.indisunique AND NOT EXISTS "
             "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
         ),
-        {"tables": list(BIG_TABLES)},
+        {"tables": list(tables)},
     ).all()
     for name, _ in rows:
         conn.execute(text(f'DROP INDEX "{name}"'))
-    return [definition for _, definition in rows]
+    return [str(definition) for _, definition in rows]
+
+
+def ensure_database(server_url: str, name: str) -> bool:
+    """Create the database `name` on the server unless it exists; whether it existed."""
+    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            found = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not found:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return bool(found)
 
 
 def _publish(engine: Engine) -> tuple[int, int, list[int]]:
@@ -233,7 +248,7 @@ def _derived_sql(issue_id: int, list_ids: list[int], per_campaign: int) -> list[
 def _load(engine: Engine, subscribers: int, per_campaign: int, say: Callable[[str], None]):
     issue_id, n_links, list_ids = _publish(engine)
     with engine.begin() as conn:
-        definitions = _drop_secondary_indexes(conn)
+        definitions = drop_secondary_indexes(conn)
     t0 = time.perf_counter()
     _copy_subscribers(engine, subscribers)
     say(f"COPY {subscribers} subscribers: {time.perf_counter() - t0:.1f} s")

@@ -200,18 +200,12 @@ def kept_database(name: str) -> Iterator[str]:
     """A bench database kept between runs (created and migrated when missing), so a run at
     1,000,000 seeds once: `--keep NAME`; `dropdb NAME` when done."""
     from dispatch.db import make_engine, upgrade
+    from dispatch.dev.bench.dataset import ensure_database
     from dispatch.dev.bench.send import PG_ADMIN_URL, _pg_url
 
     if not re.fullmatch(r"[a-z0-9_]{1,50}", name):
         raise click.BadParameter(f"{name!r}: a-z, 0-9 and _ only")
-    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
-            if not exists:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
+    ensure_database(PG_ADMIN_URL, name)
     url = _pg_url(name)
     engine = make_engine(url)
     try:

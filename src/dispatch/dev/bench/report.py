@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.cli.common import fail, json_option, settings_or_exit
 from dispatch.db import make_engine, session_scope, upgrade
+from dispatch.dev.bench.dataset import drop_secondary_indexes, ensure_database
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PROVIDERS = ("qq", "netease", "other", "gmail", "outlook", "sina", "edu")
@@ -204,22 +205,6 @@ EVENT_COLUMNS = "kind, channel, occurred_at, campaign_id, delivery_id, subscribe
 META = "bench_report_meta"  # one row once a build is complete: what --reuse looks for
 
 
-def _drop_indexes(conn: Any) -> list[str]:
-    """Drop the big tables' secondary indexes (not their keys); their CREATE statements."""
-    rows = conn.execute(
-        text(
-            "SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_class c "
-            "ON c.relname = i.indexname JOIN pg_index x ON x.indexrelid = c.oid "
-            "WHERE i.schemaname = 'public' AND i.tablename = ANY(:t) AND NOT x.indisprimary "
-            "AND NOT x.indisunique"
-        ),
-        {"t": list(BIG_TABLES)},
-    ).all()
-    for name, _ in rows:
-        conn.execute(text(f'DROP INDEX "{name}"'))
-    return [str(definition) for _, definition in rows]
-
-
 def load(engine: Any, recipients: int, events: int) -> dict[str, Any]:
     """Build the data set; its figures (campaign id, seconds, rows)."""
     now = datetime.now(UTC)
@@ -228,7 +213,7 @@ def load(engine: Any, recipients: int, events: int) -> dict[str, Any]:
     plan = _Plan(recipients, events, links, start)
     began = time.perf_counter()
     with engine.begin() as conn:
-        indexes = _drop_indexes(conn)
+        indexes = drop_secondary_indexes(conn, BIG_TABLES)
     _copy(
         engine,
         "deliveries",
@@ -385,15 +370,7 @@ def _database(server_url: str, reuse: bool, recipients: int, events: int) -> tup
         if reuse
         else f"dispatch_bench_{uuid.uuid4().hex[:10]}"
     )
-    admin = make_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            found = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
-            if not found:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return name, bool(found)
+    return name, ensure_database(server_url, name)
 
 
 def _drop(server_url: str, name: str) -> None:

@@ -327,20 +327,11 @@ def command(
         check = _verify(url, campaign_id, plan, done)
     lat = sorted(result["latencies"])
 
-    def p(q: float) -> float:
-        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else 0.0
-
     figures = {
         "backend": "sqlite" if url.startswith("sqlite") else url.split(":", 1)[0],
         "workers": workers,
         "concurrency": concurrency,
-        "requests": len(lat),
-        "errors": len(result["errors"]),
-        "error_samples": sorted(set(result["errors"]))[:5],
-        "seconds": round(result["elapsed"], 2),
-        "requests_per_second": round(len(lat) / result["elapsed"], 1) if result["elapsed"] else 0.0,
-        "p50_ms": round(p(0.50), 2),
-        "p99_ms": round(p(0.99), 2),
+        **_stats(result),
         "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else 0.0,
         # what the server spent per request whatever else runs on the machine: 1000 / this is
         # the requests/s one free core could serve
