@@ -19,7 +19,8 @@ build_seconds}, endpoints[{name, kind (page|api|search), path, status, p50_ms, p
 max_ms, first_ms (the warm-up: a campaign's first view counts its tally), server_cpu_ms,
 target_ms, meets_target}], export{rows, bytes, seconds, rows_per_second,
 server_rss_before_mb, server_peak_mb, peak_growth_mb}, mid_send{campaign_id, deliveries,
-build_seconds, messages_sent, send_seconds, kept} (its addresses are in endpoints, named
+build_seconds, messages_sent, send_seconds, beat_seconds (one recount_tallies pass after the
+build, as the beat runs it within a minute), kept} (its addresses are in endpoints, named
 "mid-send: …"; see dev/bench/midsend.py), all_met, load_average, cpus.
 """
 
@@ -239,11 +240,24 @@ def _measure(client, server, probes, repeat: int, api: dict, session: dict) -> l
     return endpoints
 
 
+def _beat_pass(url: str) -> float:
+    """One pass of the beat's dispatch.recount_tallies over the data set; its seconds."""
+    from dispatch.config import load_settings
+    from dispatch.tallies import recount_stale
+
+    engine = make_engine(url)
+    t0 = time.perf_counter()
+    recount_stale(engine, load_settings(env={}))
+    engine.dispose()
+    return round(time.perf_counter() - t0, 1)
+
+
 def _mid_send(ds: dataset.Dataset, client, server, repeat: int, api, session, keep: bool):
     """Build the mid-send campaign, ask its addresses while the simulated workers send."""
     t0 = time.perf_counter()
     campaign_id = midsend.build(ds.url, ds.issue_id, ds.list_ids[0], lambda m: None)
     built = round(time.perf_counter() - t0, 1)
+    beat = _beat_pass(ds.url)  # what the beat does within a minute of the send's start
     try:
         with midsend.sending(ds.url, campaign_id) as sender:
             endpoints = _measure(
@@ -258,6 +272,7 @@ def _mid_send(ds: dataset.Dataset, client, server, repeat: int, api, session, ke
         "build_seconds": built,
         "messages_sent": sender["messages"],
         "send_seconds": sender["seconds"],
+        "beat_seconds": beat,
         "kept": keep,
     }
     return endpoints, figures
@@ -315,7 +330,8 @@ def _human(f: dict) -> None:
         click.echo(
             f"mid-send: campaign {m['campaign_id']} of {m['deliveries']} built in "
             f"{m['build_seconds']} s; {m['messages_sent']} messages sent meanwhile in "
-            f"{m['send_seconds']} s"
+            f"{m['send_seconds']} s; one beat pass (recount_tallies) before: "
+            f"{m['beat_seconds']} s"
         )
     x = f["export"]
     if x:
