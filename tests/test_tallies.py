@@ -375,3 +375,23 @@ def test_the_beat_counts_sending_campaigns_ahead_of_the_first_view(session, engi
     assert tallies._decode(stored.data)["counts"] == campaigns.counts(session, campaign.id)
     _tamper(session, "live-progress", campaign.id)
     assert campaign_progress(session, session.get(Campaign, campaign.id))["total"] == -1
+
+
+def test_deliverability_counted_in_sql_equals_the_rows_read_one_by_one(session, settings):
+    from dispatch.deliverability import stats
+
+    campaign = _closed_campaign(session)
+    rows = session.query(Delivery).filter_by(campaign_id=campaign.id).order_by(Delivery.id).all()
+    rows[0].status = "bounced"
+    rows[1].status, rows[1].sent_at = "failed", None
+    rows[2].email = "p2@163.com"
+    rows[5].status = "pending"
+    for row, kind in ((rows[3], "bounce_hard"), (rows[1], "bounced"), (rows[4], "complained")):
+        events.record(session, kind, campaign_id=campaign.id, delivery_id=row.id)
+    events.record(session, "bounced", campaign_id=campaign.id, delivery_id=rows[0].id)
+    session.commit()
+    namer = stats.provider_namer(settings)
+    for since in (None, utcnow() - timedelta(days=30)):
+        by_rows = stats._signals_in_python(session, namer, campaign.id, since)
+        assert by_rows["hard_bounces"] == 3 and by_rows["complaints"] == 1
+        assert stats._signals(session, namer, campaign.id, since) == by_rows

@@ -223,7 +223,7 @@ def list_counts(
 # are at most a few seconds old, each campaign is counted at most once per LIVE_FRESH whatever
 # the number of viewers, and only a first view (or one after LIVE_MAX) waits for a count.
 
-LIVE_FRESH = timedelta(seconds=3)
+LIVE_FRESH = timedelta(seconds=5)
 LIVE_MAX = timedelta(seconds=90)  # longer than the beat period (tasks.RECOUNT_SECONDS)
 LIVE_PREFIX = "live-"
 _refreshing: set[tuple[str, int]] = set()

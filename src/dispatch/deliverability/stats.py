@@ -68,6 +68,15 @@ def _signals(
 ) -> dict[str, Any]:
     """One campaign's finished deliveries (updated since `since`, or all of them) per
     provider, with its hard bounces and complaints (during the conversation or later)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _signals_in_sql(session, provider_of, campaign_id, since)
+    return _signals_in_python(session, provider_of, campaign_id, since)
+
+
+def _signals_in_python(
+    session: Session, provider_of, campaign_id: int, since: datetime | None
+) -> dict[str, Any]:
+    """_signals from the rows themselves (SQLite: no regular expressions to take a domain)."""
     where = [Delivery.campaign_id == campaign_id, Delivery.status.in_(FINISHED)]
     if since is not None:
         where.append(Delivery.updated_at >= since)
@@ -103,6 +112,61 @@ def _signals(
     return {
         "deliveries": len(ids),
         "hard_bounces": len(bounced_ids),
+        "complaints": len(complained),
+        "providers": providers,
+    }
+
+
+def _signals_in_sql(
+    session: Session, provider_of, campaign_id: int, since: datetime | None
+) -> dict[str, Any]:
+    """_signals with the rows counted by PostgreSQL per (domain, status) and only the late
+    bounces and complaints fetched (a sending campaign of a million has ~500,000 finished rows:
+    a second of Python each time they were read one by one). Same figures."""
+    domain = func.lower(func.coalesce(func.substring(Delivery.email, "[^@]*$"), ""))
+    where = [Delivery.campaign_id == campaign_id, Delivery.status.in_(FINISHED)]
+    if since is not None:
+        where.append(Delivery.updated_at >= since)
+    by = (domain, Delivery.status)
+    counts = session.execute(select(*by, func.count()).where(*where).group_by(*by)).all()
+    late_where = [
+        *where,
+        Event.campaign_id == campaign_id,
+        Event.kind.in_((*HARD_BOUNCE_KINDS, *COMPLAINT_KINDS)),
+    ]
+    if since is not None:
+        late_where.append(Event.occurred_at >= since)
+    late = session.execute(
+        select(Event.delivery_id, Event.kind, domain, Delivery.status)
+        .join(Delivery, Delivery.id == Event.delivery_id)
+        .where(*late_where)
+    ).all()
+    # a delivery whose row is not "bounced" but a later hard bounce names it: bounced too
+    late_hard = {
+        d: (dom, st)
+        for d, kind, dom, st in late
+        if kind in HARD_BOUNCE_KINDS and st != DeliveryStatus.BOUNCED
+    }
+    complained = {d for d, kind, _, _ in late if kind in COMPLAINT_KINDS}
+    providers: dict[str, dict[str, int]] = {}
+    total = hard = 0
+    for dom, status, n in counts:
+        entry = providers.setdefault(provider_of(dom), {"total": 0, "delivered": 0, "bounced": 0})
+        entry["total"] += n
+        total += n
+        if status == DeliveryStatus.SENT:
+            entry["delivered"] += n
+        elif status == DeliveryStatus.BOUNCED:
+            entry["bounced"] += n
+            hard += n
+    for dom, status in late_hard.values():
+        entry = providers[provider_of(dom)]
+        entry["bounced"] += 1
+        if status == DeliveryStatus.SENT:
+            entry["delivered"] -= 1
+    return {
+        "deliveries": total,
+        "hard_bounces": hard + len(late_hard),
         "complaints": len(complained),
         "providers": providers,
     }
