@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from dispatch.channels.base import SendResult
 from dispatch.delivery import campaigns
 from dispatch.delivery.claiming import claim_batch, new_claim_token
-from dispatch.delivery.engine import CHUNK_SIZE, deliver_batch, drain, sweep
+from dispatch.delivery.engine import deliver_batch, drain, sweep
 from dispatch.delivery.queue import ListQueue
 from dispatch.models import Campaign, Delivery, Event, utcnow
 from dispatch.subscribers import service as subscribers
@@ -169,9 +169,12 @@ def test_bounce_suppresses_and_is_not_retried(engine, session, settings):
     assert bounced.last_code == 550 and "user unknown" in bounced.last_text
 
 
-def test_policy_refusal_pauses_campaign_without_suppressing(engine, session, settings):
-    settings = settings.replace(batch_size=100)
-    issue_id, list_ids = _setup(session, n=80)
+@pytest.mark.parametrize("chunk_size", [0, 7])  # 0: the default chunk_size setting
+def test_policy_refusal_pauses_campaign_without_suppressing(engine, session, settings, chunk_size):
+    chunk = chunk_size or settings.chunk_size  # one batch holding more than one chunk
+    n = chunk + 30
+    settings = settings.replace(batch_size=n, chunk_size=chunk)
+    issue_id, list_ids = _setup(session, n=n)
 
     def script(r, seen):
         return SendResult(r.delivery_id, "paused", 550, "5.7.1 sender not authorised")
@@ -183,18 +186,18 @@ def test_policy_refusal_pauses_campaign_without_suppressing(engine, session, set
     session.refresh(campaign)
     assert campaign.status == "paused" and "5.7.1" in campaign.paused_reason
     counts = _statuses(session, cid)
-    assert counts["pending"] == 80  # nobody blamed, no attempt counted
+    assert counts["pending"] == n  # nobody blamed, no attempt counted
     assert (
         session.scalar(select(func.max(Delivery.attempts)).where(Delivery.campaign_id == cid)) == 0
     )
-    assert len(sent) == CHUNK_SIZE  # the first chunk was tried, the rest never sent
+    assert len(sent) == chunk  # the first chunk was tried, the rest never sent
     assert not subscribers.list_suppressions(session)
     # the operator fixes the relay and resumes: everybody gets it once
     batches = campaigns.resume(engine, settings, cid, queue)
     assert batches == [0]
     sent2: list = []
     drain(engine, settings, queue, channel_factory=channel_factory(sent2))
-    assert len(sent2) == 80 and _statuses(session, cid)["sent"] == 80
+    assert len(sent2) == n and _statuses(session, cid)["sent"] == n
 
 
 def test_pause_resume_cancel(engine, session, settings):

@@ -46,9 +46,12 @@ def _campaign(session, settings, server, emails: list[str]) -> tuple[int, ListQu
 
 
 def _guard_settings(settings, server):
+    """A window of 100 over chunks of 50 (pinned, whatever the default): the guard's look
+    after a batch's first chunk still sees the previous batch's last 50 rows."""
     return settings.replace(
         smtp_url=server.url,
         batch_size=100,
+        chunk_size=50,
         reputation_window=100,
         reputation_min_sample=50,
         reputation_max_bounce_rate=0.05,

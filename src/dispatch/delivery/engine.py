@@ -61,8 +61,6 @@ log = get_logger(__name__)
 
 D = Delivery.__table__
 C = Campaign.__table__
-CHUNK_SIZE = 50  # messages per recording transaction (also: pause/rate checks, lease heartbeat);
-# a channel overrides it with its traits' chunk_size (WeChat sends a whole batch in one call)
 MAX_RATE_SLEEP = 5.0  # longer waits for the limiter give the rows back with a due time
 
 ChannelFactory = Callable[[str, Settings, CampaignContext], Channel]
@@ -375,11 +373,12 @@ def _prepare_channel(
         )
 
 
-def _chunk_size(channel: Channel, kind: str) -> int:
-    """Recipients per send() call: what the channel declares (WeChat: a whole batch, one
-    mass send per call, quota-limited), else CHUNK_SIZE."""
+def _chunk_size(settings: Settings, channel: Channel | None, kind: str) -> int:
+    """Recipients per send() call and per recording transaction: what the channel declares
+    (WeChat: a whole batch, one mass send per call, quota-limited), else the `chunk_size`
+    setting (also how often pause/cancel and the lease are looked at)."""
     traits = getattr(channel, "traits", None) or channel_traits(kind)
-    return int(traits.chunk_size or CHUNK_SIZE)
+    return max(1, int(traits.chunk_size or settings.chunk_size))
 
 
 def _context(campaign: Campaign, batch_no: int, relay=None) -> CampaignContext:
@@ -723,11 +722,7 @@ class _ChunkLoop:
             # build (and open) now: a channel that cannot be built fails early
             self.channel_for(None)
         probe = next(iter(self.channels.values()), None)
-        self.chunk_size = (
-            _chunk_size(probe, self.campaign.channel)
-            if probe is not None
-            else int(channel_traits(self.campaign.channel).chunk_size or CHUNK_SIZE)
-        )
+        self.chunk_size = _chunk_size(self.settings, probe, self.campaign.channel)
         self.renewed_at = self.clock()  # the claim just set the lease
         while self.remaining:
             if self._round() is _Flow.STOP:
