@@ -117,7 +117,7 @@ class Settings:
     batch_size: int = 200
     # messages per send call and recording transaction; also how often a batch looks at
     # pause/cancel and its lease. Larger: fewer round trips; more re-sent after a SIGKILL
-    chunk_size: int = 50
+    chunk_size: int = 100
     max_attempts: int = 5
     retry_base_seconds: float = 60.0
     retry_max_seconds: float = 6 * 3600.0
