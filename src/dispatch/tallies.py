@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -261,11 +261,6 @@ def _count_live(
     with Session(bind) as own:
         counted_at = utcnow()
         with own.begin():
-            if bind.dialect.name == "postgresql":
-                # background work on one core: a parallel scan would take both cores of a
-                # small server from the views it is meant to spare (and JIT costs ~0.1 s)
-                own.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-                own.execute(text("SET LOCAL jit = off"))
             found = count(own)
         with own.begin():
             _store(own, own.get(Tally, key), key, _encode(found), 0, counted_at)
