@@ -82,11 +82,22 @@
     return input;
   }
 
+  /* The server refuses a challenge answered less than a second after it was issued
+     (proof.MIN_FORM_SECONDS, counted in whole seconds): a person who autofills the form, or
+     a fast computer solving a fetched challenge, waits out the rest instead of being refused. */
+  var MIN_AGE_MS = 2000;
+  var loaded = Date.now();
+
+  function afterMinAge(since, go) {
+    setTimeout(go, Math.max(0, MIN_AGE_MS - (Date.now() - since)));
+  }
+
   function withChallenge(form, use) {
-    if (form.dataset.challenge) { use(form.dataset.challenge, parseInt(form.dataset.bits, 10)); return; }
+    if (form.dataset.challenge) { use(form.dataset.challenge, parseInt(form.dataset.bits, 10), loaded); return; }
+    var asked = Date.now();
     fetch(form.action.replace(/\/?$/, "/challenge"), { credentials: "omit" })
       .then(function (r) { return r.json(); })
-      .then(function (c) { use(c.challenge, c.bits); })
+      .then(function (c) { use(c.challenge, c.bits, asked); })
       .catch(function () { form.submit(); }); /* the server's no-JavaScript path decides */
   }
 
@@ -96,12 +107,12 @@
       event.preventDefault();
       var button = form.querySelector("button[type=submit]");
       if (button) { button.disabled = true; button.dataset.label = button.textContent; button.textContent = form.dataset.working || "…"; }
-      withChallenge(form, function (challenge, bits) {
+      withChallenge(form, function (challenge, bits, issued) {
         var email = form.querySelector("input[name=email]").value;
         solve(challenge, email, bits, function (counter) {
           field(form, "challenge").value = challenge;
           field(form, "pow").value = String(counter);
-          form.submit();
+          afterMinAge(issued, function () { form.submit(); });
         });
       });
     });
