@@ -103,26 +103,20 @@ class EmailCampaignSource:
         if not recipient.email.isascii():
             raise MessageBuildError("internationalised address (SMTPUTF8) is not supported")
         slots = self.slots(recipient)
+        body: dict[str, Any]
         if self.parts is not None:
             html_values, text_values = self.rendered.slot_values(slots)  # type: ignore[attr-defined]
-            encoded = (self.parts[0].fill(html_values), self.parts[1].fill(text_values))
-            data = self.template.fill(
-                delivery_id=recipient.delivery_id,
-                to_address=recipient.email,
-                to_name=recipient.name,
-                unsubscribe_url=slots.unsubscribe_url,
-                encoded=encoded,
-            )
+            body = {"encoded": (self.parts[0].fill(html_values), self.parts[1].fill(text_values))}
         else:
             html, text = self.rendered.personalize(slots)
-            data = self.template.fill(
-                delivery_id=recipient.delivery_id,
-                to_address=recipient.email,
-                to_name=recipient.name,
-                unsubscribe_url=slots.unsubscribe_url,
-                html=html,
-                text=text,
-            )
+            body = {"html": html, "text": text}
+        data = self.template.fill(
+            delivery_id=recipient.delivery_id,
+            to_address=recipient.email,
+            to_name=recipient.name,
+            unsubscribe_url=slots.unsubscribe_url,
+            **body,
+        )
         if self.signer is not None:
             data = self.signer.sign(data)
         return self.template.message_id(recipient.delivery_id), data
