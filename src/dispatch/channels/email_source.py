@@ -7,6 +7,7 @@ conversation; the email channel (and any relay) asks `message_for(recipient)` an
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -219,7 +220,7 @@ def load_campaign_source(
             _SOURCE_CACHE.pop(next(iter(_SOURCE_CACHE)))
         _SOURCE_CACHE[key] = source
     elif source.context != context:  # same campaign, another batch: keep the template
-        source = EmailCampaignSource(**{**source.__dict__, "context": context})
+        source = _with_context(source, context)
     return source
 
 
@@ -240,8 +241,34 @@ def _lists_want_ad_marker(session: Session, list_ids: Sequence[int]) -> bool:
     )
 
 
+RECENT_SOURCE_SECONDS = 2.0
+_RECENT: dict[tuple[Any, ...], tuple[float, EmailCampaignSource]] = {}
+
+
 def load_source_from_database(settings: Settings, context: CampaignContext) -> EmailCampaignSource:
+    """The campaign's source; one looked up for the same campaign in this process less than
+    RECENT_SOURCE_SECONDS ago is used as it is.
+
+    Why: each batch asked twice (its prepare step, then its channel) for the issue, the
+    branding and the lists' "(AD)" setting, six queries per 200 messages, to notice edits
+    that now reach the messages at most two seconds later.
+    """
     from dispatch.db import get_engine
 
+    key = (context.campaign_id, context.issue_id, context.tracking, context.is_test)
+    key += (context.list_ids, repr(settings))
+    seen = _RECENT.get(key)
+    if seen is not None and time.monotonic() - seen[0] < RECENT_SOURCE_SECONDS:
+        source = seen[1]
+        return source if source.context == context else _with_context(source, context)
     with Session(bind=get_engine(settings)) as session:
-        return load_campaign_source(session, context, settings)
+        source = load_campaign_source(session, context, settings)
+    if len(_RECENT) >= _SOURCE_CACHE_SIZE:
+        _RECENT.pop(next(iter(_RECENT)))
+    _RECENT[key] = (time.monotonic(), source)
+    return source
+
+
+def _with_context(source: EmailCampaignSource, context: CampaignContext) -> EmailCampaignSource:
+    """The same rendered campaign for another batch (or relay): the template is kept."""
+    return EmailCampaignSource(**{**source.__dict__, "context": context})

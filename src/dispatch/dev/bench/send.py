@@ -595,6 +595,9 @@ def _run_campaign(
         time.sleep(0.2)
     seconds = time.perf_counter() - started
     with Session(engine) as session:
+        finished_at = campaigns.get(session, campaign_id).finished_at
+        if finished_at is not None:  # the campaign's own end, not this loop's next look
+            seconds = (finished_at - started_at).total_seconds()
         counts = campaigns.counts(session, campaign_id)
         first, last = session.execute(
             select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
