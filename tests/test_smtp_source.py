@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import time
 
 from dispatch.channels.base import CampaignContext, Recipient
 from dispatch.channels.email_source import load_campaign_source
@@ -122,3 +123,45 @@ def test_the_greeting_follows_the_subscribers_language(session, settings):
     assert "李四，您好！" in text_zh
     text_anon, _ = parts(Recipient(3, 43, "x@example.com", "", "en"))
     assert "Hello," in text_anon
+
+
+def test_a_batch_reuses_the_source_looked_up_moments_ago_then_asks_again(
+    session, settings, monkeypatch
+):
+    """Each batch looked the issue, branding and lists up twice (prepare, then channel): six
+    queries per 200 messages. Within RECENT_SOURCE_SECONDS a worker reuses its lookup; after
+    it, the database is asked again (an edit reaches the messages at most that much later)."""
+    import dataclasses
+
+    from sqlalchemy import event
+
+    from dispatch.channels import email_source
+    from dispatch.db import get_engine
+
+    issue = publish_source(session, SAMPLE_ISSUE)
+    session.commit()
+    context = CampaignContext(
+        campaign_id=25, issue_id=issue.id, batch_no=0, list_ids=(1,), tracking=True
+    )
+    engine = get_engine(settings)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        first = email_source.load_source_from_database(settings, context)
+        looked_up = len(statements)
+        assert looked_up >= 3  # issue, lists, branding
+        again = email_source.load_source_from_database(
+            settings, dataclasses.replace(context, batch_no=1)
+        )
+        assert len(statements) == looked_up  # no query
+        assert again.template is first.template and again.context.batch_no == 1
+        later = time.monotonic() + email_source.RECENT_SOURCE_SECONDS + 1
+        monkeypatch.setattr(email_source.time, "monotonic", lambda: later)
+        email_source.load_source_from_database(settings, context)
+        assert len(statements) > looked_up
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
