@@ -255,8 +255,8 @@ def load_source_from_database(settings: Settings, context: CampaignContext) -> E
     """
     from dispatch.db import get_engine
 
-    key = (context.campaign_id, context.issue_id, context.tracking, context.is_test)
-    key += (context.list_ids, repr(settings))
+    key: tuple[Any, ...] = (context.campaign_id, context.issue_id, context.tracking)
+    key += (context.is_test, context.list_ids, repr(settings))
     seen = _RECENT.get(key)
     if seen is not None and time.monotonic() - seen[0] < RECENT_SOURCE_SECONDS:
         source = seen[1]
