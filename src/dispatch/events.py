@@ -10,14 +10,15 @@ and every path writes the same row (pinned by tests/test_events.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, insert, text
 from sqlalchemy.orm import Session
 
+from dispatch import pg_arrays
 from dispatch.models import EVENT_KINDS, Event, utcnow
 from dispatch.vocabulary import Channel
 
@@ -89,11 +90,25 @@ def record(
     return event
 
 
+# the literal builder of each column's array (data: its JSON text, built in insert_rows)
+_PG_ARRAYS: tuple[tuple[str, Callable[[list[Any]], str]], ...] = (
+    ("kind", pg_arrays.texts),
+    ("channel", pg_arrays.texts),
+    ("occurred_at", pg_arrays.timestamps),
+    ("campaign_id", pg_arrays.ints),
+    ("delivery_id", pg_arrays.ints),
+    ("subscriber_id", pg_arrays.ints),
+    ("list_id", pg_arrays.ints),
+)
+
+
 def insert_rows(connection: Session | Connection, rows: Sequence[dict[str, Any]]) -> None:
     """Write many `event_row` rows in one INSERT (the caller's transaction).
 
     On PostgreSQL one statement over one array per column (unnest): an executemany sent one
-    INSERT per row, about 50 per chunk of a campaign, each parsed and executed on its own.
+    INSERT per row, about 50 per chunk of a campaign, each parsed and executed on its own. The
+    arrays go as literal strings (dispatch.pg_arrays): psycopg's list dumper is pure Python
+    per element, 10 times the CPU.
     """
     if not rows:
         return
@@ -101,16 +116,9 @@ def insert_rows(connection: Session | Connection, rows: Sequence[dict[str, Any]]
     if bind.dialect.name != "postgresql":
         connection.execute(insert(Event.__table__), list(rows))
         return
-    arrays: dict[str, list[Any]] = {
-        column: [row[column] for row in rows] for column in EVENT_COLUMNS
-    }
-    arrays["data"] = [json.dumps(value) for value in arrays["data"]]
-    arrays["occurred_at"] = [_aware(value) for value in arrays["occurred_at"]]
+    arrays = {column: build([row[column] for row in rows]) for column, build in _PG_ARRAYS}
+    arrays["data"] = pg_arrays.texts([json.dumps(row["data"]) for row in rows])
     connection.execute(_pg_insert(), arrays)
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @lru_cache(maxsize=1)

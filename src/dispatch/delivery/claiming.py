@@ -13,14 +13,15 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from dispatch import pg_arrays
 from dispatch.db import affected
 from dispatch.delivery.queue import mark_batches, queued_until
 from dispatch.models import Campaign, Delivery, utcnow
@@ -161,24 +162,19 @@ _WRITE_RESULTS_PG = text(
     RETURNING d.id
     """
 )
-_PG_COLUMNS = (
-    ("ids", "b_id"),
-    ("statuses", "b_status"),
-    ("incs", "b_inc"),
-    ("nexts", "b_next"),
-    ("codes", "b_code"),
-    ("texts", "b_text"),
-    ("message_ids", "b_message_id"),
-    ("external_ids", "b_external_id"),
-    ("sent_ats", "b_sent_at"),
-    ("nows", "b_now"),
+# (array parameter, `b_*` key, literal builder): one PostgreSQL array literal per column
+_PG_COLUMNS: tuple[tuple[str, str, Callable[[list[Any]], str]], ...] = (
+    ("ids", "b_id", pg_arrays.ints),
+    ("statuses", "b_status", pg_arrays.texts),
+    ("incs", "b_inc", pg_arrays.ints),
+    ("nexts", "b_next", pg_arrays.timestamps),
+    ("codes", "b_code", pg_arrays.ints),
+    ("texts", "b_text", pg_arrays.texts),
+    ("message_ids", "b_message_id", pg_arrays.texts),
+    ("external_ids", "b_external_id", pg_arrays.texts),
+    ("sent_ats", "b_sent_at", pg_arrays.timestamps),
+    ("nows", "b_now", pg_arrays.timestamps),
 )
-
-
-def _utc(value: Any) -> Any:
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def write_results(session: Session, params: Sequence[dict[str, Any]], token: str) -> set[int]:
@@ -187,12 +183,13 @@ def write_results(session: Session, params: Sequence[dict[str, Any]], token: str
     (another claim owns it now) is left as it is.
 
     Why one statement on PostgreSQL: 50 single-row UPDATEs per chunk were parsed, planned and
-    executed one by one, then a SELECT asked which of them had matched.
+    executed one by one, then a SELECT asked which of them had matched. Its arrays go as
+    literal strings (dispatch.pg_arrays): psycopg's list dumper cost 10 times more CPU.
     """
     if not params:
         return set()
     if session.get_bind().dialect.name == "postgresql":
-        arrays = {key: [_utc(p[name]) for p in params] for key, name in _PG_COLUMNS}
+        arrays = {key: build([p[name] for p in params]) for key, name, build in _PG_COLUMNS}
         written = session.execute(
             _WRITE_RESULTS_PG,
             {**arrays, "token": token, "sending": DeliveryStatus.SENDING.value},
