@@ -15,9 +15,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from dispatch import pg_arrays
 from dispatch.models import DailyUsage, utcnow
 
 
@@ -47,12 +48,10 @@ return grant
 
 
 def _upsert_add(session: Session, scope: str, day: str, n: int, now: datetime) -> None:
+    """SQLite: one INSERT … ON CONFLICT per scope."""
+    from sqlalchemy.dialects.sqlite import insert
+
     table = DailyUsage.__table__
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     stmt = insert(table).values(scope=scope, day=day, used=n, updated_at=now)
     stmt = stmt.on_conflict_do_update(
         index_elements=["scope", "day"],
@@ -61,13 +60,38 @@ def _upsert_add(session: Session, scope: str, day: str, n: int, now: datetime) -
     session.execute(stmt)
 
 
+# PostgreSQL: every scope of a chunk in one prepared-once statement (the ORM insert was built
+# and compiled per scope and chunk, ~4 % of a send worker's CPU)
+_ADD_USED_PG = text(
+    """
+    INSERT INTO daily_usage (scope, day, used, updated_at)
+    SELECT v.scope, CAST(:day AS varchar), v.n, CAST(:now AS timestamptz)
+    FROM unnest(CAST(:scopes AS varchar[]), CAST(:ns AS integer[])) AS v(scope, n)
+    ON CONFLICT (scope, day) DO UPDATE
+    SET used = daily_usage.used + excluded.used, updated_at = excluded.updated_at
+    """
+)
+
+
 def record_used(session: Session, counts: dict[str, int], tz: str, now: datetime | None = None):
-    """Add what was really sent to the database rows (in the caller's transaction)."""
+    """Add what was really sent to the database rows (in the caller's transaction), scopes in
+    sorted order (two workers' transactions lock the rows in the same order: no deadlock)."""
     now = now or utcnow()
     day = local_day(now, tz).isoformat()
-    for scope, n in sorted(counts.items()):
-        if n:
-            _upsert_add(session, scope, day, n, now)
+    used = [(scope, n) for scope, n in sorted(counts.items()) if n]
+    if not used:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        params = {
+            "day": day,
+            "now": pg_arrays.timestamp(now),
+            "scopes": pg_arrays.texts([scope for scope, _ in used]),
+            "ns": pg_arrays.ints([n for _, n in used]),
+        }
+        session.execute(_ADD_USED_PG, params)
+        return
+    for scope, n in used:
+        _upsert_add(session, scope, day, n, now)
 
 
 def used_in_db(session: Session, scope: str, day: str) -> int:
