@@ -4,11 +4,12 @@ as one array literal, dispatch.pg_arrays), and only onto rows the claim still ow
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -144,6 +145,9 @@ def test_events_are_stored_exactly(engine: Engine):
     with Session(engine) as session:
         stored = session.scalars(select(Event).order_by(Event.id)).all()
         assert [{c: getattr(e, c) for c in events.EVENT_COLUMNS} for e in stored] == rows
+        if engine.dialect.name == "postgresql":  # json keeps its text: the same as ever
+            texts = session.scalars(text("SELECT data::text FROM events ORDER BY id")).all()
+            assert texts == [json.dumps(row["data"]) for row in rows]
 
 
 def test_daily_usage_adds_every_scope_of_a_chunk(engine: Engine):
