@@ -118,7 +118,10 @@ def insert_rows(connection: Session | Connection, rows: Sequence[dict[str, Any]]
         return
     arrays = {column: build([row[column] for row in rows]) for column, build in _PG_ARRAYS}
     arrays["data"] = json.dumps([row["data"] for row in rows])
-    connection.execute(_pg_insert(), arrays)
+    # a text statement needs nothing of the ORM session (no autoflush): its connection is
+    # cheaper to go through
+    conn = connection.connection() if isinstance(connection, Session) else connection
+    conn.execute(_pg_insert(), arrays)
 
 
 @lru_cache(maxsize=1)

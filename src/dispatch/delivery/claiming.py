@@ -190,11 +190,11 @@ def write_results(session: Session, params: Sequence[dict[str, Any]], token: str
         return set()
     if session.get_bind().dialect.name == "postgresql":
         arrays = {key: build([p[name] for p in params]) for key, name, build in _PG_COLUMNS}
-        written = session.execute(
+        written = session.connection().execute(
             _WRITE_RESULTS_PG,
             {**arrays, "token": token, "sending": DeliveryStatus.SENDING.value},
         )
-        return {int(i) for i in written.scalars()}
+        return set(written.scalars().all())
     session.connection().execute(_WRITE_RESULT, [{**p, "b_token": token} for p in params])
     ids = [p["b_id"] for p in params]
     return set(

@@ -88,7 +88,7 @@ def record_used(session: Session, counts: dict[str, int], tz: str, now: datetime
             "scopes": pg_arrays.texts([scope for scope, _ in used]),
             "ns": pg_arrays.ints([n for _, n in used]),
         }
-        session.execute(_ADD_USED_PG, params)
+        session.connection().execute(_ADD_USED_PG, params)
         return
     for scope, n in used:
         _upsert_add(session, scope, day, n, now)
