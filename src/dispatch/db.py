@@ -6,14 +6,14 @@ up to date itself, so a newcomer never has to run `dispatch db upgrade` first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
 from alembic.config import Config
-from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, String, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from dispatch.config import Settings, get_settings
@@ -214,3 +214,23 @@ def analyze_if_stale(engine: Engine, *tables: str) -> list[str]:
     if stale:
         analyze(engine, *stale)
     return stale
+
+
+def among_ids(session: Session, column: Any, ids: Sequence[int]) -> Any:
+    """`column IN (ids)`; on PostgreSQL `column = ANY('{…}'::bigint[])` with the array as one
+    literal (dispatch.pg_arrays).
+
+    Why: an IN list is rendered anew for every call, one bound parameter per id (a batch's
+    200 people: about a millisecond of a send worker's CPU per batch), while the ANY form is
+    one cached statement; both use the primary-key index.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(list(ids))
+    from sqlalchemy import BigInteger, any_, bindparam
+    from sqlalchemy import cast as sql_cast
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    from dispatch import pg_arrays
+
+    literal = bindparam(None, pg_arrays.ints(ids), type_=String())
+    return column == any_(sql_cast(literal, ARRAY(BigInteger)))

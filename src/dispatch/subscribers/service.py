@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from dispatch import events
 from dispatch.channels import channel_traits, registered_channels
 from dispatch.config import Settings
-from dispatch.db import affected
+from dispatch.db import affected, among_ids
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import DEFAULT_LOCALE, Catalog, normalise_locale
 from dispatch.models import utcnow
@@ -808,7 +808,7 @@ def eligible_among(
         return and_(address.is_not(None), suppression.is_(None))
 
     conditions = [
-        Subscriber.id.in_(ids),
+        among_ids(session, Subscriber.id, ids),
         Subscriber.status == SubscriberStatus.ACTIVE,
         or_(*(confirmed_on(i) for i in lists)),
         reachable(channel),

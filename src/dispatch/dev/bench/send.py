@@ -425,6 +425,7 @@ class WorkerPool:
         self.peak_mb: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self._cpu_done: dict[str, float] = {}
+        self._cpu_at_start: dict[str, float] = {}  # what booting (imports, Celery) used
         self.restarts = 0
 
     def start(self, index: int) -> None:
@@ -477,9 +478,11 @@ class WorkerPool:
                     self.peak_mb[key] = max(self.peak_mb.get(key, 0.0), mb)
                 used = cpu_seconds(proc.pid)
                 if used is not None:
+                    used -= self._cpu_at_start.get(key, 0.0)
                     self.cpu[key] = self._cpu_done.get(key, 0.0) + used
                 continue
             self._cpu_done[key] = self.cpu.get(key, 0.0)
+            self._cpu_at_start.pop(key, None)  # a restarted worker's boot counts (it is rare)
             if self.restarts >= self.max_restarts:
                 raise click.ClickException(
                     f"{key} died {self.restarts + 1} times:\n{self.log_tail(i)}"
@@ -490,6 +493,15 @@ class WorkerPool:
                 err=True,
             )
             self.start(i)
+
+    def start_measuring(self) -> None:
+        """CPU counts from here: the workers' boot (about a second each of imports and Celery
+        start-up) is not part of any message's cost (until 2026-12-01 it was: 0.13 ms of the
+        0.40 ms per message reported at 20,000 recipients)."""
+        self.sample()
+        self._cpu_at_start = dict(self.cpu)
+        self._cpu_done.clear()
+        self.cpu = {key: 0.0 for key in self.cpu}
 
     def stop(self) -> None:
         for p in self.procs:
@@ -534,6 +546,7 @@ def pipeline(
                 raise click.ClickException(f"workers did not start:\n{pool.log_tail(0)}")
         accepted_before = sink.wait_settled() if sink else None
         database = settings.database_url.rpartition("/")[2]
+        pool.start_measuring()
         with ActivitySampler(admin, database) as sampler:
             measured = _run_campaign(engine, settings, pool, queue, issue_id, list_id)
         pool.sample()
