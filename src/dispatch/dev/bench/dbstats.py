@@ -22,6 +22,14 @@ from sqlalchemy import Engine, text
 STATEMENT_KINDS: tuple[tuple[str, str], ...] = (
     ("claim", "WITH picked AS MATERIALIZED"),
     ("eligibility check", "SELECT subscribers.id FROM subscribers WHERE subscribers.id IN"),
+    ("eligibility check", "SELECT subscribers.id FROM subscribers WHERE subscribers.id = ANY"),
+    ("fan-out", "SELECT lower(split_part(recipients.email"),  # its recipients by domain
+    ("source lookup", "SELECT issues.id, issues.slug"),
+    ("source lookup", "SELECT site_settings.key"),
+    ("source lookup", "SELECT lists.id FROM lists WHERE lists.id IN"),  # the "(AD)" marker
+    ("campaign read", "SELECT campaigns.id, campaigns.issue_id"),
+    ("bench", "SELECT min(deliveries.sent_at)"),  # the bench's own reads after a run
+    ("bench", "SELECT deliveries.status, count(*)"),
     ("result write", "UPDATE deliveries SET status=$1::VARCHAR, attempts="),  # SQLite shape
     ("result write", "UPDATE deliveries AS d SET"),  # PostgreSQL: one UPDATE per chunk
     ("result ownership read", "SELECT deliveries.id FROM deliveries WHERE deliveries.id IN"),
