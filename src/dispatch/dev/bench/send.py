@@ -742,6 +742,14 @@ def _source_ceiling(
     say("source", s=sessions, n=n, sec=seconds, rate=rate)
 
 
+def _ratios_to_mean_source(result: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """Each run's ratio against the mean of the ceilings before and after all runs (the
+    run itself printed it against the one before: the only one it had then)."""
+    if result.get("source_rate"):
+        for run in runs:
+            run["ratio_to_source"] = round(run["rate"] / result["source_rate"], 3)
+
+
 def _run_size(
     settings: Settings, recipients: int, workers: int, work: Path, sink: Sink, result, say
 ) -> dict[str, Any]:
@@ -937,6 +945,7 @@ def command(
                         runs.append(_run_size(signed, n, workers, work, sink, result, say))
                 result["runs"] = runs
                 _source_ceiling(sink, message, workers, n_raw, result, say, "after")
+                _ratios_to_mean_source(result, runs)
                 plain = [r for r in runs if not r["dkim"]]
                 _compat_keys(result, plain[0])
                 _growth(result, plain, say)
