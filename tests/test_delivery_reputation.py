@@ -180,3 +180,41 @@ def test_hard_bounces_reported_later_by_dsn_count_too(engine, session, settings,
     assert campaign.status == "paused"
     assert "8 hard bounces" in campaign.paused_reason
     assert campaigns.counts(session, campaign_id)["pending"] > 0
+
+
+def test_the_guard_runs_only_when_the_chunks_own_transaction_found_a_signal(
+    engine,
+    session,
+    settings,
+    smtp_server,  # noqa: F811
+    monkeypatch,
+):
+    """Its first probe (any hard bounce or complaint at all?) is asked in the chunk's recording
+    transaction: a clean campaign never opens the guard's own transaction, while complaints
+    that arrive between batches still pause the campaign at the next batch's first chunk."""
+    settings = _guard_settings(settings, smtp_server)
+    emails = _addresses(300, every=1000)  # no bounces at all
+    campaign_id, _ = _campaign(session, settings, smtp_server, emails)
+    guarded: list[int] = []
+    real_guard = reputation.guard
+
+    def counting_guard(engine, settings, campaign_id):
+        guarded.append(campaign_id)
+        return real_guard(engine, settings, campaign_id)
+
+    monkeypatch.setattr(reputation, "guard", counting_guard)
+    deliver_batch(engine, settings, campaign_id, 0)
+    assert guarded == []  # 100 sent, asked after the first chunk: nothing to look at
+    sent = session.scalars(
+        select(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status == "sent")
+    ).all()[:2]
+    for row in sent:
+        events.record(
+            session, "complained", campaign_id=campaign_id, delivery_id=row.id, data={"arf": True}
+        )
+    session.commit()
+    deliver_batch(engine, settings, campaign_id, 1)
+    assert guarded == [campaign_id]  # after its first chunk, then it stopped
+    session.expire_all()
+    assert session.get(Campaign, campaign_id).status == "paused"
+    assert _finished(session, campaign_id) == 150  # batch 1 stopped after its first chunk

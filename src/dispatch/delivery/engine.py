@@ -185,6 +185,8 @@ class ChunkOutcome:
     running: bool  # the campaign's status after this chunk (pause/cancel stop the batch)
     # of the rows still to send, those whose lease we extended (None: not renewed this chunk)
     still_ours: set[int] | None
+    # the reputation guard's first probe, when asked for: any hard bounce or complaint at all
+    signals: bool | None = None
 
 
 _Decided = tuple[ClaimedRow, SendResult, _Outcome]
@@ -324,11 +326,14 @@ def record_results(
     *,
     usage: dict[str, int] | None = None,
     now: datetime | None = None,
+    probe_signals: bool = False,
 ) -> ChunkOutcome:
     """Apply the channel's results in one transaction, and in the same one extend the lease on
     the rows still to send (`renew_ids`) and read the campaign's status: one commit per chunk.
     `usage` (daily counter scope -> messages sent) is added to the database's daily counts in
-    the same transaction, so quota and warm-up counts survive a Redis restart."""
+    the same transaction, so quota and warm-up counts survive a Redis restart. With
+    `probe_signals`, the reputation guard's first probe is asked in it too (a campaign
+    without any bad signal needs no guard transaction of its own)."""
     now = now or utcnow()
     params, decided, pause_reason = _decide_all(settings, rows, results, token, now)
     with Session(engine, expire_on_commit=False) as session, session.begin():
@@ -348,7 +353,8 @@ def record_results(
         ).one()
         if waiting is not None and any(o.status == DeliveryStatus.SENT for _, _, o in decided):
             _clear_waiting(session, campaign.id)
-    return ChunkOutcome(pause_reason, status == CampaignStatus.RUNNING, ours)
+        signals = reputation.any_signal(session, campaign) if probe_signals else None
+    return ChunkOutcome(pause_reason, status == CampaignStatus.RUNNING, ours, signals)
 
 
 def _release(engine: Engine, ids: list[int], token: str, report: BatchReport, **kwargs) -> None:
@@ -1013,6 +1019,8 @@ class _ChunkLoop:
     def _record(self) -> _Flow:
         """Results, plus a heartbeat: the lease only has to outlast one chunk."""
         campaign_id, results = self.campaign.id, self.results
+        had_bounce = any(r.outcome == Outcome.BOUNCED for r in results)
+        guard_due = not self.campaign.is_test and reputation.due(self.chunk_index, had_bounce)
         outcome = record_results(
             self.engine,
             self.settings,
@@ -1024,6 +1032,7 @@ class _ChunkLoop:
             renew_ids=self._renewal_due(),
             usage=self.usage,
             now=self.clock(),
+            probe_signals=guard_due,
         )
         ours = outcome.still_ours
         if ours is not None and len(ours) < len(self.remaining):  # lost to a lease: never send
@@ -1040,7 +1049,7 @@ class _ChunkLoop:
         if outcome.pause_reason:
             self.report.stopped = "paused by the server"
             return _Flow.STOP
-        return self._after_record(outcome, waiting)
+        return self._after_record(outcome, waiting, guard_due)
 
     def _renewal_due(self) -> list[int] | None:
         """The rows whose lease to extend with this chunk's results: all still to send once a
@@ -1057,14 +1066,16 @@ class _ChunkLoop:
         self.renewed_at = now
         return [r.id for r in self.remaining]
 
-    def _after_record(self, outcome: ChunkOutcome, waiting: list[SendResult]) -> _Flow:
+    def _after_record(
+        self, outcome: ChunkOutcome, waiting: list[SendResult], guard_due: bool
+    ) -> _Flow:
         # the reputation guard: hard bounces and complaints over the recent window pause
-        # the campaign (its own transaction, after this chunk's results are committed)
-        had_bounce = any(r.outcome == Outcome.BOUNCED for r in self.results)
+        # the campaign (its own transaction, after this chunk's results are committed; not
+        # needed when the chunk's transaction found no bad signal at all)
         if (
             outcome.running
-            and not self.campaign.is_test
-            and reputation.due(self.chunk_index, had_bounce)
+            and guard_due
+            and outcome.signals is not False
             and reputation.guard(self.engine, self.settings, self.campaign.id)
         ):
             self.report.stopped = "paused by the reputation guard"
