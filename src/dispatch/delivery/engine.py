@@ -492,10 +492,9 @@ def deliver_batch(
     if campaign is None:
         return report
     _prepare_channel(channel_factory, settings, campaign, batch_no)
-    rows = _claim(engine, settings, campaign_id, batch_no, token, report, clock)
-    if not rows:
+    rows = _claim(engine, settings, campaign, batch_no, token, report, clock)
+    if not report.claimed:
         return report
-    rows = _drop_ineligible(engine, campaign, rows, token, report, clock)
     _send_claimed(
         engine,
         settings,
@@ -548,19 +547,23 @@ def _runnable_campaign(
 def _claim(
     engine: Engine,
     settings: Settings,
-    campaign_id: int,
+    campaign: Campaign,
     batch_no: int,
     token: str,
     report: BatchReport,
     clock: Callable[[], datetime],
 ) -> list[ClaimedRow]:
-    """Claim the batch's due rows; none left finishes the campaign if it is done."""
+    """Claim the batch's due rows and, in the same transaction, skip those whose subscriber
+    may no longer receive the campaign; the rows to send. None claimed finishes the campaign
+    if it is done."""
+    campaign_id = campaign.id
     with Session(engine, expire_on_commit=False) as session, session.begin():
-        rows = claim_batch(
+        claimed = claim_batch(
             session, campaign_id, batch_no, token, settings.lease_seconds, now=clock()
         )
-    report.claimed = len(rows)
-    if not rows:
+        rows = _drop_ineligible(session, campaign, claimed, token, report, clock)
+    report.claimed = len(claimed)
+    if not claimed:
         with Session(engine) as session, session.begin():
             campaign_service.finish_if_done(session, campaign_id)
         return rows
@@ -571,7 +574,7 @@ def _claim(
 
 
 def _drop_ineligible(
-    engine: Engine,
+    session: Session,
     campaign: Campaign,
     rows: list[ClaimedRow],
     token: str,
@@ -579,12 +582,13 @@ def _drop_ineligible(
     clock: Callable[[], datetime],
 ) -> list[ClaimedRow]:
     """Skip the rows whose subscriber may no longer receive the campaign; the rest."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        eligible = _eligible(session, campaign, rows)
-        gone = [r for r in rows if r.subscriber_id not in eligible]
-        if gone:
-            _skip(session, campaign, gone, token, clock())
-            report.skipped = len(gone)
+    if not rows:
+        return rows
+    eligible = _eligible(session, campaign, rows)
+    gone = [r for r in rows if r.subscriber_id not in eligible]
+    if gone:
+        _skip(session, campaign, gone, token, clock())
+        report.skipped = len(gone)
     return [r for r in rows if r.subscriber_id in eligible]
 
 
