@@ -75,13 +75,14 @@ _CONTENT_TEXT = re.compile(r"spam|virus|malware|content|message (is )?too (big|l
 
 def decode_reply(raw: bytes) -> str:
     """A reply's text as sent: UTF-8, else GB18030 (Chinese servers answer in it), else
-    UTF-8 with replacement characters; never an exception."""
+    UTF-8 with replacement characters; never an exception. A NUL becomes U+FFFD: PostgreSQL
+    text cannot hold it, and a reply that carried one failed its whole chunk's recording."""
     for encoding in ("utf-8", "gb18030"):
         try:
-            return raw.decode(encoding)
+            return raw.decode(encoding).replace("\x00", "\ufffd")
         except UnicodeDecodeError:
             continue
-    return raw.decode("utf-8", "replace")
+    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def classify_for_provider(

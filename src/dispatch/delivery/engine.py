@@ -216,7 +216,7 @@ def _decide_all(
         outcome = _decide(settings, row, result, now)
         if result.outcome == Outcome.PAUSED and pause_reason is None:
             pause_reason = _pause_reason(result)
-        text = result.text
+        text = _storable(result.text)
         if result.outcome == Outcome.DEFERRED and outcome.status == DeliveryStatus.FAILED:
             text = f"gave up after {row.attempts + 1} attempts: {result.text}"
         params.append(
@@ -237,10 +237,16 @@ def _decide_all(
     return params, decided, pause_reason
 
 
+def _storable(text: str | None) -> str:
+    """A channel's result text as the database can store it: PostgreSQL text cannot hold NUL
+    (a remote server's reply may carry one; the chunk's whole recording would fail)."""
+    return (text or "").replace("\x00", "\ufffd")
+
+
 def _event_data(row: ClaimedRow, result: SendResult, outcome: _Outcome) -> dict[str, Any]:
     data: dict[str, Any] = {"code": result.code, "attempt": row.attempts + 1}
     if result.text:
-        data["text"] = result.text[:500]
+        data["text"] = _storable(result.text)[:500]
     for key in ("relay", "rule", "stage"):
         if (result.data or {}).get(key):
             data[key] = result.data[key]

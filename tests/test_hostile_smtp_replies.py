@@ -1,0 +1,58 @@
+"""A receiving server's reply is input from outside: whatever bytes it holds, the result is
+recorded. PostgreSQL text cannot hold the NUL character; a reply carrying one made the whole
+chunk's recording transaction fail, so its rows stayed 'sending' until their lease ran out and
+were then sent again."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from dispatch.channels.smtp_replies import decode_reply
+from dispatch.content.store import publish_source
+from dispatch.delivery import campaigns
+from dispatch.delivery.engine import drain
+from dispatch.delivery.queue import ListQueue
+from dispatch.models import Delivery, Event
+from dispatch.paths import PROJECT_ROOT
+from smtp_server import smtp_server  # noqa: F401
+from test_delivery_support import make_list_with
+
+SAMPLE_ISSUE = PROJECT_ROOT / "examples" / "2023-02"
+
+
+def test_a_reply_with_a_nul_character_is_recorded_not_resent(
+    engine,
+    session,
+    settings,
+    smtp_server,  # noqa: F811
+):
+    smtp_server.script.rcpt["gone@example.net"] = "550 5.1.1 <gone@example.net>\x00 no such user"
+    emails = ["gone@example.net", "here@example.net"]
+    issue = publish_source(session, SAMPLE_ISSUE)
+    list_id = make_list_with(session, "nul-replies", emails)
+    campaign, _ = campaigns.create_or_get(
+        session, issue_id=issue.id, channel="email", list_ids=[list_id], tracking=False
+    )
+    session.commit()
+    settings = settings.replace(smtp_url=smtp_server.url)
+    queue = ListQueue()
+    campaigns.start(engine, settings, campaign.id, queue)
+    drain(engine, settings, queue)
+    session.expire_all()
+    rows = {
+        d.email: d
+        for d in session.scalars(select(Delivery).where(Delivery.campaign_id == campaign.id))
+    }
+    assert rows["here@example.net"].status == "sent"
+    gone = rows["gone@example.net"]
+    assert gone.status == "bounced"
+    assert "no such user" in gone.last_text and "\x00" not in gone.last_text
+    event = session.scalars(
+        select(Event).where(Event.delivery_id == gone.id, Event.kind == "bounced")
+    ).one()
+    assert "\x00" not in event.data["text"]
+
+
+def test_decoded_replies_never_hold_a_nul():
+    assert decode_reply(b"550 bad\x00 user") == "550 bad\ufffd user"
+    assert decode_reply("550 坏\x00".encode("gb18030")) == "550 坏\ufffd"
