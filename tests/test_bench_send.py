@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,55 @@ def test_bench_send_prints_the_documented_keys_and_its_ratios_as_documented(tmp_
         assert run["steady_rate"] >= run["rate"]  # startup excluded
     assert result["ratio_to_source"] == runs[0]["ratio_to_source"]
     assert result["growth_ratio"] == round(runs[1]["rate"] / runs[0]["rate"], 3)
+
+
+@pytest.mark.slow
+def test_bench_send_cpu_charges_every_phase_and_adds_up(tmp_path):
+    """`dispatch bench send-cpu`: the phases' CPU per message adds up to the thread's total
+    (each moment charged to the innermost phase, once), and the main ones are all seen."""
+    env = {**os.environ, "DISPATCH_BENCH_PG_URL": PG_ADMIN_URL, "TMPDIR": str(tmp_path)}
+    env["DISPATCH_BENCH_REDIS_URL"] = REDIS_TEST_URL
+    done = subprocess.run(
+        [sys.executable, "-c", "from dispatch.cli import main; main()"]
+        + ["bench", "send-cpu", "--recipients", "600", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["messages"] == 400  # the first 200 (rendering, first connection) untimed
+    phases = result["phases_ms_per_message"]
+    for name in ("SMTP wire", "message build", "recording transaction", "claim + eligibility"):
+        assert phases[name] > 0, name
+    assert sum(phases.values()) == pytest.approx(result["cpu_ms_per_message"], abs=0.001)
+    assert phases["outside the phases"] >= -0.001
+
+
+def test_the_phase_clock_charges_the_innermost_phase():
+    from dispatch.dev.bench.sendcpu import PhaseClock
+
+    clock = PhaseClock()
+
+    def spin(rounds: int) -> None:
+        total = 0
+        for i in range(rounds):
+            total += i * i
+
+    inner = clock.wrap("inner", lambda: spin(200_000))
+
+    def outer_body() -> None:
+        spin(200_000)
+        inner()
+
+    outer = clock.wrap("outer", outer_body)
+    clock.reset()
+    started = time.thread_time()
+    outer()
+    elapsed = time.thread_time() - started
+    assert clock.seconds["inner"] > 0 and clock.seconds["outer"] > 0
+    assert clock.seconds["inner"] + clock.seconds["outer"] == pytest.approx(elapsed, rel=0.05)
+    assert clock.seconds["outer"] < elapsed  # the inner call's time is not counted twice

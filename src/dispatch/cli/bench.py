@@ -13,6 +13,7 @@ BENCH_MODULES = (
     "render",
     "importing",
     "send",
+    "sendcpu",
     "fanout",
     "web",
     "wechat_sync",
