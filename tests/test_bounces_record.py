@@ -95,6 +95,27 @@ def test_dsn_for_an_address_we_never_sent_to_is_reported_not_acted_on(session, b
     assert _suppressed(session) == {}
 
 
+@pytest.mark.parametrize(
+    "number",
+    [
+        "9" * 30,  # past 2^63 - 1: the lookup overflowed (SQLite) or went out of range (PG)
+        str(2**63),
+        "0",
+    ],
+)
+def test_a_message_id_naming_an_impossible_delivery_matches_nobody(session, bsettings, number):
+    """Anyone can send a DSN: its Message-ID's numbers are bounded before they reach a query,
+    so such a message is recorded as unmatched instead of failing the whole chunk."""
+    sent = sent_campaign(session, ADDRESSES)
+    raw = postfix_dsn(
+        "stranger@example.com", message_id=f"<d{number}.c{sent.campaign_id}@example.org>"
+    )
+    recorded = process_message(session, bsettings, raw, source="file")
+    session.commit()
+    assert recorded.delivery_id is None and "no delivery" in recorded.reason
+    assert _suppressed(session) == {}
+
+
 def test_without_verp_the_address_finds_the_latest_delivery(session, bsettings):
     sent = sent_campaign(session, ADDRESSES)
     recorded = process_message(session, bsettings, postfix_dsn("alice@example.net"), source="file")

@@ -34,7 +34,7 @@ from dispatch.config import Settings
 from dispatch.log import get_logger
 from dispatch.models import utcnow
 from dispatch.models.bounce import BounceMessage
-from dispatch.models.delivery import Campaign, Delivery
+from dispatch.models.delivery import MAX_DELIVERY_ID, Campaign, Delivery
 from dispatch.models.subscriber import Subscriber, Subscription, Suppression
 from dispatch.tokens import TokenError, bounce_token_in, verify_bounce_token
 from dispatch.vocabulary import (
@@ -203,9 +203,19 @@ def _claim(settings: Settings, result: BounceResult) -> _Claim:
     if message_id.startswith("d") and message_id.lower().endswith("@" + domain):
         local = message_id.rpartition("@")[0]
         head, _, campaign = local.partition(".c")
-        if head[1:].isdigit() and campaign.isdigit():
-            out.message_id = (int(head[1:]), int(campaign))
+        delivery_id, campaign_id = _row_id(head[1:]), _row_id(campaign)
+        if delivery_id is not None and campaign_id is not None:
+            out.message_id = (delivery_id, campaign_id)
     return out
+
+
+def _row_id(text: str) -> int | None:
+    """An id written in a Message-ID (anyone can send one): ASCII digits, 1 to
+    MAX_DELIVERY_ID; anything else names no row (a larger number would overflow the query)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_DELIVERY_ID else None
 
 
 def _resolve(

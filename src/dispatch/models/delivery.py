@@ -32,6 +32,7 @@ __all__ = [
     "CAMPAIGN_STATUSES",
     "CHANNEL_KINDS",
     "DELIVERY_STATUSES",
+    "MAX_DELIVERY_ID",
     "OPEN_DELIVERY_STATUSES",
     "Campaign",
     "Delivery",
@@ -43,6 +44,9 @@ CAMPAIGN_STATUSES = tuple(s.value for s in CampaignStatus)
 DELIVERY_STATUSES = tuple(s.value for s in DeliveryStatus)
 # rows that still need work: the campaign is finished when none is left
 OPEN_DELIVERY_STATUSES = tuple(s.value for s in DELIVERY_OPEN)
+# the largest id a 64-bit column holds: deliveries.id (BIGINT on PostgreSQL, SQLite's INTEGER)
+# and every column that names a delivery; a number read from outside above it names no row
+MAX_DELIVERY_ID = 2**63 - 1
 
 
 class Campaign(Base):
