@@ -6,7 +6,7 @@ from __future__ import annotations
 import zlib
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bounce_helpers import arf_report, postfix_dsn, sent_campaign
 from dispatch.bounces.record import process_message
@@ -114,6 +114,22 @@ def test_a_message_id_naming_an_impossible_delivery_matches_nobody(session, bset
     session.commit()
     assert recorded.delivery_id is None and "no delivery" in recorded.reason
     assert _suppressed(session) == {}
+
+
+def test_a_message_id_naming_a_delivery_past_2_31_is_looked_up(session, bsettings):
+    """The largest id a Message-ID may name is the 64-bit one (deliveries.id is BIGINT)."""
+    sent = sent_campaign(session, ["zed@example.net"])
+    session.execute(
+        update(Delivery).values(id=3_000_000_000).where(Delivery.campaign_id == sent.campaign_id)
+    )
+    session.commit()
+    raw = postfix_dsn(
+        "zed@example.net", message_id=f"<d3000000000.c{sent.campaign_id}@example.org>"
+    )
+    recorded = process_message(session, bsettings, raw, source="file")
+    session.commit()
+    assert recorded.delivery_id == 3_000_000_000
+    assert session.scalars(select(BounceMessage.delivery_id)).one() == 3_000_000_000
 
 
 def test_without_verp_the_address_finds_the_latest_delivery(session, bsettings):

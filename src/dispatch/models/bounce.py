@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, utcnow
@@ -40,7 +40,7 @@ class BounceMessage(Base):
     reporting_mta: Mapped[str | None] = mapped_column(String(255), default=None)
     original_message_id: Mapped[str | None] = mapped_column(String(255), default=None)
     campaign_id: Mapped[int | None] = mapped_column(Integer, default=None)
-    delivery_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    delivery_id: Mapped[int | None] = mapped_column(BigInteger, default=None)  # deliveries.id
     subscriber_id: Mapped[int | None] = mapped_column(Integer, default=None)
     action: Mapped[str] = mapped_column(String(32), default="none")  # what dispatch did about it
     reason: Mapped[str] = mapped_column(Text, default="")  # why: matched how, or why ignored

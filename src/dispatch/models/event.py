@@ -33,7 +33,8 @@ class Event(Base):
     channel: Mapped[str] = mapped_column(String(16), default=Channel.EMAIL.value)  # a Channel
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
     campaign_id: Mapped[int | None] = mapped_column(default=None)
-    delivery_id: Mapped[int | None] = mapped_column(default=None)
+    # deliveries.id is BIGINT: ids pass 2^31 - 1 in the service's life (i20_bigint_delivery_ids)
+    delivery_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     subscriber_id: Mapped[int | None] = mapped_column(default=None)
     list_id: Mapped[int | None] = mapped_column(default=None)
     data: Mapped[dict] = mapped_column(JSON, default=dict)  # code, text, url, link index, ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, utcnow
@@ -57,7 +57,7 @@ class TrackingHit(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    delivery_id: Mapped[int]
+    delivery_id: Mapped[int] = mapped_column(BigInteger)  # deliveries.id is BIGINT
     link_index: Mapped[int]
     campaign_id: Mapped[int | None] = mapped_column(default=None)
     count: Mapped[int] = mapped_column(default=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.models.base import Base, utcnow
@@ -127,7 +127,7 @@ class WechatTemplateMessage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     msg_id: Mapped[str] = mapped_column(String(32))
     campaign_id: Mapped[int]
-    delivery_id: Mapped[int]
+    delivery_id: Mapped[int] = mapped_column(BigInteger)  # deliveries.id is BIGINT
     subscriber_id: Mapped[int | None] = mapped_column(default=None)
     openid: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32), default="sent")  # sent | success | failed:…
