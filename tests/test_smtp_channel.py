@@ -406,3 +406,50 @@ def test_two_outboxes_sharing_a_folder_never_share_a_number(tmp_path):
     with LocalOutbox(folder) as later:  # a sink started later continues after them
         send(channel_settings(later.url), recipients("late@example.net"))
     assert sorted(folder.glob("*.eml"))[-1].name == "000007-late@example.net.eml"
+
+
+def test_the_next_envelope_leaves_with_the_final_dot(smtp_server, pipelining, monkeypatch):  # noqa: F811
+    """RFC 2920: message content may open a pipelined group, so the next message's MAIL, RCPT
+    and DATA go out in the same write as this one's final dot: one round trip per message."""
+    from dispatch.channels import smtp_conversation
+
+    after_dots: list[bytes] = []
+    real_send_body = smtp_conversation.send_body
+
+    def spy(smtp, message, while_waiting=None, after_dot=b""):
+        after_dots.append(after_dot)
+        return real_send_body(smtp, message, while_waiting, after_dot)
+
+    monkeypatch.setattr(smtp_conversation, "send_body", spy)
+    addresses = [f"r{i}@example.net" for i in range(5)]
+    results = send(channel_settings(smtp_server.url), recipients(*addresses))
+    assert outcomes(results) == ["sent"] * 5
+    assert sorted(a for m in smtp_server.messages for a in m.rcpt_tos) == addresses
+    assert smtp_server.connections == 1
+    if pipelining:
+        assert [d.startswith(b"MAIL FROM:<") for d in after_dots] == [True] * 4 + [False]
+        assert b"RCPT TO:<r1@example.net>\r\nDATA\r\n" in after_dots[0]
+    else:
+        assert after_dots == [b""] * 5
+
+
+def test_an_envelope_sent_ahead_for_a_message_that_then_waits_closes_the_line(smtp_server):  # noqa: F811
+    """b's reply throttles its provider after c's envelope already left: c is held, so the
+    server (waiting for c's body) must see the line closed, never a next command read as
+    message text; the channel's next chunk starts on a new line and every message arrives
+    whole, once."""
+    smtp_server.script.data["b@example.net"] = ["451 4.7.0 Rate limit exceeded, try again later"]
+    channel = make(channel_settings(smtp_server.url))
+    channel.open()
+    try:
+        first = channel.send(recipients("a@example.net", "b@example.net", "c@example.net"))
+        second = channel.send(recipients("d@example.net", "e@example.net"))
+    finally:
+        channel.close()
+    assert outcomes(first) == ["sent", "throttled", "throttled"]
+    assert first[2].data["stage"] == "not_attempted"
+    assert outcomes(second) == ["sent", "sent"]
+    received = sorted(a for m in smtp_server.messages for a in m.rcpt_tos)
+    assert received == ["a@example.net", "d@example.net", "e@example.net"]  # b: refused
+    assert not smtp_server.received_by("c@example.net")
+    assert all(b"MAIL FROM:" not in m.data and b"QUIT" not in m.data for m in smtp_server.messages)

@@ -50,9 +50,14 @@ def clean_header_text(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
+def is_plain_address(address: str | None) -> bool:
+    """One plain addr-spec: no display name, no spaces, no control characters (CR, LF)."""
+    return bool(address) and _ADDRESS.match(address or "") is not None
+
+
 def check_address(address: str, what: str = "address") -> str:
     """Return the address if it is one plain addr-spec; raise MessageBuildError otherwise."""
-    if not address or not _ADDRESS.match(address):
+    if not is_plain_address(address):
         raise MessageBuildError(f"{what} {address!r} is not a plain email address")
     return address
 

@@ -32,6 +32,7 @@ from dispatch.channels.base import (
     Recipient,
     SendResult,
 )
+from dispatch.channels.email_message import is_plain_address
 from dispatch.channels.email_source import (
     CampaignSourceError,
     EmailCampaignSource,
@@ -40,6 +41,7 @@ from dispatch.channels.email_source import (
     load_source_from_database,
 )
 from dispatch.channels.smtp_conversation import (
+    Envelope,
     Progress,
     SmtpConversation,
     SmtpEndpoint,
@@ -272,6 +274,7 @@ class SmtpChannel:
             held = state.throttled.get(recipient.provider or "")
             if state.halt is not None or source is None or held is not None:
                 halt = state.halt or held or _Halt(Outcome.PAUSED, None, "")
+                self._abandon_announced()
                 result = self._not_attempted(recipient, halt)
             else:
                 following = batch[index + 1] if index + 1 < len(batch) else None
@@ -280,12 +283,37 @@ class SmtpChannel:
                     if following is not None and following.delivery_id not in built:
                         built[following.delivery_id] = build(following)
 
+                def announce(following: Recipient | None = following) -> Envelope | None:
+                    return self._envelope_ahead(following, state)
+
                 message = built.pop(recipient.delivery_id, None) or build(recipient)
-                result = self._send_one(recipient, message, state, build_following)
+                result = self._send_one(recipient, message, state, build_following, announce)
             state.counts[result.outcome] = state.counts.get(result.outcome, 0) + 1
             results.append(result)
+        self._abandon_announced()
         self._log_batch(len(batch), started, state)
         return results
+
+    def _envelope_ahead(self, following: Recipient | None, state: _BatchState) -> Envelope | None:
+        """The next recipient's envelope, to leave with this message's final dot: only when
+        that message is about to be tried on this line (an ASCII address, nothing halted or
+        held). If this message's reply then stops it after all, the line is closed
+        (`_abandon_announced`): the server would be waiting for its body."""
+        if following is None or state.halt is not None or not following.email:
+            return None
+        if (following.provider or "") in state.throttled:
+            return None
+        envelope = (self.envelope_sender(following), following.email)
+        # sent before that message is built (and its address checked): a plain ASCII
+        # addr-spec each, so no CR/LF can reach the wire as a command of its own
+        ok = all(part.isascii() and is_plain_address(part) for part in envelope)
+        return envelope if ok else None
+
+    def _abandon_announced(self) -> None:
+        """An envelope went out ahead but its message will not follow now: the server waits
+        for that body, and only closing the line ends a DATA phase without a message."""
+        if self._conn is not None and self._conn.announced is not None:
+            self._drop()
 
     def _source_or_halt(self, state: _BatchState) -> EmailCampaignSource | None:
         """The rendered campaign, or None; a source that cannot be built, a connection that
@@ -337,9 +365,11 @@ class SmtpChannel:
         message: tuple[str, bytes] | Exception,
         state: _BatchState,
         while_waiting: Callable[[], None] | None = None,
+        following: Callable[[], Envelope | None] | None = None,
     ) -> SendResult:
         """One transaction, reconnecting once if the line dropped before the body went out."""
         if isinstance(message, Exception):  # this recipient's message cannot be built
+            self._abandon_announced()
             return self._build_failed(recipient, message)
         message_id, data = message
         assert recipient.email is not None
@@ -354,7 +384,12 @@ class SmtpChannel:
             progress = Progress()
             try:
                 code, reply = conn.transaction(
-                    self.envelope_sender(recipient), recipient.email, data, progress, while_waiting
+                    self.envelope_sender(recipient),
+                    recipient.email,
+                    data,
+                    progress,
+                    while_waiting,
+                    following,
                 )
             except Exception as exc:  # noqa: BLE001 - classified here
                 result = self._after_fault(recipient, message_id, exc, progress, state)

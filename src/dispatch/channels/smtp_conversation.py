@@ -116,12 +116,16 @@ def smtp_data(smtp: smtplib.SMTP, message: bytes) -> tuple[int, bytes]:
 
 
 def send_body(
-    smtp: smtplib.SMTP, message: bytes, while_waiting: Callable[[], None] | None = None
+    smtp: smtplib.SMTP,
+    message: bytes,
+    while_waiting: Callable[[], None] | None = None,
+    after_dot: bytes = b"",
 ) -> tuple[int, bytes]:
     """After 354: the message, dot-stuffed where needed, the final dot, and the server's reply.
 
     `while_waiting` runs between sending and reading the reply: the next recipient's message is
-    built while the server is still taking this one (it must not raise).
+    built while the server is still taking this one (it must not raise). `after_dot` leaves in
+    the same write as the final dot (the next message's envelope, RFC 2920).
     """
     if needs_dot_stuffing(message):
         message = _LEADING_DOT.sub(b"..", message)
@@ -133,7 +137,7 @@ def send_body(
     # short ending at once); an OSError closes the connection as smtplib.send would
     try:
         sock.sendall(message)
-        sock.sendall(ending)
+        sock.sendall(ending + after_dot)
     except OSError as exc:
         smtp.close()
         raise smtplib.SMTPServerDisconnected("Server not connected") from exc
@@ -186,17 +190,35 @@ _PIPELINED_STEPS: tuple[tuple[Stage, tuple[int, ...]], ...] = (
 )
 
 
+def envelope_commands(mail_from: str, rcpt_to: str) -> bytes:
+    """MAIL, RCPT and DATA of one message, as one pipelined group (RFC 2920); an address
+    with CR or LF is refused (it would be a command of its own)."""
+    if any(c in part for part in (mail_from, rcpt_to) for c in "\r\n"):
+        raise ValueError("an envelope address holds a line break")
+    return f"MAIL FROM:<{mail_from}>\r\nRCPT TO:<{rcpt_to}>\r\nDATA\r\n".encode("ascii")
+
+
+Envelope = tuple[str, str]  # (MAIL FROM, RCPT TO)
+
+
 class SmtpConversation:
     """One open SMTP connection: transactions on it, RSET, QUIT.
 
     `open()` raises whatever smtplib raises; `progress.stage` then says how far it got
     (connect, helo, auth), which is what `classify_smtp_error` needs.
+
+    With PIPELINING, the next message's envelope may leave with this message's final dot
+    (RFC 2920: message content may open a group): one round trip per message instead of two,
+    for the server as much as for us. Its three replies are then owed (`announced`) and the
+    server waits for that message's body after them: only its transaction, or closing the
+    line, may follow (neither RSET nor QUIT: they would be read as message text).
     """
 
     def __init__(self, smtp: smtplib.SMTP, *, pipelining: bool | None = None):
         self.smtp = smtp
         self.pipelining = pipelining  # None: when the server advertises PIPELINING
         self.broken = False  # the server hung up mid-transaction: do not reuse
+        self.announced: Envelope | None = None  # sent ahead with the last final dot
 
     @classmethod
     def open(
@@ -255,13 +277,16 @@ class SmtpConversation:
         data: bytes,
         progress: Progress,
         while_waiting: Callable[[], None] | None = None,
+        following: Callable[[], Envelope | None] | None = None,
     ) -> tuple[int, bytes]:
         """MAIL, RCPT, DATA and the body; the first reply that is not a go-ahead ends it.
 
         With PIPELINING (RFC 2920) the three commands leave in one write and their replies are
-        read in order: two round trips per message instead of four. The replies still owed
-        after a refusal are read (the server sends them), unless the server is closing (421).
-        Connection faults raise (smtplib's exceptions / OSError).
+        read in order: two round trips per message instead of four, one when the envelope was
+        sent ahead with the previous final dot (`following` names the next message's envelope
+        once this body is on the wire; it must then be this conversation's next transaction).
+        The replies still owed after a refusal are read (the server sends them), unless the
+        server is closing (421). Connection faults raise (smtplib's exceptions / OSError).
         """
         smtp = self.smtp
         progress.stage = "mail"
@@ -279,7 +304,11 @@ class SmtpConversation:
             if code != 354:
                 return code, reply
         else:
-            smtp.send(f"MAIL FROM:<{mail_from}>\r\nRCPT TO:<{rcpt_to}>\r\nDATA\r\n")
+            if self.announced is None:
+                smtp.send(envelope_commands(mail_from, rcpt_to))
+            elif self.announced != (mail_from, rcpt_to):
+                raise RuntimeError("the envelope sent ahead was another message's")
+            self.announced = None
             for index, (stage, accepted) in enumerate(_PIPELINED_STEPS):
                 progress.stage = stage
                 code, reply = smtp.getreply()
@@ -288,7 +317,12 @@ class SmtpConversation:
                         self._read_owed_replies(2 - index)
                     return code, reply
         progress.body_sent = True
-        return send_body(smtp, data, while_waiting)
+        after_dot = b""
+        if following is not None and self.uses_pipelining():
+            self.announced = following()
+            if self.announced is not None:
+                after_dot = envelope_commands(*self.announced)
+        return send_body(smtp, data, while_waiting, after_dot)
 
     def _read_owed_replies(self, count: int) -> None:
         try:
@@ -298,7 +332,11 @@ class SmtpConversation:
             self.broken = True
 
     def rset(self) -> bool:
-        """RSET after a refused transaction; False when the connection is dead."""
+        """RSET after a refused transaction; False when the connection is dead (or the server
+        waits for the body of an envelope sent ahead: the line must be closed)."""
+        if self.announced is not None:
+            self.broken = True
+            return False
         try:
             self.smtp.rset()
         except Exception:  # noqa: BLE001
@@ -306,7 +344,10 @@ class SmtpConversation:
         return not self.broken
 
     def quit(self) -> None:
-        """QUIT politely, then close; never raises."""
+        """QUIT politely (unless a body is awaited), then close; never raises."""
+        if self.announced is not None:
+            self.close()
+            return
         try:
             self.smtp.quit()
         except Exception:  # noqa: BLE001
