@@ -44,6 +44,7 @@ def _structured_worker_logs(loglevel=None, **_kwargs) -> None:
 
 
 DELIVER_BATCH = "dispatch.deliver_batch"
+PREPARE_CAMPAIGN = "dispatch.prepare_campaign"
 START_CAMPAIGN = "dispatch.start_campaign"
 SWEEP = "dispatch.sweep"
 POLL_BOUNCES = "dispatch.poll_bounces"
@@ -238,6 +239,11 @@ class CeleryQueue:
     def enqueue(self, campaign_id: int, batch_no: int) -> None:
         self.app.send_task(DELIVER_BATCH, args=(campaign_id, batch_no), queue=self.queue)
 
+    def prepare(self, campaign_id: int) -> None:
+        """One prepare_campaign task: the idle worker that takes it renders the campaign
+        while the fan-out runs (delivery.prepare); queued before the batches, so taken first."""
+        self.app.send_task(PREPARE_CAMPAIGN, args=(campaign_id,), queue=self.queue)
+
     def waiting(self) -> int:
         """Tasks in the broker's queue that no worker has taken (Redis: the list's length;
         RabbitMQ: the queue's ready messages). A queue the broker does not know holds none."""
@@ -278,6 +284,18 @@ def deliver_batch(self, campaign_id: int, batch_no: int) -> dict:
             log.warning("task.release_failed", campaign_id=campaign_id, error=str(exc))
         raise
     return {"claimed": report.claimed, **report.outcomes}
+
+
+# acked when taken (not late): a worker lost mid-render hands it to nobody, the batches
+# render anyway; a solo worker still takes nothing else until it is done
+@app.task(name=PREPARE_CAMPAIGN, acks_late=False, ignore_result=True)
+def prepare_campaign(campaign_id: int) -> bool:
+    """Render the campaign in this worker before its batches arrive (delivery.prepare).
+    Never raises: a campaign that cannot be prepared is reported by its batches."""
+    from dispatch.delivery.prepare import prepare_campaign as run
+
+    engine, settings = _deps()
+    return run(engine, settings, int(campaign_id))
 
 
 @app.task(name=START_CAMPAIGN, acks_late=True, ignore_result=True)

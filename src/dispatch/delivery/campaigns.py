@@ -20,6 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from dispatch.channels import channel_traits, registered_channels
 from dispatch.config import Settings
 from dispatch.db import affected, analyze, analyze_if_stale
+from dispatch.delivery.prepare import ask_workers_to_prepare
 from dispatch.errors import DispatchError, ErrorKind
 from dispatch.i18n import Catalog
 from dispatch.log import get_logger
@@ -418,7 +419,9 @@ def begin_running(
 def start(
     engine: Engine, settings: Settings, campaign_id: int, queue, now: datetime | None = None
 ) -> list[int]:
-    """Start now: fan out in one transaction, then enqueue every batch."""
+    """Start now: fan out in one transaction, then enqueue every batch. Idle workers render
+    the issue meanwhile (delivery.prepare: asked first, so it overlaps the fan-out)."""
+    ask_workers_to_prepare(engine, settings, campaign_id, queue)
     # the fan-out reads the whole list: plan it on statistics that know the list (a hash join,
     # not a nested loop per person as on never-analysed tables after a big import)
     analyze_if_stale(engine, "subscribers", "subscriptions", "suppressions")
@@ -510,7 +513,9 @@ def open_batches(session: Session, campaign_id: int) -> list[int]:
 
 
 def resume(engine: Engine, settings: Settings, campaign_id: int, queue) -> list[int]:
-    """paused → running and enqueue every batch that still has work."""
+    """paused → running and enqueue every batch that still has work (idle workers render the
+    issue meanwhile, as for `start`)."""
+    ask_workers_to_prepare(engine, settings, campaign_id, queue)
     now = utcnow()
     with Session(engine, expire_on_commit=False) as session, session.begin():
         campaign = get(session, campaign_id, for_update=True)

@@ -40,6 +40,7 @@ from dispatch.delivery.claiming import (
     renew,
     write_results,
 )
+from dispatch.delivery.prepare import campaign_context as _context
 from dispatch.delivery.queue import BatchQueue
 from dispatch.delivery.quota import record_used
 from dispatch.delivery.ratelimit import Limit, RateLimiter, make_rate_limiter
@@ -391,19 +392,6 @@ def _chunk_size(settings: Settings, channel: Channel | None, kind: str) -> int:
     setting (also how often pause/cancel and the lease are looked at)."""
     traits = getattr(channel, "traits", None) or channel_traits(kind)
     return max(1, int(traits.chunk_size or settings.chunk_size))
-
-
-def _context(campaign: Campaign, batch_no: int, relay=None) -> CampaignContext:
-    return CampaignContext(
-        campaign_id=campaign.id,
-        issue_id=campaign.issue_id,
-        batch_no=batch_no,
-        list_ids=tuple(campaign.list_ids),
-        # tracking only where the channel can report opens or clicks
-        tracking=campaign.tracking and channel_traits(campaign.channel).tracks,
-        is_test=campaign.is_test,
-        relay=relay,
-    )
 
 
 def _hold(

@@ -26,6 +26,10 @@ _MARK_CHUNK = 1000  # ids per UPDATE (SQLite's bound-parameter limit)
 
 
 class BatchQueue(Protocol):
+    """Optional methods, looked up with getattr: `waiting()` (waiting_count) and
+    `prepare(campaign_id)`: ask one idle worker to render the campaign ahead of its batches
+    (delivery.prepare; CeleryQueue has it, ListQueue does not: nothing to get ahead of)."""
+
     def enqueue(self, campaign_id: int, batch_no: int) -> None:
         """Ask some worker to run deliver_batch(campaign_id, batch_no) soon."""
 
