@@ -171,6 +171,28 @@ def _check_sending_settings(sender=None, **_kwargs) -> None:
         raise SystemExit(f"dispatch: {exc}") from None
 
 
+# what a worker's first batch imported (the engine, premailer and the renderer, both channels):
+# 0.6 s of CPU, paid by the first campaign's start in every worker process; now at boot
+SEND_PATH_MODULES = (
+    "dispatch.delivery.engine",
+    "dispatch.delivery.routing",
+    "dispatch.channels.smtp",
+    "dispatch.channels.wechat",
+    "dispatch.render.email",
+    "dispatch.content.store",
+    "dispatch.subscribers.service",
+)
+
+
+@worker_init.connect
+def _preload_send_path(**_kwargs) -> None:
+    """Import the send path before the first task (a prefork pool's children inherit it)."""
+    import importlib
+
+    for name in SEND_PATH_MODULES:
+        importlib.import_module(name)
+
+
 _heartbeats: list = []  # this process's HeartbeatThread and RecoveryThread, to stop
 
 
