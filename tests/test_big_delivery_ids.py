@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import email
 import re
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from email.message import Message
 
 import pytest
@@ -28,43 +26,26 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from bounce_helpers import postfix_dsn
-from conftest import PG_ADMIN_URL, _pg_url_for
+from conftest import PG_ADMIN_URL
 from dispatch.bounces.record import process_message
 from dispatch.config import load_settings
-from dispatch.content.store import publish_source
 from dispatch.db import downgrade, make_engine, upgrade
-from dispatch.delivery import campaigns
-from dispatch.delivery.engine import drain
-from dispatch.delivery.queue import ListQueue
+from dispatch.dev.bench.send import fresh_database
 from dispatch.models import Base, BounceMessage, Delivery, Event
 from dispatch.models.web import TrackingHit
 from dispatch.paths import PROJECT_ROOT
 from dispatch.web.app import create_app
 from smtp_server import smtp_server  # noqa: F401
-from test_delivery_support import make_list_with
+from test_delivery_support import send_sample_campaign
 
 START = 3_000_000_000  # past 2^31 - 1 = 2,147,483,647
 SAMPLE_ISSUE = PROJECT_ROOT / "examples" / "2023-02"
 BASE = "https://bulletin.example.org"
 
 
-@contextmanager
-def _fresh_database() -> Iterator[str]:
+def _fresh_database():
     """A migrated PostgreSQL database of its own (this module moves sequences and schema)."""
-    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"dispatch_test_bigid_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = _pg_url_for(name)
-    try:
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return fresh_database(PG_ADMIN_URL, prefix="dispatch_test_bigid")
 
 
 @pytest.fixture(scope="module")
@@ -92,16 +73,7 @@ def _html(message: Message) -> str:
 
 def _send(engine, settings, emails: list[str]) -> int:
     with Session(engine, expire_on_commit=False) as session:
-        issue = publish_source(session, SAMPLE_ISSUE)
-        list_id = make_list_with(session, "big-ids", emails)
-        campaign, _ = campaigns.create_or_get(
-            session, issue_id=issue.id, channel="email", list_ids=[list_id], tracking=True
-        )
-        session.commit()
-    queue = ListQueue()
-    campaigns.start(engine, settings, campaign.id, queue)
-    drain(engine, settings, queue)
-    return campaign.id
+        return send_sample_campaign(session, engine, settings, "big-ids", emails, tracking=True)
 
 
 def test_a_campaign_past_two_to_the_31_records_sends_opens_clicks_and_bounces(

@@ -20,14 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dispatch.channels.dkim import public_key_record
-from dispatch.content.store import publish_source
-from dispatch.delivery import campaigns
-from dispatch.delivery.engine import drain
-from dispatch.delivery.queue import ListQueue
 from dispatch.paths import PROJECT_ROOT
 from dns_server import DnsmasqServer, Zone
 from smtp_server import smtp_server  # noqa: F401
-from test_delivery_support import make_list_with
+from test_delivery_support import send_sample_campaign
 
 SAMPLE_ISSUE = PROJECT_ROOT / "examples" / "2023-02"
 SELECTOR = "bulletin2026"
@@ -66,15 +62,8 @@ def dkim_key(tmp_path_factory) -> tuple[Path, str]:
 
 
 def _campaign_message(session, engine, settings, server, address: str) -> bytes:
-    issue = publish_source(session, SAMPLE_ISSUE)
-    list_id = make_list_with(session, "members", [address, "other@example.net"])
-    campaign, _ = campaigns.create_or_get(
-        session, issue_id=issue.id, channel="email", list_ids=[list_id], tracking=True
-    )
-    session.commit()
-    queue = ListQueue()
-    campaigns.start(engine, settings, campaign.id, queue)
-    drain(engine, settings, queue)
+    emails = [address, "other@example.net"]
+    send_sample_campaign(session, engine, settings, "members", emails, tracking=True)
     received = server.received_by(address)
     assert len(received) == 1
     return received[0].data

@@ -95,3 +95,26 @@ def channel_factory(log: list, script: Script | None = None):
         return ScriptedChannel(log, script, lock)
 
     return factory
+
+
+def send_sample_campaign(
+    session: Session, engine, settings: Settings, slug: str, emails: Sequence[str], **options
+) -> int:
+    """The sample issue published, a list `slug` of `emails`, a campaign to it (options such
+    as tracking) started and drained in this process; the campaign's id."""
+    from dispatch.content.store import publish_source
+    from dispatch.delivery import campaigns
+    from dispatch.delivery.engine import drain
+    from dispatch.delivery.queue import ListQueue
+    from dispatch.paths import PROJECT_ROOT
+
+    issue = publish_source(session, PROJECT_ROOT / "examples" / "2023-02")
+    list_id = make_list_with(session, slug, emails)
+    campaign, _ = campaigns.create_or_get(
+        session, issue_id=issue.id, channel="email", list_ids=[list_id], **options
+    )
+    session.commit()
+    queue = ListQueue()
+    campaigns.start(engine, settings, campaign.id, queue)
+    drain(engine, settings, queue)
+    return campaign.id

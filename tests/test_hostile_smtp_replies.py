@@ -8,14 +8,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from dispatch.channels.smtp_replies import decode_reply
-from dispatch.content.store import publish_source
-from dispatch.delivery import campaigns
-from dispatch.delivery.engine import drain
-from dispatch.delivery.queue import ListQueue
 from dispatch.models import Delivery, Event
 from dispatch.paths import PROJECT_ROOT
 from smtp_server import smtp_server  # noqa: F401
-from test_delivery_support import make_list_with
+from test_delivery_support import send_sample_campaign
 
 SAMPLE_ISSUE = PROJECT_ROOT / "examples" / "2023-02"
 
@@ -28,20 +24,14 @@ def test_a_reply_with_a_nul_character_is_recorded_not_resent(
 ):
     smtp_server.script.rcpt["gone@example.net"] = "550 5.1.1 <gone@example.net>\x00 no such user"
     emails = ["gone@example.net", "here@example.net"]
-    issue = publish_source(session, SAMPLE_ISSUE)
-    list_id = make_list_with(session, "nul-replies", emails)
-    campaign, _ = campaigns.create_or_get(
-        session, issue_id=issue.id, channel="email", list_ids=[list_id], tracking=False
-    )
-    session.commit()
     settings = settings.replace(smtp_url=smtp_server.url)
-    queue = ListQueue()
-    campaigns.start(engine, settings, campaign.id, queue)
-    drain(engine, settings, queue)
+    campaign_id = send_sample_campaign(
+        session, engine, settings, "nul-replies", emails, tracking=False
+    )
     session.expire_all()
     rows = {
         d.email: d
-        for d in session.scalars(select(Delivery).where(Delivery.campaign_id == campaign.id))
+        for d in session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id))
     }
     assert rows["here@example.net"].status == "sent"
     gone = rows["gone@example.net"]

@@ -327,21 +327,22 @@ def wire_ceiling(settings: Settings, messages: list[tuple[str, bytes]], total: i
 # --------------------------------------------------------------------------------------------
 
 
-def _pg_url(dbname: str) -> str:
-    return PG_ADMIN_URL.rpartition("/")[0] + "/" + dbname
+def _pg_url(dbname: str, admin_url: str = PG_ADMIN_URL) -> str:
+    return admin_url.rpartition("/")[0] + "/" + dbname
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
+def fresh_database(admin_url: str = PG_ADMIN_URL, prefix: str = "dispatch_bench") -> Iterator[str]:
+    """A migrated PostgreSQL database of its own, dropped afterwards (tests use it too)."""
     from sqlalchemy import text
 
     from dispatch.db import make_engine, upgrade
 
-    name = f"dispatch_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = _pg_url(name)
+    url = _pg_url(name, admin_url)
     try:
         engine = make_engine(url)
         upgrade(engine)
