@@ -46,3 +46,17 @@ def test_a_reply_with_a_nul_character_is_recorded_not_resent(
 def test_decoded_replies_never_hold_a_nul():
     assert decode_reply(b"550 bad\x00 user") == "550 bad\ufffd user"
     assert decode_reply("550 坏\x00".encode("gb18030")) == "550 坏\ufffd"
+
+
+def test_a_last_deferral_with_a_nul_is_stored_without_it(settings):
+    """The give-up text of a deferral past max_attempts is written too (it quotes the reply)."""
+    from dispatch.channels.base import SendResult
+    from dispatch.delivery.claiming import ClaimedRow
+    from dispatch.delivery.engine import _decide_all
+    from dispatch.models import utcnow
+
+    row = ClaimedRow(7, 70, "late@example.net", None, "", "en", attempts=4)
+    reply = SendResult(7, "deferred", 451, "451 4.3.0\x00 try later")
+    params, _, _ = _decide_all(settings.replace(max_attempts=5), [row], [reply], "t", utcnow())
+    assert params[0]["b_status"] == "failed"
+    assert params[0]["b_text"].startswith("gave up after 5 attempts: 451 4.3.0\ufffd")

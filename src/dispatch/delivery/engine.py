@@ -219,7 +219,7 @@ def _decide_all(
             pause_reason = _pause_reason(result)
         text = _storable(result.text)
         if result.outcome == Outcome.DEFERRED and outcome.status == DeliveryStatus.FAILED:
-            text = f"gave up after {row.attempts + 1} attempts: {result.text}"
+            text = f"gave up after {row.attempts + 1} attempts: {text}"
         params.append(
             {
                 "b_id": row.id,
