@@ -216,9 +216,7 @@ def load_campaign_source(
         doc = load_issue_doc(issue)
         rendered = render_email(doc, settings, tracking=context.tracking, branding=brand)
         source = build_campaign_source(settings, context, rendered, ad_marker=ad_marker)
-        if len(_SOURCE_CACHE) >= _SOURCE_CACHE_SIZE:
-            _SOURCE_CACHE.pop(next(iter(_SOURCE_CACHE)))
-        _SOURCE_CACHE[key] = source
+        _remember(_SOURCE_CACHE, key, source)
     elif source.context != context:  # same campaign, another batch: keep the template
         source = _with_context(source, context)
     return source
@@ -263,10 +261,15 @@ def load_source_from_database(settings: Settings, context: CampaignContext) -> E
         return source if source.context == context else _with_context(source, context)
     with Session(bind=get_engine(settings)) as session:
         source = load_campaign_source(session, context, settings)
-    if len(_RECENT) >= _SOURCE_CACHE_SIZE:
-        _RECENT.pop(next(iter(_RECENT)))
-    _RECENT[key] = (time.monotonic(), source)
+    _remember(_RECENT, key, (time.monotonic(), source))
     return source
+
+
+def _remember(cache: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
+    """Keep `value` in a per-process cache of at most _SOURCE_CACHE_SIZE (oldest out first)."""
+    if key not in cache and len(cache) >= _SOURCE_CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 def _with_context(source: EmailCampaignSource, context: CampaignContext) -> EmailCampaignSource:
